@@ -1,0 +1,466 @@
+"""The canonical events frame: column order, dtypes, and ``normalize()``.
+
+This module is the only place in psanalytics that decides dtypes. Every reader, the
+emulator, the loader and the replayer turn their input into exactly this frame:
+
+========== ============================== =============================================
+column     dtype                          rule
+========== ============================== =============================================
+TrackId    String                         "" when the source has none
+DeviceId.. String (10 columns)            never null: a missing string is ""
+EventTime  Datetime("ns", "UTC")          all 7 fractional digits of the API are kept
+User       Struct{Email: String,          missing fields ""
+           Name: String}
+Payload    String (JSON text) or null     keys differ per EventType
+========== ============================== =============================================
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+import polars as pl
+
+from psanalytics.errors import SchemaError
+
+#: String columns that are never null (KQL strings are never null; the API sends "").
+STRING_COLUMNS: tuple[str, ...] = (
+    "TrackId",
+    "DeviceId",
+    "EventType",
+    "Value",
+    "Scope",
+    "PageUri",
+    "PageTitle",
+    "RemoteAddress",
+    "CountryCode",
+    "City",
+    "SessionId",
+)
+
+USER_DTYPE = pl.Struct({"Email": pl.String, "Name": pl.String})
+TIME_DTYPE = pl.Datetime("ns", "UTC")
+
+#: The canonical schema, in column order.
+EVENTS_SCHEMA: pl.Schema = pl.Schema(
+    [(c, pl.String) for c in STRING_COLUMNS]
+    + [("EventTime", TIME_DTYPE), ("User", USER_DTYPE), ("Payload", pl.String)]
+)
+COLUMNS: tuple[str, ...] = tuple(EVENTS_SCHEMA.names())
+
+#: Order of properties in an event object as the API returns it.
+API_ORDER: tuple[str, ...] = (
+    "TrackId",
+    "DeviceId",
+    "EventType",
+    "EventTime",
+    "Value",
+    "Scope",
+    "CountryCode",
+    "City",
+    "PageUri",
+    "PageTitle",
+    "RemoteAddress",
+    "SessionId",
+    "User",
+    "Payload",
+)
+
+# Source field name (any case style) -> canonical column. Lower-cased keys.
+_ALIASES: dict[str, str] = {c.lower(): c for c in COLUMNS}
+_ALIASES.update(
+    {
+        "trackid": "TrackId",
+        "id": "TrackId",
+        "user.email": "User.Email",
+        "user.name": "User.Name",
+        "user_email": "User.Email",
+        "user_name": "User.Name",
+    }
+)
+#: Fields the API sends that the canonical frame deliberately does not keep.
+KNOWN_DROPPED: frozenset[str] = frozenset({"headers", "user.info", "info"})
+
+
+def empty_frame() -> pl.DataFrame:
+    """An empty frame with the canonical schema."""
+    return pl.DataFrame(schema=EVENTS_SCHEMA)
+
+
+def canonical_name(name: str) -> str | None:
+    """Map a source field name (PascalCase, camelCase, lower case, dotted) to a column."""
+    return _ALIASES.get(name.lower())
+
+
+# --------------------------------------------------------------------------- time
+
+
+def parse_time_expr(expr: pl.Expr) -> pl.Expr:
+    """ISO 8601 text -> Datetime("ns", "UTC"), keeping up to 9 fractional digits.
+
+    Accepts ``2017-09-15T07:16:34.7957819Z``, offsets (``+02:00``), a space instead of
+    ``T``, no fraction, and bare dates. Unparseable text becomes null (checked by the
+    caller, which knows where the text came from).
+    """
+    s = expr.str.strip_chars()
+    # Normalise: space -> T, trailing Z -> +00:00, bare date -> midnight.
+    s = (
+        s.str.replace(r"^(\d{4}-\d{2}-\d{2})$", "${1}T00:00:00")
+        .str.replace(r"^(\d{4}-\d{2}-\d{2}) ", "${1}T")
+        .str.replace(r"[zZ]$", "+00:00")
+    )
+    s = pl.when(s.str.contains(r"[+-]\d{2}:?\d{2}$")).then(s).otherwise(s + "+00:00")
+    return s.str.to_datetime(
+        "%Y-%m-%dT%H:%M:%S%.f%z", time_unit="ns", time_zone="UTC", strict=False
+    ).dt.convert_time_zone("UTC")
+
+
+def _time_column(series: pl.Series) -> pl.Series:
+    dtype = series.dtype
+    if dtype == TIME_DTYPE:
+        return series
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is None:
+            series = series.dt.replace_time_zone("UTC")
+        return series.dt.convert_time_zone("UTC").dt.cast_time_unit("ns")
+    if dtype == pl.Date:
+        return series.cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")
+    if dtype == pl.String:
+        parsed = pl.select(parse_time_expr(pl.lit(series))).to_series()
+        bad = parsed.is_null() & series.is_not_null() & (series.str.strip_chars() != "")
+        if bad.any():
+            idx = int(bad.arg_max())  # first bad row
+            raise SchemaError(
+                f"EventTime at row {idx} is not an ISO 8601 time: {series[idx]!r}"
+            )
+        return parsed.alias(series.name)
+    if dtype.is_integer():
+        # Epoch milliseconds (13 digits) as the Event API writes them.
+        return (series.cast(pl.Int64) * 1_000_000).cast(TIME_DTYPE)
+    if dtype == pl.Null:
+        return series.cast(TIME_DTYPE)
+    raise SchemaError(f"EventTime has dtype {dtype}; expected ISO 8601 text or a datetime")
+
+
+def format_time_expr(expr: pl.Expr) -> pl.Expr:
+    """Datetime -> API text: ``2017-09-15T07:16:34.7957819Z`` (always 7 digits)."""
+    return expr.dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S%.9f").str.slice(0, 27) + "Z"
+
+
+# --------------------------------------------------------------------------- values
+
+
+def _json_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _payload_column(series: pl.Series) -> pl.Series:
+    dtype = series.dtype
+    if dtype == pl.String:
+        return series
+    if dtype == pl.Null:
+        return series.cast(pl.String)
+    if isinstance(dtype, (pl.Struct, pl.List, pl.Array)):
+        # JSON-encode nested values; a null struct stays null.
+        enc = series.struct.json_encode() if isinstance(dtype, pl.Struct) else None
+        if enc is None:
+            enc = pl.select(pl.lit(series).list.eval(pl.element()).cast(pl.String)).to_series()
+        return pl.select(pl.when(pl.lit(series).is_null()).then(None).otherwise(pl.lit(enc))).to_series().alias(series.name)
+    if dtype == pl.Object:
+        return pl.Series(series.name, [_json_text(v) for v in series.to_list()], pl.String)
+    return series.cast(pl.String)
+
+
+def _string_column(series: pl.Series) -> pl.Series:
+    if series.dtype != pl.String:
+        if isinstance(series.dtype, pl.Datetime):
+            series = pl.select(format_time_expr(pl.lit(series))).to_series().alias(series.name)
+        else:
+            series = series.cast(pl.String)
+    return series.fill_null("")
+
+
+def _user_column(series: pl.Series | None, email: pl.Series | None, name: pl.Series | None, n: int) -> pl.Series:
+    if series is not None and isinstance(series.dtype, pl.Struct):
+        fields = {f.name.lower(): f.name for f in series.dtype.fields}
+        email = series.struct.field(fields["email"]) if "email" in fields else email
+        name = series.struct.field(fields["name"]) if "name" in fields else name
+    elif series is not None and series.dtype == pl.String:
+        decoded = series.str.json_decode(pl.Struct({"Email": pl.String, "Name": pl.String}))
+        email = decoded.struct.field("Email")
+        name = decoded.struct.field("Name")
+    e = _string_column(email) if email is not None else pl.Series("Email", [""] * n, pl.String)
+    m = _string_column(name) if name is not None else pl.Series("Name", [""] * n, pl.String)
+    return pl.DataFrame({"Email": e, "Name": m}).to_struct("User")
+
+
+# --------------------------------------------------------------------------- normalize
+
+
+def _records_to_frame(records: Sequence[Mapping[str, Any]]) -> tuple[pl.DataFrame, set[str]]:
+    """Columnar build from dicts (PascalCase API objects or camelCase Tracking bodies)."""
+    unknown: set[str] = set()
+    keymap: dict[str, str] = {}
+    for rec in records[:1000]:
+        for k in rec:
+            if k not in keymap:
+                c = canonical_name(k)
+                keymap[k] = c or ""
+    # Any key first seen after the sample is picked up below.
+    cols: dict[str, list[Any]] = {c: [] for c in COLUMNS if c != "User"}
+    emails: list[Any] = []
+    names: list[Any] = []
+    n = len(records)
+    for c in cols:
+        src = [k for k, v in keymap.items() if v == c]
+        if not src:
+            cols[c] = [None] * n
+            continue
+        if len(src) == 1:
+            k = src[0]
+            cols[c] = [r.get(k) for r in records]
+        else:
+            cols[c] = [next((r[k] for k in src if k in r), None) for r in records]
+    user_keys = [k for k, v in keymap.items() if v == "User"]
+    for r in records:
+        u = None
+        for k in user_keys:
+            u = r.get(k)
+            if u is not None:
+                break
+        if isinstance(u, Mapping):
+            emails.append(u.get("Email", u.get("email")))
+            names.append(u.get("Name", u.get("name")))
+        else:
+            emails.append(r.get("User.Email"))
+            names.append(r.get("User.Name"))
+    for rec in records:
+        for k in rec:
+            if k not in keymap:
+                keymap[k] = canonical_name(k) or ""
+    for k, v in keymap.items():
+        if not v and k.lower() not in KNOWN_DROPPED:
+            unknown.add(k)
+    if any(k.lower() in ("user.email", "user.name") for k in keymap):
+        pass
+    data: dict[str, pl.Series] = {}
+    for c in COLUMNS:
+        if c == "User":
+            data[c] = _user_column(
+                None,
+                pl.Series("Email", [None if e is None else str(e) for e in emails], pl.String),
+                pl.Series("Name", [None if e is None else str(e) for e in names], pl.String),
+                n,
+            )
+        elif c == "Payload":
+            data[c] = pl.Series(c, [_json_text(v) for v in cols[c]], pl.String)
+        elif c == "EventTime":
+            vals = cols[c]
+            if vals and all(isinstance(v, int) and not isinstance(v, bool) for v in vals if v is not None):
+                data[c] = pl.Series(c, vals, pl.Int64)
+            else:
+                data[c] = pl.Series(c, [None if v is None else str(v) if not isinstance(v, datetime) else v.isoformat() for v in vals], pl.String)
+        else:
+            data[c] = pl.Series(c, [None if v is None else str(v) for v in cols[c]], pl.String)
+    return pl.DataFrame(data), unknown
+
+
+def _frame_to_canonical(df: pl.DataFrame, *, warn: bool = True) -> pl.DataFrame:
+    by_col: dict[str, str] = {}
+    unknown: list[str] = []
+    email_col = name_col = None
+    for name in df.columns:
+        c = canonical_name(name)
+        if c == "User.Email":
+            email_col = name
+        elif c == "User.Name":
+            name_col = name
+        elif c is not None and c not in by_col:
+            by_col[c] = name
+        elif c is None and name.lower() not in KNOWN_DROPPED:
+            unknown.append(name)
+    if unknown and warn:
+        warnings.warn(
+            f"psanalytics: dropped fields not in the events schema: {', '.join(sorted(unknown))}",
+            stacklevel=3,
+        )
+    n = df.height
+    out: dict[str, pl.Series] = {}
+    for c in COLUMNS:
+        src = by_col.get(c)
+        s = df.get_column(src).alias(c) if src is not None else None
+        if c == "User":
+            out[c] = _user_column(
+                s,
+                df.get_column(email_col) if email_col else None,
+                df.get_column(name_col) if name_col else None,
+                n,
+            ).alias("User")
+        elif c == "EventTime":
+            out[c] = _time_column(s) if s is not None else pl.Series(c, [None] * n, TIME_DTYPE)
+        elif c == "Payload":
+            out[c] = _payload_column(s) if s is not None else pl.Series(c, [None] * n, pl.String)
+        else:
+            out[c] = _string_column(s) if s is not None else pl.Series(c, [""] * n, pl.String)
+    return pl.DataFrame(out)
+
+
+def is_canonical(frame: pl.DataFrame | pl.LazyFrame) -> bool:
+    schema = frame.collect_schema() if isinstance(frame, pl.LazyFrame) else frame.schema
+    return schema == EVENTS_SCHEMA
+
+
+def normalize(raw: Any, *, warn_unknown: bool = True) -> pl.DataFrame:
+    """Turn any source of track events into the canonical events frame.
+
+    ``raw`` may be an API page (``{"items": [...]}``), a list of event objects
+    (PascalCase as the API returns them, or camelCase Tracking API bodies), JSON text or
+    bytes of either, a Polars DataFrame/LazyFrame (any column case, ``User.Email``
+    flattened columns, times as text or datetimes), or a pandas DataFrame.
+    Fields that are not part of the schema are dropped with one warning naming them.
+    """
+    if isinstance(raw, pl.LazyFrame):
+        raw = raw.collect()
+    if isinstance(raw, (bytes, bytearray, memoryview, str)):
+        try:
+            raw = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise SchemaError(f"not valid JSON: {exc}") from None
+    if isinstance(raw, Mapping):
+        if "items" in raw or "Items" in raw:
+            raw = raw.get("items", raw.get("Items")) or []
+        else:
+            raw = [raw]
+    if isinstance(raw, pl.DataFrame):
+        if raw.schema == EVENTS_SCHEMA:
+            return raw
+        return _frame_to_canonical(raw, warn=warn_unknown)
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas is a dependency
+        pd = None
+    if pd is not None and isinstance(raw, pd.DataFrame):
+        return _frame_to_canonical(pl.from_pandas(raw), warn=warn_unknown)
+    if isinstance(raw, Iterable):
+        records = list(raw)
+        if not records:
+            return empty_frame()
+        bad = next((i for i, r in enumerate(records) if not isinstance(r, Mapping)), None)
+        if bad is not None:
+            raise SchemaError(f"record {bad} is {type(records[bad]).__name__}, expected an event object")
+        frame, unknown = _records_to_frame(records)
+        if unknown and warn_unknown:
+            warnings.warn(
+                f"psanalytics: dropped fields not in the events schema: {', '.join(sorted(unknown))}",
+                stacklevel=2,
+            )
+        return _frame_to_canonical(frame, warn=False)
+    raise SchemaError(f"cannot normalize a {type(raw).__name__} into track events")
+
+
+def normalize_lazy(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Lazy normalisation for sources whose columns already have the canonical names.
+
+    Casts and fills lazily so ``scan_*`` readers never load the whole input. Columns that
+    need nested decoding (User as JSON text, Payload as a struct) fall back to eager.
+    """
+    schema = frame.collect_schema()
+    if schema == EVENTS_SCHEMA:
+        return frame
+    exprs: list[pl.Expr] = []
+    for c in COLUMNS:
+        if c == "User":
+            if c in schema and schema[c] == USER_DTYPE:
+                exprs.append(
+                    pl.struct(
+                        pl.col("User").struct.field("Email").fill_null(""),
+                        pl.col("User").struct.field("Name").fill_null(""),
+                    ).alias("User")
+                )
+            elif c in schema and isinstance(schema[c], pl.Struct):
+                names = {f.name.lower(): f.name for f in schema[c].fields}
+                e = pl.col("User").struct.field(names["email"]).cast(pl.String) if "email" in names else pl.lit(None, pl.String)
+                m = pl.col("User").struct.field(names["name"]).cast(pl.String) if "name" in names else pl.lit(None, pl.String)
+                exprs.append(pl.struct(e.fill_null("").alias("Email"), m.fill_null("").alias("Name")).alias("User"))
+            else:
+                e = pl.col("User.Email").cast(pl.String) if "User.Email" in schema else pl.lit(None, pl.String)
+                m = pl.col("User.Name").cast(pl.String) if "User.Name" in schema else pl.lit(None, pl.String)
+                exprs.append(pl.struct(e.fill_null("").alias("Email"), m.fill_null("").alias("Name")).alias("User"))
+        elif c == "EventTime":
+            if c not in schema:
+                exprs.append(pl.lit(None, TIME_DTYPE).alias(c))
+            elif schema[c] == pl.String:
+                exprs.append(parse_time_expr(pl.col(c)).alias(c))
+            elif isinstance(schema[c], pl.Datetime):
+                col = pl.col(c)
+                if schema[c].time_zone is None:  # type: ignore[union-attr]
+                    col = col.dt.replace_time_zone("UTC")
+                exprs.append(col.dt.convert_time_zone("UTC").dt.cast_time_unit("ns").alias(c))
+            else:
+                exprs.append(pl.col(c).cast(TIME_DTYPE).alias(c))
+        elif c == "Payload":
+            if c not in schema:
+                exprs.append(pl.lit(None, pl.String).alias(c))
+            elif isinstance(schema[c], pl.Struct):
+                exprs.append(
+                    pl.when(pl.col(c).is_null()).then(None).otherwise(pl.col(c).struct.json_encode()).alias(c)
+                )
+            else:
+                exprs.append(pl.col(c).cast(pl.String))
+        else:
+            exprs.append(
+                (pl.col(c).cast(pl.String).fill_null("") if c in schema else pl.lit("")).alias(c)
+            )
+    return frame.select(exprs)
+
+
+# --------------------------------------------------------------------------- API JSON out
+
+
+def api_json_lines(frame: pl.DataFrame) -> pl.Series:
+    """One JSON object per event, exactly as the API returns it (vectorised)."""
+    df = normalize(frame)
+    head = df.select(
+        pl.struct(
+            [
+                (format_time_expr(pl.col(c)) if c == "EventTime" else pl.col(c)).alias(c)
+                for c in API_ORDER
+                if c != "Payload"
+            ]
+        )
+        .struct.json_encode()
+        .alias("head"),
+        pl.col("Payload").fill_null("null"),
+    )
+    return head.select(
+        (pl.col("head").str.head(-1) + ',"Payload":' + pl.col("Payload") + "}").alias("json")
+    ).to_series()
+
+
+def to_api_json(frame: pl.DataFrame, *, envelope: bool = False, total: int | None = None) -> bytes:
+    """Events as the API writes them: a JSON array, or ``{"items","total","count"}``.
+
+    EventTime is ``yyyy-MM-ddTHH:mm:ss.fffffffZ`` (7 digits), missing strings are "",
+    a missing Payload is ``null``.
+    """
+    lines = api_json_lines(frame)
+    body = "[" + ",".join(lines.to_list()) + "]" if len(lines) < 64 else "[" + lines.str.join(",").item() + "]"
+    if len(lines) == 0:
+        body = "[]"
+    if envelope:
+        t = len(lines) if total is None else total
+        return f'{{"items":{body},"total":{t},"count":{len(lines)}}}'.encode()
+    return body.encode()
+
+
+def to_api_records(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    """Events as a list of API-shaped dicts (Payload decoded)."""
+    return orjson.loads(to_api_json(frame))
