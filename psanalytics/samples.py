@@ -1,0 +1,832 @@
+"""Deterministic synthetic Profile Store track events that look like a real shop's traffic.
+
+``generate(n_events, ...)`` returns a canonical events frame (see :mod:`psanalytics.schema`)
+sorted by ``EventTime``. Everything is drawn from one ``numpy`` generator seeded with
+``seed``, so the same arguments always give the same frame, byte for byte.
+
+What the data looks like (the model, in short):
+
+* **Devices** (``DeviceId`` GUIDs, the ``_madid`` cookie) get a Zipf-skewed share of the
+  events (exponent 0.8): most devices have a handful of events, the head has thousands.
+  The first ``max(2, n_devices // 2000)`` ranks are **bot-like**: they fire around the clock
+  (no diurnal cycle, seconds apart, crawl-like page mix, datacenter IPs, never logged in).
+* **Visits**: human devices split their events into visits (geometric, ~6 events). Visits
+  start on a diurnal cycle in the device's local time (low at night, peaks at lunch and in
+  the evening); inside a visit events are seconds to minutes apart (log-normal).
+* **Navigation**: a Markov chain per visit walks home -> category -> product -> basket ->
+  checkout -> order with drop-off at each step, plus searches (``epiSearch``), content
+  pages (``epiPageView``), wishlists and block events (``epiVideoBlockView``,
+  ``epiHeroBlockClick``). Block events are sent together with their page view, often with
+  exactly the same ``EventTime``; some events fall in the same millisecond as the one
+  before, so ties in ``EventTime`` always occur.
+* **Payloads** are JSON text per event type as in the API spec (``epi{contentGuid,
+  language, siteId, ancestors}``, product reference/price/currency, basket lines,
+  orders with a unique order id, total, currency and lines).
+* **Places**: each device has a country (market: language, currency, URL prefix), a city,
+  and a home and a mobile IP (IPv4 or IPv6) drawn from that country's address blocks.
+* **People**: about a fifth of human devices log in from some visit on (``User.Email`` /
+  ``User.Name``); users own one to several devices; a few devices are shared (a second
+  user logs in later).
+* **SessionId** behaves like the EPiServer session cookie (30 minutes, renewed on every
+  request): a new id after more than 30 minutes without a *tracked* event, except that
+  sometimes an untracked request kept the cookie alive across a longer gap.
+* **Scopes**: most devices track into ``default``; a few into ``b2b`` or ``outlet``.
+* ``burst=True`` adds a flash-sale/bot flood: 12,000 extra events inside one minute on a
+  10 ms grid, so many events share exactly the same timestamp.
+
+``EventTime`` values are multiples of 100 ns, like the API's 7 fractional digits.
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from psanalytics import schema
+
+__all__ = [
+    "BURST_EVENTS",
+    "DEFAULT_DAYS",
+    "DEFAULT_N_EVENTS",
+    "DEFAULT_SEED",
+    "DEFAULT_START",
+    "default_events",
+    "default_sample_path",
+    "generate",
+]
+
+#: Default first instant of generated data (a Monday, midnight UTC). Fixed, never "now".
+DEFAULT_START = datetime(2024, 3, 4, tzinfo=UTC)
+#: Arguments that produced ``data/samples/track-events.ndjson.gz``.
+DEFAULT_N_EVENTS = 50_000
+DEFAULT_DAYS = 14
+DEFAULT_SEED = 20240304
+#: Number of extra events ``burst=True`` puts into a single minute.
+BURST_EVENTS = 12_000
+
+_NS = 1_000_000_000
+_TICK = 100  # ns: the API's 7 fractional digits
+
+# --------------------------------------------------------------------------- world tables
+
+
+@dataclass(frozen=True)
+class _Market:
+    country: str
+    lang: str
+    culture: str
+    currency: str
+    rate: float  # price multiplier from EUR
+    tz: int  # hours from UTC (no DST: good enough for a diurnal cycle)
+    weight: float
+    cities: tuple[str, ...]
+    v4: tuple[int, ...]  # first octets of the country's IPv4 blocks
+    v6: str  # an IPv6 /32 prefix used for the country
+
+
+_MARKETS: tuple[_Market, ...] = (
+    _Market("SE", "sv", "sv-se", "SEK", 11.5, 1, 0.34,
+            ("Stockholm", "Gothenburg", "Malmo", "Uppsala", "Vasteras", "Orebro"),
+            (81, 83, 90, 94), "2a02:aa1"),
+    _Market("NO", "nb", "nb-no", "NOK", 11.7, 1, 0.08,
+            ("Oslo", "Bergen", "Trondheim", "Stavanger"), (84, 88, 109), "2a01:799"),
+    _Market("DK", "da", "da-dk", "DKK", 7.46, 1, 0.07,
+            ("Copenhagen", "Aarhus", "Odense"), (80, 87, 130), "2a05:f6c7"),
+    _Market("FI", "fi", "fi-fi", "EUR", 1.0, 2, 0.06,
+            ("Helsinki", "Espoo", "Tampere", "Turku"), (85, 91, 193), "2001:14b8"),
+    _Market("DE", "de", "de-de", "EUR", 1.0, 1, 0.16,
+            ("Berlin", "Hamburg", "Munich", "Cologne", "Frankfurt"), (77, 79, 93, 217), "2003:e6"),
+    _Market("NL", "nl", "nl-nl", "EUR", 1.0, 1, 0.06,
+            ("Amsterdam", "Rotterdam", "Utrecht"), (62, 145, 213), "2a02:a44"),
+    _Market("GB", "en", "en-gb", "GBP", 0.86, 0, 0.13,
+            ("London", "Manchester", "Birmingham", "Leeds", "Bristol"), (51, 86, 92), "2a00:23c4"),
+    _Market("US", "en", "en-us", "USD", 1.09, -5, 0.10,
+            ("New York", "Chicago", "Seattle", "Austin", "Boston"), (24, 67, 98, 173), "2600:1700"),
+)
+_BOT_V4 = (34, 35, 52, 54, 66, 157)  # cloud / crawler ranges
+_BOT_V6 = "2a03:2880"
+_BOT_MARKET = 7  # bots browse the en-us site
+
+_SITE_ID = "3f0a6e2c-9c1e-4b4e-8f55-2a6d0c1e7b10"
+_HOST = "https://www.northwind-outdoor.com"
+
+_CATEGORIES = (
+    "Tents", "Sleeping bags", "Backpacks", "Jackets", "Trousers", "Boots", "Shoes",
+    "Base layers", "Fleece", "Gloves", "Hats", "Headlamps", "Stoves", "Cookware",
+    "Water bottles", "Trekking poles", "Climbing", "Ski touring", "Kids", "Maps",
+    "Navigation", "First aid", "Bags", "Accessories",
+)
+_PER_CATEGORY = 25
+_N_PRODUCTS = len(_CATEGORIES) * _PER_CATEGORY
+_ADJ = ("Alpine", "Trail", "Summit", "Nordic", "Storm", "Ridge", "Glacier", "Forest",
+        "Coastal", "Arctic", "Canyon", "Meadow", "Granite")
+_N_ARTICLES = 150
+_ARTICLE_TOPICS = ("Guide", "Review", "Story", "Checklist", "How to", "Buying guide")
+_KEYWORDS = tuple(
+    f"{a.lower()} {c.lower()}" for c in _CATEGORIES for a in _ADJ[:6]
+) + tuple(c.lower() for c in _CATEGORIES) + ("gore-tex", "sale", "gift card", "returns",
+                                             "size guide", "store", "opening hours")
+_N_KEYWORDS = len(_KEYWORDS)
+_VIDEOS = ("Pitching the Ridge 2 tent", "Layering 101", "Packing a 40 l backpack",
+           "Boot fitting", "Stove safety", "Winter camping")
+_HEROES = ("Spring sale", "New arrivals", "Member days", "Free shipping", "Ski season")
+_FIRST = ("Anna", "Erik", "Maria", "Lars", "Karin", "Johan", "Eva", "Per", "Emma", "Nils",
+          "Sofia", "Oskar", "Lena", "Jonas", "Ida", "Mikael", "Sara", "Anders", "Julia",
+          "Thomas", "Hannah", "Lukas", "Laura", "Felix", "Olivia", "James", "Emily", "Noah",
+          "Mia", "Liam", "Sanna", "Mats")
+_LAST = ("Andersson", "Johansson", "Karlsson", "Nilsson", "Eriksson", "Larsson", "Olsen",
+         "Hansen", "Jensen", "Virtanen", "Muller", "Schmidt", "de Vries", "Smith", "Brown",
+         "Taylor", "Wilson", "Johnson", "Lindqvist", "Berg", "Holm", "Lund", "Strand")
+_DOMAINS = ("example.com", "mail.example.net", "example.org", "corp.example.se")
+
+# Event kinds (chain states). Order matters: indexes are used in the tables below.
+_HOME, _CAT, _PROD, _BASKET, _CHECKOUT, _ORDER, _SEARCH, _ARTICLE, _WISH, _VIDEO, _HERO = range(11)
+_KIND_TYPES = ("home", "category", "product", "basket", "checkout", "order", "epiSearch",
+               "epiPageView", "wishlist", "epiVideoBlockView", "epiHeroBlockClick")
+_N_KINDS = len(_KIND_TYPES)
+
+# Entry state of a visit, and the transition matrix (rows: from, columns: to).
+_ENTRY = np.array([0.36, 0.20, 0.20, 0.0, 0.0, 0.0, 0.10, 0.14, 0.0, 0.0, 0.0])
+_TRANS = np.array(
+    [  # home cat  prod  bask  chk   ord   srch  art   wish  video hero
+        [0.02, 0.42, 0.14, 0.00, 0.00, 0.00, 0.14, 0.10, 0.00, 0.06, 0.12],  # home
+        [0.06, 0.14, 0.62, 0.00, 0.00, 0.00, 0.08, 0.04, 0.00, 0.02, 0.04],  # category
+        [0.04, 0.18, 0.38, 0.16, 0.00, 0.00, 0.08, 0.04, 0.08, 0.04, 0.00],  # product
+        [0.02, 0.08, 0.30, 0.06, 0.50, 0.00, 0.04, 0.00, 0.00, 0.00, 0.00],  # basket
+        [0.00, 0.02, 0.08, 0.20, 0.06, 0.64, 0.00, 0.00, 0.00, 0.00, 0.00],  # checkout
+        [0.50, 0.14, 0.10, 0.00, 0.00, 0.00, 0.06, 0.20, 0.00, 0.00, 0.00],  # order
+        [0.02, 0.14, 0.62, 0.00, 0.00, 0.00, 0.16, 0.06, 0.00, 0.00, 0.00],  # search
+        [0.18, 0.16, 0.14, 0.00, 0.00, 0.00, 0.06, 0.34, 0.00, 0.12, 0.00],  # article
+        [0.06, 0.24, 0.50, 0.10, 0.00, 0.00, 0.10, 0.00, 0.00, 0.00, 0.00],  # wishlist
+        [0.16, 0.26, 0.24, 0.00, 0.00, 0.00, 0.06, 0.28, 0.00, 0.00, 0.00],  # video
+        [0.04, 0.50, 0.40, 0.00, 0.00, 0.00, 0.06, 0.00, 0.00, 0.00, 0.00],  # hero
+    ]
+)
+_TRANS = _TRANS / _TRANS.sum(axis=1, keepdims=True)
+_TRANS_CUM = np.cumsum(_TRANS, axis=1)
+_ENTRY_CUM = np.cumsum(_ENTRY / _ENTRY.sum())
+_BOT_KINDS = np.array([_CAT, _PROD, _ARTICLE, _HOME, _SEARCH])
+_BOT_P = np.array([0.22, 0.50, 0.22, 0.04, 0.02])
+
+# Local-time diurnal weights (hour 0..23): quiet nights, lunch bump, evening peak.
+_DIURNAL = np.array([1.2, 0.7, 0.45, 0.35, 0.35, 0.5, 1.0, 2.0, 3.0, 3.6, 3.9, 4.2, 5.0,
+                     4.8, 4.2, 4.1, 4.3, 4.8, 5.6, 6.4, 6.8, 6.0, 4.2, 2.4])
+_DIURNAL_CUM = np.cumsum(_DIURNAL / _DIURNAL.sum())
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _zipf_p(n: int, a: float) -> np.ndarray:
+    w = 1.0 / np.arange(1, n + 1, dtype=np.float64) ** a
+    return w / w.sum()
+
+
+def _draw(rng: np.random.Generator, cum: np.ndarray, size: int) -> np.ndarray:
+    """Inverse-CDF draw of indexes for a cumulative distribution (vectorised)."""
+    idx = np.searchsorted(cum, rng.random(size), side="right")
+    return np.minimum(idx, len(cum) - 1)
+
+
+_HEX2 = np.array(
+    [int.from_bytes(f"{i:02x}".encode(), "little") for i in range(256)], dtype=np.uint16
+)
+
+
+def _guids(rng: np.random.Generator, n: int) -> pl.Series:
+    """``n`` random version-4 GUID strings, built without a Python loop."""
+    raw = rng.integers(0, 256, size=(n, 16), dtype=np.uint8)
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
+    hexed = _HEX2[raw].view(np.uint8).reshape(n, 32)
+    out = np.full((n, 36), ord("-"), dtype=np.uint8)
+    out[:, 0:8] = hexed[:, 0:8]
+    out[:, 9:13] = hexed[:, 8:12]
+    out[:, 14:18] = hexed[:, 12:16]
+    out[:, 19:23] = hexed[:, 16:20]
+    out[:, 24:36] = hexed[:, 20:32]
+    offsets = np.arange(n + 1, dtype=np.int64) * 36
+    arr = pa.Array.from_buffers(
+        pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(out.reshape(-1))]
+    )
+    return pl.Series(pl.from_arrow(arr)).cast(pl.String)
+
+
+def _json(obj: object) -> str:
+    import orjson
+
+    return orjson.dumps(obj).decode()
+
+
+def _guid_from(rng: np.random.Generator) -> str:
+    b = bytearray(rng.integers(0, 256, size=16, dtype=np.uint8).tobytes())
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[0:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+@dataclass
+class _Catalog:
+    """Per (market, page) lookup tables: EventType, Value, PageUri, PageTitle, Payload."""
+
+    etype: list[str]
+    value: list[str]
+    uri: list[str]
+    title: list[str]
+    payload: list[str | None]
+    # offsets
+    per_market: int
+    off: dict[int, int]
+    basket_total: np.ndarray  # (markets, products*2) totals (in market currency)
+    basket_lines: list[list[str]]  # [market][basket] JSON text of lines
+
+
+def _price_eur(p: int) -> float:
+    # Deterministic, varied prices: 9.9 .. ~600 EUR
+    base = 9.9 + ((p * 7919) % 997) / 997 * 250 * (1 + (p % _PER_CATEGORY) / 24)
+    return round(base, 1)
+
+
+def _local_price(eur: float, m: _Market) -> float:
+    v = eur * m.rate
+    if m.currency in ("SEK", "NOK", "DKK"):
+        return float(int(v) // 10 * 10 + 9)
+    return round(int(v) + 0.95, 2)
+
+
+@lru_cache(maxsize=1)
+def _catalog() -> _Catalog:
+    rng = np.random.default_rng(7)  # the catalogue is the same for every seed
+    cat_guid = [_guid_from(rng) for _ in _CATEGORIES]
+    prod_guid = [_guid_from(rng) for _ in range(_N_PRODUCTS)]
+    art_guid = [_guid_from(rng) for _ in range(_N_ARTICLES)]
+    home_guid = _guid_from(rng)
+    video_guid = [_guid_from(rng) for _ in _VIDEOS]
+    hero_guid = [_guid_from(rng) for _ in _HEROES]
+    root = "1"
+    start_page = "5"
+
+    etype: list[str] = []
+    value: list[str] = []
+    uri: list[str] = []
+    title: list[str] = []
+    payload: list[str | None] = []
+    off: dict[int, int] = {}
+    basket_total = np.zeros((len(_MARKETS), _N_PRODUCTS * 2))
+    basket_lines: list[list[str]] = []
+
+    def add(kind: int, v: str, u: str, t: str, p: object) -> None:
+        etype.append(_KIND_TYPES[kind])
+        value.append(v)
+        uri.append(u)
+        title.append(t)
+        payload.append(None if p is None else _json(p))
+
+    def prod_name(p: int) -> str:
+        c = p // _PER_CATEGORY
+        return f"{_ADJ[p % len(_ADJ)]} {_CATEGORIES[c].rstrip('s')} {100 + p}"
+
+    for mi, m in enumerate(_MARKETS):
+        base = f"{_HOST}/{m.culture}"
+        start = len(etype)
+
+        def epi(guid: str, ancestors: list[str], m: _Market = m) -> dict[str, object]:
+            return {"contentGuid": guid, "language": m.lang, "siteId": _SITE_ID,
+                    "ancestors": ancestors}
+
+        off[_HOME] = len(etype) - start
+        add(_HOME, "Visited the start page.", f"{base}/", "Northwind Outdoor",
+            {"epi": epi(home_guid, [root]), "name": "Start page", "contentLink": start_page})
+        off[_CAT] = len(etype) - start
+        for ci, cname in enumerate(_CATEGORIES):
+            slug = cname.lower().replace(" ", "-")
+            add(_CAT, f"Viewed category {cname}", f"{base}/shop/{slug}/",
+                f"{cname} | Northwind Outdoor",
+                {"epi": epi(cat_guid[ci], [root, start_page]),
+                 "category": {"code": f"CAT-{ci + 1:03d}", "name": cname}})
+        off[_PROD] = len(etype) - start
+        for p in range(_N_PRODUCTS):
+            ci = p // _PER_CATEGORY
+            slug = _CATEGORIES[ci].lower().replace(" ", "-")
+            name = prod_name(p)
+            price = _local_price(_price_eur(p), m)
+            add(_PROD, f"Viewed product {name}",
+                f"{base}/shop/{slug}/{name.lower().replace(' ', '-')}/",
+                f"{name} | Northwind Outdoor",
+                {"epi": epi(prod_guid[p], [root, start_page, cat_guid[ci]]),
+                 "product": {"refCode": f"P-{10000 + p}", "name": name, "price": price,
+                             "currency": m.currency}})
+        # Baskets: two variants per product (alone, or with a companion product).
+        off[_BASKET] = len(etype) - start
+        lines_m: list[str] = []
+        for b in range(_N_PRODUCTS * 2):
+            p = b // 2
+            lines = [{"refCode": f"P-{10000 + p}", "qty": 1 + (p % 3 == 0),
+                      "price": _local_price(_price_eur(p), m)}]
+            if b % 2:
+                q = (p * 31 + 7) % _N_PRODUCTS
+                lines.append({"refCode": f"P-{10000 + q}", "qty": 1,
+                              "price": _local_price(_price_eur(q), m)})
+            total = round(sum(x["qty"] * x["price"] for x in lines), 2)  # type: ignore[operator]
+            basket_total[mi, b] = total
+            lines_m.append(_json(lines))
+            add(_BASKET, f"Added {len(lines)} line(s) to the basket", f"{base}/basket/",
+                "Basket | Northwind Outdoor",
+                {"lines": lines, "total": total, "currency": m.currency})
+        basket_lines.append(lines_m)
+        off[_CHECKOUT] = len(etype) - start
+        for b in range(_N_PRODUCTS * 2):
+            add(_CHECKOUT, "Started checkout", f"{base}/checkout/",
+                "Checkout | Northwind Outdoor",
+                {"step": "delivery", "total": float(basket_total[mi, b]), "currency": m.currency,
+                 "lines": 1 + b % 2})
+        off[_ORDER] = len(etype) - start  # payload and value filled per event
+        add(_ORDER, "", f"{base}/checkout/confirmation/", "Thank you | Northwind Outdoor", None)
+        off[_SEARCH] = len(etype) - start
+        for kw in _KEYWORDS:
+            add(_SEARCH, f"Searched {kw}", f"{base}/search/?q={kw.replace(' ', '+')}",
+                f"Search: {kw} | Northwind Outdoor",
+                {"epi": {"language": m.lang, "siteId": _SITE_ID}, "keyword": kw,
+                 "hits": (len(kw) * 37) % 120})
+        off[_ARTICLE] = len(etype) - start
+        for a in range(_N_ARTICLES):
+            topic = _ARTICLE_TOPICS[a % len(_ARTICLE_TOPICS)]
+            subj = _CATEGORIES[(a * 7) % len(_CATEGORIES)].lower()
+            t = f"{topic}: {subj} #{a + 1}"
+            add(_ARTICLE, f"Viewed {t}", f"{base}/inspiration/{a + 1}-{subj.replace(' ', '-')}/",
+                f"{t} | Northwind Outdoor",
+                {"epi": epi(art_guid[a], [root, start_page, "17"])})
+        off[_WISH] = len(etype) - start
+        for p in range(_N_PRODUCTS):
+            name = prod_name(p)
+            add(_WISH, f"Added {name} to the wishlist", f"{base}/account/wishlist/",
+                "Wishlist | Northwind Outdoor",
+                {"product": {"refCode": f"P-{10000 + p}", "name": name}})
+        off[_VIDEO] = len(etype) - start
+        for vi, v in enumerate(_VIDEOS):
+            add(_VIDEO, f"Watched video {v}", "", "",
+                {"epi": epi(video_guid[vi], [root]), "block": {"name": v, "type": "VideoBlock"},
+                 "progress": 25 * (1 + vi % 4)})
+        off[_HERO] = len(etype) - start
+        for hi, h in enumerate(_HEROES):
+            add(_HERO, f"Clicked hero {h}", "", "",
+                {"epi": epi(hero_guid[hi], [root]), "block": {"name": h, "type": "HeroBlock"},
+                 "target": f"{base}/campaign/{h.lower().replace(' ', '-')}/"})
+        per_market = len(etype) - start
+    return _Catalog(etype, value, uri, title, payload, per_market, off, basket_total,
+                    basket_lines)
+
+
+# --------------------------------------------------------------------------- generator
+
+
+def _segment_starts(keys: np.ndarray) -> np.ndarray:
+    """Boolean mask of rows where a run of equal keys starts."""
+    new = np.empty(len(keys), dtype=bool)
+    if len(keys):
+        new[0] = True
+        new[1:] = keys[1:] != keys[:-1]
+    return new
+
+
+def generate(
+    n_events: int,
+    *,
+    n_devices: int | None = None,
+    days: float = 14,
+    start: datetime | None = None,
+    seed: int = 0,
+    burst: bool = False,
+) -> pl.DataFrame:
+    """Generate ``n_events`` realistic track events as a canonical events frame.
+
+    Args:
+        n_events: number of events (``burst=True`` adds :data:`BURST_EVENTS` more).
+        n_devices: number of distinct devices; default ``max(1, n_events // 20)``
+            (10 M events -> 500,000 devices). Capped at ``n_events``.
+        days: length of the time window in days; events fall in ``[start, start + days)``.
+        start: first instant (timezone-aware or naive UTC); default :data:`DEFAULT_START`.
+        seed: random seed; the same arguments always give the same frame.
+        burst: add :data:`BURST_EVENTS` events inside one minute (a flash-sale / bot
+            flood on a 10 ms grid, so many timestamps are exactly equal).
+
+    Returns:
+        A frame with :data:`psanalytics.schema.EVENTS_SCHEMA`, sorted by ``EventTime``
+        (ties keep generation order), with unique ``TrackId`` GUIDs.
+    """
+    if n_events < 0:
+        raise ValueError(f"n_events must be >= 0, got {n_events}")
+    if days <= 0:
+        raise ValueError(f"days must be > 0, got {days}")
+    if n_events == 0:
+        return schema.empty_frame()
+    if start is None:
+        start = DEFAULT_START
+    elif start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    start_ns = int(start.timestamp()) * _NS + start.microsecond * 1000
+    span_ns = int(days * 86400 * _NS)
+    rng = np.random.default_rng(seed)
+    cat = _catalog()
+
+    # ---------------------------------------------------------------- devices
+    n = n_events
+    nd = max(1, n // 20) if n_devices is None else int(n_devices)
+    nd = max(1, min(nd, max(n, 1)))
+    n_bots = min(nd, max(2, nd // 2000)) if nd >= 10 else 0
+    # Zipf share per rank; every device has at least one event.
+    counts = np.ones(nd, dtype=np.int64)
+    if n > nd:
+        counts += rng.multinomial(n - nd, _zipf_p(nd, 0.8))
+    elif n < nd:
+        counts = np.zeros(nd, dtype=np.int64)
+        counts[:n] = 1
+    is_bot_rank = np.zeros(nd, dtype=bool)
+    is_bot_rank[:n_bots] = True
+    # Devices are ranks in a random order so DeviceIds do not reveal their rank.
+    dev_perm = rng.permutation(nd)
+    counts = counts[dev_perm]
+    is_bot = is_bot_rank[dev_perm]
+    w = np.array([m.weight for m in _MARKETS])
+    dev_market = _draw(rng, np.cumsum(w / w.sum()), nd)
+    dev_market[is_bot] = _BOT_MARKET
+    dev_scope = _draw(rng, np.array([0.9, 0.95, 1.0]), nd)
+    dev_scope[is_bot] = 0
+    dev_id = _guids(rng, nd)
+
+    ev_dev = np.repeat(np.arange(nd, dtype=np.int64), counts)
+    ev_bot = is_bot[ev_dev]
+
+    # ---------------------------------------------------------------- visits
+    dev_start = _segment_starts(ev_dev)
+    new_visit = dev_start | ((rng.random(n) < 1 / 6.0) & ~ev_bot)
+    visit = np.cumsum(new_visit) - 1
+    nv = int(visit[-1]) + 1 if n else 0
+    visit_first = np.flatnonzero(new_visit)
+    pos = np.arange(n, dtype=np.int64) - visit_first[visit]
+    visit_dev = ev_dev[visit_first]
+    # Visit start: a day, then a local hour on the diurnal cycle, shifted to UTC.
+    day = rng.integers(0, max(1, int(np.ceil(days))), nv)
+    hour = _draw(rng, _DIURNAL_CUM, nv)
+    tz = np.array([m.tz for m in _MARKETS])[dev_market[visit_dev]]
+    vstart = (day * 86400 + (hour - tz) * 3600) * _NS + (rng.random(nv) * 3600 * _NS).astype(
+        np.int64
+    )
+    vstart = np.mod(vstart, span_ns)  # wrap into the window (keeps the local-time shape)
+    # Visits of a device happen in time order: sort starts inside each device.
+    order = np.lexsort((vstart, visit_dev))
+    vstart = vstart[order]
+    visit_no = np.arange(nv, dtype=np.int64) - np.flatnonzero(_segment_starts(visit_dev))[
+        np.cumsum(_segment_starts(visit_dev)) - 1
+    ]
+
+    # In-visit gaps: log-normal around 25 s (seconds to minutes); block events share the
+    # page view's time; a few events land within the same millisecond as the previous one.
+    gaps = np.exp(rng.normal(np.log(25.0), 1.1, n)) * _NS
+    gaps = np.minimum(gaps, 25 * 60 * _NS).astype(np.int64)
+
+    # ---------------------------------------------------------------- navigation chain
+    kind = np.empty(n, dtype=np.int8)
+    item = np.zeros(n, dtype=np.int64)  # index inside the kind's block of the catalogue
+    uri_from = np.arange(n, dtype=np.int64)  # row whose page (uri/title) the event shows
+    human = np.flatnonzero(~ev_bot)
+    hpos = np.minimum(pos[human], 65535).astype(np.uint16)
+    by_pos = human[np.argsort(hpos, kind="stable")]
+    pos_counts = np.bincount(hpos, minlength=1)
+    state = np.zeros(nv, dtype=np.int8)
+    cur_cat = rng.integers(0, len(_CATEGORIES), nv)
+    cur_prod = np.zeros(nv, dtype=np.int64)
+    cur_basket = np.zeros(nv, dtype=np.int64)
+    last_page_row = np.zeros(nv, dtype=np.int64)
+    cat_cum = np.cumsum(_zipf_p(len(_CATEGORIES), 0.9))
+    local_cum = np.cumsum(_zipf_p(_PER_CATEGORY, 1.0))
+    prod_cum = np.cumsum(_zipf_p(_N_PRODUCTS, 0.9))
+    kw_cum = np.cumsum(_zipf_p(_N_KEYWORDS, 1.0))
+    art_cum = np.cumsum(_zipf_p(_N_ARTICLES, 1.0))
+    prod_perm = np.random.default_rng(11).permutation(_N_PRODUCTS)  # popularity != order
+    lo = 0
+    for p, cnt in enumerate(pos_counts):
+        if cnt == 0:
+            continue
+        rows = by_pos[lo : lo + cnt]
+        lo += cnt
+        v = visit[rows]
+        if p == 0:
+            k = _draw(rng, _ENTRY_CUM, cnt).astype(np.int8)
+        else:
+            prev = state[v]
+            u = rng.random(cnt)
+            k = (u[:, None] > _TRANS_CUM[prev]).sum(axis=1).astype(np.int8)
+            k = np.minimum(k, _N_KINDS - 1).astype(np.int8)
+        kind[rows] = k
+        it = np.zeros(cnt, dtype=np.int64)
+        m = k == _CAT
+        if m.any():
+            c = _draw(rng, cat_cum, int(m.sum()))
+            cur_cat[v[m]] = c
+            it[m] = c
+        m = k == _PROD
+        if m.any():
+            mm = int(m.sum())
+            from_cat = (state[v[m]] == _CAT) if p else np.zeros(mm, dtype=bool)
+            local = cur_cat[v[m]] * _PER_CATEGORY + _draw(rng, local_cum, mm)
+            glob = prod_perm[_draw(rng, prod_cum, mm)]
+            pr = np.where(from_cat, local, glob)
+            cur_prod[v[m]] = pr
+            it[m] = pr
+        m = k == _WISH
+        if m.any():
+            it[m] = cur_prod[v[m]]
+        m = k == _BASKET
+        if m.any():
+            b = cur_prod[v[m]] * 2 + rng.integers(0, 2, int(m.sum()))
+            cur_basket[v[m]] = b
+            it[m] = b
+        m = (k == _CHECKOUT) | (k == _ORDER)
+        if m.any():
+            it[m] = cur_basket[v[m]]
+        m = k == _SEARCH
+        if m.any():
+            it[m] = _draw(rng, kw_cum, int(m.sum()))
+        m = k == _ARTICLE
+        if m.any():
+            it[m] = _draw(rng, art_cum, int(m.sum()))
+        m = k == _VIDEO
+        if m.any():
+            it[m] = rng.integers(0, len(_VIDEOS), int(m.sum()))
+        m = k == _HERO
+        if m.any():
+            it[m] = rng.integers(0, len(_HEROES), int(m.sum()))
+        item[rows] = it
+        block = (k == _VIDEO) | (k == _HERO)
+        if p > 0 and block.any():
+            uri_from[rows[block]] = last_page_row[v[block]]
+        page = ~block
+        last_page_row[v[page]] = rows[page]
+        state[v] = k
+    # Bots crawl: categories, products, articles; independent of each other.
+    bots = np.flatnonzero(ev_bot)
+    if len(bots):
+        bk = _BOT_KINDS[_draw(rng, np.cumsum(_BOT_P), len(bots))]
+        kind[bots] = bk
+        bit = np.zeros(len(bots), dtype=np.int64)
+        bit[bk == _CAT] = rng.integers(0, len(_CATEGORIES), int((bk == _CAT).sum()))
+        bit[bk == _PROD] = rng.integers(0, _N_PRODUCTS, int((bk == _PROD).sum()))
+        bit[bk == _ARTICLE] = rng.integers(0, _N_ARTICLES, int((bk == _ARTICLE).sum()))
+        bit[bk == _SEARCH] = rng.integers(0, _N_KEYWORDS, int((bk == _SEARCH).sum()))
+        item[bots] = bit
+
+    # Block events come with their page view: same instant (70%) or within a millisecond.
+    is_block = (kind == _VIDEO) | (kind == _HERO)
+    r = rng.random(n)
+    gaps = np.where(is_block, np.where(r < 0.7, 0, (r * 10_000).astype(np.int64) * _TICK), gaps)
+    same_ms = (~is_block) & (r < 0.01)
+    gaps = np.where(same_ms, rng.integers(0, 10_000, n) * _TICK, gaps)
+    gaps[new_visit] = 0
+    csum = np.cumsum(gaps)
+    t = vstart[visit] + csum - csum[visit_first][visit]
+    # Bots: uniform around the clock over the whole window.
+    if len(bots):
+        t[bots] = (rng.random(len(bots)) * span_ns).astype(np.int64)
+    t = np.mod(t, span_ns)  # a visit running past the end wraps to the start
+    t = t - np.mod(t, _TICK)  # 100 ns resolution
+
+    # ---------------------------------------------------------------- burst
+    if burst:
+        nb = BURST_EVENTS
+        minute = (int(rng.integers(span_ns // (60 * _NS) // 3, 2 * span_ns // (60 * _NS) // 3))
+                  * 60 * _NS)
+        b_dev = rng.integers(0, nd, nb)
+        b_dev = np.sort(b_dev)
+        b_t = minute + rng.integers(0, 6000, nb) * 10_000_000  # 10 ms grid
+        b_kind = np.where(rng.random(nb) < 0.8, _PROD, _CAT).astype(np.int8)
+        b_item = np.where(b_kind == _PROD, rng.integers(0, 5, nb) * 7,
+                          rng.integers(0, 3, nb))
+        ev_dev = np.concatenate([ev_dev, b_dev])
+        t = np.concatenate([t, b_t])
+        kind = np.concatenate([kind, b_kind])
+        item = np.concatenate([item, b_item])
+        uri_from = np.concatenate([uri_from, np.arange(n, n + nb, dtype=np.int64)])
+        visit = np.concatenate([visit, np.full(nb, -1, dtype=np.int64)])
+        n += nb
+    # ---------------------------------------------------------------- sessions (cookie)
+    order = np.lexsort((t, ev_dev))
+    d_o = ev_dev[order]
+    t_o = t[order]
+    first = _segment_starts(d_o)
+    gap_o = np.empty(n, dtype=np.int64)
+    gap_o[0] = 0
+    gap_o[1:] = t_o[1:] - t_o[:-1]
+    kept_alive = rng.random(n) < 0.08  # an untracked request renewed the cookie
+    long_gap = gap_o > 30 * 60 * _NS
+    renew = long_gap & ~(kept_alive & (gap_o <= 3 * 3600 * _NS))
+    new_sess = first | renew
+    sess_o = np.cumsum(new_sess) - 1
+    n_sess = int(sess_o[-1]) + 1
+    sess = np.empty(n, dtype=np.int64)
+    sess[order] = sess_o
+
+    # ---------------------------------------------------------------- people
+    n_human = int((~is_bot).sum())
+    identified = (~is_bot) & (rng.random(nd) < 0.2)
+    n_ident = int(identified.sum())
+    n_users = max(1, int(n_ident * 0.8))
+    dev_user = np.full(nd, -1, dtype=np.int64)
+    dev_user[identified] = rng.integers(0, n_users, n_ident)
+    # Logged in from some visit on (visit numbers are per device, in time order).
+    dev_nvisits = np.bincount(visit_dev, minlength=nd)
+    login_from = (rng.random(nd) * np.maximum(dev_nvisits, 1) * 0.6).astype(np.int64)
+    shared = identified & (rng.random(nd) < 0.03) & (dev_nvisits >= 2)
+    second_user = rng.integers(0, n_users, nd)
+    switch_at = login_from + np.maximum(1, (dev_nvisits - login_from) // 2)
+    ev_visit_no = np.where(visit >= 0, visit_no[np.maximum(visit, 0)], -1)
+    ev_user = np.where(ev_visit_no >= login_from[ev_dev], dev_user[ev_dev], -1)
+    sw = shared[ev_dev] & (ev_visit_no >= switch_at[ev_dev]) & (ev_user >= 0)
+    ev_user = np.where(sw, second_user[ev_dev], ev_user)
+    del n_human
+
+    # ---------------------------------------------------------------- addresses
+    mobile = rng.random(nd) < 0.45
+    v6 = rng.random(nd * 2) < 0.3
+    octs = rng.integers(0, 256, size=(nd * 2, 3))
+    hextets = rng.integers(0, 65536, size=(nd * 2, 6))
+    ip_strings: list[str] = []
+    city_idx = rng.random(nd)
+    dm = dev_market.tolist()
+    bl = is_bot.tolist()
+    for i in range(nd * 2):
+        d = i >> 1
+        mk = _MARKETS[dm[d]]
+        if bl[d]:
+            first_oct = _BOT_V4[int(octs[i, 0]) % len(_BOT_V4)]
+            prefix6 = _BOT_V6
+        else:
+            first_oct = mk.v4[int(octs[i, 0]) % len(mk.v4)]
+            prefix6 = mk.v6
+        if v6[i]:
+            h = hextets[i]
+            ip_strings.append(f"{prefix6}:{h[0]:x}:{h[1]:x}:{h[2]:x}:{h[3]:x}:{h[4]:x}:{h[5]:x}"
+                              if prefix6.count(":") == 1 else
+                              f"{prefix6}:{h[1]:x}:{h[2]:x}:{h[3]:x}:{h[4]:x}:{h[5]:x}")
+        else:
+            ip_strings.append(f"{first_oct}.{octs[i, 1]}.{octs[i, 2]}.{1 + (octs[i, 0] % 254)}")
+    ips = pl.Series(ip_strings, dtype=pl.String)
+    # Per visit: mobile devices alternate between home Wi-Fi and the mobile network.
+    use_second = np.zeros(n, dtype=np.int64)
+    vis_mob = rng.random(max(nv, 1)) < 0.4
+    has_v = visit >= 0
+    use_second[has_v] = (mobile[ev_dev[has_v]] & vis_mob[visit[has_v]]).astype(np.int64)
+    ev_ip = ev_dev * 2 + use_second
+
+    # Cities: mostly from the market list, some unknown ("").
+    city_list: list[str] = []
+    for d in range(nd):
+        mk = _MARKETS[dm[d]]
+        x = float(city_idx[d])
+        if bl[d] or x < 0.06:
+            city_list.append("")
+        else:
+            city_list.append(mk.cities[min(int((x - 0.06) / 0.94 * len(mk.cities) ** 1.0
+                                               * 0.999), len(mk.cities) - 1)])
+    cities = pl.Series(city_list, dtype=pl.String)
+
+    # Users: names and emails.
+    u_first = rng.integers(0, len(_FIRST), n_users)
+    u_last = rng.integers(0, len(_LAST), n_users)
+    u_dom = rng.integers(0, len(_DOMAINS), n_users)
+    u_noname = rng.random(n_users) < 0.2
+    emails = ["" for _ in range(n_users + 1)]
+    names = ["" for _ in range(n_users + 1)]
+    for uix in range(n_users):
+        f = _FIRST[u_first[uix]]
+        la = _LAST[u_last[uix]]
+        emails[uix] = f"{f.lower()}.{la.lower().replace(' ', '')}{uix}@{_DOMAINS[u_dom[uix]]}"
+        names[uix] = "" if u_noname[uix] else f"{f} {la}"
+
+    # ---------------------------------------------------------------- final order
+    final = np.argsort(t, kind="stable")
+    ev_dev = ev_dev[final]
+    t = t[final]
+    kind = kind[final]
+    item = item[final]
+    # uri_from refers to a generation row; map it to that row's catalogue entry.
+    kind_off = np.array([cat.off[k] for k in range(_N_KINDS)], dtype=np.int64)
+    # Catalogue entry per event, in generation order first (needed for uri_from).
+    gen_kind = np.empty(n, dtype=np.int8)
+    gen_kind[final] = kind
+    gen_item = np.empty(n, dtype=np.int64)
+    gen_item[final] = item
+    gen_dev = np.empty(n, dtype=np.int64)
+    gen_dev[final] = ev_dev
+    gen_entry = dev_market[gen_dev] * cat.per_market + kind_off[gen_kind] + np.where(
+        gen_kind == _ORDER, 0, gen_item
+    )
+    uri_src = gen_entry[uri_from][final]
+    entry = gen_entry[final]
+    sess = sess[final]
+    ev_user = ev_user[final]
+    ev_ip = ev_ip[final]
+
+    # ---------------------------------------------------------------- strings
+    c_etype = pl.Series(cat.etype, dtype=pl.String)
+    c_value = pl.Series(cat.value, dtype=pl.String)
+    c_uri = pl.Series(cat.uri, dtype=pl.String)
+    c_title = pl.Series(cat.title, dtype=pl.String)
+    c_payload = pl.Series(cat.payload, dtype=pl.String)
+    scopes = pl.Series(["default", "b2b", "outlet"], dtype=pl.String)
+    countries = pl.Series([m.country for m in _MARKETS], dtype=pl.String)
+    e_idx = pl.Series(entry)
+    u_idx = pl.Series(np.where(ev_user >= 0, ev_user, n_users))
+    frame = pl.DataFrame(
+        {
+            "TrackId": _guids(rng, n),
+            "DeviceId": dev_id.gather(pl.Series(ev_dev)),
+            "EventType": c_etype.gather(e_idx),
+            "Value": c_value.gather(e_idx),
+            "Scope": scopes.gather(pl.Series(dev_scope[ev_dev])),
+            "PageUri": c_uri.gather(pl.Series(uri_src)),
+            "PageTitle": c_title.gather(pl.Series(uri_src)),
+            "RemoteAddress": ips.gather(pl.Series(ev_ip)),
+            "CountryCode": countries.gather(pl.Series(dev_market[ev_dev])),
+            "City": cities.gather(pl.Series(ev_dev)),
+            "SessionId": _guids(rng, n_sess).gather(pl.Series(sess)),
+            "EventTime": pl.Series(t + start_ns).cast(pl.Datetime("ns")).dt.replace_time_zone(
+                "UTC"
+            ),
+            "User": pl.DataFrame(
+                {
+                    "Email": pl.Series(emails, dtype=pl.String).gather(u_idx),
+                    "Name": pl.Series(names, dtype=pl.String).gather(u_idx),
+                }
+            ).to_struct("User"),
+            "Payload": c_payload.gather(e_idx),
+        }
+    )
+    # Orders: unique order id, total and lines from the basket being checked out.
+    is_order = kind == _ORDER
+    if is_order.any():
+        o_rows = np.flatnonzero(is_order)
+        o_market = dev_market[ev_dev[o_rows]]
+        o_basket = item[o_rows]
+        total = cat.basket_total[o_market, o_basket]
+        lines = [cat.basket_lines[mk_][b] for mk_, b in zip(o_market.tolist(), o_basket.tolist(), strict=True)]
+        cur = [_MARKETS[mk_].currency for mk_ in o_market.tolist()]
+        oid = [f"PO{seed % 1000:03d}-{i + 1:07d}" for i in range(len(o_rows))]
+        tot_txt = [_json(float(x)) for x in total.tolist()]
+        o_payload = [
+            f'{{"orderId":"{o}","total":{tt},"currency":"{c}","lines":{ln}}}'
+            for o, tt, c, ln in zip(oid, tot_txt, cur, lines, strict=True)
+        ]
+        o_value = [f"Placed order {o}" for o in oid]
+        pay = frame.get_column("Payload").scatter(o_rows, pl.Series(o_payload, dtype=pl.String))
+        val = frame.get_column("Value").scatter(o_rows, pl.Series(o_value, dtype=pl.String))
+        frame = frame.with_columns(pay.alias("Payload"), val.alias("Value"))
+    return frame
+
+
+# --------------------------------------------------------------------------- default sample
+
+
+def default_sample_path() -> Path:
+    """Where the committed sample lives (``<repo>/data/samples/track-events.ndjson.gz``)."""
+    return Path(__file__).resolve().parent.parent / "data" / "samples" / "track-events.ndjson.gz"
+
+
+def _default_generate() -> pl.DataFrame:
+    return generate(DEFAULT_N_EVENTS, days=DEFAULT_DAYS, seed=DEFAULT_SEED)
+
+
+def default_events() -> pl.DataFrame:
+    """The ~50,000-event committed sample, read back as a canonical events frame.
+
+    Reads ``data/samples/track-events.ndjson.gz`` when it is there (a source checkout);
+    otherwise (an installed package) regenerates it with the same arguments, which gives
+    the identical frame.
+    """
+    return _default_cached().clone()
+
+
+@lru_cache(maxsize=1)
+def _default_cached() -> pl.DataFrame:
+    path = default_sample_path()
+    if path.is_file():
+        with gzip.open(path, "rb") as fh:
+            data = fh.read()
+        if not data.strip():
+            return schema.empty_frame()
+        return schema.normalize(pl.read_ndjson(data, schema=_NDJSON_READ_SCHEMA))
+    return _default_generate()
+
+
+_NDJSON_READ_SCHEMA = pl.Schema(
+    [(c, pl.String) for c in schema.API_ORDER if c not in ("User", "Payload")]
+    + [("User", pl.Struct({"Email": pl.String, "Name": pl.String})), ("Payload", pl.String)]
+)
