@@ -1,0 +1,228 @@
+"""Time-window planner: keep every TrackEvents query under the 10,000-row result window.
+
+Profile Store answers at most ``$skip + $top < 10,000`` rows for one query, so a range
+holding more matching events is cut into half-open ``[t0, t1)`` windows on ``EventTime``
+that tile the range with no gap and no overlap, each holding at most ``limit`` (9,999)
+events. Times are integers in nanoseconds since the epoch, always multiples of 100 ns
+(the API's resolution, 7 fractional digits), so boundaries print exactly in a ``$filter``.
+
+The planner only needs a ``count(start_ns, end_ns) -> int`` function (the client asks the
+server for ``total`` with a one-row query). A window whose count exceeds the limit is split
+into enough equal parts (recursively); adjacent small windows are merged back up to the
+limit so the fetch needs few requests. One instant (100 ns) holding more matching events
+than the limit cannot be fetched exactly: :class:`WindowOverflowError` says so.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from psanalytics.errors import PsaError
+
+__all__ = [
+    "TICK_NS",
+    "RESULT_WINDOW",
+    "Window",
+    "WindowOverflowError",
+    "plan_windows",
+    "page_requests",
+    "window_filter",
+    "to_ns",
+    "from_ns",
+    "format_ns",
+]
+
+#: The API's time resolution: 100 ns (7 fractional digits).
+TICK_NS = 100
+#: Largest ``$skip + $top`` we ever send (the API requires it to be below 10,000).
+RESULT_WINDOW = 9_999
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class WindowOverflowError(PsaError):
+    """More events share one EventTime instant than one query can return."""
+
+    def __init__(self, instant_ns: int, count: int, limit: int) -> None:
+        self.instant = from_ns(instant_ns)
+        self.instant_ns = instant_ns
+        self.count = count
+        self.limit = limit
+        super().__init__(
+            f"{count:,} matching events share the single instant EventTime = {format_ns(instant_ns)}; "
+            f"the API returns at most {limit:,} rows per query, so they cannot all be fetched "
+            f"exactly. Narrow the filter (e.g. by EventType or DeviceId) for that instant."
+        )
+
+
+def to_ns(value: datetime | str | int) -> int:
+    """A datetime (naive = UTC), ISO text, or int nanoseconds -> int ns since the epoch."""
+    if isinstance(value, bool):
+        raise TypeError("a time must be a datetime, ISO text or int nanoseconds")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        return _parse_iso_ns(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        d = value - _EPOCH
+        ns = (d.days * 86_400 + d.seconds) * 1_000_000_000 + d.microseconds * 1_000
+        return ns + int(getattr(value, "nanosecond", 0) or 0)  # pandas.Timestamp keeps ns
+    if isinstance(value, date):
+        return to_ns(datetime(value.year, value.month, value.day, tzinfo=UTC))
+    raise TypeError(f"cannot use {value!r} as a time: pass a datetime, ISO text or int ns")
+
+
+def _parse_iso_ns(text: str) -> int:
+    t = text.strip().replace(" ", "T", 1)
+    frac_ns = 0
+    # Pull out a fraction with up to 9 digits so 100 ns precision survives.
+    m = re.match(r"^(\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2})?)?)(?:\.(\d{1,9}))?(.*)$", t)
+    if not m:
+        raise ValueError(f"not an ISO 8601 time: {text!r}")
+    base, frac, tz = m.groups()
+    if frac:
+        frac_ns = int(frac.ljust(9, "0"))
+    tz = tz.strip()
+    if tz in ("Z", "z"):
+        tz = "+00:00"
+    try:
+        dt = datetime.fromisoformat(base + (tz or ""))
+    except ValueError as exc:
+        raise ValueError(f"not an ISO 8601 time: {text!r}") from exc
+    return to_ns(dt) + frac_ns
+
+
+def from_ns(ns: int) -> datetime:
+    """int ns since the epoch -> aware UTC datetime (microsecond precision)."""
+    return _EPOCH + timedelta(microseconds=ns // 1_000)
+
+
+def format_ns(ns: int) -> str:
+    """``2017-09-15T07:16:34.7957819Z``: the API's 7-digit form (exact for 100 ns ticks)."""
+    sec, rem = divmod(ns, 1_000_000_000)
+    dt = _EPOCH + timedelta(seconds=sec)
+    return f"{dt:%Y-%m-%dT%H:%M:%S}.{rem // TICK_NS:07d}Z"
+
+
+def floor_tick(ns: int) -> int:
+    return ns - (ns % TICK_NS)
+
+
+def ceil_tick(ns: int) -> int:
+    return -((-ns) // TICK_NS) * TICK_NS
+
+
+@dataclass(frozen=True, order=True)
+class Window:
+    """A half-open ``[start, end)`` interval on EventTime (int ns), with its planned count."""
+
+    start: int
+    end: int
+    count: int | None = None
+
+    @property
+    def start_time(self) -> datetime:
+        return from_ns(self.start)
+
+    @property
+    def end_time(self) -> datetime:
+        return from_ns(self.end)
+
+    @property
+    def key(self) -> str:
+        """A stable, file-name-safe identifier: ``<start>_<end>`` in 100 ns ticks."""
+        return f"{self.start // TICK_NS:020d}_{self.end // TICK_NS:020d}"
+
+    def filter(self, base: str | None = None) -> str:
+        """The ``$filter`` for this window, ANDed with ``base`` (kept as one conjunct)."""
+        return window_filter(base, self.start, self.end)
+
+    def __repr__(self) -> str:
+        c = "" if self.count is None else f", count={self.count}"
+        return f"Window({format_ns(self.start)} .. {format_ns(self.end)}{c})"
+
+
+def window_filter(base: str | None, start_ns: int, end_ns: int) -> str:
+    """``(base) and EventTime ge <start> and EventTime lt <end>`` (7-digit UTC times)."""
+    rng = f"EventTime ge {format_ns(start_ns)} and EventTime lt {format_ns(end_ns)}"
+    if base is None or not base.strip():
+        return rng
+    return f"({base}) and {rng}"
+
+
+def plan_windows(
+    start_ns: int,
+    end_ns: int,
+    count: Callable[[int, int], int],
+    *,
+    limit: int = RESULT_WINDOW,
+    target: int | None = None,
+    merge: bool = True,
+    total: int | None = None,
+) -> list[Window]:
+    """Windows tiling ``[start_ns, end_ns)``, each holding at most ``limit`` events.
+
+    ``count(a, b)`` must return how many matching events have ``a <= EventTime < b``.
+    ``target`` (default ``limit * 3 // 4``) is the size aimed for when splitting, leaving
+    head-room; ``merge`` joins neighbours while their sum stays within ``limit``;
+    ``total`` is the count of the whole range if already known. Raises
+    :class:`WindowOverflowError` when one 100 ns instant holds more than ``limit`` events.
+    """
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    start_ns, end_ns = floor_tick(start_ns), ceil_tick(end_ns)
+    if end_ns <= start_ns:
+        return []
+    target = max(1, target if target is not None else limit * 3 // 4)
+    out: list[Window] = []
+    # Depth-first, left to right, so windows come out in time order.
+    stack: list[Window] = [Window(start_ns, end_ns, total)]
+    while stack:
+        w = stack.pop()
+        c = w.count if w.count is not None else count(w.start, w.end)
+        if c <= limit:
+            out.append(Window(w.start, w.end, c))
+            continue
+        ticks = (w.end - w.start) // TICK_NS
+        if ticks <= 1:
+            raise WindowOverflowError(w.start, c, limit)
+        k = min(ticks, max(2, math.ceil(c / target)))
+        bounds = [w.start + ((ticks * i) // k) * TICK_NS for i in range(k)] + [w.end]
+        parts = [Window(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+        stack.extend(reversed(parts))
+    if merge:
+        out = _merge(out, limit)
+    return out
+
+
+def _merge(windows: list[Window], limit: int) -> list[Window]:
+    merged: list[Window] = []
+    for w in windows:
+        if merged and (merged[-1].count or 0) + (w.count or 0) <= limit:
+            last = merged[-1]
+            merged[-1] = Window(last.start, w.end, (last.count or 0) + (w.count or 0))
+        else:
+            merged.append(w)
+    return merged
+
+
+def page_requests(count: int, page_size: int = RESULT_WINDOW, limit: int = RESULT_WINDOW) -> Iterator[tuple[int, int]]:
+    """``($skip, $top)`` pairs that page through ``count`` rows with ``skip + top <= limit``.
+
+    The last page's ``$top`` shrinks so the sum never passes the limit; a ``count`` above
+    the limit is refused (plan smaller windows first).
+    """
+    if count > limit:
+        raise ValueError(f"{count} rows cannot be paged under a {limit}-row window; split it")
+    page_size = max(1, min(page_size, limit))
+    skip = 0
+    while skip < count:
+        top = min(page_size, limit - skip)
+        yield skip, top
+        skip += top
