@@ -40,6 +40,22 @@ def _root(
 # >>> commands
 
 
+# --- jupyter room: demo -------------------------------------------------------------
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("build"), "--out", help="Folder to write the demo to."),
+    notebooks: Path = typer.Option(Path("notebooks"), "--notebooks", help="Folder of notebooks to execute."),
+    execute: bool = typer.Option(True, "--execute/--no-execute", help="Execute the notebooks."),
+) -> None:
+    """Run the main job on the embedded default: summarize the sample data, draw its charts,
+    execute the notebooks against the in-process emulator and write them as HTML to build/."""
+    from psanalytics.jupyter.demo import run_demo
+
+    report = run_demo(out, notebooks=notebooks, execute=execute, echo=typer.echo)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,944 @@
+"""Altair chart builders for track events, sessions and journeys.
+
+Every function aggregates in Polars first and ships only the aggregate to the browser
+(never more than :data:`MAX_ROWS` rows), then returns an ordinary Altair chart, so you
+can keep composing it::
+
+    from psanalytics.jupyter import charts
+    charts.events_over_time(events) | charts.country_bars(events)
+    charts.top_pages(events, n=10).properties(title="Top pages this week")
+
+Inputs are the canonical events frame (:mod:`psanalytics.schema`), or the sessions /
+funnel / transitions frames of :mod:`psanalytics.sessions` and :mod:`psanalytics.journeys`.
+A ``LazyFrame`` is aggregated lazily and only the aggregate is collected.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+import altair as alt
+import polars as pl
+
+from psanalytics.errors import PsaError
+
+__all__ = [
+    "MAX_ROWS",
+    "ChartDataError",
+    "chart_rows",
+    "country_bars",
+    "events_over_time",
+    "funnel",
+    "render",
+    "session_duration_histogram",
+    "session_length_histogram",
+    "top_pages",
+    "transition_heatmap",
+    "pick_visitor",
+    "visitor_frame",
+    "visitor_timeline",
+]
+
+#: Most rows any chart built here ships to the browser.
+MAX_ROWS = 5_000
+
+WIDTH = 600
+HEIGHT = 260
+
+OTHER = "(other)"
+UNKNOWN = "(none)"
+
+# Candidate time bins for events_over_time, smallest first.
+_EVERY: tuple[tuple[str, timedelta], ...] = (
+    ("1m", timedelta(minutes=1)),
+    ("5m", timedelta(minutes=5)),
+    ("15m", timedelta(minutes=15)),
+    ("30m", timedelta(minutes=30)),
+    ("1h", timedelta(hours=1)),
+    ("3h", timedelta(hours=3)),
+    ("6h", timedelta(hours=6)),
+    ("12h", timedelta(hours=12)),
+    ("1d", timedelta(days=1)),
+    ("7d", timedelta(days=7)),
+    ("30d", timedelta(days=30)),
+)
+_MAX_BINS = 150
+
+
+class ChartDataError(PsaError, ValueError):
+    """The data given to a chart builder cannot make that chart (missing column, empty, ...)."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _lazy(data: Any, fn: str) -> pl.LazyFrame:
+    """Accept a Polars/pandas frame, or an object carrying one (``.frame``/``.events``)."""
+    if isinstance(data, pl.LazyFrame):
+        return data
+    if isinstance(data, pl.DataFrame):
+        return data.lazy()
+    for attr in ("frame", "events"):
+        inner = getattr(data, attr, None)
+        if isinstance(inner, pl.DataFrame | pl.LazyFrame):
+            return inner.lazy()
+    try:
+        import pandas as pd
+
+        if isinstance(data, pd.DataFrame):
+            return pl.from_pandas(data).lazy()
+    except ImportError:  # pragma: no cover
+        pass
+    raise ChartDataError(f"{fn}: expected a Polars or pandas DataFrame, got {type(data).__name__}")
+
+
+def _require(lf: pl.LazyFrame, columns: Sequence[str], fn: str) -> pl.Schema:
+    schema = lf.collect_schema()
+    missing = [c for c in columns if c not in schema]
+    if missing:
+        raise ChartDataError(
+            f"{fn}: the frame has no column(s) {', '.join(missing)}; "
+            f"it has: {', '.join(schema.names()) or '(none)'}"
+        )
+    return schema
+
+
+def _pick(schema: pl.Schema, candidates: Sequence[str]) -> str | None:
+    for name in candidates:
+        if name in schema:
+            return name
+    return None
+
+
+def _ship(frame: pl.DataFrame, fn: str) -> pl.DataFrame:
+    """Guard: a chart's data never exceeds :data:`MAX_ROWS` rows."""
+    if frame.height > MAX_ROWS:  # pragma: no cover - every builder aggregates below the cap
+        raise ChartDataError(
+            f"{fn}: {frame.height} rows would be sent to the browser (cap {MAX_ROWS})"
+        )
+    return frame
+
+
+def chart_rows(chart: alt.TopLevelMixin) -> int:
+    """Number of data rows a chart embeds (what the browser receives), summed over datasets."""
+    spec = chart.to_dict()
+    total = sum(len(rows) for rows in spec.get("datasets", {}).values())
+    values = spec.get("data", {}).get("values")
+    if isinstance(values, list):
+        total += len(values)
+    return total
+
+
+def _lump(lf: pl.LazyFrame, column: str, top: int, weight: str | None = None) -> pl.LazyFrame:
+    """Replace all but the ``top`` most frequent values of ``column`` by ``(other)``."""
+    counts = lf.group_by(column).agg(
+        pl.len().alias("_n") if weight is None else pl.col(weight).sum().alias("_n")
+    )
+    keep = counts.sort(["_n", column], descending=[True, False]).head(top).select(column)
+    keep_list = keep.collect().get_column(column).to_list()
+    return lf.with_columns(
+        pl.when(pl.col(column).is_in(keep_list))
+        .then(pl.col(column))
+        .otherwise(pl.lit(OTHER))
+        .alias(column)
+    )
+
+
+def _label_empty(column: str) -> pl.Expr:
+    return (
+        pl.when(pl.col(column) == "").then(pl.lit(UNKNOWN)).otherwise(pl.col(column)).alias(column)
+    )
+
+
+def _parse_every(every: str | timedelta) -> tuple[str, timedelta]:
+    if isinstance(every, timedelta):
+        us = int(every.total_seconds() * 1_000_000)
+        return f"{us}us", every
+    for name, delta in _EVERY:
+        if name == every:
+            return name, delta
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+    try:
+        number, unit = every[:-1], every[-1]
+        return every, timedelta(seconds=float(number) * units[unit])
+    except (KeyError, ValueError, IndexError):
+        raise ChartDataError(
+            f"events_over_time: every={every!r} is not a duration like '15m', '1h' or '1d'"
+        ) from None
+
+
+# --------------------------------------------------------------------------- events
+
+
+def events_over_time(
+    events: Any,
+    *,
+    every: str | timedelta | None = None,
+    by: str | None = "EventType",
+    top: int = 8,
+    title: str | None = None,
+) -> alt.Chart:
+    """Line chart of event counts per time bin, one line per value of ``by``.
+
+    ``every`` is the bin (``"15m"``, ``"1h"``, ``"1d"`` ...); by default the smallest bin that
+    keeps the chart under 150 points per line. Only the ``top`` most frequent values of ``by``
+    get their own line; the rest are summed into ``(other)``. Empty bins are drawn as 0.
+    ``by=None`` draws a single line of all events.
+    """
+    fn = "events_over_time"
+    lf = _lazy(events, fn)
+    _require(lf, ["EventTime"] + ([by] if by else []), fn)
+    bounds = lf.select(
+        pl.col("EventTime").min().alias("lo"), pl.col("EventTime").max().alias("hi")
+    ).collect()
+    lo, hi = bounds["lo"][0], bounds["hi"][0]
+    if lo is None:
+        raise ChartDataError(f"{fn}: no events to chart")
+    n_series = top + 1 if by else 1
+    if every is None:
+        span = hi - lo
+        max_bins = min(_MAX_BINS, MAX_ROWS // n_series)
+        every_name, delta = _EVERY[-1]
+        for name, d in _EVERY:
+            if span / d < max_bins:
+                every_name, delta = name, d
+                break
+    else:
+        every_name, delta = _parse_every(every)
+        if (hi - lo) / delta + 1 > MAX_ROWS // n_series:
+            raise ChartDataError(
+                f"{fn}: every={every!r} makes {int((hi - lo) / delta) + 1} bins per line; "
+                f"use a coarser bin (the chart ships at most {MAX_ROWS} points)"
+            )
+    series = by or "series"
+    if by:
+        lf = _lump(lf.with_columns(_label_empty(by)), by, top)
+    else:
+        lf = lf.with_columns(pl.lit("events").alias(series))
+    counts = (
+        lf.select(pl.col("EventTime").dt.truncate(every_name).alias("time"), pl.col(series))
+        .group_by("time", series)
+        .agg(pl.len().alias("events"))
+        .collect()
+    )
+    time_dtype = counts.schema["time"]
+    grid_times = pl.datetime_range(
+        counts["time"].min(),
+        counts["time"].max(),
+        every_name,
+        eager=True,
+        time_unit=time_dtype.time_unit,
+        time_zone=time_dtype.time_zone,  # type: ignore[attr-defined]
+    ).alias("time")
+    grid = pl.DataFrame(grid_times).join(counts.select(series).unique(), how="cross")
+    data = (
+        grid.join(counts, on=["time", series], how="left")
+        .with_columns(pl.col("events").fill_null(0).cast(pl.Int64))
+        .sort("time", series)
+    )
+    data = _ship(data, fn)
+    enc: dict[str, Any] = {
+        "x": alt.X("time:T", title=f"EventTime (UTC, per {every_name})"),
+        "y": alt.Y("events:Q", title="events"),
+        "tooltip": [alt.Tooltip("time:T", format="%Y-%m-%d %H:%M"), f"{series}:N", "events:Q"],
+    }
+    if by:
+        enc["color"] = alt.Color(f"{series}:N", title=by)
+    return (
+        alt.Chart(data, title=title or f"Events per {every_name}" + (f" by {by}" if by else ""))
+        .mark_line(interpolate="monotone")
+        .encode(**enc)
+        .properties(width=WIDTH, height=HEIGHT)
+    )
+
+
+def _count_bars(
+    lf: pl.LazyFrame, column: str, n: int, metric: str, fn: str, title: str, label: str
+) -> alt.Chart:
+    schema = _require(lf, [column], fn)
+    if metric not in ("events", "visitors"):
+        raise ChartDataError(f"{fn}: metric must be 'events' or 'visitors', not {metric!r}")
+    aggs = [pl.len().alias("events")]
+    if "DeviceId" in schema:
+        aggs.append(pl.col("DeviceId").n_unique().alias("visitors"))
+    elif metric == "visitors":
+        raise ChartDataError(f"{fn}: metric='visitors' needs a DeviceId column")
+    data = (
+        lf.with_columns(_label_empty(column))
+        .group_by(column)
+        .agg(aggs)
+        .sort([metric, column], descending=[True, False])
+        .head(n)
+        .collect()
+    )
+    data = _ship(data, fn)
+    tooltip = [f"{column}:N", "events:Q"] + (["visitors:Q"] if "visitors" in data.columns else [])
+    return (
+        alt.Chart(data, title=title)
+        .mark_bar()
+        .encode(
+            x=alt.X(f"{metric}:Q", title=metric),
+            y=alt.Y(f"{column}:N", sort="-x", title=label),
+            tooltip=tooltip,
+        )
+        .properties(width=WIDTH, height=alt.Step(18))
+    )
+
+
+def top_pages(
+    events: Any,
+    *,
+    n: int = 15,
+    by: str = "PageUri",
+    event_type: str | Sequence[str] | None = None,
+    metric: str = "events",
+    title: str | None = None,
+) -> alt.Chart:
+    """Horizontal bars of the ``n`` most visited pages (``by="PageUri"`` or ``"PageTitle"``).
+
+    ``event_type`` restricts to those event types (e.g. ``"epiPageView"``); events without a
+    page are left out. ``metric="visitors"`` ranks by distinct DeviceIds instead of events.
+    """
+    fn = "top_pages"
+    lf = _lazy(events, fn)
+    _require(lf, [by], fn)
+    if event_type is not None:
+        _require(lf, ["EventType"], fn)
+        types = [event_type] if isinstance(event_type, str) else list(event_type)
+        lf = lf.filter(pl.col("EventType").is_in(types))
+    lf = lf.filter(pl.col(by) != "")
+    return _count_bars(lf, by, n, metric, fn, title or f"Top {n} pages by {metric}", by)
+
+
+def country_bars(
+    events: Any, *, n: int = 20, metric: str = "events", title: str | None = None
+) -> alt.Chart:
+    """Horizontal bars of events (or distinct visitors, ``metric="visitors"``) per CountryCode."""
+    fn = "country_bars"
+    return _count_bars(
+        _lazy(events, fn),
+        "CountryCode",
+        n,
+        metric,
+        fn,
+        title or f"{metric.capitalize()} by country (top {n})",
+        "CountryCode",
+    )
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+def _sessions_frame(data: Any, fn: str) -> pl.LazyFrame:
+    """A per-session frame with ``n_events`` and ``duration_s``.
+
+    Accepts the sessions table of :func:`psanalytics.sessionize` (or the ``Sessionized``
+    result itself), or an events frame: then sessions are its ``session_key`` groups when
+    sessionized, else (DeviceId, SessionId) pairs as Profile Store recorded them.
+    """
+    sessions = getattr(data, "sessions", None)
+    if isinstance(sessions, pl.DataFrame | pl.LazyFrame):
+        data = sessions
+    lf = _lazy(data, fn)
+    schema = lf.collect_schema()
+    if "n_events" in schema and "duration_s" in schema:
+        return lf.select(pl.col("n_events").cast(pl.Int64), pl.col("duration_s").cast(pl.Float64))
+    if "EventTime" in schema:
+        key = ["session_key"] if "session_key" in schema else ["DeviceId", "SessionId"]
+        _require(lf, key, fn)
+        return (
+            lf.group_by(key)
+            .agg(
+                pl.len().cast(pl.Int64).alias("n_events"),
+                (
+                    (pl.col("EventTime").max() - pl.col("EventTime").min()).dt.total_microseconds()
+                    / 1e6
+                )
+                .cast(pl.Float64)
+                .alias("duration_s"),
+            )
+            .select("n_events", "duration_s")
+        )
+    raise ChartDataError(
+        f"{fn}: expected a sessions table (n_events, duration_s) or an events frame "
+        f"(EventTime, DeviceId, SessionId); got columns {', '.join(schema.names())}"
+    )
+
+
+def session_length_histogram(
+    sessions: Any, *, max_bars: int = 40, title: str | None = None
+) -> alt.Chart:
+    """Histogram of events per session.
+
+    One bar per length from 1 up to the 99th percentile (grouped into equal-width bins when
+    that is more than ``max_bars``; empty bins drawn as 0); the long tail (bots, crawlers) is
+    one last ``N+`` bar.
+    """
+    fn = "session_length_histogram"
+    lengths = _sessions_frame(sessions, fn).select("n_events").collect()["n_events"]
+    if lengths.len() == 0:
+        raise ChartDataError(f"{fn}: no sessions to chart")
+    cap = max(1, int(lengths.quantile(0.99, "higher") or 1))
+    width = max(1, math.ceil(cap / max_bars))
+    bins = (
+        pl.DataFrame({"n": lengths})
+        .with_columns(
+            pl.when(pl.col("n") > cap)
+            .then(pl.lit(cap + 1))
+            .otherwise(((pl.col("n") - 1) // width) * width + 1)
+            .alias("lo")
+        )
+        .group_by("lo")
+        .agg(pl.len().alias("sessions"))
+    )
+    grid = pl.DataFrame(
+        {"lo": list(range(1, cap + 1, width)) + ([cap + 1] if (lengths > cap).any() else [])},
+        schema={"lo": bins.schema["lo"]},
+    )
+    bins = (
+        grid.join(bins, on="lo", how="left")
+        .with_columns(pl.col("sessions").fill_null(0).cast(pl.Int64))
+        .sort("lo")
+        .with_columns(
+            pl.when(pl.col("lo") > cap)
+            .then(pl.format("{}+", pl.col("lo")))
+            .when(pl.lit(width) == 1)
+            .then(pl.col("lo").cast(pl.String))
+            .otherwise(
+                pl.format(
+                    "{}-{}", pl.col("lo"), pl.min_horizontal(pl.col("lo") + width - 1, pl.lit(cap))
+                )
+            )
+            .alias("events per session")
+        )
+    )
+    data = _ship(bins.select("events per session", "lo", "sessions"), fn)
+    order = data["events per session"].to_list()
+    return (
+        alt.Chart(data, title=title or "Events per session")
+        .mark_bar()
+        .encode(
+            x=alt.X("events per session:O", sort=order, title="events per session"),
+            y=alt.Y("sessions:Q", title="sessions"),
+            tooltip=["events per session:O", "sessions:Q"],
+        )
+        .properties(width=WIDTH, height=HEIGHT)
+    )
+
+
+# (upper bound in seconds, label); a session of duration d falls in the first bin with d < bound.
+_DURATION_BINS: tuple[tuple[float, str], ...] = (
+    (1e-9, "0 s"),
+    (10, "<10 s"),
+    (30, "10-30 s"),
+    (60, "30-60 s"),
+    (120, "1-2 min"),
+    (300, "2-5 min"),
+    (600, "5-10 min"),
+    (1800, "10-30 min"),
+    (3600, "30-60 min"),
+    (7200, "1-2 h"),
+    (4 * 3600, "2-4 h"),
+    (12 * 3600, "4-12 h"),
+    (24 * 3600, "12-24 h"),
+    (math.inf, "24 h+"),
+)
+
+
+def session_duration_histogram(sessions: Any, *, title: str | None = None) -> alt.Chart:
+    """Histogram of session durations in readable bins (``0 s`` = single-event sessions,
+    ``<10 s``, ``10-30 s`` ... ``24 h+``). Bins with no sessions are drawn as 0."""
+    fn = "session_duration_histogram"
+    durations = _sessions_frame(sessions, fn).select("duration_s").collect()["duration_s"]
+    if durations.len() == 0:
+        raise ChartDataError(f"{fn}: no sessions to chart")
+    bounds = [b for b, _ in _DURATION_BINS]
+    labels = [label for _, label in _DURATION_BINS]
+    # index of the first bin whose upper bound is > d
+    bin_index = pl.Series(bounds).search_sorted(durations.fill_null(0.0), side="right")
+    counts = (
+        pl.DataFrame({"bin": bin_index.cast(pl.Int64)})
+        .group_by("bin")
+        .agg(pl.len().alias("sessions"))
+    )
+    data = (
+        pl.DataFrame({"bin": list(range(len(labels))), "duration": labels})
+        .join(counts, on="bin", how="left")
+        .with_columns(pl.col("sessions").fill_null(0).cast(pl.Int64))
+        .sort("bin")
+        .select("duration", "sessions")
+    )
+    data = _ship(data, fn)
+    return (
+        alt.Chart(data, title=title or "Session duration")
+        .mark_bar()
+        .encode(
+            x=alt.X("duration:O", sort=labels, title="session duration"),
+            y=alt.Y("sessions:Q", title="sessions"),
+            tooltip=["duration:O", "sessions:Q"],
+        )
+        .properties(width=WIDTH, height=HEIGHT)
+    )
+
+
+# --------------------------------------------------------------------------- journeys
+
+
+def funnel(
+    data: Any,
+    *,
+    step: str | None = None,
+    count: str | None = None,
+    title: str | None = None,
+) -> alt.LayerChart:
+    """Funnel bars: how many reached each step, labelled with the share of the first step.
+
+    ``data`` is the frame of :func:`psanalytics.journeys.funnel` (one row per step, in order),
+    or any frame with a step-name column and a count column (named with ``step=``/``count=``
+    when they are not one of the usual names).
+    """
+    fn = "funnel"
+    lf = _lazy(data, fn)
+    schema = lf.collect_schema()
+    step = step or _pick(schema, ("step", "step_name", "name", "EventType", "label"))
+    count = count or _pick(
+        schema, ("reached", "entered", "count", "n", "sessions", "devices", "users", "visitors")
+    )
+    if step is None or count is None:
+        raise ChartDataError(
+            f"{fn}: could not tell the step and count columns among {', '.join(schema.names())}; "
+            "pass step= and count="
+        )
+    _require(lf, [step, count], fn)
+    frame = (
+        lf.select(pl.col(step).cast(pl.String), pl.col(count).cast(pl.Int64))
+        .head(MAX_ROWS)
+        .collect()
+    )
+    if frame.height == 0:
+        raise ChartDataError(f"{fn}: the funnel has no steps")
+    first = frame[count][0] or 0
+    frame = (
+        frame.with_row_index("order")
+        .with_columns(
+            (pl.col(count) / first if first else pl.lit(0.0)).alias("of_first"),
+            (pl.col(count) / pl.col(count).shift(1)).fill_null(1.0).alias("of_previous"),
+        )
+        .with_columns(
+            pl.format("{} ({}%)", pl.col(count), (pl.col("of_first") * 100).round(1)).alias("label")
+        )
+    )
+    frame = _ship(frame, fn)
+    order = frame[step].to_list()
+    base = alt.Chart(frame, title=title or "Funnel").encode(
+        y=alt.Y(f"{step}:N", sort=order, title="step"),
+        x=alt.X(f"{count}:Q", title=count),
+        tooltip=[
+            f"{step}:N",
+            f"{count}:Q",
+            alt.Tooltip("of_first:Q", format=".1%", title="of first step"),
+            alt.Tooltip("of_previous:Q", format=".1%", title="of previous step"),
+        ],
+    )
+    bars = base.mark_bar()
+    text = base.mark_text(align="left", dx=4).encode(text="label:N")
+    return alt.layer(bars, text).properties(width=WIDTH, height=alt.Step(28))
+
+
+def _transitions_frame(data: Any, level: str, fn: str) -> tuple[pl.LazyFrame, str, str, str]:
+    lf = _lazy(data, fn)
+    schema = lf.collect_schema()
+    src = _pick(schema, ("from", "source", "src", "from_step"))
+    dst = _pick(schema, ("to", "target", "dst", "to_step"))
+    cnt = _pick(schema, ("count", "n", "transitions", "weight"))
+    if src and dst and cnt:
+        return (
+            lf.select(pl.col(src).cast(pl.String), pl.col(dst).cast(pl.String), pl.col(cnt)),
+            src,
+            dst,
+            cnt,
+        )
+    if "EventTime" in schema:
+        # Consecutive events of one session (sessionized key, else Profile Store's SessionId).
+        key = ["session_key"] if "session_key" in schema else ["DeviceId", "SessionId"]
+        _require(lf, [*key, level], fn)
+        steps = (
+            lf.select(*key, "EventTime", pl.col(level).cast(pl.String))
+            .with_row_index("_row")
+            .sort([*key, "EventTime", "_row"])
+            .with_columns(pl.col(level).shift(-1).over(key).alias("to"))
+            .filter(pl.col("to").is_not_null())
+            .group_by(pl.col(level).alias("from"), "to")
+            .agg(pl.len().alias("count"))
+        )
+        return steps, "from", "to", "count"
+    raise ChartDataError(
+        f"{fn}: expected a transitions frame (from, to, count) or an events frame; "
+        f"got columns {', '.join(schema.names())}"
+    )
+
+
+def transition_heatmap(
+    data: Any, *, top: int = 15, level: str = "EventType", title: str | None = None
+) -> alt.Chart:
+    """Heatmap of from -> to transition counts, with the row-normalised probability in tooltips.
+
+    ``data`` is :func:`psanalytics.journeys.transitions` output (``from``, ``to``, ``count``),
+    or an events frame (then consecutive events of a session on column ``level`` are counted).
+    Only the ``top`` busiest states keep their name; the rest are ``(other)``.
+    """
+    fn = "transition_heatmap"
+    lf, src, dst, cnt = _transitions_frame(data, level, fn)
+    flat = lf.rename({src: "from", dst: "to", cnt: "count"}).collect()
+    if flat.height == 0:
+        raise ChartDataError(f"{fn}: no transitions to chart")
+    volume = (
+        pl.concat(
+            [
+                flat.select(pl.col("from").alias("s"), "count"),
+                flat.select(pl.col("to").alias("s"), "count"),
+            ]
+        )
+        .group_by("s")
+        .agg(pl.col("count").sum())
+        .sort(["count", "s"], descending=[True, False])
+    )
+    keep = volume["s"].head(top).to_list()
+
+    def lump(c: str) -> pl.Expr:
+        return pl.when(pl.col(c).is_in(keep)).then(pl.col(c)).otherwise(pl.lit(OTHER)).alias(c)
+
+    data_ = (
+        flat.with_columns(lump("from"), lump("to"))
+        .group_by("from", "to")
+        .agg(pl.col("count").sum().cast(pl.Int64))
+        .with_columns((pl.col("count") / pl.col("count").sum().over("from")).alias("probability"))
+        .sort("from", "to")
+    )
+    data_ = _ship(data_, fn)
+    order = [s for s in keep if s in set(data_["from"]) | set(data_["to"])]
+    if OTHER in set(data_["from"]) | set(data_["to"]):
+        order.append(OTHER)
+    return (
+        alt.Chart(data_, title=title or "Transitions (from row to column)")
+        .mark_rect()
+        .encode(
+            x=alt.X("to:N", sort=order, title="to"),
+            y=alt.Y("from:N", sort=order, title="from"),
+            color=alt.Color("count:Q", scale=alt.Scale(scheme="blues"), title="transitions"),
+            tooltip=["from:N", "to:N", "count:Q", alt.Tooltip("probability:Q", format=".1%")],
+        )
+        .properties(width=alt.Step(22), height=alt.Step(22))
+    )
+
+
+# --------------------------------------------------------------------------- visitors
+
+
+def pick_visitor(events: Any, *, max_events: int = 300) -> str:
+    """A DeviceId worth looking at: the most active device with at most ``max_events`` events
+    (a human-looking visitor rather than a crawler), else the most active device."""
+    lf = _lazy(events, "pick_visitor")
+    _require(lf, ["DeviceId"], "pick_visitor")
+    counts = lf.group_by("DeviceId").agg(pl.len().alias("n")).collect()
+    if counts.height == 0:
+        raise ChartDataError("pick_visitor: no events")
+    human = counts.filter(pl.col("n") <= max_events)
+    pool = human if human.height else counts
+    return pool.sort(["n", "DeviceId"], descending=[True, False])["DeviceId"][0]
+
+
+def visitor_frame(
+    events: Any, device_id: str | None = None, *, timeout: str | timedelta = "30m"
+) -> pl.DataFrame:
+    """The events of one device in time order, with ``session`` (1-based) and ``step`` columns.
+
+    ``device_id=None`` picks one with :func:`pick_visitor`. Sessions are the
+    ``session_index`` of a sessionized frame when present, else cut at gaps > ``timeout``.
+    """
+    fn = "visitor_frame"
+    lf = _lazy(events, fn)
+    schema = _require(lf, ["DeviceId", "EventTime", "EventType"], fn)
+    if device_id is None:
+        device_id = pick_visitor(lf)
+    frame = (
+        lf.filter(pl.col("DeviceId") == device_id)
+        .with_row_index("_row")
+        .sort("EventTime", "_row")
+        .collect()
+    )
+    if frame.height == 0:
+        raise ChartDataError(f"{fn}: no events for DeviceId {device_id!r}")
+    if "session_index" in schema:
+        session = pl.col("session_index").cast(pl.Int64)
+    else:
+        _, gap = _parse_every(timeout) if isinstance(timeout, str) else ("", timeout)
+        session = ((pl.col("EventTime").diff() > gap).fill_null(False).cum_sum() + 1).cast(pl.Int64)
+    return frame.with_columns(session.alias("session"), pl.int_range(pl.len()).alias("step")).drop(
+        "_row"
+    )
+
+
+def visitor_timeline(
+    events: Any,
+    device_id: str | None = None,
+    *,
+    current: int | None = None,
+    timeout: str | timedelta = "30m",
+    max_events: int = 2_000,
+    title: str | None = None,
+) -> alt.LayerChart:
+    """One visitor's events over time: a point per event on an EventType row, coloured by
+    session, with a dashed rule at each session start and the ``current`` step (0-based,
+    as :class:`~psanalytics.jupyter.widgets.VisitorPlayer` steps) ringed.
+
+    At most ``max_events`` events are drawn (the ones around ``current``); the title says
+    when some were left out.
+    """
+    fn = "visitor_timeline"
+    max_events = min(max_events, MAX_ROWS // 2)
+    frame = (
+        events
+        if isinstance(events, pl.DataFrame)
+        and "step" in events.columns
+        and "session" in events.columns
+        else None
+    )
+    if frame is None:
+        frame = visitor_frame(events, device_id, timeout=timeout)
+    device = frame["DeviceId"][0]
+    total = frame.height
+    if total > max_events:
+        centre = current if current is not None else 0
+        start = max(0, min(centre - max_events // 2, total - max_events))
+        frame = frame.slice(start, max_events)
+    cols = ["step", "EventTime", "EventType", "session"] + [
+        c for c in ("PageUri", "PageTitle", "Value") if c in frame.columns
+    ]
+    points_data = _ship(
+        frame.select(cols).with_columns(pl.col("session").cast(pl.String).alias("session")), fn
+    )
+    starts = points_data.group_by("session", maintain_order=True).agg(pl.col("EventTime").min())
+    shown = points_data.height
+    n_sessions = points_data["session"].n_unique()
+    heading = (
+        title or f"Visitor {device}: {total} events in {frame['session'].n_unique()} session(s)"
+    )
+    if shown < total:
+        heading += f" (showing {shown} of {total})"
+    tooltip = [
+        alt.Tooltip("EventTime:T", format="%Y-%m-%d %H:%M:%S"),
+        "EventType:N",
+        "session:N",
+        "step:Q",
+    ] + [f"{c}:N" for c in ("PageUri", "PageTitle", "Value") if c in points_data.columns]
+    points = (
+        alt.Chart(points_data)
+        .mark_circle(size=60, opacity=0.85)
+        .encode(
+            x=alt.X("EventTime:T", title="EventTime (UTC)"),
+            y=alt.Y("EventType:N", title=None),
+            color=alt.Color(
+                "session:N",
+                title="session",
+                sort=None,
+                legend=None if n_sessions > 12 else alt.Legend(),
+            ),
+            tooltip=tooltip,
+        )
+    )
+    rules = (
+        alt.Chart(starts)
+        .mark_rule(strokeDash=[4, 3], color="gray")
+        .encode(
+            x="EventTime:T",
+            tooltip=["session:N", alt.Tooltip("EventTime:T", title="session start")],
+        )
+    )
+    layers: list[alt.Chart] = [rules, points]
+    if current is not None:
+        cur = points_data.filter(pl.col("step") == current)
+        if cur.height:
+            layers.append(
+                alt.Chart(cur)
+                .mark_point(size=260, shape="circle", filled=False, strokeWidth=2.5, color="black")
+                .encode(x="EventTime:T", y="EventType:N")
+            )
+    return alt.layer(*layers, title=heading).properties(width=WIDTH, height=alt.Step(24))
+
+
+# --------------------------------------------------------------------------- KQL render
+
+
+_RENDER_KINDS = (
+    "timechart",
+    "linechart",
+    "areachart",
+    "barchart",
+    "columnchart",
+    "piechart",
+    "scatterchart",
+    "table",
+)
+
+
+def render(
+    frame: pl.DataFrame,
+    kind: str | Any,
+    properties: Mapping[str, Any] | None = None,
+) -> alt.TopLevelMixin:
+    """Draw a KQL result the way ``| render <kind>`` asks (Kusto's conventions).
+
+    ``kind`` is the render kind, or a ``RenderSpec`` (``.kind``, ``.properties``) from a
+    :class:`KqlResult`. Columns: ``timechart``/``linechart``/``areachart`` put the first
+    datetime (or first) column on x and every numeric column on y; ``barchart`` (horizontal)
+    and ``columnchart`` (vertical) put the first string column on the category axis;
+    ``piechart`` takes the first string column as slices and the first numeric as sizes.
+    String columns other than the axis become the series (colour). ``with (title=...,
+    xtitle=..., ytitle=..., xcolumn=..., ycolumns=..., series=...)`` properties are honoured.
+    At most :data:`MAX_ROWS` rows are drawn; the title says when more were left out.
+    """
+    if not isinstance(kind, str):
+        properties = dict(getattr(kind, "properties", None) or {}) | dict(properties or {})
+        kind = kind.kind
+    props = {str(k).lower(): v for k, v in (properties or {}).items()}
+    kind = kind.lower()
+    if kind not in _RENDER_KINDS:
+        raise ChartDataError(
+            f"render: chart kind {kind!r} is not supported; use one of {', '.join(_RENDER_KINDS)}"
+        )
+    if frame.width == 0:
+        raise ChartDataError("render: the result has no columns")
+    total = frame.height
+    if kind == "table":
+        raise ChartDataError("render table: shown as the table itself, there is no chart to draw")
+    schema = frame.schema
+    numeric = [c for c, t in schema.items() if t.is_numeric()]
+    temporal = [c for c, t in schema.items() if t.is_temporal() and not isinstance(t, pl.Duration)]
+    strings = [
+        c
+        for c, t in schema.items()
+        if t == pl.String or isinstance(t, pl.Categorical | pl.Enum) or t == pl.Boolean
+    ]
+
+    def _cols(value: Any) -> list[str]:
+        if value is None:
+            return []
+        items = value if isinstance(value, list | tuple) else str(value).split(",")
+        out = [str(i).strip() for i in items if str(i).strip()]
+        for c in out:
+            if c not in schema:
+                raise ChartDataError(
+                    f"render: column {c!r} named in with(...) is not in the result ({', '.join(frame.columns)})"
+                )
+        return out
+
+    xcol = (_cols(props.get("xcolumn")) or [None])[0]
+    ycols = _cols(props.get("ycolumns"))
+    series_cols = _cols(props.get("series"))
+    title = props.get("title")
+
+    if kind in ("timechart", "linechart", "areachart", "scatterchart"):
+        xcol = xcol or (temporal[0] if temporal else frame.columns[0])
+        ycols = ycols or [c for c in numeric if c != xcol]
+        series_cols = series_cols or [c for c in strings if c != xcol]
+    else:
+        cat = xcol or (strings[0] if strings else (temporal[0] if temporal else frame.columns[0]))
+        xcol = cat
+        ycols = ycols or [c for c in numeric if c != xcol]
+        series_cols = series_cols or [c for c in strings if c != xcol]
+        if kind == "piechart":
+            ycols = ycols[:1]
+    if not ycols:
+        raise ChartDataError(
+            f"render {kind}: the result has no numeric column to draw ({', '.join(frame.columns)})"
+        )
+
+    data = frame.select(list(dict.fromkeys([xcol, *series_cols, *ycols])))
+    if series_cols:
+        data = data.with_columns(
+            pl.concat_str([pl.col(c).cast(pl.String) for c in series_cols], separator=" / ").alias(
+                "_series"
+            )
+        )
+    long = data.unpivot(
+        index=[c for c in data.columns if c not in ycols],
+        on=ycols,
+        variable_name="_measure",
+        value_name="_value",
+    )
+    if series_cols and len(ycols) > 1:
+        long = long.with_columns(
+            pl.concat_str(["_series", "_measure"], separator=" / ").alias("_color")
+        )
+    elif series_cols:
+        long = long.with_columns(pl.col("_series").alias("_color"))
+    else:
+        long = long.with_columns(pl.col("_measure").alias("_color"))
+    if long.height > MAX_ROWS:
+        long = long.head(MAX_ROWS)
+        heading = f"{title or kind} (first {MAX_ROWS} of {total * len(ycols)} points)"
+    else:
+        heading = title or None
+    long = long.select(xcol, "_color", "_value").rename({"_color": "series", "_value": "value"})
+    if xcol in ("series", "value"):  # pragma: no cover - exotic column names
+        raise ChartDataError(
+            f"render: rename the column {xcol!r}, it clashes with the chart's own fields"
+        )
+    ytitle = props.get("ytitle") or (ycols[0] if len(ycols) == 1 else "value")
+    xtitle = props.get("xtitle") or xcol
+    x_type = "T" if xcol in temporal else ("Q" if xcol in numeric else "N")
+    chart = alt.Chart(long, title=heading) if heading else alt.Chart(long)
+    color = alt.Color("series:N", title=" / ".join(series_cols) if series_cols else None)
+    show_color = len(set(long["series"].to_list())) > 1
+    tooltip = [f"{xcol}:{x_type}", "series:N", "value:Q"]
+    if kind == "piechart":
+        return (
+            chart.mark_arc()
+            .encode(
+                theta=alt.Theta("value:Q", title=ytitle),
+                color=alt.Color(f"{xcol}:N", title=xtitle),
+                tooltip=[f"{xcol}:N", "value:Q"],
+            )
+            .properties(width=HEIGHT, height=HEIGHT)
+        )
+    if kind in ("timechart", "linechart", "areachart", "scatterchart"):
+        mark = {
+            "timechart": chart.mark_line(),
+            "linechart": chart.mark_line(),
+            "areachart": chart.mark_area(opacity=0.7),
+            "scatterchart": chart.mark_point(),
+        }[kind]
+        enc: dict[str, Any] = {
+            "x": alt.X(f"{xcol}:{x_type}", title=xtitle),
+            "y": alt.Y("value:Q", title=ytitle, stack=True if kind == "areachart" else None),
+            "tooltip": tooltip,
+        }
+        if show_color:
+            enc["color"] = color
+        return mark.encode(**enc).properties(width=WIDTH, height=HEIGHT)
+    # bar (horizontal) / column (vertical)
+    cat_enc = alt.X if kind == "columnchart" else alt.Y
+    val_enc = alt.Y if kind == "columnchart" else alt.X
+    cat_axis = "x" if kind == "columnchart" else "y"
+    val_axis = "y" if kind == "columnchart" else "x"
+    enc = {
+        cat_axis: cat_enc(
+            f"{xcol}:{'T' if x_type == 'T' and kind == 'columnchart' else 'N' if x_type != 'Q' else 'O'}",
+            title=xtitle,
+            sort=None,
+        ),
+        val_axis: val_enc("value:Q", title=ytitle),
+        "tooltip": tooltip,
+    }
+    if show_color:
+        enc["color"] = color
+    size = (
+        {"width": WIDTH, "height": HEIGHT}
+        if kind == "columnchart"
+        else {"width": WIDTH, "height": alt.Step(18)}
+    )
+    return chart.mark_bar().encode(**enc).properties(**size)

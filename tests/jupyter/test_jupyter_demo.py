@@ -1,0 +1,93 @@
+"""The demo command and the import isolation of the Jupyter layer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from psanalytics.cli import app
+from psanalytics.jupyter.demo import run_demo, summarize_events
+
+
+def test_summarize_events_exact(small_events):
+    text = summarize_events(small_events, top=2)
+    assert text.splitlines() == [
+        "8 events from 2 devices (0 events carry a user email)",
+        "time range: 2024-03-04 10:05 .. 2024-03-04 12:06 UTC (0 days)",
+        "3 Profile Store SessionIds, 4 event types, 3 countries",
+        "top EventType: home 3, product 3",
+        "top CountryCode: SE 5, DE 2",
+    ]
+
+
+def test_run_demo_without_notebooks_writes_charts(tmp_path, small_events):
+    lines: list[str] = []
+    report = run_demo(tmp_path / "out", notebooks=None, events=small_events, echo=lines.append)
+    assert report.ok and report.notebooks == []
+    assert sorted(p.name for p in report.charts) == [
+        "countries.svg",
+        "events-over-time.svg",
+        "session-duration.svg",
+        "session-length.svg",
+        "top-pages.svg",
+        "transitions.svg",
+        "visitor-timeline.svg",
+    ]
+    assert all(p.read_text().startswith("<svg") for p in report.charts)
+    index = report.index.read_text()
+    assert "8 events from 2 devices" in index and index.count("<svg") == 7
+    assert lines[0].startswith("Sample data")
+    assert lines[-1].startswith(f"demo written to {report.index.resolve()}")
+
+
+def test_cli_demo_no_execute(tmp_path):
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--no-execute"])
+    assert result.exit_code == 0, result.output
+    assert "50,000 events" in result.output
+    assert (tmp_path / "index.html").exists()
+
+
+# The core (everything but jupyter/ and cli) must import without the notebook stack.
+CORE = [
+    "psanalytics.schema",
+    "psanalytics.samples",
+    "psanalytics.exports",
+    "psanalytics.query.odata",
+    "psanalytics.query.kql",
+    "psanalytics.sessions",
+    "psanalytics.journeys",
+    "psanalytics.api.http",
+    "psanalytics.api.profile_store",
+    "psanalytics.api.event_api",
+    "psanalytics.emulator",
+    "psanalytics.replay",
+]
+
+
+def test_import_psanalytics_does_not_import_jupyter_stack():
+    code = (
+        "import importlib, sys, psanalytics\n"
+        "psanalytics.__dir__()\n"
+        "for m in CORE:\n"
+        "    try:\n"
+        "        importlib.import_module(m)\n"
+        "    except ModuleNotFoundError as e:\n"
+        "        if not (e.name or '').startswith('psanalytics'):\n"
+        "            raise\n"
+        "bad = sorted(m for m in ('IPython', 'ipywidgets', 'altair', 'traitlets', 'vl_convert') if m in sys.modules)\n"
+        "print(','.join(bad))\n"
+    )
+    code = f"CORE = {CORE!r}\n" + code
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_importing_jupyter_package_stays_lazy():
+    code = (
+        "import sys, psanalytics.jupyter\n"
+        "print(','.join(sorted(m for m in ('IPython', 'ipywidgets', 'altair') if m in sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
