@@ -1,0 +1,80 @@
+"""Replay Profile Store track events into the Optimizely Event API or a Tracking API.
+
+- :func:`to_visitors` / :func:`from_visitor_log`: track events <-> Event API visitors;
+- :class:`Replayer` and :func:`replay`: batching by visitors and encoded size, pacing,
+  bounded workers, retries, checkpoint/resume, dry run, report;
+- sinks: :class:`EventApiSink` (``POST /v1/events``), :class:`TrackingSink` (TrackBulk).
+"""
+
+from __future__ import annotations
+
+from psanalytics.replay.batching import (
+    MAX_BYTES,
+    TRACK_BULK_MAX_BYTES,
+    TRACK_BULK_MAX_EVENTS,
+    Batch,
+    BatchingError,
+    Quarantined,
+    event_api_batches,
+    tracking_batches,
+    tracking_records,
+)
+from psanalytics.replay.mapping import (
+    ACTIVATE_EVENT_KEY,
+    DecisionSpec,
+    EventMap,
+    EventSpec,
+    MappingError,
+    body_prefix,
+    encode_visitors,
+    event_uuid,
+    from_visitor_log,
+    to_visitors,
+    truncate_ip,
+)
+from psanalytics.replay.pacing import Pacer, PacingError
+from psanalytics.replay.replayer import (
+    Checkpoint,
+    EventApiSink,
+    Rejection,
+    Replayer,
+    ReplayError,
+    ReplayReport,
+    Sink,
+    TrackingSink,
+    replay,
+)
+
+__all__ = [
+    "ACTIVATE_EVENT_KEY",
+    "MAX_BYTES",
+    "TRACK_BULK_MAX_BYTES",
+    "TRACK_BULK_MAX_EVENTS",
+    "Batch",
+    "BatchingError",
+    "Checkpoint",
+    "DecisionSpec",
+    "EventApiSink",
+    "EventMap",
+    "EventSpec",
+    "MappingError",
+    "Pacer",
+    "PacingError",
+    "Quarantined",
+    "Rejection",
+    "ReplayError",
+    "ReplayReport",
+    "Replayer",
+    "Sink",
+    "TrackingSink",
+    "body_prefix",
+    "encode_visitors",
+    "event_api_batches",
+    "event_uuid",
+    "from_visitor_log",
+    "replay",
+    "to_visitors",
+    "tracking_batches",
+    "tracking_records",
+    "truncate_ip",
+]

@@ -1,0 +1,795 @@
+"""The replayer: batches, paces and sends visitor logs, with a checkpoint to resume.
+
+>>> from psanalytics.emulator import serve                         # doctest: +SKIP
+>>> with serve() as srv:                                            # doctest: +SKIP
+...     report = replay(events, url=srv.url, account_id="12345")
+...     print(report)
+
+Sinks:
+
+- :class:`EventApiSink` posts Event API bodies (``POST /v1/events``) through
+  :class:`psanalytics.api.event_api.EventApi` (retries on 429/5xx/timeouts there);
+- :class:`TrackingSink` posts ``TrackBulk`` arrays through
+  :meth:`psanalytics.api.profile_store.ProfileStore.track_batch`;
+- ``dry_run=path`` sends nothing and writes the exact bodies as JSON lines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Literal, Protocol
+
+import orjson
+
+from psanalytics.errors import PsaError
+from psanalytics.replay.batching import (
+    MAX_BYTES,
+    TRACK_BULK_MAX_BYTES,
+    TRACK_BULK_MAX_EVENTS,
+    Batch,
+    Quarantined,
+    event_api_batches,
+    tracking_batches,
+    tracking_records,
+)
+from psanalytics.replay.mapping import (
+    EventMap,
+    MappingError,
+    body_prefix,
+    encode_visitors,
+)
+from psanalytics.replay.pacing import Pacer
+
+__all__ = [
+    "Checkpoint",
+    "EventApiSink",
+    "ReplayError",
+    "ReplayReport",
+    "Replayer",
+    "Sink",
+    "TrackingSink",
+    "replay",
+]
+
+
+class ReplayError(PsaError):
+    """The replay could not start or had to stop (the message says why)."""
+
+
+# --------------------------------------------------------------------------- sinks
+
+
+class Sink(Protocol):
+    """Where batches go. ``send`` returns an object with ``status`` and ``retries``;
+    it raises ``EventApiRejected`` (or any ``ApiError`` with status 400) for a rejected
+    body and ``ApiError`` when retries are exhausted."""
+
+    kind: str
+
+    def send(self, batch: Batch) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+class EventApiSink:
+    """Posts Event API bodies with :class:`~psanalytics.api.event_api.EventApi`.
+
+    ``url``: the server (``serve().url``) or endpoint; production only when named
+    (``EventApi.US`` / ``EventApi.EU``, or ``"us"`` / ``"eu"``). ``strict`` asks the service
+    for 400s on invalid fields. ``policy`` is an ``api.http.RetryPolicy``.
+    """
+
+    kind = "event-api"
+
+    def __init__(self, url: str | None = None, *, api: Any = None, strict: bool = False,
+                 transport: Any = None, policy: Any = None, timeout: Any = None) -> None:
+        from psanalytics.api.event_api import EventApi
+
+        if api is None:
+            if isinstance(url, str) and url.lower() in ("us", "eu"):
+                url = EventApi.US if url.lower() == "us" else EventApi.EU
+            api = EventApi(url, strict=strict, transport=transport, policy=policy, timeout=timeout)
+            self._owns = True
+        else:
+            self._owns = False
+        self.api = api
+
+    @property
+    def url(self) -> str:
+        return str(self.api.url)
+
+    def __repr__(self) -> str:
+        return f"EventApiSink({self.api!r})"
+
+    def send(self, batch: Batch) -> Any:
+        return self.api.send(batch.body)
+
+    def close(self) -> None:
+        if self._owns:
+            self.api.close()
+
+
+class TrackingSink:
+    """Posts TrackBulk arrays (<= 100 events, <= 256 KB) with ``ProfileStore.track_batch``.
+
+    Pass a connected ``store`` (``psanalytics.connect(url, api_key)``), or ``url`` and
+    ``api_key`` (and ``transport``) to connect here.
+    """
+
+    kind = "tracking"
+
+    def __init__(self, store: Any = None, *, url: str | None = None, api_key: str | None = None,
+                 **options: Any) -> None:
+        if store is None:
+            from psanalytics.api.profile_store import connect
+
+            if url is None and options.get("transport") is None:
+                raise ReplayError("TrackingSink needs a ProfileStore, or url= and api_key=")
+            store = connect(url, api_key, **options)
+            self._owns = True
+        else:
+            self._owns = False
+        self.store = store
+
+    def __repr__(self) -> str:
+        return f"TrackingSink({getattr(self.store, 'url', self.store)!r})"
+
+    def send(self, batch: Batch) -> Any:
+        return self.store.track_batch(orjson.loads(batch.body))
+
+    def close(self) -> None:
+        if self._owns and hasattr(self.store, "close"):
+            self.store.close()
+
+
+# --------------------------------------------------------------------------- checkpoint
+
+
+class Checkpoint:
+    """Append-only log of resolved batches (JSON lines), so a replay can resume.
+
+    Each line: ``{"batch": id, "status": "ok"|"rejected", "events": n, "offsets": [lo, hi],
+    "at": iso-time}``. A resumed run skips every batch the log names; nothing else is
+    ever rewritten. A torn last line (a crash mid-write) is ignored.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._fh: IO[bytes] | None = None
+        self.done: dict[str, str] = {}
+        self.header: dict[str, Any] | None = None
+        if self.path.exists():
+            for line in self.path.read_bytes().splitlines():
+                if not line.strip():
+                    continue
+                try:
+                    rec = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue  # torn write
+                if "checkpoint" in rec:
+                    self.header = rec
+                elif "batch" in rec:
+                    self.done[rec["batch"]] = rec.get("status", "ok")
+
+    def check_header(self, header: Mapping[str, Any]) -> None:
+        """Refuse to resume a checkpoint written for another account, sink or input."""
+        if self.header is None:
+            return
+        for k in ("sink", "account_id", "events"):
+            if k in header and k in self.header and self.header[k] != header[k]:
+                raise ReplayError(
+                    f"checkpoint {self.path} was written for {k}={self.header[k]!r}, this replay "
+                    f"has {k}={header[k]!r}; use another checkpoint file (or delete it to start over)"
+                )
+
+    def open(self, header: Mapping[str, Any]) -> None:
+        self.check_header(header)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "ab")  # noqa: SIM115 - closed in close()
+        if self.header is None:
+            self.header = dict(header)
+            self._write({"checkpoint": 1, **header})
+
+    def _write(self, rec: Mapping[str, Any]) -> None:
+        assert self._fh is not None
+        with self._lock:
+            self._fh.write(orjson.dumps(rec) + b"\n")
+            self._fh.flush()
+
+    def record(self, batch: Batch, status: str) -> None:
+        self.done[batch.id] = status
+        self._write({"batch": batch.id, "status": status, "events": batch.events,
+                     "offsets": [batch.offset_min, batch.offset_max],
+                     "at": datetime.now(UTC).isoformat(timespec="milliseconds")})
+
+    def __contains__(self, batch_id: object) -> bool:
+        return batch_id in self.done
+
+    def close(self) -> None:
+        if self._fh is not None:
+            with contextlib.suppress(OSError):
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+            self._fh.close()
+            self._fh = None
+
+
+# --------------------------------------------------------------------------- report
+
+
+@dataclass
+class Rejection:
+    """A batch the server refused (400), with its reason."""
+
+    batch: str
+    status: int | None
+    reason: str
+    errors: list[dict[str, Any]]
+    visitors: int
+    events: int
+
+
+@dataclass
+class ReplayReport:
+    """What a replay did. ``str(report)`` is a short table."""
+
+    sink: str
+    visitors: int = 0
+    events: int = 0
+    batches: int = 0
+    bytes: int = 0
+    retries: int = 0
+    rejected: int = 0
+    rejected_events: int = 0
+    failed: int = 0
+    failed_events: int = 0
+    quarantined: int = 0
+    quarantined_events: int = 0
+    skipped: int = 0
+    skipped_events: int = 0
+    duration_s: float = 0.0
+    dry_run: bool = False
+    statuses: dict[int, int] = field(default_factory=dict)
+    rejections: list[Rejection] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+    planned_events: int = 0
+    idle_capped_s: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def rate(self) -> float:
+        """Achieved events per second (events sent / duration)."""
+        return self.events / self.duration_s if self.duration_s > 0 else 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when every planned event was sent (or skipped as already sent)."""
+        return (self.rejected == 0 and self.failed == 0 and self.quarantined == 0
+                and not self.interrupted)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["rate"] = self.rate
+        return d
+
+    def __str__(self) -> str:
+        verb = "dry run (nothing sent)" if self.dry_run else f"replay to {self.sink}"
+        lines = [
+            f"{verb}: {self.events:,} events from {self.visitors:,} visitors in "
+            f"{self.batches:,} batches, {self.bytes:,} bytes, {self.duration_s:.2f} s "
+            f"({self.rate:,.0f} events/s)",
+            f"  retries {self.retries:,}  rejected {self.rejected:,} batches "
+            f"({self.rejected_events:,} events)  failed {self.failed:,} ({self.failed_events:,} events)  "
+            f"quarantined {self.quarantined:,} visitors ({self.quarantined_events:,} events)  "
+            f"resumed-skip {self.skipped:,} batches ({self.skipped_events:,} events)",
+        ]
+        if self.statuses:
+            lines.append("  statuses " + ", ".join(f"{k}: {v:,}" for k, v in sorted(self.statuses.items())))
+        for r in self.rejections[:5]:
+            lines.append(f"  rejected {r.batch}: {r.status} {r.reason}")
+        for name, path in self.files.items():
+            lines.append(f"  {name}: {path}")
+        if self.interrupted:
+            lines.append("  INTERRUPTED: resume with the same checkpoint to finish")
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:  # IPython
+        p.text(str(self))
+
+
+# --------------------------------------------------------------------------- replayer
+
+
+class _JsonLines:
+    """Append JSON lines to a file opened on first write (gzip when the name ends .gz)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._fh: IO[bytes] | None = None
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def write(self, line: bytes | Mapping[str, Any]) -> None:
+        if self.path is None:
+            return
+        data = line if isinstance(line, bytes) else orjson.dumps(line)
+        with self._lock:
+            if self._fh is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fh = (gzip.open(self.path, "ab") if self.path.suffix == ".gz"
+                            else open(self.path, "ab"))  # noqa: SIM115
+            self._fh.write(data + b"\n")
+            self.count += 1
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def _status_of(exc: BaseException) -> int | None:
+    return getattr(exc, "status", None)
+
+
+def _reason_of(exc: BaseException) -> str:
+    msg = getattr(exc, "server_message", None)
+    return str(msg) if msg else str(exc)
+
+
+class Replayer:
+    """Replays track events into a sink (Event API or Tracking API).
+
+    ``sink``: an :class:`EventApiSink`, :class:`TrackingSink`, an ``EventApi``, a
+    ``ProfileStore`` (-> Tracking API), a URL string (-> Event API), or None with
+    ``dry_run``.
+
+    Options:
+
+    - mapping (Event API): ``account_id`` (required), ``project_id``, ``revision``,
+      ``event_map``, ``sessions``, ``visitor_id``, ``anonymize_ip`` (default True),
+      ``truncate_ips`` (zero the last IPv4 octet / 80 IPv6 bits locally before anything
+      leaves; applies to Tracking bodies' ``remoteAddress``), ``client_name``,
+      ``client_version``;
+    - batching: ``max_visitors`` (500), ``max_bytes`` (3,400,000: measured on the encoded
+      body; an oversized visitor goes to the quarantine file), ``max_events`` (Tracking,
+      100);
+    - pacing: ``speed`` (original timing x speed, gaps capped at ``max_idle`` s), ``rate``
+      (events/s cap), ``requests_per_s``; ``clock``/``sleep`` injectable;
+    - sending: ``workers`` (4 threads; at most ``2 x workers`` batches in flight, the
+      producer blocks: backpressure), ``retries`` (an int = max attempts, or an
+      ``api.http.RetryPolicy``), ``strict`` (ask for 400s on invalid fields),
+      ``split_rejected`` (bisect a rejected batch to keep the good visitors and isolate
+      the bad ones; default True);
+    - files: ``checkpoint`` (resume by default when the file exists; ``resume=False``
+      refuses an existing one), ``dry_run`` (write bodies, send nothing; ``.gz`` ok; a
+      ``<name>.summary.json`` is written too), ``rejected``, ``failed``, ``quarantine``
+      (JSON lines; default next to the checkpoint or dry-run file when there is one);
+    - ``progress`` (tqdm.auto bar; None = on when stderr is a terminal or in Jupyter),
+      ``on_batch(batch, outcome)`` callback (main thread), ``time_limit`` seconds.
+    """
+
+    def __init__(
+        self,
+        sink: Any = None,
+        *,
+        account_id: str | None = None,
+        project_id: str | None = None,
+        revision: str | None = None,
+        event_map: EventMap | Mapping[str, Any] | None = None,
+        sessions: Any = None,
+        visitor_id: str = "DeviceId",
+        anonymize_ip: bool = True,
+        truncate_ips: bool = False,
+        client_name: str = "psanalytics/replay",
+        client_version: str | None = None,
+        speed: float | None = None,
+        rate: float | None = None,
+        requests_per_s: float | None = None,
+        max_idle: float = 5.0,
+        flush_interval: float = 1.0,
+        max_visitors: int = 500,
+        max_bytes: int = MAX_BYTES,
+        max_events: int = TRACK_BULK_MAX_EVENTS,
+        workers: int = 4,
+        retries: Any = None,
+        strict: bool = False,
+        split_rejected: bool = True,
+        checkpoint: str | os.PathLike[str] | None = None,
+        resume: bool = True,
+        dry_run: str | os.PathLike[str] | None = None,
+        rejected: str | os.PathLike[str] | None = None,
+        failed: str | os.PathLike[str] | None = None,
+        quarantine: str | os.PathLike[str] | None = None,
+        progress: bool | None = None,
+        on_batch: Callable[[Batch, Any], None] | None = None,
+        time_limit: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if speed is not None and rate is not None:
+            pass  # both allowed: a batch leaves when both allow it
+        if workers < 1:
+            raise ReplayError(f"workers must be >= 1 (got {workers})")
+        self.sink = self._coerce_sink(sink, strict=strict, retries=retries)
+        if self.sink is None and dry_run is None:
+            raise ReplayError("no sink: pass an EventApiSink/TrackingSink/URL, or dry_run=path")
+        self.kind = self.sink.kind if self.sink is not None else getattr(sink, "kind", "event-api")
+        if isinstance(sink, str) and sink in ("tracking", "event-api"):
+            self.kind = sink
+        self.account_id = account_id
+        self.project_id = project_id
+        self.revision = revision
+        self.event_map = event_map
+        self.sessions = sessions
+        self.visitor_id = visitor_id
+        self.anonymize_ip = anonymize_ip
+        self.truncate_ips = truncate_ips
+        self.client_name = client_name
+        self.client_version = client_version
+        self.pacer = Pacer(speed=speed, rate=rate, requests_per_s=requests_per_s,
+                           max_idle=max_idle, clock=clock, sleep=sleep)
+        self.flush_interval = flush_interval
+        self.max_visitors = max_visitors
+        self.max_bytes = max_bytes
+        self.max_events = max_events
+        self.workers = workers
+        self.split_rejected = split_rejected
+        self.checkpoint_path = Path(checkpoint) if checkpoint is not None else None
+        self.resume = resume
+        self.dry_run = Path(dry_run) if dry_run is not None else None
+        base = self.checkpoint_path or self.dry_run
+        stem = (base.name.removesuffix(".gz").rsplit(".", 1)[0] if base else None)
+
+        def side(explicit: Any, name: str) -> Path | None:
+            if explicit is not None:
+                return Path(explicit)
+            if base is None:
+                return None
+            return base.with_name(f"{stem}.{name}.jsonl")
+
+        self.rejected_path = side(rejected, "rejected")
+        self.failed_path = side(failed, "failed")
+        self.quarantine_path = side(quarantine, "quarantine")
+        self.progress = progress
+        self.on_batch = on_batch
+        self.time_limit = time_limit
+        self.clock = clock
+        self.report: ReplayReport | None = None
+
+    @staticmethod
+    def _coerce_sink(sink: Any, *, strict: bool, retries: Any) -> Any:
+        if sink is None or (isinstance(sink, str) and sink in ("tracking", "event-api")):
+            return None
+        policy = None
+        if retries is not None:
+            from psanalytics.api.http import RetryPolicy
+
+            policy = retries if isinstance(retries, RetryPolicy) else RetryPolicy(max_attempts=int(retries))
+        if isinstance(sink, str):
+            return EventApiSink(sink, strict=strict, policy=policy)
+        if hasattr(sink, "send") and hasattr(sink, "kind"):
+            return sink
+        from psanalytics.api.event_api import EventApi
+
+        if isinstance(sink, EventApi):
+            return EventApiSink(api=sink)
+        if hasattr(sink, "track_batch"):
+            return TrackingSink(sink)
+        raise ReplayError(f"not a replay sink: {type(sink).__name__}")
+
+    # ----------------------------------------------------------------- planning
+
+    def plan(self, events: Any, quarantine: list[Quarantined] | None = None) -> tuple[Iterator[Batch], dict[str, int]]:
+        """Encode and batch; returns (batches, totals). Nothing is sent."""
+        span = None
+        if self.pacer.speed is not None:
+            span = int(self.flush_interval * self.pacer.speed * 1000)
+        if self.kind == "tracking":
+            from psanalytics.replay.mapping import _as_frame
+
+            frame, _ = _as_frame(events)
+            recs = tracking_records(frame, truncate_ips=self.truncate_ips)
+            totals = {"events": recs.height, "visitors": frame.get_column("DeviceId").n_unique()}
+            return tracking_batches(recs, max_events=self.max_events,
+                                    max_bytes=min(self.max_bytes, TRACK_BULK_MAX_BYTES),
+                                    max_span_ms=span, quarantine=quarantine), totals
+        if not str(self.account_id or "").strip():
+            raise MappingError("account_id is required for the Event API (the Optimizely account)")
+        vis = encode_visitors(events, event_map=self.event_map, sessions=self.sessions,
+                              visitor_id=self.visitor_id, truncate_ips=self.truncate_ips)
+        prefix = body_prefix(account_id=str(self.account_id), project_id=self.project_id,
+                             revision=self.revision, anonymize_ip=self.anonymize_ip,
+                             client_name=self.client_name, client_version=self.client_version)
+        totals = {"events": int(vis.get_column("events").sum() or 0), "visitors": vis.height}
+        return event_api_batches(vis, prefix, max_visitors=self.max_visitors, max_bytes=self.max_bytes,
+                                 max_span_ms=span, quarantine=quarantine), totals
+
+    # ----------------------------------------------------------------- run
+
+    def run(self, events: Any) -> ReplayReport:
+        """Replay ``events`` (canonical frame, or anything ``schema.normalize`` / a path
+        ``exports.read_events`` accepts). Returns a :class:`ReplayReport`; also kept in
+        ``self.report`` when the run stops on an exception."""
+        report = ReplayReport(sink=self._sink_name(), dry_run=self.dry_run is not None)
+        self.report = report
+        quarantine: list[Quarantined] = []
+        batches, totals = self.plan(events, quarantine)
+        report.planned_events = totals["events"]
+        header = {"sink": self.kind, "account_id": self.account_id, "events": totals["events"]}
+        ckpt: Checkpoint | None = None
+        if self.checkpoint_path is not None:
+            if self.checkpoint_path.exists() and not self.resume:
+                raise ReplayError(f"checkpoint {self.checkpoint_path} exists and resume=False; "
+                                  "delete it or pass resume=True")
+            ckpt = Checkpoint(self.checkpoint_path)
+            if self.dry_run is None:
+                ckpt.open(header)
+        rejected_out = _JsonLines(self.rejected_path)
+        failed_out = _JsonLines(self.failed_path)
+        quarantine_out = _JsonLines(self.quarantine_path)
+        dry_out = _JsonLines(self.dry_run)
+        if self.dry_run is not None and self.dry_run.exists():
+            self.dry_run.unlink()  # a dry run always writes a fresh file
+        bar = self._bar(totals["events"])
+        t0 = time.perf_counter()
+        deadline = None if self.time_limit is None else t0 + self.time_limit
+        inflight: dict[Future[Any], Batch] = {}
+        lock = threading.Lock()
+        stats = {"visitors": 0}
+        executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="psa-replay") \
+            if self.dry_run is None else None
+
+        def settle(fut: Future[Any], batch: Batch) -> list[Batch]:
+            """Handle one finished send (main thread). Returns sub-batches to send."""
+            exc = fut.exception()
+            if exc is None:
+                res = fut.result()
+                status = int(getattr(res, "status", 0) or 0)
+                report.statuses[status] = report.statuses.get(status, 0) + 1
+                report.retries += int(getattr(res, "retries", 0) or 0)
+                self._count_sent(report, batch, stats)
+                if ckpt is not None:
+                    ckpt.record(batch, "ok")
+                if bar is not None:
+                    bar.update(batch.events)
+                if self.on_batch is not None:
+                    self.on_batch(batch, res)
+                return []
+            from psanalytics.api.http import ApiError
+
+            if not isinstance(exc, ApiError):
+                raise exc
+            status = _status_of(exc)
+            report.retries += max(0, int(getattr(exc, "attempts", 1) or 1) - 1)
+            report.statuses[status or 0] = report.statuses.get(status or 0, 0) + 1
+            if status is not None and 400 <= status < 500 and status not in (408, 429):
+                if self.split_rejected and batch.kind == "event-api" and batch.visitors > 1:
+                    return list(batch.split())
+                rej = Rejection(batch=batch.id, status=status, reason=_reason_of(exc),
+                                errors=list(getattr(exc, "errors", []) or []),
+                                visitors=batch.visitors, events=batch.events)
+                report.rejected += 1
+                report.rejected_events += batch.events
+                report.rejections.append(rej)
+                rejected_out.write({"batch": batch.id, "status": status, "reason": rej.reason,
+                                    "errors": rej.errors, "body": orjson.Fragment(batch.body)})
+                if ckpt is not None:
+                    ckpt.record(batch, "rejected")
+                if bar is not None:
+                    bar.update(batch.events)
+                if self.on_batch is not None:
+                    self.on_batch(batch, exc)
+                return []
+            # retries exhausted (5xx/429/timeouts): kept for a later resend, not acked
+            report.failed += 1
+            report.failed_events += batch.events
+            report.failures.append(f"{batch.id}: {_reason_of(exc)}")
+            failed_out.write({"batch": batch.id, "status": status, "reason": _reason_of(exc),
+                              "body": orjson.Fragment(batch.body)})
+            if bar is not None:
+                bar.update(batch.events)
+            if self.on_batch is not None:
+                self.on_batch(batch, exc)
+            return []
+
+        def drain(block: bool) -> None:
+            if not inflight:
+                return
+            done, _ = wait(list(inflight), timeout=None if block else 0, return_when=FIRST_COMPLETED)
+            for fut in done:
+                batch = inflight.pop(fut)
+                for sub in settle(fut, batch):
+                    submit(sub)
+
+        def submit(batch: Batch) -> None:
+            while len(inflight) >= 2 * self.workers:  # backpressure
+                drain(True)
+            assert executor is not None and self.sink is not None
+            fut = executor.submit(self.sink.send, batch)
+            with lock:
+                inflight[fut] = batch
+
+        try:
+            if ckpt is not None and ckpt.header is not None and self.dry_run is None:
+                pass
+            for batch in batches:
+                if deadline is not None and time.perf_counter() > deadline:
+                    report.interrupted = True
+                    break
+                if ckpt is not None and batch.id in ckpt:
+                    report.skipped += 1
+                    report.skipped_events += batch.events
+                    if bar is not None:
+                        bar.update(batch.events)
+                    continue
+                self.pacer.wait(batch.first_ms / 1000.0, batch.events)
+                if self.dry_run is not None:
+                    dry_out.write(batch.body)
+                    self._count_sent(report, batch, stats)
+                    if bar is not None:
+                        bar.update(batch.events)
+                    if self.on_batch is not None:
+                        self.on_batch(batch, None)
+                    continue
+                submit(batch)
+                drain(False)
+            while inflight:
+                drain(True)
+        except BaseException:
+            report.interrupted = True
+            # Graceful stop: let in-flight requests finish so their acks are recorded.
+            for fut in list(inflight):
+                fut.cancel()
+            done_futs = [f for f in inflight if not f.cancelled()]
+            wait(done_futs, timeout=30)
+            for fut in done_futs:
+                if fut.done() and fut.exception() is None:
+                    with contextlib.suppress(BaseException):
+                        b = inflight[fut]
+                        self._count_sent(report, b, stats)
+                        if ckpt is not None:
+                            ckpt.record(b, "ok")
+            raise
+        finally:
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
+            report.duration_s = time.perf_counter() - t0
+            report.idle_capped_s = self.pacer.idle_capped
+            for q in quarantine:
+                report.quarantined += 1
+                report.quarantined_events += q.events
+                quarantine_out.write({"visitor_id": q.visitor_id, "session_id": q.session_id,
+                                      "events": q.events, "bytes": q.nbytes, "offsets": q.offsets,
+                                      "visitor": orjson.Fragment(q.json)})
+            for out, name in ((rejected_out, "rejected"), (failed_out, "failed"),
+                              (quarantine_out, "quarantine"), (dry_out, "dry_run")):
+                out.close()
+                if out.count and out.path is not None:
+                    report.files[name] = str(out.path)
+            if ckpt is not None:
+                ckpt.close()
+                if self.dry_run is None:
+                    report.files["checkpoint"] = str(ckpt.path)
+            if bar is not None:
+                bar.close()
+            if self.dry_run is not None:
+                self._write_summary(report, totals)
+            if self.sink is not None and getattr(self, "_close_sink", False):
+                self.sink.close()
+        return report
+
+    def _count_sent(self, report: ReplayReport, batch: Batch, stats: dict[str, int]) -> None:
+        report.batches += 1
+        report.events += batch.events
+        report.visitors += batch.visitors
+        report.bytes += len(batch.body)
+
+    def _sink_name(self) -> str:
+        if self.sink is None:
+            return self.kind
+        url = getattr(self.sink, "url", None) or getattr(getattr(self.sink, "store", None), "url", None)
+        return f"{self.kind} {url}" if url else self.kind
+
+    def _bar(self, total: int) -> Any:
+        show = self.progress
+        if show is None:
+            import sys
+
+            show = sys.stderr.isatty() or "ipykernel" in sys.modules
+        if not show:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, unit="ev", unit_scale=True, desc="replay", leave=True)
+
+    def _write_summary(self, report: ReplayReport, totals: Mapping[str, int]) -> None:
+        assert self.dry_run is not None
+        eta = None
+        if self.pacer.rate is not None:
+            eta = report.events / self.pacer.rate
+        summary = {
+            "dry_run": str(self.dry_run),
+            "sink": self.kind,
+            "visitors": report.visitors,
+            "events": report.events,
+            "batches": report.batches,
+            "bytes": report.bytes,
+            "quarantined": report.quarantined,
+            "quarantined_events": report.quarantined_events,
+            "max_bytes": self.max_bytes,
+            "encode_s": report.duration_s,
+            "eta_s": eta,
+        }
+        path = self.dry_run.with_name(self.dry_run.name.removesuffix(".gz") + ".summary.json")
+        path.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+        report.files["summary"] = str(path)
+
+
+def replay(
+    events: Any,
+    url: str | None = None,
+    *,
+    to: Literal["event-api", "tracking"] = "event-api",
+    api_key: str | None = None,
+    transport: Any = None,
+    **options: Any,
+) -> ReplayReport:
+    """Replay track events into the Event API (default) or a Profile Store's Tracking API.
+
+    ``url``: the target server. None -> an in-process emulator (nothing leaves the
+    machine); ``"us"``/``"eu"`` or the full production URL -> Optimizely's Event API
+    (explicit opt-in only). ``to="tracking"`` posts TrackBulk batches with ``api_key``.
+    ``options`` are :class:`Replayer` options (``account_id``, ``speed``, ``rate``,
+    ``checkpoint``, ``dry_run``, ``strict``, ``event_map``, ``sessions``, ...).
+
+    >>> report = replay(events, url=srv.url, account_id="12345", rate=50_000)  # doctest: +SKIP
+    """
+    strict = bool(options.pop("strict", False))
+    retries = options.pop("retries", None)
+    policy = None
+    if retries is not None:
+        from psanalytics.api.http import RetryPolicy
+
+        policy = retries if isinstance(retries, RetryPolicy) else RetryPolicy(max_attempts=int(retries))
+    if to not in ("event-api", "tracking"):
+        raise ReplayError(f"to must be 'event-api' or 'tracking' (got {to!r})")
+    dry = options.get("dry_run") is not None
+    emulator = None
+    sink: Any
+    if dry:
+        sink = to
+    elif to == "event-api":
+        if url is None and transport is None:
+            from psanalytics.emulator import Emulator
+
+            emulator = Emulator(strict=strict)
+            transport = emulator.transport()
+        sink = EventApiSink(url, strict=strict, transport=transport, policy=policy)
+    else:
+        if policy is not None:
+            options_store = {"policy": policy}
+        else:
+            options_store = {}
+        if url is None and transport is None:
+            from psanalytics.api.profile_store import connect
+
+            sink = TrackingSink(connect(quiet=True, **options_store))
+        else:
+            sink = TrackingSink(url=url, api_key=api_key, transport=transport, **options_store)
+    rep = Replayer(sink, strict=strict, **options)
+    rep._close_sink = True  # type: ignore[attr-defined]
+    report = rep.run(events)
+    if emulator is not None:
+        report.files.setdefault("emulator", "in-process (replay(url=None))")
+    return report
