@@ -1,0 +1,1134 @@
+"""Profile Store client: every matching track event exactly once, past the 10,000-row window.
+
+>>> import psanalytics as ps
+>>> store = ps.connect()                      # no config: in-process emulator + sample data
+>>> orders = store.events(ps.F.EventType == "order")
+>>> store.export("export/", start="2024-03-01", end="2024-03-15")
+
+How ``events()`` stays exact: it asks the server how many events match (``total`` of a
+one-row query), plans half-open ``[t0, t1)`` windows on ``EventTime`` that each hold at
+most 9,999 of them (:mod:`psanalytics.api.windows`), and pages each window with
+``$skip + $top <= 9999`` under an explicit ``$orderby=EventTime asc,TrackId asc``. Windows
+run concurrently (bounded), pages within a window sequentially. The client checks the
+order of what comes back, restarts a window whose ``total`` changed while paging, splits
+a window that grew past the limit, and drops duplicate TrackIds at restart boundaries.
+One instant holding more than 9,999 matching events raises
+:class:`~psanalytics.api.windows.WindowOverflowError` instead of truncating.
+
+Everything is synchronous on worker threads (no event loop), so it works the same in a
+script and inside Jupyter's running loop; ``aevents``/``acount``/``aexport`` are awaitable
+wrappers for async code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import polars as pl
+
+from psanalytics import schema
+from psanalytics.api.http import (
+    ApiError,
+    RequestStats,
+    RetryPolicy,
+    Secret,
+    SendResult,
+    build_client,
+    redact,
+    send_json,
+    send_with_retries,
+)
+from psanalytics.api.windows import (
+    RESULT_WINDOW,
+    TICK_NS,
+    Window,
+    WindowOverflowError,
+    format_ns,
+    from_ns,
+    plan_windows,
+    to_ns,
+    window_filter,
+)
+from psanalytics.errors import PsaError
+
+__all__ = [
+    "connect",
+    "ProfileStore",
+    "ExportReport",
+    "WindowReport",
+    "DeleteReport",
+    "TrackReport",
+    "OrderError",
+    "WindowOverflowError",
+    "PreviewTruncatedWarning",
+    "ORDERBY",
+    "MAX_BULK_EVENTS",
+    "MAX_EVENT_BYTES",
+]
+
+#: The order the client always asks for (and checks): a total order, so offsets are stable.
+ORDERBY = "EventTime asc,TrackId asc"
+#: Tracking API limits.
+MAX_BULK_EVENTS = 100
+MAX_EVENT_BYTES = 256 * 1024
+#: Preview row cap of the API.
+PREVIEW_CAP = 1000
+
+TimeLike = datetime | str | int
+FilterLike = Any  # str, or a psanalytics.query.odata filter object with .render()
+
+_PREFIX_V2 = "/api/v2.0/TrackEvents"
+_CHECKPOINT = "_checkpoint.json"
+
+
+class OrderError(PsaError):
+    """The server returned rows out of ``EventTime`` order, so paging cannot be trusted."""
+
+
+class PreviewTruncatedWarning(UserWarning):
+    """A KQL preview returned the API's 1,000-row cap: more rows may exist."""
+
+
+# --------------------------------------------------------------------------- reports
+
+
+@dataclass
+class WindowReport:
+    """What happened to one window: rows, distinct ids, time span, requests, retries."""
+
+    key: str
+    start: datetime
+    end: datetime
+    planned: int | None
+    rows: int = 0
+    distinct_ids: int = 0
+    min_time: datetime | None = None
+    max_time: datetime | None = None
+    requests: int = 0
+    retries: int = 0
+    restarts: int = 0
+    duplicates_dropped: int = 0
+    file: str | None = None
+    resumed: bool = False
+
+
+@dataclass
+class ExportReport:
+    """Outcome of :meth:`ProfileStore.export`.
+
+    ``windows`` holds one :class:`WindowReport` per planned window (``resumed=True`` for
+    windows finished by an earlier run and not fetched again). ``rows`` counts all rows in
+    the export, ``fetched_rows`` those fetched by this run.
+    """
+
+    path: Path
+    windows: list[WindowReport]
+    rows: int
+    fetched_rows: int
+    requests: int
+    retries: int
+    duration_s: float
+    resumed_windows: int
+    duplicates: int
+    files: list[Path] = field(default_factory=list)
+
+    def scan(self) -> pl.LazyFrame:
+        """The exported events, lazily, in the canonical schema (time order)."""
+        if not self.files:
+            return schema.empty_frame().lazy()
+        return pl.scan_parquet([str(f) for f in self.files])
+
+    def read(self) -> pl.DataFrame:
+        """The exported events as one frame."""
+        return self.scan().collect()
+
+    def __repr__(self) -> str:
+        return (
+            f"ExportReport(path={str(self.path)!r}, windows={len(self.windows)}, rows={self.rows:,}, "
+            f"fetched_rows={self.fetched_rows:,}, resumed_windows={self.resumed_windows}, "
+            f"requests={self.requests}, retries={self.retries}, duplicates={self.duplicates}, "
+            f"duration_s={self.duration_s:.2f})"
+        )
+
+
+@dataclass
+class DeleteReport:
+    """Outcome of :meth:`ProfileStore.delete_many`: ids deleted, ids not found, failures."""
+
+    deleted: list[tuple[str, str]] = field(default_factory=list)
+    not_found: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str, str]] = field(default_factory=list)
+    requests: int = 0
+    retries: int = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"DeleteReport(deleted={len(self.deleted)}, not_found={len(self.not_found)}, "
+            f"failed={len(self.failed)}, requests={self.requests}, retries={self.retries})"
+        )
+
+
+@dataclass
+class TrackReport:
+    """Outcome of :meth:`ProfileStore.track`: events and batches sent, requests, retries."""
+
+    events: int
+    batches: int
+    requests: int
+    retries: int
+    elapsed_s: float
+
+
+# --------------------------------------------------------------------------- parsing
+
+_PAGE_SCHEMA = {c: pl.String for c in schema.STRING_COLUMNS}
+_PAGE_SCHEMA["EventTime"] = pl.String
+_PAGE_SCHEMA["User"] = schema.USER_DTYPE
+_API_KEYS = frozenset(schema.API_ORDER)
+
+
+def _payload_series(items: list[dict[str, Any]]) -> pl.Series:
+    dumps = orjson.dumps
+    vals = [
+        None if (p := it.get("Payload")) is None else (p.encode() if isinstance(p, str) else dumps(p))
+        for it in items
+    ]
+    return pl.Series("Payload", vals, pl.Binary).cast(pl.String)
+
+
+def parse_items(items: list[dict[str, Any]]) -> pl.DataFrame:
+    """API event objects (PascalCase) -> canonical frame, fast (Rust-side construction).
+
+    Falls back to :func:`psanalytics.schema.normalize` for other shapes (camelCase, odd
+    time formats).
+    """
+    if not items:
+        return schema.empty_frame()
+    first = items[0]
+    if not isinstance(first, dict) or not set(first) <= _API_KEYS | {"Headers"}:
+        return schema.normalize(items, warn_unknown=False)
+    try:
+        frame = pl.from_dicts(items, schema=_PAGE_SCHEMA)
+        times = frame.get_column("EventTime").str.to_datetime(
+            "%Y-%m-%dT%H:%M:%S%.fZ", time_unit="ns", time_zone="UTC", strict=True
+        )
+    except Exception:  # noqa: BLE001 - any surprise: take the careful path
+        return schema.normalize(items, warn_unknown=False)
+    frame = frame.with_columns(
+        [pl.col(c).fill_null("") for c in schema.STRING_COLUMNS]
+        + [
+            times.alias("EventTime"),
+            pl.struct(
+                pl.col("User").struct.field("Email").fill_null(""),
+                pl.col("User").struct.field("Name").fill_null(""),
+            ).alias("User"),
+            _payload_series(items),
+        ]
+    )
+    return frame.select(schema.COLUMNS)
+
+
+def _decode_page(resp: httpx.Response) -> tuple[pl.DataFrame, int]:
+    data = orjson.loads(resp.content)
+    if isinstance(data, list):  # some deployments answered a bare array
+        return parse_items(data), len(data)
+    items = data.get("items", data.get("Items"))
+    if items is None:
+        raise ValueError("response has no 'items'")
+    total = data.get("total", data.get("Total"))
+    frame = parse_items(items)
+    return frame, int(total) if total is not None else frame.height
+
+
+def _decode_json(resp: httpx.Response) -> Any:
+    return orjson.loads(resp.content)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _filter_text(filter: FilterLike) -> str | None:
+    if filter is None:
+        return None
+    if isinstance(filter, str):
+        return filter.strip() or None
+    render = getattr(filter, "render", None)
+    if callable(render):
+        return str(render())
+    raise TypeError(
+        f"filter must be a $filter string or a psanalytics.F expression, not {type(filter).__name__}"
+    )
+
+
+_ORDER_RE = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(asc|desc)?\s*$", re.IGNORECASE)
+
+
+def _client_order(frame: pl.DataFrame, orderby: str) -> pl.DataFrame:
+    cols: list[pl.Expr] = []
+    desc: list[bool] = []
+    for part in orderby.split(","):
+        m = _ORDER_RE.match(part)
+        if not m:
+            raise ValueError(f"orderby: cannot read {part.strip()!r}; write 'Prop [asc|desc], ...'")
+        name, direction = m.group(1), (m.group(2) or "asc").lower()
+        head, *rest = name.split(".")
+        col = schema.canonical_name(head) or head
+        if col not in frame.columns:
+            raise ValueError(f"orderby: no column {name!r}; columns are {', '.join(frame.columns)}")
+        e = pl.col(col)
+        for r in rest:
+            e = e.struct.field(r.capitalize() if col == "User" else r)
+        cols.append(e)
+        desc.append(direction == "desc")
+    return frame.sort(cols, descending=desc, maintain_order=True, nulls_last=True)
+
+
+def _dedupe(frame: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """Drop repeated TrackIds (keep the first); events without an id are kept."""
+    if frame.height == 0:
+        return frame, 0
+    ids = frame.get_column("TrackId")
+    dup = ids.is_duplicated() & (ids != "")
+    if not dup.any():
+        return frame, 0
+    keep = frame.select(
+        (pl.col("TrackId").is_first_distinct() | (pl.col("TrackId") == "")).alias("keep")
+    ).to_series()
+    out = frame.filter(keep)
+    return out, frame.height - out.height
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}.{threading.get_ident()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _progress(total: int | None, desc: str, enabled: bool, unit: str = "ev") -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, disable=not enabled,
+                leave=True, dynamic_ncols=True)
+
+
+# --------------------------------------------------------------------------- the client
+
+
+class ProfileStore:
+    """A Profile Store connection. Make one with :func:`connect`.
+
+    Options: ``transport`` (an httpx transport, e.g. the in-process emulator's),
+    ``policy`` (:class:`~psanalytics.api.http.RetryPolicy`), ``timeout``, ``concurrency``
+    (windows fetched at once, default 4), ``page_size`` (rows per request, at most 9,999),
+    ``progress`` (tqdm bars on long work, default True), ``auth`` (``"epi-single"`` or
+    ``"subscription-key"``), ``tracking_key`` (a separate Tracking API key; default the
+    same key).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str | Secret | None = None,
+        *,
+        scope: str = "default",
+        transport: httpx.BaseTransport | None = None,
+        policy: RetryPolicy | None = None,
+        timeout: httpx.Timeout | float | None = None,
+        concurrency: int = 4,
+        page_size: int = RESULT_WINDOW,
+        progress: bool = True,
+        auth: str = "epi-single",
+        tracking_key: str | Secret | None = None,
+        emulator: Any = None,
+    ) -> None:
+        if not 1 <= page_size <= RESULT_WINDOW:
+            raise ValueError(f"page_size must be between 1 and {RESULT_WINDOW}")
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.url = str(url).rstrip("/")
+        self._key = api_key if isinstance(api_key, Secret) or api_key is None else Secret(api_key)
+        tk = tracking_key if tracking_key is not None else api_key
+        self._tracking_key = tk if isinstance(tk, Secret) or tk is None else Secret(tk)
+        self.scope = scope
+        self.policy = policy or RetryPolicy()
+        self.concurrency = concurrency
+        self.page_size = page_size
+        self.progress = progress
+        self.emulator = emulator
+        #: Cumulative request/retry counters of this connection.
+        self.stats = RequestStats()
+        self._client = build_client(self.url, api_key=self._key, transport=transport,
+                                    timeout=timeout, auth=auth)
+        if self._tracking_key == self._key:
+            self._tracking_client = self._client
+        else:
+            self._tracking_client = build_client(self.url, api_key=self._tracking_key,
+                                                 transport=transport, timeout=timeout, auth=auth)
+
+    # ------------------------------------------------------------------ basics
+
+    def __repr__(self) -> str:
+        key = "***" if self._key else "None"
+        emu = ", emulator=True" if self.emulator is not None else ""
+        return f"ProfileStore(url={redact(self.url)!r}, scope={self.scope!r}, api_key={key}{emu})"
+
+    def close(self) -> None:
+        """Close the connection pools."""
+        self._client.close()
+        if self._tracking_client is not self._client:
+            self._tracking_client.close()
+
+    def __enter__(self) -> ProfileStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ low level
+
+    def _get(self, ftext: str | None, skip: int, top: int, stats: RequestStats | None,
+             orderby: str = ORDERBY) -> tuple[pl.DataFrame, int]:
+        if skip + top > RESULT_WINDOW:  # a guard no caller should ever trip
+            raise ValueError(f"refusing to send $skip={skip} $top={top}: over the result window")
+        params = {"$orderby": orderby, "$skip": str(skip), "$top": str(top)}
+        if ftext:
+            params["$filter"] = ftext
+        stats_list = [s for s in (stats, self.stats) if s is not None]
+        _resp, (frame, total) = send_json(self._client, "GET", _PREFIX_V2, params=params,
+                                          policy=self.policy, decode=_decode_page,
+                                          stats=_Tee(stats_list))
+        return frame, total
+
+    def _count_range(self, ftext: str | None, lo: int | None, hi: int | None,
+                     stats: RequestStats | None = None) -> int:
+        text = ftext if lo is None else window_filter(ftext, lo, hi)  # type: ignore[arg-type]
+        return self._get(text, 0, 1, stats)[1]
+
+    def _resolve_range(self, ftext: str | None, start: TimeLike | None, end: TimeLike | None,
+                       stats: RequestStats | None) -> tuple[int, int, int] | None:
+        """(lo, hi, total) for the range, probing the first/last event when open."""
+        lo = None if start is None else to_ns(start)
+        hi = None if end is None else to_ns(end)
+        if lo is not None:
+            lo = lo - (lo % TICK_NS)
+        if hi is not None:
+            hi = -((-hi) // TICK_NS) * TICK_NS
+        if lo is not None and hi is not None and hi <= lo:
+            raise ValueError(f"end ({format_ns(hi)}) must be after start ({format_ns(lo)})")
+        bounded = _range_filter(ftext, lo, hi)
+        first, total = self._get(bounded, 0, 1, stats)
+        if total == 0 or first.height == 0:
+            return None
+        if lo is None:
+            lo = to_ns(first.get_column("EventTime").dt.epoch("ns").item())
+        if hi is None:
+            last, _ = self._get(bounded, 0, 1, stats, orderby="EventTime desc,TrackId desc")
+            if last.height == 0:
+                return None
+            hi = int(last.get_column("EventTime").dt.epoch("ns").item()) + TICK_NS
+        return lo, hi, total
+
+    def plan(self, filter: FilterLike = None, *, start: TimeLike | None = None,
+             end: TimeLike | None = None) -> list[Window]:
+        """The windows a fetch would use (dry run): each holds at most 9,999 events.
+
+        Costs only count requests. ``sum(w.count for w in plan)`` is the number of events
+        a fetch would return now.
+        """
+        return self._plan(_filter_text(filter), start, end, None)[0]
+
+    def _plan(self, ftext: str | None, start: TimeLike | None, end: TimeLike | None,
+              stats: RequestStats | None) -> tuple[list[Window], int, int]:
+        rng = self._resolve_range(ftext, start, end, stats)
+        if rng is None:
+            lo = to_ns(start) if start is not None else 0
+            hi = to_ns(end) if end is not None else lo
+            return [], lo, hi
+        lo, hi, total = rng
+        windows = plan_windows(lo, hi, lambda a, b: self._count_range(ftext, a, b, stats),
+                               total=total)
+        return [w for w in windows if w.count], lo, hi
+
+    # ------------------------------------------------------------------ windows
+
+    def _fetch_window(self, ftext: str | None, w: Window, rep: WindowReport,
+                      depth: int = 0) -> pl.DataFrame:
+        """All events of one window, exactly once (pages sequential)."""
+        stats = RequestStats()
+        try:
+            return self._fetch_window_inner(ftext, w, rep, stats, depth)
+        finally:
+            rep.requests += stats.requests
+            rep.retries += stats.retries
+
+    def _fetch_window_inner(self, ftext: str | None, w: Window, rep: WindowReport,
+                            stats: RequestStats, depth: int) -> pl.DataFrame:
+        text = w.filter(ftext)
+        for _restart in range(5):
+            frames: list[pl.DataFrame] = []
+            skip = 0
+            total0: int | None = None
+            last_time = None
+            restart = False
+            while True:
+                top = min(self.page_size, RESULT_WINDOW - skip)
+                frame, total = self._get(text, skip, top, stats)
+                if total0 is None:
+                    total0 = total
+                if total > RESULT_WINDOW:
+                    # The window grew past the limit since it was planned: split it now.
+                    return self._fetch_split(ftext, w, total, rep, stats, depth)
+                if total != total0:
+                    restart = True
+                    break
+                if frame.height:
+                    times = frame.get_column("EventTime")
+                    if not times.is_sorted() or (last_time is not None and times[0] < last_time):
+                        raise OrderError(
+                            f"GET {_PREFIX_V2} $filter={text} $skip={skip}: rows came back out of "
+                            f"EventTime order although $orderby={ORDERBY} was sent; paging "
+                            "cannot be exact"
+                        )
+                    last_time = times[-1]
+                frames.append(frame)
+                skip += frame.height
+                if frame.height < top or skip >= total:
+                    break
+            if not restart and skip != total0:
+                restart = True  # short page before the announced total: data moved
+            if not restart:
+                break
+            rep.restarts += 1
+        else:
+            raise ApiError(
+                f"GET {_PREFIX_V2} $filter={text}: the window's total kept changing while "
+                "paging (5 restarts); the data is being written to right now. Retry later or "
+                "pass an end time in the past.",
+                method="GET", url=self.url + _PREFIX_V2,
+            )
+        out = pl.concat(frames, how="vertical") if frames else schema.empty_frame()
+        out, dropped = _dedupe(out)
+        rep.duplicates_dropped += dropped
+        return out
+
+    def _fetch_split(self, ftext: str | None, w: Window, total: int, rep: WindowReport,
+                     stats: RequestStats, depth: int) -> pl.DataFrame:
+        subs = plan_windows(w.start, w.end, lambda a, b: self._count_range(ftext, a, b, stats),
+                            total=total)
+        frames = []
+        for s in subs:
+            if s.count:
+                frames.append(self._fetch_window_inner(ftext, s, rep, stats, depth + 1))
+        rep.restarts += 1
+        out = pl.concat(frames, how="vertical") if frames else schema.empty_frame()
+        out, dropped = _dedupe(out)
+        rep.duplicates_dropped += dropped
+        return out
+
+    def _run_windows(
+        self,
+        ftext: str | None,
+        windows: Sequence[Window],
+        *,
+        on_done: Callable[[int, Window, pl.DataFrame, WindowReport], None] | None = None,
+        progress: bool | None = None,
+        concurrency: int | None = None,
+        desc: str = "events",
+        total_events: int | None = None,
+    ) -> list[WindowReport]:
+        """Fetch windows on a bounded thread pool; ``on_done`` is called per window (in a
+        worker thread, under a lock) with the frame."""
+        reports = [
+            WindowReport(key=w.key, start=w.start_time, end=w.end_time, planned=w.count)
+            for w in windows
+        ]
+        if not windows:
+            return reports
+        bar = _progress(total_events if total_events is not None else sum(w.count or 0 for w in windows),
+                        desc, self.progress if progress is None else progress)
+        lock = threading.Lock()
+        done = [0]
+
+        def work(i: int) -> None:
+            w = windows[i]
+            frame = self._fetch_window(ftext, w, reports[i])
+            rep = reports[i]
+            rep.rows = frame.height
+            if frame.height:
+                rep.distinct_ids = frame.get_column("TrackId").n_unique()
+                rep.min_time = frame.get_column("EventTime").min()  # type: ignore[assignment]
+                rep.max_time = frame.get_column("EventTime").max()  # type: ignore[assignment]
+            with lock:
+                if on_done is not None:
+                    on_done(i, w, frame, rep)
+                done[0] += 1
+                bar.update(frame.height)
+                bar.set_postfix_str(f"windows {done[0]}/{len(windows)}, retries {self.stats.retries}",
+                                    refresh=False)
+
+        n = min(concurrency or self.concurrency, len(windows))
+        try:
+            if n <= 1:
+                for i in range(len(windows)):
+                    work(i)
+            else:
+                with ThreadPoolExecutor(max_workers=n, thread_name_prefix="psanalytics-window") as ex:
+                    futures = [ex.submit(work, i) for i in range(len(windows))]
+                    try:
+                        for f in futures:
+                            f.result()
+                    except BaseException:
+                        for f in futures:
+                            f.cancel()
+                        raise
+        finally:
+            bar.close()
+        return reports
+
+    # ------------------------------------------------------------------ public reads
+
+    def count(self, filter: FilterLike = None, *, start: TimeLike | None = None,
+              end: TimeLike | None = None) -> int:
+        """How many events match ``filter`` in ``[start, end)`` (one request)."""
+        text = _range_filter(_filter_text(filter), start, end)
+        return self._get(text, 0, 1, None)[1]
+
+    def events(
+        self,
+        filter: FilterLike = None,
+        *,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        orderby: str | None = None,
+        limit: int | None = None,
+        progress: bool | None = None,
+        concurrency: int | None = None,
+    ) -> pl.DataFrame:
+        """Every event matching ``filter`` with ``start <= EventTime < end``, exactly once.
+
+        ``filter`` is a ``$filter`` string in the Profile Store dialect
+        (``"EventType eq order and User.Email ne ''"``) or a builder expression
+        (``F.EventType == "order"``). ``start``/``end`` are datetimes (naive = UTC), ISO
+        text or int ns; open ends reach the first/last matching event. Rows come back in
+        the canonical schema ordered by ``EventTime``, ``TrackId`` unless ``orderby``
+        (``"Prop [asc|desc], ..."``) says otherwise; ``limit`` keeps the first rows.
+        """
+        if limit is not None and limit < 0:
+            raise ValueError("limit must not be negative")
+        ftext = _filter_text(filter)
+        if limit == 0:
+            return schema.empty_frame()
+        if limit is not None and limit <= RESULT_WINDOW and orderby is None:
+            return self._events_head(ftext, start, end, limit)
+        windows, _lo, _hi = self._plan(ftext, start, end, None)
+        if limit is not None and orderby is None:
+            keep, acc = [], 0
+            for w in windows:
+                keep.append(w)
+                acc += w.count or 0
+                if acc >= limit:
+                    break
+            windows = keep
+        frames: list[pl.DataFrame | None] = [None] * len(windows)
+
+        def collect(i: int, _w: Window, frame: pl.DataFrame, _rep: WindowReport) -> None:
+            frames[i] = frame
+
+        self._run_windows(ftext, windows, on_done=collect, progress=progress,
+                          concurrency=concurrency)
+        parts = [f for f in frames if f is not None and f.height]
+        out = pl.concat(parts, how="vertical", rechunk=True) if parts else schema.empty_frame()
+        out, _ = _dedupe(out)
+        if orderby is not None:
+            out = _client_order(out, orderby)
+        if limit is not None:
+            out = out.head(limit)
+        return out
+
+    def _events_head(self, ftext: str | None, start: TimeLike | None, end: TimeLike | None,
+                     limit: int) -> pl.DataFrame:
+        text = _range_filter(ftext, start, end)
+        frames: list[pl.DataFrame] = []
+        skip = 0
+        while skip < limit:
+            top = min(self.page_size, limit - skip)
+            frame, total = self._get(text, skip, top, None)
+            frames.append(frame)
+            skip += frame.height
+            if frame.height < top or skip >= total:
+                break
+        out = pl.concat(frames, how="vertical") if frames else schema.empty_frame()
+        return _dedupe(out)[0]
+
+    def pages(
+        self,
+        filter: FilterLike = None,
+        *,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+    ) -> Iterator[pl.DataFrame]:
+        """Iterate the matching events window by window (each a canonical frame, in time
+        order), holding one window in memory at a time. Together the frames are exactly
+        what :meth:`events` returns."""
+        ftext = _filter_text(filter)
+        windows, _lo, _hi = self._plan(ftext, start, end, None)
+        seen_boundary: set[str] = set()
+        for w in windows:
+            rep = WindowReport(key=w.key, start=w.start_time, end=w.end_time, planned=w.count)
+            frame = self._fetch_window(ftext, w, rep)
+            if seen_boundary and frame.height:
+                frame = frame.filter(~pl.col("TrackId").is_in(list(seen_boundary)))
+            if frame.height:
+                # Keep only the ids at the last instant: the only ones a later window could repeat.
+                last = frame.get_column("EventTime")[-1]
+                seen_boundary = set(frame.filter(pl.col("EventTime") == last).get_column("TrackId").to_list())
+                yield frame
+
+    async def aevents(self, *args: Any, **kwargs: Any) -> pl.DataFrame:
+        """``await store.aevents(...)``: :meth:`events` on a worker thread."""
+        return await asyncio.to_thread(self.events, *args, **kwargs)
+
+    async def acount(self, *args: Any, **kwargs: Any) -> int:
+        """``await store.acount(...)``: :meth:`count` on a worker thread."""
+        return await asyncio.to_thread(self.count, *args, **kwargs)
+
+    async def aexport(self, *args: Any, **kwargs: Any) -> ExportReport:
+        """``await store.aexport(...)``: :meth:`export` on a worker thread."""
+        return await asyncio.to_thread(self.export, *args, **kwargs)
+
+    # ------------------------------------------------------------------ export
+
+    def export(
+        self,
+        path: str | os.PathLike[str],
+        filter: FilterLike = None,
+        *,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        resume: bool = True,
+        progress: bool | None = None,
+        concurrency: int | None = None,
+        _after_window: Callable[[int], None] | None = None,
+    ) -> ExportReport:
+        """Write the matching events to ``path`` as Parquet, one file per window.
+
+        Layout: ``path/<YYYY-MM-DD>/part-<window>.parquet`` (the day the window starts) and
+        ``path/_checkpoint.json`` (the plan and the windows finished). If an earlier run
+        with the same filter and range was interrupted and ``resume`` is true, finished
+        windows are kept and not fetched again. Otherwise (``resume=False``, different
+        arguments, or an export that had completed) the old part files are removed and
+        everything is fetched again, so re-running never duplicates rows. Files are
+        written atomically; read them back with ``report.scan()`` or
+        ``pl.scan_parquet(f"{path}/*/*.parquet")``.
+        """
+        t0 = time.perf_counter()
+        root = Path(path)
+        root.mkdir(parents=True, exist_ok=True)
+        ftext = _filter_text(filter)
+        stats = RequestStats()
+        ck_path = root / _CHECKPOINT
+        args = {
+            "filter": ftext,
+            "start": None if start is None else format_ns(to_ns(start)),
+            "end": None if end is None else format_ns(to_ns(end)),
+            "url": redact(self.url),
+        }
+        old = _read_checkpoint(ck_path)
+        windows: list[Window]
+        done: dict[str, dict[str, Any]] = {}
+        if resume and old and old.get("args") == args and not old.get("complete"):
+            windows = [Window(int(w["start"]), int(w["end"]), w.get("count")) for w in old["windows"]]
+            done = {k: v for k, v in old.get("done", {}).items() if (root / v["file"]).exists()}
+        else:
+            _clean_export(root, old)
+            windows, _lo, _hi = self._plan(ftext, start, end, stats)
+        for tmp in root.glob("*/*.tmp*"):
+            tmp.unlink(missing_ok=True)
+        state = {
+            "version": 1,
+            "args": args,
+            "windows": [{"start": w.start, "end": w.end, "count": w.count, "key": w.key} for w in windows],
+            "done": done,
+            "complete": False,
+        }
+        _atomic_write(ck_path, orjson.dumps(state, option=orjson.OPT_INDENT_2))
+        todo = [w for w in windows if w.key not in done]
+        finished = [0]
+
+        def write(i: int, w: Window, frame: pl.DataFrame, rep: WindowReport) -> None:
+            day = from_ns(w.start).strftime("%Y-%m-%d")
+            rel = f"{day}/part-{w.key}.parquet"
+            target = root / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+            frame.write_parquet(tmp)
+            os.replace(tmp, target)
+            rep.file = rel
+            done[w.key] = {"file": rel, "rows": frame.height, "requests": rep.requests,
+                           "retries": rep.retries}
+            _atomic_write(ck_path, orjson.dumps(state, option=orjson.OPT_INDENT_2))
+            finished[0] += 1
+            if _after_window is not None:
+                _after_window(finished[0])
+
+        fetched = self._run_windows(ftext, todo, on_done=write, progress=progress,
+                                    concurrency=concurrency, desc="export")
+        by_key = {r.key: r for r in fetched}
+        reports: list[WindowReport] = []
+        for w in windows:
+            if w.key in by_key:
+                reports.append(by_key[w.key])
+            else:
+                d = done[w.key]
+                reports.append(WindowReport(key=w.key, start=w.start_time, end=w.end_time,
+                                            planned=w.count, rows=d["rows"], file=d["file"],
+                                            resumed=True))
+        files = [root / done[w.key]["file"] for w in windows if w.key in done]
+        rows = sum(done[w.key]["rows"] for w in windows if w.key in done)
+        duplicates = 0
+        if files:
+            ids = pl.scan_parquet([str(f) for f in files]).select(
+                n=pl.len(), u=pl.col("TrackId").filter(pl.col("TrackId") != "").n_unique(),
+                e=(pl.col("TrackId") == "").sum(),
+            ).collect()
+            duplicates = int(ids["n"][0] - ids["u"][0] - ids["e"][0])
+            if duplicates:
+                warnings.warn(f"export {root}: {duplicates} duplicate TrackIds across windows "
+                              "(events moved in time while exporting?)", stacklevel=2)
+        state["complete"] = True
+        _atomic_write(ck_path, orjson.dumps(state, option=orjson.OPT_INDENT_2))
+        return ExportReport(
+            path=root, windows=reports, rows=rows,
+            fetched_rows=sum(r.rows for r in fetched),
+            requests=stats.requests + sum(r.requests for r in fetched),
+            retries=stats.retries + sum(r.retries for r in fetched),
+            duration_s=time.perf_counter() - t0,
+            resumed_windows=len(windows) - len(todo), duplicates=duplicates, files=files,
+        )
+
+    # ------------------------------------------------------------------ preview
+
+    def preview(self, query: str, *, scope: str | None = None, validate: bool = True,
+                params: Mapping[str, Any] | None = None) -> pl.DataFrame:
+        """Run a KQL query on the API's preview endpoint (at most 1,000 rows).
+
+        The query is checked locally first (``validate=True``): a syntax or semantic error
+        raises :class:`~psanalytics.query.kql.KqlError` with line:column and a caret before
+        any request. Rows that are whole events come back in the canonical schema; a
+        ``project``/``summarize`` result keeps its own columns. When the API's 1,000-row
+        cap was reached the frame's ``truncated`` attribute is True and a
+        :class:`PreviewTruncatedWarning` is issued.
+        """
+        if validate:
+            from psanalytics.query.kql import validate as kql_validate
+
+            kql_validate(query, params=dict(params) if params else None)
+        body = {"Query": query, "Scope": scope or self.scope}
+        try:
+            _resp, data = send_json(self._client, "POST", f"{_PREFIX_V2}/preview",
+                                    content=orjson.dumps(body),
+                                    headers={"Content-Type": "application/json"},
+                                    policy=self.policy, decode=_decode_json, stats=self.stats)
+        except ApiError as exc:
+            if exc.status == 400:
+                try:
+                    from psanalytics.query.kql import KqlError
+                except ImportError:  # pragma: no cover
+                    raise exc from None
+                raise KqlError.from_remote(exc.server_message) from exc
+            raise
+        items = data.get("items", data.get("Items", [])) if isinstance(data, dict) else data
+        frame = _preview_frame(items)
+        truncated = frame.height >= PREVIEW_CAP
+        if truncated:
+            warnings.warn(
+                f"preview returned {frame.height:,} rows, the API's cap of {PREVIEW_CAP:,}: more rows "
+                "may match. Use store.events() with a $filter for everything, or run the KQL "
+                "locally with psanalytics.kql() on the fetched frame.",
+                PreviewTruncatedWarning, stacklevel=2,
+            )
+        frame.truncated = truncated  # type: ignore[attr-defined]
+        return frame
+
+    # ------------------------------------------------------------------ deletes
+
+    def delete(self, scope: str, track_id: str) -> bool:
+        """Delete one event. True when deleted, False when the API says it does not exist.
+
+        Retries 500 and honours 429 ``Retry-After`` (the pending-deletion limit); other
+        errors raise :class:`~psanalytics.api.http.ApiError`.
+        """
+        return self._delete(scope, track_id, self.stats)
+
+    def _delete(self, scope: str, track_id: str, stats: RequestStats) -> bool:
+        url = f"{_PREFIX_V2}/{_seg(scope)}/{_seg(track_id)}"
+        try:
+            send_with_retries(self._client, "DELETE", url, policy=self.policy,
+                              stats=_Tee([stats, self.stats]))
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def delete_many(self, events: pl.DataFrame | Iterable[str], *, scope: str | None = None,
+                    concurrency: int | None = None, progress: bool | None = None) -> DeleteReport:
+        """Delete many events (a frame with ``TrackId`` and optionally ``Scope``, or ids).
+
+        Returns a :class:`DeleteReport` of what was deleted, what was not found and what
+        failed (with the error), so nothing is lost if the pending-deletion limit is hit.
+        """
+        pairs: list[tuple[str, str]]
+        if isinstance(events, pl.DataFrame):
+            if "TrackId" not in events.columns:
+                raise ValueError("delete_many needs a TrackId column")
+            ids = events.get_column("TrackId").cast(pl.String).to_list()
+            scopes = (events.get_column("Scope").cast(pl.String).to_list() if "Scope" in events.columns
+                      else [None] * len(ids))
+            pairs = [(s or scope or self.scope, i) for s, i in zip(scopes, ids, strict=True)]
+        else:
+            pairs = [(scope or self.scope, str(i)) for i in events]
+        report = DeleteReport()
+        stats = RequestStats()
+        lock = threading.Lock()
+        bar = _progress(len(pairs), "delete", self.progress if progress is None else progress, "ev")
+
+        def work(pair: tuple[str, str]) -> None:
+            sc, tid = pair
+            try:
+                ok = self._delete(sc, tid, stats)
+            except ApiError as exc:
+                with lock:
+                    report.failed.append((sc, tid, str(exc)))
+            else:
+                with lock:
+                    (report.deleted if ok else report.not_found).append((sc, tid))
+            bar.update(1)
+
+        try:
+            with ThreadPoolExecutor(max_workers=min(concurrency or self.concurrency, max(1, len(pairs)))) as ex:
+                list(ex.map(work, pairs))
+        finally:
+            bar.close()
+        report.requests, report.retries = stats.requests, stats.retries
+        return report
+
+    # ------------------------------------------------------------------ tracking
+
+    def track_batch(self, bodies: Sequence[Mapping[str, Any]]) -> SendResult:
+        """One ``POST api/v1.0/TrackBulk`` of at most 100 Tracking API bodies (camelCase
+        dicts, each at most 256 KB encoded), with retries. Returns a SendResult."""
+        if len(bodies) > MAX_BULK_EVENTS:
+            raise ValueError(f"TrackBulk takes at most {MAX_BULK_EVENTS} events, got {len(bodies)}")
+        encoded = [orjson.dumps(b) for b in bodies]
+        for i, e in enumerate(encoded):
+            if len(e) > MAX_EVENT_BYTES:
+                raise ValueError(f"event {i} is {len(e):,} bytes encoded, over the Tracking API's "
+                                 f"{MAX_EVENT_BYTES:,}-byte limit per event")
+        data = b"[" + b",".join(encoded) + b"]"
+        t0 = time.perf_counter()
+        resp = send_with_retries(self._tracking_client, "POST", "/api/v1.0/TrackBulk", content=data,
+                                 headers={"Content-Type": "application/json"}, policy=self.policy,
+                                 stats=self.stats)
+        attempts = int(resp.extensions.get("psanalytics_attempts", 1))
+        return SendResult(status=resp.status_code, attempts=attempts, retries=attempts - 1,
+                          elapsed_s=time.perf_counter() - t0)
+
+    def track(self, events: pl.DataFrame | Sequence[Mapping[str, Any]], *,
+              progress: bool | None = None) -> TrackReport:
+        """Send events to the Tracking API in batches of at most 100 events and 256 KB.
+
+        ``events`` is a canonical frame (converted to camelCase Tracking bodies: deviceId,
+        eventType, value, eventTime, pageUri, pageTitle, scope, remoteAddress, user,
+        payload) or a list of Tracking bodies as dicts.
+        """
+        bodies = tracking_bodies(events) if isinstance(events, pl.DataFrame) else list(events)
+        t0 = time.perf_counter()
+        before_r, before_q = self.stats.retries, self.stats.requests
+        batches = list(_batches(bodies))
+        bar = _progress(len(bodies), "track", self.progress if progress is None else progress)
+        try:
+            for b in batches:
+                self.track_batch(b)
+                bar.update(len(b))
+        finally:
+            bar.close()
+        return TrackReport(events=len(bodies), batches=len(batches),
+                           requests=self.stats.requests - before_q,
+                           retries=self.stats.retries - before_r,
+                           elapsed_s=time.perf_counter() - t0)
+
+
+# --------------------------------------------------------------------------- helpers 2
+
+
+class _Tee:
+    """Record into several RequestStats at once."""
+
+    def __init__(self, targets: list[RequestStats]) -> None:
+        self.targets = targets
+
+    def _record(self, **kw: Any) -> None:
+        for t in self.targets:
+            t._record(**kw)
+
+
+def _range_filter(ftext: str | None, start: TimeLike | None, end: TimeLike | None) -> str | None:
+    """``(ftext) and EventTime ge <start> and EventTime lt <end>`` (open ends left out)."""
+    parts = []
+    if start is not None:
+        lo = to_ns(start)
+        parts.append(f"EventTime ge {format_ns(lo - lo % TICK_NS)}")
+    if end is not None:
+        hi = to_ns(end)
+        parts.append(f"EventTime lt {format_ns(-((-hi) // TICK_NS) * TICK_NS)}")
+    if not parts:
+        return ftext
+    rng = " and ".join(parts)
+    return rng if not ftext else f"({ftext}) and {rng}"
+
+
+def _seg(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(str(value), safe="")
+
+
+def _preview_frame(items: list[Any]) -> pl.DataFrame:
+    if not items:
+        return schema.empty_frame()
+    keys = set(items[0]) if isinstance(items[0], dict) else set()
+    if {"TrackId", "EventTime", "EventType", "DeviceId"} <= keys and keys <= _API_KEYS | {"Headers"}:
+        return parse_items(items)
+    # Projected / summarized columns: keep them as they are (nested values as JSON text).
+    rows = [{k: (orjson.dumps(v).decode() if isinstance(v, (dict, list)) else v) for k, v in it.items()}
+            for it in items]
+    frame = pl.from_dicts(rows, infer_schema_length=None)
+    if "EventTime" in frame.columns and frame.schema["EventTime"] == pl.String:
+        frame = frame.with_columns(schema.parse_time_expr(pl.col("EventTime")).alias("EventTime"))
+    return frame
+
+
+def tracking_bodies(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    """Canonical frame -> Tracking API bodies (camelCase; Payload decoded to an object)."""
+    df = schema.normalize(frame)
+    times = df.select(schema.format_time_expr(pl.col("EventTime"))).to_series().to_list()
+    out = []
+    for row, t in zip(df.iter_rows(named=True), times, strict=True):
+        body: dict[str, Any] = {
+            "deviceId": row["DeviceId"],
+            "eventType": row["EventType"],
+            "value": row["Value"],
+        }
+        if t:
+            body["eventTime"] = t
+        for src, dst in (("PageUri", "pageUri"), ("PageTitle", "pageTitle"), ("Scope", "scope"),
+                         ("RemoteAddress", "remoteAddress")):
+            if row[src]:
+                body[dst] = row[src]
+        user = row["User"] or {}
+        if user.get("Email") or user.get("Name"):
+            body["user"] = {"email": user.get("Email", ""), "name": user.get("Name", "")}
+        if row["Payload"] is not None:
+            try:
+                body["payload"] = orjson.loads(row["Payload"])
+            except orjson.JSONDecodeError:
+                body["payload"] = row["Payload"]
+        out.append(body)
+    return out
+
+
+def _batches(bodies: Sequence[Mapping[str, Any]]) -> Iterator[list[Mapping[str, Any]]]:
+    """Split into batches of <= 100 events whose encoded array stays <= 256 KB."""
+    batch: list[Mapping[str, Any]] = []
+    size = 2
+    for i, b in enumerate(bodies):
+        n = len(orjson.dumps(b))
+        if n + 2 > MAX_EVENT_BYTES:
+            raise ValueError(f"event {i} is {n:,} bytes encoded, over the Tracking API's "
+                             f"{MAX_EVENT_BYTES:,}-byte limit")
+        if batch and (len(batch) >= MAX_BULK_EVENTS or size + n + 1 > MAX_EVENT_BYTES):
+            yield batch
+            batch, size = [], 2
+        batch.append(b)
+        size += n + 1
+    if batch:
+        yield batch
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        data = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+_DAY_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _clean_export(root: Path, old: dict[str, Any] | None) -> None:
+    """Remove part files of an earlier export in ``root`` (only files we wrote)."""
+    for d in root.iterdir():
+        if d.is_dir() and _DAY_DIR.match(d.name):
+            for f in d.glob("part-*.parquet*"):
+                f.unlink()
+            try:
+                d.rmdir()
+            except OSError:
+                pass  # the user keeps other files there
+    (root / _CHECKPOINT).unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- connect
+
+
+def connect(url: str | None = None, api_key: str | None = None, *, scope: str = "default",
+            **options: Any) -> ProfileStore:
+    """Connect to Profile Store.
+
+    ``url`` and ``api_key`` default to the ``PSANALYTICS_URL`` and ``PSANALYTICS_API_KEY``
+    environment variables. With neither set, an in-process emulator seeded with the sample
+    data is started (no sockets, no credentials) and one line on stderr says so; pass
+    ``quiet=True`` to silence it. ``options`` go to :class:`ProfileStore` (``transport``,
+    ``policy``, ``concurrency``, ``page_size``, ``progress``, ``timeout``, ``auth``,
+    ``tracking_key``).
+    """
+    quiet = bool(options.pop("quiet", False))
+    url = url or os.environ.get("PSANALYTICS_URL") or None
+    api_key = api_key or os.environ.get("PSANALYTICS_API_KEY") or None
+    if url is None and api_key is None and options.get("transport") is None:
+        from psanalytics.emulator import Emulator
+
+        emu = Emulator()
+        if not quiet:
+            n = emu.events().height
+            print(
+                f"psanalytics: no url or API key configured (PSANALYTICS_URL / PSANALYTICS_API_KEY): "
+                f"using the in-process emulator with {n:,} sample events",
+                file=sys.stderr,
+            )
+        return ProfileStore(emu.url, emu.api_key, scope=scope, transport=emu.transport(),
+                            emulator=emu, **options)
+    if url is None:
+        if options.get("transport") is not None:
+            url = "http://psanalytics-emulator"
+        else:
+            raise ValueError("an API key was given but no url: pass url= or set PSANALYTICS_URL")
+    return ProfileStore(url, api_key, scope=scope, **options)

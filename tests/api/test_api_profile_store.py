@@ -1,0 +1,323 @@
+"""ProfileStore against a fake server (MockTransport): exact paging, splitting, export,
+resume, deletes, tracking, preview, redaction."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import httpx
+import orjson
+import polars as pl
+import pytest
+from conftest import KEY, FakeStore, make_events
+
+from psanalytics import schema
+from psanalytics.api.http import ApiError, RetryPolicy
+from psanalytics.api.profile_store import (
+    MAX_EVENT_BYTES,
+    PreviewTruncatedWarning,
+    ProfileStore,
+    _batches,
+    connect,
+    parse_items,
+    tracking_bodies,
+)
+from psanalytics.api.windows import RESULT_WINDOW, WindowOverflowError, to_ns
+
+FAST = RetryPolicy(max_attempts=6, backoff_initial=0.001, backoff_max=0.002, max_retry_after=1)
+T0 = to_ns("2024-03-01T00:00:00Z")
+SEC = 1_000_000_000
+
+
+def store_for(fake: FakeStore, **kw) -> ProfileStore:
+    kw.setdefault("policy", FAST)
+    kw.setdefault("progress", False)
+    return ProfileStore("http://ps.test", KEY, transport=fake.transport(), **kw)
+
+
+def dense_events(n: int = 25_000) -> pl.DataFrame:
+    # n events over ~2 hours, with many exact ties (groups of 3 on the same 100 ns tick).
+    return make_events([T0 + (i // 3) * 700_000_000 for i in range(n)],
+                       ["order" if i % 4 == 0 else "home" for i in range(n)])
+
+
+def check_queries(fake: FakeStore) -> None:
+    for r in fake.gets():
+        q = r.url.params
+        assert int(q["$skip"]) + int(q["$top"]) <= RESULT_WINDOW
+        assert q["$orderby"] in ("EventTime asc,TrackId asc", "EventTime desc,TrackId desc")
+
+
+def test_parse_items_round_trip():
+    df = dense_events(50)
+    assert parse_items(orjson.loads(schema.to_api_json(df))).equals(df)
+    assert parse_items([]).schema == schema.EVENTS_SCHEMA
+    # camelCase or odd shapes go through normalize()
+    f = parse_items([{"trackId": "a", "eventTime": "2024-01-01T00:00:00Z", "eventType": "x"}])
+    assert f.select("TrackId", "EventType").row(0) == ("a", "x")
+
+
+def test_events_past_the_window_exactly_once():
+    df = dense_events()
+    fake = FakeStore(df)
+    got = store_for(fake, concurrency=3).events()
+    assert got.equals(df)
+    check_queries(fake)
+
+
+def test_events_with_filter_builder_like_object_and_range():
+    df = dense_events()
+    fake = FakeStore(df)
+
+    class Built:
+        def render(self):
+            return "EventType eq 'order'"
+
+    s = store_for(fake, page_size=1000)
+    start, end = "2024-03-01T00:30:00Z", "2024-03-01T01:10:00Z"
+    got = s.events(Built(), start=start, end=end)
+    exp = df.filter((pl.col("EventType") == "order")
+                    & (pl.col("EventTime") >= pl.lit(to_ns(start)).cast(pl.Datetime("ns", "UTC")))
+                    & (pl.col("EventTime") < pl.lit(to_ns(end)).cast(pl.Datetime("ns", "UTC"))))
+    assert got.equals(exp)
+    assert s.count("EventType eq order", start=start, end=end) == exp.height
+    filters = [r.url.params["$filter"] for r in fake.gets()]
+    assert filters[0] == ("(EventType eq 'order') and EventTime ge 2024-03-01T00:30:00.0000000Z "
+                          "and EventTime lt 2024-03-01T01:10:00.0000000Z")
+    assert all(re.fullmatch(r"\(EventType eq '?order'?\) and EventTime ge \S+ and EventTime lt \S+", f)
+               for f in filters)
+    check_queries(fake)
+    with pytest.raises(TypeError, match="filter must be a \\$filter string or a psanalytics.F expression, not int"):
+        s.events(3)
+
+
+def test_limit_orderby_and_empty():
+    df = dense_events(12_000)
+    fake = FakeStore(df)
+    s = store_for(fake)
+    assert s.events(limit=5).equals(df.head(5))
+    assert s.events(limit=11_000).equals(df.head(11_000))
+    desc = s.events(orderby="EventTime desc, TrackId desc", limit=3)
+    assert desc.equals(df.sort(["EventTime", "TrackId"], descending=True).head(3))
+    assert s.events("EventType eq nothing").equals(schema.empty_frame())
+    assert s.count("EventType eq nothing") == 0
+    assert s.events(limit=0).height == 0
+
+
+def test_instant_overflow_raises_clear_error():
+    df = make_events([T0] * 10_000 + [T0 + SEC] * 3)
+    s = store_for(FakeStore(df))
+    with pytest.raises(WindowOverflowError, match=r"10,000 matching events share the single instant EventTime = 2024-03-01T00:00:00.0000000Z"):
+        s.events()
+    # 9,999 on one instant is still exact.
+    df = make_events([T0] * 9_999 + [T0 + SEC] * 3)
+    assert store_for(FakeStore(df)).events().equals(df)
+
+
+def test_faults_are_retried_and_result_exact():
+    df = dense_events(15_000)
+    fake = FakeStore(df)
+
+    def fault(req, n):
+        if n % 5 == 0:
+            return httpx.Response(503, json={"error": {"code": "Busy", "message": "try again"}})
+        if n % 7 == 0:
+            return httpx.Response(429, headers={"Retry-After": "0"})
+        if n % 11 == 0:
+            raise httpx.RemoteProtocolError("dropped")
+        if n % 13 == 0 and req.method == "GET":
+            return httpx.Response(200, content=b'{"items": [{"TrackId": "x", "Ev')  # truncated
+        return None
+
+    fake.fault = fault
+    s = store_for(fake, concurrency=4)
+    got = s.events()
+    assert got.equals(df)
+    assert s.stats.retries > 0
+
+
+def test_window_growing_while_paging_is_split_and_exact():
+    df = dense_events(9_000)
+    extra = make_events([T0 + SEC * 10 + i * 100 for i in range(3_000)]).with_columns(
+        pl.col("TrackId").str.replace("^t", "x"))
+    fake = FakeStore(df)
+    s = store_for(fake, page_size=2000)
+    original_get = fake.get
+    grown = {"done": False}
+
+    def get(req):
+        # After the plan (first page request of the only window), 3,000 events arrive.
+        if not grown["done"] and req.url.params.get("$skip") == "2000":
+            fake.frame = pl.concat([fake.frame, extra]).sort(["EventTime", "TrackId"])
+            grown["done"] = True
+        return original_get(req)
+
+    fake.get = get  # type: ignore[method-assign]
+    got = s.events()
+    assert got.equals(fake.frame)
+    assert got.height == 12_000
+    check_queries(fake)
+
+
+def test_out_of_order_server_is_detected():
+    df = dense_events(100)
+    fake = FakeStore(df)
+    original = fake.get
+
+    def shuffled(req):
+        r = original(req)
+        d = orjson.loads(r.content)
+        d["items"] = d["items"][::-1]
+        return httpx.Response(200, content=orjson.dumps(d))
+
+    fake.get = shuffled  # type: ignore[method-assign]
+    from psanalytics.api.profile_store import OrderError
+
+    with pytest.raises(OrderError, match="rows came back out of EventTime order"):
+        store_for(fake).events(start=T0, end=T0 + 10**12)
+
+
+def test_pages_concatenate_to_events():
+    df = dense_events(21_000)
+    s = store_for(FakeStore(df))
+    pages = list(s.pages())
+    assert len(pages) >= 3
+    assert pl.concat(pages).equals(df)
+
+
+def test_plan_is_a_dry_run():
+    df = dense_events(21_000)
+    fake = FakeStore(df)
+    plan = store_for(fake).plan()
+    assert sum(w.count for w in plan) == 21_000 and all(w.count <= RESULT_WINDOW for w in plan)
+    assert all(r.url.params["$top"] == "1" for r in fake.gets())
+
+
+def test_export_resume_and_rerun(tmp_path):
+    df = dense_events(25_000)
+    fake = FakeStore(df)
+    s = store_for(fake, concurrency=1)
+    out = tmp_path / "exp"
+
+    class Boom(Exception):
+        pass
+
+    def stop_after(n):
+        if n == 2:
+            raise Boom
+
+    with pytest.raises(Boom):
+        s.export(out, _after_window=stop_after)
+    ck = orjson.loads((out / "_checkpoint.json").read_bytes())
+    assert len(ck["done"]) == 2 and not ck["complete"]
+    before = len(fake.gets())
+    rep = s.export(out)
+    assert rep.resumed_windows == 2 and rep.duplicates == 0
+    assert rep.rows == 25_000 and rep.fetched_rows == 25_000 - sum(w.rows for w in rep.windows if w.resumed)
+    assert rep.read().sort(["EventTime", "TrackId"]).equals(df)
+    # Resume fetched only the unfinished windows (one page each, no counts).
+    assert len(fake.gets()) - before == len(rep.windows) - 2
+    # Re-running a complete export overwrites; never appends.
+    rep2 = s.export(out)
+    assert rep2.resumed_windows == 0 and rep2.rows == 25_000
+    files = sorted(out.glob("*/*.parquet"))
+    assert len(files) == len(rep2.windows)
+    assert pl.scan_parquet(str(out / "*/*.parquet")).collect().height == 25_000
+    # A different filter replaces the export.
+    rep3 = s.export(out, "EventType eq order")
+    assert rep3.read().equals(df.filter(pl.col("EventType") == "order"))
+    assert pl.scan_parquet(str(out / "*/*.parquet")).collect().height == df.filter(pl.col("EventType") == "order").height
+    assert all(w.requests >= 1 for w in rep3.windows)
+
+
+def test_delete_and_delete_many():
+    df = dense_events(10)
+    fake = FakeStore(df)
+    calls = {"n": 0}
+
+    def fault(req, n):
+        if req.method == "DELETE":
+            calls["n"] += 1
+            if calls["n"] == 1:
+                return httpx.Response(429, headers={"Retry-After": "0.001"})
+            if calls["n"] == 2:
+                return httpx.Response(500)
+        return None
+
+    fake.fault = fault
+    s = store_for(fake)
+    assert s.delete("default", "t00000") is True
+    assert s.delete("default", "t00000") is False
+    rep = s.delete_many(df.head(4))
+    assert sorted(rep.deleted) == [("default", "t00001"), ("default", "t00002"), ("default", "t00003")]
+    assert rep.not_found == [("default", "t00000")] and rep.failed == []
+    assert s.events().height == 6
+    paths = [r.url.path for r in fake.requests if r.method == "DELETE"]
+    assert paths[0] == "/api/v2.0/TrackEvents/default/t00000"
+
+
+def test_track_batches_by_count_and_size():
+    df = dense_events(250)
+    fake = FakeStore(df)
+    rep = store_for(fake).track(df)
+    assert (rep.events, rep.batches) == (250, 3)
+    assert [len(b) for b in fake.tracked] == [100, 100, 50]
+    first = fake.tracked[0][0]
+    assert first == {"deviceId": "d0", "eventType": "order", "value": "", "eventTime": "2024-03-01T00:00:00.0000000Z",
+                     "user": {"email": "u0@x.se", "name": ""}, "payload": {"i": 0, "n": {"a": [1, "x"]}}}
+    big = [{"deviceId": "d", "eventType": "x", "value": "v" * 100_000}] * 5
+    sizes = [len(b) for b in _batches(big)]
+    assert sizes == [2, 2, 1]
+    with pytest.raises(ValueError, match="event 0 is 262,187 bytes encoded, over the Tracking API's 262,144-byte limit"):
+        list(_batches([{"deviceId": "d", "eventType": "x", "value": "v" * MAX_EVENT_BYTES}]))
+    with pytest.raises(ValueError, match="TrackBulk takes at most 100 events, got 101"):
+        store_for(fake).track_batch([{"deviceId": "d"}] * 101)
+    assert tracking_bodies(df.head(1))[0]["deviceId"] == "d0"
+
+
+def test_preview_truncation_and_projection():
+    df = dense_events(1000)
+    fake = FakeStore(df)
+    fake.preview_items = orjson.loads(schema.to_api_json(df))
+    s = store_for(fake)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        got = s.preview("Events | take 5000", validate=False)
+    assert got.equals(df) and got.truncated is True
+    assert any(issubclass(x.category, PreviewTruncatedWarning) for x in w)
+    body = orjson.loads([r for r in fake.requests if r.method == "POST"][0].content)
+    assert body == {"Query": "Events | take 5000", "Scope": "default"}
+    fake.preview_items = [{"EventType": "home", "n": 3}, {"EventType": "order", "n": 1}]
+    got = s.preview("Events | summarize n=count() by EventType", validate=False, scope="b2b")
+    assert got.to_dicts() == fake.preview_items and got.truncated is False
+
+
+def test_errors_name_request_and_hide_key():
+    df = dense_events(10)
+    fake = FakeStore(df)
+    fake.fault = lambda req, n: httpx.Response(400, json={"error": {"code": "BadRequest", "message": f"bad filter; key {KEY}"}})
+    s = store_for(fake)
+    with pytest.raises(ApiError) as ei:
+        s.events("EventType eq")
+    msg = str(ei.value)
+    assert msg.startswith("GET http://ps.test/api/v2.0/TrackEvents?")
+    assert "HTTP 400: BadRequest: bad filter; key ***" in msg and KEY not in msg
+    assert KEY not in repr(s) and repr(s) == "ProfileStore(url='http://ps.test', scope='default', api_key=***)"
+    bad = ProfileStore("http://ps.test", "wrong-key-123", transport=fake.transport(), policy=FAST, progress=False)
+    fake.fault = None
+    with pytest.raises(ApiError) as ei:
+        bad.count()
+    assert ei.value.status == 401 and ei.value.attempts == 1
+    assert "wrong-key-123" not in str(ei.value)
+
+
+def test_connect_reads_environment(monkeypatch):
+    fake = FakeStore(dense_events(5))
+    monkeypatch.setenv("PSANALYTICS_URL", "http://env.test")
+    monkeypatch.setenv("PSANALYTICS_API_KEY", KEY)
+    s = connect(transport=fake.transport(), policy=FAST, progress=False)
+    assert s.url == "http://env.test" and s.count() == 5
+    monkeypatch.delenv("PSANALYTICS_URL")
+    with pytest.raises(ValueError, match="an API key was given but no url"):
+        connect()
