@@ -10,7 +10,7 @@ import httpx
 import orjson
 import polars as pl
 import pytest
-from conftest import KEY, FakeStore, make_events
+from api_fakes import KEY, FakeStore, make_events
 
 from psanalytics import schema
 from psanalytics.api.http import ApiError, RetryPolicy

@@ -1,4 +1,4 @@
-"""Fixtures for tests/api: a small fake Profile Store (MockTransport) for unit tests.
+"""Test helpers for tests/api: a small fake Profile Store (MockTransport) for unit tests.
 
 The fake understands only what the client sends: EventTime ge/lt/gt/le bounds,
 ``EventType eq x`` conjuncts, ``$orderby`` on EventTime/TrackId, ``$skip``/``$top`` with the
