@@ -40,6 +40,115 @@ def _root(
 # >>> commands
 
 
+# --- api room: fetch, preview -------------------------------------------------------
+def _api_store(url: str | None, api_key: str | None, progress: bool, concurrency: int = 4):
+    from psanalytics.api.profile_store import connect
+
+    return connect(url, api_key, progress=progress, concurrency=concurrency)
+
+
+@app.command()
+def fetch(
+    output: Path = typer.Argument(..., help="A .parquet/.ndjson/.csv file, or a folder for a resumable export."),
+    filter: str | None = typer.Option(None, "--filter", "-f", help="$filter, e.g. \"EventType eq order\"."),
+    start: str | None = typer.Option(None, "--start", help="First EventTime (ISO 8601, inclusive)."),
+    end: str | None = typer.Option(None, "--end", help="Last EventTime (ISO 8601, exclusive)."),
+    url: str | None = typer.Option(None, "--url", envvar="PSANALYTICS_URL", help="Profile Store URL (default: in-process emulator)."),
+    api_key: str | None = typer.Option(None, "--api-key", envvar="PSANALYTICS_API_KEY", help="API key (read from PSANALYTICS_API_KEY).", show_default=False),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Folder export: keep finished windows of an interrupted run."),
+    concurrency: int = typer.Option(4, "--concurrency", help="Windows fetched at once."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the planned windows and requests, fetch nothing."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Fetch every matching track event exactly once (past the 10,000-row window) into a file
+    or a partitioned Parquet folder (resumable)."""
+    from psanalytics.errors import PsaError
+
+    try:
+        store = _api_store(url, api_key, progress, concurrency)
+        if dry_run:
+            plan = store.plan(filter, start=start, end=end)
+            for w in plan:
+                typer.echo(f"{w!r}")
+            typer.echo(f"{len(plan)} windows, {sum(w.count or 0 for w in plan):,} events, "
+                       f"about {len(plan)} page requests")
+            return
+        suffix = output.suffix.lower()
+        if suffix in (".parquet", ".ndjson", ".jsonl", ".json", ".csv"):
+            frame = store.events(filter, start=start, end=end)
+            output.parent.mkdir(parents=True, exist_ok=True)
+            if suffix == ".parquet":
+                frame.write_parquet(output)
+            elif suffix == ".csv":
+                import polars as pl
+
+                frame.with_columns(
+                    pl.col("User").struct.field("Email").alias("User.Email"),
+                    pl.col("User").struct.field("Name").alias("User.Name"),
+                ).drop("User").write_csv(output)
+            elif suffix == ".json":
+                from psanalytics.schema import to_api_json
+
+                output.write_bytes(to_api_json(frame))
+            else:
+                from psanalytics.schema import api_json_lines
+
+                lines = api_json_lines(frame)
+                output.write_text("".join(s + "\n" for s in lines.to_list()), encoding="utf-8")
+            typer.echo(f"{frame.height:,} events -> {output}")
+        else:
+            rep = store.export(output, filter, start=start, end=end, resume=resume)
+            typer.echo(
+                f"{rep.rows:,} events in {len(rep.windows)} windows -> {output} "
+                f"({rep.resumed_windows} resumed, {rep.requests} requests, {rep.retries} retries, "
+                f"{rep.duration_s:.1f} s)"
+            )
+    except PsaError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def preview(
+    query: str = typer.Argument(..., help="KQL over the Events table, e.g. \"Events | take 10\"."),
+    scope: str | None = typer.Option(None, "--scope", help="Scope (default: default)."),
+    url: str | None = typer.Option(None, "--url", envvar="PSANALYTICS_URL", help="Profile Store URL (default: in-process emulator)."),
+    api_key: str | None = typer.Option(None, "--api-key", envvar="PSANALYTICS_API_KEY", help="API key (read from PSANALYTICS_API_KEY).", show_default=False),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the rows to .parquet/.csv/.ndjson instead of printing."),
+    rows: int = typer.Option(20, "--rows", help="Rows to print."),
+) -> None:
+    """Preview a KQL query on the API's preview endpoint (checked locally first; at most
+    1,000 rows, and says so when the cap cut the result)."""
+    import warnings
+
+    from psanalytics.errors import PsaError
+
+    try:
+        store = _api_store(url, api_key, False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            frame = store.preview(query, scope=scope)
+    except PsaError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2 if type(exc).__name__.startswith("Kql") else 1) from None
+    if output is not None:
+        suffix = output.suffix.lower()
+        if suffix == ".parquet":
+            frame.write_parquet(output)
+        elif suffix == ".csv":
+            frame.select([c for c, t in frame.schema.items() if not t.is_nested()]).write_csv(output)
+        else:
+            frame.write_ndjson(output)
+        typer.echo(f"{frame.height:,} rows -> {output}")
+    else:
+        import polars as pl
+
+        with pl.Config(tbl_rows=rows, tbl_cols=-1, fmt_str_lengths=40):
+            typer.echo(frame.head(rows))
+    if getattr(frame, "truncated", False):
+        typer.echo(f"note: the API returned its cap of {frame.height:,} rows; more rows may match", err=True)
+
+
 # --- jupyter room: demo -------------------------------------------------------------
 @app.command()
 def demo(
