@@ -1,0 +1,150 @@
+"""Entry points: run, validate and explain KQL on Polars frames."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+
+from psanalytics.query.kql import nodes as N
+from psanalytics.query.kql.compiler import (
+    Compiled,
+    RenderSpec,
+    _ns,
+    compile_query,
+    schema_tables,
+)
+from psanalytics.query.kql.errors import KqlError, KqlRuntimeError
+from psanalytics.query.kql.parser import parse
+
+Tables = Mapping[str, "pl.DataFrame | pl.LazyFrame"]
+
+
+@dataclass
+class KqlResult:
+    """The result of :func:`execute`.
+
+    ``frame``: the rows; ``render``: the ``| render`` request or None; ``truncated``: more
+    rows existed than ``limit``; ``elapsed_s``: wall time of parse+compile+run;
+    ``query``: the query text.
+    """
+
+    frame: pl.DataFrame
+    render: RenderSpec | None
+    truncated: bool
+    elapsed_s: float
+    query: str
+
+
+def _now_ns(now: datetime | None) -> int:
+    if now is None:
+        now = datetime.now(UTC)
+    return _ns(now)
+
+
+def _lazy_tables(tables: Tables | None, events: Any = None) -> dict[str, pl.LazyFrame]:
+    out: dict[str, pl.LazyFrame] = {}
+    if events is not None:
+        out["Events"] = events.lazy() if isinstance(events, pl.DataFrame) else events
+    for k, v in (tables or {}).items():
+        if isinstance(v, pl.DataFrame):
+            out[k] = v.lazy()
+        elif isinstance(v, pl.LazyFrame):
+            out[k] = v
+        else:
+            raise TypeError(f"table {k!r} must be a Polars DataFrame or LazyFrame, "
+                            f"not {type(v).__name__}")
+    return out
+
+
+def _compile(query: str | N.Query, tables: Mapping[str, pl.LazyFrame], *,
+             now: datetime | None, params: Mapping[str, Any] | None) -> Compiled:
+    text = query if isinstance(query, str) else None
+    ast = parse(query) if isinstance(query, str) else query
+    return compile_query(ast, tables, text=text, params=params, now_ns=_now_ns(now))
+
+
+def plan(query: str | N.Query, tables: Tables, *, now: datetime | None = None,
+         params: Mapping[str, Any] | None = None) -> pl.LazyFrame:
+    """Compile ``query`` to a Polars LazyFrame (nothing is run)."""
+    return _compile(query, _lazy_tables(tables), now=now, params=params).lf
+
+
+def execute(query: str, tables: Tables, *, now: datetime | None = None,
+            limit: int | None = None, params: Mapping[str, Any] | None = None) -> KqlResult:
+    """Run ``query`` on ``tables`` (name -> DataFrame/LazyFrame) and return a KqlResult.
+
+    ``now`` fixes ``now()``/``ago()`` (default: the current UTC time, captured once);
+    ``limit`` caps the rows returned and sets ``truncated`` when more existed (the preview
+    endpoint uses 1000); ``params`` are injected as typed ``let`` statements.
+    Raises a :class:`KqlError` subclass pointing at the query.
+    """
+    t0 = time.perf_counter()
+    compiled = _compile(query, _lazy_tables(tables), now=now, params=params)
+    lf = compiled.lf
+    if limit is not None:
+        if limit < 0:
+            raise ValueError("limit must be >= 0")
+        lf = lf.head(limit + 1)
+    try:
+        frame = lf.collect()
+    except pl.exceptions.PolarsError as exc:
+        msg = str(exc).split("\n\nThis error occurred")[0].strip()
+        raise KqlRuntimeError(f"the query failed while running: {msg}",
+                              query=query if isinstance(query, str) else None,
+                              span=(0, 1)) from exc
+    truncated = False
+    if limit is not None and frame.height > limit:
+        frame = frame.head(limit)
+        truncated = True
+    return KqlResult(frame, compiled.render, truncated, time.perf_counter() - t0,
+                     query if isinstance(query, str) else "")
+
+
+def kql(query: str, events: pl.DataFrame | pl.LazyFrame | None = None, *,
+        now: datetime | None = None, limit: int | None = None,
+        tables: Tables | None = None, params: Mapping[str, Any] | None = None
+        ) -> pl.DataFrame:
+    """Run a KQL query on a frame of events (table ``Events``) and return a DataFrame.
+
+    Example: ``kql('Events | where EventType == "order" | count', frame)``. Other tables
+    go in ``tables={"Name": frame}``; ``now``, ``limit`` and ``params`` as in
+    :func:`execute`.
+    """
+    all_tables: dict[str, Any] = {}
+    if events is not None:
+        all_tables["Events"] = events
+    all_tables.update(tables or {})
+    return execute(query, all_tables, now=now, limit=limit, params=params).frame
+
+
+def validate(query: str, *, schema: Any = None, tables: Mapping[str, Any] | None = None,
+             params: Mapping[str, Any] | None = None) -> None:
+    """Parse and check ``query`` without data; raises a :class:`KqlError` when invalid.
+
+    ``schema`` is the ``Events`` schema (default: the canonical events schema);
+    ``tables`` maps further names to a schema, frame or LazyFrame.
+    """
+    from psanalytics.schema import EVENTS_SCHEMA
+
+    t: dict[str, Any] = {"Events": pl.Schema(schema) if schema is not None else EVENTS_SCHEMA}
+    t.update(tables or {})
+    _compile(query, schema_tables(t), now=None, params=params)
+
+
+def explain(query: str, tables: Tables | None = None, *, now: datetime | None = None,
+            params: Mapping[str, Any] | None = None, optimized: bool = True) -> str:
+    """The Polars plan the query compiles to (``LazyFrame.explain``)."""
+    from psanalytics.schema import empty_frame
+
+    t = dict(tables) if tables is not None else {"Events": empty_frame()}
+    lf = plan(query, t, now=now, params=params)
+    return lf.explain(optimized=optimized)
+
+
+__all__ = ["KqlResult", "RenderSpec", "KqlError", "execute", "kql", "validate", "explain",
+           "plan"]

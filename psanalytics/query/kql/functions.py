@@ -1,0 +1,901 @@
+"""Scalar functions and aggregates: each compiles a call to vectorised Polars expressions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from psanalytics.query.kql import nodes as N
+from psanalytics.query.kql.checker import SPAN_DTYPE, TIME_DTYPE
+from psanalytics.query.kql.compiler import DAY_NS, NUMERIC, Val, _lit, _rust_escape
+from psanalytics.query.kql.errors import KqlUnsupported
+from psanalytics.query.kql.parser import _iso_to_ns, parse_timespan_text
+
+if TYPE_CHECKING:
+    from psanalytics.query.kql.compiler import Compiler, Table
+
+Impl = Callable[["Compiler", N.Call, "Table"], Val]
+FUNC_IMPLS: dict[str, Impl] = {}
+AGG_IMPLS: dict[str, Impl] = {}
+
+
+def fn(*names: str, agg: bool = False) -> Callable[[Impl], Impl]:
+    def deco(f: Impl) -> Impl:
+        for n in names:
+            (AGG_IMPLS if agg else FUNC_IMPLS)[n] = f
+        return f
+    return deco
+
+
+def args(c: Compiler, e: N.Call, t: Table, lo: int, hi: int | None = None) -> list[Val]:
+    hi = lo if hi is None else hi
+    n = len(e.args)
+    if n < lo or (hi >= 0 and n > hi):
+        if lo == hi:
+            want = f"{lo} argument{'s' if lo != 1 else ''}"
+        elif hi < 0:
+            want = f"at least {lo} arguments"
+        else:
+            want = f"{lo} to {hi} arguments"
+        raise c.sem(f"'{e.name}' takes {want}, got {n}", e)
+    return [c.expr(a, t) for a in e.args]
+
+
+def want(c: Compiler, v: Val, node: N.Expr, *kinds: str) -> Val:
+    if v.ktype in kinds:
+        return v
+    if v.ktype == "dynamic" and not v.is_list:
+        if "string" in kinds:
+            return Val(c.dyn_text(v).fill_null(""), "string", False, agg=v.agg)
+        if "real" in kinds or "long" in kinds:
+            return c.numeric(v, node)
+        if "datetime" in kinds:
+            from psanalytics.schema import parse_time_expr
+            return Val(parse_time_expr(c.dyn_text(v)), "datetime", True, agg=v.agg)
+    if v.ktype == "long" and "real" in kinds:
+        return Val(v.expr.cast(pl.Float64), "real", v.nullable, agg=v.agg)
+    raise c.sem(f"'{getattr(node, 'name', 'this')}' expects {' or '.join(kinds)}, "
+                f"got {v.ktype}", node)
+
+
+def const_long(c: Compiler, v: Val, node: N.Expr, what: str) -> int:
+    if not v.is_const or v.ktype != "long" or v.const is None:
+        raise c.sem(f"{what} must be an integer literal locally", node, cls=KqlUnsupported)
+    return int(v.const)
+
+
+def const_str(c: Compiler, v: Val, node: N.Expr, what: str) -> str:
+    if not v.is_const or v.ktype != "string":
+        raise c.sem(f"{what} must be a string literal locally", node, cls=KqlUnsupported)
+    return str(v.const)
+
+
+def V(expr: pl.Expr, ktype: str, *src: Val, nullable: bool = True) -> Val:
+    return Val(expr, ktype, nullable, agg=any(s.agg for s in src))
+
+
+# ------------------------------------------------------------------ time
+
+
+@fn("now")
+def _now(c: Compiler, e: N.Call, t: Table) -> Val:
+    a = args(c, e, t, 0, 1)
+    base = _lit(c.now_ns, "datetime")
+    if a:
+        off = want(c, a[0], e.args[0], "timespan")
+        if off.is_const:
+            return _lit(None if off.const is None else c.now_ns + off.const, "datetime")
+        return V(base.expr + off.expr, "datetime", off)
+    return base
+
+
+@fn("ago")
+def _ago(c: Compiler, e: N.Call, t: Table) -> Val:
+    (a,) = args(c, e, t, 1)
+    off = want(c, a, e.args[0], "timespan")
+    if off.is_const:
+        return _lit(None if off.const is None else c.now_ns - off.const, "datetime")
+    return V(_lit(c.now_ns, "datetime").expr - off.expr, "datetime", off)
+
+
+@fn("todatetime")
+def _todatetime(c: Compiler, e: N.Call, t: Table) -> Val:
+    (a,) = args(c, e, t, 1)
+    if a.ktype == "datetime":
+        return a
+    if a.is_const and a.ktype == "string":
+        return _lit(_iso_to_ns(a.const), "datetime")
+    from psanalytics.schema import parse_time_expr
+    s = want(c, a, e.args[0], "string")
+    return V(parse_time_expr(s.expr), "datetime", a)
+
+
+@fn("totimespan")
+def _totimespan(c: Compiler, e: N.Call, t: Table) -> Val:
+    (a,) = args(c, e, t, 1)
+    if a.ktype == "timespan":
+        return a
+    if a.is_const and a.ktype == "string":
+        return _lit(parse_timespan_text(a.const), "timespan")
+    if a.ktype == "long":
+        return V(a.expr.cast(pl.Int64) * 100, "timespan", a).__class__(
+            (a.expr.cast(pl.Int64) * 100).cast(SPAN_DTYPE), "timespan", True, agg=a.agg)
+    raise c.sem("totimespan() of a non-literal string is not supported locally", e,
+                cls=KqlUnsupported)
+
+
+def _dt_arg(c: Compiler, e: N.Call, t: Table) -> tuple[Val, int]:
+    a = args(c, e, t, 1, 2)
+    d = want(c, a[0], e.args[0], "datetime")
+    n = const_long(c, a[1], e.args[1], "the offset") if len(a) > 1 else 0
+    return d, n
+
+
+def _sod(x: pl.Expr) -> pl.Expr:
+    return x.dt.truncate("1d")
+
+
+@fn("startofday")
+def _startofday(c: Compiler, e: N.Call, t: Table) -> Val:
+    d, n = _dt_arg(c, e, t)
+    r = _sod(d.expr)
+    if n:
+        r = r + pl.duration(days=n)
+    return V(r, "datetime", d)
+
+
+@fn("endofday")
+def _endofday(c: Compiler, e: N.Call, t: Table) -> Val:
+    d, n = _dt_arg(c, e, t)
+    r = _sod(d.expr) + pl.duration(nanoseconds=(n + 1) * DAY_NS - 100)
+    return V(r, "datetime", d)
+
+
+def _sow(x: pl.Expr) -> pl.Expr:
+    # Sunday-based: Polars weekday Monday=1..Sunday=7
+    return _sod(x) - pl.duration(days=x.dt.weekday() % 7)
+
+
+@fn("startofweek")
+def _startofweek(c: Compiler, e: N.Call, t: Table) -> Val:
+    d, n = _dt_arg(c, e, t)
+    return V(_sow(d.expr) + pl.duration(days=7 * n), "datetime", d)
+
+
+@fn("endofweek")
+def _endofweek(c: Compiler, e: N.Call, t: Table) -> Val:
+    d, n = _dt_arg(c, e, t)
+    return V(_sow(d.expr) + pl.duration(nanoseconds=7 * DAY_NS * (n + 1) - 100),
+             "datetime", d)
+
+
+@fn("startofmonth")
+def _startofmonth(c: Compiler, e: N.Call, t: Table) -> Val:
+    d, n = _dt_arg(c, e, t)
+    r = d.expr.dt.truncate("1mo")
+    if n:
+        r = r.dt.offset_by(f"{n}mo")
+    return V(r, "datetime", d)
+
+
+@fn("endofmonth")
+def _endofmonth(c: Compiler, e: N.Call, t: Table) -> Val:
+    d, n = _dt_arg(c, e, t)
+    r = d.expr.dt.truncate("1mo").dt.offset_by(f"{n + 1}mo") - pl.duration(nanoseconds=100)
+    return V(r, "datetime", d)
+
+
+@fn("startofyear")
+def _startofyear(c: Compiler, e: N.Call, t: Table) -> Val:
+    d, n = _dt_arg(c, e, t)
+    r = d.expr.dt.truncate("1y")
+    if n:
+        r = r.dt.offset_by(f"{n}y")
+    return V(r, "datetime", d)
+
+
+@fn("endofyear")
+def _endofyear(c: Compiler, e: N.Call, t: Table) -> Val:
+    d, n = _dt_arg(c, e, t)
+    r = d.expr.dt.truncate("1y").dt.offset_by(f"{n + 1}y") - pl.duration(nanoseconds=100)
+    return V(r, "datetime", d)
+
+
+def _floor_to(c: Compiler, v: Val, size: Val, node: N.Call, origin: pl.Expr | None) -> Val:
+    if v.ktype in ("datetime", "timespan"):
+        if size.ktype != "timespan":
+            raise c.sem(f"bin() of a {v.ktype} needs a timespan size", node.args[1])
+        ns = v.expr.cast(pl.Int64) if v.ktype == "timespan" else v.expr.dt.epoch("ns")
+        sz = size.expr.cast(pl.Int64)
+        if size.is_const and size.const is not None and size.const > 0:
+            sz = pl.lit(int(size.const), dtype=pl.Int64)
+        elif size.is_const:
+            return _lit(None, v.ktype)
+        if origin is not None:
+            o = origin.dt.epoch("ns")
+            r = ((ns - o).floordiv(sz)) * sz + o
+        else:
+            r = ns.floordiv(sz) * sz
+        r = pl.when(sz > 0).then(r)
+        out = r.cast(TIME_DTYPE) if v.ktype == "datetime" else r.cast(SPAN_DTYPE)
+        return V(out, v.ktype, v, size)
+    v = want(c, v, node.args[0], "long", "real")
+    size = want(c, size, node.args[1], "long", "real")
+    if v.ktype == "long" and size.ktype == "long":
+        r = v.expr.floordiv(size.expr) * size.expr
+        return V(pl.when(size.expr > 0).then(r), "long", v, size)
+    x = v.expr.cast(pl.Float64)
+    s = size.expr.cast(pl.Float64)
+    return V(pl.when(s > 0).then((x / s).floor() * s), "real", v, size)
+
+
+@fn("bin", "floor")
+def _bin(c: Compiler, e: N.Call, t: Table) -> Val:
+    v, size = args(c, e, t, 2)
+    return _floor_to(c, v, size, e, None)
+
+
+@fn("bin_at")
+def _bin_at(c: Compiler, e: N.Call, t: Table) -> Val:
+    v, size, fixed = args(c, e, t, 3)
+    if v.ktype != "datetime" or fixed.ktype != "datetime":
+        raise c.sem("bin_at() is supported locally for datetimes only", e, cls=KqlUnsupported)
+    return _floor_to(c, v, size, e, fixed.expr)
+
+
+@fn("dayofweek")
+def _dayofweek(c: Compiler, e: N.Call, t: Table) -> Val:
+    (d,) = args(c, e, t, 1)
+    d = want(c, d, e.args[0], "datetime")
+    days = (d.expr.dt.weekday() % 7).cast(pl.Int64)
+    return V((days * DAY_NS).cast(SPAN_DTYPE), "timespan", d)
+
+
+def _part(attr: str) -> Impl:
+    def impl(c: Compiler, e: N.Call, t: Table) -> Val:
+        (d,) = args(c, e, t, 1)
+        d = want(c, d, e.args[0], "datetime")
+        return V(getattr(d.expr.dt, attr)().cast(pl.Int64), "long", d)
+    return impl
+
+
+FUNC_IMPLS["hourofday"] = _part("hour")
+FUNC_IMPLS["getmonth"] = _part("month")
+FUNC_IMPLS["monthofyear"] = _part("month")
+FUNC_IMPLS["getyear"] = _part("year")
+FUNC_IMPLS["dayofmonth"] = _part("day")
+FUNC_IMPLS["dayofyear"] = _part("ordinal_day")
+
+
+@fn("format_datetime")
+def _format_datetime(c: Compiler, e: N.Call, t: Table) -> Val:
+    d, f = args(c, e, t, 2)
+    d = want(c, d, e.args[0], "datetime")
+    fmt = const_str(c, f, e.args[1], "the format")
+    tokens = [("yyyy", "%Y"), ("yy", "%y"), ("MM", "%m"), ("dd", "%d"), ("HH", "%H"),
+              ("hh", "%I"), ("mm", "%M"), ("ss", "%S"), ("fffffff", "%7f"),
+              ("ffffff", "%6f"), ("fff", "%3f"), ("tt", "%p")]
+    out, i = "", 0
+    while i < len(fmt):
+        for tok, rep in tokens:
+            if fmt.startswith(tok, i):
+                out += rep
+                i += len(tok)
+                break
+        else:
+            ch = fmt[i]
+            if ch.isalpha():
+                raise c.sem(f"format token '{ch}' is not supported locally", e.args[1],
+                            cls=KqlUnsupported)
+            out += "%%" if ch == "%" else ch
+            i += 1
+    expr = d.expr
+    if "%7f" in out:
+        # 7 fractional digits: ns // 100
+        pre, post = out.split("%7f", 1)
+        frac = (d.expr.dt.nanosecond() // 100).cast(pl.String).str.zfill(7)
+        expr = pl.concat_str([d.expr.dt.strftime(pre), frac, d.expr.dt.strftime(post)])
+        return V(expr.fill_null(""), "string", d, nullable=False)
+    return V(expr.dt.strftime(out).fill_null(""), "string", d, nullable=False)
+
+
+# ------------------------------------------------------------------ strings
+
+
+def _tostring_expr(c: Compiler, v: Val) -> pl.Expr:
+    k = v.ktype
+    if k == "string":
+        return v.expr
+    if k == "dynamic":
+        if v.is_list:
+            raise KqlUnsupported("tostring() of a dynamic array is not supported locally")
+        return c.dyn_text(v).fill_null("")
+    if k == "long":
+        return v.expr.cast(pl.String).fill_null("")
+    if k == "real":
+        x = v.expr
+        return (pl.when(x.is_nan()).then(pl.lit("NaN"))
+                .when(x == float("inf")).then(pl.lit("Infinity"))
+                .when(x == float("-inf")).then(pl.lit("-Infinity"))
+                .when((x == x.floor()) & (x.abs() < 1e15)).then(x.cast(pl.Int64).cast(pl.String))
+                .otherwise(x.cast(pl.String))).fill_null("")
+    if k == "bool":
+        return pl.when(v.expr).then(pl.lit("true")).otherwise(pl.lit("false")).fill_null("") \
+            if True else v.expr
+    if k == "datetime":
+        from psanalytics.schema import format_time_expr
+        return format_time_expr(v.expr).fill_null("")
+    if k == "timespan":
+        ns = v.expr.cast(pl.Int64)
+        a = ns.abs()
+        days = a // DAY_NS
+        rem = a % DAY_NS
+        hh = (rem // (3600 * 10**9)).cast(pl.String).str.zfill(2)
+        mm = ((rem // (60 * 10**9)) % 60).cast(pl.String).str.zfill(2)
+        ss = ((rem // 10**9) % 60).cast(pl.String).str.zfill(2)
+        frac = ((rem % 10**9) // 100)
+        sign = pl.when(ns < 0).then(pl.lit("-")).otherwise(pl.lit(""))
+        dpart = pl.when(days > 0).then(days.cast(pl.String) + ".").otherwise(pl.lit(""))
+        fpart = pl.when(frac > 0).then("." + frac.cast(pl.String).str.zfill(7)) \
+            .otherwise(pl.lit(""))
+        return pl.concat_str([sign, dpart, hh, pl.lit(":"), mm, pl.lit(":"), ss, fpart]) \
+            .fill_null("")
+    raise KqlUnsupported(f"tostring() of {k} is not supported locally")
+
+
+@fn("tostring")
+def _tostring(c: Compiler, e: N.Call, t: Table) -> Val:
+    (a,) = args(c, e, t, 1)
+    try:
+        return V(_tostring_expr(c, a), "string", a, nullable=False)
+    except KqlUnsupported as exc:
+        raise c.sem(exc.message, e, cls=KqlUnsupported) from None
+
+
+def _s(c: Compiler, v: Val, node: N.Expr) -> Val:
+    if v.ktype == "string":
+        return v
+    if v.ktype == "dynamic":
+        return want(c, v, node, "string")
+    return V(_tostring_expr(c, v), "string", v, nullable=False)
+
+
+@fn("tolower")
+def _tolower(c: Compiler, e: N.Call, t: Table) -> Val:
+    (a,) = args(c, e, t, 1)
+    a = _s(c, a, e.args[0])
+    return V(a.expr.str.to_lowercase(), "string", a, nullable=False)
+
+
+@fn("toupper")
+def _toupper(c: Compiler, e: N.Call, t: Table) -> Val:
+    (a,) = args(c, e, t, 1)
+    a = _s(c, a, e.args[0])
+    return V(a.expr.str.to_uppercase(), "string", a, nullable=False)
+
+
+@fn("strlen")
+def _strlen(c: Compiler, e: N.Call, t: Table) -> Val:
+    (a,) = args(c, e, t, 1)
+    a = _s(c, a, e.args[0])
+    return V(a.expr.str.len_chars().cast(pl.Int64), "long", a, nullable=False)
+
+
+@fn("substring")
+def _substring(c: Compiler, e: N.Call, t: Table) -> Val:
+    a = args(c, e, t, 2, 3)
+    s = _s(c, a[0], e.args[0])
+    start = want(c, a[1], e.args[1], "long").expr
+    start = pl.when(start < 0).then(0).otherwise(start)
+    if len(a) > 2:
+        ln = want(c, a[2], e.args[2], "long").expr
+        ln = pl.when(ln < 0).then(0).otherwise(ln)
+        r = s.expr.str.slice(start, ln)
+    else:
+        r = s.expr.str.slice(start)
+    return V(r.fill_null(""), "string", *a, nullable=False)
+
+
+@fn("strcat")
+def _strcat(c: Compiler, e: N.Call, t: Table) -> Val:
+    a = args(c, e, t, 1, 64)
+    parts = [_s(c, v, n).expr for v, n in zip(a, e.args, strict=True)]
+    return V(pl.concat_str(parts), "string", *a, nullable=False)
+
+
+@fn("strcat_delim")
+def _strcat_delim(c: Compiler, e: N.Call, t: Table) -> Val:
+    a = args(c, e, t, 3, 64)
+    d = const_str(c, a[0], e.args[0], "the delimiter")
+    parts = [_s(c, v, n).expr for v, n in zip(a[1:], e.args[1:], strict=True)]
+    return V(pl.concat_str(parts, separator=d), "string", *a, nullable=False)
+
+
+def _trim(which: str) -> Impl:
+    def impl(c: Compiler, e: N.Call, t: Table) -> Val:
+        rx, s = args(c, e, t, 2)
+        pat = const_str(c, rx, e.args[0], "the trim pattern")
+        c.check_regex(pat, e.args[0])
+        s = _s(c, s, e.args[1])
+        r = s.expr
+        if which in ("both", "start"):
+            r = r.str.replace(f"^(?:{pat})+", "")
+        if which in ("both", "end"):
+            r = r.str.replace(f"(?:{pat})+$", "")
+        return V(r, "string", s, nullable=False)
+    return impl
+
+
+FUNC_IMPLS["trim"] = _trim("both")
+FUNC_IMPLS["trim_start"] = _trim("start")
+FUNC_IMPLS["trim_end"] = _trim("end")
+
+
+@fn("replace_string")
+def _replace_string(c: Compiler, e: N.Call, t: Table) -> Val:
+    s, a, b = args(c, e, t, 3)
+    s = _s(c, s, e.args[0])
+    old = const_str(c, a, e.args[1], "the lookup text")
+    new = const_str(c, b, e.args[2], "the replacement")
+    if old == "":
+        return s
+    return V(s.expr.str.replace_all(old, new, literal=True), "string", s, nullable=False)
+
+
+@fn("indexof")
+def _indexof(c: Compiler, e: N.Call, t: Table) -> Val:
+    a = args(c, e, t, 2)
+    s = _s(c, a[0], e.args[0])
+    needle = const_str(c, a[1], e.args[1], "the lookup text")
+    r = s.expr.str.find(needle, literal=True).cast(pl.Int64).fill_null(-1)
+    return V(r, "long", s, nullable=False)
+
+
+@fn("split")
+def _split(c: Compiler, e: N.Call, t: Table) -> Val:
+    a = args(c, e, t, 2, 3)
+    s = _s(c, a[0], e.args[0])
+    d = const_str(c, a[1], e.args[1], "the delimiter")
+    if len(a) == 3:
+        i = const_long(c, a[2], e.args[2], "the index")
+        r = s.expr.str.split(d).list.get(i, null_on_oob=True)
+        return Val(r, "dynamic", True, agg=s.agg)
+    return Val(s.expr.str.split(d), "dynamic", True, is_list=True, agg=s.agg)
+
+
+@fn("extract")
+def _extract(c: Compiler, e: N.Call, t: Table) -> Val:
+    a = args(c, e, t, 3)
+    pat = const_str(c, a[0], e.args[0], "the regex")
+    c.check_regex(pat, e.args[0])
+    g = const_long(c, a[1], e.args[1], "the capture group")
+    s = _s(c, a[2], e.args[2])
+    return V(s.expr.str.extract(pat, g).fill_null(""), "string", s, nullable=False)
+
+
+@fn("countof")
+def _countof(c: Compiler, e: N.Call, t: Table) -> Val:
+    a = args(c, e, t, 2)
+    s = _s(c, a[0], e.args[0])
+    needle = const_str(c, a[1], e.args[1], "the search text")
+    if needle == "":
+        return _lit(0, "long")
+    return V(s.expr.str.count_matches(needle, literal=True).cast(pl.Int64), "long", s,
+             nullable=False)
+
+
+@fn("reverse")
+def _reverse(c: Compiler, e: N.Call, t: Table) -> Val:
+    (a,) = args(c, e, t, 1)
+    s = _s(c, a, e.args[0])
+    return V(s.expr.str.reverse(), "string", s, nullable=False)
+
+
+# ------------------------------------------------------------------ conversion
+
+
+@fn("toint", "tolong")
+def _tolong(c: Compiler, e: N.Call, t: Table) -> Val:
+    (a,) = args(c, e, t, 1)
+    if a.ktype == "long":
+        return a
+    if a.ktype == "real":
+        return V(a.expr.cast(pl.Int64, strict=False), "long", a)
+    if a.ktype == "bool":
+        return V(a.expr.cast(pl.Int64), "long", a)
+    if a.ktype in ("string", "dynamic") and not a.is_list:
+        s = c.dyn_text(a) if a.ktype == "dynamic" else a.expr
+        s = s.str.strip_chars()
+        r = pl.coalesce(s.cast(pl.Int64, strict=False),
+                        s.cast(pl.Float64, strict=False).cast(pl.Int64, strict=False))
+        return V(r, "long", a)
+    if a.ktype in ("datetime", "timespan"):
+        return V(a.expr.cast(pl.Int64) // 100, "long", a)
+    raise c.sem(f"cannot convert {a.ktype} to long", e.args[0])
+
+
+@fn("toreal", "todouble")
+def _toreal(c: Compiler, e: N.Call, t: Table) -> Val:
+    (a,) = args(c, e, t, 1)
+    if a.ktype == "real":
+        return a
+    if a.ktype in ("long", "bool"):
+        return V(a.expr.cast(pl.Float64), "real", a)
+    if a.ktype in ("string", "dynamic") and not a.is_list:
+        s = c.dyn_text(a) if a.ktype == "dynamic" else a.expr
+        return V(s.str.strip_chars().cast(pl.Float64, strict=False), "real", a)
+    raise c.sem(f"cannot convert {a.ktype} to real", e.args[0])
+
+
+@fn("tobool", "toboolean")
+def _tobool(c: Compiler, e: N.Call, t: Table) -> Val:
+    (a,) = args(c, e, t, 1)
+    if a.ktype == "bool":
+        return a
+    if a.ktype in NUMERIC:
+        return V(a.expr != 0, "bool", a)
+    if a.ktype in ("string", "dynamic") and not a.is_list:
+        s = (c.dyn_text(a) if a.ktype == "dynamic" else a.expr).str.to_lowercase()
+        r = pl.when(s == "true").then(True).when(s == "false").then(False) \
+            .when(s.str.contains(r"^-?\d+$")).then(s.cast(pl.Int64, strict=False) != 0)
+        return V(r, "bool", a)
+    raise c.sem(f"cannot convert {a.ktype} to bool", e.args[0])
+
+
+@fn("parse_json", "todynamic")
+def _parse_json(c: Compiler, e: N.Call, t: Table) -> Val:
+    (a,) = args(c, e, t, 1)
+    if a.ktype == "dynamic":
+        return a
+    if a.ktype != "string":
+        raise c.sem("parse_json() expects a string", e.args[0])
+    if a.is_const:
+        import orjson
+        try:
+            return _lit(orjson.loads(a.const), "dynamic")
+        except orjson.JSONDecodeError:
+            return _lit(None, "dynamic")
+    return Val(a.expr, "dynamic", True, json_base=a.expr, agg=a.agg)
+
+
+# ------------------------------------------------------------------ predicates
+
+
+@fn("isempty", "isnotempty")
+def _isempty(c: Compiler, e: N.Call, t: Table) -> Val:
+    (a,) = args(c, e, t, 1)
+    if a.ktype == "string":
+        r = a.expr == ""
+    elif a.ktype == "dynamic" and not a.is_list:
+        x = c.dyn_text(a)
+        r = x.is_null() | (x == "")
+    else:
+        r = a.expr.is_null()
+    return V(~r if e.name == "isnotempty" else r, "bool", a, nullable=False)
+
+
+@fn("isnull", "isnotnull")
+def _isnull(c: Compiler, e: N.Call, t: Table) -> Val:
+    (a,) = args(c, e, t, 1)
+    if a.ktype == "string":
+        r = pl.lit(False) | a.expr.is_null()
+        r = pl.lit(False, dtype=pl.Boolean).__and__(a.expr.is_null()) if False else (
+            a.expr.is_null() & pl.lit(False))
+    elif a.ktype == "dynamic" and not a.is_list:
+        r = c.dyn_text(a).is_null()
+    else:
+        r = a.expr.is_null()
+    return V(~r if e.name == "isnotnull" else r, "bool", a, nullable=False)
+
+
+@fn("isnan")
+def _isnan(c: Compiler, e: N.Call, t: Table) -> Val:
+    (a,) = args(c, e, t, 1)
+    a = want(c, a, e.args[0], "real")
+    return V(a.expr.is_nan(), "bool", a)
+
+
+@fn("isinf")
+def _isinf(c: Compiler, e: N.Call, t: Table) -> Val:
+    (a,) = args(c, e, t, 1)
+    a = want(c, a, e.args[0], "real")
+    return V(a.expr.is_infinite(), "bool", a)
+
+
+@fn("not")
+def _not(c: Compiler, e: N.Call, t: Table) -> Val:
+    (a,) = args(c, e, t, 1)
+    b = c.as_bool(a, e.args[0], "not() needs a bool")
+    return V(~b, "bool", a)
+
+
+def _common(c: Compiler, vals: list[Val], nodes: list[N.Expr], fname: str
+            ) -> tuple[list[pl.Expr], str]:
+    kinds = {v.ktype for v in vals if not (v.is_const and v.const is None)}
+    if not kinds:
+        return [v.expr for v in vals], vals[0].ktype
+    if kinds <= set(NUMERIC):
+        k = "real" if "real" in kinds else "long"
+        return [v.expr.cast(pl.Float64 if k == "real" else pl.Int64) for v in vals], k
+    if len(kinds) == 1:
+        k = kinds.pop()
+        if k == "dynamic":
+            return [c.dyn_text(v) if not v.is_list else v.expr for v in vals], "dynamic"
+        dt = {"string": pl.String, "bool": pl.Boolean, "datetime": TIME_DTYPE,
+              "timespan": SPAN_DTYPE}[k]
+        return [v.expr.cast(dt) for v in vals], k
+    if kinds <= {"string", "dynamic"}:
+        return [_s(c, v, n).expr for v, n in zip(vals, nodes, strict=True)], "string"
+    raise c.sem(f"'{fname}' branches have different types: {', '.join(sorted(kinds))}",
+                nodes[0])
+
+
+@fn("iff", "iif")
+def _iff(c: Compiler, e: N.Call, t: Table) -> Val:
+    cond, a, b = args(c, e, t, 3)
+    p = c.as_bool(cond, e.args[0], f"{e.name}() needs a bool condition")
+    (x, y), k = _common(c, [a, b], e.args[1:], e.name)
+    r = pl.when(p.fill_null(False)).then(x).otherwise(y)
+    if k == "string":
+        r = r.fill_null("")
+    return V(r, k, cond, a, b, nullable=k != "string")
+
+
+@fn("case")
+def _case(c: Compiler, e: N.Call, t: Table) -> Val:
+    a = args(c, e, t, 3, 255)
+    if len(a) % 2 != 1:
+        raise c.sem("case() takes predicate/value pairs and a final else value", e)
+    preds = [c.as_bool(a[i], e.args[i], "case() needs bool predicates")
+             for i in range(0, len(a) - 1, 2)]
+    vals = [a[i] for i in range(1, len(a), 2)] + [a[-1]]
+    nodes = [e.args[i] for i in range(1, len(a), 2)] + [e.args[-1]]
+    exprs, k = _common(c, vals, nodes, "case")
+    chain: Any = pl.when(preds[0].fill_null(False)).then(exprs[0])
+    for p, x in zip(preds[1:], exprs[1:-1], strict=True):
+        chain = chain.when(p.fill_null(False)).then(x)
+    r = chain.otherwise(exprs[-1])
+    return V(r.fill_null("") if k == "string" else r, k, *a, nullable=k != "string")
+
+
+@fn("coalesce")
+def _coalesce(c: Compiler, e: N.Call, t: Table) -> Val:
+    a = args(c, e, t, 1, 64)
+    exprs, k = _common(c, a, list(e.args), "coalesce")
+    if k == "string":
+        exprs = [pl.when(x != "").then(x) for x in exprs]
+        return V(pl.coalesce(exprs).fill_null(""), "string", *a, nullable=False)
+    return V(pl.coalesce(exprs), k, *a)
+
+
+@fn("min_of", "max_of")
+def _min_of(c: Compiler, e: N.Call, t: Table) -> Val:
+    a = args(c, e, t, 2, 64)
+    exprs, k = _common(c, a, list(e.args), e.name)
+    r = pl.min_horizontal(exprs) if e.name == "min_of" else pl.max_horizontal(exprs)
+    return V(r, k, *a)
+
+
+# ------------------------------------------------------------------ math
+
+
+def _math(name: str, f: Callable[[pl.Expr], pl.Expr]) -> None:
+    def impl(c: Compiler, e: N.Call, t: Table) -> Val:
+        (a,) = args(c, e, t, 1)
+        a = want(c, a, e.args[0], "long", "real")
+        return V(f(a.expr.cast(pl.Float64)), "real", a)
+    FUNC_IMPLS[name] = impl
+
+
+_math("sqrt", lambda x: x.sqrt())
+_math("exp", lambda x: x.exp())
+_math("log", lambda x: x.log())
+_math("log10", lambda x: x.log10())
+
+
+@fn("abs")
+def _abs(c: Compiler, e: N.Call, t: Table) -> Val:
+    (a,) = args(c, e, t, 1)
+    a = want(c, a, e.args[0], "long", "real", "timespan")
+    return V(a.expr.abs(), a.ktype, a)
+
+
+@fn("round")
+def _round(c: Compiler, e: N.Call, t: Table) -> Val:
+    a = args(c, e, t, 1, 2)
+    x = want(c, a[0], e.args[0], "long", "real")
+    n = const_long(c, a[1], e.args[1], "the precision") if len(a) > 1 else 0
+    if x.ktype == "long" and n >= 0:
+        return x
+    return V(x.expr.cast(pl.Float64).round(n, mode="half_away_from_zero"), "real", x)
+
+
+@fn("pow")
+def _pow(c: Compiler, e: N.Call, t: Table) -> Val:
+    a, b = args(c, e, t, 2)
+    a = want(c, a, e.args[0], "long", "real")
+    b = want(c, b, e.args[1], "long", "real")
+    return V(a.expr.cast(pl.Float64).pow(b.expr.cast(pl.Float64)), "real", a, b)
+
+
+@fn("array_length")
+def _array_length(c: Compiler, e: N.Call, t: Table) -> Val:
+    (a,) = args(c, e, t, 1)
+    if a.is_list:
+        return V(a.expr.list.len().cast(pl.Int64), "long", a)
+    raise c.sem("array_length() of a JSON value is not supported locally", e,
+                cls=KqlUnsupported)
+
+
+# ------------------------------------------------------------------ aggregates
+
+
+def _agg_args(c: Compiler, e: N.Call, t: Table, lo: int, hi: int | None = None
+              ) -> list[Val]:
+    return args(c, e, t, lo, hi)
+
+
+def _pred(c: Compiler, v: Val, node: N.Expr) -> pl.Expr:
+    return c.as_bool(v, node, "the predicate must be bool").fill_null(False)
+
+
+def A(expr: pl.Expr, ktype: str) -> Val:
+    return Val(expr, ktype, True, agg=True)
+
+
+@fn("count", agg=True)
+def _count(c: Compiler, e: N.Call, t: Table) -> Val:
+    if len(e.args) == 1 and isinstance(e.args[0], N.Star):
+        return A(pl.len().cast(pl.Int64), "long")
+    a = _agg_args(c, e, t, 0, 1)
+    if not a:
+        return A(pl.len().cast(pl.Int64), "long")
+    v = a[0]
+    x = c.materialize(v) if v.ktype == "dynamic" else v.expr
+    return A(x.count().cast(pl.Int64), "long")
+
+
+@fn("countif", agg=True)
+def _countif(c: Compiler, e: N.Call, t: Table) -> Val:
+    (p,) = _agg_args(c, e, t, 1)
+    return A(_pred(c, p, e.args[0]).sum().cast(pl.Int64), "long")
+
+
+def _distinct_count(c: Compiler, v: Val) -> pl.Expr:
+    x = c.materialize(v) if v.ktype == "dynamic" else v.expr
+    if v.nullable:
+        return (x.n_unique() - x.is_null().any().cast(pl.UInt32)).cast(pl.Int64)
+    return x.n_unique().cast(pl.Int64)
+
+
+@fn("dcount", "count_distinct", agg=True)
+def _dcount(c: Compiler, e: N.Call, t: Table) -> Val:
+    a = _agg_args(c, e, t, 1, 2 if e.name == "dcount" else 1)
+    if len(a) == 2:
+        const_long(c, a[1], e.args[1], "the accuracy level")
+    return A(_distinct_count(c, a[0]), "long")
+
+
+@fn("dcountif", agg=True)
+def _dcountif(c: Compiler, e: N.Call, t: Table) -> Val:
+    a = _agg_args(c, e, t, 2, 3)
+    x = c.materialize(a[0]) if a[0].ktype == "dynamic" else a[0].expr
+    f = x.filter(_pred(c, a[1], e.args[1]))
+    return A((f.n_unique() - f.is_null().any().cast(pl.UInt32)).cast(pl.Int64), "long")
+
+
+def _num(c: Compiler, v: Val, node: N.Expr, allow_span: bool = False) -> Val:
+    kinds = ("long", "real", "timespan") if allow_span else ("long", "real")
+    return want(c, v, node, *kinds)
+
+
+@fn("sum", agg=True)
+def _sum(c: Compiler, e: N.Call, t: Table) -> Val:
+    (v,) = _agg_args(c, e, t, 1)
+    v = _num(c, v, e.args[0], True)
+    return A(v.expr.sum(), v.ktype)
+
+
+@fn("sumif", agg=True)
+def _sumif(c: Compiler, e: N.Call, t: Table) -> Val:
+    v, p = _agg_args(c, e, t, 2)
+    v = _num(c, v, e.args[0], True)
+    return A(v.expr.filter(_pred(c, p, e.args[1])).sum(), v.ktype)
+
+
+def _avg(x: pl.Expr, kt: str) -> pl.Expr:
+    if kt == "timespan":
+        return x.mean()
+    x = x.cast(pl.Float64)
+    return x.sum() / x.count().cast(pl.Float64)
+
+
+@fn("avg", agg=True)
+def _avgf(c: Compiler, e: N.Call, t: Table) -> Val:
+    (v,) = _agg_args(c, e, t, 1)
+    v = _num(c, v, e.args[0], True)
+    return A(_avg(v.expr, v.ktype), "timespan" if v.ktype == "timespan" else "real")
+
+
+@fn("avgif", agg=True)
+def _avgif(c: Compiler, e: N.Call, t: Table) -> Val:
+    v, p = _agg_args(c, e, t, 2)
+    v = _num(c, v, e.args[0], True)
+    return A(_avg(v.expr.filter(_pred(c, p, e.args[1])), v.ktype),
+             "timespan" if v.ktype == "timespan" else "real")
+
+
+def _minmax(c: Compiler, e: N.Call, t: Table, which: str, cond: bool) -> Val:
+    a = _agg_args(c, e, t, 2 if cond else 1)
+    v = a[0]
+    if v.ktype == "dynamic":
+        v = c.numeric(v, e.args[0])
+    if v.ktype == "bool":
+        raise c.sem(f"{e.name}() of bool is not supported", e.args[0])
+    x = v.expr
+    if v.ktype == "string":
+        x = pl.when(x != "").then(x)
+    if cond:
+        x = x.filter(_pred(c, a[1], e.args[1]))
+    r = x.min() if which == "min" else x.max()
+    if v.ktype == "string":
+        r = r.fill_null("")
+    return A(r, v.ktype)
+
+
+AGG_IMPLS["min"] = lambda c, e, t: _minmax(c, e, t, "min", False)
+AGG_IMPLS["max"] = lambda c, e, t: _minmax(c, e, t, "max", False)
+AGG_IMPLS["minif"] = lambda c, e, t: _minmax(c, e, t, "min", True)
+AGG_IMPLS["maxif"] = lambda c, e, t: _minmax(c, e, t, "max", True)
+
+
+@fn("take_any", "any", agg=True)
+def _take_any(c: Compiler, e: N.Call, t: Table) -> Val:
+    (v,) = _agg_args(c, e, t, 1)
+    x = c.materialize(v)
+    return A(x.drop_nulls().first(), v.ktype)
+
+
+def _make(c: Compiler, e: N.Call, t: Table, unique: bool, cond: bool) -> Val:
+    a = _agg_args(c, e, t, 2 if cond else 1, 3 if cond else 2)
+    v = a[0]
+    x = c.materialize(v).drop_nulls()
+    if cond:
+        x = x.filter(_pred(c, a[1], e.args[1]))
+    if unique:
+        x = x.unique(maintain_order=True)
+    lim = a[2 if cond else 1] if len(a) > (2 if cond else 1) else None
+    if lim is not None:
+        x = x.head(const_long(c, lim, e.args[-1], "the size limit"))
+    if not getattr(c, "_grouped", False):
+        x = x.implode()
+    return Val(x, "dynamic", True, is_list=True, agg=True)
+
+
+AGG_IMPLS["make_set"] = lambda c, e, t: _make(c, e, t, True, False)
+AGG_IMPLS["make_list"] = lambda c, e, t: _make(c, e, t, False, False)
+AGG_IMPLS["make_set_if"] = lambda c, e, t: _make(c, e, t, True, True)
+AGG_IMPLS["make_list_if"] = lambda c, e, t: _make(c, e, t, False, True)
+
+
+@fn("percentile", agg=True)
+def _percentile(c: Compiler, e: N.Call, t: Table) -> Val:
+    v, p = _agg_args(c, e, t, 2)
+    v = _num(c, v, e.args[0])
+    if not p.is_const or p.ktype not in NUMERIC or p.const is None or not 0 <= p.const <= 100:
+        raise c.sem("percentile() needs a literal percentage between 0 and 100", e.args[1])
+    r = v.expr.quantile(float(p.const) / 100.0, interpolation="nearest")
+    return A(r.cast(pl.Float64) if v.ktype == "real" else r, v.ktype)
+
+
+@fn("stdev", "variance", agg=True)
+def _stdev(c: Compiler, e: N.Call, t: Table) -> Val:
+    (v,) = _agg_args(c, e, t, 1)
+    v = _num(c, v, e.args[0])
+    x = v.expr.cast(pl.Float64)
+    return A(x.std(ddof=1) if e.name == "stdev" else x.var(ddof=1), "real")
+
+
+_ = _rust_escape
