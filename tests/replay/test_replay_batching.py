@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import orjson
+import polars as pl
+import pytest
+
+from psanalytics.replay import (
+    BatchingError,
+    Quarantined,
+    body_prefix,
+    encode_visitors,
+    event_api_batches,
+    tracking_batches,
+    tracking_records,
+)
+from psanalytics.samples import generate
+
+
+@pytest.fixture(scope="module")
+def sample() -> pl.DataFrame:
+    return generate(3000, seed=5)
+
+
+def test_batches_respect_size_and_count_and_keep_visitors_whole(sample):
+    vis = encode_visitors(sample, sessions="SessionId")
+    prefix = body_prefix(account_id="1")
+    cap = 20_000
+    q: list[Quarantined] = []
+    batches = list(event_api_batches(vis, prefix, max_visitors=7, max_bytes=cap, quarantine=q))
+    for b in batches:
+        assert len(b.body) <= cap
+        assert b.visitors <= 7
+        body = orjson.loads(b.body)
+        assert len(body["visitors"]) == b.visitors
+        assert sum(len(s["events"]) for v in body["visitors"] for s in v["snapshots"]) == b.events
+    # every visitor is in exactly one batch, whole, unless quarantined
+    sent = [v for b in batches for v in orjson.loads(b.body)["visitors"]]
+    big = vis.filter(pl.col("nbytes") + len(prefix) + 2 > cap)
+    assert [x.visitor_id for x in q] == big.get_column("visitor_id").to_list()
+    assert len(sent) + len(q) == vis.height
+    assert sorted(orjson.dumps(v).decode() for v in sent) == sorted(
+        vis.filter(pl.col("nbytes") + len(prefix) + 2 <= cap).get_column("json").to_list())
+    # greedy: a batch closed for size could not have taken the next visitor
+    for b, nxt in zip(batches, batches[1:], strict=False):
+        if b.visitors < 7:
+            assert len(b.body) + 1 + len(nxt.parts[0].encode()) > cap
+    assert [b.seq for b in batches] == list(range(len(batches)))
+    assert len({b.id for b in batches}) == len(batches)
+
+
+def test_oversized_visitor_is_quarantined_with_offsets(sample):
+    vis = encode_visitors(sample)
+    prefix = body_prefix(account_id="1")
+    biggest = vis.sort("nbytes", descending=True).row(0, named=True)
+    q: list[Quarantined] = []
+    batches = list(event_api_batches(vis, prefix, max_bytes=biggest["nbytes"] + len(prefix) + 1, quarantine=q))
+    assert [(x.visitor_id, x.events, x.offsets) for x in q] == [
+        (biggest["visitor_id"], biggest["events"], biggest["offsets"])]
+    assert sum(b.events for b in batches) == sample.height - biggest["events"]
+
+
+def test_split_halves(sample):
+    vis = encode_visitors(sample).head(5)
+    (b,) = list(event_api_batches(vis, body_prefix(account_id="1")))
+    left, right = b.split()
+    assert (left.visitors, right.visitors) == (2, 3)
+    assert left.events + right.events == b.events
+    assert orjson.loads(left.body)["visitors"] + orjson.loads(right.body)["visitors"] == orjson.loads(b.body)["visitors"]
+    one = list(event_api_batches(vis.head(1), body_prefix(account_id="1")))[0]
+    with pytest.raises(BatchingError, match="one visitor"):
+        one.split()
+
+
+def test_span_closes_batches(sample):
+    vis = encode_visitors(sample, sessions="SessionId")
+    batches = list(event_api_batches(vis, body_prefix(account_id="1"), max_span_ms=3_600_000))
+    for b in batches:
+        assert max(b.part_first_ms) - b.part_first_ms[0] <= 3_600_000
+
+
+def test_tracking_batches(sample):
+    recs = tracking_records(sample.head(450), truncate_ips=True)
+    first = orjson.loads(recs.get_column("json")[0])
+    assert list(first) == ["deviceId", "eventType", "value", "pageUri", "pageTitle", "eventTime", "scope",
+                           "remoteAddress", "user", "payload"]
+    assert first["remoteAddress"].endswith(".0") or first["remoteAddress"].endswith("::")
+    q: list[Quarantined] = []
+    batches = list(tracking_batches(recs, quarantine=q))
+    assert [b.events for b in batches] == [100, 100, 100, 100, 50]
+    assert all(len(b.body) <= 256 * 1024 for b in batches)
+    small = list(tracking_batches(recs, max_bytes=4_000, quarantine=q))
+    assert all(len(b.body) <= 4_000 for b in small)
+    assert sum(b.events for b in small) + len(q) == 450
+    with pytest.raises(BatchingError, match="max_events must be 1..100"):
+        list(tracking_batches(recs, max_events=101))
