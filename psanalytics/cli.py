@@ -40,6 +40,98 @@ def _root(
 # >>> commands
 
 
+# --- foundation room: samples, info ------------------------------------------------------
+@app.command("samples")
+def samples_cmd(
+    path: Path = typer.Argument(
+        ...,
+        help="Output file; the format comes from the name: .ndjson, .jsonl, .json, "
+        ".page.json (API page), .csv, .parquet, optionally + .gz or .zst.",
+    ),
+    events: int = typer.Option(50_000, "--events", "-n", help="Number of events."),
+    devices: int | None = typer.Option(
+        None, "--devices", help="Number of devices (default: events / 20)."
+    ),
+    days: float = typer.Option(14, "--days", help="Length of the time window in days."),
+    start: str | None = typer.Option(
+        None, "--start", help="First instant, ISO 8601 (default 2024-03-04T00:00:00Z)."
+    ),
+    seed: int = typer.Option(20240304, "--seed", help="Random seed (default: the committed sample's)."),
+    burst: bool = typer.Option(False, "--burst", help="Add 12,000 events inside one minute."),
+    format: str | None = typer.Option(
+        None, "--format", help="ndjson, json, pages, csv or parquet (default: from the name)."
+    ),
+) -> None:
+    """Write generated sample events to PATH (defaults reproduce data/samples/ exactly)."""
+    from datetime import datetime
+
+    from psanalytics import exports, samples
+    from psanalytics.errors import PsaError
+
+    try:
+        t0 = datetime.fromisoformat(start.replace("Z", "+00:00")) if start else None
+    except ValueError:
+        typer.echo(f"error: --start {start!r} is not an ISO 8601 time", err=True)
+        raise typer.Exit(2) from None
+    try:
+        frame = samples.generate(
+            events, n_devices=devices, days=days, start=t0, seed=seed, burst=burst
+        )
+        out = exports.write_events(frame, path, format=format)
+    except (PsaError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"wrote {frame.height:,} events to {out} ({out.stat().st_size:,} bytes)")
+
+
+@app.command("info")
+def info_cmd(
+    path: list[str] = typer.Argument(..., help="Export file(s), folder or glob."),
+    format: str | None = typer.Option(
+        None, "--format", help="ndjson, json, csv or parquet (default: from the name)."
+    ),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed lines, report them."),
+) -> None:
+    """Summarise exported events: rows, time range, devices, event types, scopes."""
+    import polars as pl
+
+    from psanalytics import exports
+    from psanalytics.errors import PsaError
+
+    try:
+        frame, report = exports.read_events_with_report(
+            path if len(path) > 1 else path[0], format=format,
+            on_error="skip" if skip_bad else "raise",
+        )
+    except (PsaError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"files:    {len(report.files)}")
+    typer.echo(f"rows:     {frame.height:,}")
+    if report.skipped:
+        typer.echo(f"skipped:  {report.summary()}")
+    if frame.height:
+        from psanalytics.schema import format_time_expr
+
+        lo, hi = frame.select(
+            format_time_expr(pl.col("EventTime").min()).alias("lo"),
+            format_time_expr(pl.col("EventTime").max()).alias("hi"),
+        ).row(0)
+        typer.echo(f"from:     {lo or '-'}")
+        typer.echo(f"to:       {hi or '-'}")
+    typer.echo(f"devices:  {frame.get_column('DeviceId').n_unique():,}")
+    emails = frame.get_column("User").struct.field("Email")
+    typer.echo(f"users:    {emails.filter(emails != '').n_unique():,} (distinct User.Email)")
+    typer.echo("event types:")
+    counts = frame.group_by("EventType").len().sort(["len", "EventType"], descending=[True, False])
+    for et, n in counts.iter_rows():
+        typer.echo(f"  {et or '(empty)':<24}{n:>12,}")
+    typer.echo("scopes:")
+    scopes = frame.group_by("Scope").len().sort(["len", "Scope"], descending=[True, False])
+    for sc, n in scopes.iter_rows():
+        typer.echo(f"  {sc or '(empty)':<24}{n:>12,}")
+
+
 # --- api room: fetch, preview -------------------------------------------------------
 def _api_store(url: str | None, api_key: str | None, progress: bool, concurrency: int = 4):
     from psanalytics.api.profile_store import connect

@@ -255,11 +255,16 @@ def _price_eur(p: int) -> float:
     return round(base, 1)
 
 
-def _local_price(eur: float, m: _Market) -> float:
+def _local_price(eur: float, m: _Market) -> float | int:
     v = eur * m.rate
     if m.currency in ("SEK", "NOK", "DKK"):
-        return float(int(v) // 10 * 10 + 9)
+        return int(v) // 10 * 10 + 9  # whole kronor, written as JSON integers
     return round(int(v) + 0.95, 2)
+
+
+def _num(x: float) -> float | int:
+    """A JSON number without a redundant ``.0`` (so every JSON reader agrees on its text)."""
+    return int(x) if float(x).is_integer() else float(x)
 
 
 @lru_cache(maxsize=1)
@@ -335,7 +340,7 @@ def _catalog() -> _Catalog:
                 q = (p * 31 + 7) % _N_PRODUCTS
                 lines.append({"refCode": f"P-{10000 + q}", "qty": 1,
                               "price": _local_price(_price_eur(q), m)})
-            total = round(sum(x["qty"] * x["price"] for x in lines), 2)  # type: ignore[operator]
+            total = _num(round(sum(x["qty"] * x["price"] for x in lines), 2))  # type: ignore[operator]
             basket_total[mi, b] = total
             lines_m.append(_json(lines))
             add(_BASKET, f"Added {len(lines)} line(s) to the basket", f"{base}/basket/",
@@ -346,7 +351,7 @@ def _catalog() -> _Catalog:
         for b in range(_N_PRODUCTS * 2):
             add(_CHECKOUT, "Started checkout", f"{base}/checkout/",
                 "Checkout | Northwind Outdoor",
-                {"step": "delivery", "total": float(basket_total[mi, b]), "currency": m.currency,
+                {"step": "delivery", "total": _num(basket_total[mi, b]), "currency": m.currency,
                  "lines": 1 + b % 2})
         off[_ORDER] = len(etype) - start  # payload and value filled per event
         add(_ORDER, "", f"{base}/checkout/confirmation/", "Thank you | Northwind Outdoor", None)
@@ -780,7 +785,7 @@ def generate(
         lines = [cat.basket_lines[mk_][b] for mk_, b in zip(o_market.tolist(), o_basket.tolist(), strict=True)]
         cur = [_MARKETS[mk_].currency for mk_ in o_market.tolist()]
         oid = [f"PO{seed % 1000:03d}-{i + 1:07d}" for i in range(len(o_rows))]
-        tot_txt = [_json(float(x)) for x in total.tolist()]
+        tot_txt = [_json(_num(x)) for x in total.tolist()]
         o_payload = [
             f'{{"orderId":"{o}","total":{tt},"currency":"{c}","lines":{ln}}}'
             for o, tt, c, ln in zip(oid, tot_txt, cur, lines, strict=True)
@@ -819,14 +824,5 @@ def _default_cached() -> pl.DataFrame:
     path = default_sample_path()
     if path.is_file():
         with gzip.open(path, "rb") as fh:
-            data = fh.read()
-        if not data.strip():
-            return schema.empty_frame()
-        return schema.normalize(pl.read_ndjson(data, schema=_NDJSON_READ_SCHEMA))
+            return schema.ndjson_to_frame(fh.read())
     return _default_generate()
-
-
-_NDJSON_READ_SCHEMA = pl.Schema(
-    [(c, pl.String) for c in schema.API_ORDER if c not in ("User", "Payload")]
-    + [("User", pl.Struct({"Email": pl.String, "Name": pl.String})), ("Payload", pl.String)]
-)

@@ -86,6 +86,33 @@ _ALIASES.update(
 KNOWN_DROPPED: frozenset[str] = frozenset({"headers", "user.info", "info"})
 
 
+class UnknownFieldsWarning(UserWarning):
+    """Input fields that are not part of the events schema were dropped (``fields`` names them)."""
+
+    def __init__(self, fields: Iterable[str]):
+        self.fields = sorted(set(fields))
+        super().__init__(
+            f"psanalytics: dropped fields not in the events schema: {', '.join(self.fields)}"
+        )
+
+
+def unknown_fields(names: Iterable[str]) -> list[str]:
+    """The names that map to no canonical column (and are not known API extras)."""
+    return [n for n in names if canonical_name(n) is None and n.lower() not in KNOWN_DROPPED]
+
+
+def bad_time_rows(series: pl.Series) -> list[int]:
+    """Row indexes of non-empty EventTime texts that are not ISO 8601 times."""
+    if series.dtype != pl.String:
+        return []
+    parsed = series.str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", time_unit="ns", strict=False)
+    if parsed.null_count() == series.null_count():
+        return []
+    slow = pl.select(parse_time_expr(pl.lit(series))).to_series()
+    bad = slow.is_null() & series.is_not_null() & (series.str.strip_chars() != "")
+    return bad.arg_true().to_list()
+
+
 def empty_frame() -> pl.DataFrame:
     """An empty frame with the canonical schema."""
     return pl.DataFrame(schema=EVENTS_SCHEMA)
@@ -130,13 +157,19 @@ def _time_column(series: pl.Series) -> pl.Series:
     if dtype == pl.Date:
         return series.cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")
     if dtype == pl.String:
-        parsed = pl.select(parse_time_expr(pl.lit(series))).to_series()
+        # Fast path: the API's own shape (``...T07:16:34.7957819Z``) parses without regexes.
+        parsed = series.str.to_datetime(
+            "%Y-%m-%dT%H:%M:%S%.fZ", time_unit="ns", strict=False
+        ).dt.replace_time_zone("UTC")
+        if parsed.null_count() != series.null_count():
+            slow = pl.select(parse_time_expr(pl.lit(series))).to_series()
+            parsed = parsed.fill_null(slow)
         bad = parsed.is_null() & series.is_not_null() & (series.str.strip_chars() != "")
         if bad.any():
             idx = int(bad.arg_max())  # first bad row
-            raise SchemaError(
-                f"EventTime at row {idx} is not an ISO 8601 time: {series[idx]!r}"
-            )
+            err = SchemaError(f"EventTime at row {idx} is not an ISO 8601 time: {series[idx]!r}")
+            err.row = idx  # type: ignore[attr-defined]
+            raise err
         return parsed.alias(series.name)
     if dtype.is_integer():
         # Epoch milliseconds (13 digits) as the Event API writes them.
@@ -288,10 +321,7 @@ def _frame_to_canonical(df: pl.DataFrame, *, warn: bool = True) -> pl.DataFrame:
         elif c is None and name.lower() not in KNOWN_DROPPED:
             unknown.append(name)
     if unknown and warn:
-        warnings.warn(
-            f"psanalytics: dropped fields not in the events schema: {', '.join(sorted(unknown))}",
-            stacklevel=3,
-        )
+        warnings.warn(UnknownFieldsWarning(unknown), stacklevel=3)
     n = df.height
     out: dict[str, pl.Series] = {}
     for c in COLUMNS:
@@ -358,10 +388,7 @@ def normalize(raw: Any, *, warn_unknown: bool = True) -> pl.DataFrame:
             raise SchemaError(f"record {bad} is {type(records[bad]).__name__}, expected an event object")
         frame, unknown = _records_to_frame(records)
         if unknown and warn_unknown:
-            warnings.warn(
-                f"psanalytics: dropped fields not in the events schema: {', '.join(sorted(unknown))}",
-                stacklevel=2,
-            )
+            warnings.warn(UnknownFieldsWarning(unknown), stacklevel=2)
         return _frame_to_canonical(frame, warn=False)
     raise SchemaError(f"cannot normalize a {type(raw).__name__} into track events")
 
@@ -464,3 +491,160 @@ def to_api_json(frame: pl.DataFrame, *, envelope: bool = False, total: int | Non
 def to_api_records(frame: pl.DataFrame) -> list[dict[str, Any]]:
     """Events as a list of API-shaped dicts (Payload decoded)."""
     return orjson.loads(to_api_json(frame))
+
+
+# --------------------------------------------------------------------------- NDJSON in
+
+
+class NdjsonError(SchemaError):
+    """A line of NDJSON text is not a JSON object; ``line`` is 1-based in the input."""
+
+    def __init__(self, message: str, *, line: int | None = None):
+        self.line = line
+        super().__init__(message)
+
+
+def _ndjson_lines(data: bytes) -> pl.Series:
+    """The non-blank lines of NDJSON text as a String series (no JSON parsing)."""
+    if not data or (len(data) < 4096 and not data.strip()):
+        return pl.Series("line", [], pl.String)
+    # 0x1F can never appear raw inside valid JSON, so it is a safe "no separator" here.
+    lines = pl.read_csv(
+        data,
+        has_header=False,
+        separator="\x1f",
+        quote_char=None,
+        schema={"line": pl.String},
+        truncate_ragged_lines=False,
+    ).get_column("line")
+    lines = lines.drop_nulls()
+    if lines.str.len_bytes().min() in (None, 0) or bool(lines.str.head(1).is_in([" ", "\t", "\r"]).any()):
+        lines = lines.filter(lines.str.strip_chars() != "")
+    return lines
+
+
+def first_bad_ndjson_lines(data: bytes, *, limit: int | None = 1) -> list[tuple[int, str]]:
+    """``(line_number, reason)`` of lines that are not JSON objects (1-based, blank lines ok)."""
+    bad: list[tuple[int, str]] = []
+    for i, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            bad.append((i, f"not valid JSON ({exc})"))
+        else:
+            if not isinstance(obj, dict):
+                bad.append((i, f"expected a JSON object, got {type(obj).__name__}"))
+            elif (t := obj.get("EventTime", obj.get("eventTime"))) is not None and not isinstance(
+                t, (str, int)
+            ):
+                bad.append((i, f"EventTime is {type(t).__name__}, expected ISO 8601 text"))
+        if limit is not None and len(bad) >= limit:
+            break
+    return bad
+
+
+def _sample_keys(data: bytes, n: int = 1000) -> tuple[list[str], dict[str, Any]]:
+    """Keys (in first-seen order) and one example value per key from the first ``n`` lines."""
+    keys: dict[str, Any] = {}
+    seen = 0
+    head = data.split(b"\n", n + 50)
+    if len(head) > n + 50:
+        head.pop()  # the unsplit rest of the data
+    for raw in head:
+        if not raw.strip():
+            continue
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                if k not in keys or (keys[k] is None and v is not None):
+                    keys[k] = v
+        seen += 1
+        if seen >= n:
+            break
+    return list(keys), keys
+
+
+def ndjson_to_frame(data: bytes, *, warn_unknown: bool = True) -> pl.DataFrame:
+    """Parse NDJSON event objects (API PascalCase or camelCase Tracking bodies) fast.
+
+    ``Payload`` keeps the exact JSON text of the line when the objects are laid out as the
+    API writes them (``Payload`` last); otherwise it is re-encoded compactly. Unknown
+    fields are dropped with one warning naming them. Raises :class:`NdjsonError` naming the
+    first bad line when a line is not a JSON object.
+    """
+    if not data or (len(data) < 4096 and not data.strip()):
+        return empty_frame()
+    keys, examples = _sample_keys(data)
+    if not keys:
+        bad = first_bad_ndjson_lines(data)
+        line, reason = bad[0] if bad else (1, "no JSON object found")
+        raise NdjsonError(reason, line=line)
+    read_schema: dict[str, pl.DataType] = {}
+    rename: dict[str, str] = {}
+    unknown: list[str] = []
+    payload_key: str | None = None
+    for k in keys:
+        c = canonical_name(k)
+        if c is None:
+            if k.lower() not in KNOWN_DROPPED:
+                unknown.append(k)
+            continue
+        if c in rename.values():
+            continue
+        rename[k] = c
+        if c == "Payload":
+            payload_key = k
+        elif c == "User":
+            ex = examples.get(k)
+            fields = {f.lower(): f for f in ex} if isinstance(ex, dict) else {}
+            read_schema[k] = pl.Struct(
+                {fields.get("email", "Email"): pl.String, fields.get("name", "Name"): pl.String}
+            )
+        elif c == "EventTime" and isinstance(examples.get(k), int):
+            read_schema[k] = pl.Int64
+        else:
+            read_schema[k] = pl.String
+    if unknown and warn_unknown:
+        warnings.warn(UnknownFieldsWarning(unknown), stacklevel=2)
+    try:
+        frame = pl.read_ndjson(data, schema=read_schema)
+        lines = _ndjson_lines(data) if payload_key is not None else None
+    except Exception as exc:  # polars raises ComputeError without a line number
+        bad = first_bad_ndjson_lines(data)
+        if bad:
+            raise NdjsonError(bad[0][1], line=bad[0][0]) from None
+        raise NdjsonError(f"could not parse NDJSON: {exc}") from None
+    if lines is not None and len(lines) != frame.height:
+        bad = first_bad_ndjson_lines(data)
+        raise NdjsonError(bad[0][1] if bad else "line count mismatch", line=bad[0][0] if bad else None)
+    if payload_key is not None and lines is not None:
+        fast = keys[-1] == payload_key and _is_compact_api_line(lines)
+        if fast:
+            needle = f'"{payload_key}":'
+            payload = lines.str.strip_chars_end().str.slice(
+                lines.str.find(needle, literal=True) + len(needle)
+            ).str.head(-1).str.strip_chars()
+        else:
+            payload = lines.str.json_path_match(f"$.{payload_key}")
+        payload = pl.select(
+            pl.when(pl.lit(payload) == "null").then(None).otherwise(pl.lit(payload))
+        ).to_series()
+        frame = frame.with_columns(payload.alias(payload_key))
+    frame = frame.rename(rename)
+    return _frame_to_canonical(frame, warn=False)
+
+
+def _is_compact_api_line(lines: pl.Series) -> bool:
+    """True when every line ends with ``}`` and holds exactly one ``"Payload":`` key."""
+    if len(lines) == 0:
+        return False
+    probe = pl.select(
+        (pl.lit(lines).str.count_matches('"Payload":', literal=True) == 1).all().alias("one"),
+        pl.lit(lines).str.strip_chars_end().str.ends_with("}").all().alias("end"),
+    )
+    return bool(probe.item(0, "one")) and bool(probe.item(0, "end"))
