@@ -1,0 +1,223 @@
+"""Replayer behaviour against an in-memory Event API (httpx.MockTransport)."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import httpx
+import orjson
+import polars as pl
+import pytest
+
+from psanalytics.api.event_api import EventApi
+from psanalytics.api.http import RetryPolicy
+from psanalytics.replay import (
+    Checkpoint,
+    EventApiSink,
+    Replayer,
+    ReplayError,
+    from_visitor_log,
+)
+from psanalytics.samples import generate
+
+
+class FakeEventApi:
+    """Dedupes on (entity_id, uuid, timestamp); faults; strict 400 on short timestamps."""
+
+    def __init__(self, error_rate: float = 0.0, rate_limit_rate: float = 0.0, seed: int = 0) -> None:
+        self.kept: dict[tuple, dict] = {}
+        self.received = 0
+        self.requests = 0
+        self.bodies: list[bytes] = []
+        self.rng = random.Random(seed)
+        self.error_rate = error_rate
+        self.rate_limit_rate = rate_limit_rate
+        self.lock = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        with self.lock:
+            self.requests += 1
+            r = self.rng.random()
+            if r < self.error_rate:
+                return httpx.Response(503, json={"error": {"code": "ServiceUnavailable", "message": "try later"}})
+            if r < self.error_rate + self.rate_limit_rate:
+                return httpx.Response(429, headers={"Retry-After": "0"})
+            body = orjson.loads(request.content)
+            strict = request.headers.get("X-Optimizely-Strict") == "true"
+            if strict:
+                errors = [
+                    {"path": f"visitors[{i}].snapshots[{j}].events[{k}].timestamp",
+                     "message": "timestamp must be epoch milliseconds (13 digits)"}
+                    for i, v in enumerate(body["visitors"]) for j, s in enumerate(v["snapshots"])
+                    for k, e in enumerate(s["events"]) if len(str(e["timestamp"])) != 13
+                ]
+                if errors:
+                    return httpx.Response(400, json={"errors": errors})
+            self.bodies.append(request.content)
+            for v in body["visitors"]:
+                for s in v["snapshots"]:
+                    for e in s["events"]:
+                        self.received += 1
+                        self.kept.setdefault((e["entity_id"], e["uuid"], e["timestamp"]), e)
+            return httpx.Response(204)
+
+
+def sink_for(fake: FakeEventApi, strict: bool = False) -> EventApiSink:
+    return EventApiSink(api=EventApi(transport=httpx.MockTransport(fake), strict=strict,
+                                     policy=RetryPolicy.fast(10)))
+
+
+@pytest.fixture(scope="module")
+def sample() -> pl.DataFrame:
+    return generate(4000, seed=11)
+
+
+def test_every_event_arrives_once_despite_faults(sample):
+    fake = FakeEventApi(error_rate=0.1, rate_limit_rate=0.1, seed=3)
+    rep = Replayer(sink_for(fake), account_id="42", max_visitors=5, workers=3, progress=False)
+    report = rep.run(sample)
+    assert len(fake.kept) == sample.height == report.events
+    assert report.retries > 0 and report.retries == fake.requests - report.batches
+    assert report.rejected == report.failed == report.quarantined == 0
+    assert report.statuses == {204: report.batches}
+    assert report.ok
+
+
+class Killer:
+    """Wraps a sink; raises after ``n`` acknowledged sends (simulates a crash)."""
+
+    def __init__(self, sink: EventApiSink, n: int) -> None:
+        self.sink, self.n, self.kind, self.sent = sink, n, sink.kind, []
+        self.lock = threading.Lock()
+
+    def send(self, batch):
+        with self.lock:
+            if len(self.sent) >= self.n:
+                raise RuntimeError("killed")
+        res = self.sink.send(batch)
+        with self.lock:
+            self.sent.append(batch.id)
+        return res
+
+    def close(self):
+        pass
+
+
+def test_killed_then_resumed_sends_no_acknowledged_batch_again(sample, tmp_path):
+    fake = FakeEventApi(error_rate=0.1, seed=5)
+    ck = tmp_path / "run.ckpt"
+    killer = Killer(sink_for(fake), 6)
+    with pytest.raises(RuntimeError, match="killed"):
+        Replayer(killer, account_id="42", max_visitors=10, workers=2, checkpoint=ck, progress=False).run(sample)
+    acked = set(Checkpoint(ck).done)
+    assert set(killer.sent) == acked and len(acked) == 6
+    second = Killer(sink_for(fake), 10**9)
+    report = Replayer(second, account_id="42", max_visitors=10, workers=2, checkpoint=ck, progress=False).run(sample)
+    assert not acked & set(second.sent)
+    assert report.skipped == 6
+    assert report.events + report.skipped_events == sample.height
+    assert len(fake.kept) == sample.height
+    # same input, another account: refuse
+    with pytest.raises(ReplayError, match="account_id='42'"):
+        Replayer(sink_for(fake), account_id="43", checkpoint=ck, progress=False).run(sample)
+    with pytest.raises(ReplayError, match="resume=False"):
+        Replayer(sink_for(fake), account_id="42", checkpoint=ck, resume=False, progress=False).run(sample)
+
+
+def test_strict_400_is_isolated_reported_and_the_rest_continues(sample, tmp_path):
+    bad_dev = sample.get_column("DeviceId")[0]
+    n_bad = sample.filter(pl.col("DeviceId") == bad_dev).height
+    broken = sample.with_columns(
+        pl.when(pl.col("DeviceId") == bad_dev)
+        .then(pl.lit(0, pl.Int64).cast(pl.Datetime("ns", "UTC")) + pl.duration(seconds=5))
+        .otherwise(pl.col("EventTime")).alias("EventTime")
+    )
+    fake = FakeEventApi()
+    report = Replayer(sink_for(fake, strict=True), account_id="42", max_visitors=8, progress=False,
+                      checkpoint=tmp_path / "c.ckpt").run(broken)
+    assert report.rejected == 1 and report.rejected_events == n_bad
+    rej = report.rejections[0]
+    assert rej.status == 400
+    assert "13 digits" in rej.reason
+    assert rej.errors[0]["path"] == "visitors[0].snapshots[0].events[0].timestamp"
+    assert len(fake.kept) == sample.height - n_bad == report.events
+    lines = (tmp_path / "c.rejected.jsonl").read_bytes().splitlines()
+    assert len(lines) == 1
+    kept_aside = orjson.loads(lines[0])
+    assert kept_aside["status"] == 400 and kept_aside["body"]["visitors"][0]["visitor_id"] == bad_dev
+    assert report.files["rejected"] == str(tmp_path / "c.rejected.jsonl")
+
+
+def test_exhausted_retries_go_to_failed_file_and_are_not_acked(sample, tmp_path):
+    fake = FakeEventApi(error_rate=1.0)
+    sink = EventApiSink(api=EventApi(transport=httpx.MockTransport(fake), policy=RetryPolicy.fast(2)))
+    ck = tmp_path / "f.ckpt"
+    report = Replayer(sink, account_id="42", max_visitors=2000, checkpoint=ck, progress=False).run(sample.head(50))
+    assert report.failed == 1 and "try later" in report.failures[0]
+    assert report.failed_events == 50 and report.events == 0
+    assert Checkpoint(ck).done == {}
+    assert (tmp_path / "f.failed.jsonl").exists()
+    assert not report.ok
+
+
+def test_dry_run_writes_exact_bodies_and_summary(sample, tmp_path):
+    fake = FakeEventApi()
+    live = Replayer(sink_for(fake), account_id="42", max_visitors=50, workers=1, progress=False).run(sample)
+    out = tmp_path / "bodies.jsonl.gz"
+    dry = Replayer(None, account_id="42", max_visitors=50, dry_run=out, progress=False).run(sample)
+    import gzip
+
+    lines = gzip.decompress(out.read_bytes()).splitlines()
+    assert lines == fake.bodies  # workers=1: same order, byte for byte
+    assert (dry.events, dry.batches, dry.bytes, dry.visitors) == (live.events, live.batches, live.bytes, live.visitors)
+    summary = orjson.loads((tmp_path / "bodies.jsonl.summary.json").read_bytes())
+    assert (summary["events"], summary["batches"], summary["bytes"]) == (dry.events, dry.batches, dry.bytes)
+    assert from_visitor_log(out).height == sample.height
+
+
+def test_quarantine_file(sample, tmp_path):
+    fake = FakeEventApi()
+    report = Replayer(sink_for(fake), account_id="42", max_bytes=20_000, quarantine=tmp_path / "q.jsonl",
+                      progress=False).run(sample)
+    assert report.quarantined > 0
+    recs = [orjson.loads(x) for x in (tmp_path / "q.jsonl").read_bytes().splitlines()]
+    assert len(recs) == report.quarantined
+    assert sum(r["events"] for r in recs) == report.quarantined_events
+    assert report.events + report.quarantined_events == sample.height == len(fake.kept) + report.quarantined_events
+    assert all(r["bytes"] > 20_000 and r["visitor"]["visitor_id"] == r["visitor_id"] for r in recs)
+
+
+def test_rate_cap_with_fake_clock(sample):
+    class Clock:
+        now = 0.0
+
+        def __call__(self):
+            return self.now
+
+        def sleep(self, s):
+            self.now += s
+
+    clk = Clock()
+    fake = FakeEventApi()
+    report = Replayer(sink_for(fake), account_id="42", max_visitors=20, rate=500.0, workers=1,
+                      progress=False, clock=clk, sleep=clk.sleep).run(sample)
+    # the last batch left once every event before it fitted the 500 events/s budget
+    assert report.events == sample.height
+    assert clk.now == pytest.approx((sample.height - fake_last_events(fake)) / 500.0, rel=0.01)
+
+
+def fake_last_events(fake: FakeEventApi) -> int:
+    body = orjson.loads(fake.bodies[-1])
+    return sum(len(s["events"]) for v in body["visitors"] for s in v["snapshots"])
+
+
+def test_bad_sink_and_missing_account(sample):
+    with pytest.raises(ReplayError, match="no sink"):
+        Replayer(None, account_id="1")
+    with pytest.raises(ReplayError, match="not a replay sink"):
+        Replayer(object(), account_id="1")
+    from psanalytics.replay import MappingError
+
+    with pytest.raises(MappingError, match="account_id is required"):
+        Replayer(None, dry_run="x.jsonl").run(sample)
