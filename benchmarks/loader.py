@@ -1,0 +1,237 @@
+"""Loader benchmark: psanalytics' ProfileStore.events() vs a plain reference client.
+
+Both fetch from the emulator over loopback HTTP in the same run. The emulator runs in a
+child process (``python benchmarks/loader.py --serve N``) so the client's CPU is not
+shared with the server's GIL.
+
+Reference client ("as the vendor's docs suggest"): one query, sequential ``$skip/$top``
+pages (``$top=1000``; ``$skip + $top < 10,000``), each page's JSON through
+``pandas.json_normalize`` and concatenated. It cannot go past 9,999 rows, so it is given a
+range holding just under 10,000 events. psanalytics fetches the same range, and then all
+1,000,000 events (windows planned under the limit, 4 windows at a time).
+
+Prints events/s, requests, peak RSS growth, and the share of wall time spent parsing
+(decoding JSON and building the frame) for each, and the ratios.
+
+    .venv/bin/python benchmarks/loader.py            # 1,000,000 events
+    .venv/bin/python benchmarks/loader.py --events 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+KEY = "bench-key-0000"
+
+
+# --------------------------------------------------------------------------- server child
+
+
+def serve_child(n: int, seed: int) -> None:
+    from psanalytics import samples
+    from psanalytics.emulator import serve
+
+    events = samples.generate(n, seed=seed)
+    with serve(events, api_key=KEY) as srv:
+        print(srv.url, flush=True)
+        sys.stdin.read()  # run until the parent closes our stdin
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+class PeakRss:
+    """Samples this process's RSS every 5 ms; ``peak - base`` is the growth."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.proc = psutil.Process()
+        self.base = self.proc.memory_info().rss
+        self.peak = self.base
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(0.005)
+
+    def __enter__(self) -> PeakRss:
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss)
+
+    @property
+    def growth_mb(self) -> float:
+        return (self.peak - self.base) / 1e6
+
+
+class Timer:
+    """Thread-safe accumulated seconds."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.lock = threading.Lock()
+
+    def wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*a: Any, **k: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                dt = time.perf_counter() - t0
+                with self.lock:
+                    self.total += dt
+
+        return timed
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def reference_fetch(url: str, filter_text: str, page: int = 1000) -> tuple[Any, int, float]:
+    """The plain client: sequential $skip/$top pages, json_normalize, concat."""
+    import pandas as pd
+
+    from psanalytics.api.http import build_client
+
+    parse = 0.0
+    frames = []
+    requests = 0
+    with build_client(url, api_key=KEY) as client:  # plain httpx client (no retries used)
+        skip = 0
+        while True:
+            top = min(page, 9999 - skip)
+            if top <= 0:
+                break
+            r = client.get("/api/v2.0/TrackEvents",
+                           params={"$filter": filter_text, "$skip": skip, "$top": top})
+            requests += 1
+            r.raise_for_status()
+            t0 = time.perf_counter()
+            items = r.json()["items"]
+            frames.append(pd.json_normalize(items))
+            parse += time.perf_counter() - t0
+            skip += len(items)
+            if len(items) < top:
+                break
+    t0 = time.perf_counter()
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    parse += time.perf_counter() - t0
+    return df, requests, parse
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve is not None:
+        serve_child(args.serve, args.seed)
+        return
+
+    import polars as pl
+
+    from psanalytics.api import profile_store
+    from psanalytics.api.profile_store import connect
+    from psanalytics.api.windows import format_ns, to_ns
+
+    t0 = time.perf_counter()
+    child = subprocess.Popen([sys.executable, __file__, "--serve", str(args.events), "--seed", str(args.seed)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        url = child.stdout.readline().strip()  # type: ignore[union-attr]
+        if not url.startswith("http://127.0.0.1"):
+            raise SystemExit(f"emulator did not start: {url!r}")
+        print(f"emulator: {args.events:,} events at {url} (child pid {child.pid}, "
+              f"ready in {time.perf_counter() - t0:.1f} s)")
+
+        parse_timer = Timer()
+        profile_store._decode_page = parse_timer.wrap(profile_store._decode_page)  # type: ignore[assignment]
+        store = connect(url, KEY, progress=False, concurrency=args.concurrency)
+
+        # A range the reference can fetch: the first 9,900 events.
+        head = store.events(limit=9_900)
+        lo = to_ns(head["EventTime"][0])
+        hi = to_ns(head["EventTime"][-1]) + 100
+        rng = f"EventTime ge {format_ns(lo)} and EventTime lt {format_ns(hi)}"
+        n_small = store.count(rng)
+        print(f"small range: {format_ns(lo)} .. {format_ns(hi)} holds {n_small:,} events\n")
+
+        rows = []
+
+        def record(name: str, n: int, secs: float, reqs: int, mem: float, parse: float) -> None:
+            rows.append((name, n, secs, n / secs, reqs, mem, parse / secs))
+
+        # Reference on the small range.
+        with PeakRss() as m:
+            t = time.perf_counter()
+            ref, ref_reqs, ref_parse = reference_fetch(url, rng)
+            ref_s = time.perf_counter() - t
+        assert len(ref) == n_small, (len(ref), n_small)
+        record("reference (skip/top, json_normalize), small range", len(ref), ref_s, ref_reqs, m.growth_mb, ref_parse)
+        del ref
+
+        # psanalytics on the same small range.
+        parse_timer.total = 0.0
+        before = store.stats.requests
+        with PeakRss() as m:
+            t = time.perf_counter()
+            small = store.events(start=lo, end=hi)
+            ps_small_s = time.perf_counter() - t
+        assert small.height == n_small
+        record("psanalytics events(), small range", small.height, ps_small_s,
+               store.stats.requests - before, m.growth_mb, parse_timer.total)
+        del small
+
+        # psanalytics on everything.
+        parse_timer.total = 0.0
+        before = store.stats.requests
+        with PeakRss() as m:
+            t = time.perf_counter()
+            full = store.events()
+            full_s = time.perf_counter() - t
+        assert full.height == args.events, full.height
+        assert full["TrackId"].n_unique() == args.events
+        record(f"psanalytics events(), all {args.events:,}", full.height, full_s,
+               store.stats.requests - before, m.growth_mb, parse_timer.total)
+        del full
+    finally:
+        if child.stdin:
+            child.stdin.close()
+        try:
+            child.wait(10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+    w = max(len(r[0]) for r in rows)
+    print(f"{'client':<{w}}  {'events':>9}  {'seconds':>8}  {'events/s':>9}  {'requests':>8}  "
+          f"{'peak MB':>8}  {'parse share':>11}")
+    for name, n, secs, eps, reqs, mem, share in rows:
+        print(f"{name:<{w}}  {n:>9,}  {secs:>8.2f}  {eps:>9,.0f}  {reqs:>8}  {mem:>8.0f}  {share:>10.0%}")
+    ref_eps = rows[0][3]
+    print()
+    print(f"speed-up vs reference, same small range: {rows[1][3] / ref_eps:.1f}x")
+    print(f"speed-up vs reference, psanalytics on all {args.events:,} events: {rows[2][3] / ref_eps:.1f}x")
+    print(f"psanalytics parse share of wall time (all events): {rows[2][6]:.0%} (target < 33%)")
+    _ = pl  # polars imported for the client; keep the import explicit
+
+
+if __name__ == "__main__":
+    main()

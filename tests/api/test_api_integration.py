@@ -1,0 +1,275 @@
+"""The client against the emulator as a real HTTP server on 127.0.0.1.
+
+50,000 events with a burst of 12,000 in one minute and many equal timestamps; with and
+without faults (5xx, 429 + Retry-After, dropped connections, truncated bodies, latency)
+``events()`` and a killed-and-resumed ``export()`` return exactly the emulator's events.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from pathlib import Path
+
+import orjson
+import polars as pl
+import pytest
+
+from psanalytics import samples, schema
+from psanalytics.api.http import ApiError, RetryPolicy
+from psanalytics.api.profile_store import PreviewTruncatedWarning, ProfileStore, connect
+
+emulator = pytest.importorskip("psanalytics.emulator")
+
+pytestmark = pytest.mark.http
+
+KEY = "itest-secret-key-5b1e"
+POLICY = RetryPolicy(max_attempts=12, backoff_initial=0.001, backoff_max=0.01, max_retry_after=2)
+FAULTS = dict(seed=11, latency=(0.0, 0.003), error_rate=0.10, error_statuses=(500, 502, 503),
+              rate_limit_rate=0.05, retry_after="0.01", drop_rate=0.03, truncate_rate=0.03)
+
+
+@pytest.fixture(scope="module")
+def events() -> pl.DataFrame:
+    return samples.generate(38_000, burst=True, seed=3)  # 38,000 + a 12,000-event burst
+
+
+@pytest.fixture(scope="module")
+def server(events):
+    with emulator.serve(events, api_key=KEY) as srv:
+        yield srv
+
+
+@pytest.fixture
+def srv(server):
+    server.reset()
+    server.set_faults(None)
+    yield server
+    server.set_faults(None)
+
+
+def store(srv, **kw) -> ProfileStore:
+    kw.setdefault("policy", POLICY)
+    kw.setdefault("progress", False)
+    return connect(srv.url, KEY, **kw)
+
+
+def expected(srv) -> pl.DataFrame:
+    return srv.emulator.events().sort(["EventTime", "TrackId"])
+
+
+def assert_exact(got: pl.DataFrame, exp: pl.DataFrame) -> None:
+    assert got.schema == schema.EVENTS_SCHEMA
+    assert got.get_column("TrackId").is_duplicated().sum() == 0
+    assert set(got.get_column("TrackId").to_list()) == set(exp.get_column("TrackId").to_list())
+    assert got.sort(["EventTime", "TrackId"]).equals(exp)
+
+
+def test_data_has_a_burst_past_the_window_and_ties(events):
+    assert events.height == 50_000
+    per_min = events.group_by(pl.col("EventTime").dt.truncate("1m")).len()
+    assert per_min.get_column("len").max() > 10_000
+    assert events.group_by("EventTime").len().get_column("len").max() > 1
+
+
+def test_events_exact_without_faults(srv):
+    s = store(srv, concurrency=4)
+    got = s.events()
+    assert_exact(got, expected(srv))
+    assert got.equals(got.sort(["EventTime", "TrackId"]))  # delivered in order
+    assert s.count() == 50_000
+
+
+def test_events_exact_under_faults(srv):
+    srv.set_faults(FAULTS)
+    s = store(srv, concurrency=4)
+    got = s.events()
+    assert_exact(got, expected(srv))
+    assert s.stats.retries > 10  # the faults really happened
+
+
+def test_filtered_range_under_faults(srv, events):
+    srv.set_faults(FAULTS)
+    s = store(srv)
+    start, end = "2024-03-08T00:00:00Z", "2024-03-12T00:00:00Z"
+    from psanalytics.api.windows import to_ns
+
+    lo = pl.lit(to_ns(start)).cast(pl.Datetime("ns", "UTC"))
+    hi = pl.lit(to_ns(end)).cast(pl.Datetime("ns", "UTC"))
+    exp = expected(srv).filter((pl.col("EventType") != "epiPageView") & (pl.col("EventTime") >= lo)
+                               & (pl.col("EventTime") < hi))
+    got = s.events("EventType ne 'epiPageView'", start=start, end=end)
+    assert_exact(got, exp)
+
+
+_KILLABLE = textwrap.dedent(
+    """
+    import sys
+    from psanalytics.api.http import RetryPolicy
+    from psanalytics.api.profile_store import connect
+    url, key, out = sys.argv[1:4]
+    s = connect(url, key, progress=False, concurrency=1,
+                policy=RetryPolicy(max_attempts=12, backoff_initial=0.001, backoff_max=0.01, max_retry_after=2))
+    s.export(out)
+    print("finished")
+    """
+)
+
+
+def test_export_killed_midway_then_resumed_is_exact(srv, tmp_path):
+    srv.set_faults({**FAULTS, "latency": (0.01, 0.03)})
+    out = tmp_path / "export"
+    proc = subprocess.Popen([sys.executable, "-c", _KILLABLE, srv.url, KEY, str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ck = out / "_checkpoint.json"
+    deadline = time.monotonic() + 60
+    done = 0
+    try:
+        while time.monotonic() < deadline:
+            if ck.exists():
+                try:
+                    done = len(orjson.loads(ck.read_bytes())["done"])
+                except (orjson.JSONDecodeError, KeyError):
+                    done = 0
+                if done >= 2:
+                    break
+            if proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, proc.communicate()
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(10)
+    state = orjson.loads(ck.read_bytes())
+    assert not state["complete"] and 2 <= len(state["done"]) < len(state["windows"])
+    killed_done = set(state["done"])
+
+    rep = store(srv, concurrency=3).export(out)
+    assert rep.resumed_windows >= len(killed_done)
+    assert {w.key for w in rep.windows if w.resumed} >= killed_done
+    assert rep.duplicates == 0
+    assert_exact(rep.read(), expected(srv))
+    on_disk = pl.scan_parquet(str(out / "*" / "*.parquet")).collect()
+    assert_exact(on_disk, expected(srv))
+    # Files of resumed windows were not rewritten.
+    assert rep.fetched_rows == rep.rows - sum(w.rows for w in rep.windows if w.resumed)
+
+
+def test_export_interrupted_by_exception_then_resumed(srv, tmp_path):
+    srv.set_faults(FAULTS)
+    s = store(srv, concurrency=2)
+
+    def stop(n: int) -> None:
+        if n == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        s.export(tmp_path / "x", _after_window=stop)
+    rep = s.export(tmp_path / "x")
+    assert rep.resumed_windows >= 3 and rep.duplicates == 0
+    assert_exact(rep.read(), expected(srv))
+
+
+def test_wrong_key_is_401_and_never_shown(srv):
+    bad = "wrong-secret-key-9981"
+    s = connect(srv.url, bad, policy=POLICY, progress=False)
+    with pytest.raises(ApiError) as ei:
+        s.count()
+    assert ei.value.status == 401 and ei.value.attempts == 1
+    assert bad not in str(ei.value) and bad not in repr(s) and KEY not in repr(store(srv))
+
+
+def test_bad_filter_names_request_and_server_message(srv):
+    s = store(srv)
+    with pytest.raises(ApiError) as ei:
+        s.count("EventType eq 'a' and")
+    e = ei.value
+    assert e.status == 400 and e.attempts == 1
+    assert str(e).startswith(f"GET {srv.url}/api/v2.0/TrackEvents?") and e.server_message
+
+
+def test_delete_and_track_round_trip(srv):
+    s = store(srv)
+    first = s.events(limit=3)
+    assert s.delete(first["Scope"][0] or "default", first["TrackId"][0]) is True
+    assert s.delete(first["Scope"][0] or "default", first["TrackId"][0]) is False
+    rep = s.delete_many(first)
+    assert len(rep.deleted) == 2 and len(rep.not_found) == 1 and rep.failed == []
+    assert s.count() == 50_000 - 3
+    new = samples.generate(250, seed=99)
+    tr = s.track(new)
+    assert (tr.events, tr.batches) == (250, 3)
+    assert s.count() == 50_000 - 3 + 250
+
+
+def test_preview_validates_locally_and_reports_truncation(srv):
+    kql = pytest.importorskip("psanalytics.query.kql")
+    s = store(srv)
+    before = s.stats.requests
+    with pytest.raises(kql.KqlError) as ei:
+        s.preview("Events | wher EventType == 'order'")
+    assert s.stats.requests == before  # no request was sent
+    assert ei.value.line == 1
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        got = s.preview("Events | take 5000")
+    assert got.height == 1000 and got.truncated is True
+    assert any(issubclass(x.category, PreviewTruncatedWarning) for x in w)
+    assert got.schema == schema.EVENTS_SCHEMA
+    small = s.preview("Events | where EventType == 'order' | take 5")
+    assert small.height == 5 and small.truncated is False
+    assert set(small["EventType"].to_list()) == {"order"}
+
+
+def test_connect_without_config_uses_in_process_emulator(monkeypatch, capsys):
+    monkeypatch.delenv("PSANALYTICS_URL", raising=False)
+    monkeypatch.delenv("PSANALYTICS_API_KEY", raising=False)
+    s = connect(progress=False)
+    err = capsys.readouterr().err
+    n = samples.default_events().height
+    assert err == ("psanalytics: no url or API key configured (PSANALYTICS_URL / PSANALYTICS_API_KEY): "
+                   f"using the in-process emulator with {n:,} sample events\n")
+    assert s.count() == n
+    assert s.events(limit=10).equals(samples.default_events().sort(["EventTime", "TrackId"]).head(10))
+
+
+def test_cli_fetch_folder_and_file(srv, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from psanalytics.cli import app
+
+    monkeypatch.setenv("PSANALYTICS_URL", srv.url)
+    monkeypatch.setenv("PSANALYTICS_API_KEY", KEY)
+    runner = CliRunner()
+    r = runner.invoke(app, ["fetch", str(tmp_path / "f.parquet"), "--filter", "EventType eq order", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    exp = expected(srv).filter(pl.col("EventType") == "order")
+    assert pl.read_parquet(tmp_path / "f.parquet").equals(exp)
+    assert f"{exp.height:,} events -> " in r.output
+    r = runner.invoke(app, ["fetch", str(tmp_path / "folder"), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert_exact(pl.scan_parquet(str(tmp_path / "folder" / "*" / "*.parquet")).collect(), expected(srv))
+    assert KEY not in r.output
+    r = runner.invoke(app, ["fetch", str(tmp_path / "g.parquet"), "--filter", "EventType eq"])
+    assert r.exit_code == 1 and "error: GET " in r.output and "HTTP 400" in r.output
+
+
+def test_plan_dry_run_counts_match(srv):
+    s = store(srv)
+    plan = s.plan()
+    assert sum(w.count for w in plan) == 50_000
+    assert all(w.count <= 9_999 for w in plan)
+    assert all(a.end <= b.start for a, b in zip(plan, plan[1:], strict=False))
+
+
+def test_keys_not_in_files(tmp_path, srv):
+    s = store(srv)
+    s.export(tmp_path / "e", start="2024-03-05", end="2024-03-06")
+    for p in Path(tmp_path / "e").rglob("*"):
+        if p.is_file():
+            assert KEY.encode() not in p.read_bytes()
