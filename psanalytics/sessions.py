@@ -1,0 +1,815 @@
+"""Sessionize track events and stitch devices to users.
+
+``sessionize(events)`` cuts each device's events into sessions with the rules of
+``spec/sessions.md`` §5.1 and returns a :class:`Sessionized` with
+
+* ``.events``: the input rows, in the input's order, plus ``session_key`` (dense global
+  integer), ``session_id`` (``"{DeviceId}:{session_index}"``), ``session_index`` (1-based per
+  device) and ``event_index_in_session`` (1-based);
+* ``.sessions``: one row per session (the §5.2 schema), ordered by start (ties by the
+  input order of the first event), so ``session_key`` equals the row number.
+
+Rules (defaults first):
+
+* per ``DeviceId`` (``key=``); events ordered by (``EventTime``, input order), stable;
+* a new session when the gap to the device's previous event is **more than** ``timeout``
+  (30 min; exactly 30 min stays in the session); ``timeout="profile_store_visits"`` is the
+  15-minute rule of Profile Store's ``Visits``;
+* ``max_duration`` (24 h): the first event **after** ``session start + 24 h`` opens a new
+  session, which is re-anchored at that event (PostHog semantics), applied exactly;
+* ``split_at_midnight="Europe/Stockholm"``: a new session when the local date changes;
+* ``split_on_campaign=True``: a new session when the campaign parsed from ``PageUri``
+  (``utm_source``, ``utm_medium``, ``utm_campaign``, ``utm_term``, ``utm_content``,
+  ``gclid``) is non-empty and differs from the last non-empty campaign seen earlier in the
+  session (including: the session had none so far);
+* ``split_on_identity_change=True``: a new session when a non-empty ``User.Email``
+  (trimmed, lower-cased) differs from the last non-empty e-mail seen earlier in the
+  session (logging in on an anonymous session is not a change).
+
+The splits are evaluated in the order inactivity, midnight, campaign, identity,
+max_duration; ``split_reason`` names the first rule that fired.
+
+How it is fast (spec §5.3): device keys are hashed to integers, only one packed ``uint64``
+key (device hash, time-ordered row) is sorted, boundaries are found with shifted compares
+on the whole sorted array (never ``over()``), per-session values are read by position at
+the session starts and ends, and the string columns are never reordered: only the few
+values at session boundaries are gathered.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+import numpy as np
+import polars as pl
+
+from psanalytics.errors import PsaError
+
+__all__ = [
+    "PROFILE_STORE_VISITS",
+    "SPLIT_REASONS",
+    "SessionizeError",
+    "Sessionized",
+    "parse_duration",
+    "sessionize",
+    "stitch",
+]
+
+#: Preset name for Profile Store's own ``Visits`` rule (a new visit after > 15 minutes).
+PROFILE_STORE_VISITS = "profile_store_visits"
+#: Values of ``split_reason`` (an Enum in this order).
+SPLIT_REASONS: tuple[str, ...] = ("first", "inactivity", "max_duration", "midnight", "campaign", "identity")
+SPLIT_REASON_DTYPE = pl.Enum(list(SPLIT_REASONS))
+_R_FIRST, _R_INACT, _R_MAXDUR, _R_MIDNIGHT, _R_CAMPAIGN, _R_IDENTITY = range(6)
+
+_CAMPAIGN_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "gclid")
+_UNITS_NS = {
+    "ns": 1,
+    "us": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60 * 1_000_000_000,
+    "min": 60 * 1_000_000_000,
+    "h": 3600 * 1_000_000_000,
+    "d": 86400 * 1_000_000_000,
+}
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ns|us|ms|min|s|m|h|d)")
+_MASK32 = np.uint64(0xFFFFFFFF)
+
+
+class SessionizeError(PsaError, ValueError):
+    """Bad arguments or input for :func:`sessionize`, :func:`stitch` or the journeys."""
+
+
+@dataclass(frozen=True)
+class Sessionized:
+    """Result of :func:`sessionize`.
+
+    Attributes:
+        events: the input rows in the input order plus ``session_key``, ``session_id``,
+            ``session_index`` and ``event_index_in_session``.
+        sessions: one row per session (row ``i`` has ``session_key == i``).
+        timeout_s, max_duration_s: the rules applied, in seconds (``max_duration_s`` None
+            when there is no cap).
+    """
+
+    events: pl.DataFrame
+    sessions: pl.DataFrame
+    timeout_s: float
+    max_duration_s: float | None
+
+    def __repr__(self) -> str:
+        return (
+            f"Sessionized({self.events.height:,} events, {self.sessions.height:,} sessions, "
+            f"timeout={self.timeout_s:g}s, max_duration={self.max_duration_s}s)"
+        )
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def parse_duration(value: str | timedelta | float | None, *, name: str = "duration") -> int | None:
+    """Turn ``"30m"``, ``"1h30m"``, ``"90s"``, ``"24h"``, ``"1d"``, a ``timedelta`` or a
+    number of seconds into integer nanoseconds (None stays None).
+
+    ``"profile_store_visits"`` means 15 minutes.
+    """
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        ns = (value.days * 86400 + value.seconds) * 1_000_000_000 + value.microseconds * 1000
+    elif isinstance(value, bool):
+        raise SessionizeError(f"{name} must be a duration such as '30m', got {value!r}")
+    elif isinstance(value, int | float):
+        ns = int(round(float(value) * 1_000_000_000))
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        if text == PROFILE_STORE_VISITS:
+            return 15 * 60 * 1_000_000_000
+        pos, ns = 0, 0
+        compact = text.replace(" ", "")
+        for m in _DURATION_RE.finditer(compact):
+            if m.start() != pos:
+                break
+            ns += int(round(float(m.group(1)) * _UNITS_NS[m.group(2)]))
+            pos = m.end()
+        if pos != len(compact) or not compact:
+            raise SessionizeError(
+                f"{name}={value!r} is not a duration: use e.g. '30m', '1h30m', '90s', '24h', "
+                f"a timedelta, a number of seconds, or {PROFILE_STORE_VISITS!r}"
+            )
+    else:
+        raise SessionizeError(f"{name} must be a duration such as '30m', got {type(value).__name__}")
+    if ns <= 0:
+        raise SessionizeError(f"{name} must be positive, got {value!r}")
+    return ns
+
+
+def _collect(events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    if isinstance(events, pl.LazyFrame):
+        return events.collect()
+    if isinstance(events, pl.DataFrame):
+        return events
+    raise SessionizeError(
+        f"events must be a polars DataFrame or LazyFrame, got {type(events).__name__} "
+        "(use psanalytics.normalize() first)"
+    )
+
+
+def _check_columns(df: pl.DataFrame, needed: Sequence[str], what: str) -> None:
+    missing = [c for c in needed if c not in df.schema]
+    if missing:
+        raise SessionizeError(
+            f"{what} needs column(s) {', '.join(missing)}; the frame has {', '.join(df.columns) or 'no columns'}"
+        )
+
+
+def _time_ns(df: pl.DataFrame, time_col: str) -> np.ndarray:
+    s = df.get_column(time_col)
+    if not isinstance(s.dtype, pl.Datetime):
+        raise SessionizeError(f"column {time_col!r} must be a Datetime, got {s.dtype}")
+    if s.null_count():
+        row = int(s.is_null().arg_true()[0])
+        raise SessionizeError(f"column {time_col!r} has a null at row {row}: every event needs a time")
+    if s.dtype.time_unit != "ns":
+        s = s.dt.cast_time_unit("ns")
+    return s.to_physical().to_numpy()
+
+
+def _key_series(df: pl.DataFrame, key: str | Sequence[str]) -> tuple[list[str], pl.Series]:
+    keys = [key] if isinstance(key, str) else list(key)
+    if not keys:
+        raise SessionizeError("key must name at least one column")
+    _check_columns(df, keys, "sessionize(key=...)")
+    if len(keys) == 1:
+        return keys, df.get_column(keys[0])
+    return keys, df.select(pl.concat_str([pl.col(k).cast(pl.String).fill_null("") for k in keys],
+                                         separator="\x1f").alias("_key")).to_series()
+
+
+# --------------------------------------------------------------------------- the core
+
+
+@dataclass
+class _Cut:
+    perm: np.ndarray  # int64: sorted position -> input row
+    t: np.ndarray  # int64 ns, sorted order
+    starts: np.ndarray  # int64 positions of session starts (sorted order)
+    ends: np.ndarray  # int64 positions of session ends
+    sid: np.ndarray  # int64 per sorted event: session number in sorted order
+    reason: np.ndarray  # uint8 per session
+    dev_start: np.ndarray  # bool per session: first session of its device
+    new_dev: np.ndarray  # bool per sorted event
+    rows_time_ordered: bool  # input rows were already in time order
+
+
+def _device_order(keyser: pl.Series, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sort rows (already time-ordered) by device, stable. Returns (perm, new_dev)."""
+    rows = np.arange(n, dtype=np.uint64)
+    if isinstance(keyser.dtype, pl.Categorical | pl.Enum):
+        code = keyser.to_physical().to_numpy().astype(np.uint64)
+        skey = np.sort((code << np.uint64(32)) | rows)
+        perm = (skey & _MASK32).astype(np.int64)
+        hi = skey >> np.uint64(32)
+        new_dev = np.empty(n, dtype=bool)
+        if n:
+            new_dev[0] = True
+            np.not_equal(hi[1:], hi[:-1], out=new_dev[1:])
+        return perm, new_dev
+    if keyser.dtype != pl.String:
+        keyser = keyser.cast(pl.String)
+    h = keyser.hash(seed=0x5EED).to_numpy()
+    skey = np.sort(((h >> np.uint64(32)) << np.uint64(32)) | rows)
+    del rows
+    perm = (skey & _MASK32).astype(np.int64)
+    hi = skey >> np.uint64(32)
+    del skey
+    hs = h[perm]
+    del h
+    new_dev = np.empty(n, dtype=bool)
+    if n:
+        new_dev[0] = True
+        # 32-bit collisions: two devices share the high half; regroup those blocks by the full hash.
+        same_hi = hi[1:] == hi[:-1]
+        coll = np.flatnonzero(same_hi & (hs[1:] != hs[:-1]))
+        if coll.size:
+            for v in np.unique(hi[coll + 1]):
+                a = int(np.searchsorted(hi, v, "left"))
+                b = int(np.searchsorted(hi, v, "right"))
+                o = np.lexsort((perm[a:b], hs[a:b]))
+                perm[a:b] = perm[a:b][o]
+                hs[a:b] = hs[a:b][o]
+        np.not_equal(hs[1:], hs[:-1], out=new_dev[1:])
+        # Guard against a full 64-bit collision with a second, independent hash.
+        h2 = keyser.hash(seed=0xC0FFEE).to_numpy()[perm]
+        if np.any((h2[1:] != h2[:-1]) & ~new_dev[1:]):  # pragma: no cover - probability ~2**-64
+            code = keyser.cast(pl.Categorical).to_physical().to_numpy().astype(np.uint64)
+            skey = np.sort((code << np.uint64(32)) | np.arange(n, dtype=np.uint64))
+            perm = (skey & _MASK32).astype(np.int64)
+            hi = skey >> np.uint64(32)
+            np.not_equal(hi[1:], hi[:-1], out=new_dev[1:])
+    return perm, new_dev
+
+
+def _segment_start_pos(is_new: np.ndarray) -> np.ndarray:
+    """Per position: the position of the session start it belongs to."""
+    idx = np.where(is_new, np.arange(is_new.size, dtype=np.int64), 0)
+    return np.maximum.accumulate(idx) if idx.size else idx
+
+
+def _change_split(codes: np.ndarray, is_new: np.ndarray, *, from_empty: bool) -> np.ndarray:
+    """Positions (bool) where a non-null code (>= 0) differs from the last non-null code seen
+    earlier in the same session; with ``from_empty`` also when the session had none."""
+    n = codes.size
+    nonnull = codes >= 0
+    ar = np.arange(n, dtype=np.int64)
+    last = np.maximum.accumulate(np.where(nonnull, ar, -1))
+    prev = np.empty(n, dtype=np.int64)
+    prev[0] = -1
+    prev[1:] = last[:-1]
+    seg = _segment_start_pos(is_new)
+    has_prev = prev >= seg
+    prev_code = codes[np.maximum(prev, 0)]
+    differs = np.where(has_prev, prev_code != codes, from_empty)
+    return nonnull & ~is_new & differs
+
+
+def _codes_of(values: pl.Series) -> np.ndarray:
+    """Dense int64 codes of a String series, -1 for null/empty."""
+    s = values.replace("", None) if values.dtype == pl.String else values
+    codes = s.rank("dense").fill_null(0).cast(pl.Int64).to_numpy() - 1
+    return codes
+
+
+def _campaign_series(page: pl.Series) -> pl.Series:
+    parts = [
+        page.str.extract(rf"[?&#]{k}=([^&#]*)", 1).fill_null("") for k in _CAMPAIGN_KEYS
+    ]
+    df = pl.DataFrame({f"p{i}": p for i, p in enumerate(parts)})
+    key = df.select(pl.concat_str(pl.all(), separator="\x1f").alias("c")).to_series()
+    empty = "\x1f" * (len(_CAMPAIGN_KEYS) - 1)
+    return key.replace(empty, None)
+
+
+def _email_series(df: pl.DataFrame) -> pl.Series:
+    if "User" not in df.schema:
+        raise SessionizeError("split_on_identity_change needs the User column (Struct{Email, Name})")
+    return df.select(
+        pl.col("User").struct.field("Email").fill_null("").str.strip_chars().str.to_lowercase()
+    ).to_series()
+
+
+def _cut(
+    df: pl.DataFrame,
+    *,
+    keyser: pl.Series,
+    time_col: str,
+    timeout_ns: int,
+    max_ns: int | None,
+    midnight_tz: str | None,
+    campaign: bool,
+    identity: bool,
+) -> _Cut:
+    n = df.height
+    if n >= 2**32:
+        raise SessionizeError(f"sessionize handles up to 4,294,967,295 events per call, got {n:,}")
+    t_in = _time_ns(df, time_col)
+    pre: np.ndarray | None = None
+    if n and not bool(np.all(t_in[1:] >= t_in[:-1])):
+        # Not time-ordered: order by (time, row) first; then the device sort below is stable.
+        pre = np.argsort(t_in, kind="stable")
+        keyser = keyser.gather(pre)
+        t_in = t_in[pre]
+    perm, new_dev = _device_order(keyser, n)
+    t = t_in[perm]
+    if pre is not None:
+        perm = pre[perm]
+    del t_in
+
+    gap = np.empty(n, dtype=np.int64)
+    if n:
+        gap[0] = 0
+        np.subtract(t[1:], t[:-1], out=gap[1:])
+    inact = gap > timeout_ns
+    inact &= ~new_dev
+    del gap
+    is_new = new_dev | inact
+    reason_ev = np.where(new_dev, _R_FIRST, _R_INACT).astype(np.uint8)
+
+    if midnight_tz is not None:
+        try:
+            day = (
+                pl.Series(t, dtype=pl.Int64)
+                .cast(pl.Datetime("ns", "UTC"))
+                .dt.convert_time_zone(midnight_tz)
+                .dt.date()
+                .to_physical()
+                .to_numpy()
+            )
+        except Exception as exc:  # polars raises ComputeError for unknown zones
+            raise SessionizeError(f"split_at_midnight={midnight_tz!r} is not a known time zone: {exc}") from exc
+        mid = np.zeros(n, dtype=bool)
+        if n:
+            mid[1:] = day[1:] != day[:-1]
+        mid &= ~is_new
+        reason_ev[mid] = _R_MIDNIGHT
+        is_new |= mid
+    if campaign:
+        _check_columns(df, ["PageUri"], "split_on_campaign")
+        codes = _codes_of(_campaign_series(df.get_column("PageUri")))[perm]
+        camp = _change_split(codes, is_new, from_empty=True)
+        reason_ev[camp] = _R_CAMPAIGN
+        is_new |= camp
+    if identity:
+        codes = _codes_of(_email_series(df))[perm]
+        ident = _change_split(codes, is_new, from_empty=False)
+        reason_ev[ident] = _R_IDENTITY
+        is_new |= ident
+
+    starts = np.flatnonzero(is_new)
+    if max_ns is not None and starts.size:
+        ends = np.empty_like(starts)
+        ends[:-1] = starts[1:] - 1
+        ends[-1] = n - 1
+        long = np.flatnonzero(t[ends] - t[starts] > max_ns)
+        if long.size:
+            for k in long:
+                s, e = int(starts[k]), int(ends[k])
+                seg = t[s : e + 1]
+                anchor = s
+                while True:
+                    j = s + int(np.searchsorted(seg, t[anchor] + max_ns, side="right"))
+                    if j > e:
+                        break
+                    is_new[j] = True
+                    reason_ev[j] = _R_MAXDUR
+                    anchor = j
+            starts = np.flatnonzero(is_new)
+    ends = np.empty_like(starts)
+    if starts.size:
+        ends[:-1] = starts[1:] - 1
+        ends[-1] = n - 1
+    sid = np.cumsum(is_new, dtype=np.int64) - 1
+    return _Cut(
+        perm=perm,
+        t=t,
+        starts=starts,
+        ends=ends,
+        sid=sid,
+        reason=reason_ev[starts],
+        dev_start=new_dev[starts],
+        new_dev=new_dev,
+        rows_time_ordered=pre is None,
+    )
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def sessionize(
+    events: pl.DataFrame | pl.LazyFrame,
+    *,
+    timeout: str | timedelta | float = "30m",
+    max_duration: str | timedelta | float | None = "24h",
+    split_at_midnight: str | None = None,
+    split_on_campaign: bool = False,
+    split_on_identity_change: bool = False,
+    key: str | Sequence[str] = "DeviceId",
+    minimal: bool = False,
+    window: tuple[datetime | None, datetime | None] | None = None,
+    pageview_types: Sequence[str] = ("epiPageView",),
+    conversion_types: Sequence[str] = ("order",),
+    engaged_after: str | timedelta | float = "10s",
+    time_col: str = "EventTime",
+) -> Sessionized:
+    """Cut events into sessions per device and describe each session.
+
+    Args:
+        events: canonical events (DataFrame or LazyFrame; a LazyFrame is collected). Needs
+            the ``key`` column(s), ``EventTime`` and ``PageUri``; the full table also reads
+            ``PageTitle``, ``EventType``, ``User``, ``SessionId``, ``CountryCode``, ``City``,
+            ``Scope`` and ``Payload`` when present.
+        timeout: inactivity that ends a session (strictly more than this): ``"30m"``,
+            ``"15m"``, a ``timedelta``, seconds, or ``"profile_store_visits"`` (15 min).
+        max_duration: cap on a session's length (``None`` for no cap). The first event after
+            ``start + max_duration`` starts a new session.
+        split_at_midnight: an IANA time zone name; a new session when the local date changes.
+        split_on_campaign: a new session when the ``utm_*``/``gclid`` campaign of ``PageUri``
+            changes to a new non-empty value.
+        split_on_identity_change: a new session when a different non-empty ``User.Email``
+            appears on the device within a session.
+        key: the column (or columns, e.g. ``["DeviceId", "Scope"]``) sessions are cut by.
+        minimal: only the benchmark's outputs: ``.events`` gets ``session_key`` and
+            ``session_index``; ``.sessions`` has ``session_key``, ``device_id``,
+            ``session_index``, ``start_time``, ``end_time``, ``duration_s``, ``n_events``,
+            ``entry_page`` and ``exit_page``.
+        window: ``(start, end)`` of the data window for ``truncated_start``/``truncated_end``
+            (default: the first and last ``EventTime`` in the data; either may be None).
+        pageview_types: ``EventType`` values that count as page views.
+        conversion_types: ``EventType`` values that make a session engaged.
+        engaged_after: a session this long (or longer) is engaged (GA4: 10 s).
+        time_col: the event time column.
+
+    Returns:
+        :class:`Sessionized` with ``.events`` (input order) and ``.sessions`` (by start).
+
+    Raises:
+        SessionizeError: a missing column, a null time, a bad duration or time zone.
+    """
+    timeout_ns = parse_duration(timeout, name="timeout")
+    if timeout_ns is None:
+        raise SessionizeError("timeout cannot be None: sessions need an inactivity timeout")
+    max_ns = parse_duration(max_duration, name="max_duration")
+    engaged_ns = parse_duration(engaged_after, name="engaged_after")
+    df = _collect(events)
+    _check_columns(df, [time_col, "PageUri"], "sessionize")
+    keys, keyser = _key_series(df, key)
+    cut = _cut(
+        df,
+        keyser=keyser,
+        time_col=time_col,
+        timeout_ns=timeout_ns,
+        max_ns=max_ns,
+        midnight_tz=split_at_midnight,
+        campaign=split_on_campaign,
+        identity=split_on_identity_change,
+    )
+    n = df.height
+    ns = cut.starts.size
+    perm, starts, ends, t = cut.perm, cut.starts, cut.ends, cut.t
+
+    # Sessions in the order of their first event (time, input order): rank = session_key.
+    order = _session_order(cut)
+    identity_order = bool(ns == 0 or np.array_equal(order, np.arange(ns)))
+    if not identity_order:
+        starts = starts[order]
+        ends = ends[order]
+        rank = np.empty(ns, dtype=np.int64)
+        rank[order] = np.arange(ns, dtype=np.int64)
+        sid_key = rank[cut.sid]
+        reason = cut.reason[order]
+    else:
+        sid_key = cut.sid
+        reason = cut.reason
+    # session_index per device: sessions of one device are contiguous in sorted order.
+    sorted_sess = np.arange(ns, dtype=np.int64)
+    dev_first = np.maximum.accumulate(np.where(cut.dev_start, sorted_sess, 0)) if ns else sorted_sess
+    sess_index_sorted = (sorted_sess - dev_first + 1).astype(np.uint32)
+    sess_index = sess_index_sorted[order] if not identity_order else sess_index_sorted
+
+    # Per-event columns back in input order (scatter by perm).
+    ev_key = np.empty(n, dtype=np.uint32)
+    ev_key[perm] = sid_key
+    ev_index = np.empty(n, dtype=np.uint32)
+    ev_index[perm] = sess_index_sorted[cut.sid]
+
+    first_rows = perm[starts]
+    last_rows = perm[ends]
+    start_t = t[starts]
+    end_t = t[ends]
+    n_events = (ends - starts + 1).astype(np.uint32)
+    device_id = keyser.gather(first_rows) if len(keys) == 1 else None
+    tdt = pl.Datetime("ns", "UTC")
+    cols: dict[str, pl.Series] = {"session_key": pl.Series("session_key", np.arange(ns, dtype=np.uint32))}
+    if device_id is not None:
+        cols["device_id"] = device_id.cast(pl.String).alias("device_id")
+    else:
+        for k in keys:
+            cols[k] = df.get_column(k).gather(first_rows)
+    cols["session_index"] = pl.Series("session_index", sess_index, dtype=pl.UInt32)
+    start_s = pl.Series("start_time", start_t, dtype=pl.Int64).cast(tdt)
+    end_s = pl.Series("end_time", end_t, dtype=pl.Int64).cast(tdt)
+    duration = pl.Series("duration_s", (end_t - start_t) / 1e9, dtype=pl.Float64)
+    page = df.get_column("PageUri")
+
+    if minimal:
+        cols.update(
+            start_time=start_s,
+            end_time=end_s,
+            duration_s=duration,
+            n_events=pl.Series("n_events", n_events),
+            entry_page=page.gather(first_rows).alias("entry_page"),
+            exit_page=page.gather(last_rows).alias("exit_page"),
+        )
+        sessions = pl.DataFrame(list(cols.values()))
+        ev = df.with_columns(
+            pl.Series("session_key", ev_key), pl.Series("session_index", ev_index)
+        )
+        return Sessionized(ev, sessions, timeout_ns / 1e9, None if max_ns is None else max_ns / 1e9)
+
+    # ------------------------------------------------------------------ full schema
+    sess_id = pl.DataFrame([cols["device_id"] if device_id is not None else _joined_key(df, keys, first_rows),
+                            cols["session_index"]]).select(
+        pl.concat_str([pl.first(), pl.lit(":"), pl.col("session_index").cast(pl.String)]).alias("session_id")
+    ).to_series()
+    has = df.schema.__contains__
+    dev_user = None
+    if has("User"):
+        dev_user = stitch(df, key=key, time_col=time_col, _keyser=keyser)
+    title = df.get_column("PageTitle") if has("PageTitle") else None
+    # Event-type based counts via a dense code per event (few distinct types).
+    if has("EventType"):
+        et = df.get_column("EventType")
+        et_codes_s = et.cast(pl.Categorical).to_physical()
+        et_codes = et_codes_s.to_numpy().astype(np.int64)
+        # map physical codes to a dense 0..K-1 over the names that occur, sorted by name
+        uniq_codes = np.unique(et_codes)
+        names = et.gather(pl.Series(_first_index_of(et_codes, uniq_codes))).to_list()
+        name_order = np.argsort(np.array(names, dtype=object), kind="stable")
+        lut = np.full(int(uniq_codes.max()) + 1 if uniq_codes.size else 1, -1, dtype=np.int64)
+        lut[uniq_codes[name_order]] = np.arange(uniq_codes.size)
+        type_sorted = lut[et_codes][perm]
+        names_sorted = [names[i] for i in name_order]
+        k = len(names_sorted)
+        sess_sorted_key = cut.sid
+        counts = np.bincount(sess_sorted_key * k + type_sorted, minlength=ns * k).reshape(ns, k) if ns else np.zeros((0, k), np.int64)
+        if not identity_order:
+            counts = counts[order]
+        pv_idx = [i for i, nm in enumerate(names_sorted) if nm in set(pageview_types)]
+        conv_idx = [i for i, nm in enumerate(names_sorted) if nm in set(conversion_types)]
+        n_pv = counts[:, pv_idx].sum(axis=1) if pv_idx else np.zeros(ns, np.int64)
+        n_conv = counts[:, conv_idx].sum(axis=1) if conv_idx else np.zeros(ns, np.int64)
+        event_counts = pl.DataFrame(
+            {nm: counts[:, i].astype(np.uint32) for i, nm in enumerate(names_sorted)}, schema={nm: pl.UInt32 for nm in names_sorted}
+        ).to_struct("event_counts") if k else pl.Series("event_counts", [{}] * ns)
+    else:
+        n_pv = np.zeros(ns, np.int64)
+        n_conv = np.zeros(ns, np.int64)
+        event_counts = None
+    # distinct pages per session: sort (session, page code) packed keys.
+    pcode = page.cast(pl.Categorical).to_physical().to_numpy().astype(np.uint64)[perm]
+    pk = np.sort((cut.sid.astype(np.uint64) << np.uint64(32)) | pcode)
+    del pcode
+    distinct = np.empty(n, dtype=bool)
+    if n:
+        distinct[0] = True
+        np.not_equal(pk[1:], pk[:-1], out=distinct[1:])
+    uniq_pages = np.bincount((pk[distinct] >> np.uint64(32)).astype(np.int64), minlength=ns)
+    del pk, distinct
+    if not identity_order:
+        uniq_pages = uniq_pages[order]
+    # distinct SessionIds: only sessions where the id changes need an exact count.
+    if has("SessionId"):
+        sidcol = df.get_column("SessionId")
+        hs = sidcol.hash(seed=7).to_numpy()[perm]
+        change = np.zeros(n, dtype=bool)
+        if n:
+            change[1:] = hs[1:] != hs[:-1]
+        change[cut.starts] = False
+        del hs
+        src = np.ones(ns, dtype=np.int64)
+        multi = np.unique(cut.sid[change])
+        if multi.size:
+            sel = np.isin(cut.sid, multi)
+            sub = pl.DataFrame({"s": cut.sid[sel], "v": sidcol.gather(perm[sel])})
+            agg = sub.group_by("s").agg(pl.col("v").n_unique()).sort("s")
+            src[agg["s"].to_numpy()] = agg["v"].to_numpy()
+        if not identity_order:
+            src = src[order]
+        source_ids = pl.Series("source_session_ids", np.minimum(src, 65535).astype(np.uint16))
+    else:
+        source_ids = pl.Series("source_session_ids", np.zeros(ns, np.uint16))
+    # gap before: previous session of the same device (contiguous in sorted order)
+    gap_prev = np.full(cut.starts.size, np.nan)
+    if ns > 1:
+        gap_prev[1:] = (t[cut.starts[1:]] - t[cut.ends[:-1]]) / 1e9
+    gap_prev[cut.dev_start] = np.nan
+    if not identity_order:
+        gap_prev = gap_prev[order]
+    # window edges
+    lo = int(t.min()) if n else 0
+    hi = int(t.max()) if n else 0
+    if window is not None:
+        wlo, whi = window
+        if wlo is not None:
+            lo = _dt_ns(wlo)
+        if whi is not None:
+            hi = _dt_ns(whi)
+    entry_page = page.gather(first_rows).alias("entry_page")
+    utm = _entry_utm(entry_page, df.get_column("Payload").gather(first_rows) if has("Payload") else None)
+    dur_ns = end_t - start_t
+    out: list[pl.Series] = [sess_id, cols["session_key"]]
+    if device_id is not None:
+        out.append(cols["device_id"])
+    else:
+        out += [cols[k] for k in keys]
+    out += [cols["session_index"]]
+    sessions = pl.DataFrame(out)
+    if dev_user is not None and device_id is not None:
+        m = dev_user.select(
+            pl.col("device_id"), pl.col("user_email"), pl.col("user_name"),
+            pl.col("n_emails").cast(pl.UInt8).alias("n_user_emails"),
+        )
+        sessions = sessions.join(m, on="device_id", how="left", maintain_order="left").with_columns(
+            pl.col("n_user_emails").fill_null(0)
+        )
+    else:
+        sessions = sessions.with_columns(
+            pl.lit(None, pl.String).alias("user_email"), pl.lit(None, pl.String).alias("user_name"),
+            pl.lit(0, pl.UInt8).alias("n_user_emails"),
+        )
+    npv = n_pv.astype(np.uint32)
+    rest = [
+        start_s,
+        end_s,
+        duration,
+        pl.Series("n_events", n_events),
+        pl.Series("n_pageviews", npv),
+        pl.Series("n_unique_pages", uniq_pages.astype(np.uint32)),
+    ]
+    if event_counts is not None:
+        rest.append(event_counts)
+    rest += [
+        entry_page,
+        (title.gather(first_rows) if title is not None else pl.repeat("", ns, eager=True)).alias("entry_title"),
+        page.gather(last_rows).alias("exit_page"),
+        (title.gather(last_rows) if title is not None else pl.repeat("", ns, eager=True)).alias("exit_title"),
+        *utm,
+        (df.get_column("CountryCode").gather(first_rows) if has("CountryCode") else pl.repeat("", ns, eager=True)).alias("country_code"),
+        (df.get_column("City").gather(first_rows) if has("City") else pl.repeat("", ns, eager=True)).alias("city"),
+        pl.Series("is_bounce", (npv == 1) & (n_events == 1)),
+        pl.Series("is_engaged", (dur_ns >= (engaged_ns or 0)) | (npv >= 2) | (n_conv > 0)),
+        pl.Series("gap_before_s", gap_prev, dtype=pl.Float64, nan_to_null=True),
+        _reason_series(reason),
+        pl.Series("truncated_start", start_t - lo <= timeout_ns),
+        pl.Series("truncated_end", hi - end_t <= timeout_ns),
+        source_ids,
+    ]
+    if has("Scope"):
+        rest.append(df.get_column("Scope").gather(first_rows).alias("scope"))
+    sessions = sessions.with_columns(rest)
+    ev_key_s = pl.Series("session_key", ev_key)
+    ev_sid = sess_id.gather(ev_key_s).alias("session_id")
+    ev = df.with_columns(
+        ev_key_s,
+        ev_sid,
+        pl.Series("session_index", ev_index),
+        pl.Series("event_index_in_session", _event_index(cut, n, perm)),
+    )
+    return Sessionized(ev, sessions, timeout_ns / 1e9, None if max_ns is None else max_ns / 1e9)
+
+
+def _reason_series(reason: np.ndarray) -> pl.Series:
+    return pl.Series("split_reason", np.array(SPLIT_REASONS, dtype=object)[reason], dtype=pl.String).cast(
+        SPLIT_REASON_DTYPE
+    )
+
+
+def _session_order(cut: _Cut) -> np.ndarray:
+    """Order of the sessions (sorted by device) by (start time, input row of first event)."""
+    ns = cut.starts.size
+    if ns == 0:
+        return np.empty(0, dtype=np.int64)
+    rows = cut.perm[cut.starts]
+    if cut.rows_time_ordered:
+        packed = (rows.astype(np.uint64) << np.uint64(32)) | np.arange(ns, dtype=np.uint64)
+        return (np.sort(packed) & _MASK32).astype(np.int64)
+    return np.lexsort((rows, cut.t[cut.starts]))
+
+
+def _first_index_of(codes: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Index of the first occurrence in ``codes`` of each of ``values``."""
+    uniq, idx = np.unique(codes, return_index=True)
+    pos = np.searchsorted(uniq, values)
+    return idx[pos]
+
+
+def _joined_key(df: pl.DataFrame, keys: list[str], rows: np.ndarray) -> pl.Series:
+    sub = df.select(keys)[rows] if rows.size else df.select(keys).head(0)
+    return sub.select(pl.concat_str([pl.col(k).cast(pl.String) for k in keys], separator="|").alias("key")).to_series()
+
+
+def _dt_ns(value: datetime) -> int:
+    if value.tzinfo is None:
+        raise SessionizeError(f"window bounds must be timezone-aware datetimes, got {value!r}")
+    return pl.Series([value]).dt.convert_time_zone("UTC").dt.cast_time_unit("ns").to_physical()[0]
+
+
+def _event_index(cut: _Cut, n: int, perm: np.ndarray) -> np.ndarray:
+    out = np.empty(n, dtype=np.uint32)
+    out[perm] = np.arange(n, dtype=np.int64) - cut.starts[cut.sid] + 1
+    return out
+
+
+def _entry_utm(entry_page: pl.Series, payload: pl.Series | None) -> list[pl.Series]:
+    frame = pl.DataFrame({"p": entry_page}) if payload is None else pl.DataFrame({"p": entry_page, "j": payload})
+
+    def from_url(k: str) -> pl.Expr:
+        return pl.col("p").str.extract(rf"[?&]{k}=([^&#]*)", 1).str.replace_all(r"\+", " ").replace("", None)
+
+    def from_json(k: str) -> pl.Expr:
+        if payload is None:
+            return pl.lit(None, pl.String)
+        return pl.col("j").str.extract(rf'"{k}"\s*:\s*"([^"]*)"', 1).replace("", None)
+
+    res = frame.select(
+        pl.coalesce(from_url("utm_source"), from_json("utm_source")).alias("entry_utm_source"),
+        pl.coalesce(from_url("utm_medium"), from_json("utm_medium")).alias("entry_utm_medium"),
+        pl.coalesce(from_url("utm_campaign"), from_json("utm_campaign")).alias("entry_utm_campaign"),
+        pl.coalesce(from_json("referrer"), from_json("referer"))
+        .str.extract(r"^[a-zA-Z][a-zA-Z0-9+.-]*://([^/:?#]+)", 1)
+        .str.to_lowercase()
+        .alias("entry_referrer_host"),
+    )
+    # percent-decoding of the (few) non-null values
+    out = []
+    for s in res.get_columns():
+        if s.name != "entry_referrer_host" and s.null_count() < s.len() and s.str.contains("%").any():
+            from urllib.parse import unquote
+
+            s = s.map_elements(unquote, return_dtype=pl.String)
+        out.append(s)
+    return out
+
+
+def stitch(
+    events: pl.DataFrame | pl.LazyFrame,
+    *,
+    key: str | Sequence[str] = "DeviceId",
+    time_col: str = "EventTime",
+    _keyser: pl.Series | None = None,
+) -> pl.DataFrame:
+    """Map each device to a user: the device's most recent non-empty ``User.Email``.
+
+    E-mails are trimmed and lower-cased. Ties in time are decided by input order (the later
+    row wins). Only devices with at least one e-mail appear.
+
+    Returns:
+        A frame with ``device_id``, ``user_email`` (latest), ``user_name`` (the ``User.Name``
+        on that latest event, or null when empty), ``n_emails`` (distinct e-mails, UInt32),
+        ``first_identified_at``, ``last_identified_at`` and ``is_shared`` (``n_emails > 1``),
+        sorted by ``device_id``.
+    """
+    df = _collect(events)
+    _check_columns(df, ["User", time_col], "stitch")
+    keys, keyser = (None, _keyser) if _keyser is not None else _key_series(df, key)
+    frame = pl.DataFrame(
+        {
+            "device_id": keyser.cast(pl.String),
+            "t": df.get_column(time_col),
+            "email": df.get_column("User").struct.field("Email"),
+            "name": df.get_column("User").struct.field("Name"),
+        }
+    )
+    return (
+        frame.with_row_index("_row")
+        .with_columns(pl.col("email").fill_null("").str.strip_chars().str.to_lowercase())
+        .filter(pl.col("email") != "")
+        .sort(["device_id", "t", "_row"])
+        .group_by("device_id", maintain_order=True)
+        .agg(
+            pl.col("email").last().alias("user_email"),
+            pl.col("name").last().fill_null("").str.strip_chars().replace("", None).alias("user_name"),
+            pl.col("email").n_unique().cast(pl.UInt32).alias("n_emails"),
+            pl.col("t").min().alias("first_identified_at"),
+            pl.col("t").max().alias("last_identified_at"),
+        )
+        .with_columns((pl.col("n_emails") > 1).alias("is_shared"))
+    )
+
+
+SessionizeLevel = Literal["session", "device"]
