@@ -40,6 +40,78 @@ def _root(
 # >>> commands
 
 
+# --- replay room: replay -------------------------------------------------------------
+@app.command("replay")
+def replay_cmd(
+    input: Path = typer.Argument(..., metavar="INPUT", help="Track events: an export file (NDJSON, JSON, CSV, Parquet, .gz/.zst)."),
+    to: str = typer.Option("event-api", "--to", help="event-api (POST /v1/events) or tracking (TrackBulk)."),
+    url: str | None = typer.Option(
+        None, "--url", help="Target server. Default: an in-process emulator (nothing leaves the machine). "
+        "Production Event API only when named: us, eu or its full URL."),
+    api_key: str | None = typer.Option(None, "--api-key", envvar="PSANALYTICS_API_KEY",
+                                       help="Tracking API key (--to tracking)."),
+    account_id: str | None = typer.Option(None, "--account-id", envvar="OPTIMIZELY_ACCOUNT_ID",
+                                          help="Optimizely account id (required for the Event API)."),
+    project_id: str | None = typer.Option(None, "--project-id", help="Optimizely project id."),
+    speed: float | None = typer.Option(None, "--speed", help="Replay at the original timing x N."),
+    rate: float | None = typer.Option(None, "--rate", help="At most N events per second."),
+    max_idle: float = typer.Option(5.0, "--max-idle", help="With --speed: longest pause, in seconds."),
+    dry_run: Path | None = typer.Option(None, "--dry-run", help="Write the exact bodies to FILE (JSON lines, .gz ok); send nothing."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint file (default with --resume: INPUT.replay-checkpoint.jsonl)."),
+    resume: bool = typer.Option(False, "--resume", help="Resume from the checkpoint: acknowledged batches are not sent again."),
+    event_map: Path | None = typer.Option(None, "--event-map", help="JSON file: {EventType: entity_id | {entity_id, key, revenue, decision, skip}}."),
+    sessions: bool = typer.Option(False, "--sessions", help="Send the events' SessionId as session_id (one visitor object per session)."),
+    visitor_id: str = typer.Option("DeviceId", "--visitor-id", help="DeviceId, user (stitched by e-mail, pseudonymous) or a column."),
+    strict: bool = typer.Option(False, "--strict", help="Ask the Event API for 400s on invalid fields (X-Optimizely-Strict)."),
+    truncate_ips: bool = typer.Option(False, "--truncate-ips", help="Zero the last IPv4 octet / last 80 IPv6 bits locally."),
+    no_anonymize_ip: bool = typer.Option(False, "--no-anonymize-ip", help="Send anonymize_ip=false."),
+    workers: int = typer.Option(4, "--workers", help="Concurrent requests."),
+    max_visitors: int = typer.Option(500, "--max-visitors", help="Visitors per Event API body."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Replay track events into the Optimizely Event API or a Profile Store Tracking API.
+
+    Exit status: 0 all sent, 1 error, 2 bad usage, 3 finished with rejected, failed or
+    quarantined events (see the files named in the report).
+    """
+    import orjson
+
+    from psanalytics.errors import PsaError
+
+    if to not in ("event-api", "tracking"):
+        typer.echo(f"error: --to must be event-api or tracking, not {to!r}", err=True)
+        raise typer.Exit(2)
+    if speed is not None and rate is not None:
+        typer.echo("error: give --speed or --rate, not both", err=True)
+        raise typer.Exit(2)
+    if resume and checkpoint is None:
+        checkpoint = input.with_name(input.name + ".replay-checkpoint.jsonl")
+    try:
+        from psanalytics.exports import read_events
+        from psanalytics.replay import replay
+
+        emap = orjson.loads(event_map.read_bytes()) if event_map is not None else None
+        events = read_events(input)
+        report = replay(
+            events, url, to=to, api_key=api_key, account_id=account_id, project_id=project_id,
+            speed=speed, rate=rate, max_idle=max_idle, dry_run=dry_run, checkpoint=checkpoint,
+            resume=resume, event_map=emap, sessions="SessionId" if sessions else None,
+            visitor_id=visitor_id, strict=strict, truncate_ips=truncate_ips,
+            anonymize_ip=not no_anonymize_ip, workers=workers, max_visitors=max_visitors,
+            progress=progress,
+        )
+    except (PsaError, ValueError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(orjson.dumps(report.to_dict(), default=str, option=orjson.OPT_INDENT_2).decode())
+    else:
+        typer.echo(str(report))
+    if not report.ok:
+        raise typer.Exit(3)
+
+
 # --- foundation room: samples, info ------------------------------------------------------
 @app.command("samples")
 def samples_cmd(

@@ -523,6 +523,7 @@ class Replayer:
         ``self.report`` when the run stops on an exception."""
         report = ReplayReport(sink=self._sink_name(), dry_run=self.dry_run is not None)
         self.report = report
+        t0 = time.perf_counter()
         quarantine: list[Quarantined] = []
         batches, totals = self.plan(events, quarantine)
         report.planned_events = totals["events"]
@@ -542,7 +543,6 @@ class Replayer:
         if self.dry_run is not None and self.dry_run.exists():
             self.dry_run.unlink()  # a dry run always writes a fresh file
         bar = self._bar(totals["events"])
-        t0 = time.perf_counter()
         deadline = None if self.time_limit is None else t0 + self.time_limit
         inflight: dict[Future[Any], Batch] = {}
         lock = threading.Lock()
