@@ -460,8 +460,21 @@ class ProfileStore:
             return [], lo, hi
         lo, hi, total = rng
         windows = plan_windows(lo, hi, lambda a, b: self._count_range(ftext, a, b, stats),
-                               total=total)
+                               total=total, count_many=self._counter(ftext, stats))
         return [w for w in windows if w.count], lo, hi
+
+    def _counter(self, ftext: str | None, stats: RequestStats | None
+                 ) -> Callable[[list[tuple[int, int]]], list[int]]:
+        """Count several ranges concurrently (bounded by ``concurrency``)."""
+
+        def count_many(spans: list[tuple[int, int]]) -> list[int]:
+            if len(spans) <= 1 or self.concurrency <= 1:
+                return [self._count_range(ftext, a, b, stats) for a, b in spans]
+            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(spans)),
+                                    thread_name_prefix="psanalytics-count") as ex:
+                return list(ex.map(lambda ab: self._count_range(ftext, ab[0], ab[1], stats), spans))
+
+        return count_many
 
     # ------------------------------------------------------------------ windows
 
@@ -528,7 +541,7 @@ class ProfileStore:
     def _fetch_split(self, ftext: str | None, w: Window, total: int, rep: WindowReport,
                      stats: RequestStats, depth: int) -> pl.DataFrame:
         subs = plan_windows(w.start, w.end, lambda a, b: self._count_range(ftext, a, b, stats),
-                            total=total)
+                            total=total, count_many=self._counter(ftext, stats))
         frames = []
         for s in subs:
             if s.count:

@@ -165,13 +165,15 @@ def plan_windows(
     target: int | None = None,
     merge: bool = True,
     total: int | None = None,
+    count_many: Callable[[list[tuple[int, int]]], list[int]] | None = None,
 ) -> list[Window]:
     """Windows tiling ``[start_ns, end_ns)``, each holding at most ``limit`` events.
 
     ``count(a, b)`` must return how many matching events have ``a <= EventTime < b``.
     ``target`` (default ``limit * 3 // 4``) is the size aimed for when splitting, leaving
     head-room; ``merge`` joins neighbours while their sum stays within ``limit``;
-    ``total`` is the count of the whole range if already known. Raises
+    ``total`` is the count of the whole range if already known; ``count_many`` (optional)
+    counts the parts of one split together (e.g. concurrently). Raises
     :class:`WindowOverflowError` when one 100 ns instant holds more than ``limit`` events.
     """
     if limit < 1:
@@ -194,8 +196,12 @@ def plan_windows(
             raise WindowOverflowError(w.start, c, limit)
         k = min(ticks, max(2, math.ceil(c / target)))
         bounds = [w.start + ((ticks * i) // k) * TICK_NS for i in range(k)] + [w.end]
-        parts = [Window(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
-        stack.extend(reversed(parts))
+        spans = [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+        if count_many is not None:
+            counts: list[int | None] = list(count_many(spans))
+        else:
+            counts = [None] * len(spans)
+        stack.extend(reversed([Window(a, b, c) for (a, b), c in zip(spans, counts, strict=True)]))
     if merge:
         out = _merge(out, limit)
     return out

@@ -108,18 +108,20 @@ ticks = st.integers(min_value=0, max_value=5_000)
     span=st.integers(min_value=0, max_value=6000),
     limit=st.integers(min_value=1, max_value=60),
     merge=st.booleans(),
+    batched=st.booleans(),
 )
-def test_windows_tile_the_range_and_respect_the_limit(times, lo, span, limit, merge):
+def test_windows_tile_the_range_and_respect_the_limit(times, lo, span, limit, merge, batched):
     times_ns = [t * TICK_NS for t in times]
     start, end = lo * TICK_NS, (lo + span) * TICK_NS
     inside = Counter(t for t in times_ns if start <= t < end)
     count = counter_for(times_ns)
+    many = (lambda spans: [count(a, b) for a, b in spans]) if batched else None
     if any(c > limit for c in inside.values()):
         with pytest.raises(WindowOverflowError) as ei:
-            plan_windows(start, end, count, limit=limit, merge=merge)
+            plan_windows(start, end, count, limit=limit, merge=merge, count_many=many)
         assert inside[ei.value.instant_ns] > limit
         return
-    windows = plan_windows(start, end, count, limit=limit, merge=merge)
+    windows = plan_windows(start, end, count, limit=limit, merge=merge, count_many=many)
     if span == 0:
         assert windows == []
         return
