@@ -273,3 +273,24 @@ def test_keys_not_in_files(tmp_path, srv):
     for p in Path(tmp_path / "e").rglob("*"):
         if p.is_file():
             assert KEY.encode() not in p.read_bytes()
+
+
+def test_sync_calls_work_inside_a_running_event_loop(srv, monkeypatch):
+    """As in a Jupyter cell: a loop is running in this thread while we call the sync API."""
+    import asyncio
+
+    monkeypatch.delenv("PSANALYTICS_URL", raising=False)
+    monkeypatch.delenv("PSANALYTICS_API_KEY", raising=False)
+
+    async def cell():
+        local = connect(progress=False, quiet=True)  # in-process emulator transport
+        remote = store(srv)
+        a = local.events(limit=5)
+        b = remote.events(limit=5)
+        c = await remote.aevents(limit=5)
+        n = await remote.acount()
+        return a, b, c, n
+
+    a, b, c, n = asyncio.run(cell())
+    assert a.height == 5 and b.equals(c) and b.equals(expected(srv).head(5))
+    assert n == expected(srv).height
