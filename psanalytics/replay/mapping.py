@@ -399,10 +399,17 @@ def encode_visitors(
     frame = frame.with_row_index("_offset")
 
     # -- sessions
+    if sessions is not None and hasattr(sessions, "events") and hasattr(sessions, "sessions"):
+        sessions = sessions.events  # a psanalytics.sessions.Sessionized result
     if sessions is None:
         sid = session_col
-    elif sessions is True:
-        sid = session_col if session_col is not None else frame.get_column("SessionId")
+    elif sessions is True or (isinstance(sessions, str) and sessions == "sessionize"):
+        if session_col is not None:
+            sid = session_col
+        else:
+            from psanalytics.sessions import sessionize
+
+            sid = sessionize(frame.drop("_offset")).events.get_column("session_id")
     elif isinstance(sessions, str):
         if sessions == "session_id" and session_col is not None:
             sid = session_col
@@ -416,7 +423,7 @@ def encode_visitors(
         if missing:
             raise MappingError(
                 f"sessions frame lacks columns {sorted(missing)}; expected DeviceId, EventTime, "
-                "session_id (as psanalytics.sessionize returns them)"
+                "session_id (as psanalytics.sessionize(...).events has them)"
             )
         s = s.select(
             pl.col("DeviceId").cast(pl.String),
@@ -431,7 +438,8 @@ def encode_visitors(
         )
     else:
         raise MappingError(
-            "sessions must be None, True, a column name, or a frame with DeviceId, EventTime, session_id"
+            "sessions must be None, True ('sessionize'), a column name, a Sessionized result, or a "
+            "frame with DeviceId, EventTime, session_id"
         )
     frame = frame.with_columns(
         (sid.fill_null("") if sid is not None else pl.lit("", pl.String)).alias("_sid")
@@ -441,17 +449,18 @@ def encode_visitors(
     if visitor_id == "DeviceId":
         vid = pl.col("DeviceId")
     elif visitor_id in ("user", "User", "stitched"):
-        # Stitch: every event of a device whose events ever carry an e-mail belongs to
-        # that person; the id is a uuid5 of the lower-cased address (no raw PII leaves).
-        emails = (
-            frame.filter(pl.col("User").struct.field("Email") != "")
-            .group_by("DeviceId")
-            .agg(pl.col("User").struct.field("Email").str.to_lowercase().first().alias("_email"))
-        )
-        uniq = emails.get_column("_email").unique().to_list()
+        # Stitch (psanalytics.sessions.stitch): a device maps to its latest non-empty
+        # User.Email; the id sent is a uuid5 of that address (no raw PII leaves).
+        from psanalytics.sessions import stitch
+
+        users = stitch(frame.drop("_offset")).select("device_id", "user_email")
+        uniq = users.get_column("user_email").unique().to_list()
         ids = dict(zip(uniq, (str(uuid.uuid5(_USER_NAMESPACE, e)) for e in uniq), strict=True))
-        emails = emails.with_columns(pl.col("_email").replace_strict(ids, default=None).alias("_uid"))
-        frame = frame.join(emails.select("DeviceId", "_uid"), on="DeviceId", how="left").sort("_offset")
+        users = users.select(
+            pl.col("device_id").alias("DeviceId"),
+            pl.col("user_email").replace_strict(ids, default=None).alias("_uid"),
+        )
+        frame = frame.join(users, on="DeviceId", how="left").sort("_offset")
         vid = pl.coalesce(pl.col("_uid"), pl.col("DeviceId"))
     elif visitor_id in frame.columns:
         vid = pl.col(visitor_id).cast(pl.String)
@@ -695,14 +704,16 @@ def to_visitors(
 ) -> Iterator[dict[str, Any]]:
     """Track events -> Event API visitor objects (dicts), ordered by first event.
 
-    - ``visitor_id``: ``"DeviceId"`` (default), ``"user"`` (stitched: all events of a
-      device that ever carried an e-mail go to one pseudonymous id, a uuid5 of the
-      address), or the name of a column of ``events``.
-    - ``sessions``: None (the service cuts sessions), a frame with ``DeviceId``,
-      ``EventTime``, ``session_id`` (sessionization output), ``True`` or a column name
-      (an events frame carrying ``session_id``; ``"SessionId"`` for the Profile Store's
-      own). An events frame with a ``session_id`` column is used automatically. One
-      visitor object per (visitor, session).
+    - ``visitor_id``: ``"DeviceId"`` (default), ``"user"`` (stitched with
+      :func:`psanalytics.stitch`: every event of a device goes to the device's latest
+      e-mail, sent as a pseudonymous uuid5 of the address), or a column of ``events``.
+    - ``sessions``: None (the service cuts sessions itself), ``True``/``"sessionize"``
+      (the events' ``session_id`` column, else :func:`psanalytics.sessionize` with its
+      defaults), a :class:`~psanalytics.sessions.Sessionized` result, a frame with
+      ``DeviceId``, ``EventTime``, ``session_id``, or a column name (``"SessionId"`` for
+      the Profile Store's own). An events frame with a ``session_id`` column (such as
+      ``sessionize(...).events``) is used automatically. One visitor object per
+      (visitor, session).
     - Each event: ``timestamp`` in epoch ms (13 digits), ``uuid`` = uuid5 of its TrackId
       (or of its content when TrackId is "") so re-sends are deduplicated, ``entity_id``
       and ``key`` from ``event_map``, ``revenue`` in integer cents (orders' Payload

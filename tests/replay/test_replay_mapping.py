@@ -219,3 +219,14 @@ def test_from_visitor_log_sdk_logevent_and_errors(tmp_path):
         from_visitor_log({"account_id": "1"})
     with pytest.raises(InputError, match="no such file"):
         from_visitor_log(tmp_path / "missing.jsonl")
+
+
+def test_sessionize_integration(events):
+    from psanalytics.sessions import sessionize
+
+    s = sessionize(events)
+    by_result = encode_visitors(events, sessions=s)
+    assert by_result.select("visitor_id", "session_id", "events").rows() == [
+        ("dev-a", "dev-a:1", 2), ("dev-b", "dev-b:1", 3), ("dev-a", "dev-a:2", 1)]
+    assert encode_visitors(events, sessions=True).equals(by_result)
+    assert encode_visitors(s.events).equals(by_result)
