@@ -161,6 +161,8 @@ def aggregate_name(call: N.Call) -> str | None:
         return f"percentile_{first}_{pct}"
     if f == "any":
         return "any_" + first
+    if f == "take_any":
+        return first or "take_any_"
     return f"{f}_{first}"
 
 

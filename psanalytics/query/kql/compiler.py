@@ -188,6 +188,11 @@ class Compiler:
         self.scalar_lets: dict[str, tuple[Val, N.Let]] = {}
         self.tabular_lets: dict[str, Table] = {}
         self.table_cache: dict[str, Table] = {}
+        self._body: N.Pipeline | None = None
+        self._keep_order = True
+        self._agg_ctx = False
+        self._in_agg = False
+        self._grouped = False
 
     # ------------------------------------------------------------------ errors
     def sem(self, msg: str, node: Any, *, suggestion: str | None = None,
@@ -196,7 +201,17 @@ class Compiler:
         return cls(msg, query=self.text, span=span, suggestion=suggestion)
 
     # ------------------------------------------------------------------ query
+    @staticmethod
+    def _take_follows(ops: list[N.Op]) -> bool:
+        for op in ops:
+            if isinstance(op, N.Take):
+                return True
+            if isinstance(op, (N.Sort, N.Top, N.Summarize, N.Count)):
+                return False
+        return False
+
     def compile(self, q: N.Query) -> Compiled:
+        self._body = q.body
         for let in q.lets:
             self.compile_let(let)
         table, render = self.compile_pipeline(q.body)
@@ -272,7 +287,11 @@ class Compiler:
     def compile_pipeline(self, p: N.Pipeline) -> tuple[Table, RenderSpec | None]:
         t = self.source(p.source)
         render: RenderSpec | None = None
-        for op in p.ops:
+        for i, op in enumerate(p.ops):
+            if isinstance(op, N.Summarize):
+                # keep group order (first appearance) only when a later `take` would
+                # otherwise see an arbitrary order: `take` stays deterministic locally
+                self._keep_order = p is not self._body or self._take_follows(p.ops[i + 1:])
             if isinstance(op, N.Render):
                 render = self.op_render(op, t)
                 continue
@@ -537,7 +556,7 @@ class Compiler:
             aggs.append(v.expr.alias(name))
             schema[name] = v.ktype
         if keys:
-            lf = t.lf.group_by(keys, maintain_order=True).agg(aggs)
+            lf = t.lf.group_by(keys, maintain_order=getattr(self, "_keep_order", True)).agg(aggs)
         else:
             lf = t.lf.select(aggs)
         return Table(lf, schema, {}, False)

@@ -1,0 +1,107 @@
+"""Benchmark the local KQL engine against hand-written Polars and duckdb-kql, same run.
+
+    .venv/bin/python benchmarks/kql.py [N_EVENTS]     (default 1,000,000)
+
+B1 filter + take, B2 count by bin(EventTime, 1d), B3 dcount by CountryCode, B4 a realistic
+5-operator query with Payload access. Each figure is the best of several runs; ratios are
+psanalytics / reference (below 1.0 = psanalytics faster). Also the parse+compile time of a
+10-line query.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import UTC, datetime
+
+import polars as pl
+
+from psanalytics import samples
+from psanalytics.query.kql import execute, plan
+
+N = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+REPEAT = 7
+NOW = datetime(2024, 3, 20, tzinfo=UTC)
+
+
+def best(fn, repeat: int = REPEAT) -> tuple[float, object]:
+    times = []
+    out = None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), out
+
+
+def main() -> None:
+    import duckdb_kql
+
+    t0 = time.perf_counter()
+    events = samples.generate(N, seed=0)
+    print(f"generated {events.height:,} events in {time.perf_counter() - t0:.1f}s")
+    lf = events.lazy()
+
+    con = duckdb_kql.connect()
+    con.register("src", events.with_columns(pl.col("User").struct.json_encode()))
+    con.sql("CREATE TABLE Events AS SELECT * EXCLUDE (EventTime, User, Payload), "
+            "CAST(EventTime AS TIMESTAMPTZ) AS EventTime, CAST(User AS JSON) AS User, "
+            "CAST(Payload AS JSON) AS Payload FROM src")
+    con.unregister("src")
+
+    week_ago = NOW.replace(day=13)
+    b4 = ("Events | where EventType == 'product' and EventTime > ago(7d) "
+          "| extend price = toreal(Payload.product.price) "
+          "| summarize views = count(), revenue = sum(price) "
+          "by Name = tostring(Payload.product.name) "
+          "| top 10 by views | project Name, views, revenue")
+    cases = {
+        "B1": ("Events | where EventType == 'epiPageView' and CountryCode == 'SE' | take 100",
+               lambda: lf.filter((pl.col("EventType") == "epiPageView")
+                                 & (pl.col("CountryCode") == "SE")).head(100).collect()),
+        "B2": ("Events | summarize count() by bin(EventTime, 1d)",
+               lambda: lf.group_by(pl.col("EventTime").dt.truncate("1d"))
+               .agg(pl.len().alias("count_")).collect()),
+        "B3": ("Events | summarize dcount(DeviceId) by CountryCode",
+               lambda: lf.group_by("CountryCode")
+               .agg(pl.col("DeviceId").n_unique().alias("dcount_DeviceId")).collect()),
+        "B4": (b4,
+               lambda: lf.filter((pl.col("EventType") == "product")
+                                 & (pl.col("EventTime") > week_ago))
+               .with_columns(price=pl.col("Payload").str.json_path_match("$.product.price")
+                             .cast(pl.Float64, strict=False))
+               .group_by(Name=pl.col("Payload").str.json_path_match("$.product.name")
+                         .fill_null(""))
+               .agg(views=pl.len(), revenue=pl.col("price").sum())
+               .sort("views", descending=True).head(10)
+               .select("Name", "views", "revenue").collect()),
+    }
+    print(f"\n{'case':4} {'psanalytics':>12} {'polars':>10} {'duckdb-kql':>11} "
+          f"{'vs polars':>10} {'vs duckdb':>10}  rows")
+    for name, (q, hand) in cases.items():
+        tk, res = best(lambda q=q: execute(q, {"Events": lf}, now=NOW).frame)
+        tp, ref = best(hand)
+        td, dres = best(lambda q=q: duckdb_kql.kql(con, q, query_now=NOW).pl(), repeat=3)
+        assert isinstance(res, pl.DataFrame) and isinstance(ref, pl.DataFrame)
+        assert res.height == ref.height == dres.height, (name, res.height, ref.height,
+                                                         dres.height)
+        print(f"{name:4} {tk * 1000:10.1f}ms {tp * 1000:8.1f}ms {td * 1000:9.1f}ms "
+              f"{tk / tp:9.2f}x {tk / td:9.2f}x  {res.height}")
+
+    ten_lines = """let since = ago(7d);
+let kinds = dynamic(["product", "basket", "order"]);
+Events
+| where EventTime > since and EventType in (kinds)
+| where isnotempty(CountryCode) and Payload.epi.language == "sv"
+| extend price = toreal(Payload.product.price), day = startofday(EventTime)
+| extend expensive = iff(price > 1000.0, "yes", "no")
+| summarize n = count(), devices = dcount(DeviceId), revenue = sum(price)
+    by day, CountryCode, expensive
+| top 20 by revenue desc nulls last"""
+    tables = {"Events": lf}
+    tc, _ = best(lambda: plan(ten_lines, tables, now=NOW), repeat=200)
+    print(f"\nparse+compile of a 10-line query: {tc * 1000:.3f} ms (best of 200; target < 2 ms)")
+
+
+if __name__ == "__main__":
+    main()
