@@ -221,3 +221,57 @@ def test_bad_sink_and_missing_account(sample):
 
     with pytest.raises(MappingError, match="account_id is required"):
         Replayer(None, dry_run="x.jsonl").run(sample)
+
+
+class FakeStore:
+    """Stands in for ProfileStore: records TrackBulk calls."""
+
+    url = "http://fake-store"
+
+    def __init__(self) -> None:
+        self.calls: list[list[dict]] = []
+        self.lock = threading.Lock()
+
+    def track_batch(self, bodies):
+        from psanalytics.api.http import SendResult
+
+        assert len(bodies) <= 100 and len(orjson.dumps(bodies)) <= 256 * 1024
+        with self.lock:
+            self.calls.append(list(bodies))
+        return SendResult(status=202, attempts=1, retries=0, elapsed_s=0.0)
+
+
+def test_tracking_sink_posts_trackbulk_batches(sample):
+    from psanalytics.replay import TrackingSink
+
+    store = FakeStore()
+    report = Replayer(TrackingSink(store), truncate_ips=True, workers=1, progress=False).run(sample.head(1234))
+    assert [len(c) for c in store.calls] == [100] * 12 + [34]
+    sent = [b for c in store.calls for b in c]
+    head = sample.head(1234).sort("EventTime", maintain_order=True)
+    assert [b["deviceId"] for b in sent] == head.get_column("DeviceId").to_list()
+    assert [b["eventType"] for b in sent] == head.get_column("EventType").to_list()
+    ips = {b["remoteAddress"] for b in sent}
+    assert all(ip.endswith(".0") or ip.endswith("::") for ip in ips)
+    assert report.events == 1234 and report.batches == 13 and report.statuses == {202: 13}
+    assert sent[0]["payload"] == orjson.loads(head.get_column("Payload")[0])
+
+
+def test_cli_dry_run(tmp_path, sample):
+    from typer.testing import CliRunner
+
+    from psanalytics.cli import app
+    from psanalytics.exports import write_events
+
+    src = write_events(sample.head(300), tmp_path / "in.ndjson")
+    out = tmp_path / "bodies.jsonl"
+    res = CliRunner().invoke(app, ["replay", str(src), "--dry-run", str(out), "--account-id", "77",
+                                   "--no-progress", "--json"])
+    assert res.exit_code == 0, res.output
+    rep = orjson.loads(res.stdout)
+    assert (rep["events"], rep["dry_run"]) == (300, True)
+    assert from_visitor_log(out).get_column("account_id").unique().to_list() == ["77"]
+    res = CliRunner().invoke(app, ["replay", str(src), "--speed", "2", "--rate", "5", "--account-id", "1"])
+    assert res.exit_code == 2 and "give --speed or --rate, not both" in res.output
+    res = CliRunner().invoke(app, ["replay", str(src), "--dry-run", str(out), "--no-progress"])
+    assert res.exit_code == 1 and "account_id is required" in res.output
