@@ -50,3 +50,17 @@ def small_events() -> pl.DataFrame:
         ev(12, "d2", "order", page="", country="DE", session="c"),
     ]
     return schema.normalize(rows).sort("EventTime")
+
+
+@pytest.fixture
+def shell(small_events):
+    """A fresh IPython InteractiveShell with ``%load_ext psanalytics`` and ``events`` loaded."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    InteractiveShell.clear_instance()
+    sh = InteractiveShell.instance()
+    sh.user_ns["events"] = small_events
+    result = sh.run_cell("%load_ext psanalytics")
+    assert result.success
+    yield sh
+    InteractiveShell.clear_instance()
