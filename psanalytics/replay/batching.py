@@ -101,6 +101,7 @@ class Quarantined:
     nbytes: int
     json: str
     offsets: list[int]
+    reason: str = "too large for one request"
 
 
 def _batch_id(seq: int, body: bytes) -> str:

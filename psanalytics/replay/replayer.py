@@ -18,17 +18,19 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol
 
 import orjson
+import polars as pl
 
 from psanalytics.errors import PsaError
 from psanalytics.replay.batching import (
@@ -257,6 +259,8 @@ class ReplayReport:
     quarantined_events: int = 0
     skipped: int = 0
     skipped_events: int = 0
+    invalid: int = 0
+    invalid_events: int = 0
     duration_s: float = 0.0
     dry_run: bool = False
     statuses: dict[int, int] = field(default_factory=dict)
@@ -276,7 +280,7 @@ class ReplayReport:
     def ok(self) -> bool:
         """True when every planned event was sent (or skipped as already sent)."""
         return (self.rejected == 0 and self.failed == 0 and self.quarantined == 0
-                and not self.interrupted)
+                and self.invalid == 0 and not self.interrupted)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -292,7 +296,8 @@ class ReplayReport:
             f"  retries {self.retries:,}  rejected {self.rejected:,} batches "
             f"({self.rejected_events:,} events)  failed {self.failed:,} ({self.failed_events:,} events)  "
             f"quarantined {self.quarantined:,} visitors ({self.quarantined_events:,} events)  "
-            f"resumed-skip {self.skipped:,} batches ({self.skipped_events:,} events)",
+            f"resumed-skip {self.skipped:,} batches ({self.skipped_events:,} events)"
+            + (f"  invalid {self.invalid:,} visitors ({self.invalid_events:,} events)" if self.invalid else ""),
         ]
         if self.statuses:
             lines.append("  statuses " + ", ".join(f"{k}: {v:,}" for k, v in sorted(self.statuses.items())))
@@ -375,6 +380,11 @@ class Replayer:
       refuses an existing one), ``dry_run`` (write bodies, send nothing; ``.gz`` ok; a
       ``<name>.summary.json`` is written too), ``rejected``, ``failed``, ``quarantine``
       (JSON lines; default next to the checkpoint or dry-run file when there is one);
+    - ``validate`` (default True): visitors whose timestamps cannot be 13-digit epoch ms
+      are kept aside locally (rejected file, ``report.invalid``) instead of being sent;
+      ``sample`` (fraction of visitors, chosen by a hash of the visitor id: the same
+      visitors on every run); ``time_shift`` (a ``timedelta`` added to every EventTime,
+      for demos; original timestamps are kept by default);
     - ``progress`` (tqdm.auto bar; None = on when stderr is a terminal or in Jupyter),
       ``on_batch(batch, outcome)`` callback (main thread), ``time_limit`` seconds.
     """
@@ -414,6 +424,9 @@ class Replayer:
         progress: bool | None = None,
         on_batch: Callable[[Batch, Any], None] | None = None,
         time_limit: float | None = None,
+        validate: bool = True,
+        sample: float | None = None,
+        time_shift: timedelta | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -464,6 +477,12 @@ class Replayer:
         self.progress = progress
         self.on_batch = on_batch
         self.time_limit = time_limit
+        if sample is not None and not 0 < sample <= 1:
+            raise ReplayError(f"sample must be a fraction in (0, 1] (got {sample!r})")
+        self.validate = validate
+        self.sample = sample
+        self.time_shift = time_shift
+        self._invalid: list[Quarantined] = []
         self.clock = clock
         self.report: ReplayReport | None = None
 
@@ -490,24 +509,59 @@ class Replayer:
 
     # ----------------------------------------------------------------- planning
 
+    def _prepare(self, events: Any) -> pl.DataFrame:
+        """Canonical frame (keeping a ``session_id`` column), with the time shift applied."""
+        from psanalytics.replay.mapping import _as_frame
+
+        frame, scol = _as_frame(events)
+        if self.time_shift is not None:
+            frame = frame.with_columns(pl.col("EventTime") + self.time_shift)
+        if scol is not None:
+            frame = frame.with_columns(scol.alias("session_id"))
+        return frame
+
+    def _keep_sampled(self, ids: pl.Series) -> pl.Series:
+        """Consistent sampling: a visitor is in or out by a hash of its id, on every run."""
+        assert self.sample is not None
+        cut = int(self.sample * 2**32)
+        uniq = ids.unique().to_list()
+        keep = {v for v in uniq if int.from_bytes(hashlib.sha1(v.encode()).digest()[:4], "big") < cut}
+        return ids.is_in(list(keep))
+
     def plan(self, events: Any, quarantine: list[Quarantined] | None = None) -> tuple[Iterator[Batch], dict[str, int]]:
         """Encode and batch; returns (batches, totals). Nothing is sent."""
         span = None
         if self.pacer.speed is not None:
             span = int(self.flush_interval * self.pacer.speed * 1000)
+        frame = self._prepare(events)
         if self.kind == "tracking":
-            from psanalytics.replay.mapping import _as_frame
-
-            frame, _ = _as_frame(events)
-            recs = tracking_records(frame, truncate_ips=self.truncate_ips)
+            if self.sample is not None:
+                frame = frame.filter(self._keep_sampled(frame.get_column("DeviceId")))
+            recs = tracking_records(frame.drop("session_id", strict=False), truncate_ips=self.truncate_ips)
             totals = {"events": recs.height, "visitors": frame.get_column("DeviceId").n_unique()}
             return tracking_batches(recs, max_events=self.max_events,
                                     max_bytes=min(self.max_bytes, TRACK_BULK_MAX_BYTES),
                                     max_span_ms=span, quarantine=quarantine), totals
         if not str(self.account_id or "").strip():
             raise MappingError("account_id is required for the Event API (the Optimizely account)")
-        vis = encode_visitors(events, event_map=self.event_map, sessions=self.sessions,
+        vis = encode_visitors(frame, event_map=self.event_map, sessions=self.sessions,
                               visitor_id=self.visitor_id, truncate_ips=self.truncate_ips)
+        if self.sample is not None:
+            vis = vis.filter(self._keep_sampled(vis.get_column("visitor_id")))
+        self._invalid = []
+        if self.validate:
+            # Local checks before anything is sent: 13-digit ms timestamps (events are
+            # sorted within a visitor, so first/last bound them).
+            bad = (pl.col("first_ms") < 10**12) | (pl.col("last_ms") >= 10**13)
+            for row in vis.filter(bad).iter_rows(named=True):
+                self._invalid.append(Quarantined(
+                    row["visitor_id"], row["session_id"], row["events"], row["nbytes"], row["json"],
+                    row["offsets"],
+                    reason="local validation: event timestamps must be epoch milliseconds with 13 "
+                           f"digits (this visitor's run from {row['first_ms']} to {row['last_ms']}: "
+                           "EventTime before 2001-09-09 or after 2286-11-20)",
+                ))
+            vis = vis.filter(~bad)
         prefix = body_prefix(account_id=str(self.account_id), project_id=self.project_id,
                              revision=self.revision, anonymize_ip=self.anonymize_ip,
                              client_name=self.client_name, client_version=self.client_version)
@@ -666,6 +720,12 @@ class Replayer:
                 executor.shutdown(wait=True, cancel_futures=True)
             report.duration_s = time.perf_counter() - t0
             report.idle_capped_s = self.pacer.idle_capped
+            for q in self._invalid:
+                report.invalid += 1
+                report.invalid_events += q.events
+                rejected_out.write({"visitor_id": q.visitor_id, "session_id": q.session_id, "status": None,
+                                    "reason": q.reason, "events": q.events, "offsets": q.offsets,
+                                    "visitor": orjson.Fragment(q.json)})
             for q in quarantine:
                 report.quarantined += 1
                 report.quarantined_events += q.events

@@ -135,7 +135,7 @@ def test_strict_400_is_isolated_reported_and_the_rest_continues(sample, tmp_path
     )
     fake = FakeEventApi()
     report = Replayer(sink_for(fake, strict=True), account_id="42", max_visitors=8, progress=False,
-                      checkpoint=tmp_path / "c.ckpt").run(broken)
+                      checkpoint=tmp_path / "c.ckpt", validate=False).run(broken)
     assert report.rejected == 1 and report.rejected_events == n_bad
     rej = report.rejections[0]
     assert rej.status == 400
@@ -275,3 +275,42 @@ def test_cli_dry_run(tmp_path, sample):
     assert res.exit_code == 2 and "give --speed or --rate, not both" in res.output
     res = CliRunner().invoke(app, ["replay", str(src), "--dry-run", str(out), "--no-progress"])
     assert res.exit_code == 1 and "account_id is required" in res.output
+
+
+def test_local_validation_keeps_bad_visitors_aside(sample, tmp_path):
+    bad_dev = sample.get_column("DeviceId")[0]
+    n_bad = sample.filter(pl.col("DeviceId") == bad_dev).height
+    broken = sample.with_columns(
+        pl.when(pl.col("DeviceId") == bad_dev)
+        .then(pl.lit(0, pl.Int64).cast(pl.Datetime("ns", "UTC")) + pl.duration(seconds=5))
+        .otherwise(pl.col("EventTime")).alias("EventTime")
+    )
+    fake = FakeEventApi()
+    report = Replayer(sink_for(fake, strict=True), account_id="42", progress=False,
+                      rejected=tmp_path / "rej.jsonl").run(broken)
+    assert (report.invalid, report.invalid_events, report.rejected) == (1, n_bad, 0)
+    assert len(fake.kept) == sample.height - n_bad and not report.ok
+    (line,) = (tmp_path / "rej.jsonl").read_bytes().splitlines()
+    rec = orjson.loads(line)
+    assert rec["visitor_id"] == bad_dev and rec["reason"].startswith("local validation: event timestamps")
+    assert rec["events"] == n_bad and len(rec["offsets"]) == n_bad
+
+
+def test_sample_by_visitor_hash_and_time_shift(sample):
+    from datetime import timedelta
+
+    a, b = FakeEventApi(), FakeEventApi()
+    ra = Replayer(sink_for(a), account_id="1", sample=0.3, progress=False).run(sample)
+    rb = Replayer(sink_for(b), account_id="1", sample=0.3, progress=False).run(sample)
+    assert set(a.kept) == set(b.kept) and 0 < ra.visitors < sample.get_column("DeviceId").n_unique()
+    assert ra.events == rb.events == len(a.kept)
+    vids = {orjson.loads(x)["visitors"][i]["visitor_id"] for x in a.bodies
+            for i in range(len(orjson.loads(x)["visitors"]))}
+    assert ra.events == sample.filter(pl.col("DeviceId").is_in(list(vids))).height
+    c = FakeEventApi()
+    Replayer(sink_for(c), account_id="1", time_shift=timedelta(days=1), progress=False).run(sample.head(10))
+    d = FakeEventApi()
+    Replayer(sink_for(d), account_id="1", progress=False).run(sample.head(10))
+    assert sorted(k[2] for k in c.kept) == sorted(k[2] + 86_400_000 for k in d.kept)
+    with pytest.raises(ReplayError, match="sample must be a fraction"):
+        Replayer(None, dry_run="x", sample=1.5)
