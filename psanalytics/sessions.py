@@ -62,7 +62,14 @@ __all__ = [
 #: Preset name for Profile Store's own ``Visits`` rule (a new visit after > 15 minutes).
 PROFILE_STORE_VISITS = "profile_store_visits"
 #: Values of ``split_reason`` (an Enum in this order).
-SPLIT_REASONS: tuple[str, ...] = ("first", "inactivity", "max_duration", "midnight", "campaign", "identity")
+SPLIT_REASONS: tuple[str, ...] = (
+    "first",
+    "inactivity",
+    "max_duration",
+    "midnight",
+    "campaign",
+    "identity",
+)
 SPLIT_REASON_DTYPE = pl.Enum(list(SPLIT_REASONS))
 _R_FIRST, _R_INACT, _R_MAXDUR, _R_MIDNIGHT, _R_CAMPAIGN, _R_IDENTITY = range(6)
 
@@ -143,7 +150,9 @@ def parse_duration(value: str | timedelta | float | None, *, name: str = "durati
                 f"a timedelta, a number of seconds, or {PROFILE_STORE_VISITS!r}"
             )
     else:
-        raise SessionizeError(f"{name} must be a duration such as '30m', got {type(value).__name__}")
+        raise SessionizeError(
+            f"{name} must be a duration such as '30m', got {type(value).__name__}"
+        )
     if ns <= 0:
         raise SessionizeError(f"{name} must be positive, got {value!r}")
     return ns
@@ -174,7 +183,9 @@ def _time_ns(df: pl.DataFrame, time_col: str) -> np.ndarray:
         raise SessionizeError(f"column {time_col!r} must be a Datetime, got {s.dtype}")
     if s.null_count():
         row = int(s.is_null().arg_true()[0])
-        raise SessionizeError(f"column {time_col!r} has a null at row {row}: every event needs a time")
+        raise SessionizeError(
+            f"column {time_col!r} has a null at row {row}: every event needs a time"
+        )
     if s.dtype.time_unit != "ns":
         s = s.dt.cast_time_unit("ns")
     return s.to_physical().to_numpy()
@@ -187,8 +198,11 @@ def _key_series(df: pl.DataFrame, key: str | Sequence[str]) -> tuple[list[str], 
     _check_columns(df, keys, "sessionize(key=...)")
     if len(keys) == 1:
         return keys, df.get_column(keys[0])
-    return keys, df.select(pl.concat_str([pl.col(k).cast(pl.String).fill_null("") for k in keys],
-                                         separator="\x1f").alias("_key")).to_series()
+    return keys, df.select(
+        pl.concat_str(
+            [pl.col(k).cast(pl.String).fill_null("") for k in keys], separator="\x1f"
+        ).alias("_key")
+    ).to_series()
 
 
 # --------------------------------------------------------------------------- the core
@@ -286,9 +300,7 @@ def _codes_of(values: pl.Series) -> np.ndarray:
 
 
 def _campaign_series(page: pl.Series) -> pl.Series:
-    parts = [
-        page.str.extract(rf"[?&#]{k}=([^&#]*)", 1).fill_null("") for k in _CAMPAIGN_KEYS
-    ]
+    parts = [page.str.extract(rf"[?&#]{k}=([^&#]*)", 1).fill_null("") for k in _CAMPAIGN_KEYS]
     df = pl.DataFrame({f"p{i}": p for i, p in enumerate(parts)})
     key = df.select(pl.concat_str(pl.all(), separator="\x1f").alias("c")).to_series()
     empty = "\x1f" * (len(_CAMPAIGN_KEYS) - 1)
@@ -297,7 +309,9 @@ def _campaign_series(page: pl.Series) -> pl.Series:
 
 def _email_series(df: pl.DataFrame) -> pl.Series:
     if "User" not in df.schema:
-        raise SessionizeError("split_on_identity_change needs the User column (Struct{Email, Name})")
+        raise SessionizeError(
+            "split_on_identity_change needs the User column (Struct{Email, Name})"
+        )
     return df.select(
         pl.col("User").struct.field("Email").fill_null("").str.strip_chars().str.to_lowercase()
     ).to_series()
@@ -351,7 +365,9 @@ def _cut(
                 .to_numpy()
             )
         except Exception as exc:  # polars raises ComputeError for unknown zones
-            raise SessionizeError(f"split_at_midnight={midnight_tz!r} is not a known time zone: {exc}") from exc
+            raise SessionizeError(
+                f"split_at_midnight={midnight_tz!r} is not a known time zone: {exc}"
+            ) from exc
         mid = np.zeros(n, dtype=bool)
         if n:
             mid[1:] = day[1:] != day[:-1]
@@ -497,7 +513,9 @@ def sessionize(
         reason = cut.reason
     # session_index per device: sessions of one device are contiguous in sorted order.
     sorted_sess = np.arange(ns, dtype=np.int64)
-    dev_first = np.maximum.accumulate(np.where(cut.dev_start, sorted_sess, 0)) if ns else sorted_sess
+    dev_first = (
+        np.maximum.accumulate(np.where(cut.dev_start, sorted_sess, 0)) if ns else sorted_sess
+    )
     sess_index_sorted = (sorted_sess - dev_first + 1).astype(np.uint32)
     sess_index = sess_index_sorted[order] if not identity_order else sess_index_sorted
 
@@ -514,7 +532,9 @@ def sessionize(
     n_events = (ends - starts + 1).astype(np.uint32)
     device_id = keyser.gather(first_rows) if len(keys) == 1 else None
     tdt = pl.Datetime("ns", "UTC")
-    cols: dict[str, pl.Series] = {"session_key": pl.Series("session_key", np.arange(ns, dtype=np.uint32))}
+    cols: dict[str, pl.Series] = {
+        "session_key": pl.Series("session_key", np.arange(ns, dtype=np.uint32))
+    }
     if device_id is not None:
         cols["device_id"] = device_id.cast(pl.String).alias("device_id")
     else:
@@ -536,91 +556,26 @@ def sessionize(
             exit_page=page.gather(last_rows).alias("exit_page"),
         )
         sessions = pl.DataFrame(list(cols.values()))
-        ev = df.with_columns(
-            pl.Series("session_key", ev_key), pl.Series("session_index", ev_index)
-        )
+        ev = df.with_columns(pl.Series("session_key", ev_key), pl.Series("session_index", ev_index))
         return Sessionized(ev, sessions, timeout_ns / 1e9, None if max_ns is None else max_ns / 1e9)
 
     # ------------------------------------------------------------------ full schema
-    sess_id = pl.DataFrame([cols["device_id"] if device_id is not None else _joined_key(df, keys, first_rows),
-                            cols["session_index"]]).select(
-        pl.concat_str([pl.first(), pl.lit(":"), pl.col("session_index").cast(pl.String)]).alias("session_id")
-    ).to_series()
     has = df.schema.__contains__
-    dev_user = None
-    if has("User"):
-        dev_user = stitch(df, key=key, time_col=time_col, _keyser=keyser)
-    title = df.get_column("PageTitle") if has("PageTitle") else None
-    # Event-type based counts via a dense code per event (few distinct types).
-    if has("EventType"):
-        et = df.get_column("EventType")
-        et_codes_s = et.cast(pl.Categorical).to_physical()
-        et_codes = et_codes_s.to_numpy().astype(np.int64)
-        # map physical codes to a dense 0..K-1 over the names that occur, sorted by name
-        uniq_codes = np.unique(et_codes)
-        names = et.gather(pl.Series(_first_index_of(et_codes, uniq_codes))).to_list()
-        name_order = np.argsort(np.array(names, dtype=object), kind="stable")
-        lut = np.full(int(uniq_codes.max()) + 1 if uniq_codes.size else 1, -1, dtype=np.int64)
-        lut[uniq_codes[name_order]] = np.arange(uniq_codes.size)
-        type_sorted = lut[et_codes][perm]
-        names_sorted = [names[i] for i in name_order]
-        k = len(names_sorted)
-        sess_sorted_key = cut.sid
-        counts = np.bincount(sess_sorted_key * k + type_sorted, minlength=ns * k).reshape(ns, k) if ns else np.zeros((0, k), np.int64)
-        if not identity_order:
-            counts = counts[order]
-        pv_idx = [i for i, nm in enumerate(names_sorted) if nm in set(pageview_types)]
-        conv_idx = [i for i, nm in enumerate(names_sorted) if nm in set(conversion_types)]
-        n_pv = counts[:, pv_idx].sum(axis=1) if pv_idx else np.zeros(ns, np.int64)
-        n_conv = counts[:, conv_idx].sum(axis=1) if conv_idx else np.zeros(ns, np.int64)
-        event_counts = pl.DataFrame(
-            {nm: counts[:, i].astype(np.uint32) for i, nm in enumerate(names_sorted)}, schema={nm: pl.UInt32 for nm in names_sorted}
-        ).to_struct("event_counts") if k else pl.Series("event_counts", [{}] * ns)
-    else:
-        n_pv = np.zeros(ns, np.int64)
-        n_conv = np.zeros(ns, np.int64)
-        event_counts = None
-    # distinct pages per session: sort (session, page code) packed keys.
-    pcode = page.cast(pl.Categorical).to_physical().to_numpy().astype(np.uint64)[perm]
-    pk = np.sort((cut.sid.astype(np.uint64) << np.uint64(32)) | pcode)
-    del pcode
-    distinct = np.empty(n, dtype=bool)
-    if n:
-        distinct[0] = True
-        np.not_equal(pk[1:], pk[:-1], out=distinct[1:])
-    uniq_pages = np.bincount((pk[distinct] >> np.uint64(32)).astype(np.int64), minlength=ns)
-    del pk, distinct
-    if not identity_order:
-        uniq_pages = uniq_pages[order]
-    # distinct SessionIds: only sessions where the id changes need an exact count.
-    if has("SessionId"):
-        sidcol = df.get_column("SessionId")
-        hs = sidcol.hash(seed=7).to_numpy()[perm]
-        change = np.zeros(n, dtype=bool)
-        if n:
-            change[1:] = hs[1:] != hs[:-1]
-        change[cut.starts] = False
-        del hs
-        src = np.ones(ns, dtype=np.int64)
-        multi = np.unique(cut.sid[change])
-        if multi.size:
-            sel = np.isin(cut.sid, multi)
-            sub = pl.DataFrame({"s": cut.sid[sel], "v": sidcol.gather(perm[sel])})
-            agg = sub.group_by("s").agg(pl.col("v").n_unique()).sort("s")
-            src[agg["s"].to_numpy()] = agg["v"].to_numpy()
-        if not identity_order:
-            src = src[order]
-        source_ids = pl.Series("source_session_ids", np.minimum(src, 65535).astype(np.uint16))
-    else:
-        source_ids = pl.Series("source_session_ids", np.zeros(ns, np.uint16))
-    # gap before: previous session of the same device (contiguous in sorted order)
-    gap_prev = np.full(cut.starts.size, np.nan)
-    if ns > 1:
-        gap_prev[1:] = (t[cut.starts[1:]] - t[cut.ends[:-1]]) / 1e9
-    gap_prev[cut.dev_start] = np.nan
-    if not identity_order:
-        gap_prev = gap_prev[order]
-    # window edges
+    ctx = _Ctx(df=df, cut=cut, order=None if identity_order else order, n=n, ns=ns)
+    key_text = cols["device_id"] if device_id is not None else _joined_key(df, keys, first_rows)
+    sess_id = (
+        pl.DataFrame([key_text.alias("k"), cols["session_index"]])
+        .select(
+            pl.concat_str(
+                [pl.col("k"), pl.lit(":"), pl.col("session_index").cast(pl.String)]
+            ).alias("session_id")
+        )
+        .to_series()
+    )
+    n_pv, n_conv, event_counts = _type_counts(ctx, pageview_types, conversion_types)
+    uniq_pages = _unique_pages(ctx, page)
+    source_ids = _source_session_ids(ctx)
+    gap_prev = _gap_before(ctx)
     lo = int(t.min()) if n else 0
     hi = int(t.max()) if n else 0
     if window is not None:
@@ -629,19 +584,26 @@ def sessionize(
             lo = _dt_ns(wlo)
         if whi is not None:
             hi = _dt_ns(whi)
+
+    def at(col: str, rows: np.ndarray, name: str) -> pl.Series:
+        if has(col):
+            return df.get_column(col).gather(rows).alias(name)
+        return pl.repeat("", ns, dtype=pl.String, eager=True).alias(name)
+
     entry_page = page.gather(first_rows).alias("entry_page")
-    utm = _entry_utm(entry_page, df.get_column("Payload").gather(first_rows) if has("Payload") else None)
+    utm = _entry_utm(
+        entry_page, df.get_column("Payload").gather(first_rows) if has("Payload") else None
+    )
     dur_ns = end_t - start_t
-    out: list[pl.Series] = [sess_id, cols["session_key"]]
-    if device_id is not None:
-        out.append(cols["device_id"])
-    else:
-        out += [cols[k] for k in keys]
-    out += [cols["session_index"]]
-    sessions = pl.DataFrame(out)
-    if dev_user is not None and device_id is not None:
-        m = dev_user.select(
-            pl.col("device_id"), pl.col("user_email"), pl.col("user_name"),
+    head: list[pl.Series] = [sess_id, cols["session_key"]]
+    head += [cols["device_id"]] if device_id is not None else [cols[k] for k in keys]
+    head.append(cols["session_index"])
+    sessions = pl.DataFrame(head)
+    if has("User") and device_id is not None:
+        m = stitch(df, key=key, time_col=time_col, _keyser=keyser).select(
+            "device_id",
+            "user_email",
+            "user_name",
             pl.col("n_emails").cast(pl.UInt8).alias("n_user_emails"),
         )
         sessions = sessions.join(m, on="device_id", how="left", maintain_order="left").with_columns(
@@ -649,7 +611,8 @@ def sessionize(
         )
     else:
         sessions = sessions.with_columns(
-            pl.lit(None, pl.String).alias("user_email"), pl.lit(None, pl.String).alias("user_name"),
+            pl.lit(None, pl.String).alias("user_email"),
+            pl.lit(None, pl.String).alias("user_name"),
             pl.lit(0, pl.UInt8).alias("n_user_emails"),
         )
     npv = n_pv.astype(np.uint32)
@@ -665,16 +628,16 @@ def sessionize(
         rest.append(event_counts)
     rest += [
         entry_page,
-        (title.gather(first_rows) if title is not None else pl.repeat("", ns, eager=True)).alias("entry_title"),
+        at("PageTitle", first_rows, "entry_title"),
         page.gather(last_rows).alias("exit_page"),
-        (title.gather(last_rows) if title is not None else pl.repeat("", ns, eager=True)).alias("exit_title"),
+        at("PageTitle", last_rows, "exit_title"),
         *utm,
-        (df.get_column("CountryCode").gather(first_rows) if has("CountryCode") else pl.repeat("", ns, eager=True)).alias("country_code"),
-        (df.get_column("City").gather(first_rows) if has("City") else pl.repeat("", ns, eager=True)).alias("city"),
+        at("CountryCode", first_rows, "country_code"),
+        at("City", first_rows, "city"),
         pl.Series("is_bounce", (npv == 1) & (n_events == 1)),
         pl.Series("is_engaged", (dur_ns >= (engaged_ns or 0)) | (npv >= 2) | (n_conv > 0)),
         pl.Series("gap_before_s", gap_prev, dtype=pl.Float64, nan_to_null=True),
-        _reason_series(reason),
+        pl.Series("split_reason", list(SPLIT_REASONS), dtype=SPLIT_REASON_DTYPE).gather(reason),
         pl.Series("truncated_start", start_t - lo <= timeout_ns),
         pl.Series("truncated_end", hi - end_t <= timeout_ns),
         source_ids,
@@ -683,20 +646,99 @@ def sessionize(
         rest.append(df.get_column("Scope").gather(first_rows).alias("scope"))
     sessions = sessions.with_columns(rest)
     ev_key_s = pl.Series("session_key", ev_key)
-    ev_sid = sess_id.gather(ev_key_s).alias("session_id")
     ev = df.with_columns(
         ev_key_s,
-        ev_sid,
+        sess_id.gather(ev_key_s).alias("session_id"),
         pl.Series("session_index", ev_index),
         pl.Series("event_index_in_session", _event_index(cut, n, perm)),
     )
     return Sessionized(ev, sessions, timeout_ns / 1e9, None if max_ns is None else max_ns / 1e9)
 
 
-def _reason_series(reason: np.ndarray) -> pl.Series:
-    return pl.Series("split_reason", np.array(SPLIT_REASONS, dtype=object)[reason], dtype=pl.String).cast(
-        SPLIT_REASON_DTYPE
-    )
+@dataclass
+class _Ctx:
+    df: pl.DataFrame
+    cut: _Cut
+    order: np.ndarray | None  # sorted-session order -> output order (None: identity)
+    n: int
+    ns: int
+
+    def out(self, per_sorted_session: np.ndarray) -> np.ndarray:
+        return per_sorted_session if self.order is None else per_sorted_session[self.order]
+
+
+def _type_counts(
+    ctx: _Ctx, pageview_types: Sequence[str], conversion_types: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, pl.Series | None]:
+    """Per session: page views, conversions and the ``event_counts`` struct (fields sorted by name)."""
+    ns = ctx.ns
+    if "EventType" not in ctx.df.schema:
+        return np.zeros(ns, np.int64), np.zeros(ns, np.int64), None
+    et = ctx.df.get_column("EventType")
+    names = sorted(et.unique().drop_nulls().to_list())
+    k = len(names)
+    if k == 0:
+        return np.zeros(ns, np.int64), np.zeros(ns, np.int64), None
+    codes = et.cast(pl.Enum(names)).to_physical().to_numpy().astype(np.int64)[ctx.cut.perm]
+    counts = np.bincount(ctx.cut.sid * k + codes, minlength=ns * k).reshape(ns, k)
+    counts = ctx.out(counts)
+    pv = [i for i, nm in enumerate(names) if nm in set(pageview_types)]
+    conv = [i for i, nm in enumerate(names) if nm in set(conversion_types)]
+    n_pv = counts[:, pv].sum(axis=1) if pv else np.zeros(ns, np.int64)
+    n_conv = counts[:, conv].sum(axis=1) if conv else np.zeros(ns, np.int64)
+    struct = pl.DataFrame(
+        [pl.Series(nm, counts[:, i], dtype=pl.UInt32) for i, nm in enumerate(names)]
+    ).to_struct("event_counts")
+    return n_pv, n_conv, struct
+
+
+def _unique_pages(ctx: _Ctx, page: pl.Series) -> np.ndarray:
+    """Distinct ``PageUri`` per session: sort packed (session, page code) keys once."""
+    n, ns = ctx.n, ctx.ns
+    if n == 0:
+        return np.zeros(0, np.int64)
+    pcode = page.cast(pl.Categorical).to_physical().to_numpy().astype(np.uint64)[ctx.cut.perm]
+    pk = np.sort((ctx.cut.sid.astype(np.uint64) << np.uint64(32)) | pcode)
+    del pcode
+    distinct = np.empty(n, dtype=bool)
+    distinct[0] = True
+    np.not_equal(pk[1:], pk[:-1], out=distinct[1:])
+    return ctx.out(np.bincount((pk[distinct] >> np.uint64(32)).astype(np.int64), minlength=ns))
+
+
+def _source_session_ids(ctx: _Ctx) -> pl.Series:
+    """Distinct Profile Store ``SessionId`` values per session (UInt16, saturating)."""
+    n, ns, cut = ctx.n, ctx.ns, ctx.cut
+    if "SessionId" not in ctx.df.schema:
+        return pl.Series("source_session_ids", np.zeros(ns, np.uint16))
+    hs = ctx.df.get_column("SessionId").hash(seed=7).to_numpy()[cut.perm]
+    change = np.zeros(n, dtype=bool)
+    if n:
+        np.not_equal(hs[1:], hs[:-1], out=change[1:])
+    change[cut.starts] = False
+    src = np.ones(ns, dtype=np.int64)
+    multi = np.zeros(ns, dtype=bool)
+    multi[cut.sid[change]] = True
+    if multi.any():
+        # Only sessions whose id changes need a distinct count.
+        sel = multi[cut.sid]
+        agg = (
+            pl.DataFrame({"s": cut.sid[sel], "h": hs[sel]})
+            .group_by("s")
+            .agg(pl.col("h").n_unique())
+        )
+        src[agg["s"].to_numpy()] = agg["h"].to_numpy()
+    return pl.Series("source_session_ids", np.minimum(ctx.out(src), 65535).astype(np.uint16))
+
+
+def _gap_before(ctx: _Ctx) -> np.ndarray:
+    """Seconds since the same device's previous session ended (NaN for a device's first)."""
+    cut = ctx.cut
+    gap = np.full(ctx.ns, np.nan)
+    if ctx.ns > 1:
+        gap[1:] = (cut.t[cut.starts[1:]] - cut.t[cut.ends[:-1]]) / 1e9
+    gap[cut.dev_start] = np.nan
+    return ctx.out(gap)
 
 
 def _session_order(cut: _Cut) -> np.ndarray:
@@ -711,16 +753,11 @@ def _session_order(cut: _Cut) -> np.ndarray:
     return np.lexsort((rows, cut.t[cut.starts]))
 
 
-def _first_index_of(codes: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Index of the first occurrence in ``codes`` of each of ``values``."""
-    uniq, idx = np.unique(codes, return_index=True)
-    pos = np.searchsorted(uniq, values)
-    return idx[pos]
-
-
 def _joined_key(df: pl.DataFrame, keys: list[str], rows: np.ndarray) -> pl.Series:
     sub = df.select(keys)[rows] if rows.size else df.select(keys).head(0)
-    return sub.select(pl.concat_str([pl.col(k).cast(pl.String) for k in keys], separator="|").alias("key")).to_series()
+    return sub.select(
+        pl.concat_str([pl.col(k).cast(pl.String) for k in keys], separator="|").alias("key")
+    ).to_series()
 
 
 def _dt_ns(value: datetime) -> int:
@@ -736,33 +773,60 @@ def _event_index(cut: _Cut, n: int, perm: np.ndarray) -> np.ndarray:
 
 
 def _entry_utm(entry_page: pl.Series, payload: pl.Series | None) -> list[pl.Series]:
-    frame = pl.DataFrame({"p": entry_page}) if payload is None else pl.DataFrame({"p": entry_page, "j": payload})
+    """Entry UTM source/medium/campaign from the first ``PageUri`` query string, else from the
+    ``Payload`` JSON (``"utm_source": ...``); the referrer host from ``Payload.referrer``."""
+    names = ("entry_utm_source", "entry_utm_medium", "entry_utm_campaign", "entry_referrer_host")
+    ns = entry_page.len()
+    frame = pl.DataFrame(
+        {
+            "p": entry_page,
+            "j": payload
+            if payload is not None
+            else pl.repeat(None, ns, dtype=pl.String, eager=True),
+        }
+    )
+    cand = frame.select(
+        pl.col("p").str.contains("utm_", literal=True)
+        | pl.col("j").fill_null("").str.contains("utm_", literal=True)
+        | pl.col("j").fill_null("").str.contains("referer", literal=True)
+        | pl.col("j").fill_null("").str.contains("referrer", literal=True)
+    ).to_series()
+    idx = cand.arg_true()
+    empty = [pl.repeat(None, ns, dtype=pl.String, eager=True).alias(nm) for nm in names]
+    if idx.len() == 0:
+        return empty
 
     def from_url(k: str) -> pl.Expr:
-        return pl.col("p").str.extract(rf"[?&]{k}=([^&#]*)", 1).str.replace_all(r"\+", " ").replace("", None)
+        return (
+            pl.col("p")
+            .str.extract(rf"[?&]{k}=([^&#]*)", 1)
+            .str.replace_all(r"\+", " ")
+            .replace("", None)
+        )
 
     def from_json(k: str) -> pl.Expr:
-        if payload is None:
-            return pl.lit(None, pl.String)
         return pl.col("j").str.extract(rf'"{k}"\s*:\s*"([^"]*)"', 1).replace("", None)
 
-    res = frame.select(
-        pl.coalesce(from_url("utm_source"), from_json("utm_source")).alias("entry_utm_source"),
-        pl.coalesce(from_url("utm_medium"), from_json("utm_medium")).alias("entry_utm_medium"),
-        pl.coalesce(from_url("utm_campaign"), from_json("utm_campaign")).alias("entry_utm_campaign"),
+    res = frame[idx].select(
+        pl.coalesce(from_url("utm_source"), from_json("utm_source")).alias(names[0]),
+        pl.coalesce(from_url("utm_medium"), from_json("utm_medium")).alias(names[1]),
+        pl.coalesce(from_url("utm_campaign"), from_json("utm_campaign")).alias(names[2]),
         pl.coalesce(from_json("referrer"), from_json("referer"))
         .str.extract(r"^[a-zA-Z][a-zA-Z0-9+.-]*://([^/:?#]+)", 1)
         .str.to_lowercase()
-        .alias("entry_referrer_host"),
+        .alias(names[3]),
     )
-    # percent-decoding of the (few) non-null values
     out = []
-    for s in res.get_columns():
-        if s.name != "entry_referrer_host" and s.null_count() < s.len() and s.str.contains("%").any():
-            from urllib.parse import unquote
+    for nm, full, part in zip(names, empty, res.get_columns(), strict=True):
+        if (
+            nm != "entry_referrer_host"
+            and part.null_count() < part.len()
+            and part.str.contains("%").any()
+        ):
+            from urllib.parse import unquote_plus
 
-            s = s.map_elements(unquote, return_dtype=pl.String)
-        out.append(s)
+            part = part.map_elements(unquote_plus, return_dtype=pl.String)
+        out.append(full.scatter(idx, part).alias(nm))
     return out
 
 
@@ -803,7 +867,12 @@ def stitch(
         .group_by("device_id", maintain_order=True)
         .agg(
             pl.col("email").last().alias("user_email"),
-            pl.col("name").last().fill_null("").str.strip_chars().replace("", None).alias("user_name"),
+            pl.col("name")
+            .last()
+            .fill_null("")
+            .str.strip_chars()
+            .replace("", None)
+            .alias("user_name"),
             pl.col("email").n_unique().cast(pl.UInt32).alias("n_emails"),
             pl.col("t").min().alias("first_identified_at"),
             pl.col("t").max().alias("last_identified_at"),
