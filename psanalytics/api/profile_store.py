@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import orjson
 import polars as pl
 
@@ -242,16 +243,90 @@ def parse_items(items: list[dict[str, Any]]) -> pl.DataFrame:
     return frame.select(schema.COLUMNS)
 
 
-def _decode_page(resp: httpx.Response) -> tuple[pl.DataFrame, int]:
-    data = orjson.loads(resp.content)
+class _PayloadItem(msgspec.Struct):
+    Payload: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class _PayloadPage(msgspec.Struct):
+    items: list[_PayloadItem]
+    total: int | None = None
+
+
+_PAYLOAD_DECODER = msgspec.json.Decoder(_PayloadPage)
+_PAYLOAD_LIST_DECODER = msgspec.json.Decoder(list[_PayloadItem])
+_ENVELOPE_DTYPE = pl.Struct({"items": pl.List(pl.Struct(_PAGE_SCHEMA)), "total": pl.Int64})
+_LIST_DTYPE = pl.List(pl.Struct(_PAGE_SCHEMA))
+
+
+def parse_page(body: bytes) -> tuple[pl.DataFrame, int]:
+    """One TrackEvents response body -> (canonical frame, total), exactly.
+
+    Fast path for the documented shape (``{"items": [PascalCase events], "total": n}``):
+    Polars decodes the plain fields in Rust and msgspec hands over each ``Payload`` as
+    its raw JSON text, untouched. Anything else (camelCase, a bare array, odd times) goes
+    through :func:`psanalytics.schema.normalize`. Raises ``ValueError`` on a body that is
+    not valid JSON (the caller retries it like a dropped connection).
+    """
+    bare = body[:1] == b"["
+    try:
+        if bare:
+            page = _PayloadPage(items=_PAYLOAD_LIST_DECODER.decode(body))
+        else:
+            page = _PAYLOAD_DECODER.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return _slow_page(body)
+    n = len(page.items)
+    if n == 0:
+        return schema.empty_frame(), int(page.total or 0)
+    try:
+        text = pl.Series([body], dtype=pl.Binary).cast(pl.String)
+        if bare:
+            items = text.str.json_decode(_LIST_DTYPE).explode().struct.unnest()
+        else:
+            env = text.str.json_decode(_ENVELOPE_DTYPE)
+            items = env.struct.field("items").explode().struct.unnest()
+        times = items.get_column("EventTime").str.to_datetime(
+            "%Y-%m-%dT%H:%M:%S%.fZ", time_unit="ns", time_zone="UTC", strict=True
+        )
+    except Exception:  # noqa: BLE001 - any surprise: take the careful path
+        return _slow_page(body)
+    if items.height != n or times.null_count() or items.get_column("TrackId").null_count() == n:
+        return _slow_page(body)
+    pay = pl.Series("Payload", [bytes(it.Payload) for it in page.items], pl.Binary).cast(pl.String)
+    frame = items.with_columns(
+        [pl.col(c).fill_null("") for c in schema.STRING_COLUMNS]
+        + [
+            times.alias("EventTime"),
+            pl.struct(
+                pl.col("User").struct.field("Email").fill_null(""),
+                pl.col("User").struct.field("Name").fill_null(""),
+            ).alias("User"),
+            pl.when(pay == "null").then(None).otherwise(pay).alias("Payload"),
+        ]
+    ).select(schema.COLUMNS)
+    total = page.total if page.total is not None else n
+    return frame, int(total)
+
+
+def _slow_page(body: bytes) -> tuple[pl.DataFrame, int]:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON: {exc}") from None
     if isinstance(data, list):  # some deployments answered a bare array
         return parse_items(data), len(data)
+    if not isinstance(data, dict):
+        raise ValueError("response is neither an object nor an array")
     items = data.get("items", data.get("Items"))
     if items is None:
         raise ValueError("response has no 'items'")
     total = data.get("total", data.get("Total"))
     frame = parse_items(items)
     return frame, int(total) if total is not None else frame.height
+
+
+def _decode_page(resp: httpx.Response) -> tuple[pl.DataFrame, int]:
+    return parse_page(resp.content)
 
 
 def _decode_json(resp: httpx.Response) -> Any:

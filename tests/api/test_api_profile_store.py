@@ -321,3 +321,29 @@ def test_connect_reads_environment(monkeypatch):
     monkeypatch.delenv("PSANALYTICS_URL")
     with pytest.raises(ValueError, match="an API key was given but no url"):
         connect()
+
+
+def test_parse_page_fast_path_is_exact_and_tolerant():
+    from psanalytics.api.profile_store import parse_page
+
+    df = dense_events(30)
+    # Awkward strings: quotes, escapes, unicode, and a Payload with escapes and odd spacing.
+    df = df.with_columns(
+        pl.when(pl.int_range(pl.len()) == 1).then(pl.lit('Sagt "hej" \\ åäö 🎉')).otherwise(pl.col("Value")).alias("Value"),
+        pl.when(pl.int_range(pl.len()) == 2).then(pl.lit('{"a": "x\\"y",  "é": [1.50, null]}')).otherwise(pl.col("Payload")).alias("Payload"),
+    )
+    body = schema.to_api_json(df, envelope=True, total=1234)
+    frame, total = parse_page(body)
+    assert total == 1234 and frame.equals(df)
+    assert frame["Payload"][2] == '{"a": "x\\"y",  "é": [1.50, null]}'  # raw text, untouched
+    empty, zero = parse_page(b'{"items": [], "total": 0}')
+    assert empty.equals(schema.empty_frame()) and empty.schema == schema.EVENTS_SCHEMA and zero == 0
+    # A bare array is read the same way; camelCase and odd shapes take the careful path.
+    arr = schema.to_api_json(df)
+    f2, t2 = parse_page(arr)
+    assert f2.equals(df) and t2 == 30
+    camel = orjson.dumps({"items": [{"trackId": "a", "eventTime": "2024-01-01T00:00:00Z", "eventType": "x"}]})
+    f3, t3 = parse_page(camel)
+    assert f3.select("TrackId", "EventType").row(0) == ("a", "x") and t3 == 1
+    with pytest.raises(ValueError, match="not valid JSON"):
+        parse_page(body[:-40])
