@@ -7,7 +7,8 @@ sorted by ``EventTime``. Everything is drawn from one ``numpy`` generator seeded
 What the data looks like (the model, in short):
 
 * **Devices** (``DeviceId`` GUIDs, the ``_madid`` cookie) get a Zipf-skewed share of the
-  events (exponent 0.8): most devices have a handful of events, the head has thousands.
+  events (Zipf-Mandelbrot, exponent 1): most devices have a handful of events, the head has
+  thousands.
   The first ``max(2, n_devices // 2000)`` ranks are **bot-like**: they fire around the clock
   (no diurnal cycle, seconds apart, crawl-like page mix, datacenter IPs, never logged in).
 * **Visits**: human devices split their events into visits (geometric, ~6 events). Visits
@@ -450,7 +451,12 @@ def generate(
     # Zipf share per rank; every device has at least one event.
     counts = np.ones(nd, dtype=np.int64)
     if n > nd:
-        counts += rng.multinomial(n - nd, _zipf_p(nd, 0.8))
+        # Zipf-Mandelbrot: share of rank k ~ 1 / (k + k0). With k0 = n_devices / 10,000 the
+        # head is bot-sized (10 M events: the top device ~20,000 events, the top 229 devices
+        # ~18 %) while the median device has a handful of events.
+        k0 = max(1.0, nd / 10_000)
+        w = 1.0 / (np.arange(1, nd + 1, dtype=np.float64) + k0)
+        counts += rng.multinomial(n - nd, w / w.sum())
     elif n < nd:
         counts = np.zeros(nd, dtype=np.int64)
         counts[:n] = 1
