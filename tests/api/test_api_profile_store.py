@@ -347,3 +347,21 @@ def test_parse_page_fast_path_is_exact_and_tolerant():
     assert f3.select("TrackId", "EventType").row(0) == ("a", "x") and t3 == 1
     with pytest.raises(ValueError, match="not valid JSON"):
         parse_page(body[:-40])
+
+
+def test_real_filter_builder_and_progress_bar(capsys):
+    from psanalytics.query.odata import F
+
+    df = dense_events(21_000)
+    fake = FakeStore(df)
+    s = store_for(fake, progress=True)
+    got = s.events(F.EventType == "order")
+    assert got.equals(df.filter(pl.col("EventType") == "order"))
+    assert all(r.url.params["$filter"].startswith(("(EventType eq 'order')", "EventType eq 'order'")) for r in fake.gets())
+    err = capsys.readouterr().err
+    assert "events" in err and "windows 1/1" in err
+    s.events()
+    err = capsys.readouterr().err
+    assert "21.0k/21.0k" in err and "windows 3/3" in err
+    store_for(fake, progress=False).events()
+    assert capsys.readouterr().err == ""
