@@ -166,7 +166,7 @@ def tokenize(text: str) -> list[Token]:
                 toks.append(Token("OP", "[", start, start + 1, spaced=spaced))
                 i += 1
         # numbers / timespans ------------------------------------------------------
-        elif c.isdigit() or (c == "." and i + 1 < n and text[i + 1].isdigit()
+        elif ("0" <= c <= "9") or (c == "." and i + 1 < n and "0" <= text[i + 1] <= "9"
                              and not (toks and toks[-1].kind == "OP" and toks[-1].value == ".")):
             m = _NUM_RE.match(text, i)
             assert m is not None
@@ -188,13 +188,13 @@ def tokenize(text: str) -> list[Token]:
                 raise _err(text, f"invalid number '{text[start:um.end()]}'", start, um.end())
             else:
                 if m.group(2) or "." in num:
-                    toks.append(Token("REAL", float(num + (m.group(2) or "")), start, j,
+                    toks.append(Token("REAL", float(num), start, j,
                                       spaced=spaced))
                 else:
                     toks.append(Token("LONG", int(num), start, j, spaced=spaced))
                 i = j
         # identifiers ----------------------------------------------------------------
-        elif c.isalpha() or c == "_" or c == "$":
+        elif (c.isascii() and c.isalpha()) or c == "_" or c == "$":
             hm = _HYPH_RE.match(text, i)
             if hm:
                 toks.append(Token("IDENT", hm.group(0), start, hm.end(), spaced=spaced))
@@ -217,7 +217,7 @@ def tokenize(text: str) -> list[Token]:
                 else:
                     toks.append(Token("IDENT", word, start, j, spaced=spaced))
                     i = j
-        elif c == "!" and i + 1 < n and (text[i + 1].isalpha()):
+        elif c == "!" and i + 1 < n and text[i + 1].isascii() and text[i + 1].isalpha():
             m2 = _IDENT_RE.match(text, i + 1)
             assert m2 is not None
             j = m2.end()

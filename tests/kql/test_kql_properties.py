@@ -1,0 +1,109 @@
+"""Property tests: random token soup and mutations of valid queries never raise anything
+but KqlError, and every error points inside the query (1-based line and column)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from psanalytics import schema
+from psanalytics.query.kql import KqlError, execute, format, parse
+
+NOW = datetime(2024, 1, 10, tzinfo=UTC)
+
+FRAME = schema.normalize([
+    {"DeviceId": "d1", "EventType": "epiPageView", "EventTime": "2024-01-01T10:00:00Z",
+     "CountryCode": "SE", "User": {"Email": "a@b.se", "Name": "A"},
+     "Payload": {"name": "Home", "price": 3.5, "epi": {"language": "sv"}}},
+    {"DeviceId": "d2", "EventType": "order", "EventTime": None, "CountryCode": "",
+     "Payload": None},
+])
+
+VALID = [
+    "Events | where EventType == 'epiPageView' and CountryCode == 'SE' | take 100",
+    "Events | summarize count() by bin(EventTime, 1d)",
+    "Events | summarize dcount(DeviceId) by CountryCode | top 3 by dcount_DeviceId",
+    "let since = ago(7d);\nEvents\n| where EventTime > since\n| extend p = toreal(Payload.price)"
+    "\n| summarize n = count(), s = sum(p) by CountryCode\n| sort by n desc nulls last",
+    "Events | where Value has_any ('a', 'b') or Payload['epi'].language in~ ('SV')"
+    " | project-away User | render timechart with (title='x')",
+    "Events | extend d = endofday(EventTime, -1), t = tostring(EventTime) | distinct d, t",
+    "Events | where EventTime between (datetime(2024-01-01) .. 1d) | count",
+    "let T = Events | take 1; T | project x = strcat('a', DeviceId), y = iff(true, 1, 2)",
+    "Events | summarize arg_max(EventTime, *), make_set(City, 5) by User.Email",
+    'Events | where PageUri matches regex @"^https?://" | project-rename U = PageUri',
+]
+
+VOCAB = [
+    "Events", "T", "|", "where", "Where", "project", "extend", "summarize", "by", "count",
+    "take", "top", "sort", "order", "asc", "desc", "nulls", "first", "last", "render",
+    "with", "let", "=", "==", "!=", "=~", "!~", "<", ">", "<=", ">=", "+", "-", "*", "/", "%",
+    "(", ")", "[", "]", "{", "}", ",", ";", ".", "..", ":", "and", "or", "not", "in", "in~",
+    "!in", "has", "!has", "contains", "between", "!between", "matches", "regex",
+    "EventType", "EventTime", "Payload", "User", "Email", "DeviceId", "count()", "dcount",
+    "bin", "ago", "now()", "datetime(2024-01-01)", "datetime(", "time(1.02:03:04)", "1d",
+    "1x", "1.5h", "42", "-1", "3.14", "1e5", "'a'", '"b"', "@'c\\'", "'unterminated",
+    "dynamic([1,2])", "dynamic({\"a\":1})", "true", "false", "null", "long(null)", "['x y']",
+    "//c\n", "\n", "\t", "`", "#", "$", "?", "!", "@", "h'x'", "```m```", "project-away",
+    "join", "union", "mv-expand", "tostring", "toreal", "iff", "strcat", "*", "arg_max",
+]
+
+
+def check(query: str) -> None:
+    try:
+        execute(query, {"Events": FRAME}, now=NOW, limit=10)
+    except KqlError as e:
+        if e.line is None:
+            return  # only errors with no location in the text (none expected here)
+        lines = query.split("\n")
+        assert 1 <= e.line <= len(lines), (e.line, query)
+        assert 1 <= e.column <= len(lines[e.line - 1]) + 1, (e.column, query)
+        assert e.snippet is not None and "^" in e.snippet
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(VOCAB), min_size=0, max_size=14),
+       st.sampled_from([" ", "", "\n"]))
+def test_token_soup_only_kql_errors(tokens, sep):
+    check(sep.join(tokens))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(VALID), st.data())
+def test_mutations_only_kql_errors(query, data):
+    q = query
+    for _ in range(data.draw(st.integers(1, 3))):
+        kind = data.draw(st.sampled_from(["delete", "insert", "replace", "dup"]))
+        i = data.draw(st.integers(0, len(q)))
+        j = data.draw(st.integers(i, min(len(q), i + 8)))
+        if kind == "delete":
+            q = q[:i] + q[j:]
+        elif kind == "insert":
+            q = q[:i] + data.draw(st.sampled_from(VOCAB)) + q[i:]
+        elif kind == "replace":
+            q = q[:i] + data.draw(st.text(max_size=3)) + q[j:]
+        else:
+            q = q[:i] + q[i:j] + q[i:j] + q[j:]
+    check(q)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=40))
+def test_arbitrary_text_only_kql_errors(text):
+    check(text)
+
+
+@pytest.mark.parametrize("query", VALID)
+def test_valid_queries_run_and_round_trip(query):
+    res = execute(query, {"Events": FRAME}, now=NOW)
+    assert isinstance(res.frame, pl.DataFrame)
+    ast = parse(query)
+    text = format(ast)
+    assert parse(text) == ast
+    again = execute(text, {"Events": FRAME}, now=NOW)
+    assert again.frame.columns == res.frame.columns
+    assert sorted(map(repr, again.frame.rows())) == sorted(map(repr, res.frame.rows()))
