@@ -1,0 +1,115 @@
+"""Run the emulator on a real loopback port: ``with serve() as srv: ... srv.url``."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from psanalytics.emulator.app import Emulator
+from psanalytics.emulator.faults import Faults
+
+
+class Server:
+    """A running emulator server: ``.url``, ``.api_key``, ``.state()``, ``.set_faults()``,
+    ``.reset()``, ``.emulator``, ``.stop()``."""
+
+    def __init__(self, emulator: Emulator, host: str = "127.0.0.1", port: int = 0):
+        import uvicorn
+
+        self.emulator = emulator
+        self.host = host
+        self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((host, port))
+        self.port = self._sock.getsockname()[1]
+        config = uvicorn.Config(emulator.app, log_level="warning", access_log=False,
+                                lifespan="off", timeout_graceful_shutdown=2, http="h11")
+        self._server = uvicorn.Server(config)
+        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._thread = threading.Thread(target=self._run, name="psanalytics-emulator-server",
+                                        daemon=True)
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            self._server.run(sockets=[self._sock])
+        except BaseException as exc:  # pragma: no cover - reported by start()
+            self._error = exc
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def api_key(self) -> str:
+        return self.emulator.api_key
+
+    def start(self, timeout: float = 10.0) -> Server:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if self._error is not None or not self._thread.is_alive():
+                raise RuntimeError(f"the emulator server did not start: {self._error}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the emulator server did not start within {timeout} s")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+        with contextlib.suppress(OSError):
+            self._sock.close()
+
+    def state(self, **kw: Any) -> dict[str, Any]:
+        return self.emulator.state(**kw)
+
+    def set_faults(self, faults: Faults | Mapping[str, Any] | str | None) -> None:
+        self.emulator.set_faults(faults)
+
+    def reset(self) -> None:
+        self.emulator.reset()
+
+    def events(self) -> pl.DataFrame:
+        return self.emulator.events()
+
+    def __repr__(self) -> str:
+        return f"Server(url={self.url!r}, {self.emulator!r})"
+
+
+@contextlib.contextmanager
+def serve(
+    events: pl.DataFrame | str | Path | None = None,
+    *,
+    api_key: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    faults: Faults | Mapping[str, Any] | str | None = None,
+    strict: bool = True,
+    announce: bool = False,
+    **kw: Any,
+) -> Iterator[Server]:
+    """Start the emulator on a real HTTP server in a background thread; stop it on exit.
+
+    Binds ``host`` (127.0.0.1 unless told otherwise) on ``port`` (0 = a free port, read
+    back into ``.url``). Other keywords go to :class:`Emulator` (``lenient``,
+    ``lenient_window``, ``pending_delete_limit``, ``preview_timeout_s``, ...).
+    ``announce=True`` prints the address it binds to stderr.
+    """
+    emu = Emulator(events, api_key=api_key, faults=faults, strict=strict, **kw)
+    srv = Server(emu, host=host, port=port).start()
+    if announce:
+        print(f"psanalytics emulator listening on {srv.url} (bound to {host} only)", file=sys.stderr)
+    try:
+        yield srv
+    finally:
+        srv.stop()

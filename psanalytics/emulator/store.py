@@ -1,0 +1,226 @@
+"""The emulator's in-memory event store, sorted by ``EventTime`` then ``TrackId``.
+
+A query slices its time window by binary search on the sorted times and evaluates the
+filter only on that slice, so a one-hour page over 10 M events touches one hour of rows.
+New events (Tracking API) go to a small sorted side segment that is merged into the main
+segment when it grows; deletions hide rows at once (two-stage) and ``purge()`` drops them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from psanalytics import schema
+from psanalytics.query.odata import compile_filter, time_bounds_ns
+
+_SORT = ["EventTime", "TrackId"]
+_MIN_NS = np.iinfo(np.int64).min
+_DELTA_MAX = 50_000  # side segment size that triggers a merge
+
+
+def _times(frame: pl.DataFrame) -> np.ndarray:
+    t = frame.get_column("EventTime").dt.epoch("ns")
+    if t.null_count():
+        t = t.fill_null(_MIN_NS)
+    return t.to_numpy().astype(np.int64, copy=False)
+
+
+def _sorted(frame: pl.DataFrame) -> pl.DataFrame:
+    if frame.height < 2:
+        return frame
+    return frame.sort(_SORT, nulls_last=False, maintain_order=True)
+
+
+@dataclass
+class _Segment:
+    frame: pl.DataFrame
+    times: np.ndarray
+    hidden: np.ndarray
+
+    @classmethod
+    def of(cls, frame: pl.DataFrame) -> _Segment:
+        frame = _sorted(frame).rechunk()
+        return cls(frame, _times(frame), np.zeros(frame.height, dtype=bool))
+
+    def window(self, lo: int | None, lo_inc: bool, hi: int | None, hi_inc: bool) -> pl.DataFrame:
+        a = 0 if lo is None else int(np.searchsorted(self.times, lo, "left" if lo_inc else "right"))
+        b = len(self.times) if hi is None else int(
+            np.searchsorted(self.times, hi, "right" if hi_inc else "left"))
+        if b <= a:
+            return self.frame.clear()
+        sub = self.frame.slice(a, b - a)
+        mask = self.hidden[a:b]
+        if mask.any():
+            sub = sub.filter(pl.Series(~mask))
+        return sub
+
+    def visible(self) -> pl.DataFrame:
+        if self.hidden.any():
+            return self.frame.filter(pl.Series(~self.hidden))
+        return self.frame
+
+
+@dataclass
+class QueryResult:
+    """One page: the rows, ``total`` matches of the whole filter, and the store version."""
+
+    page: pl.DataFrame
+    total: int
+
+
+class EventStore:
+    """Track events in memory, sorted, with two-stage deletion. Thread-safe."""
+
+    def __init__(self, events: pl.DataFrame | None = None, *, lenient: bool = False):
+        frame = schema.normalize(events) if events is not None else schema.empty_frame()
+        self.lenient = lenient
+        self._lock = threading.RLock()
+        self._main = _Segment.of(frame)
+        self._delta = _Segment.of(schema.empty_frame())
+        self._pending = 0
+        self.deleted_total = 0
+        self.purged_total = 0
+        self.tracked_total = 0
+        self.version = 0
+        self._cache: OrderedDict[tuple, pl.DataFrame] = OrderedDict()
+
+    # ------------------------------------------------------------------ reading
+    def __len__(self) -> int:
+        with self._lock:
+            return (self._main.frame.height - int(self._main.hidden.sum())
+                    + self._delta.frame.height - int(self._delta.hidden.sum()))
+
+    @property
+    def pending_deletions(self) -> int:
+        return self._pending
+
+    def events(self) -> pl.DataFrame:
+        """Every visible event, sorted by EventTime then TrackId."""
+        with self._lock:
+            main, delta = self._main.visible(), self._delta.visible()
+        if delta.height == 0:
+            return main
+        return _sorted(pl.concat([main, delta]))
+
+    def _window(self, lo, lo_inc, hi, hi_inc) -> pl.DataFrame:
+        with self._lock:
+            m = self._main.window(lo, lo_inc, hi, hi_inc)
+            d = self._delta.window(lo, lo_inc, hi, hi_inc) if self._delta.frame.height else None
+        if d is None or d.height == 0:
+            return m
+        return _sorted(pl.concat([m, d]))
+
+    def matches(self, filter_text: str | None, orderby: list[tuple[str, bool]] | None = None) -> pl.DataFrame:
+        """All visible events the filter matches, in the requested order (cached per version).
+
+        Raises :class:`psanalytics.query.odata.ODataError` on a bad filter.
+        """
+        key = (filter_text or "", tuple(orderby or ()), self.version)
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
+        expr = compile_filter(filter_text, lenient=self.lenient) if filter_text else None
+        lo, lo_inc, hi, hi_inc = time_bounds_ns(filter_text) if filter_text else (None, True, None, True)
+        rows = self._window(lo, lo_inc, hi, hi_inc)
+        if expr is not None:
+            rows = rows.filter(expr)
+        if orderby and [(c, d) for c, d in orderby] not in ([("EventTime", False)],
+                                                              [("EventTime", False), ("TrackId", False)]):
+            keys: list[pl.Expr] = []
+            desc: list[bool] = []
+            for name, d in orderby:
+                keys.append(pl.col("User").struct.field(name[5:]) if name.startswith("User.") else pl.col(name))
+                desc.append(d)
+            for name in _SORT:
+                if name not in [n for n, _ in orderby]:
+                    keys.append(pl.col(name))
+                    desc.append(False)
+            rows = rows.sort(keys, descending=desc, nulls_last=True, maintain_order=True)
+        with self._lock:
+            if key[2] == self.version:
+                self._cache[key] = rows
+                while len(self._cache) > 8:
+                    self._cache.popitem(last=False)
+        return rows
+
+    def query(self, filter_text: str | None, *, orderby: list[tuple[str, bool]] | None = None,
+              skip: int = 0, top: int = 100) -> QueryResult:
+        rows = self.matches(filter_text, orderby)
+        return QueryResult(rows.slice(skip, top), rows.height)
+
+    # ------------------------------------------------------------------ writing
+    def _changed(self) -> None:
+        self.version += 1
+        self._cache.clear()
+
+    def append(self, events: pl.DataFrame) -> int:
+        """Add events (canonical frame); they are queryable at once. Returns the count."""
+        events = schema.normalize(events)
+        if events.height == 0:
+            return 0
+        with self._lock:
+            delta = self._delta.visible()
+            merged = _Segment.of(pl.concat([delta, events]) if delta.height else events)
+            if merged.frame.height > _DELTA_MAX:
+                hidden_main = self._main.hidden
+                main = self._main.frame.filter(pl.Series(~hidden_main)) if hidden_main.any() else self._main.frame
+                self._pending -= int(hidden_main.sum()) + int(self._delta.hidden.sum())
+                self.purged_total += int(hidden_main.sum()) + int(self._delta.hidden.sum())
+                self._main = _Segment.of(pl.concat([main, merged.frame]))
+                self._delta = _Segment.of(schema.empty_frame())
+            else:
+                self._pending -= int(self._delta.hidden.sum())
+                self.purged_total += int(self._delta.hidden.sum())
+                self._delta = merged
+            self.tracked_total += events.height
+            self._changed()
+        return events.height
+
+    def find(self, scope: str, track_id: str) -> tuple[str, int] | None:
+        """``("main"|"delta", row)`` of the visible event with this scope and TrackId."""
+        want_default = scope == "default"
+        for name in ("delta", "main"):
+            seg: _Segment = getattr(self, f"_{name}")
+            if seg.frame.height == 0:
+                continue
+            tid = seg.frame.get_column("TrackId")
+            hits = (tid == track_id).arg_true()
+            for row in hits.to_list():
+                if seg.hidden[row]:
+                    continue
+                sc = seg.frame.get_column("Scope")[row]
+                if sc == scope or (want_default and sc == ""):
+                    return name, row
+        return None
+
+    def delete(self, scope: str, track_id: str) -> bool:
+        """Hide one event (two-stage deletion). False when there is no such visible event."""
+        with self._lock:
+            hit = self.find(scope, track_id)
+            if hit is None:
+                return False
+            seg: _Segment = getattr(self, f"_{hit[0]}")
+            seg.hidden[hit[1]] = True
+            self._pending += 1
+            self.deleted_total += 1
+            self._changed()
+            return True
+
+    def purge(self) -> int:
+        """Drop hidden events for good (the daily clean-up). Returns how many."""
+        with self._lock:
+            n = self._pending
+            if n:
+                self._main = _Segment.of(self._main.visible())
+                self._delta = _Segment.of(self._delta.visible())
+                self._pending = 0
+                self.purged_total += n
+                self._changed()
+            return n
