@@ -292,6 +292,8 @@ def _tags_column(frame: pl.DataFrame, sample: int = 3000) -> pl.Series:
             }
             if not scalars:
                 continue
+            if _mixed_types(payloads, scalars):
+                raise ValueError("a key has values of different JSON types")
             decoded = payloads.str.json_decode(pl.Struct(scalars)).struct.unnest()
         except Exception:  # noqa: BLE001 - any decode problem: per-row fallback
             parts.append(grp.select("_i", pl.Series("tags", [_tags_py(p) for p in payloads], pl.String)))
@@ -313,6 +315,23 @@ def _tags_column(frame: pl.DataFrame, sample: int = 3000) -> pl.Series:
         return out
     allp = pl.concat(parts)
     return out.scatter(allp.get_column("_i"), allp.get_column("tags"))
+
+
+def _mixed_types(payloads: pl.Series, scalars: Mapping[str, pl.DataType]) -> bool:
+    """True when decoding with one dtype per key would change a value's JSON type
+    (``1`` next to ``"a"`` becomes ``"1"``; ``1`` next to ``2.5`` becomes ``1.0``).
+
+    Checked with one regex per key over the raw text; a false alarm (the same key
+    nested deeper) only sends the type down the exact per-row path.
+    """
+    checks = []
+    for key, dt in scalars.items():
+        k = re.escape(orjson.dumps(key).decode())
+        if dt == pl.String:
+            checks.append(payloads.str.contains(k + r'\s*:\s*[^"\s]'))
+        elif dt == pl.Float64:
+            checks.append(payloads.str.contains(k + r"\s*:\s*-?\d+\s*[,}]"))
+    return any(bool(c.any()) for c in checks)
 
 
 def _tags_py(payload: str) -> str | None:

@@ -552,7 +552,8 @@ class Replayer:
         if self.validate:
             # Local checks before anything is sent: 13-digit ms timestamps (events are
             # sorted within a visitor, so first/last bound them).
-            bad = (pl.col("first_ms") < 10**12) | (pl.col("last_ms") >= 10**13)
+            bad = (pl.col("first_ms").is_null() | (pl.col("first_ms") < 10**12)
+                   | (pl.col("last_ms") >= 10**13))
             for row in vis.filter(bad).iter_rows(named=True):
                 self._invalid.append(Quarantined(
                     row["visitor_id"], row["session_id"], row["events"], row["nbytes"], row["json"],

@@ -230,3 +230,22 @@ def test_sessionize_integration(events):
         ("dev-a", "dev-a:1", 2), ("dev-b", "dev-b:1", 3), ("dev-a", "dev-a:2", 1)]
     assert encode_visitors(events, sessions=True).equals(by_result)
     assert encode_visitors(s.events).equals(by_result)
+
+
+def test_tags_keep_json_types_when_a_key_mixes_them():
+    from psanalytics.schema import normalize
+
+    rows = [
+        {"TrackId": "1", "DeviceId": "d", "EventType": "order", "EventTime": "2024-01-01T00:00:00Z",
+         "Payload": {"total": 12, "x": "a\nb", "u": "ö"}},
+        {"TrackId": "2", "DeviceId": "d", "EventType": "order", "EventTime": "2024-01-01T00:00:01Z",
+         "Payload": {"total": 12.5}},
+        {"TrackId": "3", "DeviceId": "d", "EventType": "x", "EventTime": "2024-01-01T00:00:02Z", "Payload": {"n": 1}},
+        {"TrackId": "4", "DeviceId": "d", "EventType": "x", "EventTime": "2024-01-01T00:00:03Z", "Payload": {"n": "s"}},
+        {"TrackId": "5", "DeviceId": "d", "EventType": "y", "EventTime": "2024-01-01T00:00:04Z", "Payload": "not json"},
+        {"TrackId": "6", "DeviceId": "d", "EventType": "y", "EventTime": "2024-01-01T00:00:05Z", "Payload": [1, 2]},
+    ]
+    evs = [e for v in to_visitors(normalize(rows), account_id="1") for s in v["snapshots"] for e in s["events"]]
+    assert [(e.get("revenue"), e.get("tags")) for e in evs] == [
+        (1200, {"total": 12, "x": "a\nb", "u": "ö"}), (1250, {"total": 12.5}),
+        (None, {"n": 1}), (None, {"n": "s"}), (None, None), (None, None)]
