@@ -184,6 +184,9 @@ def _read_bytes(path: Path) -> bytes:
     _, comp = _split_suffix(path.name)
     try:
         raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read ({exc})", path=str(path)) from None
+    try:
         if comp == ".gz":
             return gzip.decompress(raw)
         if comp == ".zst":
@@ -191,8 +194,6 @@ def _read_bytes(path: Path) -> bytes:
 
             with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw)) as reader:
                 return reader.read()
-    except OSError as exc:
-        raise InputError(f"cannot read ({exc})", path=str(path)) from None
     except Exception as exc:  # zstandard.ZstdError, gzip.BadGzipFile, EOFError
         raise InputError(f"cannot decompress {comp} data ({exc})", path=str(path)) from None
     return raw
