@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from psanalytics.errors import PsaError
@@ -107,7 +107,8 @@ class Faults:
         raise FaultsError(f"faults must be a Faults, a dict or a string, not {type(spec).__name__}")
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+        # not asdict(): it deep-copies every field, including the private lock
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
         for k in ("latency", "error_statuses", "routes"):
             if isinstance(d.get(k), tuple):
                 d[k] = list(d[k])
