@@ -937,7 +937,7 @@ class ProfileStore:
                     from psanalytics.query.kql import KqlError
                 except ImportError:  # pragma: no cover
                     raise exc from None
-                raise KqlError.from_remote(exc.server_message) from exc
+                raise KqlError.from_remote(_raw_message(exc), query) from exc
             raise
         items = data.get("items", data.get("Items", [])) if isinstance(data, dict) else data
         frame = _preview_frame(items)
@@ -1073,6 +1073,19 @@ class _Tee:
     def _record(self, **kw: Any) -> None:
         for t in self.targets:
             t._record(**kw)
+
+
+def _raw_message(exc: ApiError) -> str:
+    """The server's ``error.message`` (without the code prefix), for KQL position mapping."""
+    if exc.body:
+        try:
+            data = orjson.loads(exc.body)
+            msg = data["error"]["message"]
+            if isinstance(msg, str) and msg:
+                return redact(msg)
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            pass
+    return exc.server_message
 
 
 def _range_filter(ftext: str | None, start: TimeLike | None, end: TimeLike | None) -> str | None:

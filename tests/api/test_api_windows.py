@@ -144,7 +144,7 @@ def test_windows_tile_the_range_and_respect_the_limit(times, lo, span, limit, me
 
 
 @settings(max_examples=100, deadline=None)
-@given(n=st.integers(min_value=0, max_value=20_000_000), size=st.integers(min_value=1, max_value=20_000))
+@given(n=st.integers(min_value=0, max_value=20_000_000), size=st.integers(min_value=50, max_value=20_000))
 def test_page_requests_never_pass_the_window(n, size):
     n = n % (RESULT_WINDOW + 1)
     pages = list(page_requests(n, size))
