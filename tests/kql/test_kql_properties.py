@@ -47,7 +47,7 @@ VOCAB = [
     "EventType", "EventTime", "Payload", "User", "Email", "DeviceId", "count()", "dcount",
     "bin", "ago", "now()", "datetime(2024-01-01)", "datetime(", "time(1.02:03:04)", "1d",
     "1x", "1.5h", "42", "-1", "3.14", "1e5", "'a'", '"b"', "@'c\\'", "'unterminated",
-    "dynamic([1,2])", "dynamic({\"a\":1})", "true", "false", "null", "long(null)", "['x y']",
+    "dynamic([1,2])", "dynamic([1,'a',{\"b\":2}])", "dynamic(null)", "dynamic({\"a\":1})", "true", "false", "null", "long(null)", "['x y']",
     "//c\n", "\n", "\t", "`", "#", "$", "?", "!", "@", "h'x'", "```m```", "project-away",
     "join", "union", "mv-expand", "tostring", "toreal", "iff", "strcat", "*", "arg_max",
 ]

@@ -100,7 +100,7 @@ def _lit(value: Any, ktype: str) -> Val:
     elif ktype == "dynamic":
         import orjson
         if isinstance(value, list):
-            return Val(pl.lit(pl.Series([value])), "dynamic", False, is_list=True,
+            return Val(pl.lit(_list_series(value)), "dynamic", False, is_list=True,
                        const=value, is_const=True)
         text = value if isinstance(value, str) else orjson.dumps(value).decode()
         return Val(pl.lit(text, dtype=pl.String), "dynamic", False, const=value,
@@ -108,6 +108,24 @@ def _lit(value: Any, ktype: str) -> Val:
     else:
         e = pl.lit(value, dtype=dtype)
     return Val(e, ktype, False, const=value, is_const=True)
+
+
+def _list_series(value: list[Any]) -> pl.Series:
+    """A dynamic array literal as a one-row List series (mixed items become JSON text)."""
+    import orjson
+
+    kinds = {type(v) for v in value if v is not None}
+    if kinds <= {str}:
+        return pl.Series([value], dtype=pl.List(pl.String))
+    if kinds <= {bool}:
+        return pl.Series([value], dtype=pl.List(pl.Boolean))
+    if kinds <= {int}:
+        return pl.Series([value], dtype=pl.List(pl.Int64))
+    if kinds <= {int, float}:
+        return pl.Series([[None if v is None else float(v) for v in value]],
+                         dtype=pl.List(pl.Float64))
+    texts = [v if isinstance(v, str) or v is None else orjson.dumps(v).decode() for v in value]
+    return pl.Series([texts], dtype=pl.List(pl.String))
 
 
 def _json_path(path: tuple[str | int, ...]) -> str:

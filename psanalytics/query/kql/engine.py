@@ -18,7 +18,7 @@ from psanalytics.query.kql.compiler import (
     compile_query,
     schema_tables,
 )
-from psanalytics.query.kql.errors import KqlError, KqlRuntimeError
+from psanalytics.query.kql.errors import KqlError, KqlRuntimeError, KqlUnsupported
 from psanalytics.query.kql.parser import parse
 
 Tables = Mapping[str, "pl.DataFrame | pl.LazyFrame"]
@@ -65,7 +65,15 @@ def _compile(query: str | N.Query, tables: Mapping[str, pl.LazyFrame], *,
              now: datetime | None, params: Mapping[str, Any] | None) -> Compiled:
     text = query if isinstance(query, str) else None
     ast = parse(query) if isinstance(query, str) else query
-    return compile_query(ast, tables, text=text, params=params, now_ns=_now_ns(now))
+    try:
+        return compile_query(ast, tables, text=text, params=params, now_ns=_now_ns(now))
+    except KqlError:
+        raise
+    except (pl.exceptions.PolarsError, TypeError, ValueError, OverflowError) as exc:
+        # A construct the compiler did not anticipate: report it against the query
+        # instead of leaking an internal error.
+        raise KqlUnsupported(f"the local engine could not compile this query: {exc}",
+                             query=text, span=(0, 1) if text else None) from exc
 
 
 def plan(query: str | N.Query, tables: Tables, *, now: datetime | None = None,

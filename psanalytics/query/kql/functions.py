@@ -732,9 +732,42 @@ def _array_length(c: Compiler, e: N.Call, t: Table) -> Val:
 # ------------------------------------------------------------------ aggregates
 
 
+def _refs_column(node: N.Expr, t: Table) -> bool:
+    if isinstance(node, N.Name):
+        return node.name in t.schema
+    return any(_refs_column(ch, t) for ch in _children(node))
+
+
+def _children(node: N.Expr) -> list[N.Expr]:
+    if isinstance(node, N.Member):
+        return [node.obj]
+    if isinstance(node, N.Index):
+        return [node.obj, node.index]
+    if isinstance(node, N.Call):
+        return list(node.args)
+    if isinstance(node, N.Unary):
+        return [node.operand]
+    if isinstance(node, N.Binary):
+        return [node.left, node.right]
+    if isinstance(node, N.InList):
+        return [node.left, *node.items]
+    if isinstance(node, N.Between):
+        return [node.left, node.low, node.high]
+    return []
+
+
 def _agg_args(c: Compiler, e: N.Call, t: Table, lo: int, hi: int | None = None
               ) -> list[Val]:
-    return args(c, e, t, lo, hi)
+    vals = args(c, e, t, lo, hi)
+    out = []
+    for v, node in zip(vals, e.args, strict=True):
+        if not _refs_column(node, t) and not v.is_list:
+            # a value that does not depend on the row: one copy per row, so that
+            # sum(1) counts rows and countif(true) is 0 on empty input
+            v = Val(pl.repeat(v.expr, pl.len()), v.ktype, v.nullable, json_base=v.json_base,
+                    json_path=v.json_path, const=v.const, is_const=v.is_const)
+        out.append(v)
+    return out
 
 
 def _pred(c: Compiler, v: Val, node: N.Expr) -> pl.Expr:
