@@ -637,6 +637,11 @@ class Compiler:
                                "'summarize'", e)
             kt = t.schema[e.name]
             dtype = t.dtypes.get(e.name)
+            if dtype is None and kt == "dynamic":
+                # after project/summarize: ask the plan (schema only, no data read)
+                dtype = t.lf.collect_schema().get(e.name)
+                if dtype is not None:
+                    t.dtypes[e.name] = dtype
             v = Val(pl.col(e.name), kt, nullable=kt != "string")
             if kt == "dynamic":
                 if isinstance(dtype, pl.Struct):
