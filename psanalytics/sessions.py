@@ -221,51 +221,71 @@ class _Cut:
     rows_time_ordered: bool  # input rows were already in time order
 
 
+def _packed_sort(hi32: np.ndarray) -> np.ndarray:
+    """Sort ``(hi32 << 32) | row`` (uint64) in place and return it: rows grouped by ``hi32``,
+    in row order inside a group. ``hi32`` (uint64 holding 32-bit values) is consumed."""
+    k = hi32
+    k <<= np.uint64(32)
+    step = 1 << 20
+    for i in range(0, k.size, step):  # chunked: no n-sized temporary
+        k[i : i + step] |= np.arange(i, min(i + step, k.size), dtype=np.uint64)
+    k.sort()
+    return k
+
+
+def _split_packed(k: np.ndarray) -> np.ndarray:
+    """From sorted packed keys: return perm (int64 view of the low halves); ``k`` keeps the
+    high halves (shifted down in place)."""
+    perm = (k & _MASK32).view(np.int64)
+    k >>= np.uint64(32)
+    return perm
+
+
 def _device_order(keyser: pl.Series, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sort rows (already time-ordered) by device, stable. Returns (perm, new_dev)."""
-    rows = np.arange(n, dtype=np.uint64)
+    """Sort rows (already time-ordered) by device, stable. Returns (perm, new_dev).
+
+    Only one ``uint64`` array is sorted: (device key, row). A ``String`` key is hashed; the
+    high 32 bits of the hash group the rows, the full 64 bits separate the devices (rare
+    32-bit collisions are regrouped), and a second independent hash guards against a 64-bit
+    collision (then the exact dictionary encoding is used instead).
+    """
+    new_dev = np.empty(n, dtype=bool)
+    if n == 0:
+        return np.empty(0, dtype=np.int64), new_dev
+    new_dev[0] = True
     if isinstance(keyser.dtype, pl.Categorical | pl.Enum):
-        code = keyser.to_physical().to_numpy().astype(np.uint64)
-        skey = np.sort((code << np.uint64(32)) | rows)
-        perm = (skey & _MASK32).astype(np.int64)
-        hi = skey >> np.uint64(32)
-        new_dev = np.empty(n, dtype=bool)
-        if n:
-            new_dev[0] = True
-            np.not_equal(hi[1:], hi[:-1], out=new_dev[1:])
+        k = _packed_sort(keyser.to_physical().to_numpy().astype(np.uint64))
+        perm = _split_packed(k)
+        np.not_equal(k[1:], k[:-1], out=new_dev[1:])
         return perm, new_dev
     if keyser.dtype != pl.String:
         keyser = keyser.cast(pl.String)
     h = keyser.hash(seed=0x5EED).to_numpy()
-    skey = np.sort(((h >> np.uint64(32)) << np.uint64(32)) | rows)
-    del rows
-    perm = (skey & _MASK32).astype(np.int64)
-    hi = skey >> np.uint64(32)
-    del skey
+    k = _packed_sort(h >> np.uint64(32))
+    perm = _split_packed(k)  # k: high 32 bits of the hash, sorted
     hs = h[perm]
     del h
-    new_dev = np.empty(n, dtype=bool)
-    if n:
-        new_dev[0] = True
-        # 32-bit collisions: two devices share the high half; regroup those blocks by the full hash.
-        same_hi = hi[1:] == hi[:-1]
-        coll = np.flatnonzero(same_hi & (hs[1:] != hs[:-1]))
-        if coll.size:
-            for v in np.unique(hi[coll + 1]):
-                a = int(np.searchsorted(hi, v, "left"))
-                b = int(np.searchsorted(hi, v, "right"))
-                o = np.lexsort((perm[a:b], hs[a:b]))
-                perm[a:b] = perm[a:b][o]
-                hs[a:b] = hs[a:b][o]
+    np.not_equal(hs[1:], hs[:-1], out=new_dev[1:])
+    # 32-bit collisions: two devices share the high half; regroup those blocks by the full hash.
+    coll = new_dev[1:] & (k[1:] == k[:-1])
+    if coll.any():
+        hi = k
+        for v in np.unique(hi[np.flatnonzero(coll) + 1]):
+            a = int(np.searchsorted(hi, v, "left"))
+            b = int(np.searchsorted(hi, v, "right"))
+            o = np.lexsort((perm[a:b], hs[a:b]))
+            perm[a:b] = perm[a:b][o]
+            hs[a:b] = hs[a:b][o]
         np.not_equal(hs[1:], hs[:-1], out=new_dev[1:])
-        # Guard against a full 64-bit collision with a second, independent hash.
-        h2 = keyser.hash(seed=0xC0FFEE).to_numpy()[perm]
-        if np.any((h2[1:] != h2[:-1]) & ~new_dev[1:]):  # pragma: no cover - probability ~2**-64
-            code = keyser.cast(pl.Categorical).to_physical().to_numpy().astype(np.uint64)
-            skey = np.sort((code << np.uint64(32)) | np.arange(n, dtype=np.uint64))
-            perm = (skey & _MASK32).astype(np.int64)
-            hi = skey >> np.uint64(32)
-            np.not_equal(hi[1:], hi[:-1], out=new_dev[1:])
+    del k, hs
+    # Guard against a full 64-bit collision with a second, independent hash (32 bits kept).
+    h2 = (keyser.hash(seed=0xC0FFEE).to_numpy() >> np.uint64(32)).astype(np.uint32)[perm]
+    clash = (h2[1:] != h2[:-1]) & ~new_dev[1:]
+    del h2
+    if clash.any():  # pragma: no cover - probability about n**2 / 2**97
+        k = _packed_sort(keyser.cast(pl.Categorical).to_physical().to_numpy().astype(np.uint64))
+        perm = _split_packed(k)
+        np.not_equal(k[1:], k[:-1], out=new_dev[1:])
     return perm, new_dev
 
 
@@ -333,7 +353,7 @@ def _cut(
         raise SessionizeError(f"sessionize handles up to 4,294,967,295 events per call, got {n:,}")
     t_in = _time_ns(df, time_col)
     pre: np.ndarray | None = None
-    if n and not bool(np.all(t_in[1:] >= t_in[:-1])):
+    if n and not pl.Series(t_in).is_sorted():
         # Not time-ordered: order by (time, row) first; then the device sort below is stable.
         pre = np.argsort(t_in, kind="stable")
         keyser = keyser.gather(pre)
@@ -344,16 +364,13 @@ def _cut(
         perm = pre[perm]
     del t_in
 
-    gap = np.empty(n, dtype=np.int64)
-    if n:
-        gap[0] = 0
-        np.subtract(t[1:], t[:-1], out=gap[1:])
-    inact = gap > timeout_ns
-    inact &= ~new_dev
-    del gap
-    is_new = new_dev | inact
-    reason_ev = np.where(new_dev, _R_FIRST, _R_INACT).astype(np.uint8)
-
+    # inactivity: gap > timeout (chunked, so no n-sized int64 temporary)
+    is_new = new_dev.copy()
+    step = 1 << 20
+    for i in range(1, n, step):
+        j = min(i + step, n)
+        is_new[i:j] |= (t[i:j] - t[i - 1 : j - 1]) > timeout_ns
+    reason_ev = (~new_dev).view(np.uint8)  # _R_FIRST = 0, _R_INACT = 1
     if midnight_tz is not None:
         try:
             day = (
@@ -409,7 +426,8 @@ def _cut(
     if starts.size:
         ends[:-1] = starts[1:] - 1
         ends[-1] = n - 1
-    sid = np.cumsum(is_new, dtype=np.int64) - 1
+    sid = np.cumsum(is_new, dtype=np.uint32)
+    sid -= np.uint32(1)
     return _Cut(
         perm=perm,
         t=t,
@@ -680,7 +698,7 @@ def _type_counts(
     if k == 0:
         return np.zeros(ns, np.int64), np.zeros(ns, np.int64), None
     codes = et.cast(pl.Enum(names)).to_physical().to_numpy().astype(np.int64)[ctx.cut.perm]
-    counts = np.bincount(ctx.cut.sid * k + codes, minlength=ns * k).reshape(ns, k)
+    counts = np.bincount(ctx.cut.sid.astype(np.int64) * k + codes, minlength=ns * k).reshape(ns, k)
     counts = ctx.out(counts)
     pv = [i for i, nm in enumerate(names) if nm in set(pageview_types)]
     conv = [i for i, nm in enumerate(names) if nm in set(conversion_types)]
@@ -768,7 +786,7 @@ def _dt_ns(value: datetime) -> int:
 
 def _event_index(cut: _Cut, n: int, perm: np.ndarray) -> np.ndarray:
     out = np.empty(n, dtype=np.uint32)
-    out[perm] = np.arange(n, dtype=np.int64) - cut.starts[cut.sid] + 1
+    out[perm] = np.arange(1, n + 1, dtype=np.int64) - cut.starts[cut.sid]
     return out
 
 

@@ -1,0 +1,361 @@
+"""Sessionization benchmark: psanalytics.sessionize against idiomatic Polars, DuckDB SQL and
+pandas, each in its own process, with wall time and peak RSS, in one run.
+
+Usage::
+
+    .venv/bin/python benchmarks/sessions.py                 # 10 M events, 500 k devices
+    .venv/bin/python benchmarks/sessions.py --n 1000000     # 1 M events, 50 k devices
+    .venv/bin/python benchmarks/sessions.py --engines psa_minimal,polars
+
+The stream is ``psanalytics.samples.generate(n, n_devices=n // 20)`` (Zipf devices with
+bots, bursty visits, time-ordered as an API export is), cached as Parquet under
+``benchmarks/_work/``. Every engine starts from an already-loaded frame (loading is not
+timed) and produces the same minimal outputs: a per-event session index (in input order)
+and a sessions table with device, index, start, end, duration, n_events, first and last
+page, with the rule "new session after more than 30 minutes of inactivity". All engines
+must agree on the number of sessions and on the checksums, or the run fails.
+
+``psa_full`` is ``sessionize()`` with its defaults (24 h cap, the whole §5.2 sessions
+table, the four per-event columns); it has more sessions (the cap) so it is checked on
+its own (its events and sessions agree with each other).
+
+Peak RSS is the process's high-water mark while the engine runs, including the loaded
+input frame: the high-water mark is reset (``/proc/self/clear_refs``) right before the
+timed call, so the loading peak does not count. ``input MB`` is the RSS after loading.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / "_work"
+TIMEOUT_NS = 30 * 60 * 1_000_000_000
+ENGINES = ("psa_minimal", "psa_minimal_cap", "psa_full", "polars", "duckdb", "pandas")
+MINIMAL_COLUMNS = ["DeviceId", "EventTime", "PageUri"]
+FULL_COLUMNS = ["DeviceId", "EventType", "Scope", "PageUri", "PageTitle", "CountryCode", "City",
+                "SessionId", "EventTime", "User", "Payload"]  # fmt: skip
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def _reset_peak() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:  # pragma: no cover - not Linux
+        pass
+
+
+def data_path(n: int) -> Path:
+    return WORK / f"events_{n}.parquet"
+
+
+def ensure_data(n: int) -> Path:
+    path = data_path(n)
+    if not path.exists():
+        WORK.mkdir(parents=True, exist_ok=True)
+        code = (
+            "import sys; from psanalytics import samples;"
+            f"samples.generate({n}, n_devices={max(n // 20, 1)}).write_parquet(sys.argv[1])"
+        )
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code, str(path)], check=True)
+        print(f"generated {n:,} events in {time.perf_counter() - t:.1f} s -> {path}", flush=True)
+    return path
+
+
+# --------------------------------------------------------------------------- engines
+
+
+def run_psa(df, *, minimal: bool, cap: str | None):
+    from psanalytics import sessionize
+
+    if minimal:
+        return sessionize(df, minimal=True, max_duration=cap)
+    return sessionize(df)
+
+
+def run_polars(df):
+    import polars as pl
+
+    ev = df.with_columns(
+        (pl.col("EventTime").diff().over("DeviceId") > pl.duration(minutes=30))
+        .fill_null(True)
+        .cum_sum()
+        .over("DeviceId")
+        .alias("session_idx")
+    )
+    sessions = (
+        ev.group_by("DeviceId", "session_idx")
+        .agg(
+            pl.col("EventTime").min().alias("start"),
+            pl.col("EventTime").max().alias("end"),
+            pl.len().alias("n_events"),
+            pl.col("PageUri").first().alias("first_page"),
+            pl.col("PageUri").last().alias("last_page"),
+        )
+        .with_columns((pl.col("end") - pl.col("start")).alias("duration"))
+    )
+    return ev.get_column("session_idx"), sessions
+
+
+def run_duckdb(df):
+    import duckdb
+    import polars as pl
+
+    ev = df.select(
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("row"),
+        "DeviceId",
+        pl.col("EventTime").dt.cast_time_unit("ns").to_physical().alias("t"),
+        "PageUri",
+    )
+    con = duckdb.connect()
+    con.register("ev", ev.to_arrow())
+    con.execute(
+        f"""
+        CREATE TEMP TABLE s AS
+        WITH g AS (
+          SELECT row, DeviceId, t, PageUri,
+                 CASE WHEN LAG(t) OVER w IS NULL OR t - LAG(t) OVER w > {TIMEOUT_NS}
+                      THEN 1 ELSE 0 END AS is_new
+          FROM ev WINDOW w AS (PARTITION BY DeviceId ORDER BY t, row)
+        )
+        SELECT row, DeviceId, t, PageUri,
+               SUM(is_new) OVER (PARTITION BY DeviceId ORDER BY t, row
+                                 ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS session_idx
+        FROM g
+        """
+    )
+    per_event = pl.from_arrow(
+        con.execute("SELECT session_idx FROM s ORDER BY row").to_arrow_table()
+    )
+    sessions = con.execute(
+        """
+        SELECT DeviceId, session_idx, MIN(t) AS start, MAX(t) AS "end", COUNT(*) AS n_events,
+               arg_min(PageUri, row) AS first_page, arg_max(PageUri, row) AS last_page,
+               MAX(t) - MIN(t) AS duration
+        FROM s GROUP BY DeviceId, session_idx
+        """
+    ).to_arrow_table()
+    sessions = pl.from_arrow(sessions)
+    return per_event.get_column("session_idx"), sessions
+
+
+def run_pandas(pdf):
+    t = pdf["EventTime"]
+    dev = pdf["DeviceId"]
+    gap = t.groupby(dev, sort=False).diff()
+    is_new = gap.isna() | (gap > TIMEOUT_NS)
+    idx = is_new.astype("int64").groupby(dev, sort=False).cumsum()
+    frame = pdf.assign(session_idx=idx)
+    sessions = frame.groupby(["DeviceId", "session_idx"], sort=False).agg(
+        start=("EventTime", "min"),
+        end=("EventTime", "max"),
+        n_events=("EventTime", "size"),
+        first_page=("PageUri", "first"),
+        last_page=("PageUri", "last"),
+    )
+    sessions["duration"] = sessions["end"] - sessions["start"]
+    return idx, sessions
+
+
+# --------------------------------------------------------------------------- checksums
+
+
+def checksums(per_event, sessions) -> dict:
+    """Engine-independent figures: per-event index weighted by row, and session totals."""
+    import numpy as np
+    import polars as pl
+
+    idx = np.asarray(per_event, dtype=np.int64)
+    w = np.arange(idx.size, dtype=np.int64) % 7919 + 1
+    s = sessions if isinstance(sessions, pl.DataFrame) else pl.from_pandas(sessions.reset_index())
+    dur = s.get_column("duration")
+    dur_ns = dur.dt.total_nanoseconds() if dur.dtype == pl.Duration else dur.cast(pl.Int64)
+    nev = s.get_column("n_events").cast(pl.Int64)
+    fp = s.get_column("first_page")
+    lp = s.get_column("last_page")
+    return {
+        "n_sessions": s.height,
+        "event_index_weighted": int((idx * w).sum()),
+        "duration_ns": int(dur_ns.sum()),
+        "n_events_sq": int((nev * nev).sum()),
+        "same_entry_exit": int((fp == lp).sum()),
+        "page_chars": int(fp.str.len_bytes().sum() + lp.str.len_bytes().sum()),
+    }
+
+
+def child(engine: str, n: int, repeat: int) -> dict:
+    import polars as pl
+
+    path = data_path(n)
+    if engine == "pandas":
+        import pandas as pd
+
+        data = pd.read_parquet(path, columns=MINIMAL_COLUMNS)
+        data["EventTime"] = data["EventTime"].astype("int64")
+    else:
+        data = pl.read_parquet(
+            path, columns=FULL_COLUMNS if engine == "psa_full" else MINIMAL_COLUMNS
+        )
+    input_mb = _status_kb("VmRSS") / 1024
+    best = float("inf")
+    peak_mb = 0.0
+    result = None
+    for _ in range(repeat):
+        result = None
+        _reset_peak()
+        t0 = time.perf_counter()
+        if engine == "psa_minimal":
+            result = run_psa(data, minimal=True, cap=None)
+        elif engine == "psa_minimal_cap":
+            result = run_psa(data, minimal=True, cap="24h")
+        elif engine == "psa_full":
+            result = run_psa(data, minimal=False, cap="24h")
+        elif engine == "polars":
+            result = run_polars(data)
+        elif engine == "duckdb":
+            result = run_duckdb(data)
+        elif engine == "pandas":
+            result = run_pandas(data)
+        else:
+            raise SystemExit(f"unknown engine {engine!r}")
+        best = min(best, time.perf_counter() - t0)
+        peak_mb = max(peak_mb, _status_kb("VmHWM") / 1024)
+    if engine.startswith("psa"):
+        sess = result.sessions
+        if engine == "psa_full":
+            # internal consistency: events and sessions agree
+            e = result.events
+            assert int(sess["n_events"].sum()) == e.height
+            assert e["session_key"].max() == sess.height - 1
+        sums = checksums(
+            result.events.get_column("session_index"),
+            sess.select(
+                "n_events",
+                (pl.col("end_time") - pl.col("start_time")).alias("duration"),
+                pl.col("entry_page").alias("first_page"),
+                pl.col("exit_page").alias("last_page"),
+            ),
+        )
+    else:
+        sums = checksums(*result)
+    return {
+        "engine": engine,
+        "n": n,
+        "time_s": best,
+        "peak_mb": peak_mb,
+        "input_mb": input_mb,
+        **sums,
+    }
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=10_000_000, help="events (devices = n / 20)")
+    ap.add_argument("--engines", default=",".join(ENGINES))
+    ap.add_argument("--repeat", type=int, default=1, help="timed runs per engine (best is kept)")
+    ap.add_argument("--engine", help=argparse.SUPPRESS)  # child mode
+    args = ap.parse_args()
+    if args.engine:
+        print(json.dumps(child(args.engine, args.n, args.repeat)))
+        return 0
+
+    ensure_data(args.n)
+    rows = []
+    for engine in args.engines.split(","):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--engine",
+                engine,
+                "--n",
+                str(args.n),
+                "--repeat",
+                str(args.repeat),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+        )
+        if proc.returncode != 0:
+            print(proc.stderr, file=sys.stderr)
+            raise SystemExit(f"engine {engine} failed")
+        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        r = rows[-1]
+        print(
+            f"  {engine:16s} {r['time_s']:7.3f} s  peak {r['peak_mb']:7.0f} MB  "
+            f"(input {r['input_mb']:.0f} MB)  sessions {r['n_sessions']:,}",
+            flush=True,
+        )
+
+    by = {r["engine"]: r for r in rows}
+    keys = [
+        "n_sessions",
+        "event_index_weighted",
+        "duration_ns",
+        "n_events_sq",
+        "same_entry_exit",
+        "page_chars",
+    ]
+    comparable = [r for r in rows if r["engine"] != "psa_full" and r["engine"] != "psa_minimal_cap"]
+    ok = all(all(r[k] == comparable[0][k] for k in keys) for r in comparable)
+    print()
+    print(
+        f"sessionization, {args.n:,} events, {max(args.n // 20, 1):,} devices (one process per engine)"
+    )
+    print(
+        f"{'engine':18s} {'time s':>8s} {'x polars':>9s} {'peak MB':>8s} {'x polars':>9s} {'sessions':>10s}"
+    )
+    ref = by.get("polars")
+    for r in rows:
+        tx = f"{r['time_s'] / ref['time_s']:.2f}" if ref else "-"
+        mx = f"{r['peak_mb'] / ref['peak_mb']:.2f}" if ref else "-"
+        print(
+            f"{r['engine']:18s} {r['time_s']:8.3f} {tx:>9s} {r['peak_mb']:8.0f} {mx:>9s} {r['n_sessions']:>10,}"
+        )
+    print()
+    print("checksums agree across " + ", ".join(r["engine"] for r in comparable) + f": {ok}")
+    if not ok:
+        for r in comparable:
+            print("  ", r["engine"], {k: r[k] for k in keys})
+    if ref and "psa_minimal" in by:
+        m, f = by["psa_minimal"], by.get("psa_full")
+        print(
+            f"target psa_minimal time <= 0.45x polars: {m['time_s'] / ref['time_s']:.2f}x "
+            f"({'met' if m['time_s'] <= 0.45 * ref['time_s'] else 'NOT met'})"
+        )
+        print(
+            f"target psa_minimal peak <= 0.60x polars: {m['peak_mb'] / ref['peak_mb']:.2f}x "
+            f"({'met' if m['peak_mb'] <= 0.6 * ref['peak_mb'] else 'NOT met'})"
+        )
+        if f:
+            print(
+                f"target psa_full time <= 0.70x polars minimal: {f['time_s'] / ref['time_s']:.2f}x "
+                f"({'met' if f['time_s'] <= 0.7 * ref['time_s'] else 'NOT met'})"
+            )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
