@@ -494,8 +494,13 @@ class ProfileStore:
         return self._get(text, 0, 1, stats)[1]
 
     def _resolve_range(self, ftext: str | None, start: TimeLike | None, end: TimeLike | None,
-                       stats: RequestStats | None) -> tuple[int, int, int] | None:
-        """(lo, hi, total) for the range, probing the first/last event when open."""
+                       stats: RequestStats | None, probe_top: int = 1
+                       ) -> tuple[int, int, int, pl.DataFrame | None] | None:
+        """(lo, hi, total, everything) for the range, probing the first/last event when open.
+
+        The first probe asks for ``probe_top`` rows; when they are all there is,
+        ``everything`` is that frame (no further request needed), else None.
+        """
         lo = None if start is None else to_ns(start)
         hi = None if end is None else to_ns(end)
         if lo is not None:
@@ -505,17 +510,22 @@ class ProfileStore:
         if lo is not None and hi is not None and hi <= lo:
             raise ValueError(f"end ({format_ns(hi)}) must be after start ({format_ns(lo)})")
         bounded = _range_filter(ftext, lo, hi)
-        first, total = self._get(bounded, 0, 1, stats)
+        first, total = self._get(bounded, 0, probe_top, stats)
         if total == 0 or first.height == 0:
             return None
         if lo is None:
-            lo = to_ns(first.get_column("EventTime").dt.epoch("ns").item())
+            lo = to_ns(first.get_column("EventTime").dt.epoch("ns").item(0))
+        if first.height >= total and total <= RESULT_WINDOW:
+            _check_order(first, None, bounded, 0)
+            if hi is None:
+                hi = int(first.get_column("EventTime").dt.epoch("ns").item(-1)) + TICK_NS
+            return lo, hi, total, first
         if hi is None:
             last, _ = self._get(bounded, 0, 1, stats, orderby="EventTime desc,TrackId desc")
             if last.height == 0:
                 return None
             hi = int(last.get_column("EventTime").dt.epoch("ns").item()) + TICK_NS
-        return lo, hi, total
+        return lo, hi, total, None
 
     def plan(self, filter: FilterLike = None, *, start: TimeLike | None = None,
              end: TimeLike | None = None) -> list[Window]:
@@ -527,16 +537,19 @@ class ProfileStore:
         return self._plan(_filter_text(filter), start, end, None)[0]
 
     def _plan(self, ftext: str | None, start: TimeLike | None, end: TimeLike | None,
-              stats: RequestStats | None) -> tuple[list[Window], int, int]:
-        rng = self._resolve_range(ftext, start, end, stats)
+              stats: RequestStats | None, probe_top: int = 1
+              ) -> tuple[list[Window], pl.DataFrame | None]:
+        """Planned windows (empty ones dropped); with ``probe_top`` > 1 a range small enough
+        to come back whole in the first probe is returned as the frame instead."""
+        rng = self._resolve_range(ftext, start, end, stats, probe_top)
         if rng is None:
-            lo = to_ns(start) if start is not None else 0
-            hi = to_ns(end) if end is not None else lo
-            return [], lo, hi
-        lo, hi, total = rng
+            return [], None
+        lo, hi, total, everything = rng
+        if everything is not None:
+            return [Window(lo, hi, total)], everything
         windows = plan_windows(lo, hi, lambda a, b: self._count_range(ftext, a, b, stats),
                                total=total, count_many=self._counter(ftext, stats))
-        return [w for w in windows if w.count], lo, hi
+        return [w for w in windows if w.count], None
 
     def _counter(self, ftext: str | None, stats: RequestStats | None
                  ) -> Callable[[list[tuple[int, int]]], list[int]]:
@@ -584,14 +597,8 @@ class ProfileStore:
                     restart = True
                     break
                 if frame.height:
-                    times = frame.get_column("EventTime")
-                    if not times.is_sorted() or (last_time is not None and times[0] < last_time):
-                        raise OrderError(
-                            f"GET {_PREFIX_V2} $filter={text} $skip={skip}: rows came back out of "
-                            f"EventTime order although $orderby={ORDERBY} was sent; paging "
-                            "cannot be exact"
-                        )
-                    last_time = times[-1]
+                    _check_order(frame, last_time, text, skip)
+                    last_time = frame.get_column("EventTime")[-1]
                 frames.append(frame)
                 skip += frame.height
                 if frame.height < top or skip >= total:
@@ -722,7 +729,12 @@ class ProfileStore:
             return schema.empty_frame()
         if limit is not None and limit <= RESULT_WINDOW and orderby is None:
             return self._events_head(ftext, start, end, limit)
-        windows, _lo, _hi = self._plan(ftext, start, end, None)
+        windows, everything = self._plan(ftext, start, end, None, probe_top=self.page_size)
+        if everything is not None:
+            out, _ = _dedupe(everything)
+            if orderby is not None:
+                out = _client_order(out, orderby)
+            return out.head(limit) if limit is not None else out
         if limit is not None and orderby is None:
             keep, acc = [], 0
             for w in windows:
@@ -773,7 +785,10 @@ class ProfileStore:
         order), holding one window in memory at a time. Together the frames are exactly
         what :meth:`events` returns."""
         ftext = _filter_text(filter)
-        windows, _lo, _hi = self._plan(ftext, start, end, None)
+        windows, everything = self._plan(ftext, start, end, None, probe_top=self.page_size)
+        if everything is not None:
+            yield _dedupe(everything)[0]
+            return
         seen_boundary: set[str] = set()
         for w in windows:
             rep = WindowReport(key=w.key, start=w.start_time, end=w.end_time, planned=w.count)
@@ -843,7 +858,7 @@ class ProfileStore:
             done = {k: v for k, v in old.get("done", {}).items() if (root / v["file"]).exists()}
         else:
             _clean_export(root, old)
-            windows, _lo, _hi = self._plan(ftext, start, end, stats)
+            windows, _ = self._plan(ftext, start, end, stats)
         for tmp in root.glob("*/*.tmp*"):
             tmp.unlink(missing_ok=True)
         state = {
@@ -1073,6 +1088,15 @@ class _Tee:
     def _record(self, **kw: Any) -> None:
         for t in self.targets:
             t._record(**kw)
+
+
+def _check_order(frame: pl.DataFrame, last_time: Any, text: str | None, skip: int) -> None:
+    times = frame.get_column("EventTime")
+    if not times.is_sorted() or (last_time is not None and times[0] < last_time):
+        raise OrderError(
+            f"GET {_PREFIX_V2} $filter={text} $skip={skip}: rows came back out of EventTime "
+            f"order although $orderby={ORDERBY} was sent; paging cannot be exact"
+        )
 
 
 def _raw_message(exc: ApiError) -> str:
