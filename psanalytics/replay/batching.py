@@ -116,6 +116,7 @@ def event_api_batches(
     max_bytes: int = MAX_BYTES,
     max_span_ms: int | None = None,
     quarantine: list[Quarantined] | None = None,
+    start_seq: int = 0,
 ) -> Iterator[Batch]:
     """Group encoded visitors (from :func:`~psanalytics.replay.mapping.encode_visitors`)
     into bodies of at most ``max_visitors`` visitors and ``max_bytes`` encoded bytes.
@@ -129,7 +130,7 @@ def event_api_batches(
     fixed = len(prefix) + len(_SUFFIX)
     if max_bytes <= fixed + 2:
         raise BatchingError(f"max_bytes={max_bytes} leaves no room for a visitor")
-    seq = 0
+    seq = start_seq
     parts: list[str] = []
     p_events: list[int] = []
     p_first: list[int] = []

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import hashlib
 import os
 import threading
 import time
@@ -47,7 +46,8 @@ from psanalytics.replay.mapping import (
     EventMap,
     MappingError,
     body_prefix,
-    encode_visitors,
+    encode_visitor_chunks,
+    sample_mask,
 )
 from psanalytics.replay.pacing import Pacer
 
@@ -384,7 +384,9 @@ class Replayer:
       are kept aside locally (rejected file, ``report.invalid``) instead of being sent;
       ``sample`` (fraction of visitors, chosen by a hash of the visitor id: the same
       visitors on every run); ``time_shift`` (a ``timedelta`` added to every EventTime,
-      for demos; original timestamps are kept by default);
+      for demos; original timestamps are kept by default); ``chunk_events`` (250,000:
+      without ``speed``, visitors are encoded in parts of about this many events, split by
+      a stable hash of the visitor id, so sending starts early and memory stays flat);
     - ``progress`` (tqdm.auto bar; None = on when stderr is a terminal or in Jupyter),
       ``on_batch(batch, outcome)`` callback (main thread), ``time_limit`` seconds.
     """
@@ -427,6 +429,7 @@ class Replayer:
         validate: bool = True,
         sample: float | None = None,
         time_shift: timedelta | None = None,
+        chunk_events: int = 250_000,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -482,6 +485,7 @@ class Replayer:
         self.validate = validate
         self.sample = sample
         self.time_shift = time_shift
+        self.chunk_events = chunk_events
         self._invalid: list[Quarantined] = []
         self.clock = clock
         self.report: ReplayReport | None = None
@@ -520,14 +524,6 @@ class Replayer:
             frame = frame.with_columns(scol.alias("session_id"))
         return frame
 
-    def _keep_sampled(self, ids: pl.Series) -> pl.Series:
-        """Consistent sampling: a visitor is in or out by a hash of its id, on every run."""
-        assert self.sample is not None
-        cut = int(self.sample * 2**32)
-        uniq = ids.unique().to_list()
-        keep = {v for v in uniq if int.from_bytes(hashlib.sha1(v.encode()).digest()[:4], "big") < cut}
-        return ids.is_in(list(keep))
-
     def plan(self, events: Any, quarantine: list[Quarantined] | None = None) -> tuple[Iterator[Batch], dict[str, int]]:
         """Encode and batch; returns (batches, totals). Nothing is sent."""
         span = None
@@ -536,7 +532,7 @@ class Replayer:
         frame = self._prepare(events)
         if self.kind == "tracking":
             if self.sample is not None:
-                frame = frame.filter(self._keep_sampled(frame.get_column("DeviceId")))
+                frame = frame.filter(sample_mask(frame.get_column("DeviceId"), self.sample))
             recs = tracking_records(frame.drop("session_id", strict=False), truncate_ips=self.truncate_ips)
             totals = {"events": recs.height, "visitors": frame.get_column("DeviceId").n_unique()}
             return tracking_batches(recs, max_events=self.max_events,
@@ -544,31 +540,43 @@ class Replayer:
                                     max_span_ms=span, quarantine=quarantine), totals
         if not str(self.account_id or "").strip():
             raise MappingError("account_id is required for the Event API (the Optimizely account)")
-        vis = encode_visitors(frame, event_map=self.event_map, sessions=self.sessions,
-                              visitor_id=self.visitor_id, truncate_ips=self.truncate_ips)
-        if self.sample is not None:
-            vis = vis.filter(self._keep_sampled(vis.get_column("visitor_id")))
-        self._invalid = []
-        if self.validate:
-            # Local checks before anything is sent: 13-digit ms timestamps (events are
-            # sorted within a visitor, so first/last bound them).
-            bad = (pl.col("first_ms").is_null() | (pl.col("first_ms") < 10**12)
-                   | (pl.col("last_ms") >= 10**13))
-            for row in vis.filter(bad).iter_rows(named=True):
-                self._invalid.append(Quarantined(
-                    row["visitor_id"], row["session_id"], row["events"], row["nbytes"], row["json"],
-                    row["offsets"],
-                    reason="local validation: event timestamps must be epoch milliseconds with 13 "
-                           f"digits (this visitor's run from {row['first_ms']} to {row['last_ms']}: "
-                           "EventTime before 2001-09-09 or after 2286-11-20)",
-                ))
-            vis = vis.filter(~bad)
+        n_events, parts = encode_visitor_chunks(
+            frame, chunk_events=self.chunk_events if self.pacer.speed is None else frame.height + 1,
+            event_map=self.event_map, sessions=self.sessions, visitor_id=self.visitor_id,
+            truncate_ips=self.truncate_ips, sample=self.sample,
+        )
         prefix = body_prefix(account_id=str(self.account_id), project_id=self.project_id,
                              revision=self.revision, anonymize_ip=self.anonymize_ip,
                              client_name=self.client_name, client_version=self.client_version)
-        totals = {"events": int(vis.get_column("events").sum() or 0), "visitors": vis.height}
-        return event_api_batches(vis, prefix, max_visitors=self.max_visitors, max_bytes=self.max_bytes,
-                                 max_span_ms=span, quarantine=quarantine), totals
+        self._invalid = []
+
+        def batches() -> Iterator[Batch]:
+            seq = 0
+            for vis in parts:
+                if self.validate:
+                    vis = self._set_aside_invalid(vis)
+                for b in event_api_batches(vis, prefix, max_visitors=self.max_visitors,
+                                           max_bytes=self.max_bytes, max_span_ms=span,
+                                           quarantine=quarantine, start_seq=seq):
+                    seq = b.seq + 1
+                    yield b
+
+        return batches(), {"events": n_events, "visitors": -1}
+
+    def _set_aside_invalid(self, vis: pl.DataFrame) -> pl.DataFrame:
+        """Local checks before anything is sent: 13-digit ms timestamps (events are sorted
+        within a visitor, so first/last bound them). Failing visitors go to ``_invalid``."""
+        bad = (pl.col("first_ms").is_null() | (pl.col("first_ms") < 10**12)
+               | (pl.col("last_ms") >= 10**13))
+        for row in vis.filter(bad).iter_rows(named=True):
+            self._invalid.append(Quarantined(
+                row["visitor_id"], row["session_id"], row["events"], row["nbytes"], row["json"],
+                row["offsets"],
+                reason="local validation: event timestamps must be epoch milliseconds with 13 "
+                       f"digits (this visitor's run from {row['first_ms']} to {row['last_ms']}: "
+                       "EventTime before 2001-09-09 or after 2286-11-20)",
+            ))
+        return vis.filter(~bad)
 
     # ----------------------------------------------------------------- run
 
