@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -61,10 +62,17 @@ def _lazy_tables(tables: Tables | None, events: Any = None) -> dict[str, pl.Lazy
     return out
 
 
+@functools.lru_cache(maxsize=256)
+def _parse_cached(query: str) -> N.Query:
+    # The compiler never mutates the AST, so repeated queries (notebook re-runs, the
+    # preview endpoint) skip lexing and parsing.
+    return parse(query)
+
+
 def _compile(query: str | N.Query, tables: Mapping[str, pl.LazyFrame], *,
              now: datetime | None, params: Mapping[str, Any] | None) -> Compiled:
     text = query if isinstance(query, str) else None
-    ast = parse(query) if isinstance(query, str) else query
+    ast = _parse_cached(query) if isinstance(query, str) else query
     try:
         return compile_query(ast, tables, text=text, params=params, now_ns=_now_ns(now))
     except KqlError:
