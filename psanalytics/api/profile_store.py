@@ -751,7 +751,8 @@ class ProfileStore:
         self._run_windows(ftext, windows, on_done=collect, progress=progress,
                           concurrency=concurrency)
         parts = [f for f in frames if f is not None and f.height]
-        out = pl.concat(parts, how="vertical", rechunk=True) if parts else schema.empty_frame()
+        # No rechunk: copying a million rows into one chunk would double peak memory.
+        out = pl.concat(parts, how="vertical", rechunk=False) if parts else schema.empty_frame()
         out, _ = _dedupe(out)
         if orderby is not None:
             out = _client_order(out, orderby)
