@@ -40,6 +40,58 @@ def _root(
 # >>> commands
 
 
+# --- emulator room: serve -------------------------------------------------------------
+@app.command("serve")
+def serve_cmd(
+    data: Path | None = typer.Option(
+        None, "--data", help="Events to serve: an export file/folder (default: the sample data)."
+    ),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
+    port: int = typer.Option(8077, "--port", help="Port (0 = any free port)."),
+    faults: str | None = typer.Option(
+        None, "--faults", help='Fault knobs, e.g. "error_rate=0.1,latency=0.01,seed=3".'
+    ),
+    api_key: str | None = typer.Option(
+        None, "--api-key", envvar="PSANALYTICS_EMULATOR_KEY", show_default=False,
+        help="API key clients must send (default: a random one, printed).",
+    ),
+    lenient: bool = typer.Option(False, "--lenient", help="Accept contains/startswith/endswith/in."),
+    snapshot: Path | None = typer.Option(
+        None, "--snapshot", help="On exit, write the events and Event API log to this Parquet folder."
+    ),
+) -> None:
+    """Run the Profile Store / Tracking / Event API emulator on a real port (Ctrl-C stops it)."""
+    import time as _time
+
+    from psanalytics.emulator import serve as _serve
+    from psanalytics.emulator.faults import FaultsError
+    from psanalytics.errors import PsaError
+
+    try:
+        ctx = _serve(str(data) if data else None, api_key=api_key, host=host, port=port,
+                     faults=faults, lenient=lenient)
+        srv = ctx.__enter__()
+    except (PsaError, FaultsError, OSError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    note = "" if host in ("127.0.0.1", "::1", "localhost") else "  (NOT loopback: reachable from the network)"
+    typer.echo(f"psanalytics emulator listening on {srv.url} (bound to {host}){note}")
+    typer.echo(f"events:  {len(srv.emulator.store):,}")
+    typer.echo(f"api key: {srv.api_key}")
+    typer.echo(f"try:     curl -H 'Authorization: epi-single {srv.api_key}' '{srv.url}/api/v2.0/TrackEvents?$top=2'")
+    typer.echo("press Ctrl-C to stop")
+    try:
+        while True:
+            _time.sleep(0.5)
+    except KeyboardInterrupt:
+        typer.echo("stopping")
+    finally:
+        if snapshot is not None:
+            out = srv.emulator.snapshot(snapshot)
+            typer.echo(f"snapshot written to {out}")
+        ctx.__exit__(None, None, None)
+
+
 # --- replay room: replay -------------------------------------------------------------
 @app.command("replay")
 def replay_cmd(

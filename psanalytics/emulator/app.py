@@ -214,12 +214,14 @@ class Emulator:
         max_events: int | None = None,
         mirror: Any = None,
     ):
+        self._faults_initial = Faults.parse(faults)  # bad fault specs fail before loading data
         self._initial = self._load(events)
+        self._snapshot_dir = (Path(events) if isinstance(events, (str, Path))
+                              and (Path(events) / "_emulator_snapshot.json").is_file() else None)
         if max_events is not None and self._initial.height > max_events:
             raise ValueError(f"{self._initial.height:,} events exceed max_events={max_events:,}")
         self.__key = api_key or secrets.token_urlsafe(18)
         self.__tracking_key = tracking_key
-        self._faults_initial = Faults.parse(faults)
         self.strict = strict
         self.lenient = lenient
         self.lenient_window = lenient_window
@@ -246,6 +248,9 @@ class Emulator:
         if isinstance(events, (str, Path)):
             from psanalytics import exports
 
+            p = Path(events)
+            if (p / "_emulator_snapshot.json").is_file():
+                return schema.normalize(pl.read_parquet(p / "events" / "events.parquet"))
             return schema.normalize(exports.read_events(events))
         return schema.normalize(events)
 
@@ -259,6 +264,8 @@ class Emulator:
         self._journal: deque[dict[str, Any]] = deque(maxlen=self._journal_size)
         self._seq = 0
         self._next_purge = self._next_midnight()
+        if getattr(self, "_snapshot_dir", None) is not None:
+            self._restore_event_api(self._snapshot_dir)
 
     @staticmethod
     def _next_midnight() -> float:
@@ -322,13 +329,30 @@ class Emulator:
         return self.store.purge()
 
     def snapshot(self, folder: str | Path) -> Path:
-        """Write the visible events (Parquet) and the Event API log to ``folder``."""
+        """Write the visible events and the Event API log to a Parquet folder.
+
+        Layout: ``events/events.parquet``, ``event_api/accepted.parquet``,
+        ``event_api/rejected.parquet`` and ``_emulator_snapshot.json``. ``Emulator(folder)``
+        (or ``psanalytics serve --data folder``) starts from it again, Event API log included.
+        """
         out = Path(folder)
-        out.mkdir(parents=True, exist_ok=True)
-        self.events().write_parquet(out / "events.parquet")
-        self.accepted_events().write_parquet(out / "event_api_accepted.parquet")
-        self.rejected_events().write_parquet(out / "event_api_rejected.parquet")
+        (out / "events").mkdir(parents=True, exist_ok=True)
+        (out / "event_api").mkdir(parents=True, exist_ok=True)
+        self.events().write_parquet(out / "events" / "events.parquet")
+        self.accepted_events().write_parquet(out / "event_api" / "accepted.parquet")
+        self.rejected_events().write_parquet(out / "event_api" / "rejected.parquet")
+        meta = {"version": EMULATOR_VERSION, "written_at": datetime.now(UTC).isoformat(),
+                "events": len(self.store), "event_api": self._event_api}
+        (out / "_emulator_snapshot.json").write_bytes(orjson.dumps(meta, option=orjson.OPT_INDENT_2))
         return out
+
+    def _restore_event_api(self, folder: Path) -> None:
+        acc = pl.read_parquet(folder / "event_api" / "accepted.parquet")
+        rej = pl.read_parquet(folder / "event_api" / "rejected.parquet")
+        self._accepted = acc.to_dicts()
+        self._accepted_keys = {(r["entity_id"], r["uuid"], r["timestamp"]) for r in self._accepted}
+        self._rejected = rej.to_dicts()
+        self._event_api.update(accepted=len(self._accepted), rejected=len(self._rejected))
 
     def state(self, *, limit: int | None = None) -> dict[str, Any]:
         """Counts, Event API accepted/rejected events, the request journal and the faults.
@@ -403,6 +427,8 @@ class Emulator:
     def _maybe_daily_purge(self) -> None:
         if time.time() >= self._next_purge:
             self._next_purge = self._next_midnight()
+        if getattr(self, "_snapshot_dir", None) is not None:
+            self._restore_event_api(self._snapshot_dir)
             self.store.purge()
 
     async def _dispatch(self, request: Request) -> Response:

@@ -1,0 +1,63 @@
+"""``psanalytics serve`` as a user runs it, and snapshots to a Parquet folder."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import orjson
+
+from psanalytics.emulator import Emulator
+
+
+def test_cli_serve_prints_url_and_key_and_stops_on_ctrl_c(tmp_path, small):
+    data = tmp_path / "ev.parquet"
+    small.write_parquet(data)
+    snap = tmp_path / "snap"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from psanalytics.cli import main; main()", "serve", "--data", str(data),
+         "--port", "0", "--api-key", "cli-key-1", "--faults", "seed=1", "--snapshot", str(snap)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        lines = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("press Ctrl-C"):
+                break
+        out = "".join(lines)
+        m = re.search(r"listening on (http://127\.0\.0\.1:\d+) \(bound to 127\.0\.0\.1\)", out)
+        assert m, out + proc.stderr.read() if proc.poll() is not None else out
+        assert "api key: cli-key-1" in out and "events:  62" in out
+        url = m.group(1)
+        r = httpx.get(f"{url}/api/v2.0/TrackEvents", headers={"Authorization": "epi-single cli-key-1"})
+        assert r.status_code == 200 and r.json()["total"] == 62
+        httpx.post(f"{url}/v1/events", json={"account_id": "1", "visitors": [{"visitor_id": "v", "snapshots": [
+            {"events": [{"uuid": "u", "timestamp": 1709546400000, "entity_id": "e"}]}]}]})
+        os.kill(proc.pid, signal.SIGINT)
+        rest, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert "stopping" in rest and f"snapshot written to {snap}" in rest
+    meta = orjson.loads((snap / "_emulator_snapshot.json").read_bytes())
+    assert meta["events"] == 62
+    again = Emulator(snap)
+    assert again.events().equals(small.sort(["EventTime", "TrackId"]))
+    assert again.accepted_events().get_column("uuid").to_list() == ["u"]
+
+
+def test_cli_serve_bad_faults_exit_1():
+    r = subprocess.run([sys.executable, "-c", "from psanalytics.cli import main; main()", "serve",
+                        "--port", "0", "--faults", "explode=1"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "error: unknown fault key 'explode'" in r.stderr
