@@ -626,9 +626,14 @@ def ndjson_to_frame(data: bytes, *, warn_unknown: bool = True) -> pl.DataFrame:
         fast = keys[-1] == payload_key and _is_compact_api_line(lines)
         if fast:
             needle = f'"{payload_key}":'
-            payload = lines.str.strip_chars_end().str.slice(
-                lines.str.find(needle, literal=True) + len(needle)
-            ).str.head(-1).str.strip_chars()
+            # splitn, not find + slice: find counts bytes, slice counts characters.
+            payload = (
+                lines.str.strip_chars_end()
+                .str.splitn(needle, 2)
+                .struct.field("field_1")
+                .str.head(-1)
+                .str.strip_chars()
+            )
         else:
             payload = lines.str.json_path_match(f"$.{payload_key}")
         payload = pl.select(
