@@ -21,7 +21,7 @@ from psanalytics import samples
 from psanalytics.query.kql import execute, plan
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
-REPEAT = 7
+REPEAT = 15
 NOW = datetime(2024, 3, 20, tzinfo=UTC)
 
 
@@ -93,7 +93,7 @@ def main() -> None:
         times: dict[str, list[float]] = {k: [] for k in runners}
         outs: dict[str, pl.DataFrame] = {}
         # interleaved, so that load from other processes hits all three alike
-        for _ in range(REPEAT):
+        for _ in range(5 if name == "B4" else REPEAT):
             for k, fn in runners.items():
                 t0 = time.perf_counter()
                 outs[k] = fn()

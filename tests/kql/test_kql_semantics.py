@@ -423,3 +423,49 @@ def test_runtime_errors_are_kql_errors(events):
     assert out.item() == ""
     with pytest.raises(TypeError, match="'Other' must be a Polars DataFrame"):
         kql("Events | take 1", events, tables={"Other": "not a frame"})  # type: ignore[dict-item]
+
+
+# ------------------------------------------------------------------------ dynamic & API
+
+
+def test_dynamic_values_survive_project_and_summarize(events):
+    out = kql("Events | project User, Payload | project User.Email, Payload.epi.language",
+              events)
+    assert out.rows() == [("a@b.se", "sv"), ("", None), ("A@B.se", "en"), ("", None),
+                          ("", "sv")]
+    out = kql("Events | summarize u = take_any(User) by EventType | where EventType == 'order'"
+              " | project u.Email, u.Nope", events)
+    assert out.rows() == [("", None)]
+    out = kql("Events | project d = Payload.epi | extend l = d.language | project l", events)
+    assert out["l"].to_list() == ["sv", None, "en", None, "sv"]
+    out = kql("Events | summarize make_set(Payload.epi.language)", events)
+    assert sorted(out.item()) == ["en", "sv"]
+    assert out.columns == ["set_Payload_epi_language"]
+
+
+def test_top_level_kql_and_lazy_input(events):
+    import psanalytics
+
+    out = psanalytics.kql("Events | where CountryCode == 'SE' | count", events.lazy())
+    assert out.rows() == [(2,)]
+    other = pl.DataFrame({"k": ["a", "b", "a"]})
+    out = psanalytics.kql("Other | summarize n = count() by k | sort by k asc", events,
+                          tables={"Other": other})
+    assert out.rows() == [("a", 2), ("b", 1)]
+    res = execute("Events | project TrackId", {"Events": events.lazy()}, limit=2)
+    assert res.frame["TrackId"].to_list() == ["t1", "t2"] and res.truncated
+
+
+def test_validate_against_other_schemas():
+    validate("T | where x > 1 | project y", tables={"T": {"x": pl.Int64, "y": pl.String}})
+    with pytest.raises(KqlSemanticError) as ei:
+        validate("T | where x > 1", tables={"T": pl.Schema({"xx": pl.Int64})})
+    assert ei.value.suggestion == "xx"
+    with pytest.raises(KqlSemanticError):
+        validate("Events | where Foo == 1", schema={"Foo2": pl.Int64})
+
+
+def test_trailing_pipe_points_after_the_query():
+    with pytest.raises(KqlSyntaxError, match="expected an operator after '|'") as ei:
+        validate("Events | take 1 |")
+    assert (ei.value.line, ei.value.column) == (1, 18)
