@@ -38,6 +38,7 @@ values at session boundaries are gathered.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,6 +87,19 @@ _UNITS_NS = {
 }
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ns|us|ms|min|s|m|h|d)")
 _MASK32 = np.uint64(0xFFFFFFFF)
+
+
+_TRACE = bool(os.environ.get("PSA_MEMTRACE"))
+
+
+def _trace(label: str) -> None:  # pragma: no cover - debugging aid
+    if _TRACE:
+        vals = {}
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(("VmHWM", "VmRSS")):
+                    vals[line.split(":")[0]] = int(line.split()[1]) // 1024
+        print(f"[mem] {label:20s} peak {vals.get('VmHWM')} now {vals.get('VmRSS')}", flush=True)
 
 
 class SessionizeError(PsaError, ValueError):
@@ -177,7 +191,7 @@ def _check_columns(df: pl.DataFrame, needed: Sequence[str], what: str) -> None:
         )
 
 
-def _time_ns(df: pl.DataFrame, time_col: str) -> np.ndarray:
+def _time_series(df: pl.DataFrame, time_col: str) -> pl.Series:
     s = df.get_column(time_col)
     if not isinstance(s.dtype, pl.Datetime):
         raise SessionizeError(f"column {time_col!r} must be a Datetime, got {s.dtype}")
@@ -188,7 +202,7 @@ def _time_ns(df: pl.DataFrame, time_col: str) -> np.ndarray:
         )
     if s.dtype.time_unit != "ns":
         s = s.dt.cast_time_unit("ns")
-    return s.to_physical().to_numpy()
+    return s.to_physical()
 
 
 def _key_series(df: pl.DataFrame, key: str | Sequence[str]) -> tuple[list[str], pl.Series]:
@@ -262,27 +276,46 @@ def _device_order(keyser: pl.Series, n: int) -> tuple[np.ndarray, np.ndarray]:
         keyser = keyser.cast(pl.String)
     h = keyser.hash(seed=0x5EED).to_numpy()
     k = _packed_sort(h >> np.uint64(32))
-    perm = _split_packed(k)  # k: high 32 bits of the hash, sorted
+    k &= _MASK32  # the high halves are h[perm] >> 32: no need to keep them
+    perm = k.view(np.int64)
+    del k
     hs = h[perm]
+    _trace("hs")
     del h
     np.not_equal(hs[1:], hs[:-1], out=new_dev[1:])
     # 32-bit collisions: two devices share the high half; regroup those blocks by the full hash.
-    coll = new_dev[1:] & (k[1:] == k[:-1])
+    coll = np.zeros(n, dtype=bool)
+    step = 1 << 20
+    for i in range(1, n, step):
+        j = min(i + step, n)
+        coll[i:j] = new_dev[i:j] & ((hs[i:j] >> np.uint64(32)) == (hs[i - 1 : j - 1] >> np.uint64(32)))
     if coll.any():
-        hi = k
-        for v in np.unique(hi[np.flatnonzero(coll) + 1]):
+        hi = hs >> np.uint64(32)
+        for v in np.unique(hi[np.flatnonzero(coll)]):
             a = int(np.searchsorted(hi, v, "left"))
             b = int(np.searchsorted(hi, v, "right"))
             o = np.lexsort((perm[a:b], hs[a:b]))
             perm[a:b] = perm[a:b][o]
             hs[a:b] = hs[a:b][o]
+        del hi
         np.not_equal(hs[1:], hs[:-1], out=new_dev[1:])
-    del k, hs
+    del hs, coll
     # Guard against a full 64-bit collision with a second, independent hash (32 bits kept).
-    h2 = (keyser.hash(seed=0xC0FFEE).to_numpy() >> np.uint64(32)).astype(np.uint32)[perm]
-    clash = (h2[1:] != h2[:-1]) & ~new_dev[1:]
+    h2 = keyser.hash(seed=0xC0FFEE).to_numpy()
+    clash = False
+    prev = None
+    for i in range(0, n, step):
+        j = min(i + step, n)
+        g = h2[perm[i:j]]
+        if prev is not None:
+            g0 = np.concatenate(([prev], g))
+            c = (g0[1:] != g0[:-1]) & ~new_dev[i:j]
+        else:
+            c = (g[1:] != g[:-1]) & ~new_dev[i + 1 : j]
+        clash = clash or bool(c.any())
+        prev = g[-1]
     del h2
-    if clash.any():  # pragma: no cover - probability about n**2 / 2**97
+    if clash:  # pragma: no cover - probability about n**2 / 2**97
         k = _packed_sort(keyser.cast(pl.Categorical).to_physical().to_numpy().astype(np.uint64))
         perm = _split_packed(k)
         np.not_equal(k[1:], k[:-1], out=new_dev[1:])
@@ -351,18 +384,21 @@ def _cut(
     n = df.height
     if n >= 2**32:
         raise SessionizeError(f"sessionize handles up to 4,294,967,295 events per call, got {n:,}")
-    t_in = _time_ns(df, time_col)
+    tser = _time_series(df, time_col)
     pre: np.ndarray | None = None
-    if n and not pl.Series(t_in).is_sorted():
+    if n and not tser.is_sorted():
         # Not time-ordered: order by (time, row) first; then the device sort below is stable.
+        t_in = tser.to_numpy()
         pre = np.argsort(t_in, kind="stable")
         keyser = keyser.gather(pre)
-        t_in = t_in[pre]
+        t = t_in[pre]
+        del t_in
+    _trace("before device order")
     perm, new_dev = _device_order(keyser, n)
-    t = t_in[perm]
+    _trace("device order")
+    t = t[perm] if pre is not None else tser.to_numpy()[perm]
     if pre is not None:
         perm = pre[perm]
-    del t_in
 
     # inactivity: gap > timeout (chunked, so no n-sized int64 temporary)
     is_new = new_dev.copy()
@@ -371,6 +407,7 @@ def _cut(
         j = min(i + step, n)
         is_new[i:j] |= (t[i:j] - t[i - 1 : j - 1]) > timeout_ns
     reason_ev = (~new_dev).view(np.uint8)  # _R_FIRST = 0, _R_INACT = 1
+    _trace("inactivity")
     if midnight_tz is not None:
         try:
             day = (
@@ -516,14 +553,15 @@ def sessionize(
     ns = cut.starts.size
     perm, starts, ends, t = cut.perm, cut.starts, cut.ends, cut.t
 
+    _trace("cut")
     # Sessions in the order of their first event (time, input order): rank = session_key.
     order = _session_order(cut)
     identity_order = bool(ns == 0 or np.array_equal(order, np.arange(ns)))
     if not identity_order:
         starts = starts[order]
         ends = ends[order]
-        rank = np.empty(ns, dtype=np.int64)
-        rank[order] = np.arange(ns, dtype=np.int64)
+        rank = np.empty(ns, dtype=np.uint32)
+        rank[order] = np.arange(ns, dtype=np.uint32)
         sid_key = rank[cut.sid]
         reason = cut.reason[order]
     else:
@@ -543,11 +581,15 @@ def sessionize(
     ev_index = np.empty(n, dtype=np.uint32)
     ev_index[perm] = sess_index_sorted[cut.sid]
 
+    _trace("per-event arrays")
     first_rows = perm[starts]
     last_rows = perm[ends]
     start_t = t[starts]
     end_t = t[ends]
     n_events = (ends - starts + 1).astype(np.uint32)
+    if minimal:  # free the n-sized work arrays before the string gathers
+        del cut, perm, t, sid_key
+        rank = None
     device_id = keyser.gather(first_rows) if len(keys) == 1 else None
     tdt = pl.Datetime("ns", "UTC")
     cols: dict[str, pl.Series] = {
@@ -574,6 +616,7 @@ def sessionize(
             exit_page=page.gather(last_rows).alias("exit_page"),
         )
         sessions = pl.DataFrame(list(cols.values()))
+        _trace("sessions table")
         ev = df.with_columns(pl.Series("session_key", ev_key), pl.Series("session_index", ev_index))
         return Sessionized(ev, sessions, timeout_ns / 1e9, None if max_ns is None else max_ns / 1e9)
 
