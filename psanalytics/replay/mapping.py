@@ -297,15 +297,24 @@ def _tags_column(frame: pl.DataFrame, sample: int = 3000) -> pl.Series:
                 continue
             if _mixed_types(payloads, scalars):
                 raise ValueError("a key has values of different JSON types")
-            decoded = payloads.str.json_decode(pl.Struct(scalars)).struct.unnest()
+            # Every value decoded as text: strings are re-quoted, numbers and booleans are
+            # the JSON text itself (3298 stays 3298, 12.5 stays 12.5).
+            decoded = payloads.str.json_decode(pl.Struct({c: pl.String for c in scalars})).struct.unnest()
+            for c, dt in scalars.items():
+                if dt != pl.String:
+                    pattern = _BOOL_TEXT if dt == pl.Boolean else _NUMBER_TEXT
+                    col = decoded.get_column(c)
+                    if not col.drop_nulls().str.contains(pattern).all():
+                        raise ValueError(f"{c}: a value that is not a JSON {dt}")
         except Exception:  # noqa: BLE001 - any decode problem: per-row fallback
             parts.append(grp.select("_i", pl.Series("tags", [_tags_py(p) for p in payloads], pl.String)))
             continue
         frags = [
             pl.when(pl.col(c).is_not_null()).then(
-                pl.struct(pl.col(c)).struct.json_encode().str.head(-1).str.slice(1)
+                pl.lit(orjson.dumps(c).decode() + ":")
+                + (_json_str(pl.col(c)) if dt == pl.String else pl.col(c))
             )
-            for c in scalars
+            for c, dt in scalars.items()
         ]
         tags = decoded.select(
             pl.concat_str(frags, separator=",", ignore_nulls=True).alias("t")
@@ -320,20 +329,24 @@ def _tags_column(frame: pl.DataFrame, sample: int = 3000) -> pl.Series:
     return out.scatter(allp.get_column("_i"), allp.get_column("tags"))
 
 
-def _mixed_types(payloads: pl.Series, scalars: Mapping[str, pl.DataType]) -> bool:
-    """True when decoding with one dtype per key would change a value's JSON type
-    (``1`` next to ``"a"`` would become ``"1"``). Integers next to decimals stay numbers
-    (``12`` is sent as ``12.0``: JSON has one number type).
+_NUMBER_TEXT = r"^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$"
+_BOOL_TEXT = r"^(true|false)$"
 
-    Checked with one regex per key over the raw text; a false alarm (the same key
-    nested deeper) only sends the type down the exact per-row path.
+
+def _mixed_types(payloads: pl.Series, scalars: Mapping[str, pl.DataType]) -> bool:
+    """True when a key's values are not all of the JSON type inferred for it: a string
+    key with a non-string value somewhere, or a number/boolean key with a string value.
+
+    Checked with one regex per key over the raw text of every payload of the type (the
+    schema came from a sample); a false alarm (the same key nested deeper) only sends
+    the type down the exact per-row path.
     """
-    checks = []
     for key, dt in scalars.items():
         k = re.escape(orjson.dumps(key).decode())
-        if dt == pl.String:
-            checks.append(payloads.str.contains(k + r'\s*:\s*[^"\s]'))
-    return any(bool(c.any()) for c in checks)
+        pattern = k + (r'\s*:\s*[^"\s]' if dt == pl.String else r'\s*:\s*"')
+        if payloads.str.contains(pattern).any():
+            return True
+    return False
 
 
 def _tags_py(payload: str) -> str | None:

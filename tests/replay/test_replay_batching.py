@@ -93,3 +93,22 @@ def test_tracking_batches(sample):
     assert sum(b.events for b in small) + len(q) == 450
     with pytest.raises(BatchingError, match="max_events must be 1..100"):
         list(tracking_batches(recs, max_events=101))
+
+
+def test_chunks_partition_visitors_whole_and_stable(sample):
+    from psanalytics.replay.mapping import encode_visitor_chunks
+
+    whole = encode_visitors(sample, sessions="SessionId")
+    n, parts = encode_visitor_chunks(sample, chunk_events=700, sessions="SessionId")
+    parts = list(parts)
+    assert n == sample.height and len(parts) == 5
+    joined = pl.concat(parts)
+    key = ["visitor_id", "session_id"]
+    assert joined.sort(key).equals(whole.sort(key))
+    n2, again = encode_visitor_chunks(sample, chunk_events=700, sessions="SessionId")
+    assert [p.get_column("json").to_list() for p in again] == [p.get_column("json").to_list() for p in parts]
+    # each part is ordered by first event
+    assert all(p.get_column("first_ms").is_sorted() for p in parts)
+    _, sampled = encode_visitor_chunks(sample, chunk_events=700, sample=0.5)
+    got = pl.concat(list(sampled))
+    assert 0 < got.height < whole.get_column("visitor_id").n_unique()

@@ -249,3 +249,4 @@ def test_tags_keep_json_types_when_a_key_mixes_them():
     assert [(e.get("revenue"), e.get("tags")) for e in evs] == [
         (1200, {"total": 12, "x": "a\nb", "u": "ö"}), (1250, {"total": 12.5}),
         (None, {"n": 1}), (None, {"n": "s"}), (None, None), (None, None)]
+    assert type(evs[0]["tags"]["total"]) is int and type(evs[1]["tags"]["total"]) is float
