@@ -294,3 +294,31 @@ def test_sync_calls_work_inside_a_running_event_loop(srv, monkeypatch):
     a, b, c, n = asyncio.run(cell())
     assert a.height == 5 and b.equals(c) and b.equals(expected(srv).head(5))
     assert n == expected(srv).height
+
+
+def test_cli_preview_and_dry_run(srv, tmp_path, monkeypatch):
+    pytest.importorskip("psanalytics.query.kql")
+    from typer.testing import CliRunner
+
+    from psanalytics.cli import app
+
+    monkeypatch.setenv("PSANALYTICS_URL", srv.url)
+    monkeypatch.setenv("PSANALYTICS_API_KEY", KEY)
+    runner = CliRunner()
+    r = runner.invoke(app, ["preview", "Events | take 5000", "--output", str(tmp_path / "p.parquet")])
+    assert r.exit_code == 0, r.output
+    assert "1,000 rows -> " in r.output
+    assert "note: the API returned its cap of 1,000 rows; more rows may match" in r.output
+    assert pl.read_parquet(tmp_path / "p.parquet").height == 1000
+    r = runner.invoke(app, ["preview", "Events | summarize n=count() by EventType | order by n desc | take 3"])
+    assert r.exit_code == 0, r.output
+    assert "EventType" in r.output and "note:" not in r.output
+    r = runner.invoke(app, ["preview", "Events\n| wher EventType == 'order'"])
+    assert r.exit_code == 2
+    assert r.output.startswith("error: unknown operator 'wher'")
+    assert "(line 2, column 3)" in r.output and "  ^" in r.output
+    r = runner.invoke(app, ["fetch", str(tmp_path / "d"), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    last = r.output.strip().splitlines()[-1]
+    assert last.endswith(f"{expected(srv).height:,} events, about {last.split()[0]} page requests")
+    assert not (tmp_path / "d").exists()
