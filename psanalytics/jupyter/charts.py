@@ -496,14 +496,16 @@ def funnel(
 ) -> alt.LayerChart:
     """Funnel bars: how many reached each step, labelled with the share of the first step.
 
-    ``data`` is the frame of :func:`psanalytics.journeys.funnel` (one row per step, in order),
-    or any frame with a step-name column and a count column (named with ``step=``/``count=``
+    ``data`` is the frame of :func:`psanalytics.journeys.funnel` (one row per step, in order:
+    ``name`` and ``entered``), or any frame with a step-name column and a count column (named with ``step=``/``count=``
     when they are not one of the usual names).
     """
     fn = "funnel"
     lf = _lazy(data, fn)
     schema = lf.collect_schema()
-    step = step or _pick(schema, ("step", "step_name", "name", "EventType", "label"))
+    if step is None:
+        names = [c for c in ("name", "step_name", "step", "EventType", "label") if c in schema]
+        step = next((c for c in names if schema[c] == pl.String), names[0] if names else None)
     count = count or _pick(
         schema, ("reached", "entered", "count", "n", "sessions", "devices", "users", "visitors")
     )

@@ -135,7 +135,7 @@ def execute_notebook(path: Path, out_dir: Path, *, timeout: int = 300) -> Notebo
         timeout=timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent.resolve())}},
-        env=_kernel_env(),
+        store_widget_state=True,
     )
     started = time.perf_counter()
     error: str | None = None

@@ -66,6 +66,7 @@ __all__ = [
     "compare_frames",
     "load_ipython_extension",
     "parse_param",
+    "with_params",
 ]
 
 PREVIEW_CAP = 1_000
@@ -497,7 +498,7 @@ class KqlMagic(Magics):
         started = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the footer says when the cap truncated
-            frame = client.preview(query, scope=scope or self.scope or None, params=params or None)
+            frame = client.preview(with_params(query, params), scope=scope or self.scope or None)
         elapsed = time.perf_counter() - started
         truncated = bool(getattr(frame, "truncated", frame.height >= PREVIEW_CAP))
         cap = PREVIEW_CAP
@@ -706,6 +707,30 @@ def _describe(exc: BaseException) -> str:
     if suggestion and suggestion not in text:
         text += f"\nsuggestion: {suggestion}"
     return text
+
+
+def with_params(query: str, params: dict[str, Any] | None) -> str:
+    """The query text to send to the API with ``params`` as leading typed ``let``s.
+
+    The query is parsed, one ``let`` node per parameter (a typed literal: string, long,
+    real, bool, datetime, timespan or dynamic list) is put in front, and the AST is
+    formatted back to KQL. Values never touch the query text, so a quote in a value stays
+    data. No params: the text is sent unchanged.
+    """
+    if not params:
+        return query
+    from psanalytics.query.kql import format as kql_format
+    from psanalytics.query.kql import nodes
+    from psanalytics.query.kql import parse as kql_parse
+    from psanalytics.query.kql.compiler import param_literal
+
+    tree = kql_parse(query)
+    lets = []
+    for name, value in params.items():
+        if not _IDENT.fullmatch(name):
+            raise KqlMagicError(f"--param {name!r}: not a valid KQL name")
+        lets.append(nodes.Let(name, param_literal(name, value)))
+    return kql_format(nodes.Query([*lets, *tree.lets], tree.body, span=tree.span))
 
 
 def _render_spec(query: str, params: dict[str, Any]) -> Any:

@@ -251,3 +251,21 @@ def test_render_caps_rows():
     chart = C.render(frame, "linechart")
     assert C.chart_rows(chart) == C.MAX_ROWS
     assert chart.to_dict()["title"] == f"linechart (first {C.MAX_ROWS} of {n} points)"
+
+
+def test_funnel_and_heatmap_from_journeys(small_events):
+    import psanalytics as ps
+    from psanalytics import journeys
+
+    s = ps.sessionize(small_events)
+    f = journeys.funnel(s.events, ["home", "product", "basket"])
+    data = C.funnel(f).data
+    assert data.select("name", "entered").rows() == [("home", 3), ("product", 3), ("basket", 1)]
+    t = journeys.transitions(s.events, level="event_type")
+    heat = C.transition_heatmap(t).data
+    assert heat.filter(pl.col("from") == "home").rows() == [("home", "product", 3, 1.0)]
+    assert C.session_length_histogram(s).data.select("events per session", "sessions").rows() == [
+        ("1", 0),
+        ("2", 1),
+        ("3", 2),
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from psanalytics.cli import app
@@ -91,3 +92,41 @@ def test_importing_jupyter_package_stays_lazy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+@pytest.mark.slow
+def test_execute_notebook_writes_html_with_static_charts(tmp_path, monkeypatch):
+    """A tiny notebook through the real kernel: charts come out as static SVG, credentials
+    are removed from the kernel's environment, and a failing cell is reported."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from psanalytics.jupyter.demo import execute_notebook
+
+    monkeypatch.setenv("PSANALYTICS_API_KEY", "secret-key-123")
+    nb = new_notebook(
+        cells=[
+            new_code_cell(
+                "import os\nprint('key' if 'PSANALYTICS_API_KEY' in os.environ else 'no key')"
+            ),
+            new_code_cell(
+                "import altair as alt, polars as pl\n"
+                "alt.Chart(pl.DataFrame({'a': ['x', 'y'], 'n': [1, 2]})).mark_bar().encode(x='a', y='n')"
+            ),
+            new_code_cell("1/0"),
+        ],
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
+    )
+    path = tmp_path / "tiny.ipynb"
+    nbformat.write(nb, path)
+    out = tmp_path / "out"
+    out.mkdir()
+    run = execute_notebook(path, out)
+    assert run.cells == 3 and run.charts == 1
+    assert run.error is not None and "ZeroDivisionError" in run.error
+    page = (out / "tiny.html").read_text()
+    assert "data:image/svg+xml" in page and "no key" in page
+    assert "secret-key-123" not in page
+    assert "_alt.renderers" not in page  # the setup cell is not in the output
