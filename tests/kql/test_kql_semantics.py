@@ -469,3 +469,20 @@ def test_trailing_pipe_points_after_the_query():
     with pytest.raises(KqlSyntaxError, match="expected an operator after '|'") as ei:
         validate("Events | take 1 |")
     assert (ei.value.line, ei.value.column) == (1, 18)
+
+
+@pytest.mark.parametrize("query", [
+    "Events | Where City == 'x'", "Events\n| where Citty == 'x'", "Events | join (T) on x",
+    "Events | where City < 'b'", "Events | where EventTime > ago(1x)",
+    "Events | where City == 'x", "Events | extend x = strlne(City)",
+])
+def test_from_remote_round_trips_own_messages(query):
+    with pytest.raises(KqlError) as ei:
+        validate(query)
+    local = ei.value
+    remote = KqlError.from_remote(str(local), query)
+    assert type(remote) is type(local)
+    assert (remote.message, remote.line, remote.column, remote.suggestion, remote.snippet) == (
+        local.message, local.line, local.column, local.suggestion, local.snippet)
+    no_query = KqlError.from_remote(str(local))
+    assert no_query.snippet == local.snippet

@@ -97,18 +97,34 @@ class KqlError(PsaError, ValueError):
     def from_remote(cls, message: str, query: str | None = None) -> KqlError:
         """Map a Kusto/API error message (HTTP 400) to the matching class and position.
 
-        Recognises ``[line:position=L:C]``, ``line [L,C]``, ``(L,C)``-style and
-        ``line L, column C`` positions; the class is chosen from the message's words
-        (syntax/parse -> :class:`KqlSyntaxError`, semantic/resolve/unknown ->
-        :class:`KqlSemanticError`, unsupported -> :class:`KqlUnsupported`).
+        Recognises ``[line:position=L:C]``, ``line [L,C]``, ``line L, column C`` and
+        ``at L:C`` positions, and the text of this engine's own errors (as the emulator
+        sends them: message, "did you mean", position and snippet). The class comes from
+        the message's words (syntax/parse/expected -> :class:`KqlSyntaxError`, not
+        supported -> :class:`KqlUnsupported`, semantic/resolve/unknown name ->
+        :class:`KqlSemanticError`, otherwise :class:`KqlRuntimeError`).
         """
-        low = message.lower()
+        first = message.split("\n", 1)[0].strip()
+        suggestion = None
+        own = re.fullmatch(r"(?P<msg>.*?)(?: \(did you mean '(?P<sug>[^']*)'\?\))?"
+                           r" at line (?P<l>\d+), column (?P<c>\d+)", first)
+        if own:
+            text = own.group("msg")
+            suggestion = own.group("sug")
+        else:
+            text = message.strip()
+        low = text.lower()
         klass: type[KqlError]
-        if "syntax" in low or "parse" in low or "unexpected" in low:
-            klass = KqlSyntaxError
-        elif "unsupported" in low or "not supported" in low:
+        if "not supported" in low or "unsupported" in low:
             klass = KqlUnsupported
-        elif "semantic" in low or "resolve" in low or "unknown" in low or "does not refer" in low:
+        elif any(w in low for w in (
+                "syntax", "parse", "unexpected", "expected ", "unterminated",
+                "unknown operator", "unknown timespan unit", "invalid datetime literal",
+                "invalid timespan literal", "invalid number", "must be the last operator",
+                "cannot be chained", "nested too deeply", "escape sequence")):
+            klass = KqlSyntaxError
+        elif any(w in low for w in ("semantic", "resolve", "unknown", "does not refer",
+                                    "cannot compare", "both a column", "needs", "expects")):
             klass = KqlSemanticError
         else:
             klass = KqlRuntimeError if cls is KqlError else cls
@@ -124,9 +140,11 @@ class KqlError(PsaError, ValueError):
                 line, column = int(m.group(1)), int(m.group(2))
                 break
         snippet = None
-        if query is not None and line is not None and column is not None:
+        if own and "\n" in message:
+            snippet = message.split("\n", 1)[1]
+        elif query is not None and line is not None and column is not None:
             snippet = make_snippet(query, line, column)
-        return klass(message, line=line, column=column, snippet=snippet)
+        return klass(text, line=line, column=column, snippet=snippet, suggestion=suggestion)
 
 
 class KqlSyntaxError(KqlError):
