@@ -316,7 +316,7 @@ def test_cli_preview_and_dry_run(srv, tmp_path, monkeypatch):
     r = runner.invoke(app, ["preview", "Events\n| wher EventType == 'order'"])
     assert r.exit_code == 2
     assert r.output.startswith("error: unknown operator 'wher'")
-    assert "(line 2, column 3)" in r.output and "  ^" in r.output
+    assert "at line 2, column 3\n| wher EventType == 'order'\n  ^^^^" in r.output
     r = runner.invoke(app, ["fetch", str(tmp_path / "d"), "--dry-run"])
     assert r.exit_code == 0, r.output
     last = r.output.strip().splitlines()[-1]
