@@ -288,7 +288,9 @@ def _device_order(keyser: pl.Series, n: int) -> tuple[np.ndarray, np.ndarray]:
     step = 1 << 20
     for i in range(1, n, step):
         j = min(i + step, n)
-        coll[i:j] = new_dev[i:j] & ((hs[i:j] >> np.uint64(32)) == (hs[i - 1 : j - 1] >> np.uint64(32)))
+        coll[i:j] = new_dev[i:j] & (
+            (hs[i:j] >> np.uint64(32)) == (hs[i - 1 : j - 1] >> np.uint64(32))
+        )
     if coll.any():
         hi = hs >> np.uint64(32)
         for v in np.unique(hi[np.flatnonzero(coll)]):
@@ -622,7 +624,7 @@ def sessionize(
 
     # ------------------------------------------------------------------ full schema
     has = df.schema.__contains__
-    ctx = _Ctx(df=df, cut=cut, order=None if identity_order else order, n=n, ns=ns)
+    ctx = _Ctx(df=df, cut=cut, order=None if identity_order else order, n=n, ns=ns, key=sid_key)
     key_text = cols["device_id"] if device_id is not None else _joined_key(df, keys, first_rows)
     sess_id = (
         pl.DataFrame([key_text.alias("k"), cols["session_index"]])
@@ -723,6 +725,7 @@ class _Ctx:
     order: np.ndarray | None  # sorted-session order -> output order (None: identity)
     n: int
     ns: int
+    key: np.ndarray  # per sorted event: its session's output row (session_key)
 
     def out(self, per_sorted_session: np.ndarray) -> np.ndarray:
         return per_sorted_session if self.order is None else per_sorted_session[self.order]
@@ -741,8 +744,7 @@ def _type_counts(
     if k == 0:
         return np.zeros(ns, np.int64), np.zeros(ns, np.int64), None
     codes = et.cast(pl.Enum(names)).to_physical().to_numpy().astype(np.int64)[ctx.cut.perm]
-    counts = np.bincount(ctx.cut.sid.astype(np.int64) * k + codes, minlength=ns * k).reshape(ns, k)
-    counts = ctx.out(counts)
+    counts = np.bincount(ctx.key.astype(np.int64) * k + codes, minlength=ns * k).reshape(ns, k)
     pv = [i for i, nm in enumerate(names) if nm in set(pageview_types)]
     conv = [i for i, nm in enumerate(names) if nm in set(conversion_types)]
     n_pv = counts[:, pv].sum(axis=1) if pv else np.zeros(ns, np.int64)
@@ -759,12 +761,12 @@ def _unique_pages(ctx: _Ctx, page: pl.Series) -> np.ndarray:
     if n == 0:
         return np.zeros(0, np.int64)
     pcode = page.cast(pl.Categorical).to_physical().to_numpy().astype(np.uint64)[ctx.cut.perm]
-    pk = np.sort((ctx.cut.sid.astype(np.uint64) << np.uint64(32)) | pcode)
+    pk = np.sort((ctx.key.astype(np.uint64) << np.uint64(32)) | pcode)
     del pcode
     distinct = np.empty(n, dtype=bool)
     distinct[0] = True
     np.not_equal(pk[1:], pk[:-1], out=distinct[1:])
-    return ctx.out(np.bincount((pk[distinct] >> np.uint64(32)).astype(np.int64), minlength=ns))
+    return np.bincount((pk[distinct] >> np.uint64(32)).astype(np.int64), minlength=ns)
 
 
 def _source_session_ids(ctx: _Ctx) -> pl.Series:
@@ -779,17 +781,17 @@ def _source_session_ids(ctx: _Ctx) -> pl.Series:
     change[cut.starts] = False
     src = np.ones(ns, dtype=np.int64)
     multi = np.zeros(ns, dtype=bool)
-    multi[cut.sid[change]] = True
+    multi[ctx.key[change]] = True
     if multi.any():
         # Only sessions whose id changes need a distinct count.
-        sel = multi[cut.sid]
+        sel = multi[ctx.key]
         agg = (
-            pl.DataFrame({"s": cut.sid[sel], "h": hs[sel]})
+            pl.DataFrame({"s": ctx.key[sel], "h": hs[sel]})
             .group_by("s")
             .agg(pl.col("h").n_unique())
         )
         src[agg["s"].to_numpy()] = agg["h"].to_numpy()
-    return pl.Series("source_session_ids", np.minimum(ctx.out(src), 65535).astype(np.uint16))
+    return pl.Series("source_session_ids", np.minimum(src, 65535).astype(np.uint16))
 
 
 def _gap_before(ctx: _Ctx) -> np.ndarray:
@@ -922,10 +924,11 @@ def stitch(
     )
     return (
         frame.with_row_index("_row")
-        .with_columns(pl.col("email").fill_null("").str.strip_chars().str.to_lowercase())
+        .filter(pl.col("email").str.len_bytes() > 0)  # cheap pre-filter: most events are anonymous
+        .with_columns(pl.col("email").str.strip_chars().str.to_lowercase())
         .filter(pl.col("email") != "")
-        .sort(["device_id", "t", "_row"])
-        .group_by("device_id", maintain_order=True)
+        .sort(["t", "_row"])
+        .group_by("device_id")
         .agg(
             pl.col("email").last().alias("user_email"),
             pl.col("name")
@@ -939,6 +942,7 @@ def stitch(
             pl.col("t").max().alias("last_identified_at"),
         )
         .with_columns((pl.col("n_emails") > 1).alias("is_shared"))
+        .sort("device_id")
     )
 
 
