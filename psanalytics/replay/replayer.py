@@ -486,6 +486,7 @@ class Replayer:
         self.sample = sample
         self.time_shift = time_shift
         self.chunk_events = chunk_events
+        self._eta = 0.0
         self._invalid: list[Quarantined] = []
         self.clock = clock
         self.report: ReplayReport | None = None
@@ -696,7 +697,13 @@ class Replayer:
                     if bar is not None:
                         bar.update(batch.events)
                     continue
-                self.pacer.wait(batch.first_ms / 1000.0, batch.events)
+                if self.dry_run is not None:
+                    # no sleeping in a dry run: the schedule only gives the ETA
+                    if self.pacer.active:
+                        eta = self.pacer.due(batch.first_ms / 1000.0, batch.events) - (self.pacer._start or 0.0)
+                        self._eta = max(self._eta, eta + (batch.events / self.pacer.rate if self.pacer.rate else 0.0))
+                else:
+                    self.pacer.wait(batch.first_ms / 1000.0, batch.events)
                 if self.dry_run is not None:
                     dry_out.write(batch.body)
                     self._count_sent(report, batch, stats)
@@ -784,9 +791,7 @@ class Replayer:
 
     def _write_summary(self, report: ReplayReport, totals: Mapping[str, int]) -> None:
         assert self.dry_run is not None
-        eta = None
-        if self.pacer.rate is not None:
-            eta = report.events / self.pacer.rate
+        eta = self._eta if self.pacer.active else None
         summary = {
             "dry_run": str(self.dry_run),
             "sink": self.kind,
@@ -798,7 +803,7 @@ class Replayer:
             "quarantined_events": report.quarantined_events,
             "max_bytes": self.max_bytes,
             "encode_s": report.duration_s,
-            "eta_s": eta,
+            "eta_s": eta,  # seconds a live run would take under the pacing options (None: unpaced)
         }
         path = self.dry_run.with_name(self.dry_run.name.removesuffix(".gz") + ".summary.json")
         path.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))

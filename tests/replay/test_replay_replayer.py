@@ -314,3 +314,14 @@ def test_sample_by_visitor_hash_and_time_shift(sample):
     assert sorted(k[2] for k in c.kept) == sorted(k[2] + 86_400_000 for k in d.kept)
     with pytest.raises(ReplayError, match="sample must be a fraction"):
         Replayer(None, dry_run="x", sample=1.5)
+
+
+def test_dry_run_does_not_sleep_and_gives_an_eta(sample, tmp_path):
+    slept = []
+    out = tmp_path / "b.jsonl"
+    rep = Replayer(None, account_id="1", dry_run=out, rate=1000.0, max_visitors=20, progress=False,
+                   sleep=slept.append).run(sample)
+    assert slept == []
+    summary = orjson.loads((tmp_path / "b.jsonl.summary.json").read_bytes())
+    assert summary["eta_s"] == pytest.approx(sample.height / 1000.0, rel=0.01)
+    assert rep.events == sample.height
