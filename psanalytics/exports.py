@@ -536,28 +536,9 @@ def _ndjson_scan_schema(path: Path) -> tuple[dict[str, pl.DataType], dict[str, s
     if len(head) == 1 << 20:
         head = head[: head.rfind(b"\n") + 1] or head
     keys, examples = schema._sample_keys(head, 1000)
-    read_schema: dict[str, pl.DataType] = {}
-    rename: dict[str, str] = {}
-    unknown: list[str] = []
-    for k in keys:
-        c = schema.canonical_name(k)
-        if c is None:
-            if k.lower() not in schema.KNOWN_DROPPED:
-                unknown.append(k)
-            continue
-        if c in rename.values():
-            continue
-        rename[k] = c
-        ex = examples.get(k)
-        if c == "User":
-            fields = {f.lower(): f for f in ex} if isinstance(ex, dict) else {}
-            read_schema[k] = pl.Struct(
-                {fields.get("email", "Email"): pl.String, fields.get("name", "Name"): pl.String}
-            )
-        elif c == "EventTime" and isinstance(ex, int):
-            read_schema[k] = pl.Int64
-        else:
-            read_schema[k] = pl.String
+    read_schema, rename, unknown, payload_key = schema.ndjson_read_plan(keys, examples)
+    if payload_key is not None:
+        read_schema[payload_key] = pl.String
     return read_schema, rename, unknown
 
 

@@ -569,21 +569,26 @@ def _sample_keys(data: bytes, n: int = 1000) -> tuple[list[str], dict[str, Any]]
     return list(keys), keys
 
 
-def ndjson_to_frame(data: bytes, *, warn_unknown: bool = True) -> pl.DataFrame:
-    """Parse NDJSON event objects (API PascalCase or camelCase Tracking bodies) fast.
+def ndjson_read_plan(
+    keys: Sequence[str], examples: Mapping[str, Any], data: bytes | None = None
+) -> tuple[dict[str, pl.DataType], dict[str, str], list[str], str | None]:
+    """How to read NDJSON whose sampled lines have ``keys``: (Polars read schema without
+    Payload, source -> canonical renames, unknown field names, the Payload key).
 
-    ``Payload`` keeps the exact JSON text of the line when the objects are laid out as the
-    API writes them (``Payload`` last); otherwise it is re-encoded compactly. Unknown
-    fields are dropped with one warning naming them. Raises :class:`NdjsonError` naming the
-    first bad line when a line is not a JSON object.
+    Keys are sampled from the first lines; when ``data`` is given, canonical fields missing
+    from the sample are looked for in the whole text (a fast byte search), so a field that
+    first appears late in a file is still read.
     """
-    if not data or (len(data) < 4096 and not data.strip()):
-        return empty_frame()
-    keys, examples = _sample_keys(data)
-    if not keys:
-        bad = first_bad_ndjson_lines(data)
-        line, reason = bad[0] if bad else (1, "no JSON object found")
-        raise NdjsonError(reason, line=line)
+    keys = list(keys)
+    if data is not None:
+        have = {canonical_name(k) for k in keys}
+        for c in COLUMNS:
+            if c in have:
+                continue
+            for variant in (c, c[0].lower() + c[1:]):
+                if data.find(f'"{variant}"'.encode()) >= 0:
+                    keys.append(variant)
+                    break
     read_schema: dict[str, pl.DataType] = {}
     rename: dict[str, str] = {}
     unknown: list[str] = []
@@ -609,6 +614,25 @@ def ndjson_to_frame(data: bytes, *, warn_unknown: bool = True) -> pl.DataFrame:
             read_schema[k] = pl.Int64
         else:
             read_schema[k] = pl.String
+    return read_schema, rename, unknown, payload_key
+
+
+def ndjson_to_frame(data: bytes, *, warn_unknown: bool = True) -> pl.DataFrame:
+    """Parse NDJSON event objects (API PascalCase or camelCase Tracking bodies) fast.
+
+    ``Payload`` keeps the exact JSON text of the line when the objects are laid out as the
+    API writes them (``Payload`` last); otherwise it is re-encoded compactly. Unknown
+    fields are dropped with one warning naming them. Raises :class:`NdjsonError` naming the
+    first bad line when a line is not a JSON object.
+    """
+    if not data or (len(data) < 4096 and not data.strip()):
+        return empty_frame()
+    keys, examples = _sample_keys(data)
+    if not keys:
+        bad = first_bad_ndjson_lines(data)
+        line, reason = bad[0] if bad else (1, "no JSON object found")
+        raise NdjsonError(reason, line=line)
+    read_schema, rename, unknown, payload_key = ndjson_read_plan(keys, examples, data)
     if unknown and warn_unknown:
         warnings.warn(UnknownFieldsWarning(unknown), stacklevel=2)
     try:
@@ -623,33 +647,47 @@ def ndjson_to_frame(data: bytes, *, warn_unknown: bool = True) -> pl.DataFrame:
         bad = first_bad_ndjson_lines(data)
         raise NdjsonError(bad[0][1] if bad else "line count mismatch", line=bad[0][0] if bad else None)
     if payload_key is not None and lines is not None:
-        fast = keys[-1] == payload_key and _is_compact_api_line(lines)
-        if fast:
-            needle = f'"{payload_key}":'
-            # splitn, not find + slice: find counts bytes, slice counts characters.
-            payload = (
-                lines.str.strip_chars_end()
-                .str.splitn(needle, 2)
-                .struct.field("field_1")
-                .str.head(-1)
-                .str.strip_chars()
-            )
-        else:
-            payload = lines.str.json_path_match(f"$.{payload_key}")
-        payload = pl.select(
-            pl.when(pl.lit(payload) == "null").then(None).otherwise(pl.lit(payload))
-        ).to_series()
+        others = (set(keys) | set(API_ORDER) | {"Headers"}) - {payload_key}
+        payload = _payload_text(lines, payload_key, others)
         frame = frame.with_columns(payload.alias(payload_key))
     frame = frame.rename(rename)
     return _frame_to_canonical(frame, warn=False)
 
 
-def _is_compact_api_line(lines: pl.Series) -> bool:
-    """True when every line ends with ``}`` and holds exactly one ``"Payload":`` key."""
-    if len(lines) == 0:
-        return False
-    probe = pl.select(
-        (pl.lit(lines).str.count_matches('"Payload":', literal=True) == 1).all().alias("one"),
-        pl.lit(lines).str.strip_chars_end().str.ends_with("}").all().alias("end"),
-    )
-    return bool(probe.item(0, "one")) and bool(probe.item(0, "end"))
+def _payload_text(lines: pl.Series, key: str, others: Iterable[str]) -> pl.Series:
+    """The exact JSON text of each line's ``key`` value, without parsing it.
+
+    Fast path (the API's layout, Payload last): the text between ``"Payload":`` and the
+    line's closing ``}``. A line where that is not certainly right (the key appears more
+    than once, or another top-level key name follows it) is parsed instead, and its
+    Payload re-encoded compactly (with orjson, exactly; by Polars when more than 200,000
+    lines need it, where float digits may be normalised).
+    """
+    import re
+
+    needle = f'"{key}":'
+    stripped = lines.str.strip_chars_end()
+    # splitn, not find + slice: find counts bytes, slice counts characters.
+    sliced = stripped.str.splitn(needle, 2).struct.field("field_1").str.head(-1).str.strip_chars()
+    pattern = '"(?:' + "|".join(re.escape(k) for k in sorted(others)) + r')"\s*:'
+    ok = pl.select(
+        (
+            (pl.lit(lines).str.count_matches(needle, literal=True) == 1)
+            & pl.lit(stripped).str.ends_with("}")
+            & ~pl.lit(sliced).str.contains(pattern)
+        ).fill_null(False)
+    ).to_series()
+    if not ok.all():
+        idx = (~ok).arg_true()
+        todo = lines.gather(idx)
+        if len(idx) <= 200_000:
+            # orjson is exact (floats, 1.0 vs 1) and matches normalize()'s Payload text.
+            parsed = pl.Series(
+                [_json_text(orjson.loads(t).get(key)) for t in todo.to_list()], dtype=pl.String
+            )
+        else:  # a whole file in another layout: stay vectorised
+            parsed = todo.str.json_path_match(f"$.{key}")
+        sliced = sliced.scatter(idx, parsed)
+    return pl.select(
+        pl.when(pl.lit(sliced) == "null").then(None).otherwise(pl.lit(sliced))
+    ).to_series()

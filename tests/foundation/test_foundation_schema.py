@@ -259,3 +259,33 @@ def test_time_formats_accepted():
         _utc(2024, 1, 1), _utc(2024, 1, 1, 10), _utc(2024, 1, 1, 8),
         _utc(2024, 1, 1, 10, 0, 0, 123456), _utc(2024, 1, 1, 10),
     ]
+
+
+def test_ndjson_payload_not_last_or_ambiguous_is_parsed_exactly():
+    lines = [
+        b'{"DeviceId":"a","Payload":{"x":1.0}}',
+        b'{"Payload":{"y":2.5},"DeviceId":"b","Foo":1}',
+        b'{"DeviceId":"c","Payload":{"Value":3,"Payload":[1]}}',
+        b'{"DeviceId":"d","Payload":null}  ',
+    ]
+    with pytest.warns(schema.UnknownFieldsWarning, match="Foo"):
+        df = schema.ndjson_to_frame(b"\n".join(lines))
+    assert df.select("DeviceId", "Payload").rows() == [
+        ("a", '{"x":1.0}'),
+        ("b", '{"y":2.5}'),
+        ("c", '{"Value":3,"Payload":[1]}'),
+        ("d", None),
+    ]
+
+
+def test_ndjson_field_first_seen_late_is_read():
+    lines = [orjson.dumps({"DeviceId": str(i), "EventTime": "2024-01-01T00:00:00Z"})
+             for i in range(1_200)]
+    lines.append(orjson.dumps({"DeviceId": "late", "EventTime": "2024-01-01T00:00:00Z",
+                               "User": {"Email": "e@x", "Name": "n"}, "Payload": {"a": 1}}))
+    df = schema.ndjson_to_frame(b"\n".join(lines))
+    assert df.height == 1_201
+    assert df.tail(2).select("DeviceId", "User", "Payload").rows() == [
+        ("1199", {"Email": "", "Name": ""}, None),
+        ("late", {"Email": "e@x", "Name": "n"}, '{"a":1}'),
+    ]
