@@ -366,3 +366,30 @@ def test_real_filter_builder_and_progress_bar(capsys):
     assert "21.0k/21.0k" in err and "windows 3/3" in err
     store_for(fake, progress=False).events()
     assert capsys.readouterr().err == ""
+
+
+def test_unstable_tie_order_across_pages_falls_back_to_one_request():
+    # 30 events on one instant; a server that orders ties differently on every request.
+    df = make_events([T0] * 30 + [T0 + SEC] * 5)
+    fake = FakeStore(df)
+    original = fake.get
+    calls = {"n": 0}
+
+    def unstable(req):
+        calls["n"] += 1
+        if req.url.params.get("$top") == "9999":
+            return original(req)
+        # Shuffle the tie group deterministically per call, then slice the page.
+        q = req.url.params
+        skip, top = int(q["$skip"]), int(q["$top"])
+        rows = fake.frame.sample(fraction=1.0, shuffle=True, seed=calls["n"]).sort("EventTime", maintain_order=True)
+        page = rows.slice(skip, top)
+        return httpx.Response(200, content=schema.to_api_json(page, envelope=True, total=rows.height))
+
+    fake.get = unstable  # type: ignore[method-assign]
+    s = store_for(fake, page_size=10)
+    got = s.events(start=T0, end=T0 + 2 * SEC, limit=None)
+    assert got.sort("TrackId").equals(df.sort("TrackId"))
+    assert got.get_column("TrackId").n_unique() == 35
+    tops = [r.url.params["$top"] for r in fake.gets()]
+    assert tops[-1] == "9999" and tops.count("10") >= 4  # paged, saw the mess, refetched whole
