@@ -107,3 +107,19 @@ def test_valid_queries_run_and_round_trip(query):
     again = execute(text, {"Events": FRAME}, now=NOW)
     assert again.frame.columns == res.frame.columns
     assert sorted(map(repr, again.frame.rows())) == sorted(map(repr, res.frame.rows()))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(VALID), st.data())
+def test_format_round_trips_whatever_parses(query, data):
+    q = query
+    for _ in range(data.draw(st.integers(0, 2))):
+        i = data.draw(st.integers(0, len(q)))
+        q = q[:i] + data.draw(st.sampled_from(VOCAB)) + " " + q[i:]
+    try:
+        ast = parse(q)
+    except KqlError:
+        return
+    text = format(ast)
+    assert parse(text) == ast, (q, text)
+    assert format(parse(text)) == text
