@@ -486,3 +486,27 @@ def test_from_remote_round_trips_own_messages(query):
         local.message, local.line, local.column, local.suggestion, local.snippet)
     no_query = KqlError.from_remote(str(local))
     assert no_query.snippet == local.snippet
+
+
+def test_calendar_functions(events):
+    row = one("Events | project datetime_diff('month', datetime(2024-03-01), "
+              "datetime(2023-12-31)), datetime_diff('day', datetime(2024-01-02 00:00), "
+              "datetime(2024-01-01 23:59)), datetime_diff('year', datetime(2024-01-01), "
+              "datetime(2023-12-31)), datetime_diff('week', datetime(2024-01-07), "
+              "datetime(2024-01-06)), datetime_add('month', 1, datetime(2024-01-31)), "
+              "datetime_add('hour', 2, datetime(2024-01-01)), datetime_part('quarter', "
+              "datetime(2024-05-01)), week_of_year(datetime(2024-01-01)), string_size('ö'), "
+              "unixtime_seconds_todatetime(86400)", events)
+    assert row == (3, 1, 1, 1, datetime(2024, 2, 29, tzinfo=UTC),
+                   datetime(2024, 1, 1, 2, tzinfo=UTC), 2, 1, 2,
+                   datetime(1970, 1, 2, tzinfo=UTC))
+    with pytest.raises(KqlSemanticError) as ei:
+        validate("Events | project datetime_diff('mnth', EventTime, EventTime)")
+    assert ei.value.suggestion == "month"
+
+
+def test_known_but_unimplemented_functions_are_unsupported():
+    for f in ("hash(City)", "parse_url(PageUri)", "row_number()", "strcmp(City, City)"):
+        with pytest.raises(KqlUnsupported) as ei:
+            validate(f"Events | extend x = {f}")
+        assert ei.value.column == 21

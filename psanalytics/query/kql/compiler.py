@@ -1040,7 +1040,7 @@ class Compiler:
         from psanalytics.query.kql.functions import FUNC_IMPLS
         impl: Callable[..., Val] | None = FUNC_IMPLS.get(name)
         if impl is None:
-            if name in UNSUPPORTED_FUNCTIONS:
+            if name in UNSUPPORTED_FUNCTIONS or name in SCALAR_FUNCTIONS or name in AGGREGATES:
                 raise self.sem(f"function '{name}' is not supported by the local engine",
                                e.name_span, cls=KqlUnsupported)
             cands = [*FUNC_IMPLS, *AGGREGATES]

@@ -942,3 +942,120 @@ def _stdev(c: Compiler, e: N.Call, t: Table) -> Val:
 
 
 _ = _rust_escape
+
+
+# ------------------------------------------------------------------ calendar arithmetic
+
+_FIXED_NS = {
+    "day": DAY_NS, "hour": 3_600 * 10**9, "minute": 60 * 10**9, "second": 10**9,
+    "millisecond": 10**6, "microsecond": 1000, "nanosecond": 1,
+}
+_PERIOD_ALIASES = {
+    "year": "year", "quarter": "quarter", "month": "month", "week": "week", "day": "day",
+    "hour": "hour", "minute": "minute", "second": "second", "millisecond": "millisecond",
+    "microsecond": "microsecond", "nanosecond": "nanosecond",
+    "years": "year", "quarters": "quarter", "months": "month", "weeks": "week",
+    "days": "day", "hours": "hour", "minutes": "minute", "seconds": "second",
+    "milliseconds": "millisecond", "microseconds": "microsecond",
+    "nanoseconds": "nanosecond", "d": "day", "h": "hour", "m": "minute", "s": "second",
+    "ms": "millisecond",
+}
+
+
+def _period(c: Compiler, v: Val, node: N.Expr) -> str:
+    name = const_str(c, v, node, "the period").lower()
+    if name not in _PERIOD_ALIASES:
+        from psanalytics.query.kql.errors import suggest
+        raise c.sem(f"unknown period '{name}'", node,
+                    suggestion=suggest(name, list(_PERIOD_ALIASES)))
+    return _PERIOD_ALIASES[name]
+
+
+def _months(x: pl.Expr) -> pl.Expr:
+    return x.dt.year().cast(pl.Int64) * 12 + x.dt.month().cast(pl.Int64)
+
+
+@fn("datetime_diff")
+def _datetime_diff(c: Compiler, e: N.Call, t: Table) -> Val:
+    p, a, b = args(c, e, t, 3)
+    period = _period(c, p, e.args[0])
+    a = want(c, a, e.args[1], "datetime")
+    b = want(c, b, e.args[2], "datetime")
+    x, y = a.expr, b.expr
+    if period == "year":
+        r = x.dt.year().cast(pl.Int64) - y.dt.year().cast(pl.Int64)
+    elif period == "quarter":
+        r = ((x.dt.year().cast(pl.Int64) * 4 + x.dt.quarter().cast(pl.Int64))
+             - (y.dt.year().cast(pl.Int64) * 4 + y.dt.quarter().cast(pl.Int64)))
+    elif period == "month":
+        r = _months(x) - _months(y)
+    elif period == "week":
+        r = (_sow(x).dt.epoch("ns") - _sow(y).dt.epoch("ns")).floordiv(7 * DAY_NS)
+    else:
+        size = _FIXED_NS[period]
+        r = x.dt.epoch("ns").floordiv(size) - y.dt.epoch("ns").floordiv(size)
+    return V(r, "long", a, b)
+
+
+@fn("datetime_add")
+def _datetime_add(c: Compiler, e: N.Call, t: Table) -> Val:
+    p, n, d = args(c, e, t, 3)
+    period = _period(c, p, e.args[0])
+    d = want(c, d, e.args[2], "datetime")
+    if period in ("year", "quarter", "month"):
+        k = const_long(c, n, e.args[1], "the amount")
+        k = k * 3 if period == "quarter" else k
+        unit = "y" if period == "year" else "mo"
+        return V(d.expr.dt.offset_by(f"{k}{unit}"), "datetime", d)
+    n = want(c, n, e.args[1], "long")
+    size = 7 * DAY_NS if period == "week" else _FIXED_NS[period]
+    return V(d.expr + pl.duration(nanoseconds=n.expr * size), "datetime", d, n)
+
+
+@fn("datetime_part")
+def _datetime_part(c: Compiler, e: N.Call, t: Table) -> Val:
+    p, d = args(c, e, t, 2)
+    name = const_str(c, p, e.args[0], "the part").lower()
+    d = want(c, d, e.args[1], "datetime")
+    x = d.expr.dt
+    parts = {
+        "year": x.year(), "quarter": x.quarter(), "month": x.month(),
+        "week_of_year": x.week(), "day": x.day(), "dayofyear": x.ordinal_day(),
+        "hour": x.hour(), "minute": x.minute(), "second": x.second(),
+        "millisecond": x.millisecond(), "microsecond": x.microsecond(),
+        "nanosecond": x.nanosecond(),
+    }
+    if name not in parts:
+        from psanalytics.query.kql.errors import suggest
+        raise c.sem(f"unknown datetime part '{name}'", e.args[0],
+                    suggestion=suggest(name, list(parts)))
+    return V(parts[name].cast(pl.Int64), "long", d)
+
+
+@fn("week_of_year")
+def _week_of_year(c: Compiler, e: N.Call, t: Table) -> Val:
+    (d,) = args(c, e, t, 1)
+    d = want(c, d, e.args[0], "datetime")
+    return V(d.expr.dt.week().cast(pl.Int64), "long", d)  # ISO 8601 week number
+
+
+@fn("string_size")
+def _string_size(c: Compiler, e: N.Call, t: Table) -> Val:
+    (a,) = args(c, e, t, 1)
+    s = _s(c, a, e.args[0])
+    return V(s.expr.str.len_bytes().cast(pl.Int64), "long", s, nullable=False)
+
+
+def _unix(scale: int) -> Impl:
+    def impl(c: Compiler, e: N.Call, t: Table) -> Val:
+        (a,) = args(c, e, t, 1)
+        a = want(c, a, e.args[0], "long", "real")
+        ns = (a.expr.cast(pl.Float64) * scale).round(0).cast(pl.Int64, strict=False)
+        return V(ns.cast(TIME_DTYPE), "datetime", a)
+    return impl
+
+
+FUNC_IMPLS["unixtime_seconds_todatetime"] = _unix(10**9)
+FUNC_IMPLS["unixtime_milliseconds_todatetime"] = _unix(10**6)
+FUNC_IMPLS["unixtime_microseconds_todatetime"] = _unix(10**3)
+FUNC_IMPLS["unixtime_nanoseconds_todatetime"] = _unix(1)
