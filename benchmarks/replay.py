@@ -57,6 +57,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--max-visitors", type=int, default=500)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--repeat", type=int, default=3, help="dry runs; the fastest is reported")
     args = ap.parse_args()
 
     import polars as pl
@@ -80,15 +81,20 @@ def main() -> int:
     enc_s, enc_cpu = time.perf_counter() - t, time.process_time() - c
     print(f"encode_visitors:        {events.height / enc_s:>12,.0f} events/s  ({enc_s:.2f} s wall, "
           f"{enc_cpu:.2f} s CPU, {vis.height:,} visitors)")
+    best = None
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bodies.jsonl"
-        c = time.process_time()
-        dry = Replayer(None, account_id="12345", dry_run=out, progress=False,
-                       max_visitors=args.max_visitors).run(events)
-        dry_cpu = time.process_time() - c
+        for _ in range(args.repeat):  # best of N: the machine is shared
+            c = time.process_time()
+            dry = Replayer(None, account_id="12345", dry_run=out, progress=False,
+                           max_visitors=args.max_visitors).run(events)
+            dry_cpu = time.process_time() - c
+            if best is None or dry.duration_s < best[0].duration_s:
+                best = (dry, dry_cpu)
         size = out.stat().st_size
+    dry, dry_cpu = best
     dry_rate = dry.events / dry.duration_s
-    print(f"dry run (encode+batch+write): {dry_rate:>12,.0f} events/s  ({dry.duration_s:.2f} s wall, "
+    print(f"dry run (encode+batch+write, best of {args.repeat}): {dry_rate:>10,.0f} events/s  ({dry.duration_s:.2f} s wall, "
           f"{dry_cpu:.2f} s CPU over all threads, {dry.batches:,} bodies, {size / 1e6:,.0f} MB)")
     del vis
 

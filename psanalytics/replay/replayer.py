@@ -674,6 +674,10 @@ class Replayer:
             for fut in done:
                 batch = inflight.pop(fut)
                 for sub in settle(fut, batch):
+                    if ckpt is not None and sub.id in ckpt:  # resolved before a resume
+                        report.skipped += 1
+                        report.skipped_events += sub.events
+                        continue
                     submit(sub)
 
         def submit(batch: Batch) -> None:

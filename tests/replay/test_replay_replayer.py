@@ -325,3 +325,23 @@ def test_dry_run_does_not_sleep_and_gives_an_eta(sample, tmp_path):
     summary = orjson.loads((tmp_path / "b.jsonl.summary.json").read_bytes())
     assert summary["eta_s"] == pytest.approx(sample.height / 1000.0, rel=0.01)
     assert rep.events == sample.height
+
+
+def test_resume_after_a_split_rejection_skips_resolved_halves(sample, tmp_path):
+    bad_dev = sample.get_column("DeviceId")[0]
+    broken = sample.with_columns(
+        pl.when(pl.col("DeviceId") == bad_dev)
+        .then(pl.lit(0, pl.Int64).cast(pl.Datetime("ns", "UTC")) + pl.duration(seconds=5))
+        .otherwise(pl.col("EventTime")).alias("EventTime")
+    )
+    ck = tmp_path / "s.ckpt"
+    fake = FakeEventApi()
+    first = Replayer(sink_for(fake, strict=True), account_id="42", max_visitors=8, validate=False,
+                     checkpoint=ck, progress=False).run(broken)
+    assert first.rejected == 1
+    posted = len(fake.bodies)
+    again = Replayer(sink_for(fake, strict=True), account_id="42", max_visitors=8, validate=False,
+                     checkpoint=ck, progress=False).run(broken)
+    # only the unresolved parent batch is posted again (and answered 400); its halves are skipped
+    assert len(fake.bodies) == posted and again.events == 0 and again.rejected == 0
+    assert again.skipped_events == sample.height
