@@ -166,6 +166,25 @@ QUERIES = [
     "Events | project a = strcat_delim('-', 'a', CountryCode) | take 1 | count",
     "Events | extend v = tobool('true') | summarize count() by v",
     "Events | where EventType has_all ('epi') | count",
+    "Events | summarize min(City), max(City)",
+    "Events | summarize min(CountryCode), max(CountryCode) by EventType",
+    "Events | distinct City | sort by City asc | take 5",
+    "Events | distinct City | sort by City desc | take 5",
+    "Events | project v = Value | sort by v asc | take 5",
+    "Events | extend d = datetime_diff('day', datetime(2024-03-20), EventTime) | summarize "
+    "count() by d | count",
+    "Events | extend w = week_of_year(EventTime) | summarize count() by w",
+    "Events | extend q = datetime_part('hour', EventTime) | summarize count() by q | count",
+    "Events | extend t = datetime_add('day', 1, EventTime) | summarize max(t)",
+    "Events | where Value has_all ('viewed', 'product') | count",
+    "Events | summarize sum(1), countif(true)",
+    "Events | where EventType == 'nope' | summarize sum(1), countif(true), count()",
+    "Events | where Payload has 'SEK' | count",
+    "Events | where tostring(Payload) contains 'SEK' | count",
+    "Events | summarize any(CountryCode) by CountryCode | count",
+    "Events | where EventTime >= startofday(ago(3d)) | count",
+    "Events | top 3 by EventTime desc nulls first | project TrackId",
+    "Events | sort by CountryCode asc, EventTime desc | take 4 | project TrackId",
 ]
 
 def _name(f: pl.DataFrame) -> pl.Expr:

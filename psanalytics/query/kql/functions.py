@@ -878,13 +878,11 @@ def _minmax(c: Compiler, e: N.Call, t: Table, which: str, cond: bool) -> Val:
     if v.ktype == "bool":
         raise c.sem(f"{e.name}() of bool is not supported", e.args[0])
     x = v.expr
-    if v.ktype == "string":
-        x = pl.when(x != "").then(x)
     if cond:
         x = x.filter(_pred(c, a[1], e.args[1]))
     r = x.min() if which == "min" else x.max()
     if v.ktype == "string":
-        r = r.fill_null("")
+        r = r.fill_null("")  # "" is a value (min of a column holding "" is "")
     return A(r, v.ktype)
 
 
