@@ -322,3 +322,33 @@ def test_cli_preview_and_dry_run(srv, tmp_path, monkeypatch):
     last = r.output.strip().splitlines()[-1]
     assert last.endswith(f"{expected(srv).height:,} events, about {last.split()[0]} page requests")
     assert not (tmp_path / "d").exists()
+
+
+_EV_BODY = {
+    "account_id": "12345", "project_id": "678", "anonymize_ip": True,
+    "client_name": "psanalytics/tests", "client_version": "0.1", "enrich_decisions": True,
+    "visitors": [{"visitor_id": "v1", "attributes": [], "snapshots": [{"decisions": [], "events": [
+        {"entity_id": "e1", "key": "order", "timestamp": 1709251200000,
+         "uuid": "0b4f0c0e-0000-4000-8000-000000000001", "type": "order", "revenue": 1299}]}]}],
+}
+
+
+def test_event_api_against_emulator_strict_and_faults(srv):
+    from psanalytics.api.event_api import EventApi, EventApiRejected
+
+    srv.set_faults({"seed": 2, "error_rate": 0.3, "rate_limit_rate": 0.2, "retry_after": "0",
+                    "drop_rate": 0.1, "routes": ["events"]})
+    api = EventApi(srv.url, strict=True, policy=POLICY)
+    results = [api.send(_EV_BODY) for _ in range(20)]
+    assert all(r.status == 204 for r in results)
+    assert sum(r.retries for r in results) > 5
+    # Re-sends of the same (entity_id, uuid, timestamp) are kept once by the service.
+    assert srv.emulator.accepted_events().height == 1
+    srv.set_faults(None)
+    bad = orjson.loads(orjson.dumps(_EV_BODY))
+    bad["visitors"][0]["snapshots"][0]["events"][0]["timestamp"] = 1709251200
+    with pytest.raises(EventApiRejected) as ei:
+        api.send(bad)
+    assert ei.value.attempts == 1
+    assert ei.value.errors == [{"path": "visitors[0].snapshots[0].events[0].timestamp",
+                                "message": "must be epoch milliseconds (13 digits), got 1709251200"}]
