@@ -45,6 +45,7 @@ from psanalytics import schema
 from psanalytics.api.http import (
     ApiError,
     RequestStats,
+    RetryAfterTooLong,
     RetryPolicy,
     Secret,
     SendResult,
@@ -1004,7 +1005,9 @@ class ProfileStore:
         """Delete many events (a frame with ``TrackId`` and optionally ``Scope``, or ids).
 
         Returns a :class:`DeleteReport` of what was deleted, what was not found and what
-        failed (with the error), so nothing is lost if the pending-deletion limit is hit.
+        failed (with the error), so nothing is lost if the pending-deletion limit is hit:
+        once the server asks to wait longer than ``policy.max_retry_after`` the remaining
+        ids are not sent and are listed as failed with that reason.
         """
         pairs: list[tuple[str, str]]
         if isinstance(events, pl.DataFrame):
@@ -1021,10 +1024,22 @@ class ProfileStore:
         lock = threading.Lock()
         bar = _progress(len(pairs), "delete", self.progress if progress is None else progress, "ev")
 
+        stop: list[str] = []
+
         def work(pair: tuple[str, str]) -> None:
             sc, tid = pair
+            if stop:
+                with lock:
+                    report.failed.append((sc, tid, f"not sent: {stop[0]}"))
+                bar.update(1)
+                return
             try:
                 ok = self._delete(sc, tid, stats)
+            except RetryAfterTooLong as exc:
+                # The pending-deletion limit: the server wants hours. Stop asking.
+                with lock:
+                    stop.append(str(exc))
+                    report.failed.append((sc, tid, str(exc)))
             except ApiError as exc:
                 with lock:
                     report.failed.append((sc, tid, str(exc)))

@@ -393,3 +393,25 @@ def test_unstable_tie_order_across_pages_falls_back_to_one_request():
     assert got.get_column("TrackId").n_unique() == 35
     tops = [r.url.params["$top"] for r in fake.gets()]
     assert tops[-1] == "9999" and tops.count("10") >= 4  # paged, saw the mess, refetched whole
+
+
+def test_delete_many_stops_at_the_pending_deletion_limit():
+    df = dense_events(20)
+    fake = FakeStore(df)
+    deletes = {"n": 0}
+
+    def fault(req, n):
+        if req.method == "DELETE":
+            deletes["n"] += 1
+            if deletes["n"] > 5:
+                return httpx.Response(429, headers={"Retry-After": "86400"},
+                                      json={"error": {"code": "TooManyRequests", "message": "over 1,000,000 pending"}})
+        return None
+
+    fake.fault = fault
+    rep = store_for(fake, concurrency=1).delete_many(df)
+    assert len(rep.deleted) == 5 and rep.not_found == [] and len(rep.failed) == 15
+    assert "Retry-After 86400 s, longer than max_retry_after=1 s" in rep.failed[0][2]
+    assert all(f[2].startswith("not sent: ") for f in rep.failed[1:])
+    assert deletes["n"] == 6  # stopped asking after the first long Retry-After
+    assert [tid for _, tid in rep.deleted] == [f"t{i:05d}" for i in range(5)]
