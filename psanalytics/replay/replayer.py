@@ -270,6 +270,14 @@ class ReplayReport:
     planned_events: int = 0
     idle_capped_s: float = 0.0
     interrupted: bool = False
+    latencies_s: list[float] = field(default_factory=list, repr=False)
+
+    def latency(self, q: float) -> float | None:
+        """Quantile ``q`` (0..1) of the acknowledged requests' wall time (retries included)."""
+        if not self.latencies_s:
+            return None
+        xs = sorted(self.latencies_s)
+        return xs[min(len(xs) - 1, int(q * len(xs)))]
 
     @property
     def rate(self) -> float:
@@ -284,7 +292,10 @@ class ReplayReport:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d.pop("latencies_s")
         d["rate"] = self.rate
+        d["latency_p50_s"] = self.latency(0.5)
+        d["latency_p95_s"] = self.latency(0.95)
         return d
 
     def __str__(self) -> str:
@@ -301,6 +312,9 @@ class ReplayReport:
         ]
         if self.statuses:
             lines.append("  statuses " + ", ".join(f"{k}: {v:,}" for k, v in sorted(self.statuses.items())))
+        if self.latencies_s:
+            lines.append(f"  request latency p50 {self.latency(0.5) * 1000:,.1f} ms, "
+                         f"p95 {self.latency(0.95) * 1000:,.1f} ms")
         for r in self.rejections[:5]:
             lines.append(f"  rejected {r.batch}: {r.status} {r.reason}")
         for name, path in self.files.items():
@@ -622,6 +636,9 @@ class Replayer:
                 status = int(getattr(res, "status", 0) or 0)
                 report.statuses[status] = report.statuses.get(status, 0) + 1
                 report.retries += int(getattr(res, "retries", 0) or 0)
+                elapsed = getattr(res, "elapsed_s", None)
+                if isinstance(elapsed, (int, float)):
+                    report.latencies_s.append(float(elapsed))
                 self._count_sent(report, batch, stats)
                 if ckpt is not None:
                     ckpt.record(batch, "ok")

@@ -82,6 +82,8 @@ def test_every_event_arrives_once_despite_faults(sample):
     assert report.rejected == report.failed == report.quarantined == 0
     assert report.statuses == {204: report.batches}
     assert report.ok
+    assert len(report.latencies_s) == report.batches and report.latency(0.95) >= report.latency(0.5) > 0
+    assert "request latency p50" in str(report)
 
 
 class Killer:
