@@ -40,6 +40,68 @@ def _root(
 # >>> commands
 
 
+# --- sessions room: sessionize ----------------------------------------------------------
+@app.command("sessionize")
+def sessionize_cmd(
+    input: list[Path] = typer.Argument(..., help="Exported events: files, folders or globs (NDJSON, JSON, CSV, Parquet, .gz)."),  # noqa: A002
+    out: Path = typer.Option(..., "--out", "-o", help="Sessions table to write: .parquet or .csv."),
+    timeout: str = typer.Option("30m", "--timeout", help="Inactivity that ends a session (more than this); 'profile_store_visits' = 15m."),
+    max_duration: str = typer.Option("24h", "--max-duration", help="Cap on a session's length; 'none' for no cap."),
+    midnight: str | None = typer.Option(None, "--split-at-midnight", help="Time zone (e.g. Europe/Stockholm): new session at local midnight."),
+    campaign: bool = typer.Option(False, "--split-on-campaign", help="New session when the utm_*/gclid campaign changes."),
+    identity: bool = typer.Option(False, "--split-on-identity-change", help="New session when a different User.Email appears."),
+    key: list[str] = typer.Option(["DeviceId"], "--key", help="Column(s) sessions are cut by (repeat for several)."),
+    events_out: Path | None = typer.Option(None, "--events-out", help="Also write the events with their session columns (.parquet or .csv)."),
+    minimal: bool = typer.Option(False, "--minimal", help="Only the minimal sessions table (device, index, start, end, duration, n_events, pages)."),
+    on_error: str = typer.Option("raise", "--on-error", help="'raise' or 'skip' bad input lines."),
+) -> None:
+    """Cut exported events into sessions and write the sessions table."""
+    import polars as pl
+
+    from psanalytics.errors import PsaError
+    from psanalytics.exports import read_events
+    from psanalytics.sessions import sessionize
+
+    def write(frame: pl.DataFrame, path: Path) -> None:
+        suffix = path.suffix.lower()
+        if suffix == ".parquet":
+            frame.write_parquet(path)
+        elif suffix == ".csv":
+            nested = [c for c, t in frame.schema.items() if isinstance(t, pl.Struct | pl.List)]
+            frame.with_columns(pl.col(c).struct.json_encode() if isinstance(frame.schema[c], pl.Struct)
+                               else pl.col(c).cast(pl.List(pl.String)).list.join("|") for c in nested).write_csv(path)
+        else:
+            raise PsaError(f"{path}: write .parquet or .csv (got {suffix or 'no suffix'!r})")
+
+    try:
+        for path in (out, events_out):
+            if path is not None and path.suffix.lower() not in (".parquet", ".csv"):
+                raise PsaError(f"{path}: write .parquet or .csv (got {path.suffix or 'no suffix'!r})")
+        events = read_events([str(p) for p in input], on_error=on_error)  # type: ignore[arg-type]
+        result = sessionize(
+            events,
+            timeout=timeout,
+            max_duration=None if max_duration.strip().lower() in ("none", "off", "0", "") else max_duration,
+            split_at_midnight=midnight,
+            split_on_campaign=campaign,
+            split_on_identity_change=identity,
+            key=key[0] if len(key) == 1 else key,
+            minimal=minimal,
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write(result.sessions, out)
+        if events_out is not None:
+            events_out.parent.mkdir(parents=True, exist_ok=True)
+            write(result.events, events_out)
+    except PsaError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        f"{result.events.height:,} events -> {result.sessions.height:,} sessions "
+        f"({result.sessions['device_id'].n_unique() if 'device_id' in result.sessions.columns else '?'} devices) -> {out}"
+    )
+
+
 # --- emulator room: serve -------------------------------------------------------------
 @app.command("serve")
 def serve_cmd(
