@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from psanalytics import schema
-from psanalytics.query.odata import compile_filter, time_bounds_ns
+from psanalytics.query.odata import split_filter
 
 _SORT = ["EventTime", "TrackId"]
 _MIN_NS = np.iinfo(np.int64).min
@@ -28,6 +28,22 @@ def _times(frame: pl.DataFrame) -> np.ndarray:
     if t.null_count():
         t = t.fill_null(_MIN_NS)
     return t.to_numpy().astype(np.int64, copy=False)
+
+
+def _is_sorted(frame: pl.DataFrame, times: np.ndarray) -> bool:
+    """True when rows are in (EventTime, TrackId) order: checks times, then the ties only."""
+    if len(times) < 2:
+        return True
+    d = np.diff(times)
+    if (d < 0).any():
+        return False
+    ties = np.flatnonzero(d == 0)
+    if len(ties) == 0:
+        return True
+    tid = frame.get_column("TrackId")
+    a = tid.gather(ties)
+    b = tid.gather(ties + 1)
+    return bool((a <= b).all())
 
 
 def _sorted(frame: pl.DataFrame) -> pl.DataFrame:
@@ -44,8 +60,11 @@ class _Segment:
 
     @classmethod
     def of(cls, frame: pl.DataFrame) -> _Segment:
-        frame = _sorted(frame).rechunk()
-        return cls(frame, _times(frame), np.zeros(frame.height, dtype=bool))
+        times = _times(frame)
+        if not _is_sorted(frame, times):  # an already sorted frame is kept as is (no copy)
+            frame = _sorted(frame)
+            times = _times(frame)
+        return cls(frame, times, np.zeros(frame.height, dtype=bool))
 
     def window(self, lo: int | None, lo_inc: bool, hi: int | None, hi_inc: bool) -> pl.DataFrame:
         a = 0 if lo is None else int(np.searchsorted(self.times, lo, "left" if lo_inc else "right"))
@@ -126,8 +145,12 @@ class EventStore:
             if hit is not None:
                 self._cache.move_to_end(key)
                 return hit
-        expr = compile_filter(filter_text, lenient=self.lenient) if filter_text else None
-        lo, lo_inc, hi, hi_inc = time_bounds_ns(filter_text) if filter_text else (None, True, None, True)
+        if filter_text:
+            (lo, lo_inc, hi, hi_inc), expr = split_filter(filter_text, lenient=self.lenient)
+            if lo is None and hi is not None:
+                lo, lo_inc = _MIN_NS, False  # a null EventTime matches no time comparison
+        else:
+            (lo, lo_inc, hi, hi_inc), expr = (None, True, None, True), None
         rows = self._window(lo, lo_inc, hi, hi_inc)
         if expr is not None:
             rows = rows.filter(expr)

@@ -38,6 +38,7 @@ Semantics chosen where the spec is silent:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ __all__ = [
     "parse_filter",
     "time_bounds",
     "time_bounds_ns",
+    "split_filter",
     "parse_orderby",
     "F",
     "Filter",
@@ -338,7 +340,7 @@ def _cmp(left: pl.Expr, op: str, right: Any) -> pl.Expr:
     return left >= right
 
 
-def _time_cmp(col: pl.Expr, op: str, lit: _Lit, *, text: str, where: int | None) -> pl.Expr:
+def _time_cmp(col: pl.Expr, op: str, lit: _Lit, *, text: str) -> pl.Expr:
     """Compare a Datetime(ns, UTC) expression with a date/datetime literal."""
     raw = lit.value if lit.kind in ("date", "datetime", "string", "ident") else None
     ns = _iso_to_ns(raw) if isinstance(raw, str) else None
@@ -346,7 +348,7 @@ def _time_cmp(col: pl.Expr, op: str, lit: _Lit, *, text: str, where: int | None)
         raise ODataError(
             f"cannot compare a time with {lit.text} (write a bare ISO 8601 datetime such as "
             "2020-01-01T00:00:00Z, or a date)",
-            text=text, position=where,
+            text=text, position=_find(text, lit.text.strip("'")) if lit.kind != "string" else None,
         )
     if _is_date_only(raw):
         lo, hi = _ns_lit(ns), _ns_lit(ns + _DAY_NS)
@@ -461,7 +463,6 @@ class _Compiler:
         if lit is None:
             raise self.err(f"{prop.name} must be compared with a value")
         col = pexpr if pexpr is not None else prop.expr()
-        where = self.pos(lit.text.strip("'")) if lit.kind != "string" else None
         if prop.kind == "payload_root":
             if lit.kind != "null" or op not in ("eq", "ne"):
                 raise self.err("Payload itself can only be compared with null "
@@ -470,7 +471,7 @@ class _Compiler:
         if prop.kind == "time":
             if lit.kind == "null":
                 return (col.is_null() if op == "eq" else col.is_not_null()) if op in ("eq", "ne") else pl.lit(False)
-            return _time_cmp(col, op, lit, text=self.text, where=where)
+            return _time_cmp(col, op, lit, text=self.text)
         if prop.kind == "payload":
             if lit.kind == "null":
                 if op not in ("eq", "ne"):
@@ -481,7 +482,7 @@ class _Compiler:
             if lit.kind == "bool":
                 return _cmp(col, op, "true" if lit.value else "false").fill_null(False)
             if lit.kind in ("date", "datetime"):
-                return _time_cmp(parse_time_expr(col), op, lit, text=self.text, where=where).fill_null(False)
+                return _time_cmp(parse_time_expr(col), op, lit, text=self.text).fill_null(False)
             if lit.kind == "guid":
                 return _cmp(col.str.to_lowercase(), op, lit.value).fill_null(False)
             return _cmp(col, op, str(lit.value)).fill_null(False)
@@ -528,6 +529,16 @@ class _Compiler:
         return out.fill_null(False)
 
 
+@functools.lru_cache(maxsize=512)
+def _parse_cached(text: str) -> ast._Node:
+    return parse_filter(text)
+
+
+@functools.lru_cache(maxsize=512)
+def _compile_cached(text: str, lenient: bool) -> pl.Expr:
+    return _Compiler(text, lenient).visit(_parse_cached(text)).fill_null(False)
+
+
 def compile_filter(text: str | Filter, *, lenient: bool = False) -> pl.Expr:
     """Compile Profile Store ``$filter`` text (or an ``F`` filter) to a Polars expression.
 
@@ -537,8 +548,9 @@ def compile_filter(text: str | Filter, *, lenient: bool = False) -> pl.Expr:
     """
     if isinstance(text, Filter):
         text = text.render()
-    node = parse_filter(text)
-    return _Compiler(text, lenient).visit(node).fill_null(False)
+    if not isinstance(text, str):
+        raise TypeError(f"$filter must be text or an F filter, not {type(text).__name__}")
+    return _compile_cached(text, bool(lenient))
 
 
 def filter_frame(frame: pl.DataFrame | pl.LazyFrame, text: str | Filter, *,
@@ -559,72 +571,106 @@ def _conjuncts(node: Any) -> Iterator[Any]:
         yield node
 
 
-def time_bounds_ns(text: str | Filter | None) -> tuple[int | None, bool, int | None, bool]:
-    """Like :func:`time_bounds`, in exact integer nanoseconds since the epoch."""
+def _time_term(c: Any) -> list[tuple[str, int, bool]] | None:
+    """The bound(s) a top-level conjunct puts on EventTime, exactly; None if it is not a
+    plain time comparison (``("lo"|"hi", ns, inclusive)`` items)."""
+    if not isinstance(c, ast.Compare) or type(c.comparator) not in _OPS:
+        return None
+    op_t = type(c.comparator)
+    lp, rp = _resolve(c.left), _resolve(c.right)
+    if lp is not None and lp.kind == "time" and rp is None:
+        lit = _literal(c.right)
+    elif rp is not None and rp.kind == "time" and lp is None:
+        lit, op_t = _literal(c.left), _FLIP[op_t]
+    else:
+        return None
+    if lit is None or lit.kind not in ("date", "datetime", "string"):
+        return None
+    ns = _iso_to_ns(str(lit.value))
+    if ns is None:
+        return None
+    op = _OPS[op_t]
+    if op == "ne":
+        return None
+    if _is_date_only(str(lit.value)):
+        d0, d1 = ns, ns + _DAY_NS
+        return {
+            "eq": [("lo", d0, True), ("hi", d1, False)],
+            "lt": [("hi", d0, False)],
+            "le": [("hi", d1, False)],
+            "gt": [("lo", d1, True)],
+            "ge": [("lo", d0, True)],
+        }[op]
+    return {
+        "eq": [("lo", ns, True), ("hi", ns, True)],
+        "gt": [("lo", ns, False)],
+        "ge": [("lo", ns, True)],
+        "lt": [("hi", ns, False)],
+        "le": [("hi", ns, True)],
+    }[op]
+
+
+def _split(text: str) -> tuple[tuple[int | None, bool, int | None, bool], list[Any]]:
     lo: int | None = None
     lo_inc = True
     hi: int | None = None
     hi_inc = True
+    rest: list[Any] = []
+    for c in _conjuncts(_parse_cached(text)):
+        items = _time_term(c)
+        if items is None:
+            rest.append(c)
+            continue
+        for side, v, inc in items:
+            if side == "lo" and (lo is None or v > lo or (v == lo and not inc)):
+                lo, lo_inc = v, inc
+            elif side == "hi" and (hi is None or v < hi or (v == hi and not inc)):
+                hi, hi_inc = v, inc
+    return (lo, lo_inc, hi, hi_inc), rest
+
+
+_NODE_CACHE: dict[tuple[str, bool], pl.Expr] = {}
+
+
+def split_filter(text: str | Filter, *, lenient: bool = False
+                 ) -> tuple[tuple[int | None, bool, int | None, bool], pl.Expr | None]:
+    """``(time_bounds_ns(text), rest)``: the EventTime bounds that the top-level ``and``
+    terms set exactly, and the expression for every other term (None when the bounds say
+    it all). Rows inside the bounds (EventTime not null) that match ``rest`` are exactly
+    the rows ``compile_filter(text)`` matches; the emulator slices its sorted store by the
+    bounds and evaluates only ``rest`` on the slice. Raises :class:`ODataError`.
+    """
+    if isinstance(text, Filter):
+        text = text.render()
+    bounds, rest = _split(text)
+    if not rest:
+        return bounds, None
+    exprs = []
+    comp = _Compiler(text, lenient)
+    for node in rest:
+        key = (repr(node), bool(lenient))
+        e = _NODE_CACHE.get(key)
+        if e is None:
+            e = comp.visit(node).fill_null(False)
+            if len(_NODE_CACHE) > 2048:
+                _NODE_CACHE.clear()
+            _NODE_CACHE[key] = e
+        exprs.append(e)
+    out = exprs[0]
+    for e in exprs[1:]:
+        out = out & e
+    return bounds, out
+
+
+def time_bounds_ns(text: str | Filter | None) -> tuple[int | None, bool, int | None, bool]:
+    """Like :func:`time_bounds`, in exact integer nanoseconds since the epoch."""
     if text is None:
-        return lo, lo_inc, hi, hi_inc
+        return None, True, None, True
     if isinstance(text, Filter):
         text = text.render()
     if not text.strip():
-        return lo, lo_inc, hi, hi_inc
-
-    def raise_lo(v: int, inc: bool) -> None:
-        nonlocal lo, lo_inc
-        if lo is None or v > lo or (v == lo and not inc):
-            lo, lo_inc = v, inc
-
-    def lower_hi(v: int, inc: bool) -> None:
-        nonlocal hi, hi_inc
-        if hi is None or v < hi or (v == hi and not inc):
-            hi, hi_inc = v, inc
-
-    for c in _conjuncts(parse_filter(text)):
-        if not isinstance(c, ast.Compare) or type(c.comparator) not in _OPS:
-            continue
-        op_t = type(c.comparator)
-        lp, rp = _resolve(c.left), _resolve(c.right)
-        if lp is not None and lp.kind == "time" and rp is None:
-            lit = _literal(c.right)
-        elif rp is not None and rp.kind == "time" and lp is None:
-            lit, op_t = _literal(c.left), _FLIP[op_t]
-        else:
-            continue
-        if lit is None or lit.kind not in ("date", "datetime", "string", "ident"):
-            continue
-        ns = _iso_to_ns(str(lit.value))
-        if ns is None:
-            continue
-        op = _OPS[op_t]
-        if _is_date_only(str(lit.value)):
-            d0, d1 = ns, ns + _DAY_NS
-            if op == "eq":
-                raise_lo(d0, True)
-                lower_hi(d1, False)
-            elif op == "lt":
-                lower_hi(d0, False)
-            elif op == "le":
-                lower_hi(d1, False)
-            elif op == "gt":
-                raise_lo(d1, True)
-            elif op == "ge":
-                raise_lo(d0, True)
-            continue
-        if op == "eq":
-            raise_lo(ns, True)
-            lower_hi(ns, True)
-        elif op == "gt":
-            raise_lo(ns, False)
-        elif op == "ge":
-            raise_lo(ns, True)
-        elif op == "lt":
-            lower_hi(ns, False)
-        elif op == "le":
-            lower_hi(ns, True)
-    return lo, lo_inc, hi, hi_inc
+        return None, True, None, True
+    return _split(text)[0]
 
 
 def time_bounds(text: str | Filter | None) -> tuple[datetime | None, bool, datetime | None, bool]:
