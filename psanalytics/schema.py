@@ -549,9 +549,14 @@ def _sample_keys(data: bytes, n: int = 1000) -> tuple[list[str], dict[str, Any]]
     """Keys (in first-seen order) and one example value per key from the first ``n`` lines."""
     keys: dict[str, Any] = {}
     seen = 0
-    head = data.split(b"\n", n + 50)
-    if len(head) > n + 50:
-        head.pop()  # the unsplit rest of the data
+    cut = 0
+    for _ in range(n + 50):  # find the end of the first n + 50 lines without copying
+        nxt = data.find(b"\n", cut)
+        if nxt < 0:
+            cut = len(data)
+            break
+        cut = nxt + 1
+    head = data[:cut].split(b"\n")
     for raw in head:
         if not raw.strip():
             continue
@@ -663,18 +668,23 @@ def _payload_text(lines: pl.Series, key: str, others: Iterable[str]) -> pl.Serie
     Payload re-encoded compactly (with orjson, exactly; by Polars when more than 200,000
     lines need it, where float digits may be normalised).
     """
-    import re
-
     needle = f'"{key}":'
-    stripped = lines.str.strip_chars_end()
-    # splitn, not find + slice: find counts bytes, slice counts characters.
-    sliced = stripped.str.splitn(needle, 2).struct.field("field_1").str.head(-1).str.strip_chars()
-    pattern = '"(?:' + "|".join(re.escape(k) for k in sorted(others)) + r')"\s*:'
+    if not lines.str.ends_with("}").all():
+        lines = lines.str.strip_chars_end()
+    start = lines.str.find(needle, literal=True) + len(needle)  # a byte offset
+    # Slice bytes (str.slice would count characters); the cut points are ASCII, so the
+    # result is valid UTF-8.
+    sliced = pl.select(
+        pl.lit(lines).cast(pl.Binary).bin.slice(pl.lit(start)).bin.head(-1).cast(pl.String)
+    ).to_series()
+    if bool((sliced.str.starts_with(" ") | sliced.str.ends_with(" ")).any()):
+        sliced = sliced.str.strip_chars()
+    names = [f'"{k}"' for k in sorted(set(others) | {key})]
     ok = pl.select(
         (
-            (pl.lit(lines).str.count_matches(needle, literal=True) == 1)
-            & pl.lit(stripped).str.ends_with("}")
-            & ~pl.lit(sliced).str.contains(pattern)
+            pl.lit(start).is_not_null()
+            & pl.lit(lines).str.ends_with("}")
+            & ~pl.lit(sliced).str.contains_any(names)
         ).fill_null(False)
     ).to_series()
     if not ok.all():
