@@ -791,8 +791,7 @@ class Compiler:
             r = a.str.ends_with(needle) if cs else a.str.contains(flags + esc + "$")
         elif kind == "has":
             if needle == "":
-                r = pl.lit(True) if True else a
-                r = a.is_not_null() & pl.lit(True)
+                r = a.is_not_null()  # every (non-null) text has the empty term
             else:
                 r = a.str.contains(flags + r"(?:^|[^A-Za-z0-9])" + esc
                                    + r"(?:[^A-Za-z0-9]|$)")

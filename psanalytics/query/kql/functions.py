@@ -120,8 +120,8 @@ def _totimespan(c: Compiler, e: N.Call, t: Table) -> Val:
     if a.is_const and a.ktype == "string":
         return _lit(parse_timespan_text(a.const), "timespan")
     if a.ktype == "long":
-        return V(a.expr.cast(pl.Int64) * 100, "timespan", a).__class__(
-            (a.expr.cast(pl.Int64) * 100).cast(SPAN_DTYPE), "timespan", True, agg=a.agg)
+        # a long is a number of 100 ns ticks
+        return V((a.expr.cast(pl.Int64) * 100).cast(SPAN_DTYPE), "timespan", a)
     raise c.sem("totimespan() of a non-literal string is not supported locally", e,
                 cls=KqlUnsupported)
 
@@ -326,8 +326,8 @@ def _tostring_expr(c: Compiler, v: Val) -> pl.Expr:
                 .when((x == x.floor()) & (x.abs() < 1e15)).then(x.cast(pl.Int64).cast(pl.String))
                 .otherwise(x.cast(pl.String))).fill_null("")
     if k == "bool":
-        return pl.when(v.expr).then(pl.lit("true")).otherwise(pl.lit("false")).fill_null("") \
-            if True else v.expr
+        return (pl.when(v.expr.is_null()).then(pl.lit("")).when(v.expr).then(pl.lit("true"))
+                .otherwise(pl.lit("false")))
     if k == "datetime":
         from psanalytics.schema import format_time_expr
         return format_time_expr(v.expr).fill_null("")
@@ -584,9 +584,7 @@ def _isempty(c: Compiler, e: N.Call, t: Table) -> Val:
 def _isnull(c: Compiler, e: N.Call, t: Table) -> Val:
     (a,) = args(c, e, t, 1)
     if a.ktype == "string":
-        r = pl.lit(False) | a.expr.is_null()
-        r = pl.lit(False, dtype=pl.Boolean).__and__(a.expr.is_null()) if False else (
-            a.expr.is_null() & pl.lit(False))
+        r = a.expr.is_null() & pl.lit(False)  # strings are never null (one value per row)
     elif a.ktype == "dynamic" and not a.is_list:
         r = c.dyn_text(a).is_null()
     else:
