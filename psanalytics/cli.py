@@ -219,7 +219,8 @@ def replay_cmd(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     if as_json:
-        typer.echo(orjson.dumps(report.to_dict(), default=str, option=orjson.OPT_INDENT_2).decode())
+        typer.echo(orjson.dumps(report.to_dict(), default=str,
+                                option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
     else:
         typer.echo(str(report))
     if not report.ok:

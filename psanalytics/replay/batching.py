@@ -65,6 +65,8 @@ class Batch:
     prefix: bytes = field(default=b"", repr=False)
     part_events: list[int] = field(default_factory=list, repr=False)
     part_first_ms: list[int] = field(default_factory=list, repr=False)
+    #: replayer clock time at which pacing released the batch (None until then)
+    released_at: float | None = None
 
     @property
     def nbytes(self) -> int:

@@ -725,6 +725,7 @@ class Replayer:
                         self._eta = max(self._eta, eta + (batch.events / self.pacer.rate if self.pacer.rate else 0.0))
                 else:
                     self.pacer.wait(batch.first_ms / 1000.0, batch.events)
+                batch.released_at = self.clock()
                 if self.dry_run is not None:
                     dry_out.write(batch.body)
                     self._count_sent(report, batch, stats)

@@ -147,3 +147,24 @@ def test_tracking_sink_into_the_emulated_store(sample):
 def test_default_target_is_an_in_process_emulator(sample):
     report = replay(sample.head(200), account_id="1", progress=False)
     assert report.ok and report.events == 200 and "psanalytics-emulator" in report.sink
+
+
+def test_cli_replays_to_a_served_emulator(sample, tmp_path):
+    from typer.testing import CliRunner
+
+    from psanalytics.cli import app
+    from psanalytics.emulator import serve
+    from psanalytics.exports import write_events
+    from psanalytics.schema import empty_frame
+
+    src = write_events(sample.head(400), tmp_path / "in.ndjson")
+    with serve(empty_frame()) as srv:
+        res = CliRunner().invoke(app, ["replay", str(src), "--url", srv.url, "--account-id", "9",
+                                       "--rate", "100000", "--no-progress", "--json"])
+        assert res.exit_code == 0, res.output
+        assert orjson.loads(res.stdout)["events"] == 400
+        assert kept_keys(srv) == expected_keys(sample.head(400))
+        res = CliRunner().invoke(app, ["replay", str(src), "--to", "tracking", "--url", srv.url,
+                                       "--api-key", srv.api_key, "--no-progress"])
+        assert res.exit_code == 0, res.output
+        assert srv.emulator.events().height == 400

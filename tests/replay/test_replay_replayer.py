@@ -347,3 +347,45 @@ def test_resume_after_a_split_rejection_skips_resolved_halves(sample, tmp_path):
     # only the unresolved parent batch is posted again (and answered 400); its halves are skipped
     assert len(fake.bodies) == posted and again.events == 0 and again.rejected == 0
     assert again.skipped_events == sample.height
+
+
+def test_speed_pacing_through_the_replayer_keeps_spacing(sample):
+    class Clock:
+        now = 50.0
+
+        def __call__(self):
+            return self.now
+
+        def sleep(self, s):
+            self.now += s
+
+    clk = Clock()
+    sends: list[tuple[float, int]] = []
+
+    class Recorder:
+        kind = "event-api"
+
+        def send(self, batch):
+            from psanalytics.api.http import SendResult
+
+            return SendResult(status=204, attempts=1, retries=0, elapsed_s=0.0005)
+
+        def close(self):
+            pass
+
+    def on_batch(batch, outcome):
+        sends.append((batch.released_at, batch.first_ms))
+        clk.now += 0.0005  # time passes while requests are made
+
+    speed = 500.0
+    report = Replayer(Recorder(), account_id="1", speed=speed, max_idle=10_000.0, workers=1,
+                      sessions="SessionId", progress=False, clock=clk, sleep=clk.sleep,
+                      on_batch=on_batch).run(sample)
+    assert report.events == sample.height and len(sends) > 50
+    sends.sort()
+    t0, m0 = sends[0]
+    for t, m in sends[1:]:
+        want = (m - m0) / 1000.0 / speed
+        assert t - t0 == pytest.approx(want, rel=0.01, abs=0.002)
+    # the whole replay took the original span / speed
+    assert sends[-1][0] - t0 == pytest.approx((sends[-1][1] - m0) / 1000 / speed, rel=0.01)
