@@ -66,6 +66,7 @@ __all__ = [
     "compare_frames",
     "load_ipython_extension",
     "parse_param",
+    "typed_remote",
     "with_params",
 ]
 
@@ -232,6 +233,48 @@ def _comparable(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
     return frame.select(exprs) if exprs else frame.select()
 
 
+_ISO_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$"
+
+
+def typed_remote(frame: pl.DataFrame) -> pl.DataFrame:
+    """Give a preview result's text columns their KQL types back: a String column whose every
+    non-empty value is an ISO 8601 UTC time (``2024-03-04T10:00:00.1234567Z``) becomes
+    ``Datetime("ns", "UTC")``, as the local engine returns it (e.g. ``max(EventTime)``)."""
+    fixes = []
+    for name, dtype in frame.schema.items():
+        if dtype != pl.String or frame.height == 0:
+            continue
+        col = frame.get_column(name)
+        filled = col.filter(col.is_not_null() & (col != ""))
+        if filled.len() and filled.str.contains(_ISO_UTC).all():
+            fixes.append(
+                pl.when(pl.col(name) == "")
+                .then(None)
+                .otherwise(pl.col(name))
+                .str.to_datetime(
+                    "%Y-%m-%dT%H:%M:%S%.fZ", time_unit="ns", time_zone="UTC", strict=False
+                )
+                .alias(name)
+            )
+    return frame.with_columns(fixes) if fixes else frame
+
+
+def _align(
+    local: pl.DataFrame, remote: pl.DataFrame, common: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Bring remote text columns to the local dtype where the API sends text (JSON, times)."""
+    fixes = []
+    for c in common:
+        lt, rt = local.schema[c], remote.schema[c]
+        if lt == rt or rt != pl.String:
+            continue
+        if isinstance(lt, pl.Struct):
+            fixes.append(pl.col(c).str.json_decode(lt))
+        elif isinstance(lt, pl.Datetime):
+            fixes.append(typed_remote(remote.select(c)).get_column(c).cast(lt, strict=False))
+    return local, (remote.with_columns(fixes) if fixes else remote)
+
+
 def compare_frames(
     local: pl.DataFrame,
     remote: pl.DataFrame,
@@ -244,6 +287,7 @@ def compare_frames(
 ) -> KqlComparison:
     """Compare two results as multisets of rows on their common columns."""
     common = [c for c in local.columns if c in remote.columns]
+    local, remote = _align(local, remote, common)
     dtypes = {
         c: (str(local.schema[c]), str(remote.schema[c]))
         for c in common
@@ -501,6 +545,7 @@ class KqlMagic(Magics):
             frame = client.preview(with_params(query, params), scope=scope or self.scope or None)
         elapsed = time.perf_counter() - started
         truncated = bool(getattr(frame, "truncated", frame.height >= PREVIEW_CAP))
+        frame = typed_remote(frame)
         cap = PREVIEW_CAP
         if limit is not None and frame.height > limit:
             frame, truncated, cap = frame.head(limit), True, limit

@@ -427,7 +427,7 @@ class KqlConsole(w.VBox):
 
     def run(self) -> pl.DataFrame | None:
         """Run the query in the editor; returns the result frame (None on error)."""
-        from psanalytics.jupyter.magic import PREVIEW_CAP, _render_spec
+        from psanalytics.jupyter.magic import PREVIEW_CAP, _render_spec, typed_remote
 
         text = self.query.value.strip()
         self.error, self.chart, self.result = None, None, None
@@ -446,6 +446,7 @@ class KqlConsole(w.VBox):
                     warnings.simplefilter("ignore")
                     frame = self.client.preview(text)
                 truncated = bool(getattr(frame, "truncated", frame.height >= PREVIEW_CAP))
+                frame = typed_remote(frame)
                 render = _render_spec(text, {})
         except PsaError as exc:
             self.error = str(exc)
