@@ -510,3 +510,19 @@ def test_known_but_unimplemented_functions_are_unsupported():
         with pytest.raises(KqlUnsupported) as ei:
             validate(f"Events | extend x = {f}")
         assert ei.value.column == 21
+
+
+@pytest.mark.parametrize("query,column", [
+    ("Events | where CountryCode in (Events | distinct CountryCode)", 32),
+    ("Events | where * has 'x'", 16),
+    ("Events | mv-expand x = Payload.tags", 10),
+    ("Events | extend (a, b) = (1, 2)", 17),
+    ("let f = (x: long) { x + 1 }; Events | take 1", 9),
+    ("print x = 1", 1),
+    ("Events | summarize percentiles(toreal(Payload.price), 50, 90)", 20),
+    ("Events | top-nested 3 of City by count()", 10),
+])
+def test_valid_kql_outside_the_subset_is_unsupported(query, column):
+    with pytest.raises(KqlUnsupported) as ei:
+        validate(query)
+    assert (ei.value.line, ei.value.column) == (1, column), str(ei.value)

@@ -624,7 +624,8 @@ class Compiler:
         return _lit(e.value, e.ktype)
 
     def x_star(self, e: N.Star, t: Table) -> Val:
-        raise self.sem("'*' is not allowed here", e)
+        raise self.sem("'*' (all columns) is only supported in count(*), arg_max(e, *) and "
+                       "arg_min(e, *) by the local engine", e, cls=KqlUnsupported)
 
     def x_name(self, e: N.Name, t: Table) -> Val:
         in_cols = e.name in t.schema

@@ -528,6 +528,10 @@ class Parser:
 
     def parse_paren_list(self, op: str) -> tuple[list[N.Expr], int]:
         self.expect_op("(", f" after '{op}'")
+        if (self.tok.kind == "IDENT" and self.peek().kind == "OP"
+                and self.peek().value == "|"):
+            self.error(f"a tabular sub-query inside '{op} (...)' is not supported by the local "
+                       "engine; use a list or a dynamic([...]) let", cls=KqlUnsupported)
         items: list[N.Expr] = []
         if not self.is_op(")"):
             items.append(self.parse_expr())
