@@ -610,6 +610,7 @@ def generate(
     t = np.mod(t, span_ns)  # a visit running past the end wraps to the start
     t = t - np.mod(t, _TICK)  # 100 ns resolution
 
+    del gaps, csum, r, same_ms, is_block, pos, by_pos, hpos, human
     # ---------------------------------------------------------------- burst
     if burst:
         nb = BURST_EVENTS
@@ -645,6 +646,7 @@ def generate(
     sess = np.empty(n, dtype=np.int64)
     sess[order] = sess_o
 
+    del order, d_o, t_o, first, gap_o, kept_alive, long_gap, renew, new_sess, sess_o
     # ---------------------------------------------------------------- people
     n_human = int((~is_bot).sum())
     identified = (~is_bot) & (rng.random(nd) < 0.2)
@@ -723,28 +725,25 @@ def generate(
         names[uix] = "" if u_noname[uix] else f"{f} {la}"
 
     # ---------------------------------------------------------------- final order
+    # Catalogue entry per event (generation order); block events show their page's URI.
+    kind_off = np.array([cat.off[k] for k in range(_N_KINDS)], dtype=np.int64)
+    gen_entry = dev_market[ev_dev] * cat.per_market + kind_off[kind] + np.where(
+        kind == _ORDER, 0, item
+    )
+    uri_gen = gen_entry[uri_from]
+    del uri_from, visit
     final = np.argsort(t, kind="stable")
     ev_dev = ev_dev[final]
     t = t[final]
     kind = kind[final]
     item = item[final]
-    # uri_from refers to a generation row; map it to that row's catalogue entry.
-    kind_off = np.array([cat.off[k] for k in range(_N_KINDS)], dtype=np.int64)
-    # Catalogue entry per event, in generation order first (needed for uri_from).
-    gen_kind = np.empty(n, dtype=np.int8)
-    gen_kind[final] = kind
-    gen_item = np.empty(n, dtype=np.int64)
-    gen_item[final] = item
-    gen_dev = np.empty(n, dtype=np.int64)
-    gen_dev[final] = ev_dev
-    gen_entry = dev_market[gen_dev] * cat.per_market + kind_off[gen_kind] + np.where(
-        gen_kind == _ORDER, 0, gen_item
-    )
-    uri_src = gen_entry[uri_from][final]
     entry = gen_entry[final]
+    uri_src = uri_gen[final]
+    del gen_entry, uri_gen
     sess = sess[final]
     ev_user = ev_user[final]
     ev_ip = ev_ip[final]
+    del final
 
     # ---------------------------------------------------------------- strings
     c_etype = pl.Series(cat.etype, dtype=pl.String)
