@@ -71,6 +71,27 @@ _ROUTES: list[tuple[str, str, re.Pattern[str]]] = [
     ("admin_faults_get", "GET", re.compile(r"^/_emulator/faults/?$")),
     ("admin_purge", "POST", re.compile(r"^/_emulator/purge/?$")),
     ("admin_health", "GET", re.compile(r"^/_emulator/health/?$")),
+    ("admin_docs", "GET", re.compile(r"^/_emulator/docs/?$")),
+]
+
+#: What /_emulator/docs lists: (method, path, auth, what it does).
+ROUTE_DOCS: list[tuple[str, str, str, str]] = [
+    ("GET", "/api/v2.0/TrackEvents", "epi-single", "$filter, $orderby, $skip, $top (skip+top < 10000); "
+     '{"items","total","count"}'),
+    ("GET", "/api/v1.0/trackevents", "epi-single", "same as v2"),
+    ("POST", "/api/v2.0/TrackEvents/preview", "epi-single", '{"Query","Scope"} -> KQL over Events, '
+     "at most 1,000 rows"),
+    ("DELETE", "/api/v2.0/TrackEvents/{scope}/{id}", "epi-single", "200, 404, 429 + Retry-After"),
+    ("DELETE", "/api/v1.0/trackingevents/{scope}/{id}", "epi-single", "same as v2"),
+    ("POST", "/api/v1.0/Track", "epi-single", "one camelCase event -> 202"),
+    ("POST", "/api/v1.0/TrackBulk", "epi-single", "<= 100 events of <= 256 KB -> 202"),
+    ("POST", "/v1/events", "none", "Event API: 204; 400 non-JSON, > 3.5 MB, or strict errors"),
+    ("GET", "/_emulator/state?limit=N", "none", "counts, Event API log, journal, faults"),
+    ("POST", "/_emulator/reset", "none", "back to the seeded events"),
+    ("GET|POST", "/_emulator/faults", "none", "read / set faults (JSON object or key=value text)"),
+    ("POST", "/_emulator/purge", "none", "drop deleted events now"),
+    ("GET", "/_emulator/health", "none", "status, version, event count"),
+    ("GET", "/_emulator/docs", "none", "this list"),
 ]
 _ADMIN_PREFIX = "/_emulator/"
 
@@ -740,6 +761,14 @@ class Emulator:
     async def _admin_purge(self, request: Request) -> Response:
         n = await run_in_threadpool(self.purge)
         return _json(orjson.dumps({"purged": n}))
+
+    async def _admin_docs(self, request: Request) -> Response:
+        return _json(orjson.dumps({
+            "version": EMULATOR_VERSION,
+            "routes": [{"method": m, "path": p, "auth": a, "what": w} for m, p, a, w in ROUTE_DOCS],
+            "not_emulated": "see docs/emulator.md: other Profile Store resources, Headers and "
+                            "User.Info, real geolocation, Event API processing, real rate limits",
+        }))
 
     async def _admin_health(self, request: Request) -> Response:
         return _json(orjson.dumps({

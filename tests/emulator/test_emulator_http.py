@@ -438,6 +438,9 @@ def test_admin_routes(srv, client):
     st = client.get("/_emulator/state", params={"limit": 2}).json()
     assert st["events"] == 61 and len(st["journal"]) == 2
     assert st["journal"][-1]["path"] == "/_emulator/health"
+    docs = client.get("/_emulator/docs").json()
+    assert {"method": "POST", "path": "/v1/events", "auth": "none",
+            "what": "Event API: 204; 400 non-JSON, > 3.5 MB, or strict errors"} in docs["routes"]
     assert client.post("/_emulator/reset").json() == {"ok": True, "events": 62}
     assert srv.state()["journal"][-1]["path"] == "/_emulator/reset"
 
