@@ -447,8 +447,6 @@ class Replayer:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if speed is not None and rate is not None:
-            pass  # both allowed: a batch leaves when both allow it
         if workers < 1:
             raise ReplayError(f"workers must be >= 1 (got {workers})")
         self.sink = self._coerce_sink(sink, strict=strict, retries=retries)
@@ -556,7 +554,7 @@ class Replayer:
         if not str(self.account_id or "").strip():
             raise MappingError("account_id is required for the Event API (the Optimizely account)")
         n_events, parts = encode_visitor_chunks(
-            frame, chunk_events=self.chunk_events if self.pacer.speed is None else frame.height + 1,
+            frame, chunk_events=self._chunk(frame.height),
             event_map=self.event_map, sessions=self.sessions, visitor_id=self.visitor_id,
             truncate_ips=self.truncate_ips, sample=self.sample,
         )
@@ -577,6 +575,15 @@ class Replayer:
                     yield b
 
         return batches(), {"events": n_events, "visitors": -1}
+
+    def _chunk(self, n: int) -> int:
+        """Events per encoded part: one part under speed pacing (global time order); in a
+        dry run at least 1,000,000 (nothing to overlap with); else ``chunk_events``."""
+        if self.pacer.speed is not None:
+            return n + 1
+        if self.dry_run is not None:
+            return max(self.chunk_events, 1_000_000)
+        return self.chunk_events
 
     def _set_aside_invalid(self, vis: pl.DataFrame) -> pl.DataFrame:
         """Local checks before anything is sent: 13-digit ms timestamps (events are sorted
@@ -706,8 +713,6 @@ class Replayer:
                 inflight[fut] = batch
 
         try:
-            if ckpt is not None and ckpt.header is not None and self.dry_run is None:
-                pass
             for batch in batches:
                 if deadline is not None and time.perf_counter() > deadline:
                     report.interrupted = True
