@@ -173,7 +173,7 @@ def replay_cmd(
     dry_run: Path | None = typer.Option(None, "--dry-run", help="Write the exact bodies to FILE (JSON lines, .gz ok); send nothing."),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint file (default with --resume: INPUT.replay-checkpoint.jsonl)."),
     resume: bool = typer.Option(False, "--resume", help="Resume from the checkpoint: acknowledged batches are not sent again."),
-    event_map: Path | None = typer.Option(None, "--event-map", help="JSON file: {EventType: entity_id | {entity_id, key, revenue, decision, skip}}."),
+    event_map: Path | None = typer.Option(None, "--event-map", help="JSON file: {EventType: entity_id | {entity_id, key, revenue, decision, skip}}, or {\"events\": {...}, \"unmapped\": \"skip\", \"attributes\": {...}}."),
     sessions: bool = typer.Option(False, "--sessions", help="Send the events' SessionId as session_id (one visitor object per session)."),
     visitor_id: str = typer.Option("DeviceId", "--visitor-id", help="DeviceId, user (stitched by e-mail, pseudonymous) or a column."),
     strict: bool = typer.Option(False, "--strict", help="Ask the Event API for 400s on invalid fields (X-Optimizely-Strict)."),

@@ -139,12 +139,21 @@ class EventMap:
 
     @classmethod
     def of(cls, value: EventMap | Mapping[str, Any] | None) -> EventMap:
-        """Coerce ``None``, a plain ``{EventType: entity}`` dict, or an EventMap."""
+        """Coerce ``None``, a plain ``{EventType: entity}`` dict, a dict of the whole map
+        (``{"events": {...}, "unmapped": "skip", "attributes": {"market": ["9001", "Scope"]}}``,
+        as a JSON file holds it), or an EventMap."""
         if value is None:
             return cls()
         if isinstance(value, EventMap):
             return value
         if isinstance(value, Mapping):
+            full = {"events", "unmapped", "revenue", "attributes"}
+            if isinstance(value.get("events"), Mapping) and set(value) <= full:
+                # the whole EventMap as a dict (e.g. a JSON file for the CLI)
+                attrs = {k: tuple(v) if isinstance(v, list) else v
+                         for k, v in dict(value.get("attributes", {"country": "CountryCode"})).items()}
+                return cls(events=dict(value["events"]), unmapped=value.get("unmapped", "keep"),
+                           revenue=dict(value.get("revenue", {"order": "total"})), attributes=attrs)
             return cls(events=dict(value))
         raise MappingError(f"event_map must be a dict or an EventMap, not {type(value).__name__}")
 

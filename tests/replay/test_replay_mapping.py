@@ -250,3 +250,11 @@ def test_tags_keep_json_types_when_a_key_mixes_them():
         (1200, {"total": 12, "x": "a\nb", "u": "ö"}), (1250, {"total": 12.5}),
         (None, {"n": 1}), (None, {"n": "s"}), (None, None), (None, None)]
     assert type(evs[0]["tags"]["total"]) is int and type(evs[1]["tags"]["total"]) is float
+
+
+def test_event_map_from_a_json_like_dict(events):
+    emap = EventMap.of({"events": {"order": "7001"}, "unmapped": "skip",
+                        "attributes": {"country": "CountryCode", "scope": ["9001", "Scope"]}})
+    assert emap.unmapped == "skip" and emap.attributes["scope"] == ("9001", "Scope")
+    vis = list(to_visitors(events, account_id="1", event_map=emap))
+    assert [[e["entity_id"] for s in v["snapshots"] for e in s["events"]] for v in vis] == [["7001"]]
