@@ -323,6 +323,11 @@ class Emulator:
         """The visible events (deleted ones hidden), sorted by EventTime then TrackId."""
         return self.store.events()
 
+    def add_events(self, events: pl.DataFrame | list[dict[str, Any]]) -> int:
+        """Add events behind the API's back (late arrivals, a growing head, bursts): they
+        are queryable at once and kept in order. Returns how many were added."""
+        return self.store.append(schema.normalize(events))
+
     def accepted_events(self) -> pl.DataFrame:
         """Event API events kept (after dedupe), one row per event, in arrival order."""
         with self._lock:

@@ -148,3 +148,37 @@ def test_mirror_max_events_and_state(small):
     assert emu.state()["events"] == 62 and emu.state()["journal"] == []
     with pytest.raises(ValueError, match="exceed max_events"):
         Emulator(small, max_events=10)
+
+
+def test_add_events_growing_head_and_late_arrivals(small):
+    emu = Emulator(small, api_key="k")
+    late = schema.normalize([{"TrackId": "late-1", "EventTime": "2024-03-01T00:30:00Z", "EventType": "late"}])
+    head = schema.normalize([{"TrackId": "head-1", "EventTime": "2024-03-09T00:00:00Z", "EventType": "new"}])
+    assert emu.add_events(late) == 1 and emu.add_events(head) == 1
+    ids = emu.events().get_column("TrackId").to_list()
+    assert ids[1] == "late-1" and ids[-1] == "head-1" and len(ids) == 64
+    emu.reset()
+    assert len(emu.events()) == 62
+
+
+def test_sync_transport_inside_a_running_loop_and_from_threads(small):
+    """Jupyter runs an event loop; the sync transport must still work there and from threads."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    emu = Emulator(small, api_key="k")
+
+    def count(i: int) -> int:
+        with httpx.Client(base_url=emu.url, transport=emu.transport(),
+                          headers={"Authorization": "epi-single k"}) as c:
+            return c.get("/api/v2.0/TrackEvents", params={"$filter": f"Value eq v{i}"}).json()["total"]
+
+    async def inside_loop() -> int:
+        return count(3)
+
+    assert asyncio.run(inside_loop()) == 1
+    with ThreadPoolExecutor(8) as ex:
+        assert list(ex.map(count, range(40))) == [1] * 40
+    assert emu.state()["requests"] == 41
