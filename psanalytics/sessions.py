@@ -255,18 +255,23 @@ def _split_packed(k: np.ndarray) -> np.ndarray:
     return perm
 
 
-def _device_order(keyser: pl.Series, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _device_order(
+    keyser: pl.Series, n: int, *, exact: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Sort rows (already time-ordered) by device, stable. Returns (perm, new_dev).
 
     Only one ``uint64`` array is sorted: (device key, row). A ``String`` key is hashed; the
-    high 32 bits of the hash group the rows, the full 64 bits separate the devices (rare
-    32-bit collisions are regrouped), and a second independent hash guards against a 64-bit
-    collision (then the exact dictionary encoding is used instead).
+    high 32 bits of the hash group the rows and the full 64 bits separate the devices (rare
+    32-bit collisions are regrouped). ``sessionize`` then checks that every session's key
+    string equals its device's first one, and redoes the cut with exact dictionary codes
+    (``exact=True``) if a 64-bit collision ever merged two devices.
     """
     new_dev = np.empty(n, dtype=bool)
     if n == 0:
         return np.empty(0, dtype=np.int64), new_dev
     new_dev[0] = True
+    if exact and not isinstance(keyser.dtype, pl.Categorical | pl.Enum):
+        keyser = keyser.cast(pl.String).cast(pl.Categorical)
     if isinstance(keyser.dtype, pl.Categorical | pl.Enum):
         k = _packed_sort(keyser.to_physical().to_numpy().astype(np.uint64))
         perm = _split_packed(k)
@@ -301,26 +306,6 @@ def _device_order(keyser: pl.Series, n: int) -> tuple[np.ndarray, np.ndarray]:
             hs[a:b] = hs[a:b][o]
         del hi
         np.not_equal(hs[1:], hs[:-1], out=new_dev[1:])
-    del hs, coll
-    # Guard against a full 64-bit collision with a second, independent hash (32 bits kept).
-    h2 = keyser.hash(seed=0xC0FFEE).to_numpy()
-    clash = False
-    prev = None
-    for i in range(0, n, step):
-        j = min(i + step, n)
-        g = h2[perm[i:j]]
-        if prev is not None:
-            g0 = np.concatenate(([prev], g))
-            c = (g0[1:] != g0[:-1]) & ~new_dev[i:j]
-        else:
-            c = (g[1:] != g[:-1]) & ~new_dev[i + 1 : j]
-        clash = clash or bool(c.any())
-        prev = g[-1]
-    del h2
-    if clash:  # pragma: no cover - probability about n**2 / 2**97
-        k = _packed_sort(keyser.cast(pl.Categorical).to_physical().to_numpy().astype(np.uint64))
-        perm = _split_packed(k)
-        np.not_equal(k[1:], k[:-1], out=new_dev[1:])
     return perm, new_dev
 
 
@@ -382,6 +367,7 @@ def _cut(
     midnight_tz: str | None,
     campaign: bool,
     identity: bool,
+    exact: bool = False,
 ) -> _Cut:
     n = df.height
     if n >= 2**32:
@@ -396,7 +382,7 @@ def _cut(
         t = t_in[pre]
         del t_in
     _trace("before device order")
-    perm, new_dev = _device_order(keyser, n)
+    perm, new_dev = _device_order(keyser, n, exact=exact)
     _trace("device order")
     t = t[perm] if pre is not None else tser.to_numpy()[perm]
     if pre is not None:
@@ -540,6 +526,47 @@ def sessionize(
     engaged_ns = parse_duration(engaged_after, name="engaged_after")
     df = _collect(events)
     _check_columns(df, [time_col, "PageUri"], "sessionize")
+    args = dict(
+        timeout_ns=timeout_ns,
+        max_ns=max_ns,
+        engaged_ns=engaged_ns,
+        split_at_midnight=split_at_midnight,
+        split_on_campaign=split_on_campaign,
+        split_on_identity_change=split_on_identity_change,
+        key=key,
+        minimal=minimal,
+        window=window,
+        pageview_types=pageview_types,
+        conversion_types=conversion_types,
+        time_col=time_col,
+    )
+    try:
+        return _sessionize(df, exact=False, **args)  # type: ignore[arg-type]
+    except _HashClash:  # pragma: no cover - two DeviceIds share a 64-bit hash
+        return _sessionize(df, exact=True, **args)  # type: ignore[arg-type]
+
+
+class _HashClash(Exception):
+    """Two different keys were grouped together by the hash: redo with exact codes."""
+
+
+def _sessionize(
+    df: pl.DataFrame,
+    *,
+    exact: bool,
+    timeout_ns: int,
+    max_ns: int | None,
+    engaged_ns: int | None,
+    split_at_midnight: str | None,
+    split_on_campaign: bool,
+    split_on_identity_change: bool,
+    key: str | Sequence[str],
+    minimal: bool,
+    window: tuple[datetime | None, datetime | None] | None,
+    pageview_types: Sequence[str],
+    conversion_types: Sequence[str],
+    time_col: str,
+) -> Sessionized:
     keys, keyser = _key_series(df, key)
     cut = _cut(
         df,
@@ -550,6 +577,7 @@ def sessionize(
         midnight_tz=split_at_midnight,
         campaign=split_on_campaign,
         identity=split_on_identity_change,
+        exact=exact,
     )
     n = df.height
     ns = cut.starts.size
@@ -589,10 +617,26 @@ def sessionize(
     start_t = t[starts]
     end_t = t[ends]
     n_events = (ends - starts + 1).astype(np.uint32)
+    # per output session: device ordinal and the output row of the device's first session
+    dev_ord_sorted = (np.cumsum(cut.dev_start, dtype=np.int64) - 1) if ns else np.zeros(0, np.int64)
+    if identity_order:
+        dev_ord = dev_ord_sorted
+        dev_first_out = dev_first
+    else:
+        dev_ord = dev_ord_sorted[order]
+        dev_first_out = rank[dev_first[order]]
     if minimal:  # free the n-sized work arrays before the string gathers
         del cut, perm, t, sid_key
         rank = None
-    device_id = keyser.gather(first_rows) if len(keys) == 1 else None
+    first_rows_s = pl.Series(first_rows.astype(np.uint32))
+    last_rows_s = pl.Series(last_rows.astype(np.uint32))
+    start_keys = keyser.gather(first_rows_s)
+    if not exact and keyser.dtype == pl.String and ns:
+        # A 64-bit hash collision would put two devices in one run: their session starts
+        # would then carry different key strings.
+        if not (start_keys == start_keys.gather(pl.Series(dev_first_out.astype(np.uint32)))).all():
+            raise _HashClash
+    device_id = start_keys if len(keys) == 1 else None
     tdt = pl.Datetime("ns", "UTC")
     cols: dict[str, pl.Series] = {
         "session_key": pl.Series("session_key", np.arange(ns, dtype=np.uint32))
@@ -601,7 +645,7 @@ def sessionize(
         cols["device_id"] = device_id.cast(pl.String).alias("device_id")
     else:
         for k in keys:
-            cols[k] = df.get_column(k).gather(first_rows)
+            cols[k] = df.get_column(k).gather(first_rows_s)
     cols["session_index"] = pl.Series("session_index", sess_index, dtype=pl.UInt32)
     start_s = pl.Series("start_time", start_t, dtype=pl.Int64).cast(tdt)
     end_s = pl.Series("end_time", end_t, dtype=pl.Int64).cast(tdt)
@@ -614,8 +658,8 @@ def sessionize(
             end_time=end_s,
             duration_s=duration,
             n_events=pl.Series("n_events", n_events),
-            entry_page=page.gather(first_rows).alias("entry_page"),
-            exit_page=page.gather(last_rows).alias("exit_page"),
+            entry_page=page.gather(first_rows_s).alias("entry_page"),
+            exit_page=page.gather(last_rows_s).alias("exit_page"),
         )
         sessions = pl.DataFrame(list(cols.values()))
         _trace("sessions table")
@@ -625,7 +669,7 @@ def sessionize(
     # ------------------------------------------------------------------ full schema
     has = df.schema.__contains__
     ctx = _Ctx(df=df, cut=cut, order=None if identity_order else order, n=n, ns=ns, key=sid_key)
-    key_text = cols["device_id"] if device_id is not None else _joined_key(df, keys, first_rows)
+    key_text = cols["device_id"] if device_id is not None else _joined_key(df, keys, first_rows_s)
     sess_id = (
         pl.DataFrame([key_text.alias("k"), cols["session_index"]])
         .select(
@@ -639,8 +683,8 @@ def sessionize(
     uniq_pages = _unique_pages(ctx, page)
     source_ids = _source_session_ids(ctx)
     gap_prev = _gap_before(ctx)
-    lo = int(t.min()) if n else 0
-    hi = int(t.max()) if n else 0
+    lo = int(start_t.min()) if ns else 0
+    hi = int(end_t.max()) if ns else 0
     if window is not None:
         wlo, whi = window
         if wlo is not None:
@@ -648,30 +692,22 @@ def sessionize(
         if whi is not None:
             hi = _dt_ns(whi)
 
-    def at(col: str, rows: np.ndarray, name: str) -> pl.Series:
+    def at(col: str, rows: pl.Series, name: str) -> pl.Series:
         if has(col):
             return df.get_column(col).gather(rows).alias(name)
         return pl.repeat("", ns, dtype=pl.String, eager=True).alias(name)
 
-    entry_page = page.gather(first_rows).alias("entry_page")
+    entry_page = page.gather(first_rows_s).alias("entry_page")
     utm = _entry_utm(
-        entry_page, df.get_column("Payload").gather(first_rows) if has("Payload") else None
+        entry_page, df.get_column("Payload").gather(first_rows_s) if has("Payload") else None
     )
     dur_ns = end_t - start_t
     head: list[pl.Series] = [sess_id, cols["session_key"]]
     head += [cols["device_id"]] if device_id is not None else [cols[k] for k in keys]
     head.append(cols["session_index"])
     sessions = pl.DataFrame(head)
-    if has("User") and device_id is not None:
-        m = stitch(df, key=key, time_col=time_col, _keyser=keyser).select(
-            "device_id",
-            "user_email",
-            "user_name",
-            pl.col("n_emails").cast(pl.UInt8).alias("n_user_emails"),
-        )
-        sessions = sessions.join(m, on="device_id", how="left", maintain_order="left").with_columns(
-            pl.col("n_user_emails").fill_null(0)
-        )
+    if has("User"):
+        sessions = sessions.with_columns(_stitched(df, time_col, ev_key, dev_ord))
     else:
         sessions = sessions.with_columns(
             pl.lit(None, pl.String).alias("user_email"),
@@ -691,12 +727,12 @@ def sessionize(
         rest.append(event_counts)
     rest += [
         entry_page,
-        at("PageTitle", first_rows, "entry_title"),
-        page.gather(last_rows).alias("exit_page"),
-        at("PageTitle", last_rows, "exit_title"),
+        at("PageTitle", first_rows_s, "entry_title"),
+        page.gather(last_rows_s).alias("exit_page"),
+        at("PageTitle", last_rows_s, "exit_title"),
         *utm,
-        at("CountryCode", first_rows, "country_code"),
-        at("City", first_rows, "city"),
+        at("CountryCode", first_rows_s, "country_code"),
+        at("City", first_rows_s, "city"),
         pl.Series("is_bounce", (npv == 1) & (n_events == 1)),
         pl.Series("is_engaged", (dur_ns >= (engaged_ns or 0)) | (npv >= 2) | (n_conv > 0)),
         pl.Series("gap_before_s", gap_prev, dtype=pl.Float64, nan_to_null=True),
@@ -706,7 +742,7 @@ def sessionize(
         source_ids,
     ]
     if has("Scope"):
-        rest.append(df.get_column("Scope").gather(first_rows).alias("scope"))
+        rest.append(df.get_column("Scope").gather(first_rows_s).alias("scope"))
     sessions = sessions.with_columns(rest)
     ev_key_s = pl.Series("session_key", ev_key)
     ev = df.with_columns(
@@ -716,6 +752,60 @@ def sessionize(
         pl.Series("event_index_in_session", _event_index(cut, n, perm)),
     )
     return Sessionized(ev, sessions, timeout_ns / 1e9, None if max_ns is None else max_ns / 1e9)
+
+
+def _stitched(
+    df: pl.DataFrame, time_col: str, ev_key: np.ndarray, dev_ord: np.ndarray
+) -> list[pl.Series]:
+    """``user_email``, ``user_name``, ``n_user_emails`` per session (output order), with the
+    rules of :func:`stitch`, computed on the few rows that carry an e-mail, keyed by the
+    device ordinal of each row's session (no string join)."""
+    ns = dev_ord.size
+    user = df.get_column("User")
+    email = user.struct.field("Email")
+    rows = (email.str.len_bytes() > 0).fill_null(False).arg_true()
+    n_dev = int(dev_ord.max()) + 1 if ns else 0
+    if rows.len() == 0 or ns == 0:
+        return [
+            pl.repeat(None, ns, dtype=pl.String, eager=True).alias("user_email"),
+            pl.repeat(None, ns, dtype=pl.String, eager=True).alias("user_name"),
+            pl.Series("n_user_emails", np.zeros(ns, np.uint8)),
+        ]
+    r = rows.to_numpy()
+    sub = (
+        pl.DataFrame(
+            {
+                "dev": dev_ord[ev_key[r]],
+                "row": r,
+                "t": df.get_column(time_col).gather(rows),
+                "email": email.gather(rows).str.strip_chars().str.to_lowercase(),
+                "name": user.struct.field("Name").gather(rows),
+            }
+        )
+        .filter(pl.col("email") != "")
+        .sort(["t", "row"])
+        .group_by("dev")
+        .agg(
+            pl.col("email").last(),
+            pl.col("name").last().fill_null("").str.strip_chars().replace("", None),
+            pl.col("email").n_unique().alias("n"),
+        )
+    )
+    dev_idx = sub.get_column("dev").cast(pl.UInt32)
+    per_dev_email = pl.repeat(None, n_dev, dtype=pl.String, eager=True).scatter(
+        dev_idx, sub.get_column("email")
+    )
+    per_dev_name = pl.repeat(None, n_dev, dtype=pl.String, eager=True).scatter(
+        dev_idx, sub.get_column("name")
+    )
+    per_dev_n = np.zeros(n_dev, dtype=np.uint8)
+    per_dev_n[dev_idx.to_numpy()] = np.minimum(sub.get_column("n").to_numpy(), 255)
+    take = pl.Series(dev_ord.astype(np.uint32))
+    return [
+        per_dev_email.gather(take).alias("user_email"),
+        per_dev_name.gather(take).alias("user_name"),
+        pl.Series("n_user_emails", per_dev_n[dev_ord]),
+    ]
 
 
 @dataclass
@@ -738,13 +828,23 @@ def _type_counts(
     ns = ctx.ns
     if "EventType" not in ctx.df.schema:
         return np.zeros(ns, np.int64), np.zeros(ns, np.int64), None
-    et = ctx.df.get_column("EventType")
-    names = sorted(et.unique().drop_nulls().to_list())
-    k = len(names)
-    if k == 0:
+    cs = ctx.df.get_column("EventType").cast(pl.Categorical)
+    present = cs.unique().drop_nulls()
+    if present.len() == 0:
         return np.zeros(ns, np.int64), np.zeros(ns, np.int64), None
-    codes = et.cast(pl.Enum(names)).to_physical().to_numpy().astype(np.int64)[ctx.cut.perm]
-    counts = np.bincount(ctx.key.astype(np.int64) * k + codes, minlength=ns * k).reshape(ns, k)
+    pcodes = present.to_physical().to_numpy().astype(np.int64)
+    pnames = present.cast(pl.String).to_list()
+    by_name = sorted(range(len(pnames)), key=lambda i: pnames[i])
+    names = [pnames[i] for i in by_name]
+    k = len(names)
+    lut = np.zeros(int(pcodes.max()) + 1, dtype=np.int64)
+    lut[pcodes[by_name]] = np.arange(k)
+    phys = cs.to_physical().fill_null(0).to_numpy()
+    idx = ctx.key.astype(np.int64)
+    idx *= k
+    idx += lut[phys[ctx.cut.perm]]
+    counts = np.bincount(idx, minlength=ns * k).reshape(ns, k)
+    del idx
     pv = [i for i, nm in enumerate(names) if nm in set(pageview_types)]
     conv = [i for i, nm in enumerate(names) if nm in set(conversion_types)]
     n_pv = counts[:, pv].sum(axis=1) if pv else np.zeros(ns, np.int64)
@@ -816,8 +916,8 @@ def _session_order(cut: _Cut) -> np.ndarray:
     return np.lexsort((rows, cut.t[cut.starts]))
 
 
-def _joined_key(df: pl.DataFrame, keys: list[str], rows: np.ndarray) -> pl.Series:
-    sub = df.select(keys)[rows] if rows.size else df.select(keys).head(0)
+def _joined_key(df: pl.DataFrame, keys: list[str], rows: pl.Series) -> pl.Series:
+    sub = df.select(keys)[rows] if rows.len() else df.select(keys).head(0)
     return sub.select(
         pl.concat_str([pl.col(k).cast(pl.String) for k in keys], separator="|").alias("key")
     ).to_series()

@@ -198,3 +198,25 @@ def test_time_unordered_input(sample):
     assert a.sessions.height == b.sessions.height
     assert a.sessions["n_events"].sum() == b.sessions["n_events"].sum() == sample.height
     assert T0  # keep the shared start importable
+
+
+def test_hash_collision_falls_back_to_exact_codes(sample, monkeypatch):
+    expected = sessionize(sample)
+    real_hash = pl.Series.hash
+
+    def constant_hash(self, *args, **kwargs):  # every DeviceId "collides"
+        h = real_hash(self, *args, **kwargs)
+        return h * 0 if self.name == "DeviceId" else h
+
+    monkeypatch.setattr(pl.Series, "hash", constant_hash)
+    got = sessionize(sample)
+    assert got.sessions.equals(expected.sessions)
+    assert got.events.equals(expected.events)
+
+
+def test_categorical_device_ids_give_the_same_sessions(sample):
+    a = sessionize(sample)
+    b = sessionize(sample.with_columns(pl.col("DeviceId").cast(pl.Categorical)))
+    assert a.sessions.drop("device_id", "session_id").equals(b.sessions.drop("device_id", "session_id"))
+    assert a.sessions["device_id"].to_list() == b.sessions["device_id"].cast(pl.String).to_list()
+    assert a.events["session_id"].to_list() == b.events["session_id"].to_list()
