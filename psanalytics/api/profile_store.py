@@ -23,6 +23,7 @@ wrappers for async code.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import re
 import sys
@@ -255,37 +256,68 @@ class _PayloadPage(msgspec.Struct):
 
 _PAYLOAD_DECODER = msgspec.json.Decoder(_PayloadPage)
 _PAYLOAD_LIST_DECODER = msgspec.json.Decoder(list[_PayloadItem])
-_ENVELOPE_DTYPE = pl.Struct({"items": pl.List(pl.Struct(_PAGE_SCHEMA)), "total": pl.Int64})
-_LIST_DTYPE = pl.List(pl.Struct(_PAGE_SCHEMA))
+
+
+def _arrow_json() -> tuple[Any, Any]:
+    global _ARROW
+    if _ARROW is None:
+        import pyarrow as pa
+        import pyarrow.json as paj
+
+        fields = [(c, pa.string()) for c in schema.STRING_COLUMNS] + [
+            ("EventTime", pa.string()),
+            ("User", pa.struct([("Email", pa.string()), ("Name", pa.string())])),
+        ]
+        opts = paj.ParseOptions(explicit_schema=pa.schema(fields), unexpected_field_behavior="ignore")
+        _ARROW = (paj, opts)
+    return _ARROW
+
+
+_ARROW: tuple[Any, Any] | None = None
+
+
+class _RawPage(msgspec.Struct):
+    items: list[msgspec.Raw]
+    total: int | None = None
+
+
+_RAW_PAGE_DECODER = msgspec.json.Decoder(_RawPage)
+_RAW_LIST_DECODER = msgspec.json.Decoder(list[msgspec.Raw])
 
 
 def parse_page(body: bytes) -> tuple[pl.DataFrame, int]:
     """One TrackEvents response body -> (canonical frame, total), exactly.
 
-    Fast path for the documented shape (``{"items": [PascalCase events], "total": n}``):
-    Polars decodes the plain fields in Rust and msgspec hands over each ``Payload`` as
-    its raw JSON text, untouched. Anything else (camelCase, a bare array, odd times) goes
-    through :func:`psanalytics.schema.normalize`. Raises ``ValueError`` on a body that is
-    not valid JSON (the caller retries it like a dropped connection).
+    Fast path for the documented shape (``{"items": [PascalCase events], "total": n}``
+    or a bare array of events): msgspec splits the items without building Python objects
+    and hands over each ``Payload`` as its raw JSON text, untouched; Arrow's JSON reader
+    decodes the plain fields (C++, multi-threaded) straight into columns. Anything else
+    (camelCase, numbers where strings belong, odd times) goes through
+    :func:`psanalytics.schema.normalize`. Raises ``ValueError`` on a body that is not
+    valid JSON (the caller retries it like a dropped connection).
     """
     bare = body[:1] == b"["
     try:
         if bare:
-            page = _PayloadPage(items=_PAYLOAD_LIST_DECODER.decode(body))
+            raw_items: list[msgspec.Raw] = _RAW_LIST_DECODER.decode(body)
+            payloads = _PAYLOAD_LIST_DECODER.decode(body)
+            total: int | None = None
         else:
-            page = _PAYLOAD_DECODER.decode(body)
+            page = _RAW_PAGE_DECODER.decode(body)
+            raw_items, total = page.items, page.total
+            payloads = _PAYLOAD_DECODER.decode(body).items
     except (msgspec.DecodeError, msgspec.ValidationError):
         return _slow_page(body)
-    n = len(page.items)
+    n = len(raw_items)
     if n == 0:
-        return schema.empty_frame(), int(page.total or 0)
+        return schema.empty_frame(), int(total or 0)
     try:
-        text = pl.Series([body], dtype=pl.Binary).cast(pl.String)
-        if bare:
-            items = text.str.json_decode(_LIST_DTYPE).explode().struct.unnest()
-        else:
-            env = text.str.json_decode(_ENVELOPE_DTYPE)
-            items = env.struct.field("items").explode().struct.unnest()
+        paj, opts = _arrow_json()
+        nd = b"\n".join(raw_items)
+        table = paj.read_json(io.BytesIO(nd), parse_options=opts,
+                              read_options=paj.ReadOptions(block_size=max(1 << 21, len(nd) // 2 + 1)))
+        items = pl.from_arrow(table)
+        assert isinstance(items, pl.DataFrame)
         times = items.get_column("EventTime").str.to_datetime(
             "%Y-%m-%dT%H:%M:%S%.fZ", time_unit="ns", time_zone="UTC", strict=True
         )
@@ -293,7 +325,7 @@ def parse_page(body: bytes) -> tuple[pl.DataFrame, int]:
         return _slow_page(body)
     if items.height != n or times.null_count() or items.get_column("TrackId").null_count() == n:
         return _slow_page(body)
-    pay = pl.Series("Payload", [bytes(it.Payload) for it in page.items], pl.Binary).cast(pl.String)
+    pay = pl.Series("Payload", [bytes(it.Payload) for it in payloads], pl.Binary).cast(pl.String)
     frame = items.with_columns(
         [pl.col(c).fill_null("") for c in schema.STRING_COLUMNS]
         + [
@@ -305,8 +337,7 @@ def parse_page(body: bytes) -> tuple[pl.DataFrame, int]:
             pl.when(pay == "null").then(None).otherwise(pay).alias("Payload"),
         ]
     ).select(schema.COLUMNS)
-    total = page.total if page.total is not None else n
-    return frame, int(total)
+    return frame, int(total if total is not None else n)
 
 
 def _slow_page(body: bytes) -> tuple[pl.DataFrame, int]:
