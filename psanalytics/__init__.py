@@ -54,6 +54,7 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    # ruff: noqa: F401 (re-exported lazily through __getattr__)
     from psanalytics.api.profile_store import ProfileStore, connect
     from psanalytics.errors import PsaError
     from psanalytics.exports import read_events, scan_events
