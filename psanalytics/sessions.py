@@ -828,30 +828,32 @@ def _type_counts(
     ns = ctx.ns
     if "EventType" not in ctx.df.schema:
         return np.zeros(ns, np.int64), np.zeros(ns, np.int64), None
-    cs = ctx.df.get_column("EventType").cast(pl.Categorical)
-    present = cs.unique().drop_nulls()
-    if present.len() == 0:
+    et = ctx.df.get_column("EventType").fill_null("")
+    eh = et.hash(seed=13)
+    # one row per distinct type (by 64-bit hash: a clash between two of the few type names
+    # has probability ~k**2 / 2**65), sorted by hash for the lookup below
+    table = pl.DataFrame({"h": eh, "name": et}).unique("h", keep="first").sort("h")
+    if table.height == 0:
         return np.zeros(ns, np.int64), np.zeros(ns, np.int64), None
-    pcodes = present.to_physical().to_numpy().astype(np.int64)
-    pnames = present.cast(pl.String).to_list()
-    by_name = sorted(range(len(pnames)), key=lambda i: pnames[i])
-    names = [pnames[i] for i in by_name]
-    k = len(names)
-    lut = np.zeros(int(pcodes.max()) + 1, dtype=np.int64)
-    lut[pcodes[by_name]] = np.arange(k)
-    phys = cs.to_physical().fill_null(0).to_numpy()
+    names_by_hash = table.get_column("name").to_list()
+    k = len(names_by_hash)
+    names = sorted(names_by_hash)
+    to_name_pos = np.array([names.index(nm) for nm in names_by_hash], dtype=np.int64)
+    pos = np.searchsorted(table.get_column("h").to_numpy(), eh.to_numpy()[ctx.cut.perm])
     idx = ctx.key.astype(np.int64)
     idx *= k
-    idx += lut[phys[ctx.cut.perm]]
+    idx += to_name_pos[pos]
+    del pos
     counts = np.bincount(idx, minlength=ns * k).reshape(ns, k)
     del idx
     pv = [i for i, nm in enumerate(names) if nm in set(pageview_types)]
     conv = [i for i, nm in enumerate(names) if nm in set(conversion_types)]
     n_pv = counts[:, pv].sum(axis=1) if pv else np.zeros(ns, np.int64)
     n_conv = counts[:, conv].sum(axis=1) if conv else np.zeros(ns, np.int64)
-    struct = pl.DataFrame(
-        [pl.Series(nm, counts[:, i], dtype=pl.UInt32) for i, nm in enumerate(names)]
-    ).to_struct("event_counts")
+    ct = np.ascontiguousarray(counts.T, dtype=np.uint32)
+    struct = pl.DataFrame([pl.Series(nm, ct[i]) for i, nm in enumerate(names)]).to_struct(
+        "event_counts"
+    )
     return n_pv, n_conv, struct
 
 
@@ -860,9 +862,21 @@ def _unique_pages(ctx: _Ctx, page: pl.Series) -> np.ndarray:
     n, ns = ctx.n, ctx.ns
     if n == 0:
         return np.zeros(0, np.int64)
-    pcode = page.cast(pl.Categorical).to_physical().to_numpy().astype(np.uint64)[ctx.cut.perm]
-    pk = np.sort((ctx.key.astype(np.uint64) << np.uint64(32)) | pcode)
+    # Page codes: the high 32 bits of a 64-bit hash when they are injective over the
+    # distinct pages of the data (checked), else exact dictionary codes.
+    ph = page.hash(seed=11)
+    u = ph.unique()
+    if pl.Series(u.to_numpy() >> np.uint64(32)).n_unique() == u.len():
+        pcode = ph.to_numpy()[ctx.cut.perm]
+        pcode >>= np.uint64(32)
+    else:
+        pcode = page.cast(pl.Categorical).to_physical().to_numpy().astype(np.uint64)[ctx.cut.perm]
+    del ph, u
+    pk = ctx.key.astype(np.uint64)
+    pk <<= np.uint64(32)
+    pk |= pcode
     del pcode
+    pk.sort()
     distinct = np.empty(n, dtype=bool)
     distinct[0] = True
     np.not_equal(pk[1:], pk[:-1], out=distinct[1:])
