@@ -182,6 +182,7 @@ def replay_cmd(
     max_visitors: int = typer.Option(500, "--max-visitors", help="Visitors per Event API body."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    bodies: bool = typer.Option(False, "--bodies", help="INPUT holds request bodies (a dry-run, failed or rejected file): send them again as they are."),
 ) -> None:
     """Replay track events into the Optimizely Event API or a Profile Store Tracking API.
 
@@ -204,6 +205,14 @@ def replay_cmd(
         from psanalytics.exports import read_events
         from psanalytics.replay import replay
 
+        if bodies:
+            from psanalytics.replay import resend
+
+            report = resend(input, url, to=to, api_key=api_key, strict=strict, checkpoint=checkpoint,
+                            resume=resume, workers=workers, rate=rate, progress=progress)
+            typer.echo(orjson.dumps(report.to_dict(), default=str, option=orjson.OPT_INDENT_2
+                                    | orjson.OPT_NON_STR_KEYS).decode() if as_json else str(report))
+            raise typer.Exit(0 if report.ok else 3)
         emap = orjson.loads(event_map.read_bytes()) if event_map is not None else None
         events = read_events(input)
         report = replay(

@@ -43,6 +43,7 @@ from psanalytics.replay.replayer import (
     Sink,
     TrackingSink,
     replay,
+    resend,
 )
 
 __all__ = [
@@ -73,6 +74,7 @@ __all__ = [
     "event_uuid",
     "from_visitor_log",
     "replay",
+    "resend",
     "to_visitors",
     "tracking_batches",
     "tracking_records",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import os
 import threading
 import time
@@ -60,6 +61,7 @@ __all__ = [
     "Sink",
     "TrackingSink",
     "replay",
+    "resend",
 ]
 
 
@@ -366,6 +368,10 @@ def _reason_of(exc: BaseException) -> str:
     return str(msg) if msg else str(exc)
 
 
+def _resend_id(seq: int, body: bytes) -> str:
+    return f"resend-{seq:07d}-{hashlib.sha1(body).hexdigest()[:16]}"
+
+
 class Replayer:
     """Replays track events into a sink (Event API or Tracking API).
 
@@ -606,11 +612,64 @@ class Replayer:
         """Replay ``events`` (canonical frame, or anything ``schema.normalize`` / a path
         ``exports.read_events`` accepts). Returns a :class:`ReplayReport`; also kept in
         ``self.report`` when the run stops on an exception."""
-        report = ReplayReport(sink=self._sink_name(), dry_run=self.dry_run is not None)
-        self.report = report
         t0 = time.perf_counter()
         quarantine: list[Quarantined] = []
         batches, totals = self.plan(events, quarantine)
+        return self._execute(batches, totals, quarantine, t0)
+
+    def resend(self, source: str | os.PathLike[str]) -> ReplayReport:
+        """Send bodies from a file again: a dry-run file (one body per line), or a
+        ``rejected``/``failed`` file (``{"body": ...}`` lines). Bodies go as they are
+        (same account, same uuids: the service deduplicates what it already has), with
+        the same workers, retries, checkpoint and report as :meth:`run`."""
+        from psanalytics.errors import InputError
+
+        path = Path(source)
+        if not path.exists():
+            raise InputError("no such file", path=str(path))
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        t0 = time.perf_counter()
+        batches: list[Batch] = []
+        n_events = 0
+        for line_no, line in enumerate(raw.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise InputError(f"not valid JSON: {exc}", path=str(path), line=line_no) from None
+            body = rec.get("body", rec) if isinstance(rec, dict) else rec
+            if isinstance(body, list):  # a TrackBulk array
+                data = orjson.dumps(body)
+                b = Batch(seq=len(batches), id=_resend_id(len(batches), data), body=data, visitors=0,
+                          events=len(body), first_ms=0, last_ms=0, offset_min=-1, offset_max=-1,
+                          kind="tracking")
+            elif isinstance(body, dict) and isinstance(body.get("visitors"), list):
+                visitors = [orjson.dumps(v).decode() for v in body["visitors"]]
+                head = {k: v for k, v in body.items() if k != "visitors"}
+                prefix = orjson.dumps(head)[:-1] + (b',"visitors":[' if head else b'"visitors":[')
+                counts = [sum(len(sn.get("events") or []) for sn in v.get("snapshots") or [])
+                          for v in body["visitors"]]
+                data = prefix + ",".join(visitors).encode() + b"]}"
+                b = Batch(seq=len(batches), id=_resend_id(len(batches), data), body=data,
+                          visitors=len(visitors), events=sum(counts), first_ms=0, last_ms=0,
+                          offset_min=-1, offset_max=-1, parts=visitors, prefix=prefix,
+                          part_events=counts, part_first_ms=[0] * len(visitors))
+            else:
+                raise InputError("not an Event API body or a TrackBulk array", path=str(path), line=line_no)
+            if b.kind != self.kind:
+                raise InputError(f"a {b.kind} body, but this replayer sends to {self.kind}",
+                                 path=str(path), line=line_no)
+            n_events += b.events
+            batches.append(b)
+        return self._execute(iter(batches), {"events": n_events, "visitors": -1}, [], t0)
+
+    def _execute(self, batches: Iterator[Batch], totals: Mapping[str, int],
+                 quarantine: list[Quarantined], t0: float) -> ReplayReport:
+        report = ReplayReport(sink=self._sink_name(), dry_run=self.dry_run is not None)
+        self.report = report
         report.planned_events = totals["events"]
         header = {"sink": self.kind, "account_id": self.account_id, "events": totals["events"]}
         ckpt: Checkpoint | None = None
@@ -837,6 +896,41 @@ class Replayer:
         report.files["summary"] = str(path)
 
 
+def _make_replayer(url: str | None, to: str, api_key: str | None, transport: Any,
+                   options: dict[str, Any]) -> tuple[Replayer, Any]:
+    strict = bool(options.pop("strict", False))
+    retries = options.pop("retries", None)
+    policy = None
+    if retries is not None:
+        from psanalytics.api.http import RetryPolicy
+
+        policy = retries if isinstance(retries, RetryPolicy) else RetryPolicy(max_attempts=int(retries))
+    if to not in ("event-api", "tracking"):
+        raise ReplayError(f"to must be 'event-api' or 'tracking' (got {to!r})")
+    emulator = None
+    sink: Any
+    if options.get("dry_run") is not None:
+        sink = to
+    elif to == "event-api":
+        if url is None and transport is None:
+            from psanalytics.emulator import Emulator
+
+            emulator = Emulator(strict=strict)
+            transport = emulator.transport()
+        sink = EventApiSink(url, strict=strict, transport=transport, policy=policy)
+    else:
+        store_options = {"policy": policy} if policy is not None else {}
+        if url is None and transport is None:
+            from psanalytics.api.profile_store import connect
+
+            sink = TrackingSink(connect(quiet=True, **store_options))
+        else:
+            sink = TrackingSink(url=url, api_key=api_key, transport=transport, **store_options)
+    rep = Replayer(sink, strict=strict, **options)
+    rep._close_sink = True  # type: ignore[attr-defined]
+    return rep, emulator
+
+
 def replay(
     events: Any,
     url: str | None = None,
@@ -852,45 +946,27 @@ def replay(
     machine); ``"us"``/``"eu"`` or the full production URL -> Optimizely's Event API
     (explicit opt-in only). ``to="tracking"`` posts TrackBulk batches with ``api_key``.
     ``options`` are :class:`Replayer` options (``account_id``, ``speed``, ``rate``,
-    ``checkpoint``, ``dry_run``, ``strict``, ``event_map``, ``sessions``, ...).
+    ``checkpoint``, ``dry_run``, ``strict``, ``retries``, ``event_map``, ``sessions``, ...).
 
     >>> report = replay(events, url=srv.url, account_id="12345", rate=50_000)  # doctest: +SKIP
     """
-    strict = bool(options.pop("strict", False))
-    retries = options.pop("retries", None)
-    policy = None
-    if retries is not None:
-        from psanalytics.api.http import RetryPolicy
-
-        policy = retries if isinstance(retries, RetryPolicy) else RetryPolicy(max_attempts=int(retries))
-    if to not in ("event-api", "tracking"):
-        raise ReplayError(f"to must be 'event-api' or 'tracking' (got {to!r})")
-    dry = options.get("dry_run") is not None
-    emulator = None
-    sink: Any
-    if dry:
-        sink = to
-    elif to == "event-api":
-        if url is None and transport is None:
-            from psanalytics.emulator import Emulator
-
-            emulator = Emulator(strict=strict)
-            transport = emulator.transport()
-        sink = EventApiSink(url, strict=strict, transport=transport, policy=policy)
-    else:
-        if policy is not None:
-            options_store = {"policy": policy}
-        else:
-            options_store = {}
-        if url is None and transport is None:
-            from psanalytics.api.profile_store import connect
-
-            sink = TrackingSink(connect(quiet=True, **options_store))
-        else:
-            sink = TrackingSink(url=url, api_key=api_key, transport=transport, **options_store)
-    rep = Replayer(sink, strict=strict, **options)
-    rep._close_sink = True  # type: ignore[attr-defined]
+    rep, emulator = _make_replayer(url, to, api_key, transport, dict(options))
     report = rep.run(events)
     if emulator is not None:
         report.files.setdefault("emulator", "in-process (replay(url=None))")
     return report
+
+
+def resend(
+    source: str | os.PathLike[str],
+    url: str | None = None,
+    *,
+    to: Literal["event-api", "tracking"] = "event-api",
+    api_key: str | None = None,
+    transport: Any = None,
+    **options: Any,
+) -> ReplayReport:
+    """Send the bodies of a dry-run, ``failed`` or ``rejected`` file (see
+    :meth:`Replayer.resend`); target and options as for :func:`replay`."""
+    rep, _ = _make_replayer(url, to, api_key, transport, dict(options))
+    return rep.resend(source)

@@ -168,3 +168,21 @@ def test_cli_replays_to_a_served_emulator(sample, tmp_path):
                                        "--api-key", srv.api_key, "--no-progress"])
         assert res.exit_code == 0, res.output
         assert srv.emulator.events().height == 400
+
+
+def test_cli_resends_a_dry_run_file(sample, tmp_path):
+    from typer.testing import CliRunner
+
+    from psanalytics.cli import app
+    from psanalytics.emulator import serve
+    from psanalytics.exports import write_events
+    from psanalytics.schema import empty_frame
+
+    src = write_events(sample.head(250), tmp_path / "in.ndjson")
+    out = tmp_path / "bodies.jsonl"
+    assert CliRunner().invoke(app, ["replay", str(src), "--dry-run", str(out), "--account-id", "9",
+                                    "--no-progress"]).exit_code == 0
+    with serve(empty_frame()) as srv:
+        res = CliRunner().invoke(app, ["replay", str(out), "--bodies", "--url", srv.url, "--no-progress"])
+        assert res.exit_code == 0, res.output
+        assert kept_keys(srv) == expected_keys(sample.head(250))

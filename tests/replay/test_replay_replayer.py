@@ -389,3 +389,27 @@ def test_speed_pacing_through_the_replayer_keeps_spacing(sample):
         assert t - t0 == pytest.approx(want, rel=0.01, abs=0.002)
     # the whole replay took the original span / speed
     assert sends[-1][0] - t0 == pytest.approx((sends[-1][1] - m0) / 1000 / speed, rel=0.01)
+
+
+def test_resend_a_dry_run_file_and_a_failed_file(sample, tmp_path):
+    out = tmp_path / "bodies.jsonl.gz"
+    Replayer(None, account_id="42", max_visitors=30, dry_run=out, progress=False).run(sample)
+    fake = FakeEventApi(error_rate=0.1, seed=9)
+    rep = Replayer(sink_for(fake), account_id="42", progress=False).resend(out)
+    assert rep.events == sample.height and len(fake.kept) == sample.height
+    assert rep.batches == len(fake.bodies)
+    # a failed run's file is re-sendable later
+    down = FakeEventApi(error_rate=1.0)
+    sink = EventApiSink(api=EventApi(transport=httpx.MockTransport(down), policy=RetryPolicy.fast(2)))
+    failed = Replayer(sink, account_id="42", max_visitors=30, failed=tmp_path / "failed.jsonl",
+                      progress=False).run(sample.head(300))
+    assert failed.failed_events == 300
+    up = FakeEventApi()
+    again = Replayer(sink_for(up), progress=False).resend(tmp_path / "failed.jsonl")
+    assert again.events == 300 and len(up.kept) == 300
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"nope": 1}\n')
+    from psanalytics.errors import InputError
+
+    with pytest.raises(InputError, match="bad.jsonl:1: not an Event API body"):
+        Replayer(sink_for(up), progress=False).resend(bad)
