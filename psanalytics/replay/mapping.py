@@ -127,7 +127,12 @@ class EventMap:
 
     ``attributes``: visitor attribute key -> source column (``CountryCode``, ``City``,
     ``Scope``, ...) or ``(entity_id, column)``; the value is the visitor's first non-empty
-    value. Default ``{"country": "CountryCode"}``.
+    value. Default ``{"country": "CountryCode"}``. Only the attributes named here are
+    sent (an allowlist).
+
+    ``scrub_pii`` (default True): tags whose key names personal data (``email``,
+    ``phone``, ``firstName``, ``lastName``, ``address``, ...) or whose text value holds an
+    e-mail address are not sent.
     """
 
     events: Mapping[str, str | Mapping[str, Any] | EventSpec] = field(default_factory=dict)
@@ -136,6 +141,7 @@ class EventMap:
     attributes: Mapping[str, str | tuple[str, str]] = field(
         default_factory=lambda: {"country": "CountryCode"}
     )
+    scrub_pii: bool = True
 
     @classmethod
     def of(cls, value: EventMap | Mapping[str, Any] | None) -> EventMap:
@@ -267,7 +273,15 @@ def truncate_ip_expr(expr: pl.Expr) -> pl.Expr:
     )
 
 
-def _tags_column(frame: pl.DataFrame, sample: int = 3000) -> pl.Series:
+_PII_KEY = re.compile(
+    r"^(e-?mail(address)?|phone(number)?|mobile|first_?name|last_?name|full_?name|address|street|"
+    r"zip(code)?|postal_?code|ssn|personal_?number|birth_?date|date_?of_?birth|ip(address)?)$",
+    re.IGNORECASE,
+)
+_EMAIL_IN_TEXT = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
+
+
+def _tags_column(frame: pl.DataFrame, sample: int = 3000, *, scrub_pii: bool = True) -> pl.Series:
     """JSON object text of each Payload's top-level scalars (null when none), vectorised.
 
     Payloads of one EventType share their keys, so the scalar keys of each type are
@@ -316,10 +330,16 @@ def _tags_column(frame: pl.DataFrame, sample: int = 3000) -> pl.Series:
                     if not col.drop_nulls().str.contains(pattern).all():
                         raise ValueError(f"{c}: a value that is not a JSON {dt}")
         except Exception:  # noqa: BLE001 - any decode problem: per-row fallback
-            parts.append(grp.select("_i", pl.Series("tags", [_tags_py(p) for p in payloads], pl.String)))
+            parts.append(grp.select("_i", pl.Series("tags", [_tags_py(p, scrub_pii) for p in payloads],
+                                                    pl.String)))
             continue
+        if scrub_pii:
+            scalars = {c: dt for c, dt in scalars.items() if not _PII_KEY.match(c)}
         frags = [
-            pl.when(pl.col(c).is_not_null()).then(
+            pl.when(
+                pl.col(c).is_not_null()
+                & (~pl.col(c).str.contains(_EMAIL_IN_TEXT) if scrub_pii and dt == pl.String else True)
+            ).then(
                 pl.lit(orjson.dumps(c).decode() + ":")
                 + (_json_str(pl.col(c)) if dt == pl.String else pl.col(c))
             )
@@ -358,7 +378,10 @@ def _mixed_types(payloads: pl.Series, scalars: Mapping[str, pl.DataType]) -> boo
     return False
 
 
-def _tags_py(payload: str) -> str | None:
+_EMAIL_RE = re.compile(_EMAIL_IN_TEXT)
+
+
+def _tags_py(payload: str, scrub_pii: bool = True) -> str | None:
     try:
         d = orjson.loads(payload)
     except orjson.JSONDecodeError:
@@ -366,6 +389,9 @@ def _tags_py(payload: str) -> str | None:
     if not isinstance(d, dict):
         return None
     t = {k: v for k, v in d.items() if v is not None and not isinstance(v, (dict, list))}
+    if scrub_pii:
+        t = {k: v for k, v in t.items()
+             if not _PII_KEY.match(k) and not (isinstance(v, str) and _EMAIL_RE.search(v))}
     return orjson.dumps(t).decode() if t else None
 
 
@@ -644,7 +670,7 @@ def _encode_resolved(frame: pl.DataFrame, emap: EventMap) -> pl.DataFrame:
         )
     ).to_series()
     frame = frame.with_columns(_uuid5_many(names.to_list()))
-    frame = frame.with_columns(_tags_column(frame).alias("_tagjson"))
+    frame = frame.with_columns(_tags_column(frame, scrub_pii=emap.scrub_pii).alias("_tagjson"))
 
     # -- event JSON text (SDK key order: entity_id, uuid, key, timestamp, revenue, value, tags)
     base = pl.struct(

@@ -258,3 +258,22 @@ def test_event_map_from_a_json_like_dict(events):
     assert emap.unmapped == "skip" and emap.attributes["scope"] == ("9001", "Scope")
     vis = list(to_visitors(events, account_id="1", event_map=emap))
     assert [[e["entity_id"] for s in v["snapshots"] for e in s["events"]] for v in vis] == [["7001"]]
+
+
+@pytest.mark.parametrize("n2", [2, "two"])  # vectorised path and per-row path
+def test_pii_scrubbed_from_tags(n2):
+    from psanalytics.schema import normalize
+
+    rows = [
+        {"TrackId": "1", "DeviceId": "d", "EventType": "signup", "EventTime": "2024-01-01T00:00:00Z",
+         "Payload": {"email": "a@b.se", "note": "mail me at x.y@ex.com", "plan": "pro", "Phone": "123",
+                     "n": 1}},
+        {"TrackId": "2", "DeviceId": "d", "EventType": "signup", "EventTime": "2024-01-01T00:00:01Z",
+         "Payload": {"plan": "free", "n": n2}},
+    ]
+    def tags(emap):
+        return [e.get("tags") for v in to_visitors(normalize(rows), account_id="1", event_map=emap)
+                for s in v["snapshots"] for e in s["events"]]
+
+    assert tags(None) == [{"plan": "pro", "n": 1}, {"plan": "free", "n": n2}]
+    assert tags(EventMap(scrub_pii=False))[0] == rows[0]["Payload"]
