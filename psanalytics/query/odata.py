@@ -22,7 +22,8 @@ module is the visitor that turns the AST into a Polars expression. One change to
 library's lexer (a subclass, not text rewriting): its ``any``, ``all``, ``true``,
 ``false``, ``null`` and ``not`` tokens matched word prefixes, so unquoted values such as
 ``anything``, ``allowed``, ``trueview`` or ``nullable`` failed to parse; here those
-keywords must be whole words.
+keywords must be whole words. Unquoted values may also start with a non-ASCII letter
+(``City eq Göteborg``).
 
 Semantics chosen where the spec is silent:
 
@@ -123,6 +124,12 @@ class _Lexer(ODataLexer):
     @_(r"not(?:\s+|(?=\())")  # type: ignore[name-defined]  # noqa: F821
     def NOT(self, t):  # noqa: N802
         t.value = ast.Not()
+        return t
+
+    @_(r"[^\W\d](?:\.?\w){0,127}")  # type: ignore[name-defined]  # noqa: F821
+    def ODATA_IDENTIFIER(self, t):  # noqa: N802
+        *ns, identifier = t.value.split(".")
+        t.value = ast.Identifier(identifier, tuple(ns))
         return t
 
     @_(r"any(?=\s*\()")  # type: ignore[name-defined]  # noqa: F821

@@ -72,6 +72,8 @@ def test_guids_keywords_as_values_and_nulls(small):
     assert ids(small, "PageTitle eq null") == small.get_column("TrackId").to_list()
     assert ids(small, "Value eq 'it''s'") == []
     assert ids(small, "Value eq v7") == ["t-007"]
+    cities = small.head(3).with_columns(pl.Series("City", ["Göteborg", "Malmö", "Örebro"]))
+    assert ids(cities, "City eq Örebro OR City eq Göteborg") == ["t-000", "t-002"]
 
 
 @pytest.mark.parametrize(
