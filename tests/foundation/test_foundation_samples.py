@@ -176,3 +176,20 @@ def test_guids_helper_is_vectorised_and_valid():
     g = samples._guids(rng, 1000)
     assert g.dtype == pl.String and g.n_unique() == 1000
     assert g.str.len_bytes().unique().to_list() == [36]
+
+
+def test_diurnal_cycle_and_visit_gaps(medium):
+    se = medium.filter(pl.col("CountryCode") == "SE")  # UTC+1, no bots in SE
+    by_hour = dict(se.group_by(pl.col("EventTime").dt.hour()).len().rows())
+    night = by_hour.get(2, 0) + by_hour.get(3, 0)  # 03-04 local
+    evening = by_hour.get(18, 0) + by_hour.get(19, 0)  # 19-20 local
+    assert night * 4 < evening
+    gaps = (
+        medium.sort(["DeviceId", "EventTime"])
+        .select(pl.col("EventTime").diff().over("DeviceId").dt.total_seconds(fractional=True))
+        .to_series()
+        .drop_nulls()
+    )
+    in_visit = gaps.filter(gaps <= 1800)
+    assert 5 <= in_visit.median() <= 120  # seconds to minutes inside a visit
+    assert gaps.filter(gaps > 1800).median() > 3600  # hours to days between visits
