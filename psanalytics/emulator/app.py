@@ -853,11 +853,34 @@ class _OuterApp:
             if decision.kind == "truncate":
                 await self._truncated(scope, receive, send_v, send, decision)
                 return
+            if decision.kind == "drip":
+                await self._drip(scope, receive, send_v, faults.drip_seconds if faults else 1.0)
+                return
             await emu._starlette(scope, receive, send_v)
         finally:
             entry.setdefault("status", status_box[0] or None)
             entry["duration_ms"] = round((time.perf_counter() - t0) * 1000, 3)
             emu.journal(entry)
+
+    async def _drip(self, scope, receive, send_v, seconds: float) -> None:
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def collect(message):
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.emulator._starlette(scope, receive, collect)
+        body = b"".join(chunks)
+        await send_v(start)
+        step = max(1, -(-len(body) // 10))
+        pieces = [body[i:i + step] for i in range(0, len(body), step)] or [b""]
+        for i, piece in enumerate(pieces):
+            await asyncio.sleep(seconds / len(pieces))
+            await send_v({"type": "http.response.body", "body": piece,
+                          "more_body": i < len(pieces) - 1})
 
     async def _truncated(self, scope, receive, send_v, raw_send, decision: Decision) -> None:
         start: dict[str, Any] = {}

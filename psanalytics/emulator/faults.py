@@ -35,6 +35,8 @@ class Faults:
     ``drop_rate``: close the connection without any response.
     ``truncate_rate``: send a 200 whose body is cut off (read-only routes only).
     ``routes``: None for every API route, else names from :data:`ROUTE_NAMES`.
+    ``drip_rate``: send the whole body slowly, in 10 pieces over ``drip_seconds``
+    (read-only routes only; exercises client read timeouts).
     Faults never touch ``/_emulator/*``.
     """
 
@@ -47,6 +49,8 @@ class Faults:
     drop_rate: float = 0.0
     truncate_rate: float = 0.0
     routes: tuple[str, ...] | None = None
+    drip_rate: float = 0.0
+    drip_seconds: float = 1.0
     _rng: random.Random = field(default=None, init=False, repr=False, compare=False)  # type: ignore[assignment]
     _lock: threading.Lock = field(default=None, init=False, repr=False, compare=False)  # type: ignore[assignment]
 
@@ -60,12 +64,16 @@ class Faults:
             self.latency = float(self.latency)
             if self.latency < 0:
                 raise FaultsError("latency must be >= 0 seconds")
-        for name in ("error_rate", "rate_limit_rate", "drop_rate", "truncate_rate"):
+        self.drip_seconds = float(self.drip_seconds)
+        if self.drip_seconds < 0:
+            raise FaultsError("drip_seconds must be >= 0")
+        for name in ("error_rate", "rate_limit_rate", "drop_rate", "truncate_rate", "drip_rate"):
             v = float(getattr(self, name))
             if not 0.0 <= v <= 1.0:
                 raise FaultsError(f"{name} must be between 0 and 1, got {v}")
             setattr(self, name, v)
-        total = self.error_rate + self.rate_limit_rate + self.drop_rate + self.truncate_rate
+        total = (self.error_rate + self.rate_limit_rate + self.drop_rate + self.truncate_rate
+                 + self.drip_rate)
         if total > 1.0 + 1e-9:
             raise FaultsError(f"the fault rates add up to {total:.3f} > 1")
         self.error_statuses = tuple(int(s) for s in self.error_statuses)
@@ -139,8 +147,10 @@ class Faults:
             kind = "rate_limit"
         elif u < (edge := edge + self.error_rate):
             kind = "error"
-        elif u < edge + self.truncate_rate and route in READ_ONLY_ROUTES:
-            kind = "truncate"
+        elif u < (edge := edge + self.truncate_rate):
+            kind = "truncate" if route in READ_ONLY_ROUTES else None
+        elif u < edge + self.drip_rate and route in READ_ONLY_ROUTES:
+            kind = "drip"
         return Decision(delay=delay, kind=kind, status=pick if kind == "error" else None, cut=cut)
 
 
@@ -149,7 +159,7 @@ class Decision:
     """The fault drawn for one request."""
 
     delay: float = 0.0
-    kind: str | None = None  # None | "drop" | "rate_limit" | "error" | "truncate"
+    kind: str | None = None  # None | "drop" | "rate_limit" | "error" | "truncate" | "drip"
     status: int | None = None
     cut: float = 0.5  # fraction of the body kept when truncating
 
@@ -171,7 +181,8 @@ def _parse_text(text: str) -> dict[str, Any]:
                     out[key] = (float(lo), float(hi))
                 else:
                     out[key] = float(value)
-            elif key in ("error_rate", "rate_limit_rate", "drop_rate", "truncate_rate"):
+            elif key in ("error_rate", "rate_limit_rate", "drop_rate", "truncate_rate", "drip_rate",
+                         "drip_seconds"):
                 out[key] = float(value)
             elif key == "error_statuses":
                 out[key] = tuple(int(s) for s in value.replace("|", "/").split("/") if s)

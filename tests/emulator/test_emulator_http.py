@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import time
 
 import httpx
 import orjson
@@ -397,6 +398,27 @@ def test_dropped_and_truncated_over_real_socket(srv):
         assert c.get(V2).status_code == 200
     kinds = [j["fault"] for j in srv.state()["journal"]]
     assert kinds == ["drop", "truncate", None]
+
+
+def test_latency_and_slow_drip(srv):
+    with httpx.Client(base_url=srv.url, headers=AUTH) as c:
+        srv.set_faults({"latency": 0.05})
+        assert c.get(V2, params={"$top": 1}).status_code == 200
+        srv.set_faults({"drip_rate": 1.0, "drip_seconds": 0.2})
+        r = c.get(V2)
+        assert r.status_code == 200 and r.json()["total"] == 62  # slow, but whole
+        with pytest.raises(httpx.ReadTimeout):
+            c.get(V2, timeout=httpx.Timeout(5.0, read=0.005))
+        srv.set_faults({"drip_rate": 1.0, "drip_seconds": 5})
+        assert c.delete(f"{V2}/default/t-009").status_code == 200  # never on writes
+    deadline = time.monotonic() + 5  # the timed-out request is journaled when the server ends it
+    while len(srv.state()["journal"]) < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    j = sorted(srv.state()["journal"], key=lambda e: (e["method"], e["query"], e["duration_ms"]))
+    assert [(e["method"], e["fault"]) for e in j] == [("DELETE", None), ("GET", "drip"), ("GET", "drip"),
+                                                      ("GET", None)]
+    assert j[3]["query"] == "%24top=1" and j[3]["duration_ms"] >= 50  # lower bounds: sleeps
+    assert j[2]["duration_ms"] >= 200
 
 
 def test_faulted_requests_never_change_the_store(srv):
