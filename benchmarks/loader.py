@@ -7,8 +7,10 @@ shared with the server's GIL.
 Reference client ("as the vendor's docs suggest"): one query, sequential ``$skip/$top``
 pages (``$top=1000``; ``$skip + $top < 10,000``), each page's JSON through
 ``pandas.json_normalize`` and concatenated. It cannot go past 9,999 rows, so it is given a
-range holding just under 10,000 events. psanalytics fetches the same range, and then all
-1,000,000 events (windows planned under the limit, 4 windows at a time).
+range holding just under 10,000 events; it runs with ``$top=1000`` pages (the fastest
+plain setting) and with the API's default ``$top=100``. psanalytics fetches the same range;
+each is timed 3 times (best kept) and run once more for peak memory. Then psanalytics
+fetches all 1,000,000 events once (windows planned under the limit, 4 at a time).
 
 Prints events/s, requests, peak RSS growth, and the parse share: CPU seconds spent
 decoding JSON and building the frame (``time.thread_time`` summed over threads) divided by
@@ -149,6 +151,8 @@ def main() -> None:
         serve_child(args.serve, args.seed)
         return
 
+    import pandas  # noqa: F401 - imported before any timing, so no client pays for it
+
     from psanalytics.api import profile_store
     from psanalytics.api.profile_store import connect
     from psanalytics.api.windows import format_ns, to_ns
@@ -181,27 +185,39 @@ def main() -> None:
                    cpu: float) -> None:
             rows.append((name, n, secs, n / secs, reqs, mem, parse / secs, cpu))
 
-        # Reference on the small range.
-        with PeakRss() as m:
-            t, c = time.perf_counter(), time.process_time()
-            ref, ref_reqs, ref_parse = reference_fetch(url, rng)
-            ref_s, ref_cpu = time.perf_counter() - t, time.process_time() - c
-        assert len(ref) == n_small, (len(ref), n_small)
-        record("reference (skip/top, json_normalize), small range", len(ref), ref_s, ref_reqs,
-               m.growth_mb, ref_parse, ref_cpu)
-        del ref
+        # The small range: each client timed 3 times (best kept; no memory sampler running),
+        # then once more under the RSS sampler for its peak memory.
+        def bench(name: str, run: Callable[[], tuple[int, int, float]]) -> None:
+            best: tuple[float, float, float, int, int] | None = None
+            for _ in range(3):
+                t, c = time.perf_counter(), time.process_time()
+                n, reqs, parse = run()
+                secs, cpu = time.perf_counter() - t, time.process_time() - c
+                assert n == n_small, (name, n, n_small)
+                if best is None or secs < best[0]:
+                    best = (secs, cpu, parse, reqs, n)
+            with PeakRss() as m:
+                run()
+            assert best is not None
+            secs, cpu, parse, reqs, n = best
+            record(name, n, secs, reqs, m.growth_mb, parse, cpu)
 
-        # psanalytics on the same small range.
-        parse_timer.total = 0.0
-        before = store.stats.requests
-        with PeakRss() as m:
-            t, c = time.perf_counter(), time.process_time()
+        def run_reference(page: int) -> Callable[[], tuple[int, int, float]]:
+            def run() -> tuple[int, int, float]:
+                ref, reqs, parse = reference_fetch(url, rng, page)
+                return len(ref), reqs, parse
+
+            return run
+
+        def run_ours() -> tuple[int, int, float]:
+            parse_timer.total = 0.0
+            before = store.stats.requests
             small = store.events(start=lo, end=hi)
-            ps_small_s, cpu = time.perf_counter() - t, time.process_time() - c
-        assert small.height == n_small
-        record("psanalytics events(), small range", small.height, ps_small_s,
-               store.stats.requests - before, m.growth_mb, parse_timer.total, cpu)
-        del small
+            return small.height, store.stats.requests - before, parse_timer.total
+
+        bench("reference ($top=1000 pages, json_normalize), small range", run_reference(1000))
+        bench("reference ($top=100, the API default), small range", run_reference(100))
+        bench("psanalytics events(), small range", run_ours)
 
         # psanalytics on everything.
         parse_timer.total = 0.0
@@ -231,9 +247,11 @@ def main() -> None:
               f"{cpu:>12.2f}  {share:>10.0%}")
     ref_eps = rows[0][3]
     print()
-    print(f"speed-up vs reference, same small range: {rows[1][3] / ref_eps:.1f}x")
-    print(f"speed-up vs reference, psanalytics on all {args.events:,} events: {rows[2][3] / ref_eps:.1f}x")
-    print(f"psanalytics parse share of wall time (all events): {rows[2][6]:.0%} (target < 33%)")
+    print(f"speed-up vs the $top=1000 reference, same small range: {rows[2][3] / ref_eps:.1f}x "
+          f"(vs the $top=100 reference: {rows[2][3] / rows[1][3]:.1f}x)")
+    print(f"speed-up vs the $top=1000 reference, psanalytics on all {args.events:,} events: "
+          f"{rows[3][3] / ref_eps:.1f}x (vs $top=100: {rows[3][3] / rows[1][3]:.1f}x)")
+    print(f"psanalytics parse share of wall time (all events): {rows[3][6]:.0%} (target < 33%)")
 
 
 if __name__ == "__main__":

@@ -291,7 +291,8 @@ def parse_page(body: bytes) -> tuple[pl.DataFrame, int]:
     Fast path for the documented shape (``{"items": [PascalCase events], "total": n}``
     or a bare array of events): msgspec splits the items without building Python objects
     and hands over each ``Payload`` as its raw JSON text, untouched; Arrow's JSON reader
-    decodes the plain fields (C++, multi-threaded) straight into columns. Anything else
+    decodes the plain fields (C++, GIL released, on the calling thread: windows already
+    parse in parallel) straight into columns. Anything else
     (camelCase, numbers where strings belong, odd times) goes through
     :func:`psanalytics.schema.normalize`. Raises ``ValueError`` on a body that is not
     valid JSON (the caller retries it like a dropped connection).
@@ -315,7 +316,8 @@ def parse_page(body: bytes) -> tuple[pl.DataFrame, int]:
         paj, opts = _arrow_json()
         nd = b"\n".join(raw_items)
         table = paj.read_json(io.BytesIO(nd), parse_options=opts,
-                              read_options=paj.ReadOptions(block_size=max(1 << 21, len(nd) // 2 + 1)))
+                              read_options=paj.ReadOptions(use_threads=False,
+                                                           block_size=max(1 << 21, len(nd) + 1)))
         items = pl.from_arrow(table)
         assert isinstance(items, pl.DataFrame)
         times = items.get_column("EventTime").str.to_datetime(
