@@ -112,3 +112,41 @@ def test_chunks_partition_visitors_whole_and_stable(sample):
     _, sampled = encode_visitor_chunks(sample, chunk_events=700, sample=0.5)
     got = pl.concat(list(sampled))
     assert 0 < got.height < whole.get_column("visitor_id").n_unique()
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.integers(min_value=1, max_value=400), min_size=0, max_size=60),
+    max_visitors=st.integers(min_value=1, max_value=10),
+    max_bytes=st.integers(min_value=200, max_value=1500),
+)
+def test_batching_properties(sizes, max_visitors, max_bytes):
+    """Every visitor lands whole in exactly one batch or in quarantine; no body passes
+    max_bytes or max_visitors; order is kept."""
+    texts = [orjson.dumps({"visitor_id": f"v{i}", "pad": "x" * n}).decode() for i, n in enumerate(sizes)]
+    vis = pl.DataFrame(
+        {
+            "visitor_id": [f"v{i}" for i in range(len(sizes))],
+            "session_id": pl.Series([None] * len(sizes), dtype=pl.String),
+            "json": pl.Series(texts, dtype=pl.String),
+            "nbytes": pl.Series([len(t) for t in texts], dtype=pl.Int64),
+            "events": pl.Series([1] * len(sizes), dtype=pl.Int64),
+            "first_ms": pl.Series(list(range(len(sizes))), dtype=pl.Int64),
+            "last_ms": pl.Series(list(range(len(sizes))), dtype=pl.Int64),
+            "offsets": pl.Series([[i] for i in range(len(sizes))], dtype=pl.List(pl.Int64)),
+        }
+    )
+    prefix = body_prefix(account_id="1", client_version="0")
+    q: list[Quarantined] = []
+    batches = list(event_api_batches(vis, prefix, max_visitors=max_visitors, max_bytes=max_bytes, quarantine=q))
+    seen = []
+    for b in batches:
+        assert len(b.body) <= max_bytes and 1 <= b.visitors <= max_visitors
+        seen += [v["visitor_id"] for v in orjson.loads(b.body)["visitors"]]
+    too_big = [f"v{i}" for i, t in enumerate(texts) if len(prefix) + 2 + len(t) > max_bytes]
+    assert [x.visitor_id for x in q] == too_big
+    assert seen == [f"v{i}" for i in range(len(sizes)) if f"v{i}" not in too_big]
