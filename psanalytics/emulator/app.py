@@ -458,6 +458,12 @@ class Emulator:
             self.store.purge()
 
     async def _dispatch(self, request: Request) -> Response:
+        try:
+            return await self._dispatch_inner(request)
+        except Exception as exc:  # noqa: BLE001 - an emulator bug must still answer like the API
+            return _error(500, f"internal error in the emulator: {type(exc).__name__}: {exc}")
+
+    async def _dispatch_inner(self, request: Request) -> Response:
         name = request.scope.get("psa.route")
         params = request.scope.get("psa.params", {})
         if name is None:

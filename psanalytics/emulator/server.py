@@ -7,6 +7,7 @@ import socket
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,9 @@ def serve(
     ``lenient_window``, ``pending_delete_limit``, ``preview_timeout_s``, ...).
     ``announce=True`` prints the address it binds to stderr.
     """
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        warnings.warn(f"the emulator binds {host}, not loopback: other machines can reach it",
+                      stacklevel=3)
     emu = Emulator(events, api_key=api_key, faults=faults, strict=strict, **kw)
     srv = Server(emu, host=host, port=port).start()
     if announce:

@@ -182,3 +182,19 @@ def test_sync_transport_inside_a_running_loop_and_from_threads(small):
     with ThreadPoolExecutor(8) as ex:
         assert list(ex.map(count, range(40))) == [1] * 40
     assert emu.state()["requests"] == 41
+
+
+def test_unexpected_handler_error_is_a_500_envelope(small, monkeypatch):
+    import httpx
+
+    emu = Emulator(small, api_key="k")
+
+    def boom(*a, **k):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(emu.store, "query", boom)
+    with httpx.Client(base_url=emu.url, transport=emu.transport(), headers={"Authorization": "epi-single k"}) as c:
+        r = c.get("/api/v2.0/TrackEvents")
+    assert r.status_code == 500
+    assert r.json() == {"error": {"code": "InternalServerError",
+                                  "message": "internal error in the emulator: RuntimeError: disk on fire"}}
