@@ -63,9 +63,11 @@ def _ordered(df: pl.DataFrame, path: str, columns: Sequence[str]) -> pl.DataFram
         if "session_key" in df.schema:
             key = pl.col("session_key").cast(pl.Int64)
         else:
-            keys = sessionize(df, minimal=True).events.get_column("session_key")
-            df = df.with_columns(keys)
-            key = pl.col("session_key").cast(pl.Int64)
+            idx = sessionize(df, minimal=True).events.get_column("session_index")
+            df = df.with_columns(idx.alias("_session_index"))
+            key = pl.concat_str(
+                [pl.col("DeviceId"), pl.lit("\x1f"), pl.col("_session_index").cast(pl.String)]
+            )
     elif path == "device":
         if "DeviceId" not in df.schema:
             raise SessionizeError("path='device' needs the DeviceId column")

@@ -235,6 +235,36 @@ class _Cut:
     rows_time_ordered: bool  # input rows were already in time order
 
 
+def _to_np(series: pl.Series, dtype: type | None = None) -> np.ndarray:
+    """A numpy copy of a numeric Series, built chunk by chunk: no n-sized buffer is left in
+    Polars' allocator (which keeps freed memory), only one numpy array (returned to the OS
+    when dropped)."""
+    if series.n_chunks() == 1:
+        a = series.to_numpy()
+        return a if dtype is None else a.astype(dtype, copy=False)
+    parts = series.get_chunks()
+    first = parts[0].to_numpy()
+    out = np.empty(series.len(), dtype=dtype or first.dtype)
+    pos = 0
+    for part in parts:
+        a = part.to_numpy()
+        out[pos : pos + a.size] = a
+        pos += a.size
+    return out
+
+
+def _hash_np(series: pl.Series, seed: int) -> np.ndarray:
+    """``series.hash(seed)`` as a numpy ``uint64`` array, hashed chunk by chunk."""
+    if series.n_chunks() == 1:
+        return series.hash(seed=seed).to_numpy()
+    out = np.empty(series.len(), dtype=np.uint64)
+    pos = 0
+    for part in series.get_chunks():
+        out[pos : pos + part.len()] = part.hash(seed=seed).to_numpy()
+        pos += part.len()
+    return out
+
+
 def _packed_sort(hi32: np.ndarray) -> np.ndarray:
     """Sort ``(hi32 << 32) | row`` (uint64) in place and return it: rows grouped by ``hi32``,
     in row order inside a group. ``hi32`` (uint64 holding 32-bit values) is consumed."""
@@ -273,14 +303,16 @@ def _device_order(
     if exact and not isinstance(keyser.dtype, pl.Categorical | pl.Enum):
         keyser = keyser.cast(pl.String).cast(pl.Categorical)
     if isinstance(keyser.dtype, pl.Categorical | pl.Enum):
-        k = _packed_sort(keyser.to_physical().to_numpy().astype(np.uint64))
+        k = _packed_sort(_to_np(keyser.to_physical(), np.uint64))
         perm = _split_packed(k)
         np.not_equal(k[1:], k[:-1], out=new_dev[1:])
         return perm, new_dev
     if keyser.dtype != pl.String:
         keyser = keyser.cast(pl.String)
-    h = keyser.hash(seed=0x5EED).to_numpy()
+    h = _hash_np(keyser, 0x5EED)
+    _trace("hash")
     k = _packed_sort(h >> np.uint64(32))
+    _trace("packed sort")
     k &= _MASK32  # the high halves are h[perm] >> 32: no need to keep them
     perm = k.view(np.int64)
     del k
@@ -288,24 +320,25 @@ def _device_order(
     _trace("hs")
     del h
     np.not_equal(hs[1:], hs[:-1], out=new_dev[1:])
+    _trace("new_dev")
     # 32-bit collisions: two devices share the high half; regroup those blocks by the full hash.
-    coll = np.zeros(n, dtype=bool)
-    step = 1 << 20
-    for i in range(1, n, step):
-        j = min(i + step, n)
-        coll[i:j] = new_dev[i:j] & (
-            (hs[i:j] >> np.uint64(32)) == (hs[i - 1 : j - 1] >> np.uint64(32))
-        )
-    if coll.any():
-        hi = hs >> np.uint64(32)
-        for v in np.unique(hi[np.flatnonzero(coll)]):
-            a = int(np.searchsorted(hi, v, "left"))
-            b = int(np.searchsorted(hi, v, "right"))
+    bounds = np.flatnonzero(new_dev[1:]) + 1
+    coll = bounds[(hs[bounds] >> np.uint64(32)) == (hs[bounds - 1] >> np.uint64(32))]
+    del bounds
+    if coll.size:
+        # hs is ordered by its high half, so "hs < v << 32" is monotone: binary search works.
+        for v in np.unique(hs[coll] >> np.uint64(32)):
+            a = int(np.searchsorted(hs, v << np.uint64(32), "left"))
+            b = (
+                n
+                if v == 0xFFFFFFFF
+                else int(np.searchsorted(hs, (v + np.uint64(1)) << np.uint64(32), "left"))
+            )
             o = np.lexsort((perm[a:b], hs[a:b]))
             perm[a:b] = perm[a:b][o]
             hs[a:b] = hs[a:b][o]
-        del hi
         np.not_equal(hs[1:], hs[:-1], out=new_dev[1:])
+    _trace("collisions")
     return perm, new_dev
 
 
@@ -376,7 +409,7 @@ def _cut(
     pre: np.ndarray | None = None
     if n and not tser.is_sorted():
         # Not time-ordered: order by (time, row) first; then the device sort below is stable.
-        t_in = tser.to_numpy()
+        t_in = _to_np(tser)
         pre = np.argsort(t_in, kind="stable")
         keyser = keyser.gather(pre)
         t = t_in[pre]
@@ -384,7 +417,7 @@ def _cut(
     _trace("before device order")
     perm, new_dev = _device_order(keyser, n, exact=exact)
     _trace("device order")
-    t = t[perm] if pre is not None else tser.to_numpy()[perm]
+    t = t[perm] if pre is not None else _to_np(tser)[perm]
     if pre is not None:
         perm = pre[perm]
 
@@ -502,8 +535,7 @@ def sessionize(
         split_on_identity_change: a new session when a different non-empty ``User.Email``
             appears on the device within a session.
         key: the column (or columns, e.g. ``["DeviceId", "Scope"]``) sessions are cut by.
-        minimal: only the benchmark's outputs: ``.events`` gets ``session_key`` and
-            ``session_index``; ``.sessions`` has ``session_key``, ``device_id``,
+        minimal: only the benchmark's outputs: ``.events`` gets ``session_index`` only; ``.sessions`` has ``session_key``, ``device_id``,
             ``session_index``, ``start_time``, ``end_time``, ``duration_s``, ``n_events``,
             ``entry_page`` and ``exit_page``.
         window: ``(start, end)`` of the data window for ``truncated_start``/``truncated_end``
@@ -606,35 +638,42 @@ def _sessionize(
     sess_index = sess_index_sorted[order] if not identity_order else sess_index_sorted
 
     # Per-event columns back in input order (scatter by perm).
-    ev_key = np.empty(n, dtype=np.uint32)
-    ev_key[perm] = sid_key
+    ev_key = np.empty(0, dtype=np.uint32)
+    if not minimal:
+        ev_key = np.empty(n, dtype=np.uint32)
+        ev_key[perm] = sid_key
     ev_index = np.empty(n, dtype=np.uint32)
     ev_index[perm] = sess_index_sorted[cut.sid]
 
     _trace("per-event arrays")
-    first_rows = perm[starts]
-    last_rows = perm[ends]
+    first_rows = perm[starts].astype(np.uint32)
+    last_rows = perm[ends].astype(np.uint32)
     start_t = t[starts]
     end_t = t[ends]
     n_events = (ends - starts + 1).astype(np.uint32)
-    # per output session: device ordinal and the output row of the device's first session
-    dev_ord_sorted = (np.cumsum(cut.dev_start, dtype=np.int64) - 1) if ns else np.zeros(0, np.int64)
-    if identity_order:
-        dev_ord = dev_ord_sorted
-        dev_first_out = dev_first
-    else:
-        dev_ord = dev_ord_sorted[order]
-        dev_first_out = rank[dev_first[order]]
+    del starts, ends
+    # per output session: the output row of the device's first session (and, for the full
+    # table, the device ordinal)
+    dev_first_out = dev_first if identity_order else rank[dev_first[order]]
+    dev_ord: np.ndarray | None = None
+    if not minimal:
+        dev_ord_sorted = np.cumsum(cut.dev_start, dtype=np.int64) - 1
+        dev_ord = dev_ord_sorted if identity_order else dev_ord_sorted[order]
+        del dev_ord_sorted
+    del dev_first
     if minimal:  # free the n-sized work arrays before the string gathers
-        del cut, perm, t, sid_key
+        del cut, perm, t, sid_key, order
         rank = None
-    first_rows_s = pl.Series(first_rows.astype(np.uint32))
-    last_rows_s = pl.Series(last_rows.astype(np.uint32))
+    _trace("freed")
+    first_rows_s = pl.Series(first_rows)
+    last_rows_s = pl.Series(last_rows)
     start_keys = keyser.gather(first_rows_s)
+    _trace("start keys")
     if not exact and keyser.dtype == pl.String and ns:
         # A 64-bit hash collision would put two devices in one run: their session starts
         # would then carry different key strings.
-        if not (start_keys == start_keys.gather(pl.Series(dev_first_out.astype(np.uint32)))).all():
+        sh = start_keys.hash(seed=0xC0FFEE).to_numpy()
+        if not np.array_equal(sh, sh[dev_first_out]):
             raise _HashClash
     device_id = start_keys if len(keys) == 1 else None
     tdt = pl.Datetime("ns", "UTC")
@@ -663,7 +702,7 @@ def _sessionize(
         )
         sessions = pl.DataFrame(list(cols.values()))
         _trace("sessions table")
-        ev = df.with_columns(pl.Series("session_key", ev_key), pl.Series("session_index", ev_index))
+        ev = df.with_columns(pl.Series("session_index", ev_index))
         return Sessionized(ev, sessions, timeout_ns / 1e9, None if max_ns is None else max_ns / 1e9)
 
     # ------------------------------------------------------------------ full schema

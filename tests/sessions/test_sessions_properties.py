@@ -204,9 +204,9 @@ def test_hash_collision_falls_back_to_exact_codes(sample, monkeypatch):
     expected = sessionize(sample)
     real_hash = pl.Series.hash
 
-    def constant_hash(self, *args, **kwargs):  # every DeviceId "collides"
+    def constant_hash(self, *args, **kwargs):  # every DeviceId "collides" in the grouping hash
         h = real_hash(self, *args, **kwargs)
-        return h * 0 if self.name == "DeviceId" else h
+        return h * 0 if self.name == "DeviceId" and kwargs.get("seed") == 0x5EED else h
 
     monkeypatch.setattr(pl.Series, "hash", constant_hash)
     got = sessionize(sample)
@@ -220,3 +220,17 @@ def test_categorical_device_ids_give_the_same_sessions(sample):
     assert a.sessions.drop("device_id", "session_id").equals(b.sessions.drop("device_id", "session_id"))
     assert a.sessions["device_id"].to_list() == b.sessions["device_id"].cast(pl.String).to_list()
     assert a.events["session_id"].to_list() == b.events["session_id"].to_list()
+
+
+def test_32_bit_hash_collisions_are_regrouped(sample, monkeypatch):
+    expected = sessionize(sample)
+    real_hash = pl.Series.hash
+
+    def low_half_only(self, *args, **kwargs):  # every DeviceId shares the high 32 bits
+        h = real_hash(self, *args, **kwargs)
+        return h & 0xFFFFFFFF if self.name == "DeviceId" and kwargs.get("seed") == 0x5EED else h
+
+    monkeypatch.setattr(pl.Series, "hash", low_half_only)
+    got = sessionize(sample)
+    assert got.sessions.equals(expected.sessions)
+    assert got.events.equals(expected.events)

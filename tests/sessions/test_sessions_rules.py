@@ -284,8 +284,8 @@ def test_minimal_mode_outputs():
         (1, "b", 1, T0 + timedelta(seconds=30), T0 + timedelta(seconds=30), 0.0, 1,
          "https://shop.example/", "https://shop.example/"),
     ]  # fmt: skip
-    assert r.events.columns == [*f.columns, "session_key", "session_index"]
-    assert r.events["session_key"].to_list() == [0, 0, 1]
+    assert r.events.columns == [*f.columns, "session_index"]
+    assert r.events["session_index"].to_list() == [1, 1, 1]
 
 
 def test_multi_column_key_never_mixes_scopes():
