@@ -287,15 +287,7 @@ def _read_ndjson(data: bytes, path: str, on_error: OnError, report: ReadReport,
     ):
         return _read_page_lines(data, path, on_error, report, unknown)
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            frame = schema.ndjson_to_frame(data, warn_unknown=True)
-        for w in caught:
-            if isinstance(w.message, schema.UnknownFieldsWarning):
-                unknown.update(w.message.fields)
-            else:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        return frame
+        return _ndjson_frame(data, unknown)
     except schema.NdjsonError as exc:
         if on_error == "raise":
             raise InputError(_reason(exc), path=path, line=exc.line) from None
@@ -309,6 +301,19 @@ def _read_ndjson(data: bytes, path: str, on_error: OnError, report: ReadReport,
         report.skipped.append(SkippedLine(path, line, reason))
     cleaned = _drop_lines(data, {b[0] for b in bad})
     return _read_ndjson(cleaned, path, "raise", report, unknown)
+
+
+def _ndjson_frame(data: bytes, unknown: set[str]) -> pl.DataFrame:
+    """``schema.ndjson_to_frame`` with its unknown-field warning collected into ``unknown``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frame = schema.ndjson_to_frame(data, warn_unknown=True)
+    for w in caught:
+        if isinstance(w.message, schema.UnknownFieldsWarning):
+            unknown.update(w.message.fields)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return frame
 
 
 def _reason(exc: Exception) -> str:
