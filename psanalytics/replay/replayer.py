@@ -393,7 +393,8 @@ class Replayer:
       (events/s cap), ``requests_per_s``; ``clock``/``sleep`` injectable;
     - sending: ``workers`` (4 threads; at most ``2 x workers`` batches in flight, the
       producer blocks: backpressure), ``retries`` (an int = max attempts, or an
-      ``api.http.RetryPolicy``), ``strict`` (ask for 400s on invalid fields),
+      ``api.http.RetryPolicy``; also applied to a sink passed in), ``strict`` (ask for
+      400s on invalid fields; for a sink passed in, its own setting counts),
       ``split_rejected`` (bisect a rejected batch to keep the good visitors and isolate
       the bad ones; default True);
     - files: ``checkpoint`` (resume by default when the file exists; ``resume=False``
@@ -520,15 +521,23 @@ class Replayer:
             policy = retries if isinstance(retries, RetryPolicy) else RetryPolicy(max_attempts=int(retries))
         if isinstance(sink, str):
             return EventApiSink(sink, strict=strict, policy=policy)
+        out: Any = None
         if hasattr(sink, "send") and hasattr(sink, "kind"):
-            return sink
-        from psanalytics.api.event_api import EventApi
+            out = sink
+        else:
+            from psanalytics.api.event_api import EventApi
 
-        if isinstance(sink, EventApi):
-            return EventApiSink(api=sink)
-        if hasattr(sink, "track_batch"):
-            return TrackingSink(sink)
-        raise ReplayError(f"not a replay sink: {type(sink).__name__}")
+            if isinstance(sink, EventApi):
+                out = EventApiSink(api=sink)
+            elif hasattr(sink, "track_batch"):
+                out = TrackingSink(sink)
+        if out is None:
+            raise ReplayError(f"not a replay sink: {type(sink).__name__}")
+        if policy is not None:  # retries= applies to a sink built elsewhere too
+            for client in (getattr(out, "api", None), getattr(out, "store", None)):
+                if client is not None and hasattr(client, "policy"):
+                    client.policy = policy
+        return out
 
     # ----------------------------------------------------------------- planning
 
@@ -709,6 +718,8 @@ class Replayer:
                 if ckpt is not None:
                     ckpt.record(batch, "ok")
                 if bar is not None:
+                    bar.set_postfix(retries=report.retries, rejected=report.rejected,
+                                    failed=report.failed, refresh=False)
                     bar.update(batch.events)
                 if self.on_batch is not None:
                     self.on_batch(batch, res)

@@ -413,3 +413,11 @@ def test_resend_a_dry_run_file_and_a_failed_file(sample, tmp_path):
 
     with pytest.raises(InputError, match="bad.jsonl:1: not an Event API body"):
         Replayer(sink_for(up), progress=False).resend(bad)
+
+
+def test_retries_option_applies_to_a_given_sink_and_progress_bar_runs(sample, capsys):
+    fake = FakeEventApi(error_rate=1.0)
+    sink = EventApiSink(api=EventApi(transport=httpx.MockTransport(fake), policy=RetryPolicy.fast(8)))
+    report = Replayer(sink, account_id="1", retries=RetryPolicy.fast(3), progress=True).run(sample.head(20))
+    assert fake.requests == 3 and report.failed == 1
+    assert "replay" in capsys.readouterr().err  # tqdm writes to stderr
