@@ -201,12 +201,12 @@ def _payload_column(series: pl.Series) -> pl.Series:
         return series
     if dtype == pl.Null:
         return series.cast(pl.String)
-    if isinstance(dtype, (pl.Struct, pl.List, pl.Array)):
+    if isinstance(dtype, pl.Struct):
         # JSON-encode nested values; a null struct stays null.
-        enc = series.struct.json_encode() if isinstance(dtype, pl.Struct) else None
-        if enc is None:
-            enc = pl.select(pl.lit(series).list.eval(pl.element()).cast(pl.String)).to_series()
+        enc = series.struct.json_encode()
         return pl.select(pl.when(pl.lit(series).is_null()).then(None).otherwise(pl.lit(enc))).to_series().alias(series.name)
+    if isinstance(dtype, (pl.List, pl.Array)):
+        return pl.Series(series.name, [_json_text(v) for v in series.to_list()], pl.String)
     if dtype == pl.Object:
         return pl.Series(series.name, [_json_text(v) for v in series.to_list()], pl.String)
     return series.cast(pl.String)
@@ -242,12 +242,11 @@ def _records_to_frame(records: Sequence[Mapping[str, Any]]) -> tuple[pl.DataFram
     """Columnar build from dicts (PascalCase API objects or camelCase Tracking bodies)."""
     unknown: set[str] = set()
     keymap: dict[str, str] = {}
-    for rec in records[:1000]:
+    for rec in records:  # every record: a field may first appear late
         for k in rec:
             if k not in keymap:
                 c = canonical_name(k)
                 keymap[k] = c or ""
-    # Any key first seen after the sample is picked up below.
     cols: dict[str, list[Any]] = {c: [] for c in COLUMNS if c != "User"}
     emails: list[Any] = []
     names: list[Any] = []
@@ -275,15 +274,9 @@ def _records_to_frame(records: Sequence[Mapping[str, Any]]) -> tuple[pl.DataFram
         else:
             emails.append(r.get("User.Email"))
             names.append(r.get("User.Name"))
-    for rec in records:
-        for k in rec:
-            if k not in keymap:
-                keymap[k] = canonical_name(k) or ""
     for k, v in keymap.items():
         if not v and k.lower() not in KNOWN_DROPPED:
             unknown.add(k)
-    if any(k.lower() in ("user.email", "user.name") for k in keymap):
-        pass
     data: dict[str, pl.Series] = {}
     for c in COLUMNS:
         if c == "User":

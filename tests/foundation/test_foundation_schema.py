@@ -289,3 +289,17 @@ def test_ndjson_field_first_seen_late_is_read():
         ("1199", {"Email": "", "Name": ""}, None),
         ("late", {"Email": "e@x", "Name": "n"}, '{"a":1}'),
     ]
+
+
+def test_records_field_first_seen_late_and_list_payload_column():
+    recs = [{"DeviceId": str(i)} for i in range(1_500)]
+    recs.append({"DeviceId": "late", "Scope": "b2b", "User": {"Email": "e"}})
+    df = schema.normalize(recs)
+    assert df.tail(1).select("DeviceId", "Scope", "User").rows() == [
+        ("late", "b2b", {"Email": "e", "Name": ""})
+    ]
+    assert df.item(0, "Scope") == ""
+    frame = pl.DataFrame({"DeviceId": ["a", "b"], "Payload": [[1, 2], None]})
+    assert schema.normalize(frame).get_column("Payload").to_list() == ["[1,2]", None]
+    nested = pl.DataFrame({"DeviceId": ["a", "b"], "Payload": [{"x": 1}, None]})
+    assert schema.normalize(nested).get_column("Payload").to_list() == ['{"x":1}', None]
