@@ -99,7 +99,12 @@ def _trace(label: str) -> None:  # pragma: no cover - debugging aid
             for line in fh:
                 if line.startswith(("VmHWM", "VmRSS")):
                     vals[line.split(":")[0]] = int(line.split()[1]) // 1024
-        print(f"[mem] {label:20s} peak {vals.get('VmHWM')} now {vals.get('VmRSS')}", flush=True)
+        import time
+
+        print(
+            f"[mem] {label:20s} peak {vals.get('VmHWM')} now {vals.get('VmRSS')} t {time.perf_counter():.3f}",
+            flush=True,
+        )
 
 
 class SessionizeError(PsaError, ValueError):
@@ -868,17 +873,19 @@ def _type_counts(
     if "EventType" not in ctx.df.schema:
         return np.zeros(ns, np.int64), np.zeros(ns, np.int64), None
     et = ctx.df.get_column("EventType").fill_null("")
-    eh = et.hash(seed=13)
-    # one row per distinct type (by 64-bit hash: a clash between two of the few type names
-    # has probability ~k**2 / 2**65), sorted by hash for the lookup below
-    table = pl.DataFrame({"h": eh, "name": et}).unique("h", keep="first").sort("h")
-    if table.height == 0:
+    names = sorted(et.unique().to_list())
+    k = len(names)
+    if k == 0:
         return np.zeros(ns, np.int64), np.zeros(ns, np.int64), None
-    names_by_hash = table.get_column("name").to_list()
-    k = len(names_by_hash)
-    names = sorted(names_by_hash)
-    to_name_pos = np.array([names.index(nm) for nm in names_by_hash], dtype=np.int64)
-    pos = np.searchsorted(table.get_column("h").to_numpy(), eh.to_numpy()[ctx.cut.perm])
+    # codes via the hash: the names' own hashes are the lookup table
+    name_h = pl.Series(names, dtype=pl.String).hash(seed=13).to_numpy()
+    if np.unique(name_h).size == k:
+        by_hash = np.argsort(name_h)
+        pos = np.searchsorted(name_h[by_hash], _hash_np(et, 13)[ctx.cut.perm])
+        to_name_pos = by_hash.astype(np.int64)
+    else:  # pragma: no cover - two type names share a 64-bit hash
+        pos = _to_np(et.cast(pl.Enum(names)).to_physical(), np.int64)[ctx.cut.perm]
+        to_name_pos = np.arange(k, dtype=np.int64)
     idx = ctx.key.astype(np.int64)
     idx *= k
     idx += to_name_pos[pos]
@@ -1003,9 +1010,7 @@ def _entry_utm(entry_page: pl.Series, payload: pl.Series | None) -> list[pl.Seri
     )
     cand = frame.select(
         pl.col("p").str.contains("utm_", literal=True)
-        | pl.col("j").fill_null("").str.contains("utm_", literal=True)
-        | pl.col("j").fill_null("").str.contains("referer", literal=True)
-        | pl.col("j").fill_null("").str.contains("referrer", literal=True)
+        | pl.col("j").str.contains("utm_|referr").fill_null(False)
     ).to_series()
     idx = cand.arg_true()
     empty = [pl.repeat(None, ns, dtype=pl.String, eager=True).alias(nm) for nm in names]
