@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import polars as pl
@@ -32,6 +32,9 @@ from psanalytics import schema
 from psanalytics.emulator.faults import Decision, Faults
 from psanalytics.emulator.store import EventStore
 from psanalytics.query.odata import ODataError, parse_orderby
+
+if TYPE_CHECKING:
+    import httpx
 
 try:
     from psanalytics import __version__ as _PSA_VERSION
@@ -307,13 +310,13 @@ class Emulator:
                 f"lenient={self.lenient}, faults={'on' if self.faults else 'off'})")
 
     # ------------------------------------------------------------------ public API
-    def transport(self):  # -> httpx.BaseTransport
+    def transport(self) -> httpx.BaseTransport:
         """A sync httpx transport that calls the app in-process (no sockets)."""
         from psanalytics.emulator.transport import InProcessTransport
 
         return InProcessTransport(self.app)
 
-    def async_transport(self):  # -> httpx.AsyncBaseTransport
+    def async_transport(self) -> httpx.AsyncBaseTransport:
         """An async httpx transport that calls the app in-process."""
         from psanalytics.emulator.transport import AsyncInProcessTransport
 
