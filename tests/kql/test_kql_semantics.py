@@ -526,3 +526,11 @@ def test_valid_kql_outside_the_subset_is_unsupported(query, column):
     with pytest.raises(KqlUnsupported) as ei:
         validate(query)
     assert (ei.value.line, ei.value.column) == (1, column), str(ei.value)
+
+
+def test_null_strings_in_input_become_empty():
+    frame = pl.DataFrame({"k": ["a", None, "b"], "n": [1, 2, None]})
+    for t in (frame, frame.lazy()):
+        out = kql("T | where k == '' | project k, n", tables={"T": t})
+        assert out.rows() == [("", 2)]
+        assert kql("T | where isnull(n) | project k", tables={"T": t}).rows() == [("b",)]

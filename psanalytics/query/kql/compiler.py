@@ -207,6 +207,8 @@ class Compiler:
         self.tabular_lets: dict[str, Table] = {}
         self.table_cache: dict[str, Table] = {}
         self._body: N.Pipeline | None = None
+        #: tables whose string columns are known to hold no nulls
+        self.clean: set[str] = set(tables)
         self._keep_order = True
         self._agg_ctx = False
         self._in_agg = False
@@ -279,6 +281,8 @@ class Compiler:
             if kt == "string" and dtype != pl.String:
                 fixes.append(pl.col(name).cast(pl.String).fill_null(""))
                 dtype = pl.String()
+            elif kt == "string" and ref.name not in self.clean:
+                fixes.append(pl.col(name).fill_null(""))  # strings are never null
             elif kt == "datetime" and dtype != TIME_DTYPE:
                 if dtype == pl.Date or getattr(dtype, "time_zone", None) is None:
                     e = pl.col(name).cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")
@@ -1053,7 +1057,8 @@ class Compiler:
 
 
 def compile_query(q: N.Query, tables: Mapping[str, pl.LazyFrame], *, text: str | None,
-                  params: Mapping[str, Any] | None = None, now_ns: int) -> Compiled:
+                  params: Mapping[str, Any] | None = None, now_ns: int,
+                  clean: set[str] | None = None) -> Compiled:
     """Compile a parsed query against lazy tables. ``params`` become leading lets."""
     if params:
         lets = []
@@ -1063,6 +1068,7 @@ def compile_query(q: N.Query, tables: Mapping[str, pl.LazyFrame], *, text: str |
             lets.append(N.Let(k, param_literal(k, v)))
         q = N.Query([*lets, *q.lets], q.body, span=q.span)
     c = Compiler(tables, text, now_ns)
+    c.clean = clean if clean is not None else set(tables)
     return c.compile(q)
 
 

@@ -47,13 +47,28 @@ def _now_ns(now: datetime | None) -> int:
     return _ns(now)
 
 
-def _lazy_tables(tables: Tables | None, events: Any = None) -> dict[str, pl.LazyFrame]:
-    out: dict[str, pl.LazyFrame] = {}
+class _Tables(dict):  # type: ignore[type-arg]
+    """name -> LazyFrame, plus the names whose string columns are known to hold no nulls."""
+
+    clean: set[str]
+
+
+def _lazy_tables(tables: Tables | None, events: Any = None) -> _Tables:
+    out = _Tables()
+    out.clean = set()
+    items = list((tables or {}).items())
     if events is not None:
-        out["Events"] = events.lazy() if isinstance(events, pl.DataFrame) else events
-    for k, v in (tables or {}).items():
+        items.insert(0, ("Events", events))
+    for k, v in items:
         if isinstance(v, pl.DataFrame):
+            # KQL strings are never null: fill the (rare) nulls of string columns here,
+            # where null counts are free, so the plan needs no fill_null step
+            nulls = [c for c, d in v.schema.items()
+                     if d == pl.String and c != "Payload" and v[c].null_count()]
+            if nulls:
+                v = v.with_columns(pl.col(nulls).fill_null(""))
             out[k] = v.lazy()
+            out.clean.add(k)
         elif isinstance(v, pl.LazyFrame):
             out[k] = v
         else:
@@ -74,7 +89,8 @@ def _compile(query: str | N.Query, tables: Mapping[str, pl.LazyFrame], *,
     text = query if isinstance(query, str) else None
     ast = _parse_cached(query) if isinstance(query, str) else query
     try:
-        return compile_query(ast, tables, text=text, params=params, now_ns=_now_ns(now))
+        return compile_query(ast, tables, text=text, params=params, now_ns=_now_ns(now),
+                             clean=getattr(tables, "clean", None))
     except KqlError:
         raise
     except (pl.exceptions.PolarsError, TypeError, ValueError, OverflowError) as exc:
