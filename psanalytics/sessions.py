@@ -736,15 +736,21 @@ def _sessionize(
         if whi is not None:
             hi = _dt_ns(whi)
 
-    def at(col: str, rows: pl.Series, name: str) -> pl.Series:
-        if has(col):
-            return df.get_column(col).gather(rows).alias(name)
+    # One multi-column gather per boundary (Polars runs the columns in parallel).
+    first_cols = [
+        c for c in ("PageUri", "PageTitle", "CountryCode", "City", "Scope", "Payload") if has(c)
+    ]
+    last_cols = [c for c in ("PageUri", "PageTitle") if has(c)]
+    at_first = df.select(first_cols)[first_rows_s]
+    at_last = df.select(last_cols)[last_rows_s]
+
+    def at(frame: pl.DataFrame, col: str, name: str) -> pl.Series:
+        if col in frame.columns:
+            return frame.get_column(col).alias(name)
         return pl.repeat("", ns, dtype=pl.String, eager=True).alias(name)
 
-    entry_page = page.gather(first_rows_s).alias("entry_page")
-    utm = _entry_utm(
-        entry_page, df.get_column("Payload").gather(first_rows_s) if has("Payload") else None
-    )
+    entry_page = at_first.get_column("PageUri").alias("entry_page")
+    utm = _entry_utm(entry_page, at_first.get_column("Payload") if has("Payload") else None)
     dur_ns = end_t - start_t
     head: list[pl.Series] = [sess_id, cols["session_key"]]
     head += [cols["device_id"]] if device_id is not None else [cols[k] for k in keys]
@@ -771,12 +777,12 @@ def _sessionize(
         rest.append(event_counts)
     rest += [
         entry_page,
-        at("PageTitle", first_rows_s, "entry_title"),
-        page.gather(last_rows_s).alias("exit_page"),
-        at("PageTitle", last_rows_s, "exit_title"),
+        at(at_first, "PageTitle", "entry_title"),
+        at(at_last, "PageUri", "exit_page"),
+        at(at_last, "PageTitle", "exit_title"),
         *utm,
-        at("CountryCode", first_rows_s, "country_code"),
-        at("City", first_rows_s, "city"),
+        at(at_first, "CountryCode", "country_code"),
+        at(at_first, "City", "city"),
         pl.Series("is_bounce", (npv == 1) & (n_events == 1)),
         pl.Series("is_engaged", (dur_ns >= (engaged_ns or 0)) | (npv >= 2) | (n_conv > 0)),
         pl.Series("gap_before_s", gap_prev, dtype=pl.Float64, nan_to_null=True),
@@ -786,7 +792,7 @@ def _sessionize(
         source_ids,
     ]
     if has("Scope"):
-        rest.append(df.get_column("Scope").gather(first_rows_s).alias("scope"))
+        rest.append(at(at_first, "Scope", "scope"))
     sessions = sessions.with_columns(rest)
     ev_key_s = pl.Series("session_key", ev_key)
     ev = df.with_columns(
