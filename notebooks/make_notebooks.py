@@ -1,0 +1,419 @@
+"""Write the psanalytics notebooks (clean: no outputs, no execution counts, stable cell ids).
+
+    .venv/bin/python notebooks/make_notebooks.py            # all notebooks
+    .venv/bin/python notebooks/make_notebooks.py 02         # the ones whose name starts so
+
+Edit the cells here, not in the .ipynb files: this script is the source of truth, so a
+notebook never gets committed with outputs. Each notebook runs top to bottom with no
+credentials (``psanalytics.connect()`` starts the embedded emulator with the sample data)
+and against a real account when ``PSANALYTICS_URL`` / ``PSANALYTICS_API_KEY`` are set.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).resolve().parent
+
+# A cell is ("md", text), ("code", text) or ("code", text, [tags]).
+Cell = tuple
+
+CONNECT = """\
+import polars as pl
+from datetime import timedelta
+
+import psanalytics as ps
+
+store = ps.connect()  # PSANALYTICS_URL / PSANALYTICS_API_KEY, else the embedded emulator
+store"""
+
+LAST_WEEK = """\
+# The week up to the most recent event (end is exclusive, so step just past it).
+latest = store.preview("Events | top 1 by EventTime")["EventTime"][0]
+week_end = latest + timedelta(microseconds=1)
+week_start = week_end - timedelta(days=7)
+print(f"{week_start:%Y-%m-%d %H:%M} .. {week_end:%Y-%m-%d %H:%M} UTC")"""
+
+NB01: list[Cell] = [
+    ("md", """\
+# 01 · Quickstart: from Profile Store to a Polars frame and charts
+
+Connect, fetch a week of track events (with and without a `$filter`), look at the frame,
+and chart it. With no credentials, `ps.connect()` starts an in-process emulator of the
+Profile Store API seeded with 50,000 sample events; set `PSANALYTICS_URL` and
+`PSANALYTICS_API_KEY` to run the same cells against your account."""),
+    ("code", CONNECT),
+    ("code", LAST_WEEK),
+    ("md", """\
+## Fetch a week
+
+`store.events()` returns **every** matching event exactly once: it splits the time range
+into windows that stay under the API's 10,000-row result window and pages each one."""),
+    ("code", """\
+events = store.events(start=week_start, end=week_end, progress=False)
+print(f"{events.height:,} events from {events['DeviceId'].n_unique():,} devices")
+events.head()"""),
+    ("md", """\
+A filter can be a `$filter` string in the Profile Store dialect or a builder expression;
+the builder renders correct literals (quotes, 7-digit UTC times) for you."""),
+    ("code", """\
+page_views_filter = ps.F.EventType == "epiPageView"
+print(page_views_filter)
+page_views = store.events(page_views_filter, start=week_start, end=week_end, progress=False)
+print(f"{page_views.height:,} page views")"""),
+    ("code", """\
+# The same count without fetching rows: one request.
+store.count("EventType eq 'epiPageView'", start=week_start, end=week_end)"""),
+    ("md", """\
+## The frame
+
+Column names are the API's own, so a `$filter` or KQL query written for the API works on
+the frame unchanged. `EventTime` keeps all 7 fractional digits (UTC), strings are never
+null, `User` is a struct and `Payload` is the event's JSON text."""),
+    ("code", "events.schema"),
+    ("code", """\
+(
+    events.group_by("EventType")
+    .agg(events=pl.len(), visitors=pl.col("DeviceId").n_unique())
+    .sort("events", descending=True)
+)"""),
+    ("code", """\
+# Payload fields: read them with Polars' JSON path functions.
+(
+    events.select(
+        "EventType",
+        language=pl.col("Payload").str.json_path_match("$.epi.language"),
+    )
+    .filter(pl.col("language").is_not_null())
+    .group_by("language")
+    .agg(events=pl.len())
+    .sort("events", descending=True)
+)"""),
+    ("code", """\
+# Identified visitors: events that carry a user e-mail.
+known = events.filter(pl.col("User").struct.field("Email") != "")
+print(f"{known.height:,} events from {known['DeviceId'].n_unique():,} identified devices")"""),
+    ("md", """\
+## Charts
+
+`psanalytics.jupyter.charts` aggregates in Polars and ships only the aggregate to the
+browser (never more than a few thousand rows). Each function returns an Altair chart you
+can keep composing."""),
+    ("code", """\
+from psanalytics.jupyter import charts
+
+charts.events_over_time(events)"""),
+    ("code", "charts.top_pages(events, n=10) | charts.country_bars(events, metric=\"visitors\")"),
+    ("code", """\
+charts.events_over_time(events, every="1d", by=None).properties(
+    title="Events per day", height=160
+)"""),
+    ("md", """\
+## Explore
+
+`EventExplorer` links a date range, event types, countries and a free KQL `where` clause
+to the charts and a table."""),
+    ("code", """\
+from psanalytics.jupyter.widgets import EventExplorer
+
+explorer = EventExplorer(events)
+explorer"""),
+    ("code", """\
+# Widgets can be driven from code too.
+explorer.where.value = 'PageUri contains "checkout"'
+print(f"{explorer.filtered.height:,} events match")"""),
+]
+
+NB02: list[Cell] = [
+    ("md", """\
+# 02 · KQL preview: the `%kql` magic, local and remote
+
+`%load_ext psanalytics` registers one magic, `%kql` (line) / `%%kql` (cell). Queries run on
+the Profile Store **preview** endpoint of the connected client (at most 1,000 rows), or with
+`--local FRAME` on a frame of this notebook with the same semantics. The result is a real
+Polars DataFrame."""),
+    ("code", "%load_ext psanalytics"),
+    ("code", CONNECT),
+    ("code", LAST_WEEK),
+    ("code", """\
+events = store.events(start=week_start, end=week_end, progress=False)
+print(f"{events.height:,} events in the local frame")"""),
+    ("md", "## Remote: the preview endpoint"),
+    ("code", '%kql Events | where EventType == "epiPageView" | project EventTime, DeviceId, PageUri | take 5'),
+    ("md", """\
+`name <<` binds the result; `--param` injects typed `let` statements (here from notebook
+variables), never text."""),
+    ("code", """\
+%%kql by_type <<  --param week_start --param week_end
+Events
+| where EventTime >= week_start and EventTime < week_end
+| summarize events = count(), visitors = dcount(DeviceId) by EventType
+| sort by events desc"""),
+    ("code", """\
+print(type(by_type))
+by_type.filter(pl.col("events") > 1000)"""),
+    ("md", """\
+The footer says when a result was cut: the preview API returns at most 1,000 rows."""),
+    ("code", "%kql Events | project EventTime, EventType, DeviceId"),
+    ("code", "%kql --limit 3 Events | where EventType == 'order' | project EventTime, DeviceId, Value"),
+    ("md", "## Local: the same engine on a frame of the notebook"),
+    ("code", """\
+%%kql --local events
+Events
+| summarize events = count(), visitors = dcount(DeviceId) by EventType
+| sort by events desc"""),
+    ("code", """\
+# Literal values are typed by their look: a number, a string (a timespan, a datetime, a list).
+%kql --local events --param n=3 --param kind=order Events | where EventType == kind | top n by EventTime | project EventTime, DeviceId"""),
+    ("md", """\
+## `--compare`: the same query on both engines
+
+Runs the query locally and remotely and shows the difference (row counts, columns, the first
+differing rows). On the same week, both engines agree."""),
+    ("code", """\
+%%kql cmp <<  --compare --local events --param week_start --param week_end
+Events
+| where EventTime >= week_start and EventTime < week_end
+| summarize events = count() by EventType, CountryCode"""),
+    ("code", "cmp.same"),
+    ("md", """\
+## Errors point at the query
+
+Syntax and schema errors are found locally before any request, with the line, a caret and
+a suggestion, instead of a traceback. (These cells are tagged `raises-exception`.)"""),
+    ("code", "%%kql\nEvents\n| wher EventType == 'order'", ["raises-exception"]),
+    ("code", '%kql Events | summarize count() by CountryCod', ["raises-exception"]),
+    ("md", "## `| render` draws a chart (Altair), the data comes back unchanged"),
+    ("code", """\
+%%kql hourly <<  --local events
+Events
+| where EventType in ("epiPageView", "product", "order")
+| summarize events = count() by bin(EventTime, 6h), EventType
+| render timechart with (title="Events per 6 hours")"""),
+    ("code", """\
+%%kql --local events
+Events
+| summarize visitors = dcount(DeviceId) by CountryCode
+| sort by visitors desc
+| render barchart"""),
+    ("code", """\
+%%kql
+Events
+| summarize events = count() by EventType
+| render piechart"""),
+    ("md", "## Plan, output type, settings"),
+    ("code", "%kql --local events --explain Events | where EventType == 'order' | summarize count() by CountryCode"),
+    ("code", "%kql --local events --out pandas Events | summarize events = count() by CountryCode | sort by events desc"),
+    ("code", """\
+%config KqlMagic.display_limit = 5
+%config KqlMagic"""),
+    ("md", "## A small console"),
+    ("code", """\
+from psanalytics.jupyter.widgets import KqlConsole
+
+console = KqlConsole(store, query="Events\\n| summarize events = count() by EventType\\n| render columnchart")
+console.run()
+console"""),
+]
+
+
+NB03: list[Cell] = [
+    ("md", """\
+# 03 · Sessions and journeys
+
+Cut a week of events into sessions (per device, a new session after more than 30 minutes of
+inactivity, 24-hour cap), look at the sessions table, then at journeys: funnels, step-to-step
+transitions and the most common paths."""),
+    ("code", CONNECT),
+    ("code", LAST_WEEK),
+    ("code", """\
+events = store.events(start=week_start, end=week_end, progress=False)
+print(f"{events.height:,} events from {events['DeviceId'].n_unique():,} devices")"""),
+    ("md", "## Sessionize"),
+    ("code", """\
+s = ps.sessionize(events, window=(week_start, week_end))
+print(f"{s.sessions.height:,} sessions")
+s.sessions.select(
+    "session_id", "start_time", "duration_s", "n_events", "n_pageviews",
+    "entry_page", "exit_page", "is_bounce", "is_engaged", "split_reason",
+).head()"""),
+    ("code", """\
+s.sessions.select(
+    sessions=pl.len(),
+    median_events=pl.col("n_events").median(),
+    median_duration_s=pl.col("duration_s").median(),
+    bounce_rate=pl.col("is_bounce").mean(),
+    engaged_rate=pl.col("is_engaged").mean(),
+    cut_by_the_24h_cap=(pl.col("split_reason") == "max_duration").sum(),
+    touching_the_window_edges=(pl.col("truncated_start") | pl.col("truncated_end")).sum(),
+)"""),
+    ("code", """\
+from psanalytics.jupyter import charts
+
+charts.session_length_histogram(s) | charts.session_duration_histogram(s)"""),
+    ("md", """\
+Every event now carries its session; Profile Store's own `SessionId` is kept as evidence and
+compared (`source_session_ids` counts the distinct `SessionId`s inside each session)."""),
+    ("code", """\
+s.events.select("EventTime", "DeviceId", "EventType", "session_id", "session_index", "event_index_in_session").head()"""),
+    ("code", """\
+s.sessions.group_by("source_session_ids").agg(sessions=pl.len()).sort("source_session_ids")"""),
+    ("code", """\
+# Profile Store counts a new *visit* after 15 minutes: the compatibility preset.
+visits = ps.sessionize(events, timeout="15m", minimal=True)
+print(f"30-minute sessions: {s.sessions.height:,} · 15-minute visits: {visits.sessions.height:,}")"""),
+    ("md", "## Who is behind a device: stitching"),
+    ("code", """\
+users = ps.stitch(events)
+print(f"{users.height:,} identified devices, {users['is_shared'].sum():,} shared by several e-mails")
+users.head()"""),
+    ("md", """\
+## Funnels
+
+Ordered steps inside each session: a step counts only when it happens after the previous
+one; repeats count once."""),
+    ("code", """\
+from psanalytics import journeys
+
+steps = ["home", "product", "basket", "checkout", "order"]
+funnel = journeys.funnel(s.events, steps)
+funnel.select("step", "name", "entered", "conversion", "dropped", "median_time_to_step_s")"""),
+    ("code", "charts.funnel(funnel, title='Shop funnel (per session)')"),
+    ("code", """\
+# The same funnel per device, with every step within one day of the first.
+journeys.funnel(s.events, steps, within="device", window="1d").select("name", "entered", "conversion")"""),
+    ("md", "## Transitions and paths"),
+    ("code", """\
+moves = journeys.transitions(s.events, level="event_type")
+moves.sort("count", descending=True).head(8)"""),
+    ("code", "charts.transition_heatmap(moves, top=12)"),
+    ("code", """\
+journeys.top_paths(s.events, level="event_type", max_steps=5, n=10)"""),
+    ("code", """\
+charts.top_pages(s.events.filter(pl.col("event_index_in_session") == 0), n=10, title="Landing pages")"""),
+]
+
+NB04: list[Cell] = [
+    ("md", """\
+# 04 · Visitor-log replay into the Event API
+
+Map Profile Store track events to Optimizely Event API *visitors*, write a dry run (the
+exact request bodies), replay into an emulated Event API, check what arrived, and step
+through one visitor's log with the `VisitorPlayer`. The replay target here is always an
+in-process emulator: nothing leaves the machine."""),
+    ("code", CONNECT),
+    ("code", LAST_WEEK),
+    ("code", """\
+day = store.events(start=week_end - timedelta(days=1), end=week_end, progress=False)
+s = ps.sessionize(day)
+print(f"{day.height:,} events, {day['DeviceId'].n_unique():,} visitors, {s.sessions.height:,} sessions")"""),
+    ("md", """\
+## Map track events to visitors
+
+An `EventMap` says which Event API entity each `EventType` becomes (unmapped types keep
+their name), where revenue lives in the Payload, and which attributes to send."""),
+    ("code", """\
+import json
+
+from psanalytics import replay
+
+event_map = replay.EventMap(
+    events={
+        "order": {"entity_id": "7001", "key": "purchase", "revenue": "total"},
+        "epiPageView": "7002",
+    },
+)
+visitors = replay.to_visitors(day, account_id="12345", event_map=event_map, sessions=s)
+first = next(iter(visitors))
+print(json.dumps(first, indent=2)[:1500])"""),
+    ("md", "## Dry run: the exact bodies, written to a file"),
+    ("code", """\
+import tempfile
+from pathlib import Path
+
+workdir = Path(tempfile.mkdtemp(prefix="psanalytics-replay-"))
+dry = replay.replay(day, dry_run=workdir / "bodies.jsonl", account_id="12345",
+                    event_map=event_map, sessions=s)
+print(dry)"""),
+    ("code", """\
+# Read the bodies back: one row per event, the reverse mapping.
+logged = replay.from_visitor_log(workdir / "bodies.jsonl")
+print(f"{logged.height:,} events in the dry-run log")
+logged.head()"""),
+    ("md", "## Replay into an emulated Event API"),
+    ("code", """\
+from psanalytics.emulator import Emulator
+
+target = Emulator(events=ps.schema.empty_frame())
+report = replay.replay(day, url=target.url, transport=target.transport(), account_id="12345",
+                       event_map=event_map, sessions=s)
+print(report)"""),
+    ("md", "## What arrived"),
+    ("code", """\
+arrived = target.accepted_events()
+print(f"{arrived.height:,} events accepted by the emulated Event API (sent: {day.height:,})")
+arrived.head()"""),
+    ("code", """\
+# Replay again: event uuids are deterministic, so the service deduplicates the re-sends.
+again = replay.replay(day, url=target.url, transport=target.transport(), account_id="12345",
+                      event_map=event_map, sessions=s)
+print(f"after a second replay: {target.accepted_events().height:,} events")"""),
+    ("md", """\
+## Step through one visitor
+
+The `VisitorPlayer` plays a visitor's events over time: the timeline marks each session
+start, the ring is the current event and the panel shows its details."""),
+    ("code", """\
+from psanalytics.jupyter.widgets import VisitorPlayer
+
+player = VisitorPlayer(s.events)
+player"""),
+    ("code", """\
+player.next()
+player.next()
+player.current["EventType"], player.current["session"]"""),
+]
+
+NOTEBOOKS: dict[str, tuple[str, list[Cell]]] = {
+    "01-quickstart": ("Quickstart", NB01),
+    "02-kql-preview": ("KQL preview", NB02),
+    "03-sessions-and-journeys": ("Sessions and journeys", NB03),
+    "04-visitor-log-replay": ("Visitor-log replay", NB04),
+}
+
+
+def build(name: str, cells: list[Cell]) -> nbformat.NotebookNode:
+    nb = new_notebook()
+    nb.metadata = {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"},
+    }
+    for i, spec in enumerate(cells):
+        kind, text = spec[0], spec[1]
+        tags = spec[2] if len(spec) > 2 else []
+        cell = new_markdown_cell(text) if kind == "md" else new_code_cell(text)
+        cell.id = f"{name[:2]}-{i:02d}"
+        if tags:
+            cell.metadata["tags"] = list(tags)
+        nb.cells.append(cell)
+    return nb
+
+
+def main(argv: list[str]) -> None:
+    prefixes = argv or [""]
+    for name, (_title, cells) in NOTEBOOKS.items():
+        if not any(name.startswith(p) for p in prefixes):
+            continue
+        nb = build(name, cells)
+        nbformat.validate(nb)
+        path = HERE / f"{name}.ipynb"
+        path.write_text(nbformat.writes(nb) + "\n", encoding="utf-8")
+        print(f"wrote {path.relative_to(HERE.parent)} ({len(cells)} cells)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
