@@ -41,6 +41,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -723,9 +724,18 @@ def _sessionize(
         )
         .to_series()
     )
-    n_pv, n_conv, event_counts = _type_counts(ctx, pageview_types, conversion_types)
-    uniq_pages = _unique_pages(ctx, page)
-    source_ids = _source_session_ids(ctx)
+    # The per-session aggregates are independent: run them on two threads (numpy and Polars
+    # release the GIL), while this thread gathers the boundary values.
+    pool = ThreadPoolExecutor(max_workers=2)
+    f_types = pool.submit(_type_counts, ctx, pageview_types, conversion_types)
+    f_pages = pool.submit(_unique_pages, ctx, page)
+    f_src = pool.submit(_source_session_ids, ctx)
+    f_user = (
+        pool.submit(_stitched, df, time_col, ev_key, dev_ord)
+        if has("User") and dev_ord is not None
+        else None
+    )
+    f_evidx = pool.submit(_event_index, cut, n, perm)
     gap_prev = _gap_before(ctx)
     lo = int(start_t.min()) if ns else 0
     hi = int(end_t.max()) if ns else 0
@@ -752,12 +762,19 @@ def _sessionize(
     entry_page = at_first.get_column("PageUri").alias("entry_page")
     utm = _entry_utm(entry_page, at_first.get_column("Payload") if has("Payload") else None)
     dur_ns = end_t - start_t
+    ev_key_s = pl.Series("session_key", ev_key)
+    ev_sid = sess_id.gather(ev_key_s).alias("session_id")
+    n_pv, n_conv, event_counts = f_types.result()
+    uniq_pages = f_pages.result()
+    source_ids = f_src.result()
+    pool.shutdown()
     head: list[pl.Series] = [sess_id, cols["session_key"]]
     head += [cols["device_id"]] if device_id is not None else [cols[k] for k in keys]
     head.append(cols["session_index"])
     sessions = pl.DataFrame(head)
     if has("User"):
-        sessions = sessions.with_columns(_stitched(df, time_col, ev_key, dev_ord))
+        assert f_user is not None
+        sessions = sessions.with_columns(f_user.result())
     else:
         sessions = sessions.with_columns(
             pl.lit(None, pl.String).alias("user_email"),
@@ -794,12 +811,11 @@ def _sessionize(
     if has("Scope"):
         rest.append(at(at_first, "Scope", "scope"))
     sessions = sessions.with_columns(rest)
-    ev_key_s = pl.Series("session_key", ev_key)
     ev = df.with_columns(
         ev_key_s,
-        sess_id.gather(ev_key_s).alias("session_id"),
+        ev_sid,
         pl.Series("session_index", ev_index),
-        pl.Series("event_index_in_session", _event_index(cut, n, perm)),
+        pl.Series("event_index_in_session", f_evidx.result()),
     )
     return Sessionized(ev, sessions, timeout_ns / 1e9, None if max_ns is None else max_ns / 1e9)
 
