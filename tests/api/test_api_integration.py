@@ -352,3 +352,25 @@ def test_event_api_against_emulator_strict_and_faults(srv):
     assert ei.value.attempts == 1
     assert ei.value.errors == [{"path": "visitors[0].snapshots[0].events[0].timestamp",
                                 "message": "must be epoch milliseconds (13 digits), got 1709251200"}]
+
+
+def test_retry_after_forms_over_a_real_socket(srv):
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    from psanalytics.api.http import RetryAfterTooLong
+
+    s = store(srv)
+    n = expected(srv).height
+    # HTTP-date form, about a second ahead: honoured (then it is in the past: backoff).
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=1), usegmt=True)
+    srv.set_faults({"seed": 4, "rate_limit_rate": 0.5, "retry_after": when, "routes": ["trackevents"]})
+    t0 = time.monotonic()
+    assert [s.count() for _ in range(4)] == [n] * 4
+    assert s.stats.retries >= 1 and time.monotonic() - t0 < 10
+    # Longer than the policy allows: fails at once, naming the wait.
+    srv.set_faults({"seed": 4, "rate_limit_rate": 1.0, "retry_after": "3600", "routes": ["trackevents"]})
+    with pytest.raises(RetryAfterTooLong) as ei:
+        s.count()
+    assert ei.value.retry_after == 3600 and ei.value.attempts == 1
+    assert "Retry-After 3600 s, longer than max_retry_after=2 s" in str(ei.value)
