@@ -765,8 +765,10 @@ class Replayer:
             if not inflight:
                 return
             done, _ = wait(list(inflight), timeout=None if block else 0, return_when=FIRST_COMPLETED)
-            for fut in done:
-                batch = inflight.pop(fut)
+            # Take every finished future out first: settling may split a rejected batch and
+            # submit its halves, whose backpressure re-enters drain() (it must not see these).
+            finished = [(fut, inflight.pop(fut)) for fut in done]
+            for fut, batch in finished:
                 for sub in settle(fut, batch):
                     if ckpt is not None and sub.id in ckpt:  # resolved before a resume
                         report.skipped += 1
