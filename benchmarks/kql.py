@@ -86,15 +86,18 @@ def main() -> None:
           f"{'vs polars':>10} {'vs duckdb':>10}  rows")
     for name, (q, hand) in cases.items():
         runners = {
-            "kql": lambda q=q: execute(q, {"Events": lf}, now=NOW).frame,
+            "kql": lambda q=q: execute(q, {"Events": events}, now=NOW).frame,
             "polars": hand,
             "duckdb": lambda q=q: duckdb_kql.kql(con, q, query_now=NOW).pl(),
         }
         times: dict[str, list[float]] = {k: [] for k in runners}
         outs: dict[str, pl.DataFrame] = {}
         # interleaved, so that load from other processes hits all three alike
-        for _ in range(5 if name == "B4" else REPEAT):
-            for k, fn in runners.items():
+        order = list(runners)
+        for i in range(5 if name == "B4" else REPEAT):
+            # rotate who goes first, so cache/allocator effects hit all three alike
+            for k in order[i % 3:] + order[:i % 3]:
+                fn = runners[k]
                 t0 = time.perf_counter()
                 outs[k] = fn()
                 times[k].append(time.perf_counter() - t0)
