@@ -215,12 +215,16 @@ def child(engine: str, n: int, repeat: int) -> dict:
             path, columns=FULL_COLUMNS if engine == "psa_full" else MINIMAL_COLUMNS
         )
     input_mb = _status_kb("VmRSS") / 1024
+    import resource
+
     best = float("inf")
+    best_cpu = float("inf")
     peak_mb = 0.0
     result = None
     for _ in range(repeat):
         result = None
         _reset_peak()
+        ru0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
         if engine == "psa_minimal":
             result = run_psa(data, minimal=True, cap=None)
@@ -237,6 +241,8 @@ def child(engine: str, n: int, repeat: int) -> dict:
         else:
             raise SystemExit(f"unknown engine {engine!r}")
         best = min(best, time.perf_counter() - t0)
+        ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        best_cpu = min(best_cpu, ru1.ru_utime - ru0.ru_utime + ru1.ru_stime - ru0.ru_stime)
         peak_mb = max(peak_mb, _status_kb("VmHWM") / 1024)
     if engine.startswith("psa"):
         sess = result.sessions
@@ -344,14 +350,16 @@ def main() -> int:
         f"sessionization, {args.n:,} events, {max(args.n // 20, 1):,} devices (one process per engine)"
     )
     print(
-        f"{'engine':18s} {'time s':>8s} {'x polars':>9s} {'peak MB':>8s} {'x polars':>9s} {'sessions':>10s}"
+        f"{'engine':18s} {'time s':>8s} {'x polars':>9s} {'cpu s':>8s} {'x polars':>9s} {'peak MB':>8s} {'x polars':>9s} {'sessions':>10s}"
     )
     ref = by.get("polars")
     for r in rows:
         tx = f"{r['time_s'] / ref['time_s']:.2f}" if ref else "-"
         mx = f"{r['peak_mb'] / ref['peak_mb']:.2f}" if ref else "-"
+        cx = f"{r['cpu_s'] / ref['cpu_s']:.2f}" if ref else "-"
         print(
-            f"{r['engine']:18s} {r['time_s']:8.3f} {tx:>9s} {r['peak_mb']:8.0f} {mx:>9s} {r['n_sessions']:>10,}"
+            f"{r['engine']:18s} {r['time_s']:8.3f} {tx:>9s} {r['cpu_s']:8.3f} {cx:>9s} "
+            f"{r['peak_mb']:8.0f} {mx:>9s} {r['n_sessions']:>10,}"
         )
     print()
     print("checksums agree across " + ", ".join(r["engine"] for r in comparable) + f": {ok}")
