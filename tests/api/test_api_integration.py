@@ -255,6 +255,11 @@ def test_cli_fetch_folder_and_file(srv, tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert_exact(pl.scan_parquet(str(tmp_path / "folder" / "*" / "*.parquet")).collect(), expected(srv))
     assert KEY not in r.output
+    r = runner.invoke(app, ["fetch", str(tmp_path / "o.ndjson"), "-f", "EventType eq order", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    from psanalytics.exports import read_events
+
+    assert read_events(tmp_path / "o.ndjson").equals(exp)
     r = runner.invoke(app, ["fetch", str(tmp_path / "g.parquet"), "--filter", "EventType eq"])
     assert r.exit_code == 1 and "error: GET " in r.output and "HTTP 400" in r.output
 
