@@ -130,3 +130,14 @@ def test_execute_notebook_writes_html_with_static_charts(tmp_path, monkeypatch):
     assert "data:image/svg+xml" in page and "no key" in page
     assert "secret-key-123" not in page
     assert "_alt.renderers" not in page  # the setup cell is not in the output
+
+
+def test_charts_import_leaves_rfc3987_importable_later():
+    code = (
+        "import sys, psanalytics.jupyter.charts as c\n"
+        "assert 'rfc3987_syntax' not in sys.modules and c.alt.Chart is not None\n"
+        "import importlib.util\n"
+        "print(importlib.util.find_spec('rfc3987_syntax') is None or __import__('rfc3987_syntax') is not None)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
