@@ -480,8 +480,11 @@ class ProfileStore:
         self.emulator = emulator
         #: Cumulative request/retry counters of this connection.
         self.stats = RequestStats()
+        # Enough pooled connections for every window worker (plus the planner's counters).
+        limits = httpx.Limits(max_connections=max(16, 2 * concurrency),
+                              max_keepalive_connections=max(16, 2 * concurrency))
         self._client = build_client(self.url, api_key=self._key, transport=transport,
-                                    timeout=timeout, auth=auth)
+                                    timeout=timeout, auth=auth, limits=limits)
         if self._tracking_key == self._key:
             self._tracking_client = self._client
         else:
@@ -666,8 +669,9 @@ class ProfileStore:
 
     def _fetch_split(self, ftext: str | None, w: Window, total: int, rep: WindowReport,
                      stats: RequestStats, depth: int) -> pl.DataFrame:
+        # Counted sequentially: this runs inside a window worker already (no nested pools).
         subs = plan_windows(w.start, w.end, lambda a, b: self._count_range(ftext, a, b, stats),
-                            total=total, count_many=self._counter(ftext, stats))
+                            total=total)
         frames = []
         for s in subs:
             if s.count:
