@@ -534,3 +534,14 @@ def test_null_strings_in_input_become_empty():
         out = kql("T | where k == '' | project k, n", tables={"T": t})
         assert out.rows() == [("", 2)]
         assert kql("T | where isnull(n) | project k", tables={"T": t}).rows() == [("b",)]
+
+
+def test_out_of_range_literals_point_at_the_literal():
+    with pytest.raises(KqlSyntaxError, match="out of range for long") as ei:
+        validate("Events | take 99999999999999999999")
+    assert ei.value.column == 15
+    with pytest.raises(KqlUnsupported, match="outside the range") as ei:
+        validate("Events | where EventTime < datetime(9999-12-31)")
+    assert ei.value.column == 28
+    with pytest.raises(KqlSemanticError, match="size limit"):
+        validate("Events | summarize make_set(City, -1)")

@@ -907,7 +907,10 @@ def _make(c: Compiler, e: N.Call, t: Table, unique: bool, cond: bool) -> Val:
         x = x.unique(maintain_order=True)
     lim = a[2 if cond else 1] if len(a) > (2 if cond else 1) else None
     if lim is not None:
-        x = x.head(const_long(c, lim, e.args[-1], "the size limit"))
+        n = const_long(c, lim, e.args[-1], "the size limit")
+        if n < 0:
+            raise c.sem(f"{e.name}() size limit must be >= 0", e.args[-1])
+        x = x.head(n)
     if not getattr(c, "_grouped", False):
         x = x.implode()
     return Val(x, "dynamic", True, is_list=True, agg=True)

@@ -191,6 +191,10 @@ def tokenize(text: str) -> list[Token]:
                     toks.append(Token("REAL", float(num), start, j,
                                       spaced=spaced))
                 else:
+                    if int(num) > 2**63 - 1:
+                        raise _err(text, f"integer literal {num} is out of range for long "
+                                   "(at most 9223372036854775807); write it as a real",
+                                   start, j)
                     toks.append(Token("LONG", int(num), start, j, spaced=spaced))
                 i = j
         # identifiers ----------------------------------------------------------------

@@ -623,7 +623,12 @@ class Parser:
             return N.Literal(t.value, "timespan", span=(t.start, t.end))
         if t.kind == "DATETIME_RAW":
             self.advance()
-            return N.Literal(self.datetime_value(t), "datetime", span=(t.start, t.end))
+            value = self.datetime_value(t)
+            if value is not None and not -(2**63) <= value < 2**63:
+                self.error(f"datetime({t.value.strip()}) is outside the range the local engine "
+                           "can hold (1677-09-21 .. 2262-04-11, nanosecond resolution)", t,
+                           cls=KqlUnsupported)
+            return N.Literal(value, "datetime", span=(t.start, t.end))
         if t.kind == "TIMESPAN_RAW":
             self.advance()
             raw = t.value.strip()
