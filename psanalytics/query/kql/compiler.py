@@ -986,14 +986,18 @@ class Compiler:
             else:
                 x, series = left.expr.cast(pl.Float64), pl.Series(vals, dtype=pl.Float64)
         elif lk in ("datetime", "timespan"):
-            if kinds - {lk}:
+            if kinds - {lk} or any(not isinstance(v, int) or isinstance(v, bool)
+                                   for v in values if v is not None):
                 raise self.sem(f"'{op}' compares a {lk} with other kinds of values", e)
             vals = [v for v in values if v is not None]
             x = left.expr
             series = pl.Series(vals, dtype=pl.Int64).cast(_DTYPES[lk])
         elif lk == "bool":
+            vals = [v for v in values if v is not None]
+            if any(not isinstance(v, bool) for v in vals):
+                raise self.sem(f"'{op}' compares a bool with non-bool values", e)
             x = left.expr
-            series = pl.Series([v for v in values if v is not None], dtype=pl.Boolean)
+            series = pl.Series(vals, dtype=pl.Boolean)
         else:
             raise self.sem(f"'{op}' is not supported for {lk} values", e)
         r = x.is_in(series.implode()).fill_null(False)
