@@ -123,3 +123,56 @@ def test_format_round_trips_whatever_parses(query, data):
     text = format(ast)
     assert parse(text) == ast, (q, text)
     assert format(parse(text)) == text
+
+
+# ---------------------------------------------------------------- grammar-aware queries
+
+_COLS = ["DeviceId", "EventType", "EventTime", "City", "CountryCode", "Payload", "User",
+         "Payload.price", "Payload.epi.language", "User.Email", "Payload['name']"]
+_LITS = ["1", "2.5", "'SE'", '"x"', "1d", "2h", "datetime(2024-01-01)", "true", "null",
+         "dynamic(['a'])", "dynamic(null)", "long(null)", "time(null)", "-3", "0"]
+_OPS = ["==", "!=", "<", ">", "=~", "has", "contains", "startswith", "+", "-", "*", "/", "%",
+        "and", "or", "!has", "in~"]
+
+
+def _random_query(rnd) -> str:
+    from psanalytics.query.kql.functions import AGG_IMPLS, FUNC_IMPLS
+
+    funcs, aggs = sorted(FUNC_IMPLS), sorted(AGG_IMPLS)
+
+    def expr(d: int = 0) -> str:
+        r = rnd.random()
+        if d > 2 or r < 0.3:
+            return rnd.choice(_COLS + _LITS)
+        if r < 0.6:
+            args = ", ".join(expr(d + 1) for _ in range(rnd.randint(0, 3)))
+            return f"{rnd.choice(funcs)}({args})"
+        if r < 0.7:
+            return f"{expr(d + 1)} in ({expr(d + 1)}, {rnd.choice(_LITS)})"
+        if r < 0.75:
+            return f"{expr(d + 1)} between ({expr(d + 1)} .. {expr(d + 1)})"
+        return f"{expr(d + 1)} {rnd.choice(_OPS)} {expr(d + 1)}"
+
+    def op() -> str:
+        agg = f"{rnd.choice(aggs)}({', '.join(expr(1) for _ in range(rnd.randint(0, 3)))})"
+        return rnd.choice([
+            "where " + expr(), "extend x = " + expr(), f"project {expr()}, {expr()}",
+            "summarize " + agg + (" by " + expr() if rnd.random() < 0.6 else ""),
+            "sort by " + expr() + rnd.choice(["", " asc", " desc nulls first"]),
+            "top 2 by " + expr(), "take 3", "distinct " + rnd.choice(_COLS), "count",
+            "project-away " + rnd.choice(["City", "Pay*", "x"])])
+
+    return "Events | " + " | ".join(op() for _ in range(rnd.randint(1, 3)))
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.randoms(use_true_random=False))
+def test_grammar_aware_queries_fail_only_with_precise_kql_errors(rnd):
+    q = _random_query(rnd)
+    try:
+        execute(q, {"Events": FRAME}, now=NOW, limit=10)
+    except KqlError as e:
+        # the compile-time safety net and runtime failures would mean an engine bug
+        assert "could not compile" not in e.message, (q, e.message)
+        assert e.kind != "KqlRuntimeError", (q, e.message)
+        assert e.line is not None and e.column is not None
