@@ -44,7 +44,6 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -724,9 +723,10 @@ def _sessionize(
         )
         .to_series()
     )
-    # The per-session aggregates are independent: run them on two threads (numpy and Polars
-    # release the GIL), while this thread gathers the boundary values.
-    pool = ThreadPoolExecutor(max_workers=2)
+    # The per-session aggregates are independent: one worker thread computes them (numpy and
+    # Polars release the GIL) while this thread gathers the boundary values. (Two workers
+    # measured no faster on the 2-core box.)
+    pool = ThreadPoolExecutor(max_workers=1)
     f_types = pool.submit(_type_counts, ctx, pageview_types, conversion_types)
     f_pages = pool.submit(_unique_pages, ctx, page)
     f_src = pool.submit(_source_session_ids, ctx)
@@ -764,17 +764,20 @@ def _sessionize(
     dur_ns = end_t - start_t
     ev_key_s = pl.Series("session_key", ev_key)
     ev_sid = sess_id.gather(ev_key_s).alias("session_id")
-    n_pv, n_conv, event_counts = f_types.result()
-    uniq_pages = f_pages.result()
-    source_ids = f_src.result()
-    pool.shutdown()
+    try:
+        n_pv, n_conv, event_counts = f_types.result()
+        uniq_pages = f_pages.result()
+        source_ids = f_src.result()
+        user_cols = f_user.result() if f_user is not None else None
+        ev_in_session = f_evidx.result()
+    finally:
+        pool.shutdown()
     head: list[pl.Series] = [sess_id, cols["session_key"]]
     head += [cols["device_id"]] if device_id is not None else [cols[k] for k in keys]
     head.append(cols["session_index"])
     sessions = pl.DataFrame(head)
-    if has("User"):
-        assert f_user is not None
-        sessions = sessions.with_columns(f_user.result())
+    if user_cols is not None:
+        sessions = sessions.with_columns(user_cols)
     else:
         sessions = sessions.with_columns(
             pl.lit(None, pl.String).alias("user_email"),
@@ -815,7 +818,7 @@ def _sessionize(
         ev_key_s,
         ev_sid,
         pl.Series("session_index", ev_index),
-        pl.Series("event_index_in_session", f_evidx.result()),
+        pl.Series("event_index_in_session", ev_in_session),
     )
     return Sessionized(ev, sessions, timeout_ns / 1e9, None if max_ns is None else max_ns / 1e9)
 
@@ -1124,6 +1127,3 @@ def stitch(
         .with_columns((pl.col("n_emails") > 1).alias("is_shared"))
         .sort("device_id")
     )
-
-
-SessionizeLevel = Literal["session", "device"]
