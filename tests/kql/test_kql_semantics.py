@@ -545,3 +545,10 @@ def test_out_of_range_literals_point_at_the_literal():
     assert ei.value.column == 28
     with pytest.raises(KqlSemanticError, match="size limit"):
         validate("Events | summarize make_set(City, -1)")
+
+
+def test_tostring_of_arrays_is_json(events):
+    out = kql("Events | where EventType == 'epiPageView' | summarize s = make_set(City) "
+              "| project tostring(s), tostring(split('a/b', '/')), tostring(dynamic([]))",
+              events)
+    assert out.rows() == [('["Stockholm","Göteborg"]', '["a","b"]', "[]")]

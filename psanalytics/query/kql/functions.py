@@ -314,7 +314,9 @@ def _tostring_expr(c: Compiler, v: Val) -> pl.Expr:
         return v.expr
     if k == "dynamic":
         if v.is_list:
-            raise KqlUnsupported("tostring() of a dynamic array is not supported locally")
+            # JSON text of the array: encode {"v": [...]} and keep the array part
+            enc = pl.struct(v.expr.alias("v")).struct.json_encode()
+            return enc.str.strip_prefix('{"v":').str.strip_suffix("}").fill_null("")
         return c.dyn_text(v).fill_null("")
     if k == "long":
         return v.expr.cast(pl.String).fill_null("")
