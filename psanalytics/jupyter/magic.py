@@ -22,6 +22,8 @@ Options (``%kql?`` shows them):
 ``--param k=v``        a typed ``let`` (repeatable): ints, floats, true/false, ISO datetimes,
                        timespans like ``1h``/``30m``/``7d``, JSON lists, else a string;
                        ``--param k`` takes the notebook variable ``k``. Never text templating.
+                       A name the query uses that is neither a column nor a ``let`` but a
+                       scalar variable of the notebook becomes such a ``let`` on its own.
 ``--out polars|pandas`` result type (default ``KqlMagic.out``)
 ``--scope S``          Profile Store scope for the remote engine
 
@@ -77,6 +79,8 @@ _TIMESPAN = re.compile(r"^(\d+(?:\.\d+)?)(d|h|m|s|ms)$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds", "ms": "milliseconds"}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ][0-9:.]+)?(Z|[+-]\d{2}:?\d{2})?$")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_UNKNOWN_NAME = re.compile(r"unknown column or name '([A-Za-z_][A-Za-z0-9_]*)'")
+_PARAM_TYPES = (str, int, float, bool, datetime, timedelta, list, tuple)
 
 
 class KqlMagicError(PsaError):
@@ -508,6 +512,29 @@ class KqlMagic(Magics):
         return self._client
 
     # -- running --------------------------------------------------------------------
+    def _resolving(self, run: Any, params: dict[str, Any]) -> Any:
+        """Call ``run(params)``; a name the engine does not know that is a scalar variable of
+        the notebook (str, int, float, bool, datetime, timedelta, list) is added to
+        ``params`` as a typed ``let`` and the query retried (Kqlmagic-style parameters)."""
+        from psanalytics.query.kql import KqlError
+
+        params = dict(params)
+        for _ in range(20):
+            try:
+                return run(params)
+            except KqlError as exc:
+                m = _UNKNOWN_NAME.match(getattr(exc, "message", "") or str(exc))
+                name = m.group(1) if m else None
+                if name is None or name in params or name not in self.ns:
+                    raise
+                value = self.ns[name]
+                if not isinstance(value, _PARAM_TYPES) or isinstance(
+                    value, pl.DataFrame | pl.LazyFrame
+                ):
+                    raise
+                params[name] = value
+        raise KqlMagicError("too many notebook variables to resolve")  # pragma: no cover
+
     def _run_local(
         self, query: str, frame_name: str | None, limit: int | None, params: dict[str, Any]
     ) -> KqlRun:
@@ -516,7 +543,9 @@ class KqlMagic(Magics):
         tables, name = self._local_tables(frame_name, query)
         cap = min(limit, self.row_cap) if limit is not None else self.row_cap
         started = time.perf_counter()
-        result = execute(query, tables, limit=cap, params=params or None)
+        result = self._resolving(
+            lambda p: execute(query, tables, limit=cap, params=p or None), params
+        )
         elapsed = time.perf_counter() - started
         return KqlRun(
             query,
@@ -542,7 +571,13 @@ class KqlMagic(Magics):
         started = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the footer says when the cap truncated
-            frame = client.preview(with_params(query, params), scope=scope or self.scope or None)
+            frame, params = self._resolving(
+                lambda p: (
+                    client.preview(with_params(query, p), scope=scope or self.scope or None),
+                    p,
+                ),
+                params,
+            )
         elapsed = time.perf_counter() - started
         truncated = bool(getattr(frame, "truncated", frame.height >= PREVIEW_CAP))
         frame = typed_remote(frame)

@@ -292,3 +292,19 @@ def test_with_params_prepends_typed_lets():
         "let w = 1h;",
     ]
     assert with_params("Events | take 1", {}) == "Events | take 1"
+
+
+def test_notebook_variables_resolve_as_typed_lets(shell):
+    shell.user_ns["kind"] = "order"
+    shell.user_ns["since"] = datetime(2024, 3, 4, 12, 0, tzinfo=UTC)
+    r = run(
+        shell,
+        "%kql --local Events | where EventType == kind or EventTime >= since | project EventType",
+    )
+    assert r.success, r.error_in_exec
+    assert sorted(r.result["EventType"].to_list()) == ["home", "order", "product"]
+    # a frame of the notebook is a table, not a value
+    r = run(shell, "%kql --local Events | where EventType == events")
+    assert "'events' is a table, not a value" in str(r.error_in_exec)
+    r = run(shell, "%kql --local Events | where EventType == nothere")
+    assert "unknown column or name 'nothere'" in str(r.error_in_exec)

@@ -136,3 +136,10 @@ def test_kql_console_remote(small_events):
 def _no_env(monkeypatch):
     monkeypatch.delenv("PSANALYTICS_URL", raising=False)
     monkeypatch.delenv("PSANALYTICS_API_KEY", raising=False)
+
+
+def test_remote_resolves_notebook_variables(remote_shell):
+    remote_shell.user_ns["kind"] = "basket"
+    r = remote_shell.run_cell("%kql Events | where EventType == kind | project DeviceId")
+    assert r.success, r.error_in_exec
+    assert r.result.rows() == [("d1",)]
