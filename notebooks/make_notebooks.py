@@ -169,6 +169,10 @@ Events
     ("code", """\
 # Literal values are typed by their look: a number, a string (a timespan, a datetime, a list).
 %kql --local events --param n=3 --param kind=order Events | where EventType == kind | top n by EventTime | project EventTime, DeviceId"""),
+    ("code", """\
+# A name that is neither a column nor a let, but a variable of the notebook, becomes a typed let.
+kind = "checkout"
+%kql --local events Events | where EventType == kind | summarize visitors = dcount(DeviceId)"""),
     ("md", """\
 ## `--compare`: the same query on both engines
 
