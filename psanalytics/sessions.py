@@ -904,17 +904,17 @@ def _type_counts(
         return np.zeros(ns, np.int64), np.zeros(ns, np.int64), None
     # codes via the hash: the names' own hashes are the lookup table
     name_h = pl.Series(names, dtype=pl.String).hash(seed=13).to_numpy()
+    small = np.uint8 if k < 256 else np.int64
     if np.unique(name_h).size == k:
+        # codes in input order (sequential), then one gather of small codes by perm
         by_hash = np.argsort(name_h)
-        pos = np.searchsorted(name_h[by_hash], _hash_np(et, 13)[ctx.cut.perm])
-        to_name_pos = by_hash.astype(np.int64)
+        codes = by_hash.astype(small)[np.searchsorted(name_h[by_hash], _hash_np(et, 13))]
     else:  # pragma: no cover - two type names share a 64-bit hash
-        pos = _to_np(et.cast(pl.Enum(names)).to_physical(), np.int64)[ctx.cut.perm]
-        to_name_pos = np.arange(k, dtype=np.int64)
+        codes = _to_np(et.cast(pl.Enum(names)).to_physical(), small)
     idx = ctx.key.astype(np.int64)
     idx *= k
-    idx += to_name_pos[pos]
-    del pos
+    idx += codes[ctx.cut.perm]
+    del codes
     counts = np.bincount(idx, minlength=ns * k).reshape(ns, k)
     del idx
     pv = [i for i, nm in enumerate(names) if nm in set(pageview_types)]
