@@ -258,7 +258,8 @@ _PAYLOAD_DECODER = msgspec.json.Decoder(_PayloadPage)
 _PAYLOAD_LIST_DECODER = msgspec.json.Decoder(list[_PayloadItem])
 
 
-def _arrow_json() -> tuple[Any, Any]:
+def _arrow_json() -> tuple[Any, Any, Any]:
+    """(pyarrow.json, options for NDJSON items, options for a whole ``{"items": ...}`` page)."""
     global _ARROW
     if _ARROW is None:
         import pyarrow as pa
@@ -268,20 +269,18 @@ def _arrow_json() -> tuple[Any, Any]:
             ("EventTime", pa.string()),
             ("User", pa.struct([("Email", pa.string()), ("Name", pa.string())])),
         ]
-        opts = paj.ParseOptions(explicit_schema=pa.schema(fields), unexpected_field_behavior="ignore")
-        _ARROW = (paj, opts)
+        items = paj.ParseOptions(explicit_schema=pa.schema(fields), unexpected_field_behavior="ignore")
+        page = paj.ParseOptions(
+            explicit_schema=pa.schema([("items", pa.list_(pa.struct(fields)))]),
+            unexpected_field_behavior="ignore",
+        )
+        _ARROW = (paj, items, page)
     return _ARROW
 
 
-_ARROW: tuple[Any, Any] | None = None
+_ARROW: tuple[Any, Any, Any] | None = None
 
 
-class _RawPage(msgspec.Struct):
-    items: list[msgspec.Raw]
-    total: int | None = None
-
-
-_RAW_PAGE_DECODER = msgspec.json.Decoder(_RawPage)
 _RAW_LIST_DECODER = msgspec.json.Decoder(list[msgspec.Raw])
 
 
@@ -289,9 +288,9 @@ def parse_page(body: bytes) -> tuple[pl.DataFrame, int]:
     """One TrackEvents response body -> (canonical frame, total), exactly.
 
     Fast path for the documented shape (``{"items": [PascalCase events], "total": n}``
-    or a bare array of events): msgspec splits the items without building Python objects
-    and hands over each ``Payload`` as its raw JSON text, untouched; Arrow's JSON reader
-    decodes the plain fields (C++, GIL released, on the calling thread: windows already
+    or a bare array of events): msgspec hands over each ``Payload`` as its raw JSON text,
+    untouched, without building Python objects for the rest; Arrow's JSON reader decodes
+    the plain fields (C++, GIL released, on the calling thread: windows already
     parse in parallel) straight into columns. Anything else
     (camelCase, numbers where strings belong, odd times) goes through
     :func:`psanalytics.schema.normalize`. Raises ``ValueError`` on a body that is not
@@ -304,21 +303,27 @@ def parse_page(body: bytes) -> tuple[pl.DataFrame, int]:
             payloads = _PAYLOAD_LIST_DECODER.decode(body)
             total: int | None = None
         else:
-            page = _RAW_PAGE_DECODER.decode(body)
-            raw_items, total = page.items, page.total
-            payloads = _PAYLOAD_DECODER.decode(body).items
+            page = _PAYLOAD_DECODER.decode(body)
+            payloads, total = page.items, page.total
     except (msgspec.DecodeError, msgspec.ValidationError):
         return _slow_page(body)
-    n = len(raw_items)
+    n = len(payloads)
     if n == 0:
         return schema.empty_frame(), int(total or 0)
     try:
-        paj, opts = _arrow_json()
-        nd = b"\n".join(raw_items)
-        table = paj.read_json(io.BytesIO(nd), parse_options=opts,
-                              read_options=paj.ReadOptions(use_threads=False,
-                                                           block_size=max(1 << 21, len(nd) + 1)))
-        items = pl.from_arrow(table)
+        paj, item_opts, page_opts = _arrow_json()
+        if bare:
+            nd = b"\n".join(raw_items)
+            table = paj.read_json(io.BytesIO(nd), parse_options=item_opts,
+                                  read_options=paj.ReadOptions(use_threads=False,
+                                                               block_size=max(1 << 21, len(nd) + 1)))
+            items = pl.from_arrow(table)
+        else:
+            # The whole page is one JSON object: one row whose "items" list holds the events.
+            table = paj.read_json(io.BytesIO(body), parse_options=page_opts,
+                                  read_options=paj.ReadOptions(use_threads=False,
+                                                               block_size=max(1 << 21, len(body) + 1)))
+            items = pl.from_arrow(table).get_column("items").explode().struct.unnest()  # type: ignore[union-attr]
         assert isinstance(items, pl.DataFrame)
         times = items.get_column("EventTime").str.to_datetime(
             "%Y-%m-%dT%H:%M:%S%.fZ", time_unit="ns", time_zone="UTC", strict=True

@@ -415,3 +415,22 @@ def test_delete_many_stops_at_the_pending_deletion_limit():
     assert all(f[2].startswith("not sent: ") for f in rep.failed[1:])
     assert deletes["n"] == 6  # stopped asking after the first long Retry-After
     assert [tid for _, tid in rep.deleted] == [f"t{i:05d}" for i in range(5)]
+
+
+def test_parse_page_ignores_fields_outside_the_schema_on_the_fast_path(monkeypatch):
+    from psanalytics.api import profile_store as ps
+
+    df = dense_events(40)
+    recs = orjson.loads(schema.to_api_json(df))
+    for r in recs:
+        r["Headers"] = {"User-Agent": "x", "n": [1, 2]}
+        r["User"]["Info"] = {"Market": "SE"}
+
+    def no_slow_path(body):
+        raise AssertionError("slow path used")
+
+    monkeypatch.setattr(ps, "_slow_page", no_slow_path)
+    frame, total = ps.parse_page(orjson.dumps({"items": recs, "total": 77, "count": 40}))
+    assert frame.equals(df) and total == 77
+    frame, total = ps.parse_page(orjson.dumps(recs))
+    assert frame.equals(df) and total == 40
