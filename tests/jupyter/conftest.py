@@ -66,17 +66,10 @@ def shell(small_events):
     InteractiveShell.clear_instance()
 
 
-def make_store(events: pl.DataFrame):
-    """A ProfileStore talking to an in-process emulator seeded with ``events``."""
-    from psanalytics.api.profile_store import connect
-    from psanalytics.emulator import Emulator
-
-    emu = Emulator(events)
-    return connect(emu.url, emu.api_key, transport=emu.transport(), emulator=emu, progress=False)
-
-
 @pytest.fixture
 def remote_shell(shell, small_events):
     """The shell plus ``store``: a client of an emulator holding the same 8 events."""
+    from jupyter_helpers import make_store
+
     shell.user_ns["store"] = make_store(small_events)
     return shell

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-from conftest import make_store
+from jupyter_helpers import make_store
 
 from psanalytics import samples
 from psanalytics.jupyter.magic import KqlComparison, KqlMagicError, typed_remote
