@@ -1,11 +1,14 @@
-"""Hand-built event streams for the sessions and journeys tests."""
+"""Hand-built event streams for the sessions and journeys tests.
+
+A module with a unique name (not conftest): ``from conftest import`` resolves to whichever
+conftest.py was imported first when several test folders run together.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
-import pytest
 
 from psanalytics import schema
 
@@ -57,8 +60,3 @@ def frame(events: list[dict]) -> pl.DataFrame:
     return df.with_columns(
         pl.Series("EventTime", [e["_ns"] for e in events], dtype=pl.Int64).cast(pl.Datetime("ns", "UTC"))
     )
-
-
-@pytest.fixture
-def mk():
-    return frame

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import polars as pl
-from conftest import ev, frame
+from sessions_streams import ev, frame
 from typer.testing import CliRunner
 
 from psanalytics import schema

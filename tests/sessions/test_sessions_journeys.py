@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-from conftest import T0, ev, frame
+from sessions_streams import T0, ev, frame
 
 from psanalytics import journeys, sessionize, stitch
 from psanalytics.journeys import ENTRY, EXIT

@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import polars as pl
 import pytest
-from conftest import T0, ev, frame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sessions_streams import T0, ev, frame
 
 from psanalytics import samples, sessionize
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
-from conftest import T0, ev, frame
+from sessions_streams import T0, ev, frame
 
 from psanalytics import sessionize
 from psanalytics.sessions import SPLIT_REASONS, SessionizeError, parse_duration

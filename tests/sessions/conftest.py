@@ -1,0 +1,7 @@
+import pytest
+from sessions_streams import frame
+
+
+@pytest.fixture
+def mk():
+    return frame
