@@ -17,6 +17,7 @@ Payload    String (JSON text) or null     keys differ per EventType
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -366,10 +367,8 @@ def normalize(raw: Any, *, warn_unknown: bool = True) -> pl.DataFrame:
         if raw.schema == EVENTS_SCHEMA:
             return raw
         return _frame_to_canonical(raw, warn=warn_unknown)
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - pandas is a dependency
-        pd = None
+    # A pandas frame can only exist if pandas is imported: never import it (~1 s) to check.
+    pd = sys.modules.get("pandas")
     if pd is not None and isinstance(raw, pd.DataFrame):
         return _frame_to_canonical(pl.from_pandas(raw), warn=warn_unknown)
     if isinstance(raw, Iterable):
