@@ -573,7 +573,7 @@ class KqlMagic(Magics):
             warnings.simplefilter("ignore")  # the footer says when the cap truncated
             frame, params = self._resolving(
                 lambda p: (
-                    client.preview(with_params(query, p), scope=scope or self.scope or None),
+                    self._preview(client, query, p, scope),
                     p,
                 ),
                 params,
@@ -587,6 +587,17 @@ class KqlMagic(Magics):
         render = _render_spec(query, params)
         source = "emulator" if getattr(client, "emulator", None) is not None else "Profile Store"
         return KqlRun(query, "remote", frame.height, elapsed, truncated, cap, frame, render, source)
+
+    def _preview(
+        self, client: Any, query: str, params: dict[str, Any], scope: str | None
+    ) -> pl.DataFrame:
+        # Check the text as written first, so an error points at the user's line and column
+        # (the text sent carries the params as leading lets and is reformatted).
+        if params:
+            from psanalytics.query.kql import validate
+
+            validate(query, params=params)
+        return client.preview(with_params(query, params), scope=scope or self.scope or None)
 
     def _explain(
         self, query: str, frame_name: str | None, params: dict[str, Any], local: bool

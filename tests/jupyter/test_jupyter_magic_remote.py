@@ -143,3 +143,10 @@ def test_remote_resolves_notebook_variables(remote_shell):
     r = remote_shell.run_cell("%kql Events | where EventType == kind | project DeviceId")
     assert r.success, r.error_in_exec
     assert r.result.rows() == [("d1",)]
+
+
+def test_remote_error_positions_refer_to_the_written_query(remote_shell):
+    r = remote_shell.run_cell("%kql --param t=order Events | where EventTyp == t")
+    err = r.error_in_exec
+    assert (err.error.line, err.error.column) == (1, 16)
+    assert "Events | where EventTyp == t\n               ^^^^^^^^" in str(err)
