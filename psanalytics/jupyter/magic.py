@@ -936,21 +936,19 @@ def load_ipython_extension(ipython: Any) -> None:
 
     formatter["text/html"].for_type(pl.DataFrame, as_html)
     formatter["text/plain"].for_type(pl.DataFrame, as_text)
-    try:
-        import pandas as pd
 
-        def pandas_html(obj: Any) -> str | None:
-            extra = magic._shown_run(obj)
-            body = obj._repr_html_()
-            if extra is None or not magic.footer:
-                return body
-            return (
-                body or ""
-            ) + f"<div style='font-size:85%;color:#57606a'>{html.escape(extra.footer())}</div>"
+    def pandas_html(obj: Any) -> str | None:
+        extra = magic._shown_run(obj)
+        body = obj._repr_html_()
+        if extra is None or not magic.footer:
+            return body
+        return (
+            body or ""
+        ) + f"<div style='font-size:85%;color:#57606a'>{html.escape(extra.footer())}</div>"
 
-        formatter["text/html"].for_type(pd.DataFrame, pandas_html)
-    except ImportError:  # pragma: no cover
-        pass
+    # by name: loading the extension does not import pandas
+    for module in ("pandas", "pandas.core.frame"):  # pandas >= 3 reports "pandas"
+        formatter["text/html"].for_type_by_name(module, "DataFrame", pandas_html)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
