@@ -768,8 +768,14 @@ class Replayer:
             # Take every finished future out first: settling may split a rejected batch and
             # submit its halves, whose backpressure re-enters drain() (it must not see these).
             finished = [(fut, inflight.pop(fut)) for fut in done]
-            for fut, batch in finished:
-                for sub in settle(fut, batch):
+            for i, (fut, batch) in enumerate(finished):
+                try:
+                    subs = settle(fut, batch)
+                except BaseException:
+                    # the graceful stop below must still record the acks of the others
+                    inflight.update(finished[i + 1:])
+                    raise
+                for sub in subs:
                     if ckpt is not None and sub.id in ckpt:  # resolved before a resume
                         report.skipped += 1
                         report.skipped_events += sub.events
