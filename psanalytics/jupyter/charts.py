@@ -563,7 +563,12 @@ def funnel(
     order = frame[step].to_list()
     base = alt.Chart(frame, title=title or "Funnel").encode(
         y=alt.Y(f"{step}:N", sort=order, title="step"),
-        x=alt.X(f"{count}:Q", title=count),
+        # room on the right for the "n (p%)" labels
+        x=alt.X(
+            f"{count}:Q",
+            title=count,
+            scale=alt.Scale(domain=[0, max(1, int(frame[count].max() * 1.3))]),
+        ),
         tooltip=[
             f"{step}:N",
             f"{count}:Q",
