@@ -92,6 +92,9 @@ QUERIES = [
     "Events | summarize c = count() by CountryCode | top 3 by c",
     "Events | summarize c = count() by CountryCode | sort by c asc | take 2",
     "let T = Events | where EventType == 'order'; T | summarize count() by CountryCode",
+    "let T = (Events | where EventType == 'order'); T | summarize count() by CountryCode",
+    'let T = (Events | where EventType == "order"); T | count',
+    "let T = (Events); T | where CountryCode == 'SE' | count",
     "Events | summarize dcount(tostring(Payload.product.name))",
     # dynamic access
     "Events | summarize count() by lang = tostring(Payload.epi.language)",

@@ -36,6 +36,7 @@ VALID = [
     "let T = Events | take 1; T | project x = strcat('a', DeviceId), y = iff(true, 1, 2)",
     "Events | summarize arg_max(EventTime, *), make_set(City, 5) by User.Email",
     'Events | where PageUri matches regex @"^https?://" | project-rename U = PageUri',
+    "let T = (Events | where EventType == 'order'); (T | project DeviceId) | take 2",
 ]
 
 VOCAB = [

@@ -39,6 +39,8 @@ STRING_OPS = (
 LIST_OPS = ("in", "in~", "has_any", "has_all")
 _CMP_OPS = ("==", "!=", "=~", "!~", "<", "<=", ">", ">=", "<>")
 MAX_DEPTH = 200
+#: Nesting limit for scalar expressions (parentheses, calls, operands).
+MAX_EXPR_DEPTH = 64
 
 
 def _iso_to_ns(text: str) -> int | None:
@@ -103,6 +105,7 @@ class Parser:
         self.toks = tokenize(text)
         self.i = 0
         self.depth = 0
+        self.expr_depth = 0
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -179,7 +182,8 @@ class Parser:
         if self.is_op("(") and self._looks_like_function():
             self.error("user-defined functions in 'let' are not supported by the local "
                        "engine", cls=KqlUnsupported)
-        if self.tok.kind == "IDENT" and self.peek().kind == "OP" and self.peek().value == "|":
+        if self._tabular_ahead(self.i):
+            # `let T = Events | ...;`, `let T = (Events | ...);`, `let T = (Events) | ...;`
             value = self.parse_pipeline()
         elif (self.tok.kind == "IDENT" and self.tok.value in ("view", "materialize",
                                                              "datatable", "range", "print")
@@ -198,6 +202,24 @@ class Parser:
         self.advance()
         return N.Let(name_tok.value, value, span=(start, end),
                      name_span=(name_tok.start, name_tok.end))
+
+    def _tabular_ahead(self, j: int) -> bool:
+        """True when the tokens from ``j`` start a tabular expression that a scalar
+        expression cannot be: ``(``* name ``)``* ``|`` (a scalar never contains ``|``)."""
+        last = len(self.toks) - 1
+        opens = 0
+        while self.toks[j].kind == "OP" and self.toks[j].value == "(" and j < last:
+            opens += 1
+            j += 1
+        if self.toks[j].kind != "IDENT" or j >= last:
+            return False
+        j += 1
+        closes = 0
+        while (closes < opens and j < last and self.toks[j].kind == "OP"
+               and self.toks[j].value == ")"):
+            closes += 1
+            j += 1
+        return self.toks[j].kind == "OP" and self.toks[j].value == "|"
 
     def _looks_like_function(self) -> bool:
         # `(x:long) { ... }` or `() { ... }`
@@ -218,19 +240,39 @@ class Parser:
         return False
 
     def parse_pipeline(self) -> N.Pipeline:
+        """``Name | op | ...`` or ``(tabular expression) | op | ...``.
+
+        A parenthesized tabular expression is flattened: ``(Events | where X) | take 3``
+        gives the same AST as ``Events | where X | take 3`` (piping is composition, so
+        the meaning is the same); every operator keeps its own span."""
         t = self.tok
-        if t.kind != "IDENT":
-            self.error(f"expected a table name such as 'Events' but found {self.describe(t)}")
-        if not t.quoted and t.value in ("print", "range", "datatable", "union", "search",
-                                        "find", "evaluate", "externaldata", "materialize",
-                                        "view", "cluster", "database", "table"):
-            self.error(f"'{t.value}' is not supported by the local engine", cls=KqlUnsupported)
-        self.advance()
-        source = N.TableRef(t.value, span=(t.start, t.end))
-        if self.is_op("("):
-            self.error("table functions are not supported by the local engine",
-                       cls=KqlUnsupported)
         ops: list[N.Op] = []
+        if t.kind == "OP" and t.value == "(":
+            self.advance()
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                self.error("tabular expression nested too deeply", t)
+            try:
+                inner = self.parse_pipeline()
+            finally:
+                self.depth -= 1
+            self.expect_op(")", " to close '(' (a parenthesized tabular expression)")
+            source = inner.source
+            ops.extend(inner.ops)
+        else:
+            if t.kind != "IDENT":
+                self.error(f"expected a table name such as 'Events' but found "
+                           f"{self.describe(t)}")
+            if not t.quoted and t.value in ("print", "range", "datatable", "union", "search",
+                                            "find", "evaluate", "externaldata", "materialize",
+                                            "view", "cluster", "database", "table"):
+                self.error(f"'{t.value}' is not supported by the local engine",
+                           cls=KqlUnsupported)
+            self.advance()
+            source = N.TableRef(t.value, span=(t.start, t.end))
+            if self.is_op("("):
+                self.error("table functions are not supported by the local engine",
+                           cls=KqlUnsupported)
         while self.is_op("|"):
             self.advance()
             ops.append(self.parse_operator())
@@ -453,13 +495,15 @@ class Parser:
 
     # ------------------------------------------------------------------ expressions
     def parse_expr(self) -> N.Expr:
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
+        # about ten Python frames per level: a lower bound than MAX_DEPTH keeps this
+        # error (and its position) ahead of the interpreter's recursion limit
+        self.expr_depth += 1
+        if self.expr_depth > MAX_EXPR_DEPTH:
             self.error("expression nested too deeply")
         try:
             return self.parse_or()
         finally:
-            self.depth -= 1
+            self.expr_depth -= 1
 
     def parse_or(self) -> N.Expr:
         left = self.parse_and()
@@ -528,8 +572,7 @@ class Parser:
 
     def parse_paren_list(self, op: str) -> tuple[list[N.Expr], int]:
         self.expect_op("(", f" after '{op}'")
-        if (self.tok.kind == "IDENT" and self.peek().kind == "OP"
-                and self.peek().value == "|"):
+        if self._tabular_ahead(self.i):
             self.error(f"a tabular sub-query inside '{op} (...)' is not supported by the local "
                        "engine; use a list or a dynamic([...]) let", cls=KqlUnsupported)
         items: list[N.Expr] = []
@@ -811,4 +854,11 @@ def parse(query: str) -> N.Query:
     :class:`KqlUnsupported` with the line and column of the problem."""
     if not isinstance(query, str):
         raise KqlSyntaxError(f"a KQL query must be text, not {type(query).__name__}")
-    return Parser(query).parse_query()
+    parser = Parser(query)
+    try:
+        return parser.parse_query()
+    except RecursionError:
+        # safety net: the depth limits should stop every nesting first
+        t = parser.tok
+        raise KqlSyntaxError("query nested too deeply", query=query,
+                             span=(t.start, max(t.end, t.start + 1))) from None
