@@ -407,6 +407,33 @@ def _auth_headers(api_key: str | Secret | None, auth: str) -> dict[str, str]:
     raise ValueError(f"auth must be 'epi-single' or 'subscription-key', not {auth!r}")
 
 
+
+def _client_kwargs(
+    base_url: str,
+    api_key: str | Secret | None,
+    transport: Any,
+    timeout: httpx.Timeout | float | None,
+    headers: Mapping[str, str] | None,
+    limits: httpx.Limits | None,
+    auth: str,
+) -> dict[str, Any]:
+    """What the sync and the async client share: headers, auth, timeouts, limits."""
+    h = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+    h.update(_auth_headers(api_key, auth))
+    if headers:
+        h.update(headers)
+    kwargs: dict[str, Any] = {
+        "base_url": base_url or "",
+        "headers": h,
+        "timeout": DEFAULT_TIMEOUT if timeout is None else timeout,
+        "follow_redirects": False,
+    }
+    if transport is not None:
+        kwargs["transport"] = transport
+    else:
+        kwargs["limits"] = limits or DEFAULT_LIMITS
+    return kwargs
+
 def build_client(
     base_url: str,
     *,
@@ -424,22 +451,7 @@ def build_client(
     deployments. ``transport`` lets tests and the in-process emulator answer without
     sockets. The key is registered for redaction.
     """
-    h = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-    h.update(_auth_headers(api_key, auth))
-    if headers:
-        h.update(headers)
-    kwargs: dict[str, Any] = {}
-    if transport is not None:
-        kwargs["transport"] = transport
-    else:
-        kwargs["limits"] = limits or DEFAULT_LIMITS
-    return httpx.Client(
-        base_url=base_url or "",
-        headers=h,
-        timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
-        follow_redirects=False,
-        **kwargs,
-    )
+    return httpx.Client(**_client_kwargs(base_url, api_key, transport, timeout, headers, limits, auth))
 
 
 def build_async_client(
@@ -453,21 +465,8 @@ def build_async_client(
     auth: str = "epi-single",
 ) -> httpx.AsyncClient:
     """The async twin of :func:`build_client` (same headers, timeouts and limits)."""
-    h = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-    h.update(_auth_headers(api_key, auth))
-    if headers:
-        h.update(headers)
-    kwargs: dict[str, Any] = {}
-    if transport is not None:
-        kwargs["transport"] = transport
-    else:
-        kwargs["limits"] = limits or DEFAULT_LIMITS
     return httpx.AsyncClient(
-        base_url=base_url or "",
-        headers=h,
-        timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
-        follow_redirects=False,
-        **kwargs,
+        **_client_kwargs(base_url, api_key, transport, timeout, headers, limits, auth)
     )
 
 
