@@ -69,7 +69,6 @@ __all__ = [
     "load_ipython_extension",
     "parse_param",
     "typed_remote",
-    "with_params",
 ]
 
 PREVIEW_CAP = 1_000
@@ -591,13 +590,9 @@ class KqlMagic(Magics):
     def _preview(
         self, client: Any, query: str, params: dict[str, Any], scope: str | None
     ) -> pl.DataFrame:
-        # Check the text as written first, so an error points at the user's line and column
-        # (the text sent carries the params as leading lets and is reformatted).
-        if params:
-            from psanalytics.query.kql import validate
-
-            validate(query, params=params)
-        return client.preview(with_params(query, params), scope=scope or self.scope or None)
+        # The API validates the text as written (errors point at the user's line:column)
+        # and sends the params as typed leading lets (ProfileStore.preview(params=...)).
+        return client.preview(query, scope=scope or self.scope or None, params=params or None)
 
     def _explain(
         self, query: str, frame_name: str | None, params: dict[str, Any], local: bool
@@ -798,30 +793,6 @@ def _describe(exc: BaseException) -> str:
     if suggestion and suggestion not in text:
         text += f"\nsuggestion: {suggestion}"
     return text
-
-
-def with_params(query: str, params: dict[str, Any] | None) -> str:
-    """The query text to send to the API with ``params`` as leading typed ``let``s.
-
-    The query is parsed, one ``let`` node per parameter (a typed literal: string, long,
-    real, bool, datetime, timespan or dynamic list) is put in front, and the AST is
-    formatted back to KQL. Values never touch the query text, so a quote in a value stays
-    data. No params: the text is sent unchanged.
-    """
-    if not params:
-        return query
-    from psanalytics.query.kql import format as kql_format
-    from psanalytics.query.kql import nodes
-    from psanalytics.query.kql import parse as kql_parse
-    from psanalytics.query.kql.compiler import param_literal
-
-    tree = kql_parse(query)
-    lets = []
-    for name, value in params.items():
-        if not _IDENT.fullmatch(name):
-            raise KqlMagicError(f"--param {name!r}: not a valid KQL name")
-        lets.append(nodes.Let(name, param_literal(name, value)))
-    return kql_format(nodes.Query([*lets, *tree.lets], tree.body, span=tree.span))
 
 
 def _render_spec(query: str, params: dict[str, Any]) -> Any:

@@ -273,27 +273,6 @@ def test_compare_frames_reports_differences():
     assert cols.columns_only_remote == ["extra"] and not cols.same
 
 
-def test_with_params_prepends_typed_lets():
-    from psanalytics.jupyter.magic import with_params
-
-    text = with_params(
-        "Events | where EventType == t and EventTime >= since",
-        {
-            "t": "o'x",
-            "since": datetime(2024, 3, 4, tzinfo=UTC),
-            "kinds": ["a", "b"],
-            "w": timedelta(hours=1),
-        },
-    )
-    assert text.splitlines()[:4] == [
-        'let t = "o\'x";',
-        "let since = datetime(2024-03-04T00:00:00Z);",
-        'let kinds = dynamic(["a", "b"]);',
-        "let w = 1h;",
-    ]
-    assert with_params("Events | take 1", {}) == "Events | take 1"
-
-
 def test_notebook_variables_resolve_as_typed_lets(shell):
     shell.user_ns["kind"] = "order"
     shell.user_ns["since"] = datetime(2024, 3, 4, 12, 0, tzinfo=UTC)
