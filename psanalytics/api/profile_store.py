@@ -412,6 +412,33 @@ def _client_order(frame: pl.DataFrame, orderby: str) -> pl.DataFrame:
     return frame.sort(cols, descending=desc, maintain_order=True, nulls_last=True)
 
 
+def _server_orderby(orderby: str) -> str | None:
+    """``orderby`` as a ``$orderby`` with ``EventTime asc,TrackId asc`` tie-breakers, or
+    None when a key is not one the server orders by (the client sorts those itself).
+    Raises the same ValueError as the client sort for text it cannot read."""
+    terms: list[str] = []
+    names: set[str] = set()
+    for part in orderby.split(","):
+        m = _ORDER_RE.match(part)
+        if not m:
+            raise ValueError(f"orderby: cannot read {part.strip()!r}; write 'Prop [asc|desc], ...'")
+        name, direction = m.group(1), (m.group(2) or "asc").lower()
+        head, *rest = name.split(".")
+        col = schema.canonical_name(head)
+        if col is None or col == "Payload":
+            return None
+        if col == "User":
+            if len(rest) != 1 or rest[0].lower() not in ("email", "name"):
+                return None
+            col = f"User.{rest[0].capitalize()}"
+        elif rest:
+            return None
+        terms.append(f"{col} {direction}")
+        names.add(col)
+    terms += [f"{c} asc" for c in ("EventTime", "TrackId") if c not in names]
+    return ",".join(terms)
+
+
 def _dedupe(frame: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     """Drop repeated TrackIds (keep the first); events without an id are kept."""
     if frame.height == 0:
@@ -781,8 +808,10 @@ class ProfileStore:
         ftext = _filter_text(filter)
         if limit == 0:
             return schema.empty_frame()
-        if limit is not None and limit <= RESULT_WINDOW and orderby is None:
-            return self._events_head(ftext, start, end, limit)
+        if limit is not None and limit <= RESULT_WINDOW:
+            head = self._events_head(ftext, start, end, limit, orderby)
+            if head is not None:
+                return head
         windows, everything = self._plan(ftext, start, end, None, probe_top=self.page_size)
         if everything is not None:
             out, _ = _dedupe(everything)
@@ -815,19 +844,49 @@ class ProfileStore:
         return out
 
     def _events_head(self, ftext: str | None, start: TimeLike | None, end: TimeLike | None,
-                     limit: int) -> pl.DataFrame:
+                     limit: int, orderby: str | None = None) -> pl.DataFrame | None:
+        """The first ``limit`` (<= 9,999) events in the requested order, asked of the server
+        with ``$orderby``/``$top`` (paged by ``page_size``, ``$skip + $top <= 9999``).
+
+        ``orderby`` is sent with ``EventTime asc, TrackId asc`` appended as tie-breakers:
+        the same total order the client gives a full fetch (a stable sort of the
+        time-ordered events). None when that cannot be trusted, and the caller does the
+        full fetch instead: a key the server cannot order by, the server's order differing
+        from the client's, repeated TrackIds, or a total that kept changing while paging.
+        """
+        order_text = ORDERBY if orderby is None else _server_orderby(orderby)
+        if order_text is None:
+            return None
         text = _range_filter(ftext, start, end)
-        frames: list[pl.DataFrame] = []
-        skip = 0
-        while skip < limit:
-            top = min(self.page_size, limit - skip)
-            frame, total = self._get(text, skip, top, None)
-            frames.append(frame)
-            skip += frame.height
-            if frame.height < top or skip >= total:
+        for _restart in range(5):
+            frames: list[pl.DataFrame] = []
+            skip = 0
+            total0: int | None = None
+            changed = False
+            while skip < limit:
+                top = min(self.page_size, limit - skip)
+                frame, total = self._get(text, skip, top, None, orderby=order_text)
+                if total0 is None:
+                    total0 = total
+                elif total != total0:
+                    changed = True  # rows moved between pages: offsets shifted
+                    break
+                frames.append(frame)
+                skip += frame.height
+                if frame.height < top or skip >= total:
+                    break
+            if not changed:
                 break
+        else:
+            return None
         out = pl.concat(frames, how="vertical") if frames else schema.empty_frame()
-        return _dedupe(out)[0]
+        if orderby is None:
+            return _dedupe(out)[0]
+        if _dedupe(out)[1]:
+            return None  # which copy a full fetch keeps depends on rows not fetched
+        if not out.equals(_client_order(out, order_text)):
+            return None  # the server orders differently (e.g. string collation, ties)
+        return out
 
     def pages(
         self,
