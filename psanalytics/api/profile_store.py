@@ -444,6 +444,12 @@ def _dedupe(frame: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     if frame.height == 0:
         return frame, 0
     ids = frame.get_column("TrackId")
+    # No two equal 64-bit hashes means no two equal ids: a 10x cheaper check than
+    # is_duplicated on the strings (~25 ms vs ~250 ms per million rows, serial at the end
+    # of events()). Any repeated hash (a real duplicate, a collision, several "") takes
+    # the exact path below.
+    if ids.hash().n_unique() == frame.height:
+        return frame, 0
     dup = ids.is_duplicated() & (ids != "")
     if not dup.any():
         return frame, 0
