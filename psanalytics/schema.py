@@ -470,14 +470,22 @@ def to_api_json(frame: pl.DataFrame, *, envelope: bool = False, total: int | Non
     EventTime is ``yyyy-MM-ddTHH:mm:ss.fffffffZ`` (7 digits), missing strings are "",
     a missing Payload is ``null``.
     """
-    lines = api_json_lines(frame)
-    body = "[" + ",".join(lines.to_list()) + "]" if len(lines) < 64 else "[" + lines.str.join(",").item() + "]"
-    if len(lines) == 0:
-        body = "[]"
+    return join_api_json(api_json_lines(frame), envelope=envelope, total=total)
+
+
+def join_api_json(lines: pl.Series, *, envelope: bool = False, total: int | None = None) -> bytes:
+    """The response body for already encoded event objects (see :func:`to_api_json`),
+    built in one pass (a page of 10,000 events is ~7 MB: no extra copies)."""
+    n = len(lines)
+    head, tail = "[", "]"
     if envelope:
-        t = len(lines) if total is None else total
-        return f'{{"items":{body},"total":{t},"count":{len(lines)}}}'.encode()
-    return body.encode()
+        head = '{"items":['
+        tail = f'],"total":{n if total is None else total},"count":{n}}}'
+    if n == 0:
+        return (head + tail).encode()
+    return pl.select(
+        pl.concat_str(pl.lit(head), pl.lit(lines).str.join(","), pl.lit(tail)).cast(pl.Binary)
+    ).item()
 
 
 def to_api_records(frame: pl.DataFrame) -> list[dict[str, Any]]:

@@ -380,6 +380,12 @@ class RequestStats:
                 self.statuses[status] = self.statuses.get(status, 0) + 1
             self.bytes_in += nbytes
 
+    def note_retry(self) -> None:
+        """Count a retry whose request is counted elsewhere (a body re-fetched after it
+        failed to parse)."""
+        with self._lock:
+            self.retries += 1
+
 
 @dataclass(frozen=True)
 class SendResult:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -19,8 +19,13 @@ from psanalytics import schema
 from psanalytics.query.odata import split_filter
 
 _SORT = ["EventTime", "TrackId"]
+#: Name of the column that carries the encoded rows through a query (never returned).
+SOURCE_COLUMN = "__source__"
 _MIN_NS = np.iinfo(np.int64).min
 _DELTA_MAX = 50_000  # side segment size that triggers a merge
+#: Main segments up to this many rows keep each event's API JSON text ready (like a
+#: document store's stored source), so a page is a slice and a join, not an encode.
+SOURCE_MAX_ROWS = 2_000_000
 
 
 def _times(frame: pl.DataFrame) -> np.ndarray:
@@ -57,6 +62,9 @@ class _Segment:
     frame: pl.DataFrame
     times: np.ndarray
     hidden: np.ndarray
+    #: Each row's API JSON text (``schema.api_json_lines``), once encoded; None until then.
+    source: pl.Series | None = None
+    encoded: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
     def of(cls, frame: pl.DataFrame) -> _Segment:
@@ -66,13 +74,28 @@ class _Segment:
             times = _times(frame)
         return cls(frame, times, np.zeros(frame.height, dtype=bool))
 
-    def window(self, lo: int | None, lo_inc: bool, hi: int | None, hi_inc: bool) -> pl.DataFrame:
+    def encode_source(self) -> None:
+        """Encode every row's JSON text (Polars releases the GIL; run off the event loop).
+        Queries made before it is done encode their page on the fly instead."""
+        try:
+            self.source = schema.api_json_lines(self.frame).alias(SOURCE_COLUMN)
+        finally:
+            self.encoded.set()
+
+    def window(self, lo: int | None, lo_inc: bool, hi: int | None, hi_inc: bool,
+               with_source: bool = False) -> pl.DataFrame:
+        """Rows in the time range (hidden ones dropped). ``with_source`` adds the rows'
+        JSON text as column ``SOURCE_COLUMN`` when it has been encoded."""
         a = 0 if lo is None else int(np.searchsorted(self.times, lo, "left" if lo_inc else "right"))
         b = len(self.times) if hi is None else int(
             np.searchsorted(self.times, hi, "right" if hi_inc else "left"))
+        src = self.source if with_source else None
         if b <= a:
-            return self.frame.clear()
+            sub = self.frame.clear()
+            return sub.with_columns(src.clear()) if src is not None else sub
         sub = self.frame.slice(a, b - a)
+        if src is not None:
+            sub = sub.with_columns(src.slice(a, b - a))
         mask = self.hidden[a:b]
         if mask.any():
             sub = sub.filter(pl.Series(~mask))
@@ -86,10 +109,12 @@ class _Segment:
 
 @dataclass
 class QueryResult:
-    """One page: the rows, ``total`` matches of the whole filter, and the store version."""
+    """One page: the rows, ``total`` matches of the whole filter, and (when the store had
+    them ready) the rows' API JSON text in ``source``."""
 
     page: pl.DataFrame
     total: int
+    source: pl.Series | None = None
 
 
 class EventStore:
@@ -107,6 +132,7 @@ class EventStore:
         self.tracked_total = 0
         self.version = 0
         self._cache: OrderedDict[tuple, pl.DataFrame] = OrderedDict()
+        self._start_source(self._main)
 
     # ------------------------------------------------------------------ reading
     def __len__(self) -> int:
@@ -126,20 +152,37 @@ class EventStore:
             return main
         return _sorted(pl.concat([main, delta]))
 
-    def _window(self, lo, lo_inc, hi, hi_inc) -> pl.DataFrame:
+    def _start_source(self, seg: _Segment) -> None:
+        """Encode a new main segment's rows in the background (bounded by SOURCE_MAX_ROWS)."""
+        if 0 < seg.frame.height <= SOURCE_MAX_ROWS:
+            threading.Thread(target=seg.encode_source, name="psanalytics-emulator-encode",
+                             daemon=True).start()
+        else:
+            seg.encoded.set()
+
+    def wait_encoded(self, timeout: float | None = None) -> bool:
+        """Wait until the main segment's rows have their JSON text ready (pages are then a
+        slice and a join). Pages are right either way; this is for steady timings."""
+        return self._main.encoded.wait(timeout)
+
+    def _window(self, lo, lo_inc, hi, hi_inc, with_source: bool = False) -> pl.DataFrame:
         with self._lock:
-            m = self._main.window(lo, lo_inc, hi, hi_inc)
+            m = self._main.window(lo, lo_inc, hi, hi_inc, with_source)
             d = self._delta.window(lo, lo_inc, hi, hi_inc) if self._delta.frame.height else None
         if d is None or d.height == 0:
             return m
+        if SOURCE_COLUMN in m.columns:
+            m = m.drop(SOURCE_COLUMN)  # the side segment has no source: encode this one
         return _sorted(pl.concat([m, d]))
 
-    def matches(self, filter_text: str | None, orderby: list[tuple[str, bool]] | None = None) -> pl.DataFrame:
+    def matches(self, filter_text: str | None, orderby: list[tuple[str, bool]] | None = None,
+                *, with_source: bool = False) -> pl.DataFrame:
         """All visible events the filter matches, in the requested order (cached per version).
 
-        Raises :class:`psanalytics.query.odata.ODataError` on a bad filter.
+        ``with_source`` keeps the rows' encoded JSON (when ready) in column
+        ``SOURCE_COLUMN``. Raises :class:`psanalytics.query.odata.ODataError` on a bad filter.
         """
-        key = (filter_text or "", tuple(orderby or ()), self.version)
+        key = (filter_text or "", tuple(orderby or ()), self.version, with_source)
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
@@ -151,7 +194,7 @@ class EventStore:
                 lo, lo_inc = _MIN_NS, False  # a null EventTime matches no time comparison
         else:
             (lo, lo_inc, hi, hi_inc), expr = (None, True, None, True), None
-        rows = self._window(lo, lo_inc, hi, hi_inc)
+        rows = self._window(lo, lo_inc, hi, hi_inc, with_source)
         if expr is not None:
             rows = rows.filter(expr)
         if orderby and [(c, d) for c, d in orderby] not in ([("EventTime", False)],
@@ -174,9 +217,12 @@ class EventStore:
         return rows
 
     def query(self, filter_text: str | None, *, orderby: list[tuple[str, bool]] | None = None,
-              skip: int = 0, top: int = 100) -> QueryResult:
-        rows = self.matches(filter_text, orderby)
-        return QueryResult(rows.slice(skip, top), rows.height)
+              skip: int = 0, top: int = 100, with_source: bool = False) -> QueryResult:
+        rows = self.matches(filter_text, orderby, with_source=with_source)
+        page = rows.slice(skip, top)
+        if SOURCE_COLUMN in page.columns:
+            return QueryResult(page.drop(SOURCE_COLUMN), rows.height, page.get_column(SOURCE_COLUMN))
+        return QueryResult(page, rows.height)
 
     # ------------------------------------------------------------------ writing
     def _changed(self) -> None:
@@ -197,6 +243,7 @@ class EventStore:
                 self._pending -= int(hidden_main.sum()) + int(self._delta.hidden.sum())
                 self.purged_total += int(hidden_main.sum()) + int(self._delta.hidden.sum())
                 self._main = _Segment.of(pl.concat([main, merged.frame]))
+                self._start_source(self._main)
                 self._delta = _Segment.of(schema.empty_frame())
             else:
                 self._pending -= int(self._delta.hidden.sum())
@@ -241,7 +288,14 @@ class EventStore:
         with self._lock:
             n = self._pending
             if n:
-                self._main = _Segment.of(self._main.visible())
+                old = self._main
+                self._main = _Segment.of(old.visible())
+                if old.source is not None and self._main.frame.height == old.source.len() - int(old.hidden.sum()):
+                    keep = old.source.filter(pl.Series(~old.hidden)) if old.hidden.any() else old.source
+                    self._main.source = keep
+                    self._main.encoded.set()
+                else:
+                    self._start_source(self._main)
                 self._delta = _Segment.of(self._delta.visible())
                 self._pending = 0
                 self.purged_total += n

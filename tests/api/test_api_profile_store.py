@@ -358,9 +358,11 @@ def test_real_filter_builder_and_progress_bar(capsys):
     got = s.events(F.EventType == "order")
     assert got.equals(df.filter(pl.col("EventType") == "order"))
     assert all(r.url.params["$filter"].startswith(("(EventType eq 'order')", "EventType eq 'order'")) for r in fake.gets())
-    # 5,250 orders came back whole in the first request: no bar for a single request.
+    # 5,250 orders fit the result window: two pages (3,333 + 1,917, the second asked for
+    # while the first is parsed), no planning, and no bar for a fetch that small.
     assert capsys.readouterr().err == ""
-    assert len(fake.gets()) == 1
+    assert [(r.url.params["$skip"], r.url.params["$top"]) for r in fake.gets()] == [
+        ("0", "3333"), ("3333", "3333")]
     s.events()
     err = capsys.readouterr().err
     assert "21.0k/21.0k" in err and "windows 3/3" in err
@@ -434,3 +436,45 @@ def test_parse_page_ignores_fields_outside_the_schema_on_the_fast_path(monkeypat
     assert frame.equals(df) and total == 77
     frame, total = ps.parse_page(orjson.dumps(recs))
     assert frame.equals(df) and total == 40
+
+
+def test_small_range_pages_are_pipelined_and_exact_when_rows_arrive_mid_way():
+    """A range that fits the window comes in 3,333-row pages, the next asked for while the
+    last is parsed; rows added between two pages make it restart, never mix offsets."""
+    df = dense_events(8_000)
+    extra = make_events([T0 + SEC * 5 + i * 1000 for i in range(50)]).with_columns(
+        pl.col("TrackId").str.replace("^t", "x"))
+    fake = FakeStore(df)
+    original_get = fake.get
+    grown = {"done": False}
+
+    def get(req):
+        if not grown["done"] and req.url.params.get("$skip") == "3333":
+            fake.frame = pl.concat([fake.frame, extra]).sort(["EventTime", "TrackId"])
+            grown["done"] = True
+        return original_get(req)
+
+    fake.get = get  # type: ignore[method-assign]
+    s = store_for(fake)
+    got = s.events()
+    assert got.equals(fake.frame) and got.height == 8_050
+    check_queries(fake)
+    # Untouched, the same range is three requests, one after the other.
+    fake2 = FakeStore(df)
+    assert store_for(fake2).events().equals(df)
+    assert [r.url.params["$skip"] for r in fake2.gets()] == ["0", "3333", "6666"]
+
+
+def test_body_that_ends_well_but_is_not_json_is_fetched_again():
+    df = dense_events(5_000)
+    fake = FakeStore(df)
+
+    def fault(req, n):
+        if n == 2:  # the second page: looks complete, is not JSON
+            return httpx.Response(200, content=b'{"items":[{"TrackId":"x"],"total":5000}')
+        return None
+
+    fake.fault = fault
+    s = store_for(fake)
+    assert s.events().equals(df)
+    assert s.stats.retries == 1
