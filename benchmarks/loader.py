@@ -10,14 +10,17 @@ pages (``$top=1000``; ``$skip + $top < 10,000``), each page's JSON through
 range holding just under 10,000 events; it runs with ``$top=1000`` pages (the fastest
 plain setting) and with the API's default ``$top=100``. psanalytics fetches the same range.
 The three take turns for 5 rounds (best round kept, so background load hits them alike),
-then run once more for peak memory. Then psanalytics fetches all 1,000,000 events once
-(windows planned under the limit, 4 at a time). Client CPU per event is printed too: it
-is far less sensitive to other load on the machine than wall time.
+then run once more for peak memory. Then psanalytics fetches all 1,000,000 events three
+times (windows planned under the limit, 4 at a time; best run kept, peak memory of the
+first run). The emulator has each event's JSON ready before any client starts.
 
-Prints events/s, requests, peak RSS growth, and the parse share: CPU seconds spent
-decoding JSON and building the frame (``time.thread_time`` summed over threads) divided by
-wall seconds, for each client, and the ratios. The client process's total CPU seconds are
-printed too (the rest of the wall time is waiting for the server).
+Prints events/s, requests, peak RSS growth, client CPU seconds and per event, and two
+parse figures for psanalytics:
+- parse CPU / wall: CPU seconds in ``parse_page`` (``time.thread_time`` summed over
+  threads) over wall seconds; pages parse on several threads at once, so it can pass 100%;
+- parse cost on the critical path: the recorded GETs replayed with the same concurrency,
+  bodies read and not parsed; (fetch time - replay time) / fetch time is the share of the
+  wall time that parsing adds. For the reference both are the same thing (it is sequential).
 
     .venv/bin/python benchmarks/loader.py            # 1,000,000 events
     .venv/bin/python benchmarks/loader.py --events 200000
@@ -257,21 +260,28 @@ def main() -> None:
         small_urls = list(sent)
         small_replay = min(replay_bytes(url, small_urls, 1) for _ in range(5))
 
-        # psanalytics on everything.
-        parse_timer.total = 0.0
-        before = store.stats.requests
-        sent.clear()
-        with PeakRss() as m:
-            t, c = time.perf_counter(), time.process_time()
-            full = store.events()
-            full_s, cpu = time.perf_counter() - t, time.process_time() - c
-        assert full.height == args.events, full.height
-        assert full["TrackId"].n_unique() == args.events
-        record(f"psanalytics events(), all {args.events:,}", full.height, full_s,
-               store.stats.requests - before, m.growth_mb, parse_timer.total, cpu)
-        del full
-        full_urls = list(sent)
-        full_replay = replay_bytes(url, full_urls, args.concurrency)
+        # psanalytics on everything: 3 runs, the best kept (the small range is best of 5);
+        # the first run is the one under the RSS sampler.
+        best_full: tuple[float, float, float, int, list[str]] | None = None
+        peak = 0.0
+        for k in range(3):
+            parse_timer.total = 0.0
+            before = store.stats.requests
+            sent.clear()
+            with PeakRss() as m:
+                t, c = time.perf_counter(), time.process_time()
+                full = store.events()
+                full_s, cpu = time.perf_counter() - t, time.process_time() - c
+            if k == 0:
+                peak = m.growth_mb
+            assert full.height == args.events, full.height
+            assert full["TrackId"].n_unique() == args.events
+            del full
+            if best_full is None or full_s < best_full[0]:
+                best_full = (full_s, cpu, parse_timer.total, store.stats.requests - before, list(sent))
+        full_s, cpu, parse, nreq, full_urls = best_full  # type: ignore[misc]
+        record(f"psanalytics events(), all {args.events:,}", args.events, full_s, nreq, peak, parse, cpu)
+        full_replay = min(replay_bytes(url, full_urls, args.concurrency) for _ in range(3))
     finally:
         if child.stdin:
             child.stdin.close()
