@@ -478,3 +478,28 @@ def test_body_that_ends_well_but_is_not_json_is_fetched_again():
     s = store_for(fake)
     assert s.events().equals(df)
     assert s.stats.retries == 1
+
+
+@pytest.mark.parametrize("text,arrow_reads_it", [
+    ("2024-03-04T00:00:00.1234567Z", True), ("2024-03-04T01:00:00+01:00", True),
+    ("2024-03-04T00:00:00", True), ("2024-03-04 00:00:00Z", True), ("2024-03-04", True),
+    ("2024-03-04T00:00:00.123456789Z", True), ("2024-03-04T00:00:00.1234567891Z", False),
+    ("2024-13-04T00:00:00Z", False),
+])
+def test_page_times_read_by_arrow_equal_the_careful_path(text, arrow_reads_it):
+    """The fast path lets Arrow read EventTime; any form must come out as the careful path
+    (normalize) reads it, or raise the same way."""
+    from psanalytics.api.profile_store import _slow_page, parse_page
+
+    body = (b'{"items":[{"TrackId":"a","EventType":"x","EventTime":' + orjson.dumps(text)
+            + b',"Payload":{"a":1.50}}],"total":1}')
+    try:
+        slow = _slow_page(body)
+    except Exception as exc:  # noqa: BLE001
+        with pytest.raises(type(exc)):
+            parse_page(body)
+        return
+    fast = parse_page(body)
+    assert fast[0].drop("Payload").equals(slow[0].drop("Payload")) and fast[1] == slow[1] == 1
+    # The fast path keeps Payload's text as sent (the careful path re-encodes it: 1.5).
+    assert fast[0]["Payload"].to_list() == ['{"a":1.50}' if arrow_reads_it else '{"a":1.5}']
