@@ -340,6 +340,7 @@ def fetch(
     filter: str | None = typer.Option(None, "--filter", "-f", help="$filter, e.g. \"EventType eq order\"."),
     start: str | None = typer.Option(None, "--start", help="First EventTime (ISO 8601, inclusive)."),
     end: str | None = typer.Option(None, "--end", help="Last EventTime (ISO 8601, exclusive)."),
+    settle: str | None = typer.Option(None, "--settle", help="Read only events at least this old, e.g. 5m (end moves back to now - 5m)."),
     url: str | None = typer.Option(None, "--url", envvar="PSANALYTICS_URL", help="Profile Store URL (default: in-process emulator)."),
     api_key: str | None = typer.Option(None, "--api-key", envvar="PSANALYTICS_API_KEY", help="API key (read from PSANALYTICS_API_KEY).", show_default=False),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Folder export: keep finished windows of an interrupted run."),
@@ -354,7 +355,7 @@ def fetch(
     try:
         store = _api_store(url, api_key, progress, concurrency)
         if dry_run:
-            plan = store.plan(filter, start=start, end=end)
+            plan = store.plan(filter, start=start, end=end, settle=settle)
             for w in plan:
                 typer.echo(f"{w!r}")
             typer.echo(f"{len(plan)} windows, {sum(w.count or 0 for w in plan):,} events, "
@@ -362,7 +363,7 @@ def fetch(
             return
         suffix = output.suffix.lower()
         if suffix in (".parquet", ".ndjson", ".jsonl", ".json", ".csv"):
-            frame = store.events(filter, start=start, end=end)
+            frame = store.events(filter, start=start, end=end, settle=settle)
             output.parent.mkdir(parents=True, exist_ok=True)
             if suffix == ".parquet":
                 frame.write_parquet(output)
@@ -384,13 +385,13 @@ def fetch(
                 output.write_text("".join(s + "\n" for s in lines.to_list()), encoding="utf-8")
             typer.echo(f"{frame.height:,} events -> {output}")
         else:
-            rep = store.export(output, filter, start=start, end=end, resume=resume)
+            rep = store.export(output, filter, start=start, end=end, resume=resume, settle=settle)
             typer.echo(
                 f"{rep.rows:,} events in {len(rep.windows)} windows -> {output} "
                 f"({rep.resumed_windows} resumed, {rep.requests} requests, {rep.retries} retries, "
                 f"{rep.duration_s:.1f} s)"
             )
-    except PsaError as exc:
+    except (PsaError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
 

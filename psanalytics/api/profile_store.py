@@ -749,13 +749,13 @@ class ProfileStore:
         return lo, hi, total, None
 
     def plan(self, filter: FilterLike = None, *, start: TimeLike | None = None,
-             end: TimeLike | None = None) -> list[Window]:
+             end: TimeLike | None = None, settle: Any = None) -> list[Window]:
         """The windows a fetch would use (dry run): each holds at most 9,999 events.
 
         Costs only count requests. ``sum(w.count for w in plan)`` is the number of events
         a fetch would return now.
         """
-        return self._plan(_filter_text(filter), start, end, None)[0]
+        return self._plan(_filter_text(filter), start, settled_end(end, settle), None)[0]
 
     def _plan(self, ftext: str | None, start: TimeLike | None, end: TimeLike | None,
               stats: RequestStats | None, probe_top: int = 1
@@ -908,9 +908,9 @@ class ProfileStore:
     # ------------------------------------------------------------------ public reads
 
     def count(self, filter: FilterLike = None, *, start: TimeLike | None = None,
-              end: TimeLike | None = None) -> int:
+              end: TimeLike | None = None, settle: Any = None) -> int:
         """How many events match ``filter`` in ``[start, end)`` (one request)."""
-        text = _range_filter(_filter_text(filter), start, end)
+        text = _range_filter(_filter_text(filter), start, settled_end(end, settle))
         return self._get(text, 0, 1, None)[1]
 
     def events(
@@ -923,6 +923,7 @@ class ProfileStore:
         limit: int | None = None,
         progress: bool | None = None,
         concurrency: int | None = None,
+        settle: Any = None,
     ) -> pl.DataFrame:
         """Every event matching ``filter`` with ``start <= EventTime < end``, exactly once.
 
@@ -932,9 +933,12 @@ class ProfileStore:
         text or int ns; open ends reach the first/last matching event. Rows come back in
         the canonical schema ordered by ``EventTime``, ``TrackId`` unless ``orderby``
         (``"Prop [asc|desc], ..."``) says otherwise; ``limit`` keeps the first rows.
+        ``settle="5m"`` reads only what is at least that old (``end`` moves back to
+        ``now - 5m``): for a store that is being written to right now.
         """
         if limit is not None and limit < 0:
             raise ValueError("limit must not be negative")
+        end = settled_end(end, settle)
         ftext = _filter_text(filter)
         if limit == 0:
             return schema.empty_frame()
@@ -1024,10 +1028,12 @@ class ProfileStore:
         *,
         start: TimeLike | None = None,
         end: TimeLike | None = None,
+        settle: Any = None,
     ) -> Iterator[pl.DataFrame]:
         """Iterate the matching events window by window (each a canonical frame, in time
         order), holding one window in memory at a time. Together the frames are exactly
         what :meth:`events` returns."""
+        end = settled_end(end, settle)
         ftext = _filter_text(filter)
         windows, everything = self._plan(ftext, start, end, None, probe_top=self.page_size)
         if everything is not None:
@@ -1067,6 +1073,7 @@ class ProfileStore:
         start: TimeLike | None = None,
         end: TimeLike | None = None,
         resume: bool = True,
+        settle: Any = None,
         progress: bool | None = None,
         concurrency: int | None = None,
         _after_window: Callable[[int], None] | None = None,
@@ -1080,7 +1087,8 @@ class ProfileStore:
         arguments, or an export that had completed) the old part files are removed and
         everything is fetched again, so re-running never duplicates rows. Files are
         written atomically; read them back with ``report.scan()`` or
-        ``pl.scan_parquet(f"{path}/*/*.parquet")``.
+        ``pl.scan_parquet(f"{path}/*/*.parquet")``. ``settle="5m"`` exports only what is at
+        least that old; a resumed export keeps the end its plan was made with.
         """
         t0 = time.perf_counter()
         root = Path(path)
@@ -1094,6 +1102,8 @@ class ProfileStore:
             "end": None if end is None else format_ns(to_ns(end)),
             "url": redact(self.url),
         }
+        if settle is not None:  # (absent otherwise: checkpoints from before it still resume)
+            args["settle"] = str(settle)
         old = _read_checkpoint(ck_path)
         windows: list[Window]
         done: dict[str, dict[str, Any]] = {}
@@ -1102,7 +1112,7 @@ class ProfileStore:
             done = {k: v for k, v in old.get("done", {}).items() if (root / v["file"]).exists()}
         else:
             _clean_export(root, old)
-            windows, _ = self._plan(ftext, start, end, stats)
+            windows, _ = self._plan(ftext, start, settled_end(end, settle), stats)
         for tmp in root.glob("*/*.tmp*"):
             tmp.unlink(missing_ok=True)
         state = {
@@ -1377,6 +1387,25 @@ def _raw_message(exc: ApiError) -> str:
         except (orjson.JSONDecodeError, KeyError, TypeError):
             pass
     return exc.server_message
+
+
+def settled_end(end: TimeLike | None, settle: Any, now_ns: int | None = None) -> TimeLike | None:
+    """``end`` moved back to ``now - settle`` when it is later (or open): only windows the
+    server has finished writing are read. ``settle`` is ``"5m"``, ``"1h"``, a timedelta or
+    seconds; None keeps ``end``."""
+    if settle is None:
+        return end
+    from psanalytics.sessions import SessionizeError, parse_duration
+
+    try:
+        lag = parse_duration(settle, name="settle")
+    except SessionizeError as exc:
+        raise ValueError(str(exc)) from None
+    cutoff = (time.time_ns() if now_ns is None else now_ns) - int(lag or 0)
+    cutoff -= cutoff % TICK_NS
+    if end is None:
+        return cutoff
+    return min(to_ns(end), cutoff)
 
 
 def _range_filter(ftext: str | None, start: TimeLike | None, end: TimeLike | None) -> str | None:

@@ -262,6 +262,12 @@ def test_cli_fetch_folder_and_file(srv, tmp_path, monkeypatch):
     assert read_events(tmp_path / "o.ndjson").equals(exp)
     r = runner.invoke(app, ["fetch", str(tmp_path / "g.parquet"), "--filter", "EventType eq"])
     assert r.exit_code == 1 and "error: GET " in r.output and "HTTP 400" in r.output
+    r = runner.invoke(app, ["fetch", str(tmp_path / "s.parquet"), "--settle", "soon", "--no-progress"])
+    assert r.exit_code == 1 and "error: settle='soon' is not a duration" in r.output
+    # The sample data is in the past: settling 5 minutes keeps every event.
+    r = runner.invoke(app, ["fetch", str(tmp_path / "s.parquet"), "--settle", "5m", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert_exact(pl.read_parquet(tmp_path / "s.parquet"), expected(srv))
 
 
 def test_plan_dry_run_counts_match(srv):

@@ -503,3 +503,37 @@ def test_page_times_read_by_arrow_equal_the_careful_path(text, arrow_reads_it):
     assert fast[0].drop("Payload").equals(slow[0].drop("Payload")) and fast[1] == slow[1] == 1
     # The fast path keeps Payload's text as sent (the careful path re-encodes it: 1.5).
     assert fast[0]["Payload"].to_list() == ['{"a":1.50}' if arrow_reads_it else '{"a":1.5}']
+
+
+def test_settle_reads_only_what_is_old_enough(tmp_path):
+    """``settle`` moves the end back to now - settle: a store being written to right now is
+    read only where it is done (events, count, plan, pages and export alike)."""
+    import time as _time
+    from datetime import timedelta
+
+    from psanalytics.api.profile_store import settled_end
+
+    now = _time.time_ns()
+    now -= now % 100
+    minute = 60 * SEC
+    # the last 30 minutes, half a minute off the whole minutes (the cutoff is taken at the
+    # call: any test run shorter than 30 s sees the same split)
+    times = [now - 30 * minute + i * minute + 30 * SEC for i in range(30)]
+    df = make_events(times)
+    fake = FakeStore(df)
+    s = store_for(fake)
+    old = df.filter(pl.col("EventTime") < pl.lit(now - 10 * minute).cast(pl.Datetime("ns", "UTC")))
+    assert old.height == 20
+    assert s.events(settle="10m").equals(old)
+    assert s.events(settle=timedelta(minutes=10)).equals(old)
+    assert s.count(settle=600) == 20
+    assert sum(w.count for w in s.plan(settle="10m")) == 20
+    assert pl.concat(list(s.pages(settle="10m"))).equals(old)
+    rep = s.export(tmp_path / "out", settle="10m")
+    assert rep.rows == 20 and rep.read().equals(old)
+    # An earlier end is kept; a later one moves back.
+    assert settled_end(5, "1m", now_ns=now) == 5
+    assert settled_end(now, "1m", now_ns=now) == now - minute
+    assert settled_end(None, None) is None
+    with pytest.raises(ValueError, match=r"settle='soon' is not a duration: use e.g. '30m'"):
+        s.events(settle="soon")
