@@ -85,12 +85,13 @@ def _parse_cached(query: str) -> N.Query:
 
 
 def _compile(query: str | N.Query, tables: Mapping[str, pl.LazyFrame], *,
-             now: datetime | None, params: Mapping[str, Any] | None) -> Compiled:
+             now: datetime | None, params: Mapping[str, Any] | None,
+             distinct_json: bool = False) -> Compiled:
     text = query if isinstance(query, str) else None
     ast = _parse_cached(query) if isinstance(query, str) else query
     try:
         return compile_query(ast, tables, text=text, params=params, now_ns=_now_ns(now),
-                             clean=getattr(tables, "clean", None))
+                             clean=getattr(tables, "clean", None), distinct_json=distinct_json)
     except KqlError:
         raise
     except (pl.exceptions.PolarsError, TypeError, ValueError, OverflowError) as exc:
@@ -116,14 +117,20 @@ def execute(query: str, tables: Tables, *, now: datetime | None = None,
     Raises a :class:`KqlError` subclass pointing at the query.
     """
     t0 = time.perf_counter()
-    compiled = _compile(query, _lazy_tables(tables), now=now, params=params)
+    compiled = _compile(query, _lazy_tables(tables), now=now, params=params, distinct_json=True)
     lf = compiled.lf
     if limit is not None:
         if limit < 0:
             raise ValueError("limit must be >= 0")
         lf = lf.head(limit + 1)
     try:
-        frame = lf.collect()
+        if compiled.in_memory:
+            # (common-subexpression elimination turns the per-distinct-document mapping
+            # into a per-row one that Polars 2.1 cannot run)
+            frame = lf.collect(engine="in-memory",
+                               optimizations=pl.QueryOptFlags(comm_subexpr_elim=False))
+        else:
+            frame = lf.collect()
     except pl.exceptions.PolarsError as exc:
         msg = str(exc).split("\n\nThis error occurred")[0].strip()
         raise KqlRuntimeError(f"the query failed while running: {msg}",
