@@ -597,29 +597,24 @@ class ProfileStore:
 
     def _get(self, ftext: str | None, skip: int, top: int, stats: RequestStats | None,
              orderby: str = ORDERBY) -> tuple[pl.DataFrame, int]:
+        return self._send_page(ftext, skip, top, stats, orderby, _decode_page)
+
+    def _get_body(self, ftext: str | None, skip: int, top: int, stats: RequestStats | None
+                  ) -> bytes:
+        """One page's raw body (retried like :meth:`_get`), for :meth:`_page_through`."""
+        return self._send_page(ftext, skip, top, stats, ORDERBY, _body)
+
+    def _send_page(self, ftext: str | None, skip: int, top: int, stats: RequestStats | None,
+                   orderby: str, decode: Callable[[httpx.Response], Any]) -> Any:
         if skip + top > RESULT_WINDOW:  # a guard no caller should ever trip
             raise ValueError(f"refusing to send $skip={skip} $top={top}: over the result window")
         params = {"$orderby": orderby, "$skip": str(skip), "$top": str(top)}
         if ftext:
             params["$filter"] = ftext
         stats_list = [s for s in (stats, self.stats) if s is not None]
-        _resp, (frame, total) = send_json(self._client, "GET", _PREFIX_V2, params=params,
-                                          policy=self.policy, decode=_decode_page,
-                                          stats=_Tee(stats_list))
-        return frame, total
-
-    def _get_body(self, ftext: str | None, skip: int, top: int, stats: RequestStats | None
-                  ) -> bytes:
-        """One page's raw body (retried like :meth:`_get`), for :meth:`_page_through`."""
-        if skip + top > RESULT_WINDOW:
-            raise ValueError(f"refusing to send $skip={skip} $top={top}: over the result window")
-        params = {"$orderby": ORDERBY, "$skip": str(skip), "$top": str(top)}
-        if ftext:
-            params["$filter"] = ftext
-        stats_list = [s for s in (stats, self.stats) if s is not None]
-        _resp, body = send_json(self._client, "GET", _PREFIX_V2, params=params,
-                                policy=self.policy, decode=_body, stats=_Tee(stats_list))
-        return body
+        _resp, decoded = send_json(self._client, "GET", _PREFIX_V2, params=params,
+                                   policy=self.policy, decode=decode, stats=_Tee(stats_list))
+        return decoded
 
     def _prefetcher(self) -> ThreadPoolExecutor:
         with self._pool_lock:
