@@ -359,6 +359,11 @@ class _JsonLines:
             self._fh = None
 
 
+#: Statuses that say the key or the URL is wrong, not the batch: they stop the run.
+_STOP_STATUSES = {401: "the key was refused", 403: "the key may not do this",
+                  404: "no such endpoint: check the URL", 405: "this URL does not accept POST: check the URL"}
+
+
 def _status_of(exc: BaseException) -> int | None:
     return getattr(exc, "status", None)
 
@@ -731,6 +736,14 @@ class Replayer:
             status = _status_of(exc)
             report.retries += max(0, int(getattr(exc, "attempts", 1) or 1) - 1)
             report.statuses[status or 0] = report.statuses.get(status or 0, 0) + 1
+            if status in _STOP_STATUSES:
+                # the key or the URL is wrong: every batch would fail the same way. Stop,
+                # record nothing (a resume with the right key or URL sends everything).
+                raise ReplayError(
+                    f"replay stopped: {self._sink_name()} answered HTTP {status} "
+                    f"({_STOP_STATUSES[status]}): {_reason_of(exc)}; nothing was recorded as "
+                    "rejected: fix the key or URL and run again (with the same checkpoint, "
+                    "acknowledged batches are skipped)") from exc
             if status is not None and 400 <= status < 500 and status not in (408, 429):
                 if self.split_rejected and batch.kind == "event-api" and batch.visitors > 1:
                     return list(batch.split())
