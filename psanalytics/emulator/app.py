@@ -30,6 +30,7 @@ from starlette.routing import Route
 
 from psanalytics import schema
 from psanalytics.emulator.faults import Decision, Faults
+from psanalytics.emulator.odp import OdpService
 from psanalytics.emulator.store import EventStore
 from psanalytics.query.odata import ODataError, parse_orderby
 
@@ -68,6 +69,8 @@ _ROUTES: list[tuple[str, str, re.Pattern[str]]] = [
     ("track", "POST", re.compile(r"^/api/v1\.0/track/?$")),
     ("trackbulk", "POST", re.compile(r"^/api/v1\.0/trackbulk/?$")),
     ("events", "POST", re.compile(r"^/v1/events/?$")),
+    ("odp_events", "POST", re.compile(r"^/v3/events/?$")),
+    ("odp_profiles", "POST", re.compile(r"^/v3/profiles/?$")),
     ("admin_state", "GET", re.compile(r"^/_emulator/state/?$")),
     ("admin_reset", "POST", re.compile(r"^/_emulator/reset/?$")),
     ("admin_faults", "POST", re.compile(r"^/_emulator/faults/?$")),
@@ -89,6 +92,8 @@ ROUTE_DOCS: list[tuple[str, str, str, str]] = [
     ("POST", "/api/v1.0/Track", "epi-single", "one camelCase event -> 202"),
     ("POST", "/api/v1.0/TrackBulk", "epi-single", "<= 100 events of <= 256 KB -> 202"),
     ("POST", "/v1/events", "none", "Event API: 204; 400 non-JSON, > 3.5 MB, or strict errors"),
+    ("POST", "/v3/events", "x-api-key", "ODP events: object or array of <= 500 -> 202; 400 lists invalids"),
+    ("POST", "/v3/profiles", "x-api-key", "ODP customers: {attributes} or array of <= 500 -> 202"),
     ("GET", "/_emulator/state?limit=N", "none", "counts, Event API log, journal, faults"),
     ("POST", "/_emulator/reset", "none", "back to the seeded events"),
     ("GET|POST", "/_emulator/faults", "none", "read / set faults (JSON object or key=value text)"),
@@ -237,6 +242,7 @@ class Emulator:
         journal_size: int = 10_000,
         max_events: int | None = None,
         mirror: Any = None,
+        odp_api_key: str | None = None,
     ):
         self._faults_initial = Faults.parse(faults)  # bad fault specs fail before loading data
         self._initial = self._load(events)
@@ -246,6 +252,8 @@ class Emulator:
             raise ValueError(f"{self._initial.height:,} events exceed max_events={max_events:,}")
         self.__key = api_key or secrets.token_urlsafe(18)
         self.__tracking_key = tracking_key
+        self.__odp_key = odp_api_key
+        self.odp = OdpService(lambda: self.odp_api_key)
         self.strict = strict
         self.lenient = lenient
         self.lenient_window = lenient_window
@@ -288,6 +296,7 @@ class Emulator:
         self._journal: deque[dict[str, Any]] = deque(maxlen=self._journal_size)
         self._seq = 0
         self._next_purge = self._next_midnight()
+        self.odp.reset()
         if getattr(self, "_snapshot_dir", None) is not None:
             self._restore_event_api(self._snapshot_dir)
 
@@ -304,6 +313,11 @@ class Emulator:
     @property
     def tracking_key(self) -> str:
         return self.__tracking_key or self.__key
+
+    @property
+    def odp_api_key(self) -> str:
+        """The ``x-api-key`` ODP routes take: ``odp_api_key=`` if given, else ``api_key``."""
+        return self.__odp_key or self.__key
 
     def __repr__(self) -> str:
         return (f"Emulator(events={len(self.store):,}, strict={self.strict}, "
@@ -407,6 +421,7 @@ class Emulator:
             "requests": self._seq,
             "journal": journal,
             "faults": self.faults.to_dict() if self.faults else None,
+            "odp": self.odp.state(limit=limit),
             "settings": {
                 "strict": self.strict, "lenient": self.lenient,
                 "lenient_window": self.lenient_window,
@@ -477,6 +492,10 @@ class Emulator:
             return await getattr(self, f"_{name}")(request)
         if name == "events":
             return await self._event_api_post(request)
+        if name == "odp_events":
+            return await self.odp.events(request)
+        if name == "odp_profiles":
+            return await self.odp.profiles(request)
         key = self.tracking_key if name in ("track", "trackbulk") else self.api_key
         if not self._authorized(request, key):
             return _error(401, "missing or invalid API key: send 'Authorization: epi-single <key>' "

@@ -15,7 +15,8 @@ from typing import Any
 
 from psanalytics.errors import PsaError
 
-ROUTE_NAMES: tuple[str, ...] = ("trackevents", "preview", "delete", "track", "trackbulk", "events")
+ROUTE_NAMES: tuple[str, ...] = ("trackevents", "preview", "delete", "track", "trackbulk", "events",
+                                "odp_events", "odp_profiles")
 #: Routes whose handler has no side effects: only these get truncated bodies.
 READ_ONLY_ROUTES: frozenset[str] = frozenset({"trackevents", "preview"})
 
