@@ -38,6 +38,7 @@ from psanalytics.errors import PsaError
 
 __all__ = [
     "ApiError",
+    "ApiKeyError",
     "RetryAfterTooLong",
     "RetryPolicy",
     "RequestStats",
@@ -45,6 +46,8 @@ __all__ = [
     "Secret",
     "build_client",
     "build_async_client",
+    "check_api_key",
+    "mask_url",
     "send_with_retries",
     "send_json",
     "parse_retry_after",
@@ -72,11 +75,28 @@ _SECRETS_LOCK = threading.Lock()
 MASK = "***"
 
 
+def _escaped_forms(value: str) -> set[str]:
+    """The forms a secret takes in messages: as is, stripped, and escaped the ways Python
+    reprs (str and bytes), JSON and URLs escape it (h11 shows a bad header as ``b'...\\n'``)."""
+    import urllib.parse
+
+    forms = {value, value.strip()}
+    for v in list(forms):
+        forms.add(v.encode("unicode_escape").decode("ascii"))
+        forms.add(repr(v.encode("utf-8"))[2:-1])
+        forms.add(orjson.dumps(v).decode()[1:-1])
+        forms.add(urllib.parse.quote(v, safe=""))
+        forms.add(urllib.parse.quote_plus(v))
+    return {f for f in forms if len(f) >= 3}
+
+
 def register_secret(value: str | None) -> None:
-    """Remember a secret so :func:`redact` hides it in every message we produce."""
+    """Remember a secret so :func:`redact` hides it (and its escaped forms) in every
+    message we produce."""
     if value and len(value) >= 3:
+        forms = _escaped_forms(value)
         with _SECRETS_LOCK:
-            _SECRETS.add(value)
+            _SECRETS.update(forms)
 
 
 def redact(text: str) -> str:
@@ -158,6 +178,19 @@ def _reveal(key: str | Secret | None) -> str | None:
 
 
 # --------------------------------------------------------------------------- errors
+
+
+def mask_url(url: str) -> str:
+    """``url`` with a password in it shown as ``***`` (the user name is kept) and
+    registered secrets redacted: for reprs and messages."""
+    try:
+        u = httpx.URL(str(url))
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return redact(str(url))
+    if u.password:
+        register_secret(u.password)
+        return redact(str(u.copy_with(username=u.username, password=MASK)))
+    return redact(str(url))
 
 
 def _masked_url(url: httpx.URL | str) -> str:
@@ -262,6 +295,30 @@ def _rebuild_error(cls: type[ApiError], message: str, status: int | None, method
     ApiError.__init__(err, message, status=status, method=method, url=url,
                       server_message=server_message, attempts=attempts)
     return err
+
+
+class ApiKeyError(PsaError, ValueError):
+    """The API key cannot be sent as an HTTP header (a line break read from a file, a
+    control or non-ASCII character). The message says what is wrong, never the key."""
+
+
+def check_api_key(key: str) -> None:
+    """Refuse a key that cannot travel in an HTTP header, without echoing it."""
+    name = "the API key"
+    if key != key.rstrip():
+        tail = key[len(key.rstrip()):]
+        what = "a line break" if ("\n" in tail or "\r" in tail) else "white space"
+        raise ApiKeyError(f"{name} ends with {what} (a key read from a file keeps its newline): "
+                          "strip it, e.g. Path(...).read_text().strip()")
+    if key != key.lstrip():
+        raise ApiKeyError(f"{name} starts with white space: strip it")
+    for i, ch in enumerate(key, 1):
+        if ord(ch) < 0x20 or ord(ch) == 0x7F:
+            raise ApiKeyError(f"{name} has a control character at position {i} "
+                              f"({len(key)} characters in all): it cannot be sent in an HTTP header")
+        if ord(ch) > 0x7E:
+            raise ApiKeyError(f"{name} has a non-ASCII character at position {i} "
+                              f"({len(key)} characters in all): it cannot be sent in an HTTP header")
 
 
 class RetryAfterTooLong(ApiError):
@@ -406,6 +463,7 @@ def _auth_headers(api_key: str | Secret | None, auth: str) -> dict[str, str]:
     if not key:
         return {}
     register_secret(key)
+    check_api_key(key)
     if auth == "epi-single":
         return {"Authorization": f"epi-single {key}"}
     if auth == "subscription-key":
@@ -554,6 +612,11 @@ def _send(
             if stats is not None:
                 stats._record(retried=retried, wait=wait)
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            if isinstance(exc, (httpx.LocalProtocolError, httpx.UnsupportedProtocol)):
+                # our own request is malformed: sending it again cannot help
+                raise ApiError(status=None, method=method, url=full_url,
+                               server_message=reason + " (a local error in the request; not retried)",
+                               attempts=attempt) from None
             if not policy.retry_transport_errors or attempt >= policy.max_attempts:
                 raise ApiError(status=None, method=method, url=full_url,
                                server_message=reason, attempts=attempt) from None

@@ -51,6 +51,7 @@ from psanalytics.api.http import (
     Secret,
     SendResult,
     build_client,
+    mask_url,
     redact,
     send_json,
     send_with_retries,
@@ -576,7 +577,7 @@ class ProfileStore:
     def __repr__(self) -> str:
         key = "***" if self._key else "None"
         emu = ", emulator=True" if self.emulator is not None else ""
-        return f"ProfileStore(url={redact(self.url)!r}, scope={self.scope!r}, api_key={key}{emu})"
+        return f"ProfileStore(url={mask_url(self.url)!r}, scope={self.scope!r}, api_key={key}{emu})"
 
     def close(self) -> None:
         """Close the connection pools."""
