@@ -141,16 +141,26 @@ def serve_cmd(
     typer.echo(f"api key: {srv.api_key}")
     typer.echo(f"try:     curl -H 'Authorization: epi-single {srv.api_key}' '{srv.url}/api/v2.0/TrackEvents?$top=2'")
     typer.echo("press Ctrl-C to stop")
+    import signal as _signal
+
+    def _on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # docker stop, systemd, CI: stop as on Ctrl-C
+
+    previous = _signal.signal(_signal.SIGTERM, _on_term)
     try:
         while True:
             _time.sleep(0.5)
     except KeyboardInterrupt:
         typer.echo("stopping")
     finally:
-        if snapshot is not None:
-            out = srv.emulator.snapshot(snapshot)
-            typer.echo(f"snapshot written to {out}")
-        ctx.__exit__(None, None, None)
+        _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)  # a second TERM must not cut the snapshot
+        try:
+            if snapshot is not None:
+                out = srv.emulator.snapshot(snapshot)
+                typer.echo(f"snapshot written to {out}")
+            ctx.__exit__(None, None, None)
+        finally:
+            _signal.signal(_signal.SIGTERM, previous)
 
 
 # --- replay room: replay -------------------------------------------------------------

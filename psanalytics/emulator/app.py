@@ -94,14 +94,16 @@ ROUTE_DOCS: list[tuple[str, str, str, str]] = [
     ("POST", "/v1/events", "none", "Event API: 204; 400 non-JSON, > 3.5 MB, or strict errors"),
     ("POST", "/v3/events", "x-api-key", "ODP events: object or array of <= 500 -> 202; 400 lists invalids"),
     ("POST", "/v3/profiles", "x-api-key", "ODP customers: {attributes} or array of <= 500 -> 202"),
-    ("GET", "/_emulator/state?limit=N", "none", "counts, Event API log, journal, faults"),
-    ("POST", "/_emulator/reset", "none", "back to the seeded events"),
-    ("GET|POST", "/_emulator/faults", "none", "read / set faults (JSON object or key=value text)"),
-    ("POST", "/_emulator/purge", "none", "drop deleted events now"),
+    ("GET", "/_emulator/state?limit=N", "none (key off loopback)", "counts, Event API log, journal, faults"),
+    ("POST", "/_emulator/reset", "none (key off loopback)", "back to the seeded events"),
+    ("GET|POST", "/_emulator/faults", "none (key off loopback)", "read / set faults (JSON object or key=value text)"),
+    ("POST", "/_emulator/purge", "none (key off loopback)", "drop deleted events now"),
     ("GET", "/_emulator/health", "none", "status, version, event count"),
     ("GET", "/_emulator/docs", "none", "this list"),
 ]
 _ADMIN_PREFIX = "/_emulator/"
+#: Admin routes that stay open when the admin routes need a key (they reveal nothing).
+_OPEN_ADMIN = frozenset({"admin_health", "admin_docs"})
 
 
 class DroppedConnection(Exception):
@@ -243,6 +245,8 @@ class Emulator:
         max_events: int | None = None,
         mirror: Any = None,
         odp_api_key: str | None = None,
+        admin_auth: bool = False,
+        admin_token: str | None = None,
     ):
         self._faults_initial = Faults.parse(faults)  # bad fault specs fail before loading data
         self._initial = self._load(events)
@@ -252,6 +256,11 @@ class Emulator:
             raise ValueError(f"{self._initial.height:,} events exceed max_events={max_events:,}")
         self.__key = api_key or secrets.token_urlsafe(18)
         self.__tracking_key = tracking_key
+        self.__admin_token = admin_token
+        #: When True, the admin routes that read or change state (state, reset, faults,
+        #: purge) need the API key or ``admin_token``; ``serve()`` turns it on whenever it
+        #: binds anything but loopback. Health and docs stay open.
+        self.admin_auth = bool(admin_auth or admin_token)
         self.__odp_key = odp_api_key
         self.odp = OdpService(lambda: self.odp_api_key)
         self.strict = strict
@@ -469,10 +478,10 @@ class Emulator:
         return bool(sub) and secrets.compare_digest(sub.strip().encode(), key.encode())
 
     def _maybe_daily_purge(self) -> None:
+        """The daily clean-up: at the first request after UTC midnight, deleted events
+        are dropped for good (the Event API log is never touched)."""
         if time.time() >= self._next_purge:
             self._next_purge = self._next_midnight()
-        if getattr(self, "_snapshot_dir", None) is not None:
-            self._restore_event_api(self._snapshot_dir)
             self.store.purge()
 
     async def _dispatch(self, request: Request) -> Response:
@@ -489,6 +498,12 @@ class Emulator:
                 return _error(405, f"{request.method} is not allowed on {request.url.path}")
             return _error(404, f"no such route: {request.method} {request.url.path}")
         if name.startswith("admin_"):
+            if (self.admin_auth and name not in _OPEN_ADMIN
+                    and not self._authorized(request, self.api_key)
+                    and not (self.__admin_token and self._authorized(request, self.__admin_token))):
+                return _error(401, "the emulator's admin routes need the API key (or the admin token) "
+                                   "when it is not bound to loopback: send 'Authorization: "
+                                   "epi-single <key>'")
             return await getattr(self, f"_{name}")(request)
         if name == "events":
             return await self._event_api_post(request)

@@ -18,6 +18,18 @@ from psanalytics.emulator.app import Emulator
 from psanalytics.emulator.faults import Faults
 
 
+def is_loopback(host: str) -> bool:
+    """True for the names and addresses of this machine's loopback interface."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class Server:
     """A running emulator server: ``.url``, ``.api_key``, ``.state()``, ``.set_faults()``,
     ``.reset()``, ``.emulator``, ``.stop()``."""
@@ -27,6 +39,8 @@ class Server:
 
         self.emulator = emulator
         self.host = host
+        if not is_loopback(host):
+            emulator.admin_auth = True  # anyone on the network could wipe or read the state
         self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # Accepted sockets inherit TCP_NODELAY: without it, headers and body written
@@ -109,8 +123,9 @@ def serve(
     ``lenient_window``, ``pending_delete_limit``, ``preview_timeout_s``, ...).
     ``announce=True`` prints the address it binds to stderr.
     """
-    if host not in ("127.0.0.1", "::1", "localhost"):
-        warnings.warn(f"the emulator binds {host}, not loopback: other machines can reach it",
+    if not is_loopback(host):
+        warnings.warn(f"the emulator binds {host}, not loopback: other machines can reach it "
+                      "(its admin routes need the API key)",
                       stacklevel=3)
     emu = Emulator(events, api_key=api_key, faults=faults, strict=strict, **kw)
     srv = Server(emu, host=host, port=port).start()
