@@ -186,8 +186,8 @@ def main() -> None:
 
     import pandas  # noqa: F401 - imported before any timing, so no client pays for it
 
-    from psanalytics.api import profile_store
-    from psanalytics.api.profile_store import connect
+    from psanalytics._connect import connect
+    from psanalytics.api import _paging
     from psanalytics.api.windows import format_ns, to_ns
 
     t0 = time.perf_counter()
@@ -201,7 +201,7 @@ def main() -> None:
               f"ready in {time.perf_counter() - t0:.1f} s)")
 
         parse_timer = Timer()
-        profile_store.parse_page = parse_timer.wrap(profile_store.parse_page)  # type: ignore[assignment]
+        _paging.parse_page = parse_timer.wrap(_paging.parse_page)  # type: ignore[assignment]
         opts = {} if args.page_size is None else {"page_size": args.page_size}
         store = connect(url, KEY, progress=False, concurrency=args.concurrency, **opts)
         sent: list[str] = []  # GET urls of the run being recorded (for the no-parse replay)

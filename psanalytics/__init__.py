@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 # public name -> (module, attribute)
 _LAZY: dict[str, tuple[str, str]] = {
-    "connect": ("psanalytics.api.profile_store", "connect"),
+    "connect": ("psanalytics._connect", "connect"),
     "ProfileStore": ("psanalytics.api.profile_store", "ProfileStore"),
     "F": ("psanalytics.query.odata", "F"),
     "read_events": ("psanalytics.exports", "read_events"),
@@ -55,7 +55,8 @@ def load_ipython_extension(ipython: Any) -> None:
 
 if TYPE_CHECKING:  # pragma: no cover
     # ruff: noqa: F401 (re-exported lazily through __getattr__)
-    from psanalytics.api.profile_store import ProfileStore, connect
+    from psanalytics._connect import connect
+    from psanalytics.api.profile_store import ProfileStore
     from psanalytics.errors import PsaError
     from psanalytics.exports import read_events, scan_events
     from psanalytics.query.kql import kql

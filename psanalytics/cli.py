@@ -339,7 +339,7 @@ def info_cmd(
 
 # --- api room: fetch, preview -------------------------------------------------------
 def _api_store(url: str | None, api_key: str | None, progress: bool, concurrency: int = 4):
-    from psanalytics.api.profile_store import connect
+    from psanalytics._connect import connect
 
     return connect(url, api_key, progress=progress, concurrency=concurrency)
 

@@ -1,9 +1,11 @@
 """Profile Store and Event API clients.
 
 ``psanalytics.api.http`` builds every HTTP client (timeouts, auth, retries, redaction);
-``profile_store`` holds :func:`connect` and :class:`ProfileStore`; ``windows`` plans the
-time windows that keep each query under the 10,000-row result window; ``event_api``
-sends Event API bodies.
+``profile_store`` holds the :class:`ProfileStore` facade over ``_paging`` (the exact-paging
+engine), ``export`` (export with its checkpoint), ``preview``, ``tracking`` and
+``deletes``; ``windows`` plans the time windows that keep each query under the 10,000-row
+result window; ``event_api`` sends Event API bodies. :func:`psanalytics.connect` lives in
+``psanalytics/_connect.py`` (above this room: it may start the emulator).
 """
 
 from __future__ import annotations
@@ -12,14 +14,13 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "connect": "psanalytics.api.profile_store",
     "ProfileStore": "psanalytics.api.profile_store",
-    "ExportReport": "psanalytics.api.profile_store",
-    "WindowReport": "psanalytics.api.profile_store",
-    "DeleteReport": "psanalytics.api.profile_store",
-    "TrackReport": "psanalytics.api.profile_store",
-    "OrderError": "psanalytics.api.profile_store",
-    "PreviewTruncatedWarning": "psanalytics.api.profile_store",
+    "ExportReport": "psanalytics.api.export",
+    "WindowReport": "psanalytics.api._paging",
+    "DeleteReport": "psanalytics.api.deletes",
+    "TrackReport": "psanalytics.api.tracking",
+    "OrderError": "psanalytics.api._paging",
+    "PreviewTruncatedWarning": "psanalytics.api.preview",
     "Window": "psanalytics.api.windows",
     "WindowOverflowError": "psanalytics.api.windows",
     "RetryAfterTooLong": "psanalytics.api.http",

@@ -134,7 +134,7 @@ class TrackingSink:
     def __init__(self, store: Any = None, *, url: str | None = None, api_key: str | None = None,
                  **options: Any) -> None:
         if store is None:
-            from psanalytics.api.profile_store import connect
+            from psanalytics._connect import connect
 
             if url is None and options.get("transport") is None:
                 raise ReplayError("TrackingSink needs a ProfileStore, or url= and api_key=")
@@ -953,7 +953,7 @@ def _make_replayer(url: str | None, to: str, api_key: str | None, transport: Any
     else:
         store_options = {"policy": policy} if policy is not None else {}
         if url is None and transport is None:
-            from psanalytics.api.profile_store import connect
+            from psanalytics._connect import connect
 
             sink = TrackingSink(connect(quiet=True, **store_options))
         else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from psanalytics import schema
-from psanalytics.api.profile_store import _dedupe
+from psanalytics.api._paging import _dedupe
 
 
 def _frame(ids: list[str]) -> pl.DataFrame:

@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 
 from psanalytics import samples
-from psanalytics.api.profile_store import ProfileStore, connect
+from psanalytics._connect import connect
+from psanalytics.api.profile_store import ProfileStore
 from psanalytics.emulator import Emulator
 
 

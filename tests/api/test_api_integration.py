@@ -22,7 +22,8 @@ import pytest
 
 from psanalytics import samples, schema
 from psanalytics.api.http import ApiError, RetryPolicy
-from psanalytics.api.profile_store import PreviewTruncatedWarning, ProfileStore, connect
+from psanalytics._connect import connect
+from psanalytics.api.profile_store import PreviewTruncatedWarning, ProfileStore
 
 emulator = pytest.importorskip("psanalytics.emulator")
 
@@ -111,7 +112,7 @@ _KILLABLE = textwrap.dedent(
     """
     import sys
     from psanalytics.api.http import RetryPolicy
-    from psanalytics.api.profile_store import connect
+    from psanalytics._connect import connect
     url, key, out = sys.argv[1:4]
     s = connect(url, key, progress=False, concurrency=1,
                 policy=RetryPolicy(max_attempts=12, backoff_initial=0.001, backoff_max=0.01, max_retry_after=2))

@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 
 from psanalytics import schema
-from psanalytics.api.profile_store import ProfileStore, connect, with_params
+from psanalytics._connect import connect
+from psanalytics.api.profile_store import ProfileStore, with_params
 from psanalytics.emulator import Emulator
 from psanalytics.query.kql import KqlSemanticError, KqlSyntaxError
 

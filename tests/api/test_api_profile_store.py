@@ -14,15 +14,12 @@ from api_fakes import KEY, FakeStore, make_events
 
 from psanalytics import schema
 from psanalytics.api.http import ApiError, RetryPolicy
-from psanalytics.api.profile_store import (
-    MAX_EVENT_BYTES,
-    PreviewTruncatedWarning,
-    ProfileStore,
-    _batches,
-    connect,
-    parse_items,
-    tracking_bodies,
-)
+from psanalytics._connect import connect
+from psanalytics.api.profile_store import PreviewTruncatedWarning, ProfileStore
+from psanalytics.api.tracking import _batches
+from psanalytics.wire.api_json import parse_items
+from psanalytics.wire.limits import MAX_EVENT_BYTES
+from psanalytics.wire.tracking import tracking_bodies
 from psanalytics.api.windows import RESULT_WINDOW, WindowOverflowError, to_ns
 
 FAST = RetryPolicy(max_attempts=6, backoff_initial=0.001, backoff_max=0.002, max_retry_after=1)
@@ -324,7 +321,7 @@ def test_connect_reads_environment(monkeypatch):
 
 
 def test_parse_page_fast_path_is_exact_and_tolerant():
-    from psanalytics.api.profile_store import parse_page
+    from psanalytics.wire.api_json import parse_page
 
     df = dense_events(30)
     # Awkward strings: quotes, escapes, unicode, and a Payload with escapes and odd spacing.
@@ -420,7 +417,7 @@ def test_delete_many_stops_at_the_pending_deletion_limit():
 
 
 def test_parse_page_ignores_fields_outside_the_schema_on_the_fast_path(monkeypatch):
-    from psanalytics.api import profile_store as ps
+    from psanalytics.wire import api_json as ps
 
     df = dense_events(40)
     recs = orjson.loads(schema.to_api_json(df))
@@ -489,7 +486,7 @@ def test_body_that_ends_well_but_is_not_json_is_fetched_again():
 def test_page_times_read_by_arrow_equal_the_careful_path(text, arrow_reads_it):
     """The fast path lets Arrow read EventTime; any form must come out as the careful path
     (normalize) reads it, or raise the same way."""
-    from psanalytics.api.profile_store import _slow_page, parse_page
+    from psanalytics.wire.api_json import _slow_page, parse_page
 
     body = (b'{"items":[{"TrackId":"a","EventType":"x","EventTime":' + orjson.dumps(text)
             + b',"Payload":{"a":1.50}}],"total":1}')
@@ -511,7 +508,7 @@ def test_settle_reads_only_what_is_old_enough(tmp_path):
     import time as _time
     from datetime import timedelta
 
-    from psanalytics.api.profile_store import settled_end
+    from psanalytics.api._paging import settled_end
 
     now = _time.time_ns()
     now -= now % 100

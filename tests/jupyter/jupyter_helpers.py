@@ -7,7 +7,7 @@ import polars as pl
 
 def make_store(events: pl.DataFrame):  # noqa: ANN201
     """A ProfileStore talking to an in-process emulator seeded with ``events``."""
-    from psanalytics.api.profile_store import connect
+    from psanalytics._connect import connect
     from psanalytics.emulator import Emulator
 
     emu = Emulator(events)
