@@ -21,8 +21,8 @@ import polars as pl
 import pytest
 
 from psanalytics import samples, schema
-from psanalytics.api.http import ApiError, RetryPolicy
 from psanalytics._connect import connect
+from psanalytics.api.http import ApiError, RetryPolicy
 from psanalytics.api.profile_store import PreviewTruncatedWarning, ProfileStore
 
 emulator = pytest.importorskip("psanalytics.emulator")

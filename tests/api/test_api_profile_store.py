@@ -13,14 +13,14 @@ import pytest
 from api_fakes import KEY, FakeStore, make_events
 
 from psanalytics import schema
-from psanalytics.api.http import ApiError, RetryPolicy
 from psanalytics._connect import connect
+from psanalytics.api.http import ApiError, RetryPolicy
 from psanalytics.api.profile_store import PreviewTruncatedWarning, ProfileStore
 from psanalytics.api.tracking import _batches
+from psanalytics.api.windows import RESULT_WINDOW, WindowOverflowError, to_ns
 from psanalytics.wire.api_json import parse_items
 from psanalytics.wire.limits import MAX_EVENT_BYTES
 from psanalytics.wire.tracking import tracking_bodies
-from psanalytics.api.windows import RESULT_WINDOW, WindowOverflowError, to_ns
 
 FAST = RetryPolicy(max_attempts=6, backoff_initial=0.001, backoff_max=0.002, max_retry_after=1)
 T0 = to_ns("2024-03-01T00:00:00Z")
