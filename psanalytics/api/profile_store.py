@@ -52,7 +52,6 @@ from psanalytics.api.http import (
     SendResult,
     build_client,
     mask_url,
-    redact,
 )
 from psanalytics.api.preview import PreviewTruncatedWarning, with_params
 from psanalytics.api.tracking import TrackReport
