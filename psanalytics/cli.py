@@ -51,32 +51,20 @@ def sessionize_cmd(
     identity: bool = typer.Option(False, "--split-on-identity-change", help="New session when a different User.Email appears."),
     key: list[str] = typer.Option(["DeviceId"], "--key", help="Column(s) sessions are cut by (repeat for several)."),
     events_out: Path | None = typer.Option(None, "--events-out", help="Also write the events with their session columns (.parquet or .csv)."),
-    minimal: bool = typer.Option(False, "--minimal", help="Only the minimal sessions table (device, index, start, end, duration, n_events, pages)."),
+    minimal: bool = typer.Option(False, "--minimal", help="Same as --columns minimal."),
+    columns: str = typer.Option("all", "--columns", help="Sessions-table columns: all, minimal, or names separated by commas."),
+    memory: str | None = typer.Option(None, "--memory", help="Memory budget (e.g. 4GB; default 2GB): devices are processed in hash buckets that fit it."),
     on_error: str = typer.Option("raise", "--on-error", help="'raise' or 'skip' bad input lines."),
 ) -> None:
-    """Cut exported events into sessions and write the sessions table."""
-    import polars as pl
-
+    """Cut exported events into sessions and write the sessions table (bounded memory)."""
     from psanalytics.errors import PsaError
     from psanalytics.exports import read_events
     from psanalytics.sessions import sessionize
 
-    def write(frame: pl.DataFrame, path: Path) -> None:
-        suffix = path.suffix.lower()
-        if suffix == ".parquet":
-            frame.write_parquet(path)
-        elif suffix == ".csv":
-            nested = [c for c, t in frame.schema.items() if isinstance(t, pl.Struct | pl.List)]
-            frame.with_columns(pl.col(c).struct.json_encode() if isinstance(frame.schema[c], pl.Struct)
-                               else pl.col(c).cast(pl.List(pl.String)).list.join("|") for c in nested).write_csv(path)
-        else:
-            raise PsaError(f"{path}: write .parquet or .csv (got {suffix or 'no suffix'!r})")
-
     try:
-        for path in (out, events_out):
-            if path is not None and path.suffix.lower() not in (".parquet", ".csv"):
-                raise PsaError(f"{path}: write .parquet or .csv (got {path.suffix or 'no suffix'!r})")
-        events = read_events([str(p) for p in input], on_error=on_error)  # type: ignore[arg-type]
+        # Files are scanned lazily (bounded memory); --on-error skip needs the eager reader.
+        files = [str(p) for p in input]
+        events = files if on_error == "raise" else read_events(files, on_error=on_error)  # type: ignore[arg-type]
         result = sessionize(
             events,
             timeout=timeout,
@@ -85,19 +73,18 @@ def sessionize_cmd(
             split_on_campaign=campaign,
             split_on_identity_change=identity,
             key=key[0] if len(key) == 1 else key,
+            columns=columns if "," not in columns else [c.strip() for c in columns.split(",") if c.strip()],
             minimal=minimal,
+            out=out,
+            events_out=events_out,
+            memory=memory,
         )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write(result.sessions, out)
-        if events_out is not None:
-            events_out.parent.mkdir(parents=True, exist_ok=True)
-            write(result.events, events_out)
     except PsaError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(
-        f"{result.events.height:,} events -> {result.sessions.height:,} sessions "
-        f"({result.sessions['device_id'].n_unique() if 'device_id' in result.sessions.columns else '?'} devices) -> {out}"
+        f"{result.n_events:,} events -> {result.n_sessions:,} sessions "
+        f"({result.n_devices:,} devices) -> {out}"
     )
 
 

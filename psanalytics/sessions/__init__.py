@@ -36,15 +36,17 @@ the session starts and ends, and the string columns are never reordered: only th
 values at session boundaries are gathered.
 """
 
+from psanalytics.sessions._buckets import device_buckets, parse_memory
 from psanalytics.sessions._rules import (
     PROFILE_STORE_VISITS,
     SPLIT_REASON_DTYPE,
     SPLIT_REASONS,
+    Rules,
     SessionizeError,
     parse_duration,
 )
 from psanalytics.sessions._stitch import stitch
-from psanalytics.sessions._table import Sessionized, sessionize
+from psanalytics.sessions._table import Sessionized, SessionizedFiles, sessionize
 
 __all__ = [
     "PROFILE_STORE_VISITS",
@@ -52,6 +54,10 @@ __all__ = [
     "SPLIT_REASON_DTYPE",
     "SessionizeError",
     "Sessionized",
+    "SessionizedFiles",
+    "device_buckets",
+    "parse_memory",
+    "Rules",
     "parse_duration",
     "sessionize",
     "stitch",

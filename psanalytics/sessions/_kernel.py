@@ -7,7 +7,6 @@ array (never ``over()``).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,27 +24,6 @@ from psanalytics.sessions._rules import (
 )
 
 _MASK32 = np.uint64(0xFFFFFFFF)
-
-
-_TRACE = bool(os.environ.get("PSA_MEMTRACE"))
-
-
-def _trace(label: str) -> None:  # pragma: no cover - debugging aid
-    if _TRACE:
-        vals = {}
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(("VmHWM", "VmRSS")):
-                    vals[line.split(":")[0]] = int(line.split()[1]) // 1024
-        import time
-
-        print(
-            f"[mem] {label:20s} peak {vals.get('VmHWM')} now {vals.get('VmRSS')} t {time.perf_counter():.3f}",
-            flush=True,
-        )
-
-
-# --------------------------------------------------------------------------- the core
 
 
 @dataclass
@@ -136,17 +114,13 @@ def _device_order(
     if keyser.dtype != pl.String:
         keyser = keyser.cast(pl.String)
     h = _hash_np(keyser, 0x5EED)
-    _trace("hash")
     k = _packed_sort(h >> np.uint64(32))
-    _trace("packed sort")
     k &= _MASK32  # the high halves are h[perm] >> 32: no need to keep them
     perm = k.view(np.int64)
     del k
     hs = h[perm]
-    _trace("hs")
     del h
     np.not_equal(hs[1:], hs[:-1], out=new_dev[1:])
-    _trace("new_dev")
     # 32-bit collisions: two devices share the high half; regroup those blocks by the full hash.
     bounds = np.flatnonzero(new_dev[1:]) + 1
     coll = bounds[(hs[bounds] >> np.uint64(32)) == (hs[bounds - 1] >> np.uint64(32))]
@@ -164,7 +138,6 @@ def _device_order(
             perm[a:b] = perm[a:b][o]
             hs[a:b] = hs[a:b][o]
         np.not_equal(hs[1:], hs[:-1], out=new_dev[1:])
-    _trace("collisions")
     return perm, new_dev
 
 
@@ -240,9 +213,7 @@ def _cut(
         keyser = keyser.gather(pre)
         t = t_in[pre]
         del t_in
-    _trace("before device order")
     perm, new_dev = _device_order(keyser, n, exact=exact)
-    _trace("device order")
     t = t[perm] if pre is not None else _to_np(tser)[perm]
     if pre is not None:
         perm = pre[perm]
@@ -254,7 +225,6 @@ def _cut(
         j = min(i + step, n)
         is_new[i:j] |= (t[i:j] - t[i - 1 : j - 1]) > timeout_ns
     reason_ev = (~new_dev).view(np.uint8)  # _R_FIRST = 0, _R_INACT = 1
-    _trace("inactivity")
     if midnight_tz is not None:
         try:
             day = (

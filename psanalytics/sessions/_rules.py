@@ -1,9 +1,11 @@
-"""Session rules: the constants, the error, duration parsing and input checks."""
+"""Session rules: the constants, the error, duration parsing, input checks and the frozen
+:class:`Rules` object every engine (in memory, bucketed, Spark) runs with."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import polars as pl
@@ -134,4 +136,109 @@ def _key_series(df: pl.DataFrame, key: str | Sequence[str]) -> tuple[list[str], 
 def _dt_ns(value: datetime) -> int:
     if value.tzinfo is None:
         raise SessionizeError(f"window bounds must be timezone-aware datetimes, got {value!r}")
-    return pl.Series([value]).dt.convert_time_zone("UTC").dt.cast_time_unit("ns").to_physical()[0]
+    return int(
+        pl.Series([value]).dt.convert_time_zone("UTC").dt.cast_time_unit("ns").to_physical()[0]
+    )
+
+
+#: Choices of ``sessionize(columns=...)`` besides a list of sessions-table columns.
+COLUMN_SETS = ("all", "minimal")
+#: The sessions-table columns of ``columns="minimal"``.
+MINIMAL_COLUMNS: tuple[str, ...] = (
+    "session_key",
+    "device_id",
+    "session_index",
+    "start_time",
+    "end_time",
+    "duration_s",
+    "n_events",
+    "entry_page",
+    "exit_page",
+)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The session rules, parsed and checked once (durations in integer nanoseconds).
+
+    Built by :meth:`Rules.of` from ``sessionize``'s keyword arguments; immutable and
+    picklable, so the same object drives the in-memory kernel, the bucketed file path and
+    the Spark executors.
+    """
+
+    timeout_ns: int = 30 * 60 * 1_000_000_000
+    max_ns: int | None = 24 * 3600 * 1_000_000_000
+    engaged_ns: int = 10 * 1_000_000_000
+    split_at_midnight: str | None = None
+    split_on_campaign: bool = False
+    split_on_identity_change: bool = False
+    key: tuple[str, ...] = ("DeviceId",)
+    minimal: bool = False
+    select: tuple[str, ...] | None = None  # sessions columns to keep (None: all of the set)
+    window_ns: tuple[int | None, int | None] | None = None
+    pageview_types: tuple[str, ...] = ("epiPageView",)
+    conversion_types: tuple[str, ...] = ("order",)
+    time_col: str = "EventTime"
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        timeout: str | timedelta | float = "30m",
+        max_duration: str | timedelta | float | None = "24h",
+        split_at_midnight: str | None = None,
+        split_on_campaign: bool = False,
+        split_on_identity_change: bool = False,
+        key: str | Sequence[str] = "DeviceId",
+        columns: str | Sequence[str] = "all",
+        minimal: bool = False,
+        window: tuple[datetime | None, datetime | None] | None = None,
+        pageview_types: Sequence[str] = ("epiPageView",),
+        conversion_types: Sequence[str] = ("order",),
+        engaged_after: str | timedelta | float = "10s",
+        time_col: str = "EventTime",
+    ) -> Rules:
+        """Parse and check ``sessionize``'s options (raises :class:`SessionizeError`)."""
+        timeout_ns = parse_duration(timeout, name="timeout")
+        if timeout_ns is None:
+            raise SessionizeError("timeout cannot be None: sessions need an inactivity timeout")
+        keys = (key,) if isinstance(key, str) else tuple(key)
+        if not keys:
+            raise SessionizeError("key must name at least one column")
+        select: tuple[str, ...] | None = None
+        if isinstance(columns, str):
+            if columns not in COLUMN_SETS:
+                raise SessionizeError(
+                    f"columns={columns!r}: use 'all', 'minimal' or a list of sessions-table columns"
+                )
+            minimal = minimal or columns == "minimal"
+        else:
+            select = tuple(columns)
+            if not select:
+                raise SessionizeError("columns must name at least one sessions-table column")
+            if minimal:
+                raise SessionizeError("pass either minimal=True or a list of columns, not both")
+            # the minimal kernel suffices when every asked column is one of its outputs
+            minimal = set(select) <= set(MINIMAL_COLUMNS)
+        window_ns = None
+        if window is not None:
+            wlo, whi = window
+            window_ns = (
+                None if wlo is None else _dt_ns(wlo),
+                None if whi is None else _dt_ns(whi),
+            )
+        return cls(
+            timeout_ns=timeout_ns,
+            max_ns=parse_duration(max_duration, name="max_duration"),
+            engaged_ns=parse_duration(engaged_after, name="engaged_after") or 0,
+            split_at_midnight=split_at_midnight,
+            split_on_campaign=bool(split_on_campaign),
+            split_on_identity_change=bool(split_on_identity_change),
+            key=keys,
+            minimal=bool(minimal),
+            select=select,
+            window_ns=window_ns,
+            pageview_types=tuple(pageview_types),
+            conversion_types=tuple(conversion_types),
+            time_col=time_col,
+        )

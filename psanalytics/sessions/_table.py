@@ -6,6 +6,7 @@ columns are never reordered: only the few values at session boundaries are gathe
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -14,16 +15,15 @@ from datetime import datetime, timedelta
 import numpy as np
 import polars as pl
 
-from psanalytics.sessions._kernel import _MASK32, _Cut, _cut, _hash_np, _to_np, _trace
+from psanalytics.sessions._kernel import _MASK32, _Cut, _cut, _hash_np, _to_np
 from psanalytics.sessions._rules import (
     SPLIT_REASON_DTYPE,
     SPLIT_REASONS,
+    Rules,
     SessionizeError,
     _check_columns,
     _collect,
-    _dt_ns,
     _key_series,
-    parse_duration,
 )
 from psanalytics.sessions._stitch import _stitched
 
@@ -52,11 +52,59 @@ class Sessionized:
         )
 
 
+@dataclass(frozen=True)
+class SessionizedFiles:
+    """Result of :func:`sessionize` with ``out=``/``events_out=``: the files written.
+
+    ``.sessions`` and ``.events`` scan them lazily (``None`` for a file not asked for).
+    """
+
+    sessions_path: str | None
+    events_path: str | None
+    n_events: int
+    n_sessions: int
+    n_devices: int
+    n_buckets: int
+    timeout_s: float
+    max_duration_s: float | None
+
+    @property
+    def sessions(self) -> pl.LazyFrame | None:
+        return None if self.sessions_path is None else _scan(self.sessions_path)
+
+    @property
+    def events(self) -> pl.LazyFrame | None:
+        return None if self.events_path is None else _scan(self.events_path)
+
+    def __repr__(self) -> str:
+        return (
+            f"SessionizedFiles({self.n_events:,} events, {self.n_sessions:,} sessions, "
+            f"{self.n_devices:,} devices, "
+            f"{self.n_buckets} bucket(s), sessions={self.sessions_path!r}, "
+            f"events={self.events_path!r})"
+        )
+
+
+def _is_source(events: object) -> bool:
+    """A path, folder, glob, or a list of those (not a frame)."""
+    if isinstance(events, str | os.PathLike):
+        return True
+    return (
+        isinstance(events, list | tuple)
+        and bool(events)
+        and all(isinstance(e, str | os.PathLike) for e in events)
+    )
+
+
+def _scan(path: str) -> pl.LazyFrame:
+    return pl.scan_csv(path) if path.lower().endswith(".csv") else pl.scan_parquet(path)
+
+
 # --------------------------------------------------------------------------- public API
 
 
 def sessionize(
-    events: pl.DataFrame | pl.LazyFrame,
+    events: pl.DataFrame | pl.LazyFrame | str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
     timeout: str | timedelta | float = "30m",
     max_duration: str | timedelta | float | None = "24h",
@@ -64,20 +112,25 @@ def sessionize(
     split_on_campaign: bool = False,
     split_on_identity_change: bool = False,
     key: str | Sequence[str] = "DeviceId",
+    columns: str | Sequence[str] = "all",
     minimal: bool = False,
     window: tuple[datetime | None, datetime | None] | None = None,
     pageview_types: Sequence[str] = ("epiPageView",),
     conversion_types: Sequence[str] = ("order",),
     engaged_after: str | timedelta | float = "10s",
     time_col: str = "EventTime",
-) -> Sessionized:
+    out: str | os.PathLike[str] | None = None,
+    events_out: str | os.PathLike[str] | None = None,
+    memory: str | int | None = None,
+    progress: bool | None = None,
+) -> Sessionized | SessionizedFiles:
     """Cut events into sessions per device and describe each session.
 
     Args:
-        events: canonical events (DataFrame or LazyFrame; a LazyFrame is collected). Needs
-            the ``key`` column(s), ``EventTime`` and ``PageUri``; the full table also reads
-            ``PageTitle``, ``EventType``, ``User``, ``SessionId``, ``CountryCode``, ``City``,
-            ``Scope`` and ``Payload`` when present.
+        events: canonical events (DataFrame or LazyFrame), or export files (a path, folder,
+            glob or list of them). Needs the ``key`` column(s), ``EventTime`` and
+            ``PageUri``; the full table also reads ``PageTitle``, ``EventType``, ``User``,
+            ``SessionId``, ``CountryCode``, ``City``, ``Scope`` and ``Payload`` when present.
         timeout: inactivity that ends a session (strictly more than this): ``"30m"``,
             ``"15m"``, a ``timedelta``, seconds, or ``"profile_store_visits"`` (15 min).
         max_duration: cap on a session's length (``None`` for no cap). The first event after
@@ -88,47 +141,96 @@ def sessionize(
         split_on_identity_change: a new session when a different non-empty ``User.Email``
             appears on the device within a session.
         key: the column (or columns, e.g. ``["DeviceId", "Scope"]``) sessions are cut by.
-        minimal: only the benchmark's outputs: ``.events`` gets ``session_index`` only; ``.sessions`` has ``session_key``, ``device_id``,
+        columns: which sessions-table columns to compute: ``"all"`` (the whole table, and
+            four per-event columns), ``"minimal"`` (``session_key``, ``device_id``,
             ``session_index``, ``start_time``, ``end_time``, ``duration_s``, ``n_events``,
-            ``entry_page`` and ``exit_page``.
+            ``entry_page``, ``exit_page``; the events get ``session_index`` only; about 5x
+            faster), or a list of column names (computed with the cheapest set that has
+            them).
+        minimal: the older spelling of ``columns="minimal"``.
         window: ``(start, end)`` of the data window for ``truncated_start``/``truncated_end``
             (default: the first and last ``EventTime`` in the data; either may be None).
         pageview_types: ``EventType`` values that count as page views.
         conversion_types: ``EventType`` values that make a session engaged.
         engaged_after: a session this long (or longer) is engaged (GA4: 10 s).
         time_col: the event time column.
+        out, events_out: write the sessions table (and the events with their session
+            columns) to these Parquet (or CSV) files with bounded memory: devices are
+            processed in hash buckets sized from the input and ``memory``, and the results
+            are streamed to the files; they are exactly the in-memory result. Returns a
+            :class:`SessionizedFiles`.
+        memory: the memory budget of the bucketed path (``"4GB"``, ``"800MB"``, bytes);
+            default 2 GB. Giving it (or a LazyFrame with ``out=``) selects the bucketed path.
+        progress: a progress bar per bucket (default: when there is more than one bucket).
 
     Returns:
-        :class:`Sessionized` with ``.events`` (input order) and ``.sessions`` (by start).
+        :class:`Sessionized` with ``.events`` (input order) and ``.sessions`` (by start); with
+        ``out=``/``events_out=``, a :class:`SessionizedFiles`.
 
     Raises:
         SessionizeError: a missing column, a null time, a bad duration or time zone.
     """
-    timeout_ns = parse_duration(timeout, name="timeout")
-    if timeout_ns is None:
-        raise SessionizeError("timeout cannot be None: sessions need an inactivity timeout")
-    max_ns = parse_duration(max_duration, name="max_duration")
-    engaged_ns = parse_duration(engaged_after, name="engaged_after")
-    df = _collect(events)
-    _check_columns(df, [time_col, "PageUri"], "sessionize")
-    args = dict(
-        timeout_ns=timeout_ns,
-        max_ns=max_ns,
-        engaged_ns=engaged_ns,
+    rules = Rules.of(
+        timeout=timeout,
+        max_duration=max_duration,
         split_at_midnight=split_at_midnight,
         split_on_campaign=split_on_campaign,
         split_on_identity_change=split_on_identity_change,
         key=key,
+        columns=columns,
         minimal=minimal,
         window=window,
         pageview_types=pageview_types,
         conversion_types=conversion_types,
+        engaged_after=engaged_after,
         time_col=time_col,
     )
+    if out is not None or events_out is not None:
+        from psanalytics.sessions._buckets import sessionize_to_files
+
+        return sessionize_to_files(
+            events, rules, out=out, events_out=events_out, memory=memory, progress=progress
+        )
+    if _is_source(events):
+        from psanalytics.exports import read_events
+
+        events = read_events(events)  # type: ignore[arg-type]
+    return sessionize_rules(_collect(events), rules)
+
+
+def sessionize_rules(
+    df: pl.DataFrame,
+    rules: Rules,
+    *,
+    event_types: Sequence[str] | None = None,
+    carry: Sequence[str] = (),
+) -> Sessionized:
+    """The in-memory kernel on one frame with parsed :class:`Rules`: what every engine runs
+    (the bucketed path per bucket, Spark per device group).
+
+    ``event_types`` fixes the fields of ``event_counts`` (a bucket must use the whole data's
+    types); every column in ``carry`` is copied to the sessions table from each session's
+    first event (the bucketed path carries the global input row).
+    """
+    _check_columns(df, [rules.time_col, "PageUri"], "sessionize")
     try:
-        return _sessionize(df, exact=False, **args)  # type: ignore[arg-type]
+        res = _sessionize(df, rules, exact=False, event_types=event_types, carry=carry)
     except _HashClash:  # pragma: no cover - two DeviceIds share a 64-bit hash
-        return _sessionize(df, exact=True, **args)  # type: ignore[arg-type]
+        res = _sessionize(df, rules, exact=True, event_types=event_types, carry=carry)
+    if rules.select is not None:
+        missing = [c for c in rules.select if c not in res.sessions.schema]
+        if missing:
+            raise SessionizeError(
+                f"columns: no sessions-table column {', '.join(map(repr, missing))}; "
+                f"the table has {', '.join(res.sessions.columns)}"
+            )
+        res = Sessionized(
+            res.events,
+            res.sessions.select(*rules.select, *carry),
+            res.timeout_s,
+            res.max_duration_s,
+        )
+    return res
 
 
 class _HashClash(Exception):
@@ -137,21 +239,14 @@ class _HashClash(Exception):
 
 def _sessionize(
     df: pl.DataFrame,
+    rules: Rules,
     *,
     exact: bool,
-    timeout_ns: int,
-    max_ns: int | None,
-    engaged_ns: int | None,
-    split_at_midnight: str | None,
-    split_on_campaign: bool,
-    split_on_identity_change: bool,
-    key: str | Sequence[str],
-    minimal: bool,
-    window: tuple[datetime | None, datetime | None] | None,
-    pageview_types: Sequence[str],
-    conversion_types: Sequence[str],
-    time_col: str,
+    event_types: Sequence[str] | None,
+    carry: Sequence[str],
 ) -> Sessionized:
+    key, time_col, minimal = rules.key, rules.time_col, rules.minimal
+    timeout_ns, max_ns = rules.timeout_ns, rules.max_ns
     keys, keyser = _key_series(df, key)
     cut = _cut(
         df,
@@ -159,16 +254,15 @@ def _sessionize(
         time_col=time_col,
         timeout_ns=timeout_ns,
         max_ns=max_ns,
-        midnight_tz=split_at_midnight,
-        campaign=split_on_campaign,
-        identity=split_on_identity_change,
+        midnight_tz=rules.split_at_midnight,
+        campaign=rules.split_on_campaign,
+        identity=rules.split_on_identity_change,
         exact=exact,
     )
     n = df.height
     ns = cut.starts.size
     perm, starts, ends, t = cut.perm, cut.starts, cut.ends, cut.t
 
-    _trace("cut")
     # Sessions in the order of their first event (time, input order): rank = session_key.
     order = _session_order(cut)
     identity_order = bool(ns == 0 or np.array_equal(order, np.arange(ns)))
@@ -198,7 +292,6 @@ def _sessionize(
     ev_index = np.empty(n, dtype=np.uint32)
     ev_index[perm] = sess_index_sorted[cut.sid]
 
-    _trace("per-event arrays")
     first_rows = perm[starts].astype(np.uint32)
     last_rows = perm[ends].astype(np.uint32)
     start_t = t[starts]
@@ -217,11 +310,9 @@ def _sessionize(
     if minimal:  # free the n-sized work arrays before the string gathers
         del cut, perm, t, sid_key, order
         rank = None
-    _trace("freed")
     first_rows_s = pl.Series(first_rows)
     last_rows_s = pl.Series(last_rows)
     start_keys = keyser.gather(first_rows_s)
-    _trace("start keys")
     if not exact and keyser.dtype == pl.String and ns:
         # A 64-bit hash collision would put two devices in one run: their session starts
         # would then carry different key strings.
@@ -253,8 +344,9 @@ def _sessionize(
             entry_page=page.gather(first_rows_s).alias("entry_page"),
             exit_page=page.gather(last_rows_s).alias("exit_page"),
         )
-        sessions = pl.DataFrame(list(cols.values()))
-        _trace("sessions table")
+        sessions = pl.DataFrame(
+            [*cols.values(), *(df.get_column(c).gather(first_rows_s) for c in carry)]
+        )
         ev = df.with_columns(pl.Series("session_index", ev_index))
         return Sessionized(ev, sessions, timeout_ns / 1e9, None if max_ns is None else max_ns / 1e9)
 
@@ -275,7 +367,9 @@ def _sessionize(
     # Polars release the GIL) while this thread gathers the boundary values. (Two workers
     # measured no faster on the 2-core box.)
     pool = ThreadPoolExecutor(max_workers=1)
-    f_types = pool.submit(_type_counts, ctx, pageview_types, conversion_types)
+    f_types = pool.submit(
+        _type_counts, ctx, rules.pageview_types, rules.conversion_types, event_types
+    )
     f_pages = pool.submit(_unique_pages, ctx, page)
     f_src = pool.submit(_source_session_ids, ctx)
     f_user = (
@@ -287,12 +381,12 @@ def _sessionize(
     gap_prev = _gap_before(ctx)
     lo = int(start_t.min()) if ns else 0
     hi = int(end_t.max()) if ns else 0
-    if window is not None:
-        wlo, whi = window
+    if rules.window_ns is not None:
+        wlo, whi = rules.window_ns
         if wlo is not None:
-            lo = _dt_ns(wlo)
+            lo = wlo
         if whi is not None:
-            hi = _dt_ns(whi)
+            hi = whi
 
     # One multi-column gather per boundary (Polars runs the columns in parallel).
     first_cols = [
@@ -352,7 +446,7 @@ def _sessionize(
         at(at_first, "CountryCode", "country_code"),
         at(at_first, "City", "city"),
         pl.Series("is_bounce", (npv == 1) & (n_events == 1)),
-        pl.Series("is_engaged", (dur_ns >= (engaged_ns or 0)) | (npv >= 2) | (n_conv > 0)),
+        pl.Series("is_engaged", (dur_ns >= rules.engaged_ns) | (npv >= 2) | (n_conv > 0)),
         pl.Series("gap_before_s", gap_prev, dtype=pl.Float64, nan_to_null=True),
         pl.Series("split_reason", list(SPLIT_REASONS), dtype=SPLIT_REASON_DTYPE).gather(reason),
         pl.Series("truncated_start", start_t - lo <= timeout_ns),
@@ -361,6 +455,7 @@ def _sessionize(
     ]
     if has("Scope"):
         rest.append(at(at_first, "Scope", "scope"))
+    rest += [df.get_column(c).gather(first_rows_s) for c in carry]
     sessions = sessions.with_columns(rest)
     ev = df.with_columns(
         ev_key_s,
@@ -385,14 +480,17 @@ class _Ctx:
 
 
 def _type_counts(
-    ctx: _Ctx, pageview_types: Sequence[str], conversion_types: Sequence[str]
+    ctx: _Ctx,
+    pageview_types: Sequence[str],
+    conversion_types: Sequence[str],
+    event_types: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, pl.Series | None]:
     """Per session: page views, conversions and the ``event_counts`` struct (fields sorted by name)."""
     ns = ctx.ns
     if "EventType" not in ctx.df.schema:
         return np.zeros(ns, np.int64), np.zeros(ns, np.int64), None
     et = ctx.df.get_column("EventType").fill_null("")
-    names = sorted(et.unique().to_list())
+    names = sorted(et.unique().to_list() if event_types is None else event_types)
     k = len(names)
     if k == 0:
         return np.zeros(ns, np.int64), np.zeros(ns, np.int64), None

@@ -1,0 +1,163 @@
+"""The bounded-memory path: hash buckets streamed to files give exactly the in-memory result."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+from sessions_streams import ev, frame
+from typer.testing import CliRunner
+
+from psanalytics import samples, schema, sessionize, stitch
+from psanalytics.cli import app
+from psanalytics.sessions import SessionizeError, device_buckets
+
+H = 3600
+
+
+@pytest.fixture(scope="module")
+def edgy():
+    """Generated traffic (bots past the 24 h cap, shared devices with several e-mails), times
+    cut to the minute so equal times (ties decided by input order) are everywhere, plus
+    hand-made devices for the midnight, campaign, identity and exact-timeout rules."""
+    g = samples.generate(4_000, n_devices=300, days=3, seed=11)
+    g = g.with_columns(pl.col("EventTime").dt.truncate("1m"))
+    hand = frame(
+        [
+            ev("mid", 22 * H + 50 * 60),  # 23:50 Stockholm (UTC+1) ...
+            ev("mid", 23 * H + 10 * 60),  # ... 00:10 next day: a midnight split
+            ev("camp", 0, page="https://x/?utm_source=a"),
+            ev("camp", 60, page="https://x/?utm_source=b"),
+            ev("id", 0, email="Ann@x.se"),
+            ev("id", 60, email="bo@x.se"),
+            ev("tie", 100, page="https://x/1"),
+            ev("tie", 100, page="https://x/2"),  # same time: input order decides
+            ev("gap", 0),
+            ev("gap", 1800),  # exactly 30 min: same session
+            ev("gap", 3601),
+            *[ev("bot", i * 1200) for i in range(90)],  # 30 h, never idle: the 24 h cap
+        ]
+    )
+    return pl.concat([g, hand.select(g.columns)])
+
+
+RULES = [
+    {},
+    {"columns": "minimal"},
+    {
+        "split_at_midnight": "Europe/Stockholm",
+        "split_on_campaign": True,
+        "split_on_identity_change": True,
+        "max_duration": "2h",
+        "timeout": "profile_store_visits",
+    },
+]
+
+
+@pytest.mark.parametrize("rules", RULES, ids=["defaults", "minimal", "every-rule"])
+def test_buckets_give_the_in_memory_result(edgy, tmp_path, rules):
+    mem = sessionize(edgy, **rules)
+    res = sessionize(
+        edgy.lazy(),
+        out=tmp_path / "s.parquet",
+        events_out=tmp_path / "e.parquet",
+        memory="1MB",
+        progress=False,
+        **rules,
+    )
+    assert res.n_buckets > 3  # the budget really split the devices
+    assert (res.n_events, res.n_sessions) == (mem.events.height, mem.sessions.height)
+    assert res.n_devices == edgy["DeviceId"].n_unique()
+    s = pl.read_parquet(tmp_path / "s.parquet")
+    e = pl.read_parquet(tmp_path / "e.parquet")
+    assert s.schema == mem.sessions.schema
+    assert s.equals(mem.sessions)
+    assert e.equals(mem.events)
+    assert res.sessions.collect().equals(mem.sessions)
+    if not rules:  # the data really has the edge cases
+        assert set(s["split_reason"]) == {"first", "inactivity", "max_duration"}
+        assert (s["n_user_emails"] > 1).any()
+
+
+def test_files_in_csv_out_and_a_column_choice(edgy, tmp_path):
+    src = tmp_path / "in.parquet"
+    edgy.write_parquet(src)
+    mem = sessionize(edgy, columns=["session_id", "start_time", "n_pageviews", "event_counts"])
+    assert mem.sessions.columns == ["session_id", "start_time", "n_pageviews", "event_counts"]
+    res = sessionize(
+        str(src),
+        out=tmp_path / "s.csv",
+        columns=["session_id", "start_time", "n_pageviews", "event_counts"],
+        memory="1MB",
+        progress=False,
+    )
+    assert res.events_path is None and res.n_buckets > 3
+    back = pl.read_csv(tmp_path / "s.csv", try_parse_dates=True)
+    assert back["session_id"].to_list() == mem.sessions["session_id"].to_list()
+    assert back["n_pageviews"].to_list() == mem.sessions["n_pageviews"].to_list()
+    expect = mem.sessions.select(pl.col("event_counts").struct.json_encode())["event_counts"]
+    assert back["event_counts"].to_list() == expect.to_list()
+
+
+def test_small_input_is_written_directly(tmp_path):
+    f = frame([ev("a", 0), ev("a", 60), ev("a", 2 * H), ev("b", 10)])
+    res = sessionize(f, out=tmp_path / "s.parquet", events_out=tmp_path / "e.parquet")
+    assert (res.n_events, res.n_sessions, res.n_devices, res.n_buckets) == (4, 3, 2, 1)
+    assert pl.read_parquet(tmp_path / "s.parquet").equals(sessionize(f).sessions)
+    assert pl.read_parquet(tmp_path / "e.parquet").equals(sessionize(f).events)
+
+
+def test_cli_streams_through_buckets(edgy, tmp_path):
+    src = tmp_path / "in.ndjson"
+    src.write_text("\n".join(schema.api_json_lines(edgy).to_list()) + "\n")
+    out, evs = tmp_path / "s.parquet", tmp_path / "e.parquet"
+    r = CliRunner().invoke(
+        app, ["sessionize", str(src), "--out", str(out), "--events-out", str(evs), "--memory", "1MB"]
+    )
+    assert r.exit_code == 0, r.output
+    mem = sessionize(edgy)
+    devices = edgy["DeviceId"].n_unique()
+    assert f"{edgy.height:,} events -> {mem.sessions.height:,} sessions ({devices:,} devices)" in r.output
+    assert pl.read_parquet(out).equals(mem.sessions)
+    assert pl.read_parquet(evs).drop(mem.events.columns).columns == []
+
+
+def test_cli_names_the_bad_line_of_a_lazily_scanned_file(tmp_path):
+    src = tmp_path / "in.ndjson"
+    good = schema.api_json_lines(frame([ev("a", 0), ev("a", 60)])).to_list()
+    src.write_text(good[0] + "\n" + good[1] + "\n{not json\n")
+    r = CliRunner().invoke(app, ["sessionize", str(src), "--out", str(tmp_path / "s.parquet")])
+    assert r.exit_code == 2
+    assert f"{src}:3" in r.output
+    assert not (tmp_path / "s.parquet").exists()
+
+
+def test_bad_memory_budget_is_a_clear_error(tmp_path):
+    f = frame([ev("a", 0)])
+    with pytest.raises(SessionizeError, match=r"memory='lots' is not a size: use e.g. '4GB'"):
+        sessionize(f, out=tmp_path / "s.parquet", memory="lots")
+    with pytest.raises(SessionizeError, match=r"memory='10kb' is too small: give at least 1MB"):
+        sessionize(f, out=tmp_path / "s.parquet", memory="10kb")
+    with pytest.raises(SessionizeError, match=r"s.txt: write .parquet or .csv \(got '.txt'\)"):
+        sessionize(f, out=tmp_path / "s.txt")
+    with pytest.raises(SessionizeError, match="columns: no sessions-table column 'nope'"):
+        sessionize(f, columns=["session_id", "nope"])
+
+
+def test_device_buckets_hold_whole_devices_in_input_order(edgy):
+    seen = []
+    with device_buckets(edgy.lazy(), memory="1MB", progress=False) as buckets:
+        for b in buckets:
+            assert b["__psa_row"].is_sorted()
+            seen.append(b)
+    assert len(seen) > 3
+    devs = [set(b["DeviceId"]) for b in seen]
+    assert sum(len(d) for d in devs) == len(set().union(*devs))  # no device in two buckets
+    allrows = pl.concat(seen).sort("__psa_row")
+    assert allrows["__psa_row"].to_list() == list(range(edgy.height))
+    assert allrows.drop("__psa_row").equals(edgy)
+
+
+def test_stitch_streams_a_lazy_frame(edgy):
+    a = stitch(edgy)
+    assert a.height > 0 and a["is_shared"].any()
+    assert stitch(edgy.lazy()).equals(a)
