@@ -31,6 +31,14 @@ What the data looks like (the model, in short):
 * **SessionId** behaves like the EPiServer session cookie (30 minutes, renewed on every
   request): a new id after more than 30 minutes without a *tracked* event, except that
   sometimes an untracked request kept the cookie alive across a longer gap.
+* **Traffic sources**: every human visit has one (:data:`_SOURCES`), drawn from a separate
+  generator so the other columns do not depend on it: direct, organic search (a search
+  engine referrer), paid search (``utm_medium=cpc`` and a ``gclid``, sometimes a ``gclid``
+  alone), e-mail, organic and paid social, referral, affiliate, display and video. The
+  visit's entry event carries them: the ``utm_*``/``gclid`` query string on its ``PageUri``
+  (block events on that page show the same URI) and ``"referrer"`` first in its
+  ``Payload``. First visits come more from search and ads, returning visits more often
+  direct or from e-mail, so first-touch and last-touch attribution differ.
 * **Scopes**: most devices track into ``default``; a few into ``b2b`` or ``outlet``.
 * ``burst=True`` adds a flash-sale/bot flood: 12,000 extra events inside one minute on a
   10 ms grid, so many events share exactly the same timestamp.
@@ -175,6 +183,37 @@ _TRANS_CUM = np.cumsum(_TRANS, axis=1)
 _ENTRY_CUM = np.cumsum(_ENTRY / _ENTRY.sum())
 _BOT_KINDS = np.array([_CAT, _PROD, _ARTICLE, _HOME, _SEARCH])
 _BOT_P = np.array([0.22, 0.50, 0.22, 0.04, 0.02])
+
+# Traffic sources of a visit (entry page query string and referrer), drawn from their own
+# generator so that every other column is the same as without them. First visits come
+# more often from search and ads, returning visits more often direct or from e-mail, so
+# first-touch and last-touch attribution differ. Rows: (name, weight of a first visit,
+# weight of a returning visit, utm query or "", referrers).
+_SOURCES: tuple[tuple[str, float, float, str, tuple[str, ...]], ...] = (
+    ("direct", 0.22, 0.40, "", ()),
+    ("organic_search", 0.27, 0.17, "",
+     ("https://www.google.com/", "https://www.bing.com/", "https://duckduckgo.com/",
+      "https://www.google.se/", "https://search.yahoo.com/")),
+    ("paid_search", 0.12, 0.06, "utm_source=google&utm_medium=cpc&utm_campaign=brand-{m}",
+     ("https://www.google.com/",)),
+    ("gclid_only", 0.03, 0.01, "", ("https://www.google.com/",)),
+    ("email", 0.04, 0.14, "utm_source=newsletter&utm_medium=email&utm_campaign=spring+sale",
+     ()),
+    ("organic_social", 0.08, 0.05, "",
+     ("https://www.facebook.com/", "https://l.instagram.com/", "https://t.co/",
+      "https://www.linkedin.com/", "https://www.reddit.com/")),
+    ("paid_social", 0.06, 0.03,
+     "utm_source=facebook&utm_medium=paid_social&utm_campaign=spring+sale",
+     ("https://m.facebook.com/",)),
+    ("referral", 0.07, 0.05, "",
+     ("https://www.outdoorgearlab.example/", "https://forum.trailtalk.example/",
+      "https://blog.hikenorth.example/")),
+    ("affiliate", 0.04, 0.03, "utm_source=campfinder&utm_medium=affiliate&utm_campaign=partner",
+     ("https://campfinder.example/",)),
+    ("display", 0.04, 0.04, "utm_source=dv360&utm_medium=display&utm_campaign=retargeting",
+     ()),
+    ("organic_video", 0.03, 0.02, "", ("https://www.youtube.com/",)),
+)
 
 # Local-time diurnal weights (hour 0..23): quiet nights, lunch bump, evening peak.
 _DIURNAL = np.array([1.2, 0.7, 0.45, 0.35, 0.35, 0.5, 1.0, 2.0, 3.0, 3.6, 3.9, 4.2, 5.0,
@@ -401,6 +440,74 @@ def _segment_starts(keys: np.ndarray) -> np.ndarray:
         new[0] = True
         new[1:] = keys[1:] != keys[:-1]
     return new
+
+
+def _visit_sources(
+    seed: int, visit_no: np.ndarray, bot: np.ndarray, market: np.ndarray
+) -> tuple[np.ndarray, list[str], list[str]]:
+    """Per visit: source index into :data:`_SOURCES`, utm query ("" for none) and referrer."""
+    rng = np.random.default_rng([seed, 0x5EC])  # its own stream: other columns unchanged
+    nv = len(visit_no)
+    w_first = np.array([s[1] for s in _SOURCES])
+    w_ret = np.array([s[2] for s in _SOURCES])
+    u = rng.random(nv)
+    src = np.where(
+        visit_no == 0,
+        np.searchsorted(np.cumsum(w_first / w_first.sum()), u, side="right"),
+        np.searchsorted(np.cumsum(w_ret / w_ret.sum()), u, side="right"),
+    )
+    src = np.minimum(src, len(_SOURCES) - 1)
+    src[bot] = 0  # crawlers arrive direct
+    pick = rng.integers(0, 1 << 30, nv)
+    gclid = rng.integers(0, 1 << 62, nv)
+    queries: list[str] = [""] * nv
+    refs: list[str] = [""] * nv
+    for v in np.flatnonzero(src).tolist():
+        name, _, _, query, referrers = _SOURCES[src[v]]
+        if query:
+            queries[v] = query.replace("{m}", _MARKETS[market[v]].country.lower())
+        if name in ("paid_search", "gclid_only"):
+            g = f"gclid=Cj0KCQ{int(gclid[v]):016x}"
+            queries[v] = f"{queries[v]}&{g}" if queries[v] else g
+        if referrers:
+            refs[v] = referrers[int(pick[v]) % len(referrers)]
+    return src, queries, refs
+
+
+def _add_sources(
+    frame: pl.DataFrame,
+    page_visit: np.ndarray,
+    entry_visit: np.ndarray,
+    queries: list[str],
+    refs: list[str],
+) -> pl.DataFrame:
+    """Append each visit's query string to the ``PageUri`` of its entry page (and the block
+    events on it), and put ``"referrer"`` first in the entry event's ``Payload``."""
+    q = pl.Series(queries + [""], dtype=pl.String)
+    r = pl.Series(refs + [""], dtype=pl.String)
+    nv = len(queries)
+    suffix = q.gather(pl.Series(np.where(page_visit >= 0, page_visit, nv)))
+    ref = r.gather(pl.Series(np.where(entry_visit >= 0, entry_visit, nv)))
+    uri = pl.col("PageUri")
+    return frame.with_columns(
+        pl.when(suffix != "")
+        .then(
+            pl.concat_str(
+                [uri, pl.when(uri.str.contains("?", literal=True)).then(pl.lit("&"))
+                 .otherwise(pl.lit("?")), suffix]
+            )
+        )
+        .otherwise(uri)
+        .alias("PageUri"),
+        pl.when((ref != "") & pl.col("Payload").str.starts_with("{"))
+        .then(
+            pl.concat_str(
+                [pl.lit('{"referrer":"'), ref, pl.lit('",'), pl.col("Payload").str.slice(1)]
+            )
+        )
+        .otherwise(pl.col("Payload"))
+        .alias("Payload"),
+    )
 
 
 def generate(
@@ -731,8 +838,18 @@ def generate(
         kind == _ORDER, 0, item
     )
     uri_gen = gen_entry[uri_from]
-    del uri_from, visit
+    # Traffic source per visit: the entry event carries the query string and the referrer;
+    # block events on the entry page show its URI, query string included.
+    v_src, v_query, v_ref = _visit_sources(seed, visit_no, is_bot[visit_dev],
+                                           dev_market[visit_dev])
+    row_src = np.full(n, -1, dtype=np.int64)
+    row_src[visit_first] = np.arange(nv, dtype=np.int64)
+    page_visit = row_src[uri_from]  # visit whose entry page this event shows, or -1
+    entry_visit = row_src
+    del uri_from, visit, row_src
     final = np.argsort(t, kind="stable")
+    page_visit = page_visit[final]
+    entry_visit = entry_visit[final]
     ev_dev = ev_dev[final]
     t = t[final]
     kind = kind[final]
@@ -799,6 +916,8 @@ def generate(
         pay = frame.get_column("Payload").scatter(o_rows, pl.Series(o_payload, dtype=pl.String))
         val = frame.get_column("Value").scatter(o_rows, pl.Series(o_value, dtype=pl.String))
         frame = frame.with_columns(pay.alias("Payload"), val.alias("Value"))
+    frame = _add_sources(frame, page_visit, entry_visit, v_query, v_ref)
+    del v_src
     return frame
 
 
