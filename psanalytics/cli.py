@@ -154,7 +154,8 @@ def serve_cmd(
 @app.command("replay")
 def replay_cmd(
     input: Path = typer.Argument(..., metavar="INPUT", help="Track events: an export file (NDJSON, JSON, CSV, Parquet, .gz/.zst)."),
-    to: str = typer.Option("event-api", "--to", help="event-api (POST /v1/events) or tracking (TrackBulk)."),
+    to: str = typer.Option("event-api", "--to", help="event-api (POST /v1/events), tracking (TrackBulk) or odp "
+                           "(Optimizely Data Platform POST /v3/events; key from PSANALYTICS_ODP_API_KEY)."),
     url: str | None = typer.Option(
         None, "--url", help="Target server. Default: an in-process emulator (nothing leaves the machine). "
         "Production Event API only when named: us, eu or its full URL."),
@@ -180,6 +181,7 @@ def replay_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     bodies: bool = typer.Option(False, "--bodies", help="INPUT holds request bodies (a dry-run, failed or rejected file): send them again as they are."),
+    profiles: bool = typer.Option(False, "--profiles", help="--to odp: also send customer profiles (User.Email/Name/Info and their devices) to /v3/profiles."),
 ) -> None:
     """Replay track events into the Optimizely Event API or a Profile Store Tracking API.
 
@@ -190,9 +192,22 @@ def replay_cmd(
 
     from psanalytics.errors import PsaError
 
-    if to not in ("event-api", "tracking"):
-        typer.echo(f"error: --to must be event-api or tracking, not {to!r}", err=True)
+    if to not in ("event-api", "tracking", "odp"):
+        typer.echo(f"error: --to must be event-api, tracking or odp, not {to!r}", err=True)
         raise typer.Exit(2)
+    if profiles and to != "odp":
+        typer.echo("error: --profiles goes with --to odp", err=True)
+        raise typer.Exit(2)
+    extra: dict = {}
+    if to == "odp":
+        import os
+
+        # the ODP key comes from its own variable (never from the Profile Store's)
+        api_key = os.environ.get("PSANALYTICS_ODP_API_KEY") or None
+        if url is not None and not api_key and dry_run is None:
+            typer.echo("error: --to odp needs the ODP API key in PSANALYTICS_ODP_API_KEY", err=True)
+            raise typer.Exit(2)
+        extra["profiles"] = profiles
     if speed is not None and rate is not None:
         typer.echo("error: give --speed or --rate, not both", err=True)
         raise typer.Exit(2)
@@ -211,6 +226,8 @@ def replay_cmd(
                                     | orjson.OPT_NON_STR_KEYS).decode() if as_json else str(report))
             raise typer.Exit(0 if report.ok else 3)
         emap = orjson.loads(event_map.read_bytes()) if event_map is not None else None
+        if to == "odp":
+            extra["mapping"], emap = emap, None
         events = read_events(input)
         report = replay(
             events, url, to=to, api_key=api_key, account_id=account_id, project_id=project_id,
@@ -218,16 +235,24 @@ def replay_cmd(
             resume=resume, event_map=emap, sessions="SessionId" if sessions else None,
             visitor_id=visitor_id, strict=strict, truncate_ips=truncate_ips,
             anonymize_ip=not no_anonymize_ip, workers=workers, max_visitors=max_visitors,
-            progress=progress,
+            progress=progress, **extra,
         )
     except (PsaError, ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    table = report.reconcile() if to == "odp" else None
     if as_json:
-        typer.echo(orjson.dumps(report.to_dict(), default=str,
+        d = report.to_dict()
+        if table is not None:
+            d["reconcile"] = table.with_columns(table["day"].cast(str)).to_dicts()
+        typer.echo(orjson.dumps(d, default=str,
                                 option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
     else:
         typer.echo(str(report))
+        if table is not None:
+            from psanalytics.replay.reconcile import summary
+
+            typer.echo(summary(table))
     if not report.ok:
         raise typer.Exit(3)
 

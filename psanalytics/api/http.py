@@ -468,7 +468,9 @@ def _auth_headers(api_key: str | Secret | None, auth: str) -> dict[str, str]:
         return {"Authorization": f"epi-single {key}"}
     if auth == "subscription-key":
         return {"Ocp-Apim-Subscription-Key": key}
-    raise ValueError(f"auth must be 'epi-single' or 'subscription-key', not {auth!r}")
+    if auth == "x-api-key":  # Optimizely Data Platform
+        return {"x-api-key": key}
+    raise ValueError(f"auth must be 'epi-single', 'subscription-key' or 'x-api-key', not {auth!r}")
 
 
 
@@ -512,7 +514,7 @@ def build_client(
 
     ``auth="epi-single"`` sends ``Authorization: epi-single <key>``;
     ``auth="subscription-key"`` sends ``Ocp-Apim-Subscription-Key`` for gateway
-    deployments. ``transport`` lets tests and the in-process emulator answer without
+    deployments; ``auth="x-api-key"`` sends ODP's ``x-api-key`` header. ``transport`` lets tests and the in-process emulator answer without
     sockets. The key is registered for redaction.
     """
     return httpx.Client(**_client_kwargs(base_url, api_key, transport, timeout, headers, limits, auth))

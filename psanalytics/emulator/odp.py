@@ -134,6 +134,7 @@ class OdpService:
         with self._lock:
             self._events: list[dict[str, Any]] = []
             self._seen: set[str] = set()
+            self._dups: dict[str, int] = {}
             self._counts: dict[str, int] = {}
             self._customers: dict[str, dict[str, Any]] = {}
             self._links: set[tuple[str, str]] = set()
@@ -189,6 +190,7 @@ class OdpService:
                 if iid is not None:
                     if iid in self._seen:
                         self._stats["duplicates"] += 1
+                        self._dups[iid] = self._dups.get(iid, 0) + 1
                         continue
                     self._seen.add(iid)
                 action = ev.get("action") or ""
@@ -269,6 +271,11 @@ class OdpService:
             if "vuids" in v:
                 v["vuids"].sort()
         return out
+
+    def duplicates(self) -> dict[str, int]:
+        """How many times each ``idempotence_id`` arrived again after it was accepted."""
+        with self._lock:
+            return dict(self._dups)
 
     def counts(self) -> Mapping[str, int]:
         with self._lock:

@@ -1,9 +1,13 @@
-"""Replay Profile Store track events into the Optimizely Event API or a Tracking API.
+"""Replay Profile Store track events into the Optimizely Event API, a Tracking API, or
+Optimizely Data Platform (ODP).
 
 - :func:`to_visitors` / :func:`from_visitor_log`: track events <-> Event API visitors;
 - :class:`Replayer` and :func:`replay`: batching by visitors and encoded size, pacing,
   bounded workers, retries, checkpoint/resume, dry run, report;
-- sinks: :class:`EventApiSink` (``POST /v1/events``), :class:`TrackingSink` (TrackBulk).
+- :func:`encode_odp_events` / :class:`OdpMap`: track events -> ODP events (and customers);
+  ``report.reconcile()`` compares source and destination per day x event type;
+- sinks: :class:`EventApiSink` (``POST /v1/events``), :class:`TrackingSink` (TrackBulk),
+  :class:`OdpSink` (``POST /v3/events``, ``/v3/profiles``).
 """
 
 from __future__ import annotations
@@ -32,10 +36,23 @@ from psanalytics.replay.mapping import (
     to_visitors,
     truncate_ip,
 )
+from psanalytics.replay.odp import (
+    MAX_ODP_OBJECTS,
+    STANDARD_EVENTS,
+    OdpEventSpec,
+    OdpMap,
+    encode_odp_events,
+    encode_odp_profiles,
+    mapping_table,
+    odp_batches,
+    to_odp_events,
+)
 from psanalytics.replay.pacing import Pacer, PacingError
+from psanalytics.replay.reconcile import differences
 from psanalytics.replay.replayer import (
     Checkpoint,
     EventApiSink,
+    OdpSink,
     Rejection,
     Replayer,
     ReplayError,
@@ -48,6 +65,17 @@ from psanalytics.replay.replayer import (
 
 __all__ = [
     "ACTIVATE_EVENT_KEY",
+    "MAX_ODP_OBJECTS",
+    "STANDARD_EVENTS",
+    "OdpEventSpec",
+    "OdpMap",
+    "OdpSink",
+    "differences",
+    "encode_odp_events",
+    "encode_odp_profiles",
+    "mapping_table",
+    "odp_batches",
+    "to_odp_events",
     "MAX_BYTES",
     "TRACK_BULK_MAX_BYTES",
     "TRACK_BULK_MAX_EVENTS",

@@ -65,6 +65,10 @@ class Batch:
     prefix: bytes = field(default=b"", repr=False)
     part_events: list[int] = field(default_factory=list, repr=False)
     part_first_ms: list[int] = field(default_factory=list, repr=False)
+    #: the bytes after the parts (``]}`` closes an Event API body, ``]`` a JSON array)
+    suffix: bytes = field(default=_SUFFIX, repr=False)
+    #: (start, end) rows of the encoded records this batch carries (ODP), else None
+    rows: tuple[int, int] | None = None
     #: replayer clock time at which pacing released the batch (None until then)
     released_at: float | None = None
 
@@ -73,21 +77,27 @@ class Batch:
         return len(self.body)
 
     def split(self) -> tuple[Batch, Batch]:
-        """Two halves by visitors (for isolating a rejected visitor)."""
-        if self.visitors < 2 or not self.parts:
+        """Two halves by parts (visitors, or ODP objects), for isolating a rejected one."""
+        n = len(self.parts)
+        if n < 2:
             raise BatchingError(f"batch {self.id} has one visitor; it cannot be split")
-        h = self.visitors // 2
+        h = n // 2
+        per_event = not self.part_events  # one event per part (ODP objects)
         out = []
-        for i, (lo, hi) in enumerate(((0, h), (h, self.visitors))):
+        for i, (lo, hi) in enumerate(((0, h), (h, n))):
             parts = self.parts[lo:hi]
-            body = self.prefix + ",".join(parts).encode() + _SUFFIX
+            body = self.prefix + ",".join(parts).encode() + self.suffix
+            rows = None if self.rows is None else (self.rows[0] + lo, self.rows[0] + hi)
             out.append(
                 Batch(
-                    seq=self.seq, id=f"{self.id}.{i}", body=body, visitors=hi - lo,
-                    events=sum(self.part_events[lo:hi]), first_ms=min(self.part_first_ms[lo:hi]),
+                    seq=self.seq, id=f"{self.id}.{i}", body=body,
+                    visitors=0 if per_event else hi - lo,
+                    events=hi - lo if per_event else sum(self.part_events[lo:hi]),
+                    first_ms=self.first_ms if per_event else min(self.part_first_ms[lo:hi]),
                     last_ms=self.last_ms, offset_min=self.offset_min, offset_max=self.offset_max,
-                    kind=self.kind, parts=parts, prefix=self.prefix,
+                    kind=self.kind, parts=parts, prefix=self.prefix, suffix=self.suffix,
                     part_events=self.part_events[lo:hi], part_first_ms=self.part_first_ms[lo:hi],
+                    rows=rows,
                 )
             )
         return out[0], out[1]

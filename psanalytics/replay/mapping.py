@@ -215,11 +215,11 @@ def event_uuid(name: str) -> str:
     return str(uuid.uuid5(REPLAY_NAMESPACE, name))
 
 
-def _uuid5_many(names: list[str]) -> pl.Series:
+def _uuid5_many(names: list[str], namespace: bytes = _NS_BYTES) -> pl.Series:
     """uuid5 over many names (same result as ``uuid.uuid5``): SHA-1 in one hashlib loop,
     version and variant bits and the 8-4-4-4-12 layout with Polars string ops."""
     sha1 = hashlib.sha1
-    ns = _NS_BYTES
+    ns = namespace
     hx = pl.Series("h", [sha1(ns + s.encode()).hexdigest() for s in names], pl.String)
     variant = hx.str.slice(16, 1).replace_strict(_VARIANT, return_dtype=pl.String)
     return pl.select(

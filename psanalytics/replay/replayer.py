@@ -27,7 +27,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, Literal, Protocol
+from typing import IO, Any, Literal
 
 import orjson
 import polars as pl
@@ -51,10 +51,12 @@ from psanalytics.replay.mapping import (
     sample_mask,
 )
 from psanalytics.replay.pacing import Pacer
+from psanalytics.replay.sinks import EventApiSink, OdpSink, Sink, TrackingSink, with_policy
 
 __all__ = [
     "Checkpoint",
     "EventApiSink",
+    "OdpSink",
     "ReplayError",
     "ReplayReport",
     "Replayer",
@@ -65,94 +67,11 @@ __all__ = [
 ]
 
 
+_KINDS = ("tracking", "event-api", "odp")
+
+
 class ReplayError(PsaError):
     """The replay could not start or had to stop (the message says why)."""
-
-
-# --------------------------------------------------------------------------- sinks
-
-
-class Sink(Protocol):
-    """Where batches go. ``send`` returns an object with ``status`` and ``retries``;
-    it raises ``EventApiRejected`` (or any ``ApiError`` with status 400) for a rejected
-    body and ``ApiError`` when retries are exhausted."""
-
-    kind: str
-
-    def send(self, batch: Batch) -> Any: ...
-
-    def close(self) -> None: ...
-
-
-class EventApiSink:
-    """Posts Event API bodies with :class:`~psanalytics.api.event_api.EventApi`.
-
-    ``url``: the server (``serve().url``) or endpoint; production only when named
-    (``EventApi.US`` / ``EventApi.EU``, or ``"us"`` / ``"eu"``). ``strict`` asks the service
-    for 400s on invalid fields. ``policy`` is an ``api.http.RetryPolicy``.
-    """
-
-    kind = "event-api"
-
-    def __init__(self, url: str | None = None, *, api: Any = None, strict: bool = False,
-                 transport: Any = None, policy: Any = None, timeout: Any = None) -> None:
-        from psanalytics.api.event_api import EventApi
-
-        if api is None:
-            if isinstance(url, str) and url.lower() in ("us", "eu"):
-                url = EventApi.US if url.lower() == "us" else EventApi.EU
-            api = EventApi(url, strict=strict, transport=transport, policy=policy, timeout=timeout)
-            self._owns = True
-        else:
-            self._owns = False
-        self.api = api
-
-    @property
-    def url(self) -> str:
-        return str(self.api.url)
-
-    def __repr__(self) -> str:
-        return f"EventApiSink({self.api!r})"
-
-    def send(self, batch: Batch) -> Any:
-        return self.api.send(batch.body)
-
-    def close(self) -> None:
-        if self._owns:
-            self.api.close()
-
-
-class TrackingSink:
-    """Posts TrackBulk arrays (<= 100 events, <= 256 KB) with ``ProfileStore.track_batch``.
-
-    Pass a connected ``store`` (``psanalytics.connect(url, api_key)``), or ``url`` and
-    ``api_key`` (and ``transport``) to connect here.
-    """
-
-    kind = "tracking"
-
-    def __init__(self, store: Any = None, *, url: str | None = None, api_key: str | None = None,
-                 **options: Any) -> None:
-        if store is None:
-            from psanalytics._connect import connect
-
-            if url is None and options.get("transport") is None:
-                raise ReplayError("TrackingSink needs a ProfileStore, or url= and api_key=")
-            store = connect(url, api_key, **options)
-            self._owns = True
-        else:
-            self._owns = False
-        self.store = store
-
-    def __repr__(self) -> str:
-        return f"TrackingSink({getattr(self.store, 'url', self.store)!r})"
-
-    def send(self, batch: Batch) -> Any:
-        return self.store.track_batch(orjson.loads(batch.body))
-
-    def close(self) -> None:
-        if self._owns and hasattr(self.store, "close"):
-            self.store.close()
 
 
 # --------------------------------------------------------------------------- checkpoint
@@ -272,7 +191,33 @@ class ReplayReport:
     planned_events: int = 0
     idle_capped_s: float = 0.0
     interrupted: bool = False
+    profiles: int = 0
+    profile_batches: int = 0
+    #: EventTypes no map named, sent as custom types (ODP), with their event counts
+    unmapped: dict[str, int] = field(default_factory=dict)
     latencies_s: list[float] = field(default_factory=list, repr=False)
+    _outcomes: list[tuple[int, int, str]] = field(default_factory=list, repr=False)
+    _source: Any = field(default=None, repr=False)
+    _q_offsets: list[int] = field(default_factory=list, repr=False)
+
+    def _outcome(self, batch: Batch, status: str) -> None:
+        """Record what happened to the rows a batch carries (ODP: for reconcile())."""
+        if batch.rows is not None and batch.kind == "odp":
+            self._outcomes.append((batch.rows[0], batch.rows[1], status))
+
+    def reconcile(self, destination: Any = None) -> pl.DataFrame:
+        """Source vs destination per day x event type (ODP replays): events ``read``,
+        ``mapped``, ``skipped_by_map``, ``sent`` (acknowledged, this run or before a
+        resume), ``rejected``, ``failed``, ``quarantined``, ``pending`` (not sent: the
+        run stopped), ``accepted`` (found at the destination when ``destination`` is
+        given: an ``Emulator``, a ``serve()`` server, or a frame with an
+        ``idempotence_id`` column; else the acknowledged count), ``duplicates`` (re-sends
+        the destination recognised, when it can tell) and ``difference`` (mapped -
+        accepted). :func:`psanalytics.replay.reconcile.differences` keeps the rows that
+        differ."""
+        from psanalytics.replay.reconcile import reconcile
+
+        return reconcile(self, destination)
 
     def latency(self, q: float) -> float | None:
         """Quantile ``q`` (0..1) of the acknowledged requests' wall time (retries included)."""
@@ -295,6 +240,9 @@ class ReplayReport:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("latencies_s")
+        d.pop("_outcomes")
+        d.pop("_source")
+        d.pop("_q_offsets")
         d["rate"] = self.rate
         d["latency_p50_s"] = self.latency(0.5)
         d["latency_p95_s"] = self.latency(0.95)
@@ -303,7 +251,8 @@ class ReplayReport:
     def __str__(self) -> str:
         verb = "dry run (nothing sent)" if self.dry_run else f"replay to {self.sink}"
         lines = [
-            f"{verb}: {self.events:,} events from {self.visitors:,} visitors in "
+            f"{verb}: {self.events:,} events"
+            + (f" from {self.visitors:,} visitors" if self.visitors else "") + " in "
             f"{self.batches:,} batches, {self.bytes:,} bytes, {self.duration_s:.2f} s "
             f"({self.rate:,.0f} events/s)",
             f"  retries {self.retries:,}  rejected {self.rejected:,} batches "
@@ -312,6 +261,11 @@ class ReplayReport:
             f"resumed-skip {self.skipped:,} batches ({self.skipped_events:,} events)"
             + (f"  invalid {self.invalid:,} visitors ({self.invalid_events:,} events)" if self.invalid else ""),
         ]
+        if self.profiles or self.profile_batches:
+            lines.append(f"  customer profiles {self.profiles:,} in {self.profile_batches:,} requests")
+        if self.unmapped:
+            lines.append("  unmapped types sent as custom types: "
+                         + ", ".join(f"{k} ({v:,})" for k, v in sorted(self.unmapped.items())))
         if self.statuses:
             lines.append("  statuses " + ", ".join(f"{k}: {v:,}" for k, v in sorted(self.statuses.items())))
         if self.latencies_s:
@@ -373,6 +327,17 @@ def _reason_of(exc: BaseException) -> str:
     return str(msg) if msg else str(exc)
 
 
+def _odp_kind(body: Any) -> str | None:
+    """``odp`` for an array of ODP events, ``odp-profiles`` for customer updates, else None."""
+    if not isinstance(body, list) or not body or not all(isinstance(o, dict) for o in body):
+        return None
+    if all("identifiers" in o and "type" in o for o in body):
+        return "odp"
+    if all(set(o) == {"attributes"} for o in body):
+        return "odp-profiles"
+    return None
+
+
 def _resend_id(seq: int, body: bytes) -> str:
     return f"resend-{seq:07d}-{hashlib.sha1(body).hexdigest()[:16]}"
 
@@ -422,6 +387,8 @@ class Replayer:
         sink: Any = None,
         *,
         account_id: str | None = None,
+        mapping: Any = None,
+        profiles: bool = False,
         project_id: str | None = None,
         revision: str | None = None,
         event_map: EventMap | Mapping[str, Any] | None = None,
@@ -465,9 +432,15 @@ class Replayer:
         if self.sink is None and dry_run is None:
             raise ReplayError("no sink: pass an EventApiSink/TrackingSink/URL, or dry_run=path")
         self.kind = self.sink.kind if self.sink is not None else getattr(sink, "kind", "event-api")
-        if isinstance(sink, str) and sink in ("tracking", "event-api"):
+        if isinstance(sink, str) and sink in _KINDS:
             self.kind = sink
         self.account_id = account_id
+        self.mapping = mapping
+        self.profiles = profiles
+        self._reconcile_source: pl.DataFrame | None = None
+        self._unmapped: dict[str, int] = {}
+        if event_map is None and mapping is not None and self.kind == "event-api":
+            event_map = mapping
         self.project_id = project_id
         self.revision = revision
         self.event_map = event_map
@@ -517,7 +490,7 @@ class Replayer:
 
     @staticmethod
     def _coerce_sink(sink: Any, *, strict: bool, retries: Any) -> Any:
-        if sink is None or (isinstance(sink, str) and sink in ("tracking", "event-api")):
+        if sink is None or (isinstance(sink, str) and sink in _KINDS):
             return None
         policy = None
         if retries is not None:
@@ -531,18 +504,19 @@ class Replayer:
             out = sink
         else:
             from psanalytics.api.event_api import EventApi
+            from psanalytics.api.odp import OdpApi
 
             if isinstance(sink, EventApi):
                 out = EventApiSink(api=sink)
+            elif isinstance(sink, OdpApi):
+                out = OdpSink(api=sink)
             elif hasattr(sink, "track_batch"):
                 out = TrackingSink(sink)
         if out is None:
             raise ReplayError(f"not a replay sink: {type(sink).__name__}")
-        if policy is not None:  # retries= applies to a sink built elsewhere too
-            for client in (getattr(out, "api", None), getattr(out, "store", None)):
-                if client is not None and hasattr(client, "policy"):
-                    client.policy = policy
-        return out
+        # retries= applies to a sink built elsewhere too, on a copy: the caller's client
+        # keeps its own policy
+        return with_policy(out, policy)
 
     # ----------------------------------------------------------------- planning
 
@@ -563,6 +537,8 @@ class Replayer:
         if self.pacer.speed is not None:
             span = int(self.flush_interval * self.pacer.speed * 1000)
         frame = self._prepare(events)
+        if self.kind == "odp":
+            return self._plan_odp(frame, span, quarantine)
         if self.kind == "tracking":
             if self.sample is not None:
                 frame = frame.filter(sample_mask(frame.get_column("DeviceId"), self.sample))
@@ -595,6 +571,45 @@ class Replayer:
                     yield b
 
         return batches(), {"events": n_events, "visitors": -1}
+
+    def _plan_odp(self, frame: pl.DataFrame, span: int | None,
+                  quarantine: list[Quarantined] | None) -> tuple[Iterator[Batch], dict[str, int]]:
+        """ODP: events in time order, arrays of <= 500; then customer updates with
+        ``profiles=True``. Keeps the per-event source frame for :meth:`ReplayReport.reconcile`."""
+        from psanalytics.replay.odp import (
+            MAX_ODP_OBJECTS,
+            OdpMap,
+            encode_odp_events,
+            encode_odp_profiles,
+            odp_batches,
+        )
+
+        if self.sample is not None:
+            frame = frame.filter(sample_mask(frame.get_column("DeviceId"), self.sample))
+        frame = frame.drop("session_id", strict=False)
+        unmapped: dict[str, int] = {}
+        omap = OdpMap.of(self.mapping)
+        recs = encode_odp_events(frame, odp_map=omap, unmapped_out=unmapped)
+        self._unmapped = unmapped
+        rows = recs.with_row_index("row").select("row", "offset", "idempotence_id")
+        source = frame.select(
+            pl.col("EventTime").dt.date().alias("day"), pl.col("EventType").alias("event_type"),
+        ).with_row_index("offset").with_columns(pl.col("offset").cast(pl.Int64))
+        self._reconcile_source = source.join(rows, on="offset", how="left", maintain_order="left")
+        max_objects = min(self.max_visitors, MAX_ODP_OBJECTS)
+
+        def batches() -> Iterator[Batch]:
+            last = -1
+            for b in odp_batches(recs, max_objects=max_objects, max_bytes=self.max_bytes,
+                                 max_span_ms=span, quarantine=quarantine):
+                last = b.seq
+                yield b
+            if self.profiles:
+                profs = encode_odp_profiles(frame).with_columns(pl.lit(-1, pl.Int64).alias("offset"))
+                yield from odp_batches(profs, kind="odp-profiles", max_objects=max_objects,
+                                       max_bytes=self.max_bytes, start_seq=last + 1)
+
+        return batches(), {"events": recs.height, "visitors": -1}
 
     def _chunk(self, n: int) -> int:
         """Events per encoded part: one part under speed pacing (global time order); in a
@@ -645,6 +660,7 @@ class Replayer:
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
         t0 = time.perf_counter()
+        self._reconcile_source, self._unmapped = None, {}
         batches: list[Batch] = []
         n_events = 0
         for line_no, line in enumerate(raw.splitlines(), 1):
@@ -655,7 +671,14 @@ class Replayer:
             except orjson.JSONDecodeError as exc:
                 raise InputError(f"not valid JSON: {exc}", path=str(path), line=line_no) from None
             body = rec.get("body", rec) if isinstance(rec, dict) else rec
-            if isinstance(body, list):  # a TrackBulk array
+            odp_kind = _odp_kind(body)
+            if odp_kind is not None:  # an ODP events or profiles array
+                parts = [orjson.dumps(o).decode() for o in body]
+                data = ("[" + ",".join(parts) + "]").encode()
+                b = Batch(seq=len(batches), id=_resend_id(len(batches), data), body=data, visitors=0,
+                          events=len(body), first_ms=0, last_ms=0, offset_min=-1, offset_max=-1,
+                          kind=odp_kind, parts=parts, prefix=b"[", suffix=b"]")
+            elif isinstance(body, list):  # a TrackBulk array
                 data = orjson.dumps(body)
                 b = Batch(seq=len(batches), id=_resend_id(len(batches), data), body=data, visitors=0,
                           events=len(body), first_ms=0, last_ms=0, offset_min=-1, offset_max=-1,
@@ -673,7 +696,7 @@ class Replayer:
                           part_events=counts, part_first_ms=[0] * len(visitors))
             else:
                 raise InputError("not an Event API body or a TrackBulk array", path=str(path), line=line_no)
-            if b.kind != self.kind:
+            if b.kind.split("-")[0] != self.kind.split("-")[0]:
                 raise InputError(f"a {b.kind} body, but this replayer sends to {self.kind}",
                                  path=str(path), line=line_no)
             n_events += b.events
@@ -684,6 +707,8 @@ class Replayer:
                  quarantine: list[Quarantined], t0: float) -> ReplayReport:
         report = ReplayReport(sink=self._sink_name(), dry_run=self.dry_run is not None)
         self.report = report
+        report._source = self._reconcile_source
+        report.unmapped = dict(self._unmapped)
         report.planned_events = totals["events"]
         header = {"sink": self.kind, "account_id": self.account_id, "events": totals["events"]}
         ckpt: Checkpoint | None = None
@@ -745,7 +770,7 @@ class Replayer:
                     "rejected: fix the key or URL and run again (with the same checkpoint, "
                     "acknowledged batches are skipped)") from exc
             if status is not None and 400 <= status < 500 and status not in (408, 429):
-                if self.split_rejected and batch.kind == "event-api" and batch.visitors > 1:
+                if self.split_rejected and len(batch.parts) > 1 and batch.kind in ("event-api", "odp", "odp-profiles"):
                     return list(batch.split())
                 rej = Rejection(batch=batch.id, status=status, reason=_reason_of(exc),
                                 errors=list(getattr(exc, "errors", []) or []),
@@ -753,6 +778,7 @@ class Replayer:
                 report.rejected += 1
                 report.rejected_events += batch.events
                 report.rejections.append(rej)
+                report._outcome(batch, "rejected")
                 rejected_out.write({"batch": batch.id, "status": status, "reason": rej.reason,
                                     "errors": rej.errors, "body": orjson.Fragment(batch.body)})
                 if ckpt is not None:
@@ -765,6 +791,7 @@ class Replayer:
             # retries exhausted (5xx/429/timeouts): kept for a later resend, not acked
             report.failed += 1
             report.failed_events += batch.events
+            report._outcome(batch, "failed")
             report.failures.append(f"{batch.id}: {_reason_of(exc)}")
             failed_out.write({"batch": batch.id, "status": status, "reason": _reason_of(exc),
                               "body": orjson.Fragment(batch.body)})
@@ -790,6 +817,7 @@ class Replayer:
                     raise
                 for sub in subs:
                     if ckpt is not None and sub.id in ckpt:  # resolved before a resume
+                        report._outcome(sub, "resumed-" + ckpt.done[sub.id])
                         report.skipped += 1
                         report.skipped_events += sub.events
                         continue
@@ -809,6 +837,7 @@ class Replayer:
                     report.interrupted = True
                     break
                 if ckpt is not None and batch.id in ckpt:
+                    report._outcome(batch, "resumed-" + ckpt.done[batch.id])
                     report.skipped += 1
                     report.skipped_events += batch.events
                     if bar is not None:
@@ -861,6 +890,7 @@ class Replayer:
                                     "reason": q.reason, "events": q.events, "offsets": q.offsets,
                                     "visitor": orjson.Fragment(q.json)})
             for q in quarantine:
+                report._q_offsets.extend(q.offsets)
                 report.quarantined += 1
                 report.quarantined_events += q.events
                 quarantine_out.write({"visitor_id": q.visitor_id, "session_id": q.session_id,
@@ -884,6 +914,12 @@ class Replayer:
         return report
 
     def _count_sent(self, report: ReplayReport, batch: Batch, stats: dict[str, int]) -> None:
+        report._outcome(batch, "sent")
+        if batch.kind == "odp-profiles":
+            report.profiles += batch.events
+            report.profile_batches += 1
+            report.bytes += len(batch.body)
+            return
         report.batches += 1
         report.events += batch.events
         report.visitors += batch.visitors
@@ -937,12 +973,20 @@ def _make_replayer(url: str | None, to: str, api_key: str | None, transport: Any
         from psanalytics.api.http import RetryPolicy
 
         policy = retries if isinstance(retries, RetryPolicy) else RetryPolicy(max_attempts=int(retries))
-    if to not in ("event-api", "tracking"):
-        raise ReplayError(f"to must be 'event-api' or 'tracking' (got {to!r})")
+    if to not in _KINDS:
+        raise ReplayError(f"to must be 'event-api', 'tracking' or 'odp' (got {to!r})")
     emulator = None
     sink: Any
     if options.get("dry_run") is not None:
         sink = to
+    elif to == "odp":
+        if url is None and transport is None:
+            from psanalytics.emulator import Emulator
+
+            emulator = Emulator(odp_api_key=str(api_key) if api_key else None)
+            transport = emulator.transport()
+            api_key = api_key or emulator.odp_api_key
+        sink = OdpSink(url, api_key=api_key, transport=transport, policy=policy)
     elif to == "event-api":
         if url is None and transport is None:
             from psanalytics.emulator import Emulator
@@ -967,12 +1011,14 @@ def replay(
     events: Any,
     url: str | None = None,
     *,
-    to: Literal["event-api", "tracking"] = "event-api",
+    to: Literal["event-api", "tracking", "odp"] = "event-api",
     api_key: str | None = None,
     transport: Any = None,
     **options: Any,
 ) -> ReplayReport:
-    """Replay track events into the Event API (default) or a Profile Store's Tracking API.
+    """Replay track events into the Event API (default), a Profile Store's Tracking API,
+    or Optimizely Data Platform (``to="odp"``: events, and customers with ``profiles=True``;
+    ``api_key`` or ``PSANALYTICS_ODP_API_KEY``; ``mapping=`` an ``OdpMap``).
 
     ``url``: the target server. None -> an in-process emulator (nothing leaves the
     machine); ``"us"``/``"eu"`` or the full production URL -> Optimizely's Event API
@@ -993,7 +1039,7 @@ def resend(
     source: str | os.PathLike[str],
     url: str | None = None,
     *,
-    to: Literal["event-api", "tracking"] = "event-api",
+    to: Literal["event-api", "tracking", "odp"] = "event-api",
     api_key: str | None = None,
     transport: Any = None,
     **options: Any,

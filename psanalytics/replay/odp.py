@@ -1,0 +1,600 @@
+"""Track events -> Optimizely Data Platform (ODP) events and customer profiles.
+
+:func:`encode_odp_events` turns a canonical events frame into ODP event objects (the
+JSON the ``POST /v3/events`` API takes, the shape the official SDK's ``OdpEvent``
+sends), one row per event with its exact JSON text, in time order; :func:`odp_batches`
+groups them into request bodies (JSON arrays of at most 500); :func:`encode_odp_profiles`
+builds customer updates for ``POST /v3/profiles`` from ``User.Email`` / ``User.Name`` /
+``User.Info`` and the devices seen with each address.
+
+Mapping (``OdpMap`` overrides any of it; docs/odp.md has the table and the reasons):
+
+- ``type``/``action``: standard ODP events where a Profile Store type fits
+  (:data:`STANDARD_EVENTS`); any other type is sent as a custom type (its name in
+  snake_case) and reported (``unmapped="custom"``), or skipped / refused
+  (``unmapped="skip"`` / ``"error"``). Nothing is guessed silently: :func:`mapping_table`
+  and the replay report list how every type was mapped.
+- ``identifiers``: ``vuid`` = DeviceId, ``email`` = User.Email when present (ODP links the
+  device to the customer). Campaign mail events use the recipient's address as DeviceId:
+  it is sent as ``email``.
+- ``data``: ``ts`` (the original EventTime in epoch seconds, ODP's unit for an event's
+  time), ``idempotence_id`` (uuid5 of the TrackId, or of the event's content when it has
+  none: a re-send is recognised), ``data_source_type`` ``"psanalytics"``, ``data_source``
+  ``"psanalytics"``, ``data_source_version``, ``page``/``title`` (PageUri/PageTitle),
+  the standard fields of the event (``order_id``, ``total``, ``currency``,
+  ``product_id``, ``campaign_id``, ``search_term``), and ``ps_*`` custom fields: ``ps_event_type``
+  (the Profile Store EventType, so a move can be reconciled from ODP's side),
+  ``ps_value``, ``ps_country``, ``ps_city``, ``ps_scope`` and the Payload's scalars, flattened (rule:
+  ``ps_`` + the path's keys in snake_case joined by ``_``: ``{"epi": {"contentGuid": ..}}``
+  -> ``ps_epi_content_guid``; arrays, nulls and personal data are left out).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+import polars as pl
+
+from psanalytics.replay.batching import MAX_BYTES, Batch, BatchingError, Quarantined, _batch_id
+from psanalytics.replay.mapping import (
+    _BOOL_TEXT,
+    _EMAIL_IN_TEXT,
+    _NUMBER_TEXT,
+    _PII_KEY,
+    MappingError,
+    _as_frame,
+    _json_str,
+    _mixed_types,
+    _uuid5_many,
+)
+
+__all__ = [
+    "MAX_ODP_OBJECTS",
+    "ODP_NAMESPACE",
+    "STANDARD_EVENTS",
+    "OdpEventSpec",
+    "OdpMap",
+    "encode_odp_events",
+    "encode_odp_profiles",
+    "field_name",
+    "mapping_table",
+    "odp_batches",
+    "to_odp_events",
+]
+
+#: Objects per ODP request (the documented bulk limit).
+MAX_ODP_OBJECTS = 500
+#: Namespace of the per-event ``idempotence_id`` (uuid5). Never change it: a re-send
+#: would then look new to ODP.
+ODP_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/psanalytics/replay/odp-event")
+
+
+@dataclass(frozen=True)
+class OdpEventSpec:
+    """How one Profile Store EventType becomes an ODP event.
+
+    ``type``/``action``: the ODP event type and action ("" for none). ``fields``: ODP data
+    field -> Payload path (``"$.orderId"`` or ``"orderId"``), for standard fields.
+    ``identifier``: which identifier DeviceId is (``"vuid"``, or ``"email"`` for campaign
+    mail events whose DeviceId is the recipient's address). ``skip``: do not send.
+    """
+
+    type: str
+    action: str = ""
+    fields: Mapping[str, str] = field(default_factory=dict)
+    identifier: Literal["vuid", "email"] = "vuid"
+    skip: bool = False
+
+
+def _p(path: str) -> str:
+    path = path.strip()
+    if path.startswith("$"):
+        return path
+    return "$." + path.removeprefix("Payload.")
+
+
+#: Profile Store event types with an ODP standard event (docs/odp.md explains each).
+STANDARD_EVENTS: dict[str, OdpEventSpec] = {
+    "epiPageView": OdpEventSpec("pageview"),
+    "pageview": OdpEventSpec("pageview"),
+    "home": OdpEventSpec("pageview"),
+    "category": OdpEventSpec("pageview"),
+    "product": OdpEventSpec("product", "detail", {"product_id": "$.product.refCode"}),
+    "basket": OdpEventSpec("product", "add_to_cart", {"product_id": "$.lines[0].refCode"}),
+    "wishlist": OdpEventSpec("product", "add_to_wishlist", {"product_id": "$.product.refCode"}),
+    "order": OdpEventSpec("order", "purchase", {"order_id": "$.orderId", "total": "$.total",
+                                                "currency": "$.currency"}),
+    "login": OdpEventSpec("account", "login"),
+    "logout": OdpEventSpec("account", "logout"),
+    "register": OdpEventSpec("account", "register"),
+    "epiSearch": OdpEventSpec("search", "", {"search_term": "$.keyword"}),
+    "epiCampaignMailingtouser": OdpEventSpec("email", "sent", {"campaign_id": "$.epi.campaign.mailingId"},
+                                             identifier="email"),
+    "epiCampaignOpen": OdpEventSpec("email", "open", {"campaign_id": "$.epi.campaign.mailingId"},
+                                    identifier="email"),
+    "epiCampaignClick": OdpEventSpec("email", "click", {"campaign_id": "$.epi.campaign.mailingId"},
+                                     identifier="email"),
+}
+
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_BAD = re.compile(r"[^a-z0-9_]+")
+
+
+def field_name(*path: str, prefix: str = "ps_") -> str:
+    """The ODP field name of a Payload path: ``prefix`` + keys in snake_case joined by ``_``.
+
+    >>> field_name("epi", "contentGuid")
+    'ps_epi_content_guid'
+    >>> field_name("orderId")
+    'ps_order_id'
+    """
+    parts = [_BAD.sub("_", _CAMEL.sub("_", p).lower()).strip("_") for p in path]
+    return prefix + "_".join(p for p in parts if p)
+
+
+@dataclass
+class OdpMap:
+    """EventType -> ODP event, on top of :data:`STANDARD_EVENTS` (``standard=False`` to
+    start from nothing).
+
+    ``events``: EventType -> ``"type"``, ``"type/action"``, a dict (``{"type", "action",
+    "fields", "identifier", "skip"}``) or an :class:`OdpEventSpec`.
+    ``unmapped``: an EventType neither map names: ``"custom"`` (sent as a custom type, its
+    name in snake_case, and listed in the report), ``"skip"`` or ``"error"``.
+    ``payload``: send the Payload's scalars as ``ps_*`` fields. ``scrub_pii``: leave out
+    Payload fields that name personal data (email, phone, names, address, ...) or hold
+    an e-mail address. ``email``: send User.Email as an identifier.
+    ``data_source``: ``data.data_source``.
+    """
+
+    events: Mapping[str, str | Mapping[str, Any] | OdpEventSpec] = field(default_factory=dict)
+    standard: bool = True
+    unmapped: Literal["custom", "skip", "error"] = "custom"
+    payload: bool = True
+    scrub_pii: bool = True
+    email: bool = True
+    data_source: str = "psanalytics"
+
+    @classmethod
+    def of(cls, value: OdpMap | Mapping[str, Any] | None) -> OdpMap:
+        """None, an OdpMap, ``{EventType: spec}``, or the whole map as a dict (a JSON file:
+        ``{"events": {...}, "unmapped": "skip", ...}``)."""
+        if value is None:
+            return cls()
+        if isinstance(value, OdpMap):
+            return value
+        if isinstance(value, Mapping):
+            keys = {"events", "standard", "unmapped", "payload", "scrub_pii", "email", "data_source"}
+            if isinstance(value.get("events"), Mapping) and set(value) <= keys:
+                return cls(**dict(value))
+            return cls(events=dict(value))
+        raise MappingError(f"odp_map must be a dict or an OdpMap, not {type(value).__name__}")
+
+    def __post_init__(self) -> None:
+        if self.unmapped not in ("custom", "skip", "error"):
+            raise MappingError(f"unmapped must be 'custom', 'skip' or 'error' (got {self.unmapped!r})")
+
+    def how(self, event_type: str) -> tuple[OdpEventSpec | None, str]:
+        """(spec or None when skipped, how: ``map``/``standard``/``custom``/``skip``)."""
+        raw = self.events.get(event_type)
+        if raw is not None:
+            spec = _coerce_spec(event_type, raw)
+            return (None, "skip") if spec.skip else (spec, "map")
+        if self.standard and event_type in STANDARD_EVENTS:
+            return STANDARD_EVENTS[event_type], "standard"
+        if self.unmapped == "skip":
+            return None, "skip"
+        if self.unmapped == "error":
+            raise MappingError(
+                f"EventType {event_type!r} has no ODP mapping (unmapped='error'); map it in "
+                "OdpMap(events={...}) or pass unmapped='custom'/'skip'")
+        return OdpEventSpec(field_name(event_type, prefix="")), "custom"
+
+
+def _coerce_spec(event_type: str, raw: Any) -> OdpEventSpec:
+    if isinstance(raw, OdpEventSpec):
+        return raw
+    if isinstance(raw, str):
+        t, _, a = raw.partition("/")
+        if not t:
+            raise MappingError(f"odp map entry {event_type!r}: empty type")
+        return OdpEventSpec(t, a)
+    if isinstance(raw, Mapping):
+        unknown = set(raw) - {"type", "action", "fields", "identifier", "skip"}
+        if unknown:
+            raise MappingError(f"odp map entry {event_type!r} has unknown keys {sorted(unknown)}; "
+                               "allowed: type, action, fields, identifier, skip")
+        if raw.get("skip"):
+            return OdpEventSpec(str(raw.get("type", "")), skip=True)
+        if not raw.get("type"):
+            raise MappingError(f"odp map entry {event_type!r} needs a type")
+        ident = raw.get("identifier", "vuid")
+        if ident not in ("vuid", "email"):
+            raise MappingError(f"odp map entry {event_type!r}: identifier must be 'vuid' or 'email'")
+        return OdpEventSpec(str(raw["type"]), str(raw.get("action", "")),
+                            {str(k): _p(str(v)) for k, v in dict(raw.get("fields") or {}).items()}, ident)
+    raise MappingError(f"odp map entry {event_type!r} must be a str, dict or OdpEventSpec")
+
+
+def mapping_table(events: Any, odp_map: OdpMap | Mapping[str, Any] | None = None) -> pl.DataFrame:
+    """How each EventType of ``events`` is mapped: ``EventType, events, type, action, how``
+    (``standard``, ``map``, ``custom`` = not in any map, sent as a custom type, or ``skip``)."""
+    omap = OdpMap.of(odp_map)
+    frame, _ = _as_frame(events)
+    counts = frame.group_by("EventType").len().sort("EventType")
+    rows = []
+    for t, n in counts.iter_rows():
+        spec, how = omap.how(t)
+        rows.append({"EventType": t, "events": n, "type": spec.type if spec else None,
+                     "action": spec.action if spec else None, "how": how})
+    return pl.DataFrame(rows, schema={"EventType": pl.String, "events": pl.Int64, "type": pl.String,
+                                      "action": pl.String, "how": pl.String})
+
+
+# --------------------------------------------------------------------------- Payload fields
+
+
+def _leaves(dtype: pl.DataType, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], pl.DataType]]:
+    if isinstance(dtype, pl.Struct):
+        for f in dtype.fields:
+            yield from _leaves(f.dtype, (*path, f.name))
+    elif not isinstance(dtype, (pl.List, pl.Array, pl.Object, pl.Null)):
+        yield path, dtype
+
+
+def _as_text(dtype: pl.DataType) -> pl.DataType:
+    if isinstance(dtype, pl.Struct):
+        return pl.Struct({f.name: _as_text(f.dtype) for f in dtype.fields if not isinstance(
+            f.dtype, (pl.List, pl.Array, pl.Object, pl.Null))})
+    return pl.String
+
+
+def _flat_py(payload: str | None, scrub: bool) -> str | None:
+    if payload is None:
+        return None
+    try:
+        d = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(d, dict):
+        return None
+    out: dict[str, Any] = {}
+
+    def walk(obj: dict[str, Any], path: tuple[str, ...]) -> None:
+        for k, v in obj.items():
+            p = (*path, k)
+            if isinstance(v, dict):
+                walk(v, p)
+            elif v is None or isinstance(v, list):
+                continue
+            elif scrub and (_PII_KEY.match(k) or (isinstance(v, str) and re.search(_EMAIL_IN_TEXT, v))):
+                continue
+            else:
+                out.setdefault(field_name(*p), v)
+
+    walk(d, ())
+    return orjson.dumps(out).decode()[1:-1] if out else None
+
+
+def _payload_fields(frame: pl.DataFrame, scrub: bool, sample: int = 3000) -> pl.Series:
+    """Per event: the flattened Payload scalars as JSON members text (``"k":v,...``), or null.
+
+    Columnar per EventType (schema inferred on a spread sample, every payload decoded
+    as text with it, leaves turned into fragments); a type whose payloads do not decode
+    as one table, or whose keys change JSON type, takes the exact per-row path.
+    """
+    out = pl.Series("f", [None] * frame.height, pl.String)
+    idx = frame.select("EventType", "Payload").with_row_index("_i").filter(pl.col("Payload").is_not_null())
+    parts: list[pl.DataFrame] = []
+    for (_,), grp in idx.group_by("EventType", maintain_order=True):
+        payloads = grp.get_column("Payload")
+        try:
+            if grp.height > sample:
+                step = max(1, grp.height // (sample // 2))
+                pick = pl.concat([payloads.head(sample // 4), payloads.gather_every(step), payloads.tail(sample // 4)])
+            else:
+                pick = payloads
+            inferred = pl.read_ndjson(io.BytesIO(pick.str.replace_all("\n", " ").str.join("\n").item().encode()),
+                                      infer_schema_length=None).schema
+            leaves = [(p, dt) for name, dt0 in inferred.items() for p, dt in _leaves(dt0, (name,))]
+            if not leaves:
+                continue
+            flat_keys = {p[-1]: dt for p, dt in leaves}
+            if _mixed_types(payloads, flat_keys) or len(flat_keys) != len(leaves):
+                raise ValueError("a key has values of different JSON types (or repeats at two depths)")
+            schema = pl.Struct({n: _as_text(dt) for n, dt in inferred.items()
+                                if not isinstance(dt, (pl.List, pl.Array, pl.Object, pl.Null))})
+            decoded = payloads.str.json_decode(schema).alias("_p").to_frame()
+            names: dict[str, int] = {}
+            frags = []
+            for path, dt in leaves:
+                if scrub and _PII_KEY.match(path[-1]):
+                    continue
+                name = field_name(*path)
+                if name in names:
+                    raise ValueError(f"two paths name the field {name}")
+                names[name] = 1
+                col: pl.Expr = pl.col("_p")
+                for k in path:
+                    col = col.struct.field(k)
+                if dt != pl.String:
+                    pattern = _BOOL_TEXT if dt == pl.Boolean else _NUMBER_TEXT
+                    if not decoded.select(col.drop_nulls().str.contains(pattern).all()).item():
+                        raise ValueError(f"{name}: a value that is not a JSON {dt}")
+                keep = col.is_not_null()
+                if scrub and dt == pl.String:
+                    keep = keep & ~col.str.contains(_EMAIL_IN_TEXT)
+                text = _json_str(col) if dt == pl.String else col
+                frags.append(pl.when(keep).then(pl.lit(orjson.dumps(name).decode() + ":") + text))
+            if not frags:
+                continue
+            f = decoded.select(pl.concat_str(frags, separator=",", ignore_nulls=True).alias("f")).get_column("f")
+            f = pl.select(pl.when(f == "").then(None).otherwise(f).alias("f")).get_column("f")
+        except Exception:  # noqa: BLE001 - any decode problem: per-row path
+            f = pl.Series("f", [_flat_py(p, scrub) for p in payloads], pl.String)
+        parts.append(pl.DataFrame({"_i": grp.get_column("_i"), "f": f}))
+    if not parts:
+        return out
+    allp = pl.concat(parts)
+    return out.scatter(allp.get_column("_i"), allp.get_column("f"))
+
+
+# --------------------------------------------------------------------------- encoder
+
+_RECORD_SCHEMA = {
+    "json": pl.String, "nbytes": pl.Int64, "ms": pl.Int64, "offset": pl.Int64, "EventType": pl.String,
+    "day": pl.Date, "type": pl.String, "action": pl.String, "idempotence_id": pl.String,
+}
+
+
+def _frag(name: str, expr: pl.Expr, *, text: bool = True) -> pl.Expr:
+    """``,"name":<json>`` when ``expr`` is non-null and not "" (strings), else null."""
+    val = _json_str(expr) if text else expr
+    cond = expr.is_not_null() & (expr != "") if text else expr.is_not_null()
+    return pl.when(cond).then(pl.lit("," + orjson.dumps(name).decode() + ":") + val)
+
+
+#: Standard ODP fields that are numbers (the others, ids and codes, are strings).
+NUMERIC_FIELDS = frozenset({"total", "subtotal", "price", "quantity", "discount", "tax", "shipping"})
+
+
+def _frag_scalar(name: str, text: pl.Expr) -> pl.Expr:
+    """Like :func:`_frag` for a value read with ``json_path_match`` (which gives a
+    string's content and a number's text alike): fields in :data:`NUMERIC_FIELDS` are
+    sent as numbers when the text is one, every other field as a string."""
+    if name in NUMERIC_FIELDS:
+        val = pl.when(text.str.contains(_NUMBER_TEXT)).then(text).otherwise(_json_str(text))
+    else:
+        val = _json_str(text)
+    return pl.when(text.is_not_null() & (text != "")).then(pl.lit("," + orjson.dumps(name).decode() + ":") + val)
+
+
+def encode_odp_events(
+    events: Any,
+    *,
+    odp_map: OdpMap | Mapping[str, Any] | None = None,
+    data_source_version: str | None = None,
+    unmapped_out: dict[str, int] | None = None,
+) -> pl.DataFrame:
+    """Events -> one row per ODP event with its exact JSON text, in time order.
+
+    Columns: ``json``, ``nbytes``, ``ms`` (epoch ms of EventTime), ``offset`` (input row),
+    ``EventType``, ``day`` (UTC date of EventTime), ``type``, ``action``,
+    ``idempotence_id``. Event types the map skips are left out; types sent as custom
+    types because no map names them are counted into ``unmapped_out``.
+    """
+    omap = OdpMap.of(odp_map)
+    if data_source_version is None:
+        from psanalytics import __version__ as data_source_version
+    frame, _ = _as_frame(events)
+    frame = frame.with_row_index("_offset")
+    types = frame.get_column("EventType").unique().sort().to_list()
+    specs: dict[str, OdpEventSpec] = {}
+    for t in types:
+        spec, how = omap.how(t)
+        if spec is None:
+            continue
+        specs[t] = spec
+        if how == "custom" and unmapped_out is not None:
+            unmapped_out[t] = unmapped_out.get(t, 0) + int((frame.get_column("EventType") == t).sum())
+    frame = frame.filter(pl.col("EventType").is_in(list(specs)))
+    if frame.height == 0:
+        return pl.DataFrame(schema=_RECORD_SCHEMA)
+    if frame.get_column("EventTime").null_count():
+        bad = frame.filter(pl.col("EventTime").is_null()).get_column("_offset")[0]
+        raise MappingError(f"event at row {bad} has no EventTime: ODP needs the event's time")
+    by = pl.col("EventType")
+
+    def per_type(values: Mapping[str, Any]) -> pl.Expr:
+        return by.replace_strict(dict(values), default=None, return_dtype=pl.String)
+
+    email_ident = [t for t, s in specs.items() if s.identifier == "email"]
+    dev = pl.col("DeviceId")
+    user_email = pl.col("User").struct.field("Email") if omap.email else pl.lit(None, pl.String)
+    email = pl.when(by.is_in(email_ident)).then(dev).otherwise(user_email)
+    vuid = pl.when(by.is_in(email_ident)).then(pl.lit(None, pl.String)).otherwise(dev)
+    bad = frame.filter((dev == "") & ~by.is_in(email_ident))
+    if bad.height:
+        raise MappingError(f"event at row {bad.get_column('_offset')[0]} has no DeviceId: ODP needs an identifier")
+    ids = pl.concat_str([
+        pl.lit('{'),
+        pl.concat_str([pl.when(vuid.is_not_null() & (vuid != "")).then(pl.lit('"vuid":') + _json_str(vuid)),
+                       pl.when(email.is_not_null() & (email != "")).then(pl.lit('"email":') + _json_str(email))],
+                      separator=",", ignore_nulls=True),
+        pl.lit('}'),
+    ])
+    head = pl.concat_str([
+        pl.lit('{"type":') + _json_str(per_type({t: s.type for t, s in specs.items()})),
+        pl.when(per_type({t: s.action for t, s in specs.items()}) != "")
+        .then(pl.lit(',"action":') + _json_str(per_type({t: s.action for t, s in specs.items()})))
+        .otherwise(pl.lit("")),
+        pl.lit(',"identifiers":') + ids,
+    ])
+    # idempotence ids: uuid5 of TrackId, or of the content when there is none
+    names = frame.select(
+        pl.when(pl.col("TrackId") != "").then(pl.col("TrackId")).otherwise(pl.concat_str(
+            [pl.lit("content:"), dev, by, pl.col("EventTime").dt.epoch("ns").cast(pl.String),
+             pl.col("Value"), pl.col("PageUri"), pl.col("Payload").fill_null("null")], separator="\x1f"))
+    ).to_series().to_list()
+    frame = frame.with_columns(_uuid5_many(names, ODP_NAMESPACE.bytes).alias("_iid"))
+    # Payload-derived fields depend only on (EventType, Payload): computed once per
+    # distinct pair (pages and products repeat across visitors) and joined back.
+    uniq = frame.select("EventType", "Payload").filter(pl.col("Payload").is_not_null()).unique(maintain_order=True)
+    std: list[pl.Expr] = []
+    for fname in sorted({f for s in specs.values() for f in s.fields}):
+        expr: Any = None
+        for t, s in specs.items():
+            if fname in s.fields:
+                cond = by == t
+                val = pl.when(cond).then(pl.col("Payload")).str.json_path_match(_p(s.fields[fname]))
+                expr = (pl.when(cond) if expr is None else expr.when(cond)).then(val)
+        std.append(_frag_scalar(fname, expr.otherwise(None)))
+    pf = (_payload_fields(uniq, omap.scrub_pii) if omap.payload and uniq.height
+          else pl.Series("f", [None] * uniq.height, pl.String))
+    uniq = uniq.with_columns(
+        pl.concat_str(std, ignore_nulls=True).alias("_std") if std else pl.lit(None, pl.String).alias("_std"),
+        pf.alias("_pf"),
+    )
+    frame = frame.join(uniq, on=["EventType", "Payload"], how="left", maintain_order="left")
+    source = ('"data_source_type":"psanalytics","data_source":' + orjson.dumps(omap.data_source).decode()
+              + ',"data_source_version":' + orjson.dumps(str(data_source_version)).decode())
+    data = pl.concat_str([
+        pl.lit(',"data":{"ts":') + pl.col("EventTime").dt.epoch("s").cast(pl.String),
+        pl.lit(',"idempotence_id":"') + pl.col("_iid") + pl.lit('",' + source),
+        _frag("page", pl.col("PageUri")),
+        _frag("title", pl.col("PageTitle")),
+        pl.col("_std"),
+        _frag("ps_event_type", by),
+        _frag("ps_value", pl.col("Value")),
+        _frag("ps_country", pl.col("CountryCode")),
+        _frag("ps_city", pl.col("City")),
+        _frag("ps_scope", pl.col("Scope")),
+        pl.when(pl.col("_pf").is_not_null()).then(pl.lit(",") + pl.col("_pf")),
+        pl.lit("}}"),
+    ], ignore_nulls=True)
+    out = frame.select(
+        pl.concat_str([head, data]).alias("json"),
+        pl.col("EventTime").dt.epoch("ms").alias("ms"),
+        pl.col("_offset").cast(pl.Int64).alias("offset"),
+        by.alias("EventType"),
+        pl.col("EventTime").dt.date().alias("day"),
+        per_type({t: s.type for t, s in specs.items()}).alias("type"),
+        per_type({t: s.action for t, s in specs.items()}).alias("action"),
+        pl.col("_iid").alias("idempotence_id"),
+        pl.col("EventTime").alias("_t"),
+    ).sort(["_t", "offset"]).drop("_t")
+    out = out.with_columns(pl.col("json").str.len_bytes().cast(pl.Int64).alias("nbytes"))
+    return out.select(list(_RECORD_SCHEMA))
+
+
+def to_odp_events(events: Any, *, odp_map: OdpMap | Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Track events -> ODP event dicts (as sent), in time order."""
+    return [orjson.loads(t) for t in encode_odp_events(events, odp_map=odp_map).get_column("json")]
+
+
+def encode_odp_profiles(events: Any, *, info: bool = True) -> pl.DataFrame:
+    """Customer updates for ``POST /v3/profiles``: one row per (e-mail, device) seen together.
+
+    Each object: ``{"attributes": {"email", "vuid", "first_name", "last_name", "ps_name",
+    "ps_info_*"}}`` from the latest non-empty ``User.Name`` (split at the first space)
+    and ``User.Info`` (when the frame has it) of that address. Sending ``vuid`` with
+    ``email`` links the device to the customer. Columns: ``json``, ``nbytes``, ``email``,
+    ``vuid``, ``ms`` (the pair's last event, epoch ms).
+    """
+    frame, _ = _as_frame(events)
+    e = pl.col("User").struct.field("Email")
+    n = pl.col("User").struct.field("Name")
+    has_info = info and "Info" in [f.name for f in frame.schema["User"].fields]  # type: ignore[union-attr]
+    seen = frame.filter(e != "").select(
+        e.alias("email"), pl.col("DeviceId").alias("vuid"), n.alias("name"),
+        (pl.col("User").struct.field("Info") if has_info else pl.lit(None, pl.String)).alias("info"),
+        pl.col("EventTime"),
+    ).sort("EventTime")
+    if seen.height == 0:
+        return pl.DataFrame(schema={"json": pl.String, "nbytes": pl.Int64, "email": pl.String,
+                                    "vuid": pl.String, "ms": pl.Int64})
+    per_email = seen.group_by("email").agg(
+        pl.col("name").filter(pl.col("name") != "").last().alias("name"),
+        pl.col("info").drop_nulls().last().alias("info"),
+    )
+    pairs = seen.filter(pl.col("vuid") != "").group_by(["email", "vuid"]).agg(
+        pl.col("EventTime").max().dt.epoch("ms").alias("ms"))
+    rows = []
+    for email, vuid, ms, name, inf in pairs.join(per_email, on="email").sort(["email", "vuid"]).iter_rows():
+        attrs: dict[str, Any] = {"email": email, "vuid": vuid}
+        if name:
+            first, _, last = name.strip().partition(" ")
+            attrs["first_name"] = first
+            if last.strip():
+                attrs["last_name"] = last.strip()
+            attrs["ps_name"] = name
+        if inf:
+            try:
+                d = orjson.loads(inf) if isinstance(inf, str) else inf
+            except orjson.JSONDecodeError:
+                d = None
+            if isinstance(d, dict):
+                for k, v in d.items():
+                    if v is not None and not isinstance(v, (dict, list)):
+                        attrs.setdefault(field_name("info", k), v)
+        text = orjson.dumps({"attributes": attrs}).decode()
+        rows.append((text, len(text.encode()), email, vuid, ms))
+    return pl.DataFrame(rows, schema={"json": pl.String, "nbytes": pl.Int64, "email": pl.String,
+                                      "vuid": pl.String, "ms": pl.Int64}, orient="row")
+
+
+# --------------------------------------------------------------------------- batching
+
+
+def odp_batches(
+    records: pl.DataFrame,
+    *,
+    kind: str = "odp",
+    max_objects: int = MAX_ODP_OBJECTS,
+    max_bytes: int = MAX_BYTES,
+    max_span_ms: int | None = None,
+    quarantine: list[Quarantined] | None = None,
+    start_seq: int = 0,
+) -> Iterator[Batch]:
+    """JSON arrays of at most ``max_objects`` objects and ``max_bytes`` bytes, in record
+    order. ``Batch.rows`` is the (start, end) row range of ``records`` a batch carries
+    (halves of a split batch carry sub-ranges), which the reconciliation reads."""
+    if not 1 <= max_objects <= MAX_ODP_OBJECTS:
+        raise BatchingError(f"max_objects must be 1..{MAX_ODP_OBJECTS} (got {max_objects})")
+    texts = records.get_column("json").to_list()
+    sizes = records.get_column("nbytes").to_list()
+    ms = records.get_column("ms").to_list()
+    offs = records.get_column("offset").to_list() if "offset" in records.columns else list(range(len(texts)))
+    seq = start_seq
+    i, n = 0, len(texts)
+    while i < n:
+        if sizes[i] + 2 > max_bytes:
+            if quarantine is not None:
+                quarantine.append(Quarantined("", None, 1, sizes[i] + 2, texts[i], [offs[i]]))
+            i += 1
+            continue
+        j, size = i, 1
+        while j < n and j - i < max_objects:
+            if sizes[j] + 2 > max_bytes:
+                break
+            add = sizes[j] + 1
+            if size + add > max_bytes:
+                break
+            if max_span_ms is not None and ms[j] - ms[i] > max_span_ms:
+                break
+            size += add
+            j += 1
+        parts = texts[i:j]
+        body = ("[" + ",".join(parts) + "]").encode()
+        yield Batch(seq=seq, id=_batch_id(seq, body), body=body, visitors=0, events=j - i,
+                    first_ms=ms[i], last_ms=ms[j - 1], offset_min=min(offs[i:j]), offset_max=max(offs[i:j]),
+                    kind=kind, parts=parts, prefix=b"[", suffix=b"]", rows=(i, j))
+        seq += 1
+        i = j
