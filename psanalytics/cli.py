@@ -280,14 +280,13 @@ def samples_cmd(
     ),
 ) -> None:
     """Write generated sample events to PATH (defaults reproduce data/samples/ exactly)."""
-    from datetime import datetime
-
     from psanalytics import exports, samples
-    from psanalytics.errors import PsaError
+    from psanalytics._time import from_ns, parse_instant
+    from psanalytics.errors import PsaError, TimeError
 
     try:
-        t0 = datetime.fromisoformat(start.replace("Z", "+00:00")) if start else None
-    except ValueError:
+        t0 = from_ns(parse_instant(start)) if start else None
+    except TimeError:
         typer.echo(f"error: --start {start!r} is not an ISO 8601 time", err=True)
         raise typer.Exit(2) from None
     try:

@@ -40,7 +40,7 @@ import orjson
 import polars as pl
 
 from psanalytics import schema
-from psanalytics.errors import InputError, SchemaError
+from psanalytics.errors import InputError, PsaWarning, SchemaError
 
 __all__ = [
     "FORMATS",
@@ -74,7 +74,7 @@ PathLike = str | os.PathLike[str]
 Source = PathLike | Sequence[PathLike]
 
 
-class SkippedInputWarning(UserWarning):
+class SkippedInputWarning(PsaWarning):
     """Emitted once per read when ``on_error="skip"`` left bad lines out.
 
     The full :class:`ReadReport` is available as the ``report`` attribute of the warning.

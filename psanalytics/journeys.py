@@ -22,7 +22,8 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from psanalytics.sessions import SessionizeError, parse_duration, sessionize, stitch
+from psanalytics.errors import JourneyError
+from psanalytics.sessions import parse_duration, sessionize, stitch
 
 __all__ = ["ENTRY", "EXIT", "funnel", "top_paths", "transitions"]
 
@@ -40,7 +41,7 @@ def _frame(events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
         return events.collect()
     if isinstance(events, pl.DataFrame):
         return events
-    raise SessionizeError(
+    raise JourneyError(
         f"events must be a polars DataFrame or LazyFrame, got {type(events).__name__}"
     )
 
@@ -48,7 +49,7 @@ def _frame(events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
 def _level_column(df: pl.DataFrame, level: str) -> str:
     col = _LEVELS.get(level, level)
     if col not in df.schema:
-        raise SessionizeError(
+        raise JourneyError(
             f"level={level!r} needs column {col!r}; use 'page', 'event_type', 'title' or a column of the frame"
         )
     return col
@@ -58,7 +59,7 @@ def _ordered(df: pl.DataFrame, path: str, columns: Sequence[str]) -> pl.DataFram
     """Frame with ``_path`` (journey key), ``_t`` and ``columns``, ordered by
     (journey, time, input row)."""
     if "EventTime" not in df.schema:
-        raise SessionizeError("journeys need the EventTime column")
+        raise JourneyError("journeys need the EventTime column")
     if path == "session":
         if "session_key" in df.schema:
             key = pl.col("session_key").cast(pl.Int64)
@@ -70,16 +71,16 @@ def _ordered(df: pl.DataFrame, path: str, columns: Sequence[str]) -> pl.DataFram
             )
     elif path == "device":
         if "DeviceId" not in df.schema:
-            raise SessionizeError("path='device' needs the DeviceId column")
+            raise JourneyError("path='device' needs the DeviceId column")
         key = pl.col("DeviceId")
     elif path == "user":
         if "DeviceId" not in df.schema or "User" not in df.schema:
-            raise SessionizeError("path='user' needs the DeviceId and User columns")
+            raise JourneyError("path='user' needs the DeviceId and User columns")
         m = stitch(df).select("device_id", "user_email")
         df = df.join(m, left_on="DeviceId", right_on="device_id", how="left", maintain_order="left")
         key = pl.coalesce(pl.col("user_email"), pl.lit("device:") + pl.col("DeviceId"))
     else:
-        raise SessionizeError(f"path must be 'session', 'device' or 'user', got {path!r}")
+        raise JourneyError(f"path must be 'session', 'device' or 'user', got {path!r}")
     out = df.select(
         key.alias("_path"), pl.col("EventTime").alias("_t"), *[pl.col(c) for c in columns]
     )
@@ -165,9 +166,9 @@ def top_paths(
         ties by ``steps``.
     """
     if n < 1:
-        raise SessionizeError(f"n must be at least 1, got {n}")
+        raise JourneyError(f"n must be at least 1, got {n}")
     if max_steps is not None and max_steps < 1:
-        raise SessionizeError(f"max_steps must be at least 1 or None, got {max_steps}")
+        raise JourneyError(f"max_steps must be at least 1 or None, got {max_steps}")
     df = _frame(events)
     col = _level_column(df, level)
     o = _ordered(df, path, [col]).select(
@@ -232,7 +233,7 @@ def funnel(
         that reached the step), ``median_time_from_previous_s``.
     """
     if not steps:
-        raise SessionizeError("funnel needs at least one step")
+        raise JourneyError("funnel needs at least one step")
     win_ns = parse_duration(window, name="window") if window is not None else None
     df = _frame(events)
     names: list[str] = []
@@ -248,7 +249,7 @@ def funnel(
             names.append(s)
             preds.append(pl.col(level_col) == s)
         else:
-            raise SessionizeError(
+            raise JourneyError(
                 f"funnel steps must be strings or polars expressions, got {type(s).__name__}"
             )
     k = len(steps)

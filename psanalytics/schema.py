@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 import polars as pl
 
-from psanalytics.errors import SchemaError
+from psanalytics.errors import PsaWarning, SchemaError
 
 #: String columns that are never null (KQL strings are never null; the API sends "").
 STRING_COLUMNS: tuple[str, ...] = (
@@ -87,7 +87,7 @@ _ALIASES.update(
 KNOWN_DROPPED: frozenset[str] = frozenset({"headers", "user.info", "info"})
 
 
-class UnknownFieldsWarning(UserWarning):
+class UnknownFieldsWarning(PsaWarning):
     """Input fields that are not part of the events schema were dropped (``fields`` names them)."""
 
     def __init__(self, fields: Iterable[str]):

@@ -30,22 +30,15 @@ import httpx
 import polars as pl
 
 from psanalytics import schema
+from psanalytics._time import TICK_NS, ceil_tick, floor_tick, format_ns, parse_duration, to_ns
 from psanalytics.api.http import (
     ApiError,
     RequestStats,
     RetryPolicy,
     send_json,
 )
-from psanalytics.api.windows import (
-    RESULT_WINDOW,
-    TICK_NS,
-    Window,
-    format_ns,
-    plan_windows,
-    to_ns,
-    window_filter,
-)
-from psanalytics.errors import PsaError
+from psanalytics.api.windows import RESULT_WINDOW, Window, plan_windows, window_filter
+from psanalytics.errors import ArgumentError, PsaError
 from psanalytics.wire.api_json import parse_page, peek_total
 
 __all__ = ["Pager", "WindowReport", "OrderError", "ORDERBY", "PROBE_PAGE", "settled_end"]
@@ -223,14 +216,10 @@ def settled_end(end: TimeLike | None, settle: Any, now_ns: int | None = None) ->
     seconds; None keeps ``end``."""
     if settle is None:
         return end
-    from psanalytics.sessions import SessionizeError, parse_duration
-
-    try:
-        lag = parse_duration(settle, name="settle")
-    except SessionizeError as exc:
-        raise ValueError(str(exc)) from None
-    cutoff = (time.time_ns() if now_ns is None else now_ns) - int(lag or 0)
-    cutoff -= cutoff % TICK_NS
+    lag = parse_duration(settle, name="settle")
+    if lag <= 0:
+        raise ArgumentError(f"settle must be positive, got {settle!r}")
+    cutoff = floor_tick((time.time_ns() if now_ns is None else now_ns) - lag)
     if end is None:
         return cutoff
     return min(to_ns(end), cutoff)
@@ -241,10 +230,10 @@ def _range_filter(ftext: str | None, start: TimeLike | None, end: TimeLike | Non
     parts = []
     if start is not None:
         lo = to_ns(start)
-        parts.append(f"EventTime ge {format_ns(lo - lo % TICK_NS)}")
+        parts.append(f"EventTime ge {format_ns(floor_tick(lo))}")
     if end is not None:
         hi = to_ns(end)
-        parts.append(f"EventTime lt {format_ns(-((-hi) // TICK_NS) * TICK_NS)}")
+        parts.append(f"EventTime lt {format_ns(ceil_tick(hi))}")
     if not parts:
         return ftext
     rng = " and ".join(parts)
@@ -393,9 +382,9 @@ class Pager:
         lo = None if start is None else to_ns(start)
         hi = None if end is None else to_ns(end)
         if lo is not None:
-            lo = lo - (lo % TICK_NS)
+            lo = floor_tick(lo)
         if hi is not None:
-            hi = -((-hi) // TICK_NS) * TICK_NS
+            hi = ceil_tick(hi)
         if lo is not None and hi is not None and hi <= lo:
             raise ValueError(f"end ({format_ns(hi)}) must be after start ({format_ns(lo)})")
         bounded = _range_filter(ftext, lo, hi)

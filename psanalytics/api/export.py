@@ -22,6 +22,7 @@ import orjson
 import polars as pl
 
 from psanalytics import schema
+from psanalytics._time import format_ns, from_ns, to_ns
 from psanalytics.api._paging import (
     FilterLike,
     Pager,
@@ -31,7 +32,7 @@ from psanalytics.api._paging import (
     settled_end,
 )
 from psanalytics.api.http import RequestStats, redact
-from psanalytics.api.windows import Window, format_ns, from_ns, to_ns
+from psanalytics.api.windows import Window
 
 __all__ = ["ExportReport", "export", "CHECKPOINT"]
 

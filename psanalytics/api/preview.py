@@ -19,6 +19,7 @@ import polars as pl
 from psanalytics import schema
 from psanalytics.api._paging import PREFIX_V2
 from psanalytics.api.http import ApiError, RequestStats, RetryPolicy, redact, send_json
+from psanalytics.errors import PsaWarning
 from psanalytics.wire.api_json import parse_items
 from psanalytics.wire.limits import PREVIEW_CAP
 
@@ -27,7 +28,7 @@ __all__ = ["preview", "with_params", "PreviewTruncatedWarning", "PREVIEW_CAP"]
 _API_KEYS = frozenset(schema.API_ORDER)
 
 
-class PreviewTruncatedWarning(UserWarning):
+class PreviewTruncatedWarning(PsaWarning):
     """A KQL preview returned the API's 1,000-row cap: more rows may exist."""
 
 

@@ -16,11 +16,11 @@ than the limit cannot be fetched exactly: :class:`WindowOverflowError` says so.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime
 
+from psanalytics._time import TICK_NS, ceil_tick, floor_tick, format_ns, from_ns, to_ns
 from psanalytics.errors import PsaError
 
 __all__ = [
@@ -36,12 +36,8 @@ __all__ = [
     "format_ns",
 ]
 
-#: The API's time resolution: 100 ns (7 fractional digits).
-TICK_NS = 100
 #: Largest ``$skip + $top`` we ever send (the API requires it to be below 10,000).
 RESULT_WINDOW = 9_999
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class WindowOverflowError(PsaError):
@@ -57,65 +53,6 @@ class WindowOverflowError(PsaError):
             f"the API returns at most {limit:,} rows per query, so they cannot all be fetched "
             f"exactly. Narrow the filter (e.g. by EventType or DeviceId) for that instant."
         )
-
-
-def to_ns(value: datetime | str | int) -> int:
-    """A datetime (naive = UTC), ISO text, or int nanoseconds -> int ns since the epoch."""
-    if isinstance(value, bool):
-        raise TypeError("a time must be a datetime, ISO text or int nanoseconds")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        return _parse_iso_ns(value)
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        d = value - _EPOCH
-        ns = (d.days * 86_400 + d.seconds) * 1_000_000_000 + d.microseconds * 1_000
-        return ns + int(getattr(value, "nanosecond", 0) or 0)  # pandas.Timestamp keeps ns
-    if isinstance(value, date):
-        return to_ns(datetime(value.year, value.month, value.day, tzinfo=UTC))
-    raise TypeError(f"cannot use {value!r} as a time: pass a datetime, ISO text or int ns")
-
-
-def _parse_iso_ns(text: str) -> int:
-    t = text.strip().replace(" ", "T", 1)
-    frac_ns = 0
-    # Pull out a fraction with up to 9 digits so 100 ns precision survives.
-    m = re.match(r"^(\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2})?)?)(?:\.(\d{1,9}))?(.*)$", t)
-    if not m:
-        raise ValueError(f"not an ISO 8601 time: {text!r}")
-    base, frac, tz = m.groups()
-    if frac:
-        frac_ns = int(frac.ljust(9, "0"))
-    tz = tz.strip()
-    if tz in ("Z", "z"):
-        tz = "+00:00"
-    try:
-        dt = datetime.fromisoformat(base + (tz or ""))
-    except ValueError as exc:
-        raise ValueError(f"not an ISO 8601 time: {text!r}") from exc
-    return to_ns(dt) + frac_ns
-
-
-def from_ns(ns: int) -> datetime:
-    """int ns since the epoch -> aware UTC datetime (microsecond precision)."""
-    return _EPOCH + timedelta(microseconds=ns // 1_000)
-
-
-def format_ns(ns: int) -> str:
-    """``2017-09-15T07:16:34.7957819Z``: the API's 7-digit form (exact for 100 ns ticks)."""
-    sec, rem = divmod(ns, 1_000_000_000)
-    dt = _EPOCH + timedelta(seconds=sec)
-    return f"{dt:%Y-%m-%dT%H:%M:%S}.{rem // TICK_NS:07d}Z"
-
-
-def floor_tick(ns: int) -> int:
-    return ns - (ns % TICK_NS)
-
-
-def ceil_tick(ns: int) -> int:
-    return -((-ns) // TICK_NS) * TICK_NS
 
 
 @dataclass(frozen=True, order=True)

@@ -29,9 +29,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from psanalytics import schema
+from psanalytics._time import instant_or_none
 from psanalytics.emulator.faults import Decision, Faults
 from psanalytics.emulator.odp import OdpService
 from psanalytics.emulator.store import EventStore
+from psanalytics.errors import TimeError
 from psanalytics.query.odata import ODataError, parse_orderby
 
 if TYPE_CHECKING:
@@ -710,9 +712,10 @@ class Emulator:
         if et in (None, ""):
             ns = _now_ns()
         else:
-            from psanalytics.query.odata import _iso_to_ns
-
-            ns = _iso_to_ns(str(et)) if isinstance(et, str) else None
+            try:
+                ns = instant_or_none(et) if isinstance(et, str) else None
+            except TimeError as exc:
+                return {}, f"eventTime: {exc}"
             if ns is None:
                 return {}, f"eventTime {et!r} is not an ISO 8601 time"
         user = low.get("user")

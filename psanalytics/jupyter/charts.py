@@ -16,6 +16,7 @@ A ``LazyFrame`` is aggregated lazily and only the aggregate is collected.
 from __future__ import annotations
 
 import math
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -23,6 +24,7 @@ from typing import Any
 
 import polars as pl
 
+from psanalytics import _time
 from psanalytics.errors import PsaError
 
 
@@ -92,6 +94,11 @@ _EVERY: tuple[tuple[str, timedelta], ...] = (
     ("30d", timedelta(days=30)),
 )
 _MAX_BINS = 150
+# A bin polars reads as it is ("90m", "1h30m"); other durations are re-spelt with these units.
+_POLARS_EVERY = re.compile(r"(\d+(ns|us|ms|s|m|h|d|w))+")
+_POLARS_UNITS = tuple(
+    (u, _time.UNITS_NS[u]) for u in ("w", "d", "h", "m", "s", "ms", "us", "ns")
+)
 
 
 class ChartDataError(PsaError, ValueError):
@@ -186,14 +193,17 @@ def _parse_every(every: str | timedelta) -> tuple[str, timedelta]:
     for name, delta in _EVERY:
         if name == every:
             return name, delta
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
     try:
-        number, unit = every[:-1], every[-1]
-        return every, timedelta(seconds=float(number) * units[unit])
-    except (KeyError, ValueError, IndexError):
+        ns = _time.parse_duration(every)
+    except _time.TimeError:
+        ns = 0
+    if ns <= 0:
         raise ChartDataError(
             f"events_over_time: every={every!r} is not a duration like '15m', '1h' or '1d'"
-        ) from None
+        )
+    if not _POLARS_EVERY.fullmatch(every):  # e.g. "2hr", "1.5h": say it the way polars reads
+        every = next(f"{ns // size}{unit}" for unit, size in _POLARS_UNITS if ns % size == 0)
+    return every, timedelta(microseconds=ns / 1_000)
 
 
 # --------------------------------------------------------------------------- events

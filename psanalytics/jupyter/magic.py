@@ -58,6 +58,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 from traitlets import Bool, Enum, Int, Unicode
 
+from psanalytics import _time
 from psanalytics.errors import PsaError
 
 __all__ = [
@@ -74,8 +75,8 @@ __all__ = [
 PREVIEW_CAP = 1_000
 
 _BIND = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*<<\s*")
-_TIMESPAN = re.compile(r"^(\d+(?:\.\d+)?)(d|h|m|s|ms)$")
-_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds", "ms": "milliseconds"}
+#: A duration such as ``30m``, ``1h30m``, ``500ms`` (units: ``_time.DURATION_UNITS``).
+_TIMESPAN = re.compile(r"^(\d+(?:\.\d+)?[a-zµ]+)+$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ][0-9:.]+)?(Z|[+-]\d{2}:?\d{2})?$")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _UNKNOWN_NAME = re.compile(r"unknown column or name '([A-Za-z_][A-Za-z0-9_]*)'")
@@ -368,20 +369,18 @@ def parse_param(text: str, namespace: dict[str, Any] | None = None) -> tuple[str
         return name, int(raw)
     if re.fullmatch(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?", raw):
         return name, float(raw)
-    if m := _TIMESPAN.fullmatch(raw):
-        return name, timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
+    if _TIMESPAN.fullmatch(raw):
+        try:
+            return name, timedelta(microseconds=_time.parse_duration(raw) / 1_000)
+        except _time.TimeError:
+            pass  # e.g. 12abc: a plain string
     if _DATE.fullmatch(raw):
         try:
-            value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except ValueError:
+            return name, _time.from_ns(_time.parse_instant(raw))
+        except _time.TimeError:
             raise KqlMagicError(
                 f"--param {text!r}: {raw!r} is not a valid ISO 8601 datetime"
             ) from None
-        if value.tzinfo is None:
-            from datetime import UTC
-
-            value = value.replace(tzinfo=UTC)
-        return name, value
     if raw.startswith("["):
         try:
             value = json.loads(raw)

@@ -43,7 +43,7 @@ import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -52,6 +52,7 @@ from odata_query import ast
 from odata_query import exceptions as oexc
 from odata_query.grammar import ODataLexer, ODataParser
 
+from psanalytics._time import from_ns, instant_or_none
 from psanalytics.errors import PsaError
 from psanalytics.schema import COLUMNS, parse_time_expr
 
@@ -69,7 +70,6 @@ __all__ = [
 ]
 
 _DAY_NS = 86_400 * 1_000_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TIME_DT = pl.Datetime("ns", "UTC")
 _COLS_LOWER = {c.lower(): c for c in COLUMNS}
 _STRICT_REJECTED = ("contains", "startswith", "endswith")
@@ -210,39 +210,8 @@ def _find(text: str, word: str, *, call: bool = False) -> int | None:
 
 # --------------------------------------------------------------------------- time helpers
 
-_DT_RE = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,12}))?)?"
-    r"(Z|z|[+-]\d{2}:?\d{2})?)?$"
-)
-
-
-def _iso_to_ns(text: str) -> int | None:
-    """ISO 8601 date or datetime text -> ns since the epoch (UTC when no offset); None if not."""
-    m = _DT_RE.match(text.strip())
-    if not m:
-        return None
-    y, mo, d, hh, mm, ss, frac, off = m.groups()
-    try:
-        dt = datetime(int(y), int(mo), int(d), int(hh or 0), int(mm or 0), int(ss or 0), tzinfo=UTC)
-    except ValueError:
-        return None
-    delta = dt - _EPOCH
-    ns = (delta.days * 86_400 + delta.seconds) * 1_000_000_000
-    if frac:
-        ns += int((frac + "000000000")[:9])
-    if off and off not in ("Z", "z"):
-        sign = 1 if off[0] == "+" else -1
-        digits = off[1:].replace(":", "")
-        ns -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60) * 1_000_000_000
-    return ns
-
-
 def _is_date_only(text: str) -> bool:
     return re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()) is not None
-
-
-def _ns_to_datetime(ns: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
 def _ns_lit(ns: int) -> pl.Expr:
@@ -350,7 +319,7 @@ def _cmp(left: pl.Expr, op: str, right: Any) -> pl.Expr:
 def _time_cmp(col: pl.Expr, op: str, lit: _Lit, *, text: str) -> pl.Expr:
     """Compare a Datetime(ns, UTC) expression with a date/datetime literal."""
     raw = lit.value if lit.kind in ("date", "datetime", "string", "ident") else None
-    ns = _iso_to_ns(raw) if isinstance(raw, str) else None
+    ns = instant_or_none(raw) if isinstance(raw, str) else None
     if ns is None:
         raise ODataError(
             f"cannot compare a time with {lit.text} (write a bare ISO 8601 datetime such as "
@@ -593,7 +562,7 @@ def _time_term(c: Any) -> list[tuple[str, int, bool]] | None:
         return None
     if lit is None or lit.kind not in ("date", "datetime", "string"):
         return None
-    ns = _iso_to_ns(str(lit.value))
+    ns = instant_or_none(str(lit.value))
     if ns is None:
         return None
     op = _OPS[op_t]
@@ -691,12 +660,12 @@ def time_bounds(text: str | Filter | None) -> tuple[datetime | None, bool, datet
     lo, lo_inc, hi, hi_inc = time_bounds_ns(text)
     lo_dt = hi_dt = None
     if lo is not None:
-        lo_dt = _ns_to_datetime(lo)
+        lo_dt = from_ns(lo)
         if lo % 1000:
             lo_inc = True
     if hi is not None:
         up = -((-hi) // 1000) * 1000
-        hi_dt = _ns_to_datetime(up)
+        hi_dt = from_ns(up)
         if up != hi:
             hi_inc = True
     return lo_dt, lo_inc, hi_dt, hi_inc

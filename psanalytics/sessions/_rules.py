@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import polars as pl
 
-from psanalytics.errors import PsaError
+from psanalytics import _time
+from psanalytics.errors import SessionizeError
 
 #: Preset name for Profile Store's own ``Visits`` rule (a new visit after > 15 minutes).
 PROFILE_STORE_VISITS = "profile_store_visits"
@@ -27,21 +27,6 @@ SPLIT_REASON_DTYPE = pl.Enum(list(SPLIT_REASONS))
 _R_FIRST, _R_INACT, _R_MAXDUR, _R_MIDNIGHT, _R_CAMPAIGN, _R_IDENTITY = range(6)
 
 _CAMPAIGN_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "gclid")
-_UNITS_NS = {
-    "ns": 1,
-    "us": 1_000,
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60 * 1_000_000_000,
-    "min": 60 * 1_000_000_000,
-    "h": 3600 * 1_000_000_000,
-    "d": 86400 * 1_000_000_000,
-}
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ns|us|ms|min|s|m|h|d)")
-
-
-class SessionizeError(PsaError, ValueError):
-    """Bad arguments or input for :func:`sessionize`, :func:`stitch` or the journeys."""
 
 
 # --------------------------------------------------------------------------- arguments
@@ -55,32 +40,13 @@ def parse_duration(value: str | timedelta | float | None, *, name: str = "durati
     """
     if value is None:
         return None
-    if isinstance(value, timedelta):
-        ns = (value.days * 86400 + value.seconds) * 1_000_000_000 + value.microseconds * 1000
-    elif isinstance(value, bool):
-        raise SessionizeError(f"{name} must be a duration such as '30m', got {value!r}")
-    elif isinstance(value, int | float):
-        ns = int(round(float(value) * 1_000_000_000))
-    elif isinstance(value, str):
-        text = value.strip().lower()
-        if text == PROFILE_STORE_VISITS:
-            return 15 * 60 * 1_000_000_000
-        pos, ns = 0, 0
-        compact = text.replace(" ", "")
-        for m in _DURATION_RE.finditer(compact):
-            if m.start() != pos:
-                break
-            ns += int(round(float(m.group(1)) * _UNITS_NS[m.group(2)]))
-            pos = m.end()
-        if pos != len(compact) or not compact:
-            raise SessionizeError(
-                f"{name}={value!r} is not a duration: use e.g. '30m', '1h30m', '90s', '24h', "
-                f"a timedelta, a number of seconds, or {PROFILE_STORE_VISITS!r}"
-            )
-    else:
-        raise SessionizeError(
-            f"{name} must be a duration such as '30m', got {type(value).__name__}"
-        )
+    if isinstance(value, str) and value.strip().lower() == PROFILE_STORE_VISITS:
+        return 15 * 60 * 1_000_000_000
+    try:
+        ns = _time.parse_duration(value, name=name)
+    except _time.TimeError as exc:
+        hint = f", or {PROFILE_STORE_VISITS!r}" if isinstance(value, str) else ""
+        raise SessionizeError(f"{exc}{hint}") from None
     if ns <= 0:
         raise SessionizeError(f"{name} must be positive, got {value!r}")
     return ns
@@ -136,9 +102,7 @@ def _key_series(df: pl.DataFrame, key: str | Sequence[str]) -> tuple[list[str], 
 def _dt_ns(value: datetime) -> int:
     if value.tzinfo is None:
         raise SessionizeError(f"window bounds must be timezone-aware datetimes, got {value!r}")
-    return int(
-        pl.Series([value]).dt.convert_time_zone("UTC").dt.cast_time_unit("ns").to_physical()[0]
-    )
+    return _time.datetime_to_ns(value)
 
 
 #: Choices of ``sessionize(columns=...)`` besides a list of sessions-table columns.

@@ -18,6 +18,7 @@ from typing import Any
 
 import polars as pl
 
+from psanalytics._time import datetime_to_ns, timedelta_to_ns
 from psanalytics.query.kql import nodes as N
 from psanalytics.query.kql.checker import (
     AGGREGATES,
@@ -148,10 +149,7 @@ def _rust_escape(s: str) -> str:
 
 
 def _ns(d: datetime) -> int:
-    if d.tzinfo is None:
-        d = d.replace(tzinfo=UTC)
-    delta = d - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+    return datetime_to_ns(d)
 
 
 def param_literal(name: str, value: Any) -> N.Expr:
@@ -169,8 +167,7 @@ def param_literal(name: str, value: Any) -> N.Expr:
     if isinstance(value, date):
         return N.Literal(_ns(datetime(value.year, value.month, value.day)), "datetime")
     if isinstance(value, timedelta):
-        return N.Literal((value.days * 86_400 + value.seconds) * 10**9
-                         + value.microseconds * 1000, "timespan")
+        return N.Literal(timedelta_to_ns(value), "timespan")
     if isinstance(value, (list, tuple)):
         for v in value:
             if not isinstance(v, (str, int, float, bool)) or v is None:

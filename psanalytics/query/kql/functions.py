@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from psanalytics._time import instant_or_none, parse_timespan
 from psanalytics.query.kql import nodes as N
 from psanalytics.query.kql.checker import SPAN_DTYPE, TIME_DTYPE
 from psanalytics.query.kql.compiler import DAY_NS, NUMERIC, Val, _lit, _rust_escape
 from psanalytics.query.kql.errors import KqlUnsupported
-from psanalytics.query.kql.parser import _iso_to_ns, parse_timespan_text
 
 if TYPE_CHECKING:
     from psanalytics.query.kql.compiler import Compiler, Table
@@ -106,7 +106,7 @@ def _todatetime(c: Compiler, e: N.Call, t: Table) -> Val:
     if a.ktype == "datetime":
         return a
     if a.is_const and a.ktype == "string":
-        return _lit(_iso_to_ns(a.const), "datetime")
+        return _lit(instant_or_none(a.const, check_range=False), "datetime")
     from psanalytics.schema import parse_time_expr
     s = want(c, a, e.args[0], "string")
     return V(parse_time_expr(s.expr), "datetime", a)
@@ -118,7 +118,7 @@ def _totimespan(c: Compiler, e: N.Call, t: Table) -> Val:
     if a.ktype == "timespan":
         return a
     if a.is_const and a.ktype == "string":
-        return _lit(parse_timespan_text(a.const), "timespan")
+        return _lit(parse_timespan(a.const), "timespan")
     if a.ktype == "long":
         # a long is a number of 100 ns ticks
         return V((a.expr.cast(pl.Int64) * 100).cast(SPAN_DTYPE), "timespan", a)

@@ -12,19 +12,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from psanalytics._time import KQL_UNITS, UNITS_NS, number_unit_ns
 from psanalytics.query.kql.errors import KqlSyntaxError
 
-NS = {
-    "d": 86_400 * 10**9, "day": 86_400 * 10**9, "days": 86_400 * 10**9,
-    "h": 3_600 * 10**9, "hr": 3_600 * 10**9, "hrs": 3_600 * 10**9,
-    "hour": 3_600 * 10**9, "hours": 3_600 * 10**9,
-    "m": 60 * 10**9, "min": 60 * 10**9, "minute": 60 * 10**9, "minutes": 60 * 10**9,
-    "s": 10**9, "sec": 10**9, "second": 10**9, "seconds": 10**9,
-    "ms": 10**6, "milli": 10**6, "millis": 10**6,
-    "millisecond": 10**6, "milliseconds": 10**6,
-    "microsecond": 1000, "microseconds": 1000,
-    "tick": 100, "ticks": 100,
-}
+#: KQL timespan units (name -> ns): the KQL subset of the one unit table in ``_time``.
+NS = {unit: UNITS_NS[unit] for unit in KQL_UNITS}
 
 #: Hyphenated operator names lexed as one identifier.
 HYPHENATED = (
@@ -181,7 +173,7 @@ def tokenize(text: str) -> list[Token]:
                 if unit not in NS:
                     raise _err(text, f"unknown timespan unit '{unit}' in '{num}{unit}'"
                                " (use d, h, m, s, ms, microsecond or tick)", start, um.end())
-                ns = _num_to_ns(num, NS[unit])
+                ns = number_unit_ns(num, NS[unit])
                 toks.append(Token("TIMESPAN", ns, start, um.end(), spaced=spaced))
                 i = um.end()
             elif um:
@@ -255,11 +247,3 @@ def _next_nonspace(text: str, j: int) -> str:
         j += 1
     return text[j] if j < len(text) else ""
 
-
-def _num_to_ns(num: str, unit_ns: int) -> int:
-    if "." in num:
-        whole, frac = num.split(".", 1)
-        whole_i = int(whole or "0")
-        frac = frac or "0"
-        return whole_i * unit_ns + (int(frac) * unit_ns) // (10 ** len(frac))
-    return int(num) * unit_ns

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
+from psanalytics._time import datetime_to_ns, instant_or_none, parse_timespan
 from psanalytics.query.kql import nodes as N
 from psanalytics.query.kql.errors import (
     KqlError,
@@ -13,7 +14,7 @@ from psanalytics.query.kql.errors import (
     KqlUnsupported,
     suggest,
 )
-from psanalytics.query.kql.lexer import NS, Token, tokenize
+from psanalytics.query.kql.lexer import Token, tokenize
 
 #: Tabular operators the local engine runs.
 SUPPORTED_OPERATORS = (
@@ -41,62 +42,6 @@ _CMP_OPS = ("==", "!=", "=~", "!~", "<", "<=", ">", ">=", "<>")
 MAX_DEPTH = 200
 #: Nesting limit for scalar expressions (parentheses, calls, operands).
 MAX_EXPR_DEPTH = 64
-
-
-def _iso_to_ns(text: str) -> int | None:
-    """ISO 8601 text -> ns since epoch (UTC); None when it is not ISO 8601."""
-    m = re.fullmatch(
-        r"\s*(\d{4})-(\d{1,2})-(\d{1,2})"
-        r"(?:[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?"
-        r"\s*(Z|[+-]\d{2}:?\d{2})?\s*",
-        text,
-    )
-    if not m:
-        return None
-    y, mo, d, hh, mm, ss, frac, tz = m.groups()
-    try:
-        base = datetime(int(y), int(mo), int(d), int(hh or 0), int(mm or 0), int(ss or 0),
-                        tzinfo=UTC)
-    except ValueError:
-        return None
-    if tz and tz != "Z":
-        sign = 1 if tz[0] == "+" else -1
-        digits = tz[1:].replace(":", "")
-        base -= sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
-    ns = _dt_to_ns(base)
-    if frac:
-        ns += int(frac.ljust(9, "0"))
-    return ns
-
-
-def _dt_to_ns(d: datetime) -> int:
-    delta = d - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
-
-
-def parse_timespan_text(text: str) -> int | None:
-    """``[-][d.]hh:mm[:ss[.f]]``, a bare number of days, ``N unit`` or ``2d`` -> ns."""
-    t = text.strip()
-    m = re.fullmatch(r"(-)?(?:(\d+)\.)?(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,7}))?)?", t)
-    if m:
-        neg, d, hh, mm, ss, frac = m.groups()
-        ns = ((int(d or 0) * 24 + int(hh)) * 60 + int(mm)) * 60 * 10**9 + int(ss or 0) * 10**9
-        if frac:
-            ns += int(frac.ljust(9, "0"))
-        return -ns if neg else ns
-    m = re.fullmatch(r"(-)?(\d+(?:\.\d+)?)\s*([A-Za-z]*)", t)
-    if m:
-        neg, num, unit = m.groups()
-        unit_ns = NS["d"] if unit == "" else NS.get(unit)
-        if unit_ns is None:
-            return None
-        if "." in num:
-            whole, frac = num.split(".")
-            ns = int(whole) * unit_ns + int(frac) * unit_ns // 10 ** len(frac)
-        else:
-            ns = int(num) * unit_ns
-        return -ns if neg else ns
-    return None
 
 
 class Parser:
@@ -677,7 +622,7 @@ class Parser:
             raw = t.value.strip()
             if raw == "null":
                 return N.Literal(None, "timespan", span=(t.start, t.end))
-            ns = parse_timespan_text(raw)
+            ns = parse_timespan(raw)
             if ns is None:
                 self.error(f"invalid timespan literal '{raw}' (expected d.hh:mm:ss[.fffffff],"
                            " a number of days or 'N unit')", t)
@@ -717,7 +662,7 @@ class Parser:
         raw = t.value.strip()
         if raw == "null":
             return None
-        ns = _iso_to_ns(raw)
+        ns = instant_or_none(raw, check_range=False)
         if ns is not None:
             return ns
         parts = [p.strip() for p in raw.split(",")]
@@ -726,7 +671,7 @@ class Parser:
             try:
                 nums = [int(float(p)) for p in parts]
                 base = datetime(*nums[:6], tzinfo=UTC)  # type: ignore[misc]
-                ns = _dt_to_ns(base)
+                ns = datetime_to_ns(base, check_range=False)
                 if len(parts) == 7:
                     ns += int(float(parts[6]) * 10**6)  # milliseconds part
                 return ns
