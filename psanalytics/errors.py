@@ -27,6 +27,7 @@ Exceptions::
     ├── ApiError ............................. api.http: an HTTP request failed (names it)
     │   ├── RetryAfterTooLong ................ api.http: Retry-After beyond the policy's cap
     │   └── EventApiRejected ................. api.event_api: the Event API refused a batch
+    ├── ApiKeyError (ValueError) ............. api.http: a key that cannot be sent as a header
     ├── WindowOverflowError .................. api.windows: one instant holds > 9,999 events
     ├── OrderError ........................... api.profile_store: rows came out of order
     ├── ReplayError .......................... replay.replayer: a replay could not start/go on
