@@ -1,7 +1,7 @@
 """One exception family for psanalytics. Every message says what went wrong and where.
 
 Catch :class:`PsaError` to catch everything psanalytics raises on purpose; catch a branch
-to handle one kind. The tree below is the whole family (``tests/foundation/
+to handle one kind. A new exception class goes into this tree in the same commit. The tree below is the whole family (``tests/foundation/
 test_foundation_errors.py`` checks it against the real classes, so it stays true).
 Classes marked ``ValueError`` also inherit the builtin, because they report a bad value
 the caller passed and code written as ``except ValueError`` must keep catching them.
@@ -26,7 +26,8 @@ Exceptions::
     │   └── JourneyError ..................... errors: bad input to a journeys function
     ├── ApiError ............................. api.http: an HTTP request failed (names it)
     │   ├── RetryAfterTooLong ................ api.http: Retry-After beyond the policy's cap
-    │   └── EventApiRejected ................. api.event_api: the Event API refused a batch
+    │   ├── EventApiRejected ................. api.event_api: the Event API refused a batch
+    │   └── OdpRejected ...................... api.odp: ODP refused events (lists the invalid ones)
     ├── ApiKeyError (ValueError) ............. api.http: a key that cannot be sent as a header
     ├── WindowOverflowError .................. api.windows: one instant holds > 9,999 events
     ├── OrderError ........................... api.profile_store: rows came out of order
