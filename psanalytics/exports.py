@@ -30,6 +30,7 @@ import glob as _glob
 import gzip
 import io
 import os
+import re
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -190,13 +191,31 @@ def _read_bytes(path: Path) -> bytes:
         if comp == ".gz":
             return gzip.decompress(raw)
         if comp == ".zst":
-            import zstandard
-
-            with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw)) as reader:
-                return reader.read()
+            return _zstd_decompress(raw, str(path))
+    except InputError:
+        raise
     except Exception as exc:  # zstandard.ZstdError, gzip.BadGzipFile, EOFError
         raise InputError(f"cannot decompress {comp} data ({exc})", path=str(path)) from None
     return raw
+
+
+def _zstd_decompress(raw: bytes, path: str) -> bytes:
+    """Every zstd frame in ``raw``, checking that the last one is complete (a stream
+    reader returns what it has of a cut-off frame without a word)."""
+    import zstandard
+
+    out: list[bytes] = []
+    rest = raw
+    while rest:
+        d = zstandard.ZstdDecompressor().decompressobj()
+        out.append(d.decompress(rest))
+        if not d.eof:
+            done = sum(len(b) for b in out)
+            raise InputError(f"truncated .zst: the data ends inside a compressed frame "
+                             f"({len(raw):,} bytes read, {done:,} decompressed); the file was "
+                             "cut short (an interrupted copy or download?)", path=path)
+        rest = d.unused_data
+    return b"".join(out)
 
 
 # --------------------------------------------------------------------------- per format
@@ -214,8 +233,10 @@ def _line_of_row(data: bytes, row: int) -> int:
 
 
 def _bad_ndjson_lines(data: bytes) -> list[tuple[int, str]]:
-    """Every bad line: not JSON, not an object, or an EventTime that is not a time."""
+    """Every bad line: not JSON, not an object, a field of the wrong type, or an
+    EventTime that is not a time (or one a nanosecond time cannot hold)."""
     bad = schema.first_bad_ndjson_lines(data, limit=None)
+    bad += schema.wrong_type_lines(data, limit=None)
     bad_set = {b[0] for b in bad}
     lines: list[int] = []
     times: list[str | None] = []
@@ -228,12 +249,8 @@ def _bad_ndjson_lines(data: bytes) -> list[tuple[int, str]]:
             lines.append(i)
             times.append(t)
     if times:
-        s = pl.Series(times, dtype=pl.String)
-        parsed = pl.select(schema.parse_time_expr(pl.lit(s))).to_series()
-        nulls = (parsed.is_null() & (s.str.strip_chars() != "")).to_list()
-        for ln, t, is_bad in zip(lines, times, nulls, strict=True):
-            if is_bad:
-                bad.append((ln, f"EventTime is not an ISO 8601 time: {t!r}"))
+        for row, reason in schema.time_problems(pl.Series(times, dtype=pl.String)):
+            bad.append((lines[row], reason))
     return sorted(bad)
 
 
@@ -247,9 +264,12 @@ def _records_frame(records: list[Any], path: str, on_error: OnError, report: Rea
     good: list[dict[str, Any]] = []
     where: list[int] = []  # index of each good record in ``records``
     for i, rec in enumerate(records):
-        if isinstance(rec, dict):
+        if isinstance(rec, dict) and (not rec or any(schema.canonical_name(k) for k in rec)):
             good.append(rec)
             where.append(i)
+        elif isinstance(rec, dict):
+            shown = ", ".join(list(rec)[:10]) + (", ..." if len(rec) > 10 else "")
+            _bad_item(path, on_error, report, lines, i, f"none of the fields is an event field ({shown})")
         else:
             _bad_item(path, on_error, report, lines, i,
                       f"expected an event object, got {type(rec).__name__}")
@@ -258,10 +278,10 @@ def _records_frame(records: list[Any], path: str, on_error: OnError, report: Rea
     frame, unk = schema._records_to_frame(good)
     unknown.update(unk)
     if frame.schema["EventTime"] == pl.String:
-        bad_rows = schema.bad_time_rows(frame.get_column("EventTime"))
-        for r in bad_rows:
-            _bad_item(path, on_error, report, lines, where[r],
-                      f"EventTime is not an ISO 8601 time: {frame.item(r, 'EventTime')!r}")
+        problems = schema.time_problems(frame.get_column("EventTime"))
+        for r, reason in problems:
+            _bad_item(path, on_error, report, lines, where[r], reason)
+        bad_rows = [r for r, _ in problems]
         if bad_rows:
             frame = frame.with_row_index("_r").filter(~pl.col("_r").is_in(bad_rows)).drop("_r")
     try:
@@ -295,7 +315,7 @@ def _read_ndjson(data: bytes, path: str, on_error: OnError, report: ReadReport,
         row = getattr(exc, "row", None)
         if on_error == "raise":
             line = _line_of_row(data, row) if row is not None else None
-            raise InputError(_reason(exc), path=path, line=line) from None
+            raise InputError(_reason(exc, located=line is not None), path=path, line=line) from None
     bad = _bad_ndjson_lines(data)
     for line, reason in bad:
         report.skipped.append(SkippedLine(path, line, reason))
@@ -316,9 +336,18 @@ def _ndjson_frame(data: bytes, unknown: set[str]) -> pl.DataFrame:
     return frame
 
 
-def _reason(exc: Exception) -> str:
+def _reason(exc: Exception, *, located: bool = False) -> str:
+    """The error's text for an InputError; ``located``: the caller names the line, so a
+    frame row number ("at row 12") would only confuse."""
     text = str(exc)
-    return text[0].lower() + text[1:] if text else type(exc).__name__
+    if not text:
+        return type(exc).__name__
+    if located:
+        text = re.sub(r"^(\w+) at row \d+ ", r"\1 ", text)
+    first = re.match(r"[\w.]+", text)
+    if first and schema.canonical_name(first.group(0)) is not None:
+        return text  # starts with a field name: keep its case
+    return text[0].lower() + text[1:]
 
 
 def _read_page_lines(data: bytes, path: str, on_error: OnError, report: ReadReport,
@@ -380,11 +409,20 @@ def _read_json(data: bytes, path: str, on_error: OnError, report: ReadReport,
         if col is not None:
             msg += f" (column {col})"
         raise InputError(msg, path=path, line=line) from None
-    if isinstance(doc, list) and doc and all(
-        isinstance(x, dict) and _items_of(x) is not None and ("items" in x or "Items" in x)
-        for x in doc
+    if isinstance(doc, list) and doc and any(
+        isinstance(x, dict) and ("items" in x or "Items" in x) for x in doc
     ):
-        frames = [_records_frame(_items_of(p) or [], path, on_error, report, unknown) for p in doc]
+        # A list of saved API pages: a page that is not one is an error, never events.
+        frames = []
+        for i, page in enumerate(doc):
+            items = _items_of(page) if isinstance(page, dict) and ("items" in page or "Items" in page) else None
+            if items is None:
+                got = (f"'items' is a {type(page.get('items', page.get('Items'))).__name__}"
+                       if isinstance(page, dict) and ("items" in page or "Items" in page)
+                       else f"got {type(page).__name__}")
+                _bad_item(path, on_error, report, None, i, f'expected an API page {{"items": [...]}}, {got}')
+                continue
+            frames.append(_records_frame(items, path, on_error, report, unknown))
         return pl.concat(frames) if frames else schema.empty_frame()
     items = _items_of(doc)
     if items is None:
@@ -414,8 +452,8 @@ def _read_csv(data: bytes, path: str, on_error: OnError, report: ReadReport,
         row = getattr(exc, "row", None)
         line = _csv_line_of_row(data, row) if row is not None else None
         if on_error == "raise" or line is None:
-            raise InputError(_reason(exc), path=path, line=line) from None
-        report.skipped.append(SkippedLine(path, line, _reason(exc)))
+            raise InputError(_reason(exc, located=line is not None), path=path, line=line) from None
+        report.skipped.append(SkippedLine(path, line, _reason(exc, located=True)))
         return _read_csv(_drop_lines(data, {line}), path, on_error, report, unknown)
 
 
@@ -568,19 +606,19 @@ def scan_events(source: Source, *, format: str | None = None) -> pl.LazyFrame:
             lf = pl.scan_parquet(f)
             names = lf.collect_schema().names()
             unknown.update(schema.unknown_fields(names))
-            lazies.append(_lazy_canonical(lf, names))
+            lazies.append(_lazy_canonical(lf, names, str(f)))
         elif comp is None and fmt in ("ndjson", "jsonl"):
             read_schema, rename, unk = _ndjson_scan_schema(f)
             unknown.update(unk)
             lf = pl.scan_ndjson(f, schema=read_schema).rename(rename)
             if "Payload" in rename.values():
                 lf = lf.with_columns(pl.col("Payload").str.json_path_match("$"))
-            lazies.append(schema.normalize_lazy(lf))
+            lazies.append(schema.normalize_lazy(lf, source=str(f)))
         elif comp is None and fmt == "csv":
             lf = pl.scan_csv(f, infer_schema=False)
             names = lf.collect_schema().names()
             unknown.update(schema.unknown_fields(names))
-            lazies.append(_lazy_canonical(lf, names))
+            lazies.append(_lazy_canonical(lf, names, str(f)))
         else:
             frame, _ = read_events_with_report(f, format=fmt)
             lazies.append(frame.lazy())
@@ -589,7 +627,7 @@ def scan_events(source: Source, *, format: str | None = None) -> pl.LazyFrame:
     return pl.concat(lazies, how="vertical") if len(lazies) != 1 else lazies[0]
 
 
-def _lazy_canonical(lf: pl.LazyFrame, names: list[str]) -> pl.LazyFrame:
+def _lazy_canonical(lf: pl.LazyFrame, names: list[str], source: str | None = None) -> pl.LazyFrame:
     rename: dict[str, str] = {}
     for n in names:
         c = schema.canonical_name(n)
@@ -597,7 +635,7 @@ def _lazy_canonical(lf: pl.LazyFrame, names: list[str]) -> pl.LazyFrame:
             rename[n] = c
     keep = [n for n in names if schema.canonical_name(n) is not None]
     lf = lf.select(keep).rename(rename)
-    return schema.normalize_lazy(lf)
+    return schema.normalize_lazy(lf, source=source)
 
 
 # --------------------------------------------------------------------------- public: write

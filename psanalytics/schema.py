@@ -17,6 +17,7 @@ Payload    String (JSON text) or null     keys differ per EventType
 
 from __future__ import annotations
 
+import re
 import sys
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -114,6 +115,16 @@ def bad_time_rows(series: pl.Series) -> list[int]:
     return bad.arg_true().to_list()
 
 
+def time_problems(series: pl.Series) -> list[tuple[int, str]]:
+    """``(row, reason)`` for every EventTime text that is not an ISO 8601 time or lies
+    outside what a nanosecond time holds, in row order."""
+    if series.dtype != pl.String:
+        return []
+    out = [(r, f"EventTime is not an ISO 8601 time: {series[r]!r}") for r in bad_time_rows(series)]
+    out += [(r, f"EventTime is {OUT_OF_RANGE}: {series[r]!r}") for r in out_of_range_rows(series)]
+    return sorted(out)
+
+
 def empty_frame() -> pl.DataFrame:
     """An empty frame with the canonical schema."""
     return pl.DataFrame(schema=EVENTS_SCHEMA)
@@ -126,8 +137,61 @@ def canonical_name(name: str) -> str | None:
 
 # --------------------------------------------------------------------------- time
 
+#: What a Datetime("ns") column holds: int64 nanoseconds since 1970-01-01 UTC. A time
+#: outside it would wrap around silently (Polars and Arrow do not check), so every
+#: reader checks it and names the value.
+NS_MIN, NS_MAX = -(2**63), 2**63 - 1
+TIME_RANGE = "1677-09-21 .. 2262-04-11"
+OUT_OF_RANGE = f"outside what a nanosecond time holds ({TIME_RANGE})"
 
-def parse_time_expr(expr: pl.Expr) -> pl.Expr:
+
+def _range_error(idx: int, value: Any) -> SchemaError:
+    shown = repr(value) if isinstance(value, str) else str(value)
+    err = SchemaError(f"EventTime at row {idx} is {OUT_OF_RANGE}: {shown}")
+    err.row = idx  # type: ignore[attr-defined]
+    return err
+
+
+def _first_outside(ints: pl.Series, per_unit_ns: int) -> int | None:
+    """First row whose integer count of ``per_unit_ns`` lies outside the ns range."""
+    lo = -(-NS_MIN // per_unit_ns)  # ceil
+    hi = NS_MAX // per_unit_ns
+    mn, mx = ints.min(), ints.max()
+    if mn is None or (lo <= mn and mx <= hi):  # type: ignore[operator]
+        return None
+    return int(((ints < lo) | (ints > hi)).fill_null(False).arg_max())  # type: ignore[arg-type]
+
+
+def out_of_range_rows(series: pl.Series) -> list[int]:
+    """Rows of ISO 8601 EventTime text whose instant a nanosecond time cannot hold.
+
+    Cheap when nothing is near the edges (a string min/max); otherwise the candidates
+    (4-digit year before 1678 or after 2261) are parsed at microsecond resolution, and
+    the sub-microsecond digits added exactly at the edges.
+    """
+    lo, hi = series.min(), series.max()
+    if lo is None or not (lo < "1678" or hi > "2261"):  # type: ignore[operator]
+        return []
+    st = series.str.strip_chars()
+    year = st.str.slice(0, 4)
+    cand = ((year < "1678") | (year > "2261")).fill_null(False)
+    if not cand.any():
+        return []
+    idx = cand.arg_true()
+    texts = st.gather(idx)
+    us = pl.select(parse_time_expr(pl.lit(texts), time_unit="us")).to_series().dt.epoch("us")
+    bad: list[int] = []
+    for row, text, u in zip(idx.to_list(), texts.to_list(), us.to_list(), strict=True):
+        if u is None:
+            continue  # not a time at all: reported as such elsewhere
+        m = re.search(r"[.,](\d+)", text[10:])
+        sub = int((m.group(1)[6:9] if m else "").ljust(3, "0"))
+        if not NS_MIN <= u * 1000 + sub <= NS_MAX:
+            bad.append(row)
+    return bad
+
+
+def parse_time_expr(expr: pl.Expr, time_unit: str = "ns") -> pl.Expr:
     """ISO 8601 text -> Datetime("ns", "UTC"), keeping up to 9 fractional digits.
 
     Accepts ``2017-09-15T07:16:34.7957819Z``, offsets (``+02:00``), a space instead of
@@ -143,7 +207,7 @@ def parse_time_expr(expr: pl.Expr) -> pl.Expr:
     )
     s = pl.when(s.str.contains(r"[+-]\d{2}:?\d{2}$")).then(s).otherwise(s + "+00:00")
     return s.str.to_datetime(
-        "%Y-%m-%dT%H:%M:%S%.f%z", time_unit="ns", time_zone="UTC", strict=False
+        "%Y-%m-%dT%H:%M:%S%.f%z", time_unit=time_unit, time_zone="UTC", strict=False  # type: ignore[arg-type]
     ).dt.convert_time_zone("UTC")
 
 
@@ -152,10 +216,18 @@ def _time_column(series: pl.Series) -> pl.Series:
     if dtype == TIME_DTYPE:
         return series
     if isinstance(dtype, pl.Datetime):
+        unit = dtype.time_unit or "us"
+        if unit != "ns":
+            bad = _first_outside(series.dt.epoch(unit), {"us": 1_000, "ms": 1_000_000}[unit])
+            if bad is not None:
+                raise _range_error(bad, series[bad])
         if dtype.time_zone is None:
             series = series.dt.replace_time_zone("UTC")
         return series.dt.convert_time_zone("UTC").dt.cast_time_unit("ns")
     if dtype == pl.Date:
+        bad = _first_outside(series.cast(pl.Int32).cast(pl.Int64), 86_400 * 10**9)
+        if bad is not None:
+            raise _range_error(bad, series[bad])
         return series.cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")
     if dtype == pl.String:
         # Fast path: the API's own shape (``...T07:16:34.7957819Z``) parses without regexes.
@@ -166,15 +238,22 @@ def _time_column(series: pl.Series) -> pl.Series:
             slow = pl.select(parse_time_expr(pl.lit(series))).to_series()
             parsed = parsed.fill_null(slow)
         bad = parsed.is_null() & series.is_not_null() & (series.str.strip_chars() != "")
-        if bad.any():
-            idx = int(bad.arg_max())  # first bad row
+        far = out_of_range_rows(series)
+        if bad.any() or far:
+            idx = int(bad.arg_max()) if bad.any() else len(series)  # first bad row
+            if far and far[0] < idx:
+                raise _range_error(far[0], series[far[0]])
             err = SchemaError(f"EventTime at row {idx} is not an ISO 8601 time: {series[idx]!r}")
             err.row = idx  # type: ignore[attr-defined]
             raise err
         return parsed.alias(series.name)
     if dtype.is_integer():
         # Epoch milliseconds (13 digits) as the Event API writes them.
-        return (series.cast(pl.Int64) * 1_000_000).cast(TIME_DTYPE)
+        ms = series.cast(pl.Int64)
+        bad_row = _first_outside(ms, 1_000_000)
+        if bad_row is not None:
+            raise _range_error(bad_row, f"{series[bad_row]} ms since 1970")
+        return (ms * 1_000_000).cast(TIME_DTYPE)
     if dtype == pl.Null:
         return series.cast(TIME_DTYPE)
     raise SchemaError(f"EventTime has dtype {dtype}; expected ISO 8601 text or a datetime")
@@ -314,6 +393,10 @@ def _frame_to_canonical(df: pl.DataFrame, *, warn: bool = True) -> pl.DataFrame:
             by_col[c] = name
         elif c is None and name.lower() not in KNOWN_DROPPED:
             unknown.append(name)
+    if not by_col and email_col is None and name_col is None and df.width:
+        shown = ", ".join(df.columns[:10]) + (", ..." if df.width > 10 else "")
+        raise SchemaError(f"none of the columns is an event field ({shown}); "
+                          "expected TrackId, EventTime, EventType, ...")
     if unknown and warn:
         warnings.warn(UnknownFieldsWarning(unknown), stacklevel=3)
     n = df.height
@@ -385,11 +468,33 @@ def normalize(raw: Any, *, warn_unknown: bool = True) -> pl.DataFrame:
     raise SchemaError(f"cannot normalize a {type(raw).__name__} into track events")
 
 
-def normalize_lazy(frame: pl.LazyFrame) -> pl.LazyFrame:
+def _lazy_time(source: str | None) -> Any:
+    """A batch function for lazy frames: EventTime text or datetimes -> ns, raising a
+    SchemaError (naming ``source``) for an instant a nanosecond time cannot hold."""
+    where = f"{source}: " if source else ""
+
+    def convert(s: pl.Series) -> pl.Series:
+        if s.dtype == pl.String:
+            far = out_of_range_rows(s)
+            if far:
+                raise SchemaError(f"{where}EventTime is {OUT_OF_RANGE}: {s[far[0]]!r} "
+                                  "(read_events names the line)")
+            return pl.select(parse_time_expr(pl.lit(s))).to_series()
+        try:
+            return _time_column(s)
+        except SchemaError as exc:
+            raise SchemaError(where + str(exc)) from None
+
+    return convert
+
+
+def normalize_lazy(frame: pl.LazyFrame, *, source: str | None = None) -> pl.LazyFrame:
     """Lazy normalisation for sources whose columns already have the canonical names.
 
     Casts and fills lazily so ``scan_*`` readers never load the whole input. Columns that
     need nested decoding (User as JSON text, Payload as a struct) fall back to eager.
+    An EventTime a nanosecond time cannot hold raises :class:`SchemaError` (naming
+    ``source``) when the frame is collected.
     """
     schema = frame.collect_schema()
     if schema == EVENTS_SCHEMA:
@@ -416,8 +521,10 @@ def normalize_lazy(frame: pl.LazyFrame) -> pl.LazyFrame:
         elif c == "EventTime":
             if c not in schema:
                 exprs.append(pl.lit(None, TIME_DTYPE).alias(c))
-            elif schema[c] == pl.String:
-                exprs.append(parse_time_expr(pl.col(c)).alias(c))
+            elif schema[c] == pl.String or (isinstance(schema[c], pl.Datetime)
+                                             and schema[c].time_unit != "ns"):  # type: ignore[union-attr]
+                exprs.append(pl.col(c).map_batches(_lazy_time(source), return_dtype=TIME_DTYPE,
+                                                   is_elementwise=True).alias(c))
             elif isinstance(schema[c], pl.Datetime):
                 col = pl.col(c)
                 if schema[c].time_zone is None:  # type: ignore[union-attr]
@@ -545,6 +652,43 @@ def first_bad_ndjson_lines(data: bytes, *, limit: int | None = 1) -> list[tuple[
     return bad
 
 
+def wrong_type_lines(data: bytes, *, limit: int | None = 1) -> list[tuple[int, str]]:
+    """``(line_number, reason)`` of JSON-object lines whose fields have a type the fast
+    reader cannot take: a ``User`` that is not an object, or an integer ``EventTime``
+    column (epoch ms) with a non-integer in it. Polars names neither the line nor the
+    field, so the read plan is checked here, line by line (only after a failed read)."""
+    keys, examples = _sample_keys(data)
+    read_schema, _, _, _ = ndjson_read_plan(keys, examples, data)
+    checks: list[tuple[str, str, Any]] = []
+    for k, dtype in read_schema.items():
+        if isinstance(dtype, pl.Struct):
+            want = "an object {" + ", ".join(f.name for f in dtype.fields) + "}"
+            checks.append((k, want, lambda v: isinstance(v, dict)))
+        elif dtype == pl.Int64:
+            checks.append((k, "an integer (epoch milliseconds, like the other lines)",
+                           lambda v: isinstance(v, int) and not isinstance(v, bool)))
+    bad: list[tuple[int, str]] = []
+    if not checks:
+        return bad
+    for i, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(obj, dict):
+            continue
+        for k, want, ok in checks:
+            v = obj.get(k)
+            if v is not None and not ok(v):
+                bad.append((i, f"{k} is {type(v).__name__}, expected {want}"))
+                break
+        if limit is not None and len(bad) >= limit:
+            break
+    return bad
+
+
 def _sample_keys(data: bytes, n: int = 1000) -> tuple[list[str], dict[str, Any]]:
     """Keys (in first-seen order) and one example value per key from the first ``n`` lines."""
     keys: dict[str, Any] = {}
@@ -638,13 +782,17 @@ def ndjson_to_frame(data: bytes, *, warn_unknown: bool = True) -> pl.DataFrame:
         line, reason = bad[0] if bad else (1, "no JSON object found")
         raise NdjsonError(reason, line=line)
     read_schema, rename, unknown, payload_key = ndjson_read_plan(keys, examples, data)
+    if not rename:
+        shown = ", ".join(keys[:10]) + (", ..." if len(keys) > 10 else "")
+        raise NdjsonError(f"none of the fields is an event field ({shown}); expected TrackId, "
+                          "EventTime, EventType, ...", line=None)
     if unknown and warn_unknown:
         warnings.warn(UnknownFieldsWarning(unknown), stacklevel=2)
     try:
         frame = pl.read_ndjson(data, schema=read_schema)
         lines = _ndjson_lines(data) if payload_key is not None else None
     except Exception as exc:  # polars raises ComputeError without a line number
-        bad = first_bad_ndjson_lines(data)
+        bad = first_bad_ndjson_lines(data) or wrong_type_lines(data)
         if bad:
             raise NdjsonError(bad[0][1], line=bad[0][0]) from None
         raise NdjsonError(f"could not parse NDJSON: {exc}") from None
