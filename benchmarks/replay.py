@@ -15,7 +15,18 @@ Measured in the same run, against the same emulator served over loopback (serve(
 
 Target: Replayer events/s >= 50x the reference's.
 
-    .venv/bin/python benchmarks/replay.py [--events 1000000] [--ref-events 3000]
+ODP (``--target odp`` or ``all``, the default), same run, same events:
+
+4. dry run to ODP bodies (JSON arrays of <= 500 ODP events), target >= 200,000 events/s;
+5. the Replayer to the emulator's ``POST /v3/events`` over loopback, against the SDK's
+   ODP pattern: ``OdpEventApiManager.send_odp_events`` with one event per request,
+   sequential (on ``--ref-events``, extrapolated); target >= 50x;
+6. issue 16's move: ``--odp-fault-events`` (50,000) events under 10 % injected faults
+   (5 % 500/503, 5 % 429), the run killed after 20 batches and resumed from its
+   checkpoint; every event must be accepted exactly once and ``report.reconcile()``
+   show no difference.
+
+    .venv/bin/python benchmarks/replay.py [--events 1000000] [--ref-events 3000] [--target all]
 """
 
 from __future__ import annotations
@@ -58,6 +69,8 @@ def main() -> int:
     ap.add_argument("--max-visitors", type=int, default=500)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--repeat", type=int, default=3, help="dry runs; the fastest is reported")
+    ap.add_argument("--target", choices=["event-api", "odp", "all"], default="all")
+    ap.add_argument("--odp-fault-events", type=int, default=50_000)
     args = ap.parse_args()
 
     import polars as pl
@@ -74,6 +87,10 @@ def main() -> int:
     t = time.perf_counter()
     events = samples.generate(args.events, seed=args.seed)
     print(f"generated {events.height:,} events in {time.perf_counter() - t:.1f} s")
+    if args.target in ("odp", "all"):
+        odp_section(args, events)
+    if args.target == "odp":
+        return 0
 
     # 1. encoding ---------------------------------------------------------------------
     t, c = time.perf_counter(), time.process_time()
@@ -147,6 +164,97 @@ def main() -> int:
     print(f"peak RSS {rss_mb():,.0f} MB; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
           "(other processes share the machine: wall-clock rates are lower bounds)")
     return 0
+
+
+def odp_section(args, events) -> None:
+    import orjson
+    import polars as pl
+    from optimizely.odp.odp_event import OdpEvent
+    from optimizely.odp.odp_event_api_manager import OdpEventApiManager
+
+    from psanalytics.api.http import RetryPolicy
+    from psanalytics.emulator import serve
+    from psanalytics.replay import Replayer, differences, encode_odp_events, replay
+    from psanalytics.schema import empty_frame
+
+    key = "odp-benchmark-key"
+    print("\n== ODP ==")
+    best = None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "odp.jsonl"
+        for _ in range(args.repeat):
+            c = time.process_time()
+            dry = Replayer("odp", dry_run=out, progress=False).run(events)
+            cpu = time.process_time() - c
+            if best is None or dry.duration_s < best[0].duration_s:
+                best = (dry, cpu)
+        size = out.stat().st_size
+    dry, cpu = best
+    dry_rate = dry.events / dry.duration_s
+    print(f"ODP dry run (best of {args.repeat}):  {dry_rate:>12,.0f} events/s  ({dry.duration_s:.2f} s wall, "
+          f"{cpu:.2f} s CPU, {dry.batches:,} bodies, {size / 1e6:,.0f} MB)")
+
+    with serve(empty_frame(), odp_api_key=key) as srv:
+        t = time.perf_counter()
+        rep = replay(events, srv.url, to="odp", api_key=key, workers=args.workers, progress=False)
+        wall = time.perf_counter() - t
+        kept = srv.emulator.odp.state(limit=0)["accepted"]
+        rate = rep.events / wall
+        print(f"Replayer -> ODP emulator: {rate:>10,.0f} events/s  ({wall:.1f} s wall incl. encoding, "
+              f"{rep.batches:,} requests; accepted {kept:,} of {events.height:,}: "
+              f"{'OK' if kept == events.height else 'MISMATCH'})")
+        srv.emulator.reset()
+        sub = encode_odp_events(events.head(args.ref_events))
+        odp_events = []
+        for text in sub.get_column("json"):
+            e = orjson.loads(text)
+            odp_events.append(OdpEvent(e["type"], e.get("action", ""), e["identifiers"], e["data"]))
+        mgr = OdpEventApiManager()
+        t = time.perf_counter()
+        for e in odp_events:  # the SDK's pattern: one event per request, sequential
+            mgr.send_odp_events(key, srv.url, [e])
+        ref_s = time.perf_counter() - t
+        ref_rate = len(odp_events) / ref_s
+        ref_kept = srv.emulator.odp.state(limit=0)["accepted"]
+        print(f"SDK send_odp_events x1:   {ref_rate:>10,.0f} events/s  ({len(odp_events):,} events in {ref_s:.1f} s; "
+              f"accepted {ref_kept:,})")
+    ratio = rate / ref_rate
+    print(f"ODP Replayer / SDK one-per-request: {ratio:,.0f}x (target >= 50x): {'PASS' if ratio >= 50 else 'FAIL'}")
+    print(f"ODP dry run: {dry_rate:,.0f} events/s (target >= 200,000): {'PASS' if dry_rate >= 200_000 else 'FAIL'}")
+
+    # 6. the faulted, killed and resumed move ---------------------------------------------
+    n = min(args.odp_fault_events, events.height)
+    move = events.head(n)
+    faults = {"error_rate": 0.05, "error_statuses": [500, 503], "rate_limit_rate": 0.05,
+              "retry_after": "0", "seed": 16, "routes": ["odp_events", "odp_profiles"]}
+    fast = RetryPolicy.fast(max_attempts=12)
+    with tempfile.TemporaryDirectory() as tmp, serve(empty_frame(), odp_api_key=key, faults=faults) as srv:
+        ck = Path(tmp) / "move.ckpt"
+        calls = []
+
+        def kill(batch, outcome):
+            calls.append(1)
+            if len(calls) == 20:
+                raise KeyboardInterrupt
+
+        try:
+            replay(move, srv.url, to="odp", api_key=key, checkpoint=ck, retries=fast, progress=False,
+                   on_batch=kill)
+        except KeyboardInterrupt:
+            pass
+        before = srv.emulator.odp.state(limit=0)["accepted"]
+        rep = replay(move, srv.url, to="odp", api_key=key, checkpoint=ck, retries=fast, progress=False,
+                     profiles=True)
+        table = rep.reconcile(srv)
+        st = srv.emulator.odp.state(limit=0)
+        ids = srv.emulator.odp.events_frame().get_column("idempotence_id")
+        faulted = sum(1 for j in srv.state(limit=None)["journal"] if j.get("fault"))
+    ok = (st["accepted"] == n and ids.n_unique() == n and differences(table).height == 0)
+    totals = table.select(pl.sum("read"), pl.sum("sent"), pl.sum("accepted")).row(0)
+    print(f"faulted move of {n:,} events: killed after 20 batches ({before:,} accepted), resumed "
+          f"(skipped {rep.skipped_events:,} acknowledged events, {rep.retries:,} retries, ~{faulted:,} faulted requests "
+          f"in the journal); accepted {st['accepted']:,} distinct, duplicates recognised {st['duplicates']:,}; "
+          f"reconcile read/sent/accepted {totals}, differences {differences(table).height}: {'PASS' if ok else 'FAIL'}")
 
 
 if __name__ == "__main__":

@@ -69,6 +69,9 @@ class Batch:
     suffix: bytes = field(default=_SUFFIX, repr=False)
     #: (start, end) rows of the encoded records this batch carries (ODP), else None
     rows: tuple[int, int] | None = None
+    #: the records' JSON texts (ODP): ``parts`` are read from it only when a batch is
+    #: split, so a run that is never refused does not copy every text into Python
+    texts: Any = field(default=None, repr=False)
     #: replayer clock time at which pacing released the batch (None until then)
     released_at: float | None = None
 
@@ -76,8 +79,17 @@ class Batch:
     def nbytes(self) -> int:
         return len(self.body)
 
+    @property
+    def splittable(self) -> bool:
+        """More than one visitor (Event API) or object (ODP): :meth:`split` can halve it."""
+        if self.parts:
+            return len(self.parts) > 1
+        return self.rows is not None and self.texts is not None and self.rows[1] - self.rows[0] > 1
+
     def split(self) -> tuple[Batch, Batch]:
         """Two halves by parts (visitors, or ODP objects), for isolating a rejected one."""
+        if not self.parts and self.texts is not None and self.rows is not None:
+            self.parts = self.texts.slice(self.rows[0], self.rows[1] - self.rows[0]).to_list()
         n = len(self.parts)
         if n < 2:
             raise BatchingError(f"batch {self.id} has one visitor; it cannot be split")
@@ -97,7 +109,7 @@ class Batch:
                     last_ms=self.last_ms, offset_min=self.offset_min, offset_max=self.offset_max,
                     kind=self.kind, parts=parts, prefix=self.prefix, suffix=self.suffix,
                     part_events=self.part_events[lo:hi], part_first_ms=self.part_first_ms[lo:hi],
-                    rows=rows,
+                    rows=rows, texts=self.texts,
                 )
             )
         return out[0], out[1]

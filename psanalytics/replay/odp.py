@@ -568,13 +568,33 @@ def odp_batches(
     (halves of a split batch carry sub-ranges), which the reconciliation reads."""
     if not 1 <= max_objects <= MAX_ODP_OBJECTS:
         raise BatchingError(f"max_objects must be 1..{MAX_ODP_OBJECTS} (got {max_objects})")
-    texts = records.get_column("json").to_list()
+    series = records.get_column("json")
     sizes = records.get_column("nbytes").to_list()
     ms = records.get_column("ms").to_list()
-    offs = records.get_column("offset").to_list() if "offset" in records.columns else list(range(len(texts)))
+    offs = records.get_column("offset").to_list() if "offset" in records.columns else list(range(len(sizes)))
     seq = start_seq
-    i, n = 0, len(texts)
+    i, n = 0, len(sizes)
+    texts: list[str] | None = None
+    # Fast path (no span limit): max_objects rows at a time while their encoded array fits
+    # max_bytes (a prefix sum answers that per chunk; bodies are joined by Polars, the
+    # texts never become Python strings); a chunk that does not fit, and every chunk
+    # under a span limit, goes through the exact row-by-row loop below.
+    cum = [0]
+    if max_span_ms is None:
+        cum = records.select(pl.col("nbytes").cum_sum()).to_series().to_list()
+        cum.insert(0, 0)
     while i < n:
+        j = min(n, i + max_objects)
+        if max_span_ms is None and cum[j] - cum[i] + (j - i) + 1 <= max_bytes:
+            body = b"[" + series.slice(i, j - i).str.join(",").item().encode() + b"]"
+            yield Batch(seq=seq, id=_batch_id(seq, body), body=body, visitors=0, events=j - i,
+                        first_ms=ms[i], last_ms=ms[j - 1], offset_min=min(offs[i:j]), offset_max=max(offs[i:j]),
+                        kind=kind, prefix=b"[", suffix=b"]", rows=(i, j), texts=series)
+            seq += 1
+            i = j
+            continue
+        if texts is None:
+            texts = series.to_list()
         if sizes[i] + 2 > max_bytes:
             if quarantine is not None:
                 quarantine.append(Quarantined("", None, 1, sizes[i] + 2, texts[i], [offs[i]]))

@@ -770,7 +770,7 @@ class Replayer:
                     "rejected: fix the key or URL and run again (with the same checkpoint, "
                     "acknowledged batches are skipped)") from exc
             if status is not None and 400 <= status < 500 and status not in (408, 429):
-                if self.split_rejected and len(batch.parts) > 1 and batch.kind in ("event-api", "odp", "odp-profiles"):
+                if self.split_rejected and batch.splittable and batch.kind in ("event-api", "odp", "odp-profiles"):
                     return list(batch.split())
                 rej = Rejection(batch=batch.id, status=status, reason=_reason_of(exc),
                                 errors=list(getattr(exc, "errors", []) or []),
