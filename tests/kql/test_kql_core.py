@@ -175,6 +175,7 @@ def test_errors_point_at_the_query():
         validate("Event | take 1")
     assert ei.value.suggestion == "Events"
     with pytest.raises(KqlUnsupported) as ei:
-        validate("Events | join (Events) on DeviceId")
+        validate("Events | evaluate bag_unpack(Payload)")
     assert (ei.value.line, ei.value.column) == (1, 10)
+    assert "out of scope" in ei.value.message
     assert isinstance(ei.value, KqlError)

@@ -158,6 +158,7 @@ QUERIES = [
     "Events | extend c = coalesce(City, 'none') | summarize count() by c",
     "Events | extend e = extract('([0-9]+)', 1, Value) | summarize count() by e | count",
     "Events | extend x = 7 / 2, y = -7 / 2, z = 7 % 3 | project x, y, z | take 1",
+    "Events | extend x = -7 % 3, y = 7 % -3 | project x, y | take 1",
     "Events | extend x = 7.0 / 2 | project x | take 1",
     "Events | extend x = toint('12'), y = tolong('x'), z = toreal('1.5') | project x, y, z | "
     "take 1",
@@ -220,10 +221,6 @@ EXCEPTIONS: dict[str, tuple[str, object, object]] = {
         "trim(regex, text) removes all leading and trailing matches (Kusto docs); "
         "duckdb-kql removes only one on each side",
         lambda f: [("x",)], lambda f: [(" x ",)]),
-    "Events | extend x = -7 % 3 | project x | take 1": (
-        "'%' follows .NET remainder semantics (sign of the dividend, -7 % 3 == -1); "
-        "duckdb-kql returns a non-negative modulo (2). Unverified against the API.",
-        lambda f: [(-1,)], lambda f: [(2,)]),
 }
 
 # query -> (reason, our columns, duckdb-kql columns): naming rules that differ

@@ -182,7 +182,8 @@ def test_arithmetic(events):
               "datetime(2024-01-02) - datetime(2024-01-01), "
               "(datetime(2024-01-02) - datetime(2024-01-01)) / 1h, datetime(2024-01-01) + 1d, "
               "2h * 3", events)
-    assert row == (3, -3, 1, -1, 3.5, None, timedelta(days=1), 24.0,
+    # Kusto: 0 <= N % D < abs(D) (numerical-operators page: -14 % 12 == 10)
+    assert row == (3, -3, 1, 2, 3.5, None, timedelta(days=1), 24.0,
                    datetime(2024, 1, 2, tzinfo=UTC), timedelta(hours=6))
 
 
@@ -264,7 +265,9 @@ def test_arg_max_and_arg_min(events):
     assert out.columns == ["DeviceId", "EventTime", "TrackId", "EventTime1", "City"]
     assert out.select("DeviceId", "TrackId", "City").rows() == [
         ("d1", "t3", "Stockholm"), ("d2", "t2", ""), ("d3", "t4", "Oslo"),
-        ("d4", None, None)]
+        # d4's EventTime is null on its only row: Kusto still returns that row
+        # (arg_max page, "Banana" example), never a null string
+        ("d4", "t5", "Malmö")]
     star = kql("Events | summarize arg_max(EventTime, *) by CountryCode | take 0", events)
     assert star.columns[:2] == ["CountryCode", "EventTime"] and len(star.columns) == 14
 
@@ -371,8 +374,8 @@ def test_render_spec_and_unknown_kind(events):
     ("Events | where City < 'b'", KqlUnsupported, 1, 16, None),
     ("Events | where City", KqlSemanticError, 1, 16, None),
     ("Events | summarize count() by City | where City2 == 1", KqlSemanticError, 1, 44, "City"),
-    ("Events | mv-expand Payload", KqlUnsupported, 1, 10, None),
-    ("Events | union Events", KqlUnsupported, 1, 10, None),
+    ("Events | mv-apply Payload on (take 1)", KqlUnsupported, 1, 10, None),
+    ("Events | evaluate bag_unpack(Payload)", KqlUnsupported, 1, 10, None),
     ("Events | extend h = hash(City)", KqlUnsupported, 1, 21, None),
     ("Events | summarize count() by City | take 1 | summarize max(Citty)", KqlSemanticError,
      1, 61, "City"),
@@ -513,12 +516,10 @@ def test_known_but_unimplemented_functions_are_unsupported():
 
 
 @pytest.mark.parametrize("query,column", [
-    ("Events | where CountryCode in (Events | distinct CountryCode)", 32),
     ("Events | where * has 'x'", 16),
-    ("Events | mv-expand x = Payload.tags", 10),
+    ("Events | search 'x'", 10),
     ("Events | extend (a, b) = (1, 2)", 17),
-    ("let f = (x: long) { x + 1 }; Events | take 1", 9),
-    ("print x = 1", 1),
+    ("Events | top-hitters 3 of City", 10),
     ("Events | summarize percentiles(toreal(Payload.price), 50, 90)", 20),
     ("Events | top-nested 3 of City by count()", 10),
 ])

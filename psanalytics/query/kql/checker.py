@@ -13,8 +13,7 @@ from psanalytics.query.kql import nodes as N
 
 KTYPES = ("string", "long", "real", "bool", "datetime", "timespan", "dynamic")
 
-TIME_DTYPE = pl.Datetime("ns", "UTC")
-SPAN_DTYPE = pl.Duration("ns")
+from psanalytics.query.kql.types import SPAN_DTYPE, TIME_DTYPE  # noqa: E402,F401
 
 #: Columns that hold JSON text and are typed ``dynamic`` in KQL.
 DYNAMIC_TEXT_COLUMNS = frozenset({"Payload"})

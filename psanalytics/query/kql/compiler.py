@@ -12,16 +12,16 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import polars as pl
 
-from psanalytics._time import datetime_to_ns, timedelta_to_ns
+from psanalytics._time import timedelta_to_ns
 from psanalytics.query.kql import nodes as N
 from psanalytics.query.kql.checker import (
     AGGREGATES,
+    DYNAMIC_TEXT_COLUMNS,
     RENDER_KINDS,
     SCALAR_FUNCTIONS,
     SPAN_DTYPE,
@@ -37,119 +37,22 @@ from psanalytics.query.kql.errors import (
     KqlUnsupported,
     suggest,
 )
-
-DAY_NS = 86_400 * 10**9
-NUMERIC = ("long", "real")
-ORDERED = ("long", "real", "datetime", "timespan")
-_DTYPES: dict[str, pl.DataType] = {
-    "string": pl.String(), "long": pl.Int64(), "real": pl.Float64(), "bool": pl.Boolean(),
-    "datetime": TIME_DTYPE, "timespan": SPAN_DTYPE, "dynamic": pl.String(),
-}
-
-
-@dataclass
-class RenderSpec:
-    """What ``| render`` asked for: ``kind`` (e.g. ``"timechart"``) and its ``with (...)``
-    properties as Python values. The data itself is never changed by ``render``."""
-
-    kind: str
-    properties: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Val:
-    """A compiled scalar: Polars expression, KQL type and helpers for dynamic access."""
-
-    expr: pl.Expr
-    ktype: str
-    nullable: bool = True
-    #: for dynamic JSON text: the JSON column expression and the path below it
-    json_base: pl.Expr | None = None
-    json_path: tuple[str | int, ...] = ()
-    #: for a Struct dynamic (User): its field names
-    struct_fields: tuple[str, ...] | None = None
-    is_list: bool = False
-    #: Python value when the expression is a constant
-    const: Any = None
-    is_const: bool = False
-    agg: bool = False
-
-
-@dataclass
-class Table:
-    lf: pl.LazyFrame
-    schema: dict[str, str]           # column -> ktype
-    dtypes: dict[str, pl.DataType]   # column -> polars dtype
-    ordered: bool = True             # row order is meaningful (input order / after sort)
-
-
-@dataclass
-class Compiled:
-    lf: pl.LazyFrame
-    schema: dict[str, str]
-    render: RenderSpec | None
-    #: the plan reads JSON per distinct document: run it on the in-memory engine (the
-    #: streaming engine is ~3x slower on those whole-column steps)
-    in_memory: bool = False
-
-
-def _lit(value: Any, ktype: str) -> Val:
-    dtype = _DTYPES[ktype]
-    if value is None:
-        return Val(pl.lit(None, dtype=dtype), ktype, True, const=None, is_const=True)
-    if ktype == "datetime":
-        e = pl.lit(int(value), dtype=pl.Int64).cast(TIME_DTYPE)
-    elif ktype == "timespan":
-        e = pl.lit(int(value), dtype=pl.Int64).cast(SPAN_DTYPE)
-    elif ktype == "dynamic":
-        import orjson
-        if isinstance(value, list):
-            return Val(pl.lit(_list_series(value)), "dynamic", False, is_list=True,
-                       const=value, is_const=True)
-        text = value if isinstance(value, str) else orjson.dumps(value).decode()
-        return Val(pl.lit(text, dtype=pl.String), "dynamic", False, const=value,
-                   is_const=True)
-    else:
-        e = pl.lit(value, dtype=dtype)
-    return Val(e, ktype, False, const=value, is_const=True)
-
-
-def _list_series(value: list[Any]) -> pl.Series:
-    """A dynamic array literal as a one-row List series (mixed items become JSON text)."""
-    import orjson
-
-    kinds = {type(v) for v in value if v is not None}
-    if kinds <= {str}:
-        return pl.Series([value], dtype=pl.List(pl.String))
-    if kinds <= {bool}:
-        return pl.Series([value], dtype=pl.List(pl.Boolean))
-    if kinds <= {int}:
-        return pl.Series([value], dtype=pl.List(pl.Int64))
-    if kinds <= {int, float}:
-        return pl.Series([[None if v is None else float(v) for v in value]],
-                         dtype=pl.List(pl.Float64))
-    texts = [v if isinstance(v, str) or v is None else orjson.dumps(v).decode() for v in value]
-    return pl.Series([texts], dtype=pl.List(pl.String))
-
-
-def _json_path(path: tuple[str | int, ...]) -> str:
-    out = "$"
-    for p in path:
-        if isinstance(p, int):
-            out += f"[{p}]"
-        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", p):
-            out += "." + p
-        else:
-            out += "['" + p.replace("\\", "\\\\").replace("'", "\\'") + "']"
-    return out
-
-
-def _rust_escape(s: str) -> str:
-    return re.sub(r"([\\.+*?()|\[\]{}^$#&\-~])", r"\\\1", s)
-
-
-def _ns(d: datetime) -> int:
-    return datetime_to_ns(d)
+from psanalytics.query.kql.operators import TabularOps
+from psanalytics.query.kql.types import (  # noqa: F401 - re-exported
+    _DTYPES,
+    DAY_NS,
+    NUMERIC,
+    ORDERED,
+    Compiled,
+    RenderSpec,
+    Table,
+    Val,
+    _json_path,
+    _list_series,
+    _lit,
+    _ns,
+    _rust_escape,
+)
 
 
 def param_literal(name: str, value: Any) -> N.Expr:
@@ -198,9 +101,13 @@ def schema_tables(tables: Mapping[str, Any] | None) -> dict[str, pl.LazyFrame]:
     return out
 
 
-class Compiler:
+class Compiler(TabularOps):
     def __init__(self, tables: Mapping[str, pl.LazyFrame], text: str | None, now_ns: int):
         self.tables = tables
+        #: let-defined functions and views
+        self.funcs: dict[str, N.FuncDef] = {}
+        #: scalar parameters of the function being inlined (they shadow columns)
+        self.params: dict[str, Val] = {}
         self.text = text
         self.now_ns = now_ns
         self.scalar_lets: dict[str, tuple[Val, N.Let]] = {}
@@ -241,10 +148,23 @@ class Compiler:
         return Compiled(table.lf, table.schema, render, self.used_dedupe_json)
 
     def compile_let(self, let: N.Let) -> None:
+        if isinstance(let.value, N.FuncDef):
+            self.funcs[let.name] = let.value
+            self.scalar_lets.pop(let.name, None)
+            self.tabular_lets.pop(let.name, None)
+            return
+        self.funcs.pop(let.name, None)
+        if isinstance(let.value, N.Call) and let.value.name in self.funcs \
+                and isinstance(self.funcs[let.value.name].body, N.Pipeline):
+            self.tabular_lets[let.name] = self.invoke_tabular(
+                self.funcs[let.value.name], list(let.value.args), let.value)
+            self.scalar_lets.pop(let.name, None)
+            return
         if isinstance(let.value, N.Pipeline):
-            src = let.value.source.name
-            if (not let.value.ops and src not in self.tabular_lets and src not in self.tables
-                    and src in self.scalar_lets):
+            src = getattr(let.value.source, "name", None)
+            if isinstance(let.value.source, N.TableRef) and (
+                    not let.value.ops and src not in self.tabular_lets and src not in self.tables
+                    and src not in self.funcs and src in self.scalar_lets):
                 self.scalar_lets[let.name] = (self.scalar_lets[src][0], let)
                 self.tabular_lets.pop(let.name, None)
                 return
@@ -262,11 +182,13 @@ class Compiler:
             self.scalar_lets[let.name] = (v, let)
             self.tabular_lets.pop(let.name, None)
 
-    def source(self, ref: N.TableRef) -> Table:
+    def table_ref(self, ref: N.TableRef) -> Table:
         if ref.name in self.tabular_lets:
             return self.tabular_lets[ref.name]
         if ref.name in self.table_cache:
             return self.table_cache[ref.name]
+        if ref.name not in self.tables and ref.name in self.funcs:
+            return self.invoke_tabular(self.funcs[ref.name], [], ref)
         if ref.name not in self.tables:
             if ref.name in self.scalar_lets:
                 raise self.sem(f"'{ref.name}' is a scalar let, not a table", ref)
@@ -651,8 +573,12 @@ class Compiler:
                     raise self.sem(f"'{e.name}' returns columns: name this expression", a,
                                    cls=KqlUnsupported)
                 names.append((n, v))
+        # a group whose value is null on every row still returns one of its rows
+        all_null = by.max().is_null()
         for n, v in names:
-            out.append((n, getattr(self.materialize(v), fn)(by), v.ktype))
+            col = self.materialize(v)
+            out.append((n, pl.when(all_null).then(col.first())
+                        .otherwise(getattr(col, fn)(by)), v.ktype))
         return out
 
     # ------------------------------------------------------------------ scalars
@@ -669,11 +595,16 @@ class Compiler:
     def x_literal(self, e: N.Literal, t: Table) -> Val:
         return _lit(e.value, e.ktype)
 
+    def x_subquery(self, e: N.SubQuery, t: Table) -> Val:
+        raise self.sem("a tabular expression is not a value here (use toscalar(...))", e)
+
     def x_star(self, e: N.Star, t: Table) -> Val:
         raise self.sem("'*' (all columns) is only supported in count(*), arg_max(e, *) and "
                        "arg_min(e, *) by the local engine", e, cls=KqlUnsupported)
 
     def x_name(self, e: N.Name, t: Table) -> Val:
+        if e.name in self.params:
+            return self.params[e.name]
         in_cols = e.name in t.schema
         if in_cols and e.name in self.scalar_lets:
             raise self.sem(f"'{e.name}' is both a column and a scalar let: rename the let "
@@ -697,6 +628,7 @@ class Compiler:
                     v.is_list = True
                 else:
                     v.json_base = pl.col(e.name)
+                    v.json_any = e.name not in DYNAMIC_TEXT_COLUMNS
             return v
         if e.name in self.scalar_lets:
             return self.scalar_lets[e.name][0]
@@ -715,6 +647,8 @@ class Compiler:
             return self.json_path(v.json_base, v.json_path)
         if v.struct_fields is not None:
             return v.expr.struct.json_encode()
+        if v.json_any:
+            return v.expr.str.json_path_match("$")
         return v.expr
 
     def member(self, base: Val, key: str | int, node: N.Expr) -> Val:
@@ -894,14 +828,17 @@ class Compiler:
                 raise self.sem(f"ordering comparison '{op}' on strings is not supported by "
                                "the local engine", e, cls=KqlUnsupported)
             raise self.sem(f"'{op}' cannot compare {kind} values", e)
-        if op == "==":
-            r = x == y
-            return Val(r.fill_null(False) if nullable else r, "bool", False, agg=agg)
-        if op == "!=":
-            r = x.ne_missing(y) if nullable else x != y
-            if nullable:
-                r = pl.when(x.is_null() & y.is_null()).then(pl.lit(False)).otherwise(r)
-            return Val(r, "bool", False, agg=agg)
+        if op in ("==", "!="):
+            # Kusto: one null side -> == false, != true; both null -> null
+            r = x == y if op == "==" else x != y
+            if not nullable:
+                return Val(r, "bool", False, agg=agg)
+            r = x.eq_missing(y) if op == "==" else x.ne_missing(y)
+            if (a.is_const and a.const is not None) or (b.is_const and b.const is not None) \
+                    or kind == "string" and not (a.nullable and b.nullable):
+                return Val(r, "bool", False, agg=agg)
+            r = pl.when(x.is_null() & y.is_null()).then(pl.lit(None, pl.Boolean)).otherwise(r)
+            return Val(r, "bool", True, agg=agg)
         r = {"<": x < y, "<=": x <= y, ">": x > y, ">=": x >= y}[op]
         return Val(r, "bool", True, agg=agg)
 
@@ -921,13 +858,15 @@ class Compiler:
                     r = pl.when(y == 0).then(None).otherwise(x.truncdiv(y))
                     return Val(r, "long", True, agg=agg)
                 if op == "%":
-                    r = pl.when(y == 0).then(None).otherwise(x - x.truncdiv(y) * y)
+                    # Kusto: 0 <= N % D < abs(D) (-14 % 12 == 10, 14 % -12 == 2)
+                    r = pl.when(y == 0).then(None).otherwise(x % y.abs())
                     return Val(r, "long", True, agg=agg)
                 return Val({"+": x + y, "-": x - y, "*": x * y}[op], "long",
                            a.nullable or b.nullable, agg=agg)
             x, y = x.cast(pl.Float64), y.cast(pl.Float64)
             if op == "%":
-                r = x - (x / y).cast(pl.Int64, strict=False).cast(pl.Float64) * y
+                ay = y.abs()
+                r = x - (x / ay).floor() * ay
             else:
                 r = {"+": x + y, "-": x - y, "*": x * y, "/": x / y}[op]
             return Val(r, "real", True, agg=agg)
@@ -962,6 +901,11 @@ class Compiler:
         values: list[Any] = []
         kinds: set[str] = set()
         for it in e.items:
+            if isinstance(it, N.SubQuery):
+                sub, kt = self.subquery_values(it)
+                values.extend(sub)
+                kinds.add(kt)
+                continue
             v = self.expr(it, t)
             if not v.is_const:
                 raise self.sem(f"'{op}' needs literal values or scalar lets locally", it,
@@ -1074,6 +1018,10 @@ class Compiler:
 
     def x_call(self, e: N.Call, t: Table) -> Val:
         name = e.name
+        if name in self.funcs:
+            return self.invoke_scalar(self.funcs[name], e, t)
+        if name == "toscalar":
+            return self.toscalar(e)
         if name in AGGREGATES and not (name in ("min", "max") and False):
             if not getattr(self, "_agg_ctx", False):
                 raise self.sem(f"aggregate function '{name}' can only be used in "

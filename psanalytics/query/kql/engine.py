@@ -19,7 +19,7 @@ from psanalytics.query.kql.compiler import (
     compile_query,
     schema_tables,
 )
-from psanalytics.query.kql.errors import KqlError, KqlRuntimeError, KqlUnsupported
+from psanalytics.query.kql.errors import KqlError, KqlRuntimeError
 from psanalytics.query.kql.parser import parse
 
 Tables = Mapping[str, "pl.DataFrame | pl.LazyFrame"]
@@ -95,10 +95,11 @@ def _compile(query: str | N.Query, tables: Mapping[str, pl.LazyFrame], *,
     except KqlError:
         raise
     except (pl.exceptions.PolarsError, TypeError, ValueError, OverflowError) as exc:
-        # A construct the compiler did not anticipate: report it against the query
-        # instead of leaking an internal error.
-        raise KqlUnsupported(f"the local engine could not compile this query: {exc}",
-                             query=text, span=(0, 1) if text else None) from exc
+        # An internal failure: report it against the query instead of leaking a
+        # traceback, but never as "unsupported" (that would hide a bug as a limitation).
+        raise KqlRuntimeError(f"internal error while compiling this query ({type(exc).__name__}:"
+                              f" {exc}); please report it",
+                              query=text, span=(0, 1) if text else None) from exc
 
 
 def plan(query: str | N.Query, tables: Tables, *, now: datetime | None = None,

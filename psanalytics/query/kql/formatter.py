@@ -123,6 +123,8 @@ def expr(e: N.Expr) -> str:
     if isinstance(e, N.Between):
         kw = "!between" if e.negated else "between"
         return f"{_wrap(e.left)} {kw} ({_wrap(e.low)} .. {_wrap(e.high)})"
+    if isinstance(e, N.SubQuery):
+        return pipeline(e.pipeline)
     raise TypeError(f"not an expression node: {type(e).__name__}")
 
 
@@ -175,11 +177,141 @@ def operator(op: N.Op) -> str:
         if op.props:
             s += " with (" + ", ".join(f"{k}={expr(v)}" for k, v in op.props) + ")"
         return s
+    if isinstance(op, N.As):
+        return f"as {_name(op.name)}"
+    if isinstance(op, N.Join):
+        s = op.keyword
+        if op.kind is not None:
+            s += f" kind={op.kind}"
+        return s + f" ({pipeline(op.right)}) on " + ", ".join(expr(o) for o in op.on)
+    if isinstance(op, N.Union):
+        return "union " + _union(op)
+    if isinstance(op, N.MvExpand):
+        s = "mv-expand"
+        if op.kind is not None:
+            s += f" kind={op.kind}"
+        if op.itemindex is not None:
+            s += f" with_itemindex={_name(op.itemindex)}"
+        parts = []
+        for name, e, totype in op.items:
+            it = expr(e) if name is None else f"{_name(name)} = {expr(e)}"
+            if totype is not None:
+                it += f" to typeof({totype})"
+            parts.append(it)
+        s += " " + ", ".join(parts)
+        if op.limit is not None:
+            s += f" limit {expr(op.limit)}"
+        return s
+    if isinstance(op, N.Parse):
+        s = "parse-where" if op.where else "parse"
+        if op.kind is not None:
+            s += f" kind={op.kind}"
+        if op.flags is not None:
+            s += f" flags={op.flags}"
+        out = []
+        for p in op.parts:
+            if isinstance(p, str):
+                out.append(_str(p))
+            elif p[0] == "*":
+                out.append("*")
+            else:
+                out.append(_name(p[0]) + (f":{p[1]}" if p[1] else ""))
+        return f"{s} {_wrap(op.expr)} with " + " ".join(out)
+    if isinstance(op, N.MakeSeries):
+        aggs = ", ".join(_assign(a) + (f" default={expr(d)}" if d is not None else "")
+                         for a, d in op.aggs)
+        s = f"make-series {aggs} on {expr(op.on)}"
+        if op.start is not None:
+            s += f" from {expr(op.start)}"
+        if op.stop is not None:
+            s += f" to {expr(op.stop)}"
+        s += f" step {expr(op.step)}"
+        if op.by:
+            s += " by " + ", ".join(_assign(a) for a in op.by)
+        return s
+    if isinstance(op, N.Serialize):
+        return ("serialize " + ", ".join(_assign(a) for a in op.items)).rstrip()
+    if isinstance(op, N.Sample):
+        return f"sample {expr(op.count)}"
+    if isinstance(op, N.SampleDistinct):
+        return f"sample-distinct {expr(op.count)} of {expr(op.expr)}"
+    if isinstance(op, N.ProjectReorder):
+        return "project-reorder " + ", ".join(
+            (n.name if "*" in n.name else _name(n.name)) + (f" {o}" if o else "")
+            for n, o in op.names)
+    if isinstance(op, N.GetSchema):
+        return "getschema"
+    if isinstance(op, N.TopNested):
+        levels = []
+        for cnt, name, e, others, aname, agg, asc in op.levels:
+            s = "top-nested"
+            if cnt is not None:
+                s += f" {expr(cnt)}"
+            s += " of " + (expr(e) if name is None else f"{_name(name)} = {expr(e)}")
+            if others is not None:
+                s += f" with others = {expr(others)}"
+            s += " by " + (expr(agg) if aname is None else f"{_name(aname)} = {expr(agg)}")
+            s += " asc" if asc else " desc"
+            levels.append(s)
+        return ", ".join(levels)
     raise TypeError(f"not an operator node: {type(op).__name__}")
 
 
+def _union(u: N.Union) -> str:
+    s = ""
+    if u.kind is not None:
+        s += f"kind={u.kind} "
+    if u.withsource is not None:
+        s += f"withsource={_name(u.withsource)} "
+    return s + ", ".join(f"({pipeline(p)})" for p in u.tables)
+
+
+def _type(k: str) -> str:
+    return k
+
+
+def source(src: N.Node) -> str:
+    if isinstance(src, N.TableRef):
+        return _name(src.name)
+    if isinstance(src, N.PrintSource):
+        return ("print " + ", ".join(_assign(a) for a in src.items)).rstrip()
+    if isinstance(src, N.DatatableSource):
+        cols = ", ".join(f"{_name(n)}:{_type(k)}" for n, k in src.columns)
+        return f"datatable({cols}) [" + ", ".join(expr(v) for v in src.values) + "]"
+    if isinstance(src, N.RangeSource):
+        return (f"range {_name(src.name)} from {expr(src.start)} to {expr(src.stop)} "
+                f"step {expr(src.step)}")
+    if isinstance(src, N.CallSource):
+        args = [f"({pipeline(a)})" if isinstance(a, N.Pipeline) else expr(a)
+                for a in src.args]
+        return f"{src.name}({', '.join(args)})"
+    if isinstance(src, N.UnionSource):
+        return "union " + _union(src.union)
+    raise TypeError(f"not a table source: {type(src).__name__}")
+
+
 def pipeline(p: N.Pipeline) -> str:
-    return "\n".join([_name(p.source.name), *("| " + operator(o) for o in p.ops)])
+    return "\n".join([source(p.source), *("| " + operator(o) for o in p.ops)])
+
+
+def _let(let: N.Let) -> str:
+    v = let.value
+    if isinstance(v, N.FuncDef):
+        params = []
+        for p in v.params:
+            if p.ktype == "table":
+                cols = ", ".join(f"{_name(n)}:{k}" for n, k in (p.columns or []))
+                params.append(f"{_name(p.name)}:({cols or '*'})")
+            else:
+                d = f" = {expr(p.default)}" if p.default is not None else ""
+                params.append(f"{_name(p.name)}:{p.ktype}{d}")
+        body = [_let(inner) for inner in v.lets]
+        body.append(pipeline(v.body) if isinstance(v.body, N.Pipeline) else expr(v.body))
+        head = "view " if v.view else ""
+        return (f"let {_name(let.name)} = {head}({', '.join(params)}) {{ "
+                + " ".join(body) + " };")
+    text = pipeline(v) if isinstance(v, N.Pipeline) else expr(v)
+    return f"let {_name(let.name)} = {text};"
 
 
 def format(ast: N.Query | N.Pipeline | N.Expr | str) -> str:  # noqa: A001 - public name
@@ -190,8 +322,7 @@ def format(ast: N.Query | N.Pipeline | N.Expr | str) -> str:  # noqa: A001 - pub
     if isinstance(ast, N.Query):
         lines = []
         for let in ast.lets:
-            v = pipeline(let.value) if isinstance(let.value, N.Pipeline) else expr(let.value)
-            lines.append(f"let {_name(let.name)} = {v};")
+            lines.append(_let(let))
         lines.append(pipeline(ast.body))
         return "\n".join(lines)
     if isinstance(ast, N.Pipeline):

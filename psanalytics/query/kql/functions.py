@@ -9,9 +9,9 @@ import polars as pl
 
 from psanalytics._time import instant_or_none, parse_timespan
 from psanalytics.query.kql import nodes as N
-from psanalytics.query.kql.checker import SPAN_DTYPE, TIME_DTYPE
 from psanalytics.query.kql.compiler import DAY_NS, NUMERIC, Val, _lit, _rust_escape
 from psanalytics.query.kql.errors import KqlUnsupported
+from psanalytics.query.kql.types import SPAN_DTYPE, TIME_DTYPE
 
 if TYPE_CHECKING:
     from psanalytics.query.kql.compiler import Compiler, Table
@@ -394,7 +394,7 @@ def _substring(c: Compiler, e: N.Call, t: Table) -> Val:
     a = args(c, e, t, 2, 3)
     s = _s(c, a[0], e.args[0])
     start = want(c, a[1], e.args[1], "long").expr
-    start = pl.when(start < 0).then(0).otherwise(start)
+    # a negative start counts from the end (substring("123456", -2, 2) == "56")
     if len(a) > 2:
         ln = want(c, a[2], e.args[2], "long").expr
         ln = pl.when(ln < 0).then(0).otherwise(ln)
@@ -466,8 +466,10 @@ def _split(c: Compiler, e: N.Call, t: Table) -> Val:
     d = const_str(c, a[1], e.args[1], "the delimiter")
     if len(a) == 3:
         i = const_long(c, a[2], e.args[2], "the index")
-        r = s.expr.str.split(d).list.get(i, null_on_oob=True)
-        return Val(r, "dynamic", True, agg=s.agg)
+        # a one-element array (empty when the index is out of range)
+        r = s.expr.str.split(d).list.slice(i, 1) if i >= 0 else \
+            s.expr.str.split(d).list.slice(0, 0)
+        return Val(r, "dynamic", True, is_list=True, agg=s.agg)
     return Val(s.expr.str.split(d), "dynamic", True, is_list=True, agg=s.agg)
 
 
@@ -481,15 +483,45 @@ def _extract(c: Compiler, e: N.Call, t: Table) -> Val:
     return V(s.expr.str.extract(pat, g).fill_null(""), "string", s, nullable=False)
 
 
+def _self_overlaps(needle: str) -> bool:
+    return any(needle[:k] == needle[-k:] for k in range(1, len(needle)))
+
+
+def _count_overlapping(needle: str) -> Callable[[pl.Series], pl.Series]:
+    def count(text: str | None) -> int:
+        if text is None:
+            return 0
+        n, i = 0, text.find(needle)
+        while i >= 0:
+            n += 1
+            i = text.find(needle, i + 1)
+        return n
+
+    def batch(s: pl.Series) -> pl.Series:
+        return pl.Series([count(x) for x in s.to_list()], dtype=pl.Int64)
+    return batch
+
+
 @fn("countof")
 def _countof(c: Compiler, e: N.Call, t: Table) -> Val:
-    a = args(c, e, t, 2)
+    a = args(c, e, t, 2, 3)
     s = _s(c, a[0], e.args[0])
     needle = const_str(c, a[1], e.args[1], "the search text")
+    kind = const_str(c, a[2], e.args[2], "the kind") if len(a) > 2 else "normal"
+    if kind not in ("normal", "regex"):
+        raise c.sem(f"countof() kind must be 'normal' or 'regex', not '{kind}'", e.args[2])
     if needle == "":
         return _lit(0, "long")
-    return V(s.expr.str.count_matches(needle, literal=True).cast(pl.Int64), "long", s,
-             nullable=False)
+    if kind == "regex":
+        c.check_regex(needle, e.args[1])
+        r = s.expr.str.count_matches(needle)
+    elif _self_overlaps(needle):
+        # plain matches may overlap (countof("aaaa", "aa") == 3): Polars counts
+        # non-overlapping ones, so such needles are counted per value
+        r = s.expr.map_batches(_count_overlapping(needle), return_dtype=pl.Int64)
+    else:
+        r = s.expr.str.count_matches(needle, literal=True)
+    return V(r.cast(pl.Int64), "long", s, nullable=False)
 
 
 @fn("reverse")
@@ -713,7 +745,15 @@ def _round(c: Compiler, e: N.Call, t: Table) -> Val:
     n = const_long(c, a[1], e.args[1], "the precision") if len(a) > 1 else 0
     if x.ktype == "long" and n >= 0:
         return x
-    return V(x.expr.cast(pl.Float64).round(n, mode="half_away_from_zero"), "real", x)
+    f = x.expr.cast(pl.Float64)
+    if n >= 0:
+        r = f.round(n, mode="half_away_from_zero")
+    else:  # round(21.5, -1) == 20: round to a multiple of 10^-n
+        scale = float(10 ** -n)
+        r = (f / scale).round(0, mode="half_away_from_zero") * scale
+    if x.ktype == "long":
+        return V(r.cast(pl.Int64), "long", x)
+    return V(r, "real", x)
 
 
 @fn("pow")
@@ -789,9 +829,8 @@ def _count(c: Compiler, e: N.Call, t: Table) -> Val:
     a = _agg_args(c, e, t, 0, 1)
     if not a:
         return A(pl.len().cast(pl.Int64), "long")
-    v = a[0]
-    x = c.materialize(v) if v.ktype == "dynamic" else v.expr
-    return A(x.count().cast(pl.Int64), "long")
+    # count(expr) counts rows, nulls included (the summarize page's example)
+    return A(a[0].expr.len().cast(pl.Int64), "long")
 
 
 @fn("countif", agg=True)
@@ -902,9 +941,13 @@ def _take_any(c: Compiler, e: N.Call, t: Table) -> Val:
 def _make(c: Compiler, e: N.Call, t: Table, unique: bool, cond: bool) -> Val:
     a = _agg_args(c, e, t, 2 if cond else 1, 3 if cond else 2)
     v = a[0]
-    x = c.materialize(v).drop_nulls()
+    x = c.materialize(v)
     if cond:
         x = x.filter(_pred(c, a[1], e.args[1]))
+    if v.is_list:
+        # an array-valued argument contributes its elements (make_set over arrays)
+        x = x.explode()
+    x = x.drop_nulls()
     if unique:
         x = x.unique(maintain_order=True)
     lim = a[2 if cond else 1] if len(a) > (2 if cond else 1) else None

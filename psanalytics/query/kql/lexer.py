@@ -30,6 +30,7 @@ _ONE_CHAR = "|,()[]{}.;=<>+-*/%:"
 _IDENT_RE = re.compile(r"[A-Za-z_$][A-Za-z0-9_]*")
 _NUM_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _UNIT_RE = re.compile(r"[A-Za-z]+")
+_PLACEHOLDER_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _HYPH_RE = re.compile("|".join(re.escape(h) for h in HYPHENATED) + r"(?![A-Za-z0-9_])")
 
 
@@ -145,6 +146,11 @@ def tokenize(text: str) -> list[Token]:
         elif c in "hH" and text.startswith("@", i + 1) and i + 2 < n and text[i + 2] in "\"'":
             val, i = _read_verbatim(text, i + 2)
             toks.append(Token("STRING", val, start, i, spaced=spaced))
+        # {{name}}: a filter-definition parameter (Profile Store), filled from params ---
+        elif c == "{" and (pm := _PLACEHOLDER_RE.match(text, i)):
+            toks.append(Token("IDENT", pm.group(1), start, pm.end(), quoted=True,
+                              spaced=spaced))
+            i = pm.end()
         # bracket-quoted identifiers ['x'] ["x"] ----------------------------------
         elif c == "[" and i + 1 < n and text[i + 1] in "\"'" and _is_bracket_ident(text, i):
             val, j = _read_string(text, i + 1)

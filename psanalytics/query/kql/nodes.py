@@ -215,22 +215,196 @@ class Render(Op):
 
 
 @dataclass
+class As(Op):
+    name: str
+    span: Span = _span()
+
+
+@dataclass
+class Join(Op):
+    """``join kind=K (right) on keys``; ``on`` items are Names (same column both sides)
+    or ``$left.a == $right.b`` Binary nodes. ``keyword`` is join or lookup."""
+
+    kind: str | None
+    right: Pipeline
+    on: list[Expr]
+    keyword: str = "join"
+    span: Span = _span()
+
+
+@dataclass
+class Union(Op):
+    """``union [kind=inner|outer] [withsource=Name] T1, T2`` (as an operator the input is
+    the first table)."""
+
+    tables: list[Pipeline]
+    kind: str | None = None
+    withsource: str | None = None
+    span: Span = _span()
+
+
+@dataclass
+class MvExpand(Op):
+    """``mv-expand [kind=bag|array] [with_itemindex=I] c1 [to typeof(T)], ... [limit N]``;
+    items are (name or None, expr, type or None)."""
+
+    items: list[tuple[str | None, Expr, str | None]]
+    kind: str | None = None
+    itemindex: str | None = None
+    limit: Expr | None = None
+    span: Span = _span()
+
+
+@dataclass
+class Parse(Op):
+    """``parse [kind=simple|regex] [flags=F] expr with parts``; parts alternate string
+    literals and (column name, type or None)."""
+
+    expr: Expr
+    parts: list[str | tuple[str, str | None]]
+    kind: str | None = None
+    flags: str | None = None
+    where: bool = False
+    span: Span = _span()
+
+
+@dataclass
+class MakeSeries(Op):
+    """``make-series [N =] agg [default = v], ... on axis [from a] [to b] step s [by ...]``."""
+
+    aggs: list[tuple[Assign, Expr | None]]
+    on: Expr
+    start: Expr | None
+    stop: Expr | None
+    step: Expr
+    by: list[Assign]
+    span: Span = _span()
+
+
+@dataclass
+class Serialize(Op):
+    items: list[Assign]
+    span: Span = _span()
+
+
+@dataclass
+class Sample(Op):
+    count: Expr
+    span: Span = _span()
+
+
+@dataclass
+class SampleDistinct(Op):
+    count: Expr
+    expr: Expr
+    span: Span = _span()
+
+
+@dataclass
+class ProjectReorder(Op):
+    names: list[tuple[Name, str | None]]
+    span: Span = _span()
+
+
+@dataclass
+class GetSchema(Op):
+    span: Span = _span()
+
+
+@dataclass
+class TopNested(Op):
+    """``top-nested [N] of expr [with others = v] by agg [asc|desc], ...``; levels are
+    (count or None, name or None, expr, others or None, agg name or None, agg, asc)."""
+
+    levels: list[tuple[Expr | None, str | None, Expr, Expr | None, str | None, Expr, bool]]
+    span: Span = _span()
+
+
+@dataclass
 class TableRef(Node):
     name: str
     span: Span = _span()
 
 
 @dataclass
+class PrintSource(Node):
+    items: list[Assign]
+    span: Span = _span()
+
+
+@dataclass
+class DatatableSource(Node):
+    columns: list[tuple[str, str]]
+    values: list[Expr]
+    span: Span = _span()
+
+
+@dataclass
+class RangeSource(Node):
+    name: str
+    start: Expr
+    stop: Expr
+    step: Expr
+    span: Span = _span()
+
+
+@dataclass
+class CallSource(Node):
+    """A tabular function call (``f(1, T)``), a view, or ``materialize(T)``."""
+
+    name: str
+    args: list[Expr | Pipeline]
+    span: Span = _span()
+
+
+@dataclass
+class UnionSource(Node):
+    union: Union
+    span: Span = _span()
+
+
+@dataclass
 class Pipeline(Node):
-    source: TableRef
+    source: TableRef | PrintSource | DatatableSource | RangeSource | CallSource | UnionSource
     ops: list[Op]
+    span: Span = _span()
+
+
+@dataclass
+class SubQuery(Expr):
+    """A tabular expression used as a value: ``toscalar(T | count)``,
+    ``x in (T | project y)``."""
+
+    pipeline: Pipeline
+    span: Span = _span()
+
+
+@dataclass
+class Param(Node):
+    """A function parameter: ``x:long``, ``x:long = 5``, ``T:(*)``, ``T:(a:long)``;
+    ``ktype`` is ``"table"`` for tabular parameters."""
+
+    name: str
+    ktype: str
+    default: Expr | None = None
+    columns: list[tuple[str, str]] | None = None
+
+
+@dataclass
+class FuncDef(Node):
+    """``(params) { lets; body }`` or ``view () { ... }``."""
+
+    params: list[Param]
+    lets: list[Let]
+    body: Expr | Pipeline
+    view: bool = False
     span: Span = _span()
 
 
 @dataclass
 class Let(Node):
     name: str
-    value: Expr | Pipeline
+    value: Expr | Pipeline | FuncDef
     span: Span = _span()
     name_span: Span = _span()
 

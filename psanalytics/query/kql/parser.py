@@ -20,16 +20,24 @@ from psanalytics.query.kql.lexer import Token, tokenize
 SUPPORTED_OPERATORS = (
     "where", "filter", "project", "project-away", "project-keep", "project-rename",
     "extend", "summarize", "count", "distinct", "take", "limit", "top", "sort", "order",
-    "render",
+    "render", "join", "lookup", "union", "mv-expand", "parse", "parse-where", "make-series",
+    "serialize", "sample", "sample-distinct", "project-reorder", "getschema", "as",
+    "top-nested",
 )
 #: Valid KQL operators the local engine does not run (KqlUnsupported).
 UNSUPPORTED_OPERATORS = (
-    "join", "union", "mv-expand", "mv-apply", "make-series", "parse", "parse-where",
-    "parse-kv", "sample", "sample-distinct", "top-nested", "top-hitters", "evaluate",
-    "search", "as", "serialize", "lookup", "invoke", "getschema", "fork", "facet",
-    "partition", "scan", "project-reorder", "find", "consume", "reduce", "extend-rows",
+    "mv-apply", "parse-kv", "top-hitters", "evaluate",
+    "search", "invoke", "fork", "facet",
+    "partition", "scan", "find", "consume", "reduce", "extend-rows",
     "range", "print", "datatable", "externaldata", "materialize", "toscalar",
 )
+#: Words that start a tabular expression (a table source).
+SOURCE_WORDS = ("print", "datatable", "range", "union", "materialize", "view")
+JOIN_KINDS = ("innerunique", "inner", "leftouter", "rightouter", "fullouter", "leftanti",
+              "rightanti", "leftsemi", "rightsemi", "anti", "leftantisemi",
+              "rightantisemi", "semi")
+TYPE_NAMES = ("string", "long", "int", "real", "double", "bool", "boolean", "datetime",
+              "date", "timespan", "time", "dynamic", "decimal", "guid")
 ALL_OPERATORS = SUPPORTED_OPERATORS + UNSUPPORTED_OPERATORS
 
 #: Binary string/comparison operators (word forms); each has a ``!`` negation.
@@ -51,6 +59,8 @@ class Parser:
         self.i = 0
         self.depth = 0
         self.expr_depth = 0
+        #: names of let-defined functions whose body is tabular
+        self.tabular_funcs: set[str] = set()
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -115,6 +125,10 @@ class Parser:
         if self.tok.kind != "EOF":
             if self.is_word("let"):
                 self.error("'let' statements must come before the query")
+            if self.toks[self.i - 1].kind == "OP" and self.toks[self.i - 1].value == ";":
+                self.error("several queries separated by ';' (several result tables) are "
+                           "not supported by the local engine: run them one at a time",
+                           cls=KqlUnsupported)
             self.error(f"unexpected {self.describe(self.tok)} after the end of the query"
                        " (expected '|' or the end)")
         return N.Query(lets, body, span=(0, len(self.text)))
@@ -123,18 +137,18 @@ class Parser:
         start = self.advance().start  # let
         name_tok = self.ident("a name after 'let'")
         self.expect_op("=", " after the let name")
-        value: N.Expr | N.Pipeline
+        value: N.Expr | N.Pipeline | N.FuncDef
         if self.is_op("(") and self._looks_like_function():
-            self.error("user-defined functions in 'let' are not supported by the local "
-                       "engine", cls=KqlUnsupported)
-        if self._tabular_ahead(self.i):
+            value = self.parse_funcdef(view=False)
+            if isinstance(value.body, N.Pipeline):
+                self.tabular_funcs.add(name_tok.value)
+        elif self.is_word("view") and self.peek().kind == "OP" and self.peek().value == "(":
+            self.advance()
+            value = self.parse_funcdef(view=True)
+            self.tabular_funcs.add(name_tok.value)
+        elif self._starts_tabular(self.i):
             # `let T = Events | ...;`, `let T = (Events | ...);`, `let T = (Events) | ...;`
             value = self.parse_pipeline()
-        elif (self.tok.kind == "IDENT" and self.tok.value in ("view", "materialize",
-                                                             "datatable", "range", "print")
-              and not self.tok.quoted):
-            self.error(f"'{self.tok.value}' in 'let' is not supported by the local engine",
-                       cls=KqlUnsupported)
         else:
             value = self.parse_expr()
             if isinstance(value, N.Name) and (self.is_op(";") or self.tok.kind == "EOF"):
@@ -147,6 +161,117 @@ class Parser:
         self.advance()
         return N.Let(name_tok.value, value, span=(start, end),
                      name_span=(name_tok.start, name_tok.end))
+
+    def _starts_tabular(self, j: int) -> bool:
+        """The tokens from ``j`` start a tabular expression (a source word, a tabular
+        function call, or a name followed by '|')."""
+        t = self.toks[j]
+        nxt = self.toks[min(j + 1, len(self.toks) - 1)]
+        if t.kind == "IDENT" and not t.quoted:
+            if t.value in ("print", "union") and not (nxt.kind == "OP" and nxt.value in "=("):
+                return True
+            if t.value in ("datatable", "materialize") and nxt.kind == "OP" \
+                    and nxt.value == "(":
+                return True
+            if t.value == "range" and nxt.kind == "IDENT":
+                return True
+            if t.value in self.tabular_funcs and nxt.kind == "OP" and nxt.value == "(":
+                return True
+        if t.kind == "IDENT" and nxt.kind == "OP" and nxt.value == "(":
+            k = self._skip_parens(j + 1)
+            return self.toks[k].kind == "OP" and self.toks[k].value == "|"
+        if t.kind == "OP" and t.value == "(":
+            k = j
+            while self.toks[k].kind == "OP" and self.toks[k].value == "(" \
+                    and k < len(self.toks) - 1:
+                k += 1
+            if self.toks[k].kind == "IDENT" and self.toks[k].value in SOURCE_WORDS \
+                    and not self.toks[k].quoted and self._starts_tabular(k):
+                return True
+        return self._tabular_ahead(j)
+
+    def _skip_parens(self, j: int) -> int:
+        """Index after the parenthesized group starting at ``j`` (a '(')."""
+        depth = 0
+        while j < len(self.toks):
+            t = self.toks[j]
+            if t.kind == "OP" and t.value in "([{":
+                depth += 1
+            elif t.kind == "OP" and t.value in ")]}":
+                depth -= 1
+                if depth == 0:
+                    return min(j + 1, len(self.toks) - 1)
+            elif t.kind == "EOF":
+                return j
+            j += 1
+        return len(self.toks) - 1
+
+    def parse_funcdef(self, view: bool) -> N.FuncDef:
+        start = self.tok.start
+        self.expect_op("(", " to start the parameter list")
+        params: list[N.Param] = []
+        while not self.is_op(")"):
+            pn = self.ident("a parameter name")
+            self.expect_op(":", f" and a type after the parameter '{pn.value}'")
+            if self.is_op("("):
+                self.advance()
+                cols: list[tuple[str, str]] = []
+                while not self.is_op(")"):
+                    if self.is_op("*"):
+                        self.advance()
+                    else:
+                        cn = self.ident("a column name")
+                        self.expect_op(":", " after the column name")
+                        cols.append((cn.value, self.parse_type_name()))
+                    if self.is_op(","):
+                        self.advance()
+                    elif not self.is_op(")"):
+                        self.error(f"expected ',' or ')' but found {self.describe(self.tok)}")
+                self.advance()
+                params.append(N.Param(pn.value, "table", None, cols))
+            else:
+                kt = self.parse_type_name()
+                default = None
+                if self.is_op("="):
+                    self.advance()
+                    default = self.parse_expr()
+                params.append(N.Param(pn.value, kt, default))
+            if self.is_op(","):
+                self.advance()
+            elif not self.is_op(")"):
+                self.error(f"expected ',' or ')' in the parameter list but found "
+                           f"{self.describe(self.tok)}")
+        self.advance()
+        self.expect_op("{", " to start the function body")
+        saved = set(self.tabular_funcs)
+        lets: list[N.Let] = []
+        while True:
+            while self.is_op(";"):
+                self.advance()
+            if self.is_word("let"):
+                lets.append(self.parse_let())
+                continue
+            break
+        tab_params = {p.name for p in params if p.ktype == "table"}
+        if self._starts_tabular(self.i) or (self.tok.kind == "IDENT"
+                                            and self.tok.value in tab_params):
+            body: N.Expr | N.Pipeline = self.parse_pipeline()
+        else:
+            body = self.parse_expr()
+            if isinstance(body, N.Name) and (self.is_op("}") or self.is_op(";")):
+                body = N.Pipeline(N.TableRef(body.name, body.span), [], span=body.span)
+        while self.is_op(";"):
+            self.advance()
+        self.tabular_funcs = saved
+        end = self.expect_op("}", " to close the function body").end
+        return N.FuncDef(params, lets, body, view, span=(start, end))
+
+    def parse_type_name(self) -> str:
+        t = self.ident("a type name")
+        if t.value not in TYPE_NAMES:
+            self.error(f"unknown type '{t.value}'", t, suggestion=suggest(t.value, TYPE_NAMES))
+        return {"int": "long", "double": "real", "boolean": "bool", "date": "datetime",
+                "time": "timespan"}.get(t.value, t.value)
 
     def _tabular_ahead(self, j: int) -> bool:
         """True when the tokens from ``j`` start a tabular expression that a scalar
@@ -208,16 +333,7 @@ class Parser:
             if t.kind != "IDENT":
                 self.error(f"expected a table name such as 'Events' but found "
                            f"{self.describe(t)}")
-            if not t.quoted and t.value in ("print", "range", "datatable", "union", "search",
-                                            "find", "evaluate", "externaldata", "materialize",
-                                            "view", "cluster", "database", "table"):
-                self.error(f"'{t.value}' is not supported by the local engine",
-                           cls=KqlUnsupported)
-            self.advance()
-            source = N.TableRef(t.value, span=(t.start, t.end))
-            if self.is_op("("):
-                self.error("table functions are not supported by the local engine",
-                           cls=KqlUnsupported)
+            source = self.parse_source()
         while self.is_op("|"):
             self.advance()
             ops.append(self.parse_operator())
@@ -227,6 +343,155 @@ class Parser:
                                      span=op.span)
         end = self.toks[self.i - 1].end if self.i else t.end
         return N.Pipeline(source, ops, span=(t.start, end))
+
+    def parse_source(self) -> N.Node:
+        t = self.tok
+        word = t.value if not t.quoted else None
+        nxt = self.peek()
+        if word == "print" and not (nxt.kind == "OP" and nxt.value == "("
+                                    and self._skip_parens_is_end(self.i + 1)):
+            self.advance()
+            items: list[N.Assign] = []
+            if not (self.is_op("|") or self.is_op(";") or self.is_op(")")
+                    or self.tok.kind == "EOF"):
+                items = self.parse_assign_list("print")
+            return N.PrintSource(items, span=(t.start, self.toks[self.i - 1].end))
+        if word == "datatable" and nxt.kind == "OP" and nxt.value == "(":
+            self.advance()
+            self.advance()
+            cols: list[tuple[str, str]] = []
+            while not self.is_op(")"):
+                cn = self.ident("a column name")
+                self.expect_op(":", f" and a type after the column '{cn.value}'")
+                cols.append((cn.value, self.parse_type_name()))
+                if self.is_op(","):
+                    self.advance()
+                elif not self.is_op(")"):
+                    self.error(f"expected ',' or ')' but found {self.describe(self.tok)}")
+            self.advance()
+            if not cols:
+                self.error("datatable needs at least one column")
+            self.expect_op("[", " to start the datatable values")
+            values: list[N.Expr] = []
+            while not self.is_op("]"):
+                values.append(self.parse_expr())
+                if self.is_op(","):
+                    self.advance()
+                elif not self.is_op("]"):
+                    self.error(f"expected ',' or ']' in the datatable values but found "
+                               f"{self.describe(self.tok)}")
+            end = self.advance().end
+            return N.DatatableSource(cols, values, span=(t.start, end))
+        if word == "range" and nxt.kind == "IDENT":
+            self.advance()
+            name = self.ident("a column name after 'range'")
+            if not self.is_word("from"):
+                self.error(f"expected 'from' but found {self.describe(self.tok)}")
+            self.advance()
+            start = self.parse_expr()
+            if not self.is_word("to"):
+                self.error(f"expected 'to' but found {self.describe(self.tok)}")
+            self.advance()
+            stop = self.parse_expr()
+            if not self.is_word("step"):
+                self.error(f"expected 'step' but found {self.describe(self.tok)}")
+            self.advance()
+            step = self.parse_expr()
+            return N.RangeSource(name.value, start, stop, step,
+                                 span=(t.start, step.span[1]))
+        if word == "union":
+            self.advance()
+            u = self.parse_union_body()
+            u.span = (t.start, self.toks[self.i - 1].end)
+            return N.UnionSource(u, span=u.span)
+        if word in ("search", "find", "evaluate", "externaldata", "cluster", "database",
+                    "table", "external_table", "materialized_view", "stored_query_result"):
+            self.error(f"'{t.value}' is not supported by the local engine",
+                       cls=KqlUnsupported)
+        self.advance()
+        if self.is_op("("):
+            self.advance()
+            args: list[N.Expr | N.Pipeline] = []
+            while not self.is_op(")"):
+                if self._starts_tabular(self.i) or word == "materialize":
+                    args.append(self.parse_pipeline())
+                else:
+                    args.append(self.parse_expr())
+                if self.is_op(","):
+                    self.advance()
+                elif not self.is_op(")"):
+                    self.error(f"expected ',' or ')' but found {self.describe(self.tok)}")
+            end = self.advance().end
+            return N.CallSource(t.value, args, span=(t.start, end))
+        return N.TableRef(t.value, span=(t.start, t.end))
+
+    def _skip_parens_is_end(self, j: int) -> bool:
+        k = self._skip_parens(j)
+        return self.toks[k].kind == "EOF"
+
+    def parse_union_body(self) -> N.Union:
+        kind = withsource = None
+        while self.tok.kind == "IDENT" and self.peek().kind == "OP" and \
+                self.peek().value == "=":
+            opt = self.advance().value
+            self.advance()
+            val = self.ident(f"a value for '{opt}'")
+            if opt == "kind":
+                if val.value not in ("inner", "outer"):
+                    self.error(f"union kind must be inner or outer, not '{val.value}'", val)
+                kind = val.value
+            elif opt == "withsource":
+                withsource = val.value
+            elif opt == "isfuzzy":
+                if val.value not in ("true", "false"):
+                    self.error("isfuzzy must be true or false", val)
+            else:
+                self.error(f"unknown union option '{opt}'", suggestion=suggest(
+                    opt, ["kind", "withsource", "isfuzzy"]))
+        tables = [self.parse_pipeline_term()]
+        while self.is_op(","):
+            self.advance()
+            tables.append(self.parse_pipeline_term())
+        return N.Union(tables, kind, withsource)
+
+    def parse_pipeline_term(self) -> N.Pipeline:
+        """A table operand of union/join: a name, a call or a parenthesized pipeline (a bare
+        name does not take the following '|')."""
+        t = self.tok
+        if self.is_op("("):
+            return self.parse_pipeline()
+        if t.kind != "IDENT":
+            self.error(f"expected a table but found {self.describe(t)}")
+        if "*" in self.text[t.end:t.end + 1]:
+            self.error("table name wildcards are not supported by the local engine",
+                       cls=KqlUnsupported)
+        src = self.parse_source()
+        return N.Pipeline(src, [], span=(t.start, self.toks[self.i - 1].end))
+
+    def parse_options(self, allowed: tuple[str, ...]) -> dict[str, str]:
+        opts: dict[str, str] = {}
+        while self.tok.kind == "IDENT" and not self.tok.quoted and (
+                (self.peek().kind == "OP" and self.peek().value == "="
+                 and self.tok.value in allowed)
+                or (self.tok.value.startswith("hint") and self.peek().kind == "OP"
+                    and self.peek().value == ".")):
+            ot = self.tok
+            name = self.advance().value
+            while self.is_op("."):
+                self.advance()
+                name += "." + self.ident("an option name").value
+            self.expect_op("=", f" after '{name}'")
+            v = self.tok
+            if v.kind in ("IDENT", "STRING", "LONG"):
+                self.advance()
+            else:
+                self.error(f"expected a value for '{name}' but found {self.describe(v)}")
+            if name.startswith("hint."):
+                continue  # hints change how, not what
+            if name not in allowed:
+                self.error(f"unknown option '{name}'", ot, suggestion=suggest(name, allowed))
+            opts[name] = str(v.value)
+        return opts
 
     # ------------------------------------------------------------------ operators
     def parse_operator(self) -> N.Op:
@@ -242,6 +507,9 @@ class Parser:
             else:
                 msg = f"unknown operator '{name}'"
             self.error(msg, t, suggestion=sug)
+        if name == "evaluate":
+            self.error("'evaluate' (plugins) is out of scope for the local engine", t,
+                       cls=KqlUnsupported)
         if name in UNSUPPORTED_OPERATORS:
             self.error(f"the '{name}' operator is not supported by the local engine", t,
                        cls=KqlUnsupported)
@@ -333,12 +601,193 @@ class Parser:
                         self.error(f"expected ',' or ')' but found {self.describe(self.tok)}")
                 self.advance()
             op = N.Render(kt.value, props)
+        elif name in ("join", "lookup"):
+            opts = self.parse_options(("kind",))
+            kind = opts.get("kind")
+            if kind is not None:
+                allowed = JOIN_KINDS if name == "join" else ("leftouter", "inner")
+                if kind not in allowed:
+                    self.error(f"unknown {name} kind '{kind}'",
+                               suggestion=suggest(kind, allowed))
+            right = self.parse_pipeline_term()
+            if not self.is_word("on"):
+                self.error(f"expected 'on' after the right side of '{name}' but found "
+                           f"{self.describe(self.tok)}")
+            self.advance()
+            on = [self.parse_expr()]
+            while self.is_op(","):
+                self.advance()
+                on.append(self.parse_expr())
+            op = N.Join(kind, right, on, keyword=name)
+        elif name == "union":
+            op = self.parse_union_body()
+        elif name == "as":
+            self.parse_options(())
+            op = N.As(self.ident("a name after 'as'").value)
+        elif name == "mv-expand":
+            opts = self.parse_options(("kind", "bagexpansion", "with_itemindex"))
+            kind = opts.get("kind") or opts.get("bagexpansion")
+            if kind is not None and kind not in ("bag", "array"):
+                self.error(f"mv-expand kind must be bag or array, not '{kind}'")
+            mitems: list[tuple[str | None, N.Expr, str | None]] = []
+            while True:
+                a = self.parse_assign("mv-expand")
+                totype = None
+                if self.is_word("to"):
+                    self.advance()
+                    if not self.is_word("typeof"):
+                        self.error(f"expected 'typeof' after 'to' but found "
+                                   f"{self.describe(self.tok)}")
+                    self.advance()
+                    self.expect_op("(", " after 'typeof'")
+                    totype = self.parse_type_name()
+                    self.expect_op(")", " to close 'typeof('")
+                mitems.append((a.name, a.expr, totype))
+                if not self.is_op(","):
+                    break
+                self.advance()
+            limit = None
+            if self.is_word("limit"):
+                self.advance()
+                limit = self.parse_expr()
+            op = N.MvExpand(mitems, kind, opts.get("with_itemindex"), limit)
+        elif name in ("parse", "parse-where"):
+            opts = self.parse_options(("kind", "flags"))
+            src = self.parse_expr()
+            if not self.is_word("with"):
+                self.error(f"expected 'with' after the parse source but found "
+                           f"{self.describe(self.tok)}")
+            self.advance()
+            parts: list[str | tuple[str, str | None]] = []
+            while True:
+                if self.tok.kind == "STRING":
+                    parts.append(self.advance().value)
+                elif self.is_op("*"):
+                    self.advance()
+                    parts.append(("*", None))
+                elif self.tok.kind == "IDENT" and self.tok.value not in ("and", "or"):
+                    cn = self.advance()
+                    ct = None
+                    if self.is_op(":"):
+                        self.advance()
+                        ct = self.parse_type_name()
+                    parts.append((cn.value, ct))
+                else:
+                    break
+            if not parts:
+                self.error(f"expected the parse pattern but found {self.describe(self.tok)}")
+            kind = opts.get("kind")
+            if kind is not None and kind not in ("simple", "regex", "relaxed"):
+                self.error(f"parse kind must be simple, regex or relaxed, not '{kind}'")
+            op = N.Parse(src, parts, kind, opts.get("flags"), where=name == "parse-where")
+        elif name == "make-series":
+            self.parse_options(("kind",))
+            maggs: list[tuple[N.Assign, N.Expr | None]] = []
+            while True:
+                a = self.parse_assign("make-series")
+                default = None
+                if self.is_word("default"):
+                    self.advance()
+                    self.expect_op("=", " after 'default'")
+                    default = self.parse_expr()
+                maggs.append((a, default))
+                if not self.is_op(","):
+                    break
+                self.advance()
+            if not self.is_word("on"):
+                self.error(f"expected 'on' in make-series but found {self.describe(self.tok)}")
+            self.advance()
+            axis = self.parse_expr()
+            mstart = mstop = None
+            if self.is_word("in"):
+                self.error("'in range(...)' in make-series is not supported locally; use "
+                           "from/to/step", cls=KqlUnsupported)
+            if self.is_word("from"):
+                self.advance()
+                mstart = self.parse_expr()
+            if self.is_word("to"):
+                self.advance()
+                mstop = self.parse_expr()
+            if not self.is_word("step"):
+                self.error(f"expected 'step' in make-series but found "
+                           f"{self.describe(self.tok)}")
+            self.advance()
+            step = self.parse_expr()
+            mby: list[N.Assign] = []
+            if self.is_word("by"):
+                self.advance()
+                mby = self.parse_assign_list("make-series ... by")
+            op = N.MakeSeries(maggs, axis, mstart, mstop, step, mby)
+        elif name == "serialize":
+            sitems: list[N.Assign] = []
+            if not (self.is_op("|") or self.tok.kind == "EOF" or self.is_op(")")
+                    or self.is_op(";")):
+                sitems = self.parse_assign_list("serialize")
+            op = N.Serialize(sitems)
+        elif name == "sample":
+            op = N.Sample(self.parse_expr())
+        elif name == "sample-distinct":
+            cnt = self.parse_expr()
+            if not self.is_word("of"):
+                self.error(f"expected 'of' in sample-distinct but found "
+                           f"{self.describe(self.tok)}")
+            self.advance()
+            op = N.SampleDistinct(cnt, self.parse_expr())
+        elif name == "project-reorder":
+            rnames: list[tuple[N.Name, str | None]] = []
+            while True:
+                pat = self.parse_column_pattern()
+                order = None
+                if self.tok.kind == "IDENT" and self.tok.value in (
+                        "asc", "desc", "granny-asc", "granny-desc"):
+                    order = self.advance().value
+                rnames.append((pat, order))
+                if not self.is_op(","):
+                    break
+                self.advance()
+            op = N.ProjectReorder(rnames)
+        elif name == "getschema":
+            op = N.GetSchema()
+        elif name == "top-nested":
+            levels = [self.parse_top_nested_level()]
+            while self.is_op(",") and self.peek().kind == "IDENT" and \
+                    self.peek().value == "top-nested":
+                self.advance()
+                self.advance()
+                levels.append(self.parse_top_nested_level())
+            op = N.TopNested(levels)
         else:  # pragma: no cover - guarded by SUPPORTED_OPERATORS
             self.error(f"the '{name}' operator is not supported by the local engine", t,
                        cls=KqlUnsupported)
         end = self.toks[self.i - 1].end
         op.span = (start, end)  # type: ignore[attr-defined]
         return op
+
+    def parse_top_nested_level(self) -> tuple:
+        count = None
+        if not self.is_word("of"):
+            count = self.parse_expr()
+        if not self.is_word("of"):
+            self.error(f"expected 'of' in top-nested but found {self.describe(self.tok)}")
+        self.advance()
+        a = self.parse_assign("top-nested")
+        others = None
+        if self.is_word("with"):
+            self.advance()
+            if not self.is_word("others"):
+                self.error(f"expected 'others' after 'with' but found "
+                           f"{self.describe(self.tok)}")
+            self.advance()
+            self.expect_op("=", " after 'others'")
+            others = self.parse_expr()
+        if not self.is_word("by"):
+            self.error(f"expected 'by' in top-nested but found {self.describe(self.tok)}")
+        self.advance()
+        b = self.parse_assign("top-nested ... by")
+        asc = False
+        if self.is_word("asc") or self.is_word("desc"):
+            asc = self.advance().value == "asc"
+        return (count, a.name, a.expr, others, b.name, b.expr, asc)
 
     def parse_render_value(self) -> N.Expr:
         if self.tok.kind == "IDENT" and not self.tok.quoted and self.tok.value not in (
@@ -517,9 +966,11 @@ class Parser:
 
     def parse_paren_list(self, op: str) -> tuple[list[N.Expr], int]:
         self.expect_op("(", f" after '{op}'")
-        if self._tabular_ahead(self.i):
-            self.error(f"a tabular sub-query inside '{op} (...)' is not supported by the local "
-                       "engine; use a list or a dynamic([...]) let", cls=KqlUnsupported)
+        if self._starts_tabular(self.i):
+            t = self.tok
+            p = self.parse_pipeline()
+            end = self.expect_op(")", f" to close the '{op}' list").end
+            return [N.SubQuery(p, span=(t.start, p.span[1]))], end
         items: list[N.Expr] = []
         if not self.is_op(")"):
             items.append(self.parse_expr())
@@ -662,6 +1113,8 @@ class Parser:
         raw = t.value.strip()
         if raw == "null":
             return None
+        if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
+            raw = raw[1:-1].strip()  # datetime("2015-01-01")
         ns = instant_or_none(raw, check_range=False)
         if ns is not None:
             return ns
@@ -715,6 +1168,16 @@ class Parser:
         if kind == "string" and value is None:
             value = ""
         return N.Literal(value, kind, span=(t.start, end))
+
+    def parse_arg(self, fname: str) -> N.Expr:
+        if self._starts_tabular(self.i) or (fname == "toscalar" and self.tok.kind == "IDENT"
+                                            and self.peek().kind == "OP"
+                                            and self.peek().value == ")"
+                                            and False):
+            t = self.tok
+            p = self.parse_pipeline()
+            return N.SubQuery(p, span=(t.start, p.span[1]))
+        return self.parse_expr()
 
     def parse_dynamic(self) -> N.Expr:
         t = self.advance()
@@ -780,10 +1243,10 @@ class Parser:
         self.advance()  # (
         args: list[N.Expr] = []
         if not self.is_op(")"):
-            args.append(self.parse_expr())
+            args.append(self.parse_arg(t.value))
             while self.is_op(","):
                 self.advance()
-                args.append(self.parse_expr())
+                args.append(self.parse_arg(t.value))
         end = self.expect_op(")", f" to close '{t.value}('").end
         return N.Call(t.value, args, span=(t.start, end), name_span=(t.start, t.end))
 

@@ -1,0 +1,812 @@
+"""Table sources (print, datatable, range, union, materialize, let functions and views)
+and the tabular operators beyond the Profile Store subset (join, lookup, union, as,
+mv-expand, parse, make-series, serialize, sample, sample-distinct, project-reorder,
+getschema, top-nested). A mixin of :class:`~psanalytics.query.kql.compiler.Compiler`:
+every method compiles to Polars LazyFrame steps; nothing runs row by row in Python except
+``mv-expand`` over JSON text (each distinct document is parsed once)."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import polars as pl
+
+from psanalytics.query.kql import nodes as N
+from psanalytics.query.kql.errors import KqlSemanticError, KqlUnsupported, suggest
+from psanalytics.query.kql.types import (
+    _DTYPES,
+    DAY_NS,
+    NUMERIC,
+    SPAN_DTYPE,
+    TIME_DTYPE,
+    Table,
+    Val,
+    _lit,
+    _ns,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from psanalytics.query.kql.compiler import Compiler
+
+_NET_TYPES = {
+    "string": "System.String", "long": "System.Int64", "real": "System.Double",
+    "bool": "System.SByte", "datetime": "System.DateTime", "timespan": "System.TimeSpan",
+    "dynamic": "System.Object",
+}
+_EMPTY = Table(pl.LazyFrame(), {}, {})
+
+
+def _frame_table(lf: pl.LazyFrame, schema: dict[str, str], ordered: bool = True) -> Table:
+    return Table(lf, schema, {}, ordered)
+
+
+def _py_to_const(value: Any, ktype: str) -> Any:
+    """A Python value collected from a frame -> the literal value of its KQL type."""
+    if value is None:
+        return None
+    if ktype == "datetime" and isinstance(value, datetime):
+        return _ns(value)
+    if ktype == "timespan" and isinstance(value, timedelta):
+        return (value.days * 86_400 + value.seconds) * 10**9 + value.microseconds * 1000
+    if ktype == "dynamic" and isinstance(value, str):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value
+    if isinstance(value, pl.Series):
+        return value.to_list()
+    return value
+
+
+def _json_elements(kind: str) -> Any:
+    """JSON text -> list of element JSON texts (arrays: items; bags: one-key bags or
+    [key, value] pairs; scalars: themselves; null: [null] so the row stays)."""
+    def one(text: str | None) -> list[str | None]:
+        if text is None:
+            return [None]
+        try:
+            v = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return [text]
+        if v is None:
+            return [None]
+        if isinstance(v, list):
+            return [orjson.dumps(x).decode() for x in v]
+        if isinstance(v, dict):
+            if kind == "array":
+                return [orjson.dumps([k, x]).decode() for k, x in v.items()]
+            return [orjson.dumps({k: x}).decode() for k, x in v.items()]
+        return [text]
+
+    def batch(s: pl.Series) -> pl.Series:
+        uniq = s.unique()
+        mapping = {u: one(u) for u in uniq.to_list()}
+        return pl.Series([mapping[x] for x in s.to_list()], dtype=pl.List(pl.String))
+    return batch
+
+
+class TabularOps:
+    # ------------------------------------------------------------------ sources
+    def source(self: Compiler, src: Any) -> Table:
+        if isinstance(src, N.TableRef):
+            return self.table_ref(src)
+        if isinstance(src, N.PrintSource):
+            return self.src_print(src)
+        if isinstance(src, N.DatatableSource):
+            return self.src_datatable(src)
+        if isinstance(src, N.RangeSource):
+            return self.src_range(src)
+        if isinstance(src, N.UnionSource):
+            return self.op_union(src.union, None)
+        if isinstance(src, N.CallSource):
+            if src.name == "materialize":
+                if len(src.args) != 1 or not isinstance(src.args[0], N.Pipeline):
+                    raise self.sem("materialize() takes one tabular expression", src)
+                t, _ = self.compile_pipeline(src.args[0])
+                return Table(t.lf.cache(), t.schema, t.dtypes, t.ordered)
+            if src.name in self.funcs:
+                return self.invoke_tabular(self.funcs[src.name], src.args, src)
+            cands = [*self.funcs, *self.tables, *self.tabular_lets]
+            raise self.sem(f"unknown tabular function '{src.name}'", src,
+                           suggestion=suggest(src.name, cands))
+        raise self.sem(f"unsupported table source {type(src).__name__}", src,
+                       cls=KqlUnsupported)
+
+    def const_val(self: Compiler, e: N.Expr, what: str) -> Val:
+        v = self.scalar(e, _EMPTY)
+        if not v.is_const:
+            # no column in scope: evaluate it once (startofmonth(now()), a let, ...)
+            try:
+                value = pl.select(v.expr.alias("v")).item(0, 0)
+            except pl.exceptions.PolarsError:
+                raise self.sem(f"{what} must be a constant", e) from None
+            return _lit(_py_to_const(value, v.ktype), v.ktype) if v.ktype != "dynamic" \
+                else v
+        return v
+
+    def src_print(self: Compiler, src: N.PrintSource) -> Table:
+        from psanalytics.query.kql.checker import column_name
+        exprs, schema = [], {}
+        k = 0
+        for it in src.items:
+            v = self.scalar(it.expr, _EMPTY)
+            name = it.name
+            if name is None:
+                name = column_name(it.expr) if not isinstance(it.expr, N.Name) else None
+                if name is None:
+                    name = f"print_{k}"
+                    k += 1
+            if name in schema:
+                raise self.sem(f"'print' names the column '{name}' twice", it)
+            exprs.append(self.materialize(v).alias(name))
+            schema[name] = v.ktype
+        lf = pl.LazyFrame({"__print": [0]}).with_columns(exprs).select(list(schema))
+        return _frame_table(lf, schema)
+
+    def src_datatable(self: Compiler, src: N.DatatableSource) -> Table:
+        width = len(src.columns)
+        if len(src.values) % width:
+            raise self.sem(f"datatable has {len(src.values)} values, not a multiple of its "
+                           f"{width} columns", src)
+        cols: dict[str, list[Any]] = {n: [] for n, _ in src.columns}
+        names = [n for n, _ in src.columns]
+        if len(set(names)) != len(names):
+            raise self.sem("datatable names a column twice", src)
+        for i, e in enumerate(src.values):
+            name, kt = src.columns[i % width]
+            v = self.const_val(e, "a datatable value")
+            cols[name].append(self._coerce_const(v, kt, e))
+        data = {}
+        schema = {}
+        for name, kt in src.columns:
+            kq = {"decimal": "real", "guid": "string"}.get(kt, kt)
+            vals = cols[name]
+            if kq == "dynamic":
+                vals = [None if x is None else orjson.dumps(x).decode() for x in vals]
+                s = pl.Series(name, vals, dtype=pl.String)
+            elif kq in ("datetime", "timespan"):
+                s = pl.Series(name, vals, dtype=pl.Int64).cast(_DTYPES[kq])
+            else:
+                s = pl.Series(name, vals, dtype=_DTYPES[kq])
+            if kq == "string":
+                s = s.fill_null("")
+            data[name] = s
+            schema[name] = kq
+        return _frame_table(pl.DataFrame(data).lazy(), schema)
+
+    def _coerce_const(self: Compiler, v: Val, kt: str, node: N.Expr) -> Any:
+        x = v.const
+        if x is None:
+            return "" if kt in ("string", "guid") else None
+        if kt == "dynamic":
+            return x
+        if kt in ("string", "guid"):
+            if v.ktype != "string":
+                raise self.sem(f"expected a string value, got {v.ktype}", node)
+            return x
+        if kt in ("long",):
+            if v.ktype == "long" or (v.ktype == "real" and float(x).is_integer()):
+                return int(x)
+            raise self.sem(f"expected a long value, got {v.ktype}", node)
+        if kt in ("real", "decimal"):
+            if v.ktype in NUMERIC:
+                return float(x)
+            raise self.sem(f"expected a real value, got {v.ktype}", node)
+        if kt == "bool":
+            if v.ktype == "bool":
+                return x
+            raise self.sem(f"expected a bool value, got {v.ktype}", node)
+        if kt in ("datetime", "timespan"):
+            if v.ktype == kt:
+                return x
+            raise self.sem(f"expected a {kt} value, got {v.ktype}", node)
+        raise self.sem(f"datatable column type {kt} is not supported locally", node,
+                       cls=KqlUnsupported)
+
+    def src_range(self: Compiler, src: N.RangeSource) -> Table:
+        a = self.const_val(src.start, "the range start")
+        b = self.const_val(src.stop, "the range end")
+        st = self.const_val(src.step, "the range step")
+        name = src.name
+        if None in (a.const, b.const, st.const):
+            return _frame_table(pl.LazyFrame({name: pl.Series([], dtype=_DTYPES[a.ktype])}),
+                                {name: a.ktype})
+        if a.ktype in ("datetime", "timespan"):
+            if b.ktype != a.ktype or st.ktype != "timespan":
+                raise self.sem(f"a {a.ktype} range needs a {a.ktype} end and a timespan step",
+                               src)
+            step = int(st.const)
+            if step == 0:
+                raise self.sem("the range step must not be 0", src.step)
+            n = max(0, (int(b.const) - int(a.const)) // step + 1)
+            vals = pl.int_range(0, n, eager=True, dtype=pl.Int64) * step + int(a.const)
+            s = vals.cast(_DTYPES[a.ktype]).alias(name)
+            return _frame_table(pl.DataFrame([s]).lazy(), {name: a.ktype})
+        if a.ktype not in NUMERIC or b.ktype not in NUMERIC or st.ktype not in NUMERIC:
+            raise self.sem("range needs numbers, datetimes or timespans", src)
+        if st.const == 0:
+            raise self.sem("the range step must not be 0", src.step)
+        kt = "long" if a.ktype == b.ktype == st.ktype == "long" else "real"
+        n = max(0, math.floor((b.const - a.const) / st.const + 1e-9) + 1)
+        if n > 100_000_000:
+            raise self.sem(f"range would produce {n:,} rows", src, cls=KqlUnsupported)
+        idx = pl.int_range(0, n, eager=True, dtype=pl.Int64)
+        if kt == "long":
+            s = idx * int(st.const) + int(a.const)
+        else:
+            s = idx.cast(pl.Float64) * float(st.const) + float(a.const)
+        return _frame_table(pl.DataFrame([s.alias(name)]).lazy(), {name: kt})
+
+    # ------------------------------------------------------------------ functions
+    def _bind(self: Compiler, fd: N.FuncDef, args: list[Any], node: Any, t: Table
+              ) -> tuple[dict[str, Val], dict[str, Table]]:
+        if len(args) > len(fd.params):
+            raise self.sem(f"the function takes {len(fd.params)} arguments, got {len(args)}",
+                           node)
+        scal: dict[str, Val] = {}
+        tabs: dict[str, Table] = {}
+        for i, p in enumerate(fd.params):
+            a = args[i] if i < len(args) else p.default
+            if a is None:
+                raise self.sem(f"missing argument '{p.name}'", node)
+            if p.ktype == "table":
+                if isinstance(a, N.Pipeline):
+                    tabs[p.name], _ = self.compile_pipeline(a)
+                elif isinstance(a, N.SubQuery):
+                    tabs[p.name], _ = self.compile_pipeline(a.pipeline)
+                elif isinstance(a, N.Name):
+                    tabs[p.name] = self.table_ref(N.TableRef(a.name, a.span))
+                else:
+                    raise self.sem(f"argument '{p.name}' must be a table", a)
+            else:
+                v = self.expr(a, t)
+                if p.ktype in NUMERIC and v.ktype in NUMERIC and p.ktype != v.ktype:
+                    dt = _DTYPES[p.ktype]
+                    v = Val(v.expr.cast(dt), p.ktype, v.nullable,
+                            const=None if not v.is_const or v.const is None else
+                            (int(v.const) if p.ktype == "long" else float(v.const)),
+                            is_const=v.is_const, agg=v.agg)
+                scal[p.name] = v
+        return scal, tabs
+
+    def _in_function(self: Compiler, fd: N.FuncDef, scal: dict[str, Val],
+                     tabs: dict[str, Table], body: Any) -> Any:
+        saved = (dict(self.scalar_lets), dict(self.tabular_lets), dict(self.funcs),
+                 dict(self.params))
+        try:
+            self.params = {**self.params, **scal}
+            for k, v in tabs.items():
+                self.tabular_lets[k] = v
+            for k in scal:
+                self.scalar_lets.pop(k, None)
+            for let in fd.lets:
+                self.compile_let(let)
+            return body()
+        finally:
+            self.scalar_lets, self.tabular_lets, self.funcs, self.params = saved
+
+    def invoke_tabular(self: Compiler, fd: N.FuncDef, args: list[Any], node: Any) -> Table:
+        if not isinstance(fd.body, N.Pipeline):
+            raise self.sem("this function returns a scalar, not a table", node)
+        scal, tabs = self._bind(fd, args, node, _EMPTY)
+        body = fd.body
+
+        def run() -> Table:
+            t, render = self.compile_pipeline(body)
+            return t
+        return self._in_function(fd, scal, tabs, run)
+
+    def invoke_scalar(self: Compiler, fd: N.FuncDef, e: N.Call, t: Table) -> Val:
+        if isinstance(fd.body, N.Pipeline):
+            raise self.sem(f"'{e.name}' returns a table: use it as a table source", e)
+        scal, tabs = self._bind(fd, list(e.args), e, t)
+        body = fd.body
+        return self._in_function(fd, scal, tabs, lambda: self.expr(body, t))
+
+    def toscalar(self: Compiler, e: N.Call) -> Val:
+        if len(e.args) != 1:
+            raise self.sem("toscalar() takes one argument", e)
+        a = e.args[0]
+        if isinstance(a, N.SubQuery):
+            t, _ = self.compile_pipeline(a.pipeline)
+        elif isinstance(a, N.Name) and (a.name in self.tabular_lets or a.name in self.tables
+                                        or a.name in self.funcs):
+            t = self.table_ref(N.TableRef(a.name, a.span))
+        else:
+            return self.scalar(a, _EMPTY)
+        return self.collect_first(t, e)
+
+    def collect_first(self: Compiler, t: Table, node: Any) -> Val:
+        if not t.schema:
+            return _lit(None, "dynamic")
+        first = next(iter(t.schema))
+        kt = t.schema[first]
+        df = t.lf.select(first).head(1).collect()
+        value = df.item(0, 0) if df.height else None
+        return _lit(_py_to_const(value, kt), kt)
+
+    def subquery_values(self: Compiler, sq: N.SubQuery) -> tuple[list[Any], str]:
+        t, _ = self.compile_pipeline(sq.pipeline)
+        if not t.schema:
+            return [], "dynamic"
+        first = next(iter(t.schema))
+        kt = t.schema[first]
+        vals = t.lf.select(first).collect().to_series().to_list()
+        return [_py_to_const(v, kt) for v in vals], kt
+
+    # ------------------------------------------------------------------ operators
+    def op_as(self: Compiler, op: N.As, t: Table) -> Table:
+        self.tabular_lets[op.name] = t
+        return t
+
+    def op_union(self: Compiler, op: N.Union, t: Table | None) -> Table:
+        parts: list[tuple[str, Table]] = []
+        if t is not None:
+            parts.append(("union_arg0" if True else "", t))
+        for p in op.tables:
+            tt, _ = self.compile_pipeline(p)
+            label = p.source.name if isinstance(p.source, N.TableRef) and not p.ops else \
+                f"union_arg{len(parts)}"
+            parts.append((label, tt))
+        schema: dict[str, str] = {}
+        for _, tt in parts:
+            for c, k in tt.schema.items():
+                if c in schema and schema[c] != k:
+                    raise self.sem(f"union: column '{c}' is {schema[c]} in one table and {k} "
+                                   "in another (not supported locally)", op,
+                                   cls=KqlUnsupported)
+                schema.setdefault(c, k)
+        if op.kind == "inner":
+            common = [c for c in schema if all(c in tt.schema for _, tt in parts)]
+            schema = {c: schema[c] for c in common}
+        lfs = []
+        for label, tt in parts:
+            cols = []
+            for c, k in schema.items():
+                if c in tt.schema:
+                    cols.append(pl.col(c))
+                else:
+                    fill = pl.lit("") if k == "string" else pl.lit(None)
+                    dt = tt.dtypes.get(c) or _DTYPES[k]
+                    cols.append(fill.cast(dt if k != "dynamic" else pl.String).alias(c))
+            lf = tt.lf.select(cols)
+            if op.withsource is not None:
+                lf = lf.select(pl.lit(label).alias(op.withsource), pl.all())
+            lfs.append(lf)
+        out = dict(schema)
+        if op.withsource is not None:
+            out = {op.withsource: "string", **schema}
+        try:
+            lf = pl.concat(lfs, how="vertical_relaxed")
+        except pl.exceptions.PolarsError as exc:
+            raise self.sem(f"union: the tables' columns do not line up ({exc})", op,
+                           cls=KqlUnsupported) from None
+        return _frame_table(lf, out, ordered=False)
+
+    def _join_keys(self: Compiler, op: N.Join, left: Table, right: Table
+                   ) -> list[tuple[str, str]]:
+        keys: list[tuple[str, str]] = []
+
+        def side(e: N.Expr) -> tuple[str, str] | None:
+            if isinstance(e, N.Member) and isinstance(e.obj, N.Name) and \
+                    e.obj.name in ("$left", "$right"):
+                return e.obj.name, e.key
+            return None
+
+        def add(e: N.Expr) -> None:
+            if isinstance(e, N.Binary) and e.op == "and":
+                add(e.left)
+                add(e.right)
+                return
+            if isinstance(e, N.Name):
+                for tbl, what in ((left, "left"), (right, "right")):
+                    if e.name not in tbl.schema:
+                        raise self.sem(f"join key '{e.name}' is not a column of the {what} "
+                                       "side", e, suggestion=suggest(e.name, tbl.schema))
+                keys.append((e.name, e.name))
+                return
+            if isinstance(e, N.Binary) and e.op == "==":
+                a, b = side(e.left), side(e.right)
+                if a and b and a[0] != b[0]:
+                    lk = a[1] if a[0] == "$left" else b[1]
+                    rk = b[1] if b[0] == "$right" else a[1]
+                    if lk not in left.schema:
+                        raise self.sem(f"'{lk}' is not a column of the left side", e,
+                                       suggestion=suggest(lk, left.schema))
+                    if rk not in right.schema:
+                        raise self.sem(f"'{rk}' is not a column of the right side", e,
+                                       suggestion=suggest(rk, right.schema))
+                    keys.append((lk, rk))
+                    return
+            raise self.sem(f"'{op.keyword}' conditions must be column names or "
+                           "$left.a == $right.b", e, cls=KqlUnsupported)
+
+        for e in op.on:
+            add(e)
+        for lk, rk in keys:
+            if left.schema[lk] != right.schema[rk]:
+                raise self.sem(f"join key types differ: {lk} is {left.schema[lk]}, {rk} is "
+                               f"{right.schema[rk]}", op)
+        return keys
+
+    def op_join(self: Compiler, op: N.Join, t: Table) -> Table:
+        right, _ = self.compile_pipeline(op.right)
+        keys = self._join_keys(op, t, right)
+        lks = [k for k, _ in keys]
+        rks = [k for _, k in keys]
+        if op.keyword == "lookup":
+            kind = op.kind or "leftouter"
+            drop = [r for r in rks]
+            rcols = [c for c in right.schema if c not in drop]
+            rename = {}
+            for c in rcols:
+                if c in t.schema:
+                    raise self.sem(f"lookup: column '{c}' is on both sides (name it "
+                                   "differently)", op, cls=KqlUnsupported)
+            rlf = right.lf.select([*rks, *rcols]).rename(rename)
+            lf = t.lf.join(rlf, left_on=lks, right_on=rks, how="left" if kind == "leftouter"
+                           else "inner", maintain_order="left", coalesce=True)
+            schema = {**t.schema, **{c: right.schema[c] for c in rcols}}
+            return self._fill_strings(Table(lf, schema, {}, t.ordered))
+        kind = op.kind or "innerunique"
+        kind = {"anti": "leftanti", "leftantisemi": "leftanti", "semi": "leftsemi",
+                "rightantisemi": "rightanti"}.get(kind, kind)
+        left = t
+        if kind in ("leftanti", "leftsemi"):
+            how = "anti" if kind == "leftanti" else "semi"
+            lf = left.lf.join(right.lf.select(rks).rename(dict(zip(rks, lks, strict=True)))
+                              if lks != rks else right.lf.select(rks),
+                              on=lks, how=how, maintain_order="left")
+            return Table(lf, dict(left.schema), dict(left.dtypes), left.ordered)
+        if kind in ("rightanti", "rightsemi"):
+            how = "anti" if kind == "rightanti" else "semi"
+            lsel = left.lf.select(lks)
+            if lks != rks:
+                lsel = lsel.rename(dict(zip(lks, rks, strict=True)))
+            lf = right.lf.join(lsel, on=rks, how=how, maintain_order="left")
+            return Table(lf, dict(right.schema), dict(right.dtypes), right.ordered)
+        llf = left.lf
+        if kind == "innerunique":
+            llf = llf.unique(subset=lks, keep="first", maintain_order=True)
+        rename: dict[str, str] = {}
+        taken = set(left.schema)
+        for c in right.schema:
+            new = c
+            k = 0
+            while new in taken:
+                k += 1
+                new = f"{c}{k}"
+            taken.add(new)
+            rename[c] = new
+        rlf = right.lf.rename(rename)
+        how = {"innerunique": "inner", "inner": "inner", "leftouter": "left",
+               "rightouter": "right", "fullouter": "full"}[kind]
+        lf = llf.join(rlf, left_on=lks, right_on=[rename[r] for r in rks], how=how,
+                      coalesce=False,
+                      maintain_order="right" if how == "right" else "left_right")
+        schema = {**left.schema, **{rename[c]: k for c, k in right.schema.items()}}
+        lf = lf.select(list(schema))
+        out = Table(lf, schema, {}, left.ordered)
+        return self._fill_strings(out) if how != "inner" else out
+
+    def _fill_strings(self: Compiler, t: Table) -> Table:
+        strs = [c for c, k in t.schema.items() if k == "string"]
+        if not strs:
+            return t
+        return Table(t.lf.with_columns(pl.col(strs).fill_null("")), t.schema, t.dtypes,
+                     t.ordered)
+
+    def op_mvexpand(self: Compiler, op: N.MvExpand, t: Table) -> Table:
+        from psanalytics.query.kql.checker import column_name
+        kind = op.kind or "bag"
+        limit = None
+        if op.limit is not None:
+            limit = self.const_count(op.limit, t, "mv-expand limit")
+        cur = t
+        names: list[str] = []
+        kinds: dict[str, str] = {}
+        exprs = []
+        for name, e, totype in op.items:
+            v = self.scalar(e, cur)
+            nm = name or column_name(e)
+            if nm is None:
+                raise self.sem("mv-expand: name this expression (Name = expr)", e)
+            if v.ktype != "dynamic":
+                raise self.sem(f"mv-expand needs a dynamic array or bag, not {v.ktype}", e)
+            if v.is_list:
+                lst = v.expr
+                elem_kind = "list"
+            else:
+                text = self.dyn_text(v) if v.json_path or v.json_any else v.expr
+                if v.struct_fields is not None:
+                    text = v.expr.struct.json_encode()
+                lst = text.map_batches(_json_elements(kind), return_dtype=pl.List(pl.String))
+                elem_kind = "json"
+            if limit is not None:
+                lst = lst.list.head(limit)
+            exprs.append(lst.alias(nm))
+            names.append(nm)
+            kinds[nm] = elem_kind if totype is None else totype
+        if len(set(names)) != len(names):
+            raise self.sem("mv-expand names a column twice", op)
+        lf = cur.lf.with_columns(exprs)
+        if len(names) > 1:
+            # expand "in parallel": pad every array to the longest with nulls
+            longest = pl.max_horizontal([pl.col(n).list.len() for n in names])
+            pads = []
+            for n in names:
+                pad = pl.lit(None, dtype=pl.String if kinds[n] != "list" else None)
+                padded = pl.concat_list([pl.col(n), pad.repeat_by(
+                    (longest - pl.col(n).list.len()).clip(0))]) if kinds[n] != "list" else \
+                    pl.col(n)
+                pads.append(padded.alias(n))
+            lf = lf.with_columns(pads)
+        if op.itemindex is not None:
+            lf = lf.with_columns(pl.int_ranges(0, pl.col(names[0]).list.len())
+                                 .alias(op.itemindex))
+        explode = [*names, *([op.itemindex] if op.itemindex else [])]
+        lf = lf.explode(explode, empty_as_null=False, keep_nulls=True)
+        schema = dict(cur.schema)
+        for n in names:
+            schema[n] = "dynamic"
+        casts = []
+        for n in names:
+            k = kinds[n]
+            if k in ("list", "json"):
+                continue
+            kq = {"int": "long", "decimal": "real", "guid": "string"}.get(k, k)
+            src = pl.col(n)
+            if kq == "dynamic":
+                continue
+            if kq == "string":
+                e = src.str.json_path_match("$") if kinds[n] != "list" else src.cast(pl.String)
+                casts.append(e.fill_null("").alias(n))
+            elif kq in NUMERIC or kq == "bool":
+                e = src.str.json_path_match("$") if True else src
+                casts.append(e.cast(_DTYPES[kq], strict=False).alias(n))
+            elif kq == "datetime":
+                from psanalytics.schema import parse_time_expr
+                casts.append(parse_time_expr(src.str.json_path_match("$")).alias(n))
+            elif kq == "timespan":
+                raise self.sem("mv-expand to typeof(timespan) is not supported locally", op,
+                               cls=KqlUnsupported)
+            schema[n] = kq
+        if casts:
+            lf = lf.with_columns(casts)
+        if op.itemindex is not None:
+            lf = lf.with_columns(pl.col(op.itemindex).cast(pl.Int64))
+            schema[op.itemindex] = "long"
+        order = list(dict.fromkeys([*cur.schema, *names,
+                                    *([op.itemindex] if op.itemindex else [])]))
+        lf = lf.select(order)
+        return Table(lf, {c: schema[c] for c in order}, {}, cur.ordered)
+
+    def op_parse(self: Compiler, op: N.Parse, t: Table) -> Table:
+        v = self.scalar(op.expr, t)
+        text = self.stringish(v, op.expr) if v.ktype in ("string", "dynamic") else \
+            self.expr(N.Call("tostring", [op.expr]), t).expr
+        kind = op.kind or "simple"
+        regex_kind = kind == "regex"
+        flags = ""
+        if op.flags:
+            f = op.flags.lower()
+            flags = "(?" + "".join(ch for ch in f if ch in "imsu" and ch != "u") + ")" \
+                if any(ch in "ims" for ch in f) else ""
+        pattern = "^" if not regex_kind else ""
+        cols: list[tuple[str, str | None]] = []
+        parts = op.parts
+        for i, p in enumerate(parts):
+            last = i == len(parts) - 1
+            if isinstance(p, str):
+                pattern += p if regex_kind else re.escape(p)
+            elif p[0] == "*":
+                pattern += ".*?" if not last else ".*"
+            else:
+                name, ktype = p
+                kq = {"int": "long"}.get(ktype or "string", ktype or "string")
+                if kq == "long":
+                    g = r"-?\d+"
+                elif kq == "real":
+                    g = r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?"
+                else:
+                    g = ".*" if last else ".*?"
+                pattern += f"({g})"
+                cols.append((name, kq))
+        if regex_kind:
+            pattern = flags + pattern
+        else:
+            pattern = flags + pattern + ("$" if isinstance(parts[-1], tuple) else "")
+        try:
+            pl.select(pl.lit("").str.contains(pattern))
+        except pl.exceptions.PolarsError as exc:
+            raise self.sem(f"invalid parse pattern: {str(exc).splitlines()[0]}", op) from None
+        matched = text.str.contains(pattern)
+        exprs = []
+        schema = dict(t.schema)
+        for gi, (name, kq) in enumerate(cols, start=1):
+            g = text.str.extract(pattern, gi)
+            if kq == "string":
+                e = g.fill_null("")
+            elif kq in NUMERIC or kq == "bool":
+                e = g.cast(_DTYPES[kq], strict=False)
+            elif kq == "datetime":
+                from psanalytics.schema import parse_time_expr
+                e = parse_time_expr(g)
+            elif kq == "dynamic":
+                e = g
+            else:
+                raise self.sem(f"parse into {kq} is not supported locally", op,
+                               cls=KqlUnsupported)
+            exprs.append(e.alias(name))
+            schema[name] = kq
+        lf = t.lf
+        if op.where:
+            lf = lf.filter(matched.fill_null(False))
+            extra = [e for e in exprs]
+        else:
+            extra = exprs
+        lf = lf.with_columns(extra)
+        return Table(lf, schema, {}, t.ordered)
+
+    def op_serialize(self: Compiler, op: N.Serialize, t: Table) -> Table:
+        if op.items:
+            t = self.op_extend(N.Extend(op.items, span=op.span), t)
+        return Table(t.lf, t.schema, t.dtypes, True)
+
+    def op_sample(self: Compiler, op: N.Sample, t: Table) -> Table:
+        n = self.const_count(op.count, t, "sample")
+        lf = t.lf.select(pl.all().shuffle()).head(n)
+        return Table(lf, t.schema, t.dtypes, False)
+
+    def op_sampledistinct(self: Compiler, op: N.SampleDistinct, t: Table) -> Table:
+        from psanalytics.query.kql.checker import column_name
+        n = self.const_count(op.count, t, "sample-distinct")
+        v = self.scalar(op.expr, t)
+        name = column_name(op.expr)
+        if name is None:
+            raise self.sem("sample-distinct takes a column", op.expr, cls=KqlUnsupported)
+        lf = t.lf.select(self.materialize(v).alias(name)).unique().head(n)
+        return Table(lf, {name: v.ktype}, {}, False)
+
+    def op_projectreorder(self: Compiler, op: N.ProjectReorder, t: Table) -> Table:
+        first: list[str] = []
+        for pat, order in op.names:
+            found = self._match_columns(pat, t)
+            if order in ("asc", "granny-asc"):
+                found = sorted(found, key=str.lower if order == "granny-asc" else None)
+            elif order in ("desc", "granny-desc"):
+                found = sorted(found, key=str.lower if order == "granny-desc" else None,
+                               reverse=True)
+            for c in found:
+                if c not in first:
+                    first.append(c)
+        order_cols = [*first, *[c for c in t.schema if c not in first]]
+        return Table(t.lf.select(order_cols), {c: t.schema[c] for c in order_cols},
+                     {c: t.dtypes[c] for c in order_cols if c in t.dtypes}, t.ordered)
+
+    def op_getschema(self: Compiler, op: N.GetSchema, t: Table) -> Table:
+        names = list(t.schema)
+        df = pl.DataFrame({
+            "ColumnName": names,
+            "ColumnOrdinal": pl.Series(range(len(names)), dtype=pl.Int64),
+            "DataType": [_NET_TYPES[t.schema[c]] for c in names],
+            "ColumnType": [t.schema[c] for c in names],
+        })
+        return _frame_table(df.lazy(), {"ColumnName": "string", "ColumnOrdinal": "long",
+                                        "DataType": "string", "ColumnType": "string"})
+
+    def op_makeseries(self: Compiler, op: N.MakeSeries, t: Table) -> Table:
+        from psanalytics.query.kql.checker import AGGREGATES, aggregate_name, column_name
+        axis = self.scalar(op.on, t)
+        axis_name = column_name(op.on)
+        if axis_name is None:
+            raise self.sem("make-series 'on' takes a column", op.on, cls=KqlUnsupported)
+        if axis.ktype not in ("datetime", "timespan", "long", "real"):
+            raise self.sem(f"make-series axis must be a datetime or number, not {axis.ktype}",
+                           op.on)
+        step = self.const_val(op.step, "the make-series step")
+        is_time = axis.ktype in ("datetime", "timespan")
+        if is_time and step.ktype != "timespan":
+            raise self.sem("a datetime axis needs a timespan step", op.step)
+        if step.const is None or step.const <= 0:
+            raise self.sem("the make-series step must be positive", op.step)
+        ax = axis.expr.cast(pl.Int64) if is_time else axis.expr.cast(pl.Float64)
+        stepv = int(step.const) if is_time else float(step.const)
+        if op.start is not None:
+            start = self.const_val(op.start, "the make-series start").const
+        else:
+            start = None
+        if op.stop is not None:
+            stop = self.const_val(op.stop, "the make-series end").const
+        else:
+            stop = None
+        if start is None or stop is None:
+            mm = t.lf.select(ax.min().alias("lo"), ax.max().alias("hi")).collect()
+            lo, hi = mm.row(0)
+            if start is None:
+                start = lo
+            if stop is None:
+                stop = None if hi is None else hi + stepv
+        if start is None or stop is None:
+            nb = 0
+        elif is_time:
+            nb = max(0, -(-(int(stop) - int(start)) // stepv))
+        else:
+            nb = max(0, math.ceil((stop - start) / stepv - 1e-12))
+        # keys
+        keys = []
+        kschema: dict[str, str] = {}
+        for it in op.by:
+            kv = self.scalar(it.expr, t)
+            kn = it.name or column_name(it.expr)
+            if kn is None:
+                raise self.sem("make-series: name this key (Name = expr)", it.expr)
+            keys.append(self.materialize(kv).alias(kn))
+            kschema[kn] = kv.ktype
+        bin_e = ((ax - start) // stepv).cast(pl.Int64) if is_time else \
+            ((ax - start) / stepv).floor().cast(pl.Int64)
+        base = t.lf.with_columns(*keys, bin_e.alias("__bin")).filter(
+            (pl.col("__bin") >= 0) & (pl.col("__bin") < nb))
+        aggs = []
+        names = []
+        defaults = []
+        akinds = []
+        for a, default in op.aggs:
+            e = a.expr
+            v = self.scalar(e, Table(base, {**t.schema, **kschema}, {}), agg_ctx=True,
+                            grouped=True)
+            if not v.agg:
+                raise self.sem("make-series needs an aggregate such as count() or avg(x)", e)
+            name = a.name
+            if name is None:
+                name = aggregate_name(e) if isinstance(e, N.Call) and e.name in AGGREGATES \
+                    else "Column1"
+            dv = None
+            if default is not None:
+                dv = self.const_val(default, "the default").const
+            else:
+                dv = 0
+            aggs.append(v.expr.alias(name))
+            names.append(name)
+            defaults.append(dv)
+            akinds.append(v.ktype)
+        kn = list(kschema)
+        grouped = base.group_by([*kn, "__bin"]).agg(aggs)
+        bins = pl.LazyFrame({"__bin": pl.int_range(0, nb, eager=True, dtype=pl.Int64)})
+        if kn:
+            groups = base.select(kn).unique(maintain_order=True)
+            frame = groups.join(bins, how="cross")
+        else:
+            frame = bins
+        full = frame.join(grouped, on=[*kn, "__bin"], how="left", nulls_equal=True)
+        fills = []
+        for n, dv, k in zip(names, defaults, akinds, strict=True):
+            if dv is None:
+                continue
+            fills.append(pl.col(n).fill_null(pl.lit(dv).cast(_DTYPES.get(k, pl.Float64))))
+        if fills:
+            full = full.with_columns(fills)
+        if is_time:
+            axis_vals = (pl.col("__bin") * stepv + int(start)).cast(
+                TIME_DTYPE if axis.ktype == "datetime" else SPAN_DTYPE)
+        else:
+            axis_vals = pl.col("__bin").cast(pl.Float64) * stepv + float(start)
+        full = full.with_columns(axis_vals.alias(axis_name)).sort([*kn, "__bin"])
+        if kn:
+            out = full.group_by(kn, maintain_order=True).agg([*names, axis_name])
+        else:
+            out = full.select(pl.col(n).implode() for n in [*names, axis_name])
+        out = out.select([*kn, *names, axis_name])
+        schema = {**kschema, **{n: "dynamic" for n in names}, axis_name: "dynamic"}
+        return Table(out, schema, {}, False)
+
+    def op_topnested(self: Compiler, op: N.TopNested, t: Table) -> Table:
+        raise self.sem("'top-nested' is not supported by the local engine yet", op,
+                       cls=KqlUnsupported)
+
+
+_ = (DAY_NS, KqlSemanticError)
