@@ -155,8 +155,9 @@ def _change_split(codes: np.ndarray, is_new: np.ndarray, *, from_empty: bool) ->
     ar = np.arange(n, dtype=np.int64)
     last = np.maximum.accumulate(np.where(nonnull, ar, -1))
     prev = np.empty(n, dtype=np.int64)
-    prev[0] = -1
-    prev[1:] = last[:-1]
+    if n:
+        prev[0] = -1
+        prev[1:] = last[:-1]
     seg = _segment_start_pos(is_new)
     has_prev = prev >= seg
     prev_code = codes[np.maximum(prev, 0)]

