@@ -382,11 +382,105 @@ player.next()
 player.current["EventType"], player.current["session"]"""),
 ]
 
+NB05: list[Cell] = [
+    ("md", """\
+# 05 · Move the history to Optimizely Data Platform (ODP)
+
+Profile Store is deprecated; its vendor sends users to ODP. This notebook maps Profile
+Store track events to ODP events, looks at the mapping and the exact request bodies (a
+dry run), sends them with the customers' profiles to an emulated ODP, and reconciles
+source and destination per day and event type: the table a team shows before switching
+Profile Store off. Everything runs in-process: nothing leaves the machine."""),
+    ("code", CONNECT),
+    ("code", LAST_WEEK),
+    ("code", """\
+day = store.events(start=week_end - timedelta(days=1), end=week_end, progress=False)
+print(f"{day.height:,} events from {day['DeviceId'].n_unique():,} devices")"""),
+    ("md", """\
+## The mapping
+
+Standard ODP events where a Profile Store type fits (page views, product views, baskets,
+wish lists, orders, searches, campaign mail); anything else is sent as a custom type and
+*reported* (`how == "custom"`), never guessed silently. An `OdpMap` overrides any of it."""),
+    ("code", """\
+from psanalytics import replay
+
+replay.mapping_table(day)"""),
+    ("code", """\
+odp_map = replay.OdpMap(events={
+    "epiHeroBlockClick": "promotion/click",      # type/action
+    "epiVideoBlockView": {"skip": True},         # not moved
+})
+replay.mapping_table(day, odp_map)"""),
+    ("code", """\
+import json
+
+order = day.filter(pl.col("EventType") == "order").head(1)
+print(json.dumps(replay.to_odp_events(order, odp_map=odp_map)[0], indent=2))"""),
+    ("md", """\
+## Dry run: the exact bodies
+
+Arrays of at most 500 events, one body per line; nothing is sent."""),
+    ("code", """\
+import tempfile
+from pathlib import Path
+
+workdir = Path(tempfile.mkdtemp(prefix="psanalytics-odp-"))
+dry = replay.replay(day, to="odp", dry_run=workdir / "odp-bodies.jsonl", mapping=odp_map,
+                    progress=False)
+print(dry)"""),
+    ("code", """\
+first_body = json.loads((workdir / "odp-bodies.jsonl").read_text().splitlines()[0])
+print(f"{len(first_body)} events in the first body; its first event:")
+print(json.dumps(first_body[0], indent=2))"""),
+    ("md", """\
+## Send to an emulated ODP, with the customers
+
+`profiles=True` also sends one customer update per (e-mail, device) seen together, to
+`/v3/profiles` at the documented 10 requests/second. The emulator checks `x-api-key`
+(its own random key here; a real run reads `PSANALYTICS_ODP_API_KEY`)."""),
+    ("code", """\
+from psanalytics.emulator import Emulator
+
+odp = Emulator(events=ps.schema.empty_frame())
+report = replay.replay(day, url=odp.url, transport=odp.transport(), to="odp",
+                       api_key=odp.odp_api_key, mapping=odp_map, profiles=True, progress=False)
+print(report)"""),
+    ("code", """\
+state = odp.odp.state(limit=0)
+{k: state[k] for k in ("accepted", "duplicates", "rejected_requests", "by_type", "customers")}"""),
+    ("code", "odp.odp.events_frame().head()"),
+    ("md", """\
+## Reconcile
+
+Per day and event type: read, mapped, sent, accepted by the destination (found by each
+event's `idempotence_id`), rejected, failed, and the difference. Every row should be 0."""),
+    ("code", """\
+table = report.reconcile(odp)
+table"""),
+    ("code", """\
+from psanalytics.replay.reconcile import summary
+
+print(summary(table))
+replay.differences(table)"""),
+    ("md", """\
+## Sending twice is safe
+
+Each event's `idempotence_id` is a uuid5 of its TrackId (or content), so ODP recognises a
+re-send: the second run adds nothing, and the reconciliation counts the duplicates."""),
+    ("code", """\
+again = replay.replay(day, url=odp.url, transport=odp.transport(), to="odp",
+                      api_key=odp.odp_api_key, mapping=odp_map, progress=False)
+print(f"accepted after two runs: {odp.odp.state(limit=0)['accepted']:,}")
+again.reconcile(odp).select(pl.sum("mapped"), pl.sum("accepted"), pl.sum("duplicates"), pl.sum("difference"))"""),
+]
+
 NOTEBOOKS: dict[str, tuple[str, list[Cell]]] = {
     "01-quickstart": ("Quickstart", NB01),
     "02-kql-preview": ("KQL preview", NB02),
     "03-sessions-and-journeys": ("Sessions and journeys", NB03),
     "04-visitor-log-replay": ("Visitor-log replay", NB04),
+    "05-move-to-odp": ("Move to ODP", NB05),
 }
 
 
