@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 import polars as pl
 
+from psanalytics import _time
 from psanalytics.errors import PsaWarning, SchemaError
 
 #: String columns that are never null (KQL strings are never null; the API sends "").
@@ -140,7 +141,7 @@ def canonical_name(name: str) -> str | None:
 #: What a Datetime("ns") column holds: int64 nanoseconds since 1970-01-01 UTC. A time
 #: outside it would wrap around silently (Polars and Arrow do not check), so every
 #: reader checks it and names the value.
-NS_MIN, NS_MAX = -(2**63), 2**63 - 1
+NS_MIN, NS_MAX = _time.MIN_NS, _time.MAX_NS
 TIME_RANGE = "1677-09-21 .. 2262-04-11"
 OUT_OF_RANGE = f"outside what a nanosecond time holds ({TIME_RANGE})"
 
