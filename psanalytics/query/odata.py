@@ -53,7 +53,7 @@ from odata_query import exceptions as oexc
 from odata_query.grammar import ODataLexer, ODataParser
 
 from psanalytics._time import from_ns, instant_or_none
-from psanalytics.errors import PsaError
+from psanalytics.errors import PsaError, TimeError
 from psanalytics.schema import COLUMNS, parse_time_expr
 
 __all__ = [
@@ -160,6 +160,9 @@ def parse_filter(text: str) -> ast._Node:
     stripped = text.strip()
     if not stripped:
         raise ODataError("the filter is empty", text=text, position=1)
+    if len(text) > MAX_FILTER_CHARS:
+        raise ODataError(f"the filter is {len(text):,} characters long; at most "
+                         f"{MAX_FILTER_CHARS:,} are read (select fewer values per request)")
     lead = len(text) - len(text.lstrip())
     toks = _tokens(stripped)
     try:
@@ -173,6 +176,13 @@ def parse_filter(text: str) -> ast._Node:
         pos += len(rest) - len(rest.lstrip())  # tokens like " eq " carry their spaces
         words = stripped[pos:].split()
         val = words[0] if words else ""
+        early = re.search(r"(?<![\w.'-])0\d{3}$", stripped[:pos])
+        if early and re.match(r"-\d\d-\d\d", stripped[pos:]):
+            # the grammar reads no year before 1000: "0001-01-01" lexes as 0001, -01-01
+            date = stripped[early.start():pos + 6]
+            raise ODataError(
+                f"{date} is outside the times EventTime can hold ({_TIME_RANGE}); for an open "
+                "end leave the condition out", text=text, position=lead + early.start() + 1) from None
         if not val:
             reason = "the filter ends too early (an operand is missing)"
         elif len(words) == 1 and val.lower() in _KEYWORDS:
@@ -316,10 +326,31 @@ def _cmp(left: pl.Expr, op: str, right: Any) -> pl.Expr:
     return left >= right
 
 
+#: The instants EventTime can hold (a nanosecond time), for messages.
+_TIME_RANGE = "1677-09-21 .. 2262-04-11"
+#: Longest $filter text read (a longer one is refused before lexing: it would cost
+#: seconds and gigabytes for nothing a real filter needs).
+MAX_FILTER_CHARS = 1_000_000
+
+
+def _range_error(value: str, text: str) -> ODataError:
+    return ODataError(
+        f"{value} is outside the times EventTime can hold ({_TIME_RANGE}); for an open end "
+        "leave the condition out", text=text, position=_find(text, value.strip("'")))
+
+
+def _instant(raw: str, text: str) -> int | None:
+    """ns of a literal instant; None when not ISO 8601; an ODataError when out of range."""
+    try:
+        return instant_or_none(raw)
+    except TimeError:
+        raise _range_error(raw, text) from None
+
+
 def _time_cmp(col: pl.Expr, op: str, lit: _Lit, *, text: str) -> pl.Expr:
     """Compare a Datetime(ns, UTC) expression with a date/datetime literal."""
     raw = lit.value if lit.kind in ("date", "datetime", "string", "ident") else None
-    ns = instant_or_none(raw) if isinstance(raw, str) else None
+    ns = _instant(raw, text) if isinstance(raw, str) else None
     if ns is None:
         raise ODataError(
             f"cannot compare a time with {lit.text} (write a bare ISO 8601 datetime such as "
@@ -352,10 +383,18 @@ class _Compiler:
 
     def visit(self, node: Any) -> pl.Expr:
         if isinstance(node, ast.BoolOp):
-            left, right = self.visit(node.left), self.visit(node.right)
-            return (left & right) if isinstance(node.op, ast.And) else (left | right)
+            # A long and/or chain is a deep tree: flatten it (no recursion per term) and
+            # combine the terms in one flat horizontal expression.
+            op = type(node.op)
+            terms = _chain(node, op)
+            exprs = [self.visit(t) for t in terms]
+            return pl.all_horizontal(exprs) if op is ast.And else pl.any_horizontal(exprs)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-            return ~self.visit(node.operand)
+            n = 0
+            while isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+                node, n = node.operand, n + 1
+            inner = self.visit(node)
+            return ~inner if n % 2 else inner
         if isinstance(node, ast.Compare):
             return self.compare(node)
         if isinstance(node, ast.Call):
@@ -539,15 +578,26 @@ def filter_frame(frame: pl.DataFrame | pl.LazyFrame, text: str | Filter, *,
 # --------------------------------------------------------------------------- time bounds
 
 
+def _chain(node: Any, op: type) -> list[Any]:
+    """The terms of a chain of one boolean operator, left to right, without recursion
+    (a filter of thousands of ``or`` terms is a tree thousands deep)."""
+    out: list[Any] = []
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, ast.BoolOp) and isinstance(n.op, op):
+            stack.append(n.right)
+            stack.append(n.left)
+        else:
+            out.append(n)
+    return out
+
+
 def _conjuncts(node: Any) -> Iterator[Any]:
-    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And):
-        yield from _conjuncts(node.left)
-        yield from _conjuncts(node.right)
-    else:
-        yield node
+    yield from _chain(node, ast.And)
 
 
-def _time_term(c: Any) -> list[tuple[str, int, bool]] | None:
+def _time_term(c: Any, text: str = "") -> list[tuple[str, int, bool]] | None:
     """The bound(s) a top-level conjunct puts on EventTime, exactly; None if it is not a
     plain time comparison (``("lo"|"hi", ns, inclusive)`` items)."""
     if not isinstance(c, ast.Compare) or type(c.comparator) not in _OPS:
@@ -562,7 +612,7 @@ def _time_term(c: Any) -> list[tuple[str, int, bool]] | None:
         return None
     if lit is None or lit.kind not in ("date", "datetime", "string"):
         return None
-    ns = instant_or_none(str(lit.value))
+    ns = _instant(str(lit.value), text)
     if ns is None:
         return None
     op = _OPS[op_t]
@@ -593,7 +643,7 @@ def _split(text: str) -> tuple[tuple[int | None, bool, int | None, bool], list[A
     hi_inc = True
     rest: list[Any] = []
     for c in _conjuncts(_parse_cached(text)):
-        items = _time_term(c)
+        items = _time_term(c, text)
         if items is None:
             rest.append(c)
             continue
@@ -624,13 +674,17 @@ def split_filter(text: str | Filter, *, lenient: bool = False
     exprs = []
     comp = _Compiler(text, lenient)
     for node in rest:
-        key = (repr(node), bool(lenient))
-        e = _NODE_CACHE.get(key)
+        try:
+            key: tuple[str, bool] | None = (repr(node), bool(lenient))
+        except RecursionError:  # a very deep term: compile it, do not cache it
+            key = None
+        e = _NODE_CACHE.get(key) if key is not None else None
         if e is None:
             e = comp.visit(node).fill_null(False)
-            if len(_NODE_CACHE) > 2048:
-                _NODE_CACHE.clear()
-            _NODE_CACHE[key] = e
+            if key is not None:
+                if len(_NODE_CACHE) > 2048:
+                    _NODE_CACHE.clear()
+                _NODE_CACHE[key] = e
         exprs.append(e)
     out = exprs[0]
     for e in exprs[1:]:

@@ -703,9 +703,20 @@ class Compiler(TabularOps):
     def x_binary(self, e: N.Binary, t: Table) -> Val:
         op = e.op
         if op in ("and", "or"):
-            a = self.as_bool(self.expr(e.left, t), e.left, f"'{op}' needs bool operands")
-            b = self.as_bool(self.expr(e.right, t), e.right, f"'{op}' needs bool operands")
-            return Val(a & b if op == "and" else a | b, "bool", True)
+            # A chain of one operator is a tree as deep as it is long: walk it without
+            # recursion and combine the terms flat (Kleene logic, as & and | are).
+            terms, stack = [], [e]
+            while stack:
+                n = stack.pop()
+                if isinstance(n, N.Binary) and n.op == op:
+                    stack += [n.right, n.left]
+                else:
+                    terms.append(n)
+            exprs = [self.as_bool(self.expr(n, t), n, f"'{op}' needs bool operands") for n in terms]
+            if len(exprs) == 2:
+                a, b = exprs
+                return Val(a & b if op == "and" else a | b, "bool", True)
+            return Val(pl.all_horizontal(exprs) if op == "and" else pl.any_horizontal(exprs), "bool", True)
         left = self.expr(e.left, t)
         right = self.expr(e.right, t)
         agg = left.agg or right.agg

@@ -100,6 +100,13 @@ def _compile(query: str | N.Query, tables: Mapping[str, pl.LazyFrame], *,
         raise KqlRuntimeError(f"internal error while compiling this query ({type(exc).__name__}:"
                               f" {exc}); please report it",
                               query=text, span=(0, 1) if text else None) from exc
+    except pl.exceptions.PanicException as exc:  # a BaseException: `except Exception` misses it
+        raise KqlRuntimeError(f"the engine (Polars) panicked while compiling this query: "
+                              f"{_panic_text(exc)}", query=text, span=(0, 1) if text else None) from None
+
+
+def _panic_text(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or ["no message"])[0][:300]
 
 
 def plan(query: str | N.Query, tables: Tables, *, now: datetime | None = None,
@@ -137,6 +144,11 @@ def execute(query: str, tables: Tables, *, now: datetime | None = None,
         raise KqlRuntimeError(f"the query failed while running: {msg}",
                               query=query if isinstance(query, str) else None,
                               span=(0, 1)) from exc
+    except pl.exceptions.PanicException as exc:  # a BaseException: `except Exception` misses it
+        raise KqlRuntimeError(f"the query failed while running: the engine (Polars) panicked: "
+                              f"{_panic_text(exc)}; rewrite the query (e.g. group by a column, "
+                              "not a constant)", query=query if isinstance(query, str) else None,
+                              span=(0, 1)) from None
     truncated = False
     if limit is not None and frame.height > limit:
         frame = frame.head(limit)
