@@ -41,18 +41,11 @@ from typing import Any, Literal
 import orjson
 import polars as pl
 
+from psanalytics.replay._text import _BOOL_TEXT, _NUMBER_TEXT, _json_str, _uuid5_many
 from psanalytics.replay.batching import MAX_BYTES, Batch, BatchingError, Quarantined, _batch_id
-from psanalytics.replay.mapping import (
-    _BOOL_TEXT,
-    _EMAIL_IN_TEXT,
-    _NUMBER_TEXT,
-    _PII_KEY,
-    MappingError,
-    _as_frame,
-    _json_str,
-    _mixed_types,
-    _uuid5_many,
-)
+from psanalytics.replay.event_map import MappingError
+from psanalytics.replay.inputs import _as_frame
+from psanalytics.replay.tags import _EMAIL_IN_TEXT, _PII_KEY, _mixed_types
 
 __all__ = [
     "MAX_ODP_OBJECTS",
