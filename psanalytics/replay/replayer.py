@@ -23,7 +23,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,6 +33,7 @@ import orjson
 import polars as pl
 
 from psanalytics.errors import PsaError
+from psanalytics.replay._run import Dispatcher, Recorder
 from psanalytics.replay.batching import (
     MAX_BYTES,
     TRACK_BULK_MAX_BYTES,
@@ -284,33 +285,6 @@ class ReplayReport:
 
 
 # --------------------------------------------------------------------------- replayer
-
-
-class _JsonLines:
-    """Append JSON lines to a file opened on first write (gzip when the name ends .gz)."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self._fh: IO[bytes] | None = None
-        self._lock = threading.Lock()
-        self.count = 0
-
-    def write(self, line: bytes | Mapping[str, Any]) -> None:
-        if self.path is None:
-            return
-        data = line if isinstance(line, bytes) else orjson.dumps(line)
-        with self._lock:
-            if self._fh is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._fh = (gzip.open(self.path, "ab") if self.path.suffix == ".gz"
-                            else open(self.path, "ab"))  # noqa: SIM115
-            self._fh.write(data + b"\n")
-            self.count += 1
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
 
 
 #: Statuses that say the key or the URL is wrong, not the batch: they stop the run.
@@ -705,225 +679,112 @@ class Replayer:
 
     def _execute(self, batches: Iterator[Batch], totals: Mapping[str, int],
                  quarantine: list[Quarantined], t0: float) -> ReplayReport:
+        """Drive a run: pacing releases each batch, the :class:`~._run.Dispatcher` sends it,
+        :meth:`_settle` classifies the outcome and the :class:`~._run.Recorder` writes it
+        down (report, checkpoint, side files, bar)."""
         report = ReplayReport(sink=self._sink_name(), dry_run=self.dry_run is not None)
         self.report = report
         report._source = self._reconcile_source
         report.unmapped = dict(self._unmapped)
         report.planned_events = totals["events"]
-        header = {"sink": self.kind, "account_id": self.account_id, "events": totals["events"]}
-        ckpt: Checkpoint | None = None
-        if self.checkpoint_path is not None:
-            if self.checkpoint_path.exists() and not self.resume:
-                raise ReplayError(f"checkpoint {self.checkpoint_path} exists and resume=False; "
-                                  "delete it or pass resume=True")
-            ckpt = Checkpoint(self.checkpoint_path)
-            if self.dry_run is None:
-                ckpt.open(header)
-        rejected_out = _JsonLines(self.rejected_path)
-        failed_out = _JsonLines(self.failed_path)
-        quarantine_out = _JsonLines(self.quarantine_path)
-        dry_out = _JsonLines(self.dry_run)
+        rec = Recorder(report, checkpoint=self._open_checkpoint(totals), bar=self._bar(totals["events"]),
+                       on_batch=self.on_batch, rejected=self.rejected_path, failed=self.failed_path,
+                       quarantine=self.quarantine_path, dry_run=self.dry_run)
         if self.dry_run is not None and self.dry_run.exists():
             self.dry_run.unlink()  # a dry run always writes a fresh file
-        bar = self._bar(totals["events"])
         deadline = None if self.time_limit is None else t0 + self.time_limit
-        inflight: dict[Future[Any], Batch] = {}
-        lock = threading.Lock()
-        stats = {"visitors": 0}
-        executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="psa-replay") \
-            if self.dry_run is None else None
-
-        def settle(fut: Future[Any], batch: Batch) -> list[Batch]:
-            """Handle one finished send (main thread). Returns sub-batches to send."""
-            exc = fut.exception()
-            if exc is None:
-                res = fut.result()
-                status = int(getattr(res, "status", 0) or 0)
-                report.statuses[status] = report.statuses.get(status, 0) + 1
-                report.retries += int(getattr(res, "retries", 0) or 0)
-                elapsed = getattr(res, "elapsed_s", None)
-                if isinstance(elapsed, (int, float)):
-                    report.latencies_s.append(float(elapsed))
-                self._count_sent(report, batch, stats)
-                if ckpt is not None:
-                    ckpt.record(batch, "ok")
-                if bar is not None:
-                    bar.set_postfix(retries=report.retries, rejected=report.rejected,
-                                    failed=report.failed, refresh=False)
-                    bar.update(batch.events)
-                if self.on_batch is not None:
-                    self.on_batch(batch, res)
-                return []
-            from psanalytics.api.http import ApiError
-
-            if not isinstance(exc, ApiError):
-                raise exc
-            status = _status_of(exc)
-            report.retries += max(0, int(getattr(exc, "attempts", 1) or 1) - 1)
-            report.statuses[status or 0] = report.statuses.get(status or 0, 0) + 1
-            if status in _STOP_STATUSES:
-                # the key or the URL is wrong: every batch would fail the same way. Stop,
-                # record nothing (a resume with the right key or URL sends everything).
-                raise ReplayError(
-                    f"replay stopped: {self._sink_name()} answered HTTP {status} "
-                    f"({_STOP_STATUSES[status]}): {_reason_of(exc)}; nothing was recorded as "
-                    "rejected: fix the key or URL and run again (with the same checkpoint, "
-                    "acknowledged batches are skipped)") from exc
-            if status is not None and 400 <= status < 500 and status not in (408, 429):
-                if self.split_rejected and batch.splittable and batch.kind in ("event-api", "odp", "odp-profiles"):
-                    return list(batch.split())
-                rej = Rejection(batch=batch.id, status=status, reason=_reason_of(exc),
-                                errors=list(getattr(exc, "errors", []) or []),
-                                visitors=batch.visitors, events=batch.events)
-                report.rejected += 1
-                report.rejected_events += batch.events
-                report.rejections.append(rej)
-                report._outcome(batch, "rejected")
-                rejected_out.write({"batch": batch.id, "status": status, "reason": rej.reason,
-                                    "errors": rej.errors, "body": orjson.Fragment(batch.body)})
-                if ckpt is not None:
-                    ckpt.record(batch, "rejected")
-                if bar is not None:
-                    bar.update(batch.events)
-                if self.on_batch is not None:
-                    self.on_batch(batch, exc)
-                return []
-            # retries exhausted (5xx/429/timeouts): kept for a later resend, not acked
-            report.failed += 1
-            report.failed_events += batch.events
-            report._outcome(batch, "failed")
-            report.failures.append(f"{batch.id}: {_reason_of(exc)}")
-            failed_out.write({"batch": batch.id, "status": status, "reason": _reason_of(exc),
-                              "body": orjson.Fragment(batch.body)})
-            if bar is not None:
-                bar.update(batch.events)
-            if self.on_batch is not None:
-                self.on_batch(batch, exc)
-            return []
-
-        def drain(block: bool) -> None:
-            if not inflight:
-                return
-            done, _ = wait(list(inflight), timeout=None if block else 0, return_when=FIRST_COMPLETED)
-            # Take every finished future out first: settling may split a rejected batch and
-            # submit its halves, whose backpressure re-enters drain() (it must not see these).
-            finished = [(fut, inflight.pop(fut)) for fut in done]
-            for i, (fut, batch) in enumerate(finished):
-                try:
-                    subs = settle(fut, batch)
-                except BaseException:
-                    # the graceful stop below must still record the acks of the others
-                    inflight.update(finished[i + 1:])
-                    raise
-                for sub in subs:
-                    if ckpt is not None and sub.id in ckpt:  # resolved before a resume
-                        report._outcome(sub, "resumed-" + ckpt.done[sub.id])
-                        report.skipped += 1
-                        report.skipped_events += sub.events
-                        continue
-                    submit(sub)
-
-        def submit(batch: Batch) -> None:
-            while len(inflight) >= 2 * self.workers:  # backpressure
-                drain(True)
-            assert executor is not None and self.sink is not None
-            fut = executor.submit(self.sink.send, batch)
-            with lock:
-                inflight[fut] = batch
-
+        disp = None
+        if self.dry_run is None:
+            assert self.sink is not None
+            disp = Dispatcher(self.sink.send, self.workers, lambda fut, b: self._settle(fut, b, rec),
+                              lambda b: rec.resolved_before(b, advance=False))
         try:
             for batch in batches:
                 if deadline is not None and time.perf_counter() > deadline:
                     report.interrupted = True
                     break
-                if ckpt is not None and batch.id in ckpt:
-                    report._outcome(batch, "resumed-" + ckpt.done[batch.id])
-                    report.skipped += 1
-                    report.skipped_events += batch.events
-                    if bar is not None:
-                        bar.update(batch.events)
+                if rec.resolved_before(batch):
                     continue
-                if self.dry_run is not None:
-                    # no sleeping in a dry run: the schedule only gives the ETA
-                    if self.pacer.active:
-                        eta = self.pacer.due(batch.first_ms / 1000.0, batch.events) - (self.pacer._start or 0.0)
-                        self._eta = max(self._eta, eta + (batch.events / self.pacer.rate if self.pacer.rate else 0.0))
-                else:
-                    self.pacer.wait(batch.first_ms / 1000.0, batch.events)
-                batch.released_at = self.clock()
-                if self.dry_run is not None:
-                    dry_out.write(batch.body)
-                    self._count_sent(report, batch, stats)
-                    if bar is not None:
-                        bar.update(batch.events)
-                    if self.on_batch is not None:
-                        self.on_batch(batch, None)
+                self._release(batch)
+                if disp is None:
+                    rec.written(batch)
                     continue
-                submit(batch)
-                drain(False)
-            while inflight:
-                drain(True)
+                disp.submit(batch)
+                disp.drain(block=False)
+            if disp is not None:
+                disp.finish()
         except BaseException:
             report.interrupted = True
-            # Graceful stop: let in-flight requests finish so their acks are recorded.
-            for fut in list(inflight):
-                fut.cancel()
-            done_futs = [f for f in inflight if not f.cancelled()]
-            wait(done_futs, timeout=30)
-            for fut in done_futs:
-                if fut.done() and fut.exception() is None:
+            if disp is not None:  # graceful stop: record the acks of requests that finish
+                for b, _ in disp.stop():
                     with contextlib.suppress(BaseException):
-                        b = inflight[fut]
-                        self._count_sent(report, b, stats)
-                        if ckpt is not None:
-                            ckpt.record(b, "ok")
+                        rec.acked_on_stop(b)
             raise
         finally:
-            if executor is not None:
-                executor.shutdown(wait=True, cancel_futures=True)
+            if disp is not None:
+                disp.shutdown()
             report.duration_s = time.perf_counter() - t0
             report.idle_capped_s = self.pacer.idle_capped
-            for q in self._invalid:
-                report.invalid += 1
-                report.invalid_events += q.events
-                rejected_out.write({"visitor_id": q.visitor_id, "session_id": q.session_id, "status": None,
-                                    "reason": q.reason, "events": q.events, "offsets": q.offsets,
-                                    "visitor": orjson.Fragment(q.json)})
-            for q in quarantine:
-                report._q_offsets.extend(q.offsets)
-                report.quarantined += 1
-                report.quarantined_events += q.events
-                quarantine_out.write({"visitor_id": q.visitor_id, "session_id": q.session_id,
-                                      "events": q.events, "bytes": q.nbytes, "offsets": q.offsets,
-                                      "visitor": orjson.Fragment(q.json)})
-            for out, name in ((rejected_out, "rejected"), (failed_out, "failed"),
-                              (quarantine_out, "quarantine"), (dry_out, "dry_run")):
-                out.close()
-                if out.count and out.path is not None:
-                    report.files[name] = str(out.path)
-            if ckpt is not None:
-                ckpt.close()
-                if self.dry_run is None:
-                    report.files["checkpoint"] = str(ckpt.path)
-            if bar is not None:
-                bar.close()
+            rec.close(quarantine, self._invalid)
             if self.dry_run is not None:
                 self._write_summary(report, totals)
             if self.sink is not None and getattr(self, "_close_sink", False):
                 self.sink.close()
         return report
 
-    def _count_sent(self, report: ReplayReport, batch: Batch, stats: dict[str, int]) -> None:
-        report._outcome(batch, "sent")
-        if batch.kind == "odp-profiles":
-            report.profiles += batch.events
-            report.profile_batches += 1
-            report.bytes += len(batch.body)
-            return
-        report.batches += 1
-        report.events += batch.events
-        report.visitors += batch.visitors
-        report.bytes += len(batch.body)
+    def _open_checkpoint(self, totals: Mapping[str, int]) -> Checkpoint | None:
+        if self.checkpoint_path is None:
+            return None
+        if self.checkpoint_path.exists() and not self.resume:
+            raise ReplayError(f"checkpoint {self.checkpoint_path} exists and resume=False; "
+                              "delete it or pass resume=True")
+        ckpt = Checkpoint(self.checkpoint_path)
+        if self.dry_run is None:
+            ckpt.open({"sink": self.kind, "account_id": self.account_id, "events": totals["events"]})
+        return ckpt
+
+    def _release(self, batch: Batch) -> None:
+        """Pacing: wait until the batch is due (a dry run never sleeps: the schedule only
+        gives the ETA)."""
+        if self.dry_run is not None:
+            if self.pacer.active:
+                eta = self.pacer.due(batch.first_ms / 1000.0, batch.events) - (self.pacer._start or 0.0)
+                self._eta = max(self._eta, eta + (batch.events / self.pacer.rate if self.pacer.rate else 0.0))
+        else:
+            self.pacer.wait(batch.first_ms / 1000.0, batch.events)
+        batch.released_at = self.clock()
+
+    def _settle(self, fut: Future[Any], batch: Batch, rec: Recorder) -> list[Batch]:
+        """Classify one finished send (main thread); returns sub-batches to send."""
+        exc = fut.exception()
+        if exc is None:
+            res = fut.result()
+            rec.status(int(getattr(res, "status", 0) or 0), int(getattr(res, "retries", 0) or 0))
+            rec.sent(batch, res)
+            return []
+        from psanalytics.api.http import ApiError
+
+        if not isinstance(exc, ApiError):
+            raise exc
+        status = _status_of(exc)
+        rec.status(status, max(0, int(getattr(exc, "attempts", 1) or 1) - 1))
+        if status in _STOP_STATUSES:
+            # the key or the URL is wrong: every batch would fail the same way. Stop,
+            # record nothing (a resume with the right key or URL sends everything).
+            raise ReplayError(
+                f"replay stopped: {self._sink_name()} answered HTTP {status} "
+                f"({_STOP_STATUSES[status]}): {_reason_of(exc)}; nothing was recorded as "
+                "rejected: fix the key or URL and run again (with the same checkpoint, "
+                "acknowledged batches are skipped)") from exc
+        if status is not None and 400 <= status < 500 and status not in (408, 429):
+            if self.split_rejected and batch.splittable and batch.kind in ("event-api", "odp", "odp-profiles"):
+                return list(batch.split())
+            rec.rejected(batch, Rejection(batch=batch.id, status=status, reason=_reason_of(exc),
+                                          errors=list(getattr(exc, "errors", []) or []),
+                                          visitors=batch.visitors, events=batch.events), exc)
+            return []
+        rec.failed(batch, status, _reason_of(exc), exc)
+        return []
 
     def _sink_name(self) -> str:
         if self.sink is None:

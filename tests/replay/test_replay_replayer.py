@@ -87,16 +87,21 @@ def test_every_event_arrives_once_despite_faults(sample):
 
 
 class Killer:
-    """Wraps a sink; raises after ``n`` acknowledged sends (simulates a crash)."""
+    """Wraps a sink; lets ``n`` sends through, then raises (simulates a crash).
+
+    A send takes its slot before it starts: checking the acknowledged count instead let
+    two workers both pass at n - 1 and acknowledge n + 1 (the flake issue 12 found)."""
 
     def __init__(self, sink: EventApiSink, n: int) -> None:
         self.sink, self.n, self.kind, self.sent = sink, n, sink.kind, []
+        self.started = 0
         self.lock = threading.Lock()
 
     def send(self, batch):
         with self.lock:
-            if len(self.sent) >= self.n:
+            if self.started >= self.n:
                 raise RuntimeError("killed")
+            self.started += 1
         res = self.sink.send(batch)
         with self.lock:
             self.sent.append(batch.id)
