@@ -37,6 +37,29 @@ VALID = [
     "Events | summarize arg_max(EventTime, *), make_set(City, 5) by User.Email",
     'Events | where PageUri matches regex @"^https?://" | project-rename U = PageUri',
     "let T = (Events | where EventType == 'order'); (T | project DeviceId) | take 2",
+    # issue 14: table sources, functions and the operators beyond the subset
+    "print x = 1, y = 'a', 1 + 2",
+    "datatable(a:long, b:string, c:dynamic) [1, 'x', dynamic([1, 2]), 2, 'y', dynamic(null)]"
+    " | where a > 1",
+    "range x from 1 to 5 step 2 | extend y = x * 2",
+    "let f = (n:long, m:long = 2) { n * m }; Events | extend d = f(3) | project d, DeviceId",
+    "let T = (t:(*), n:long) { t | take n }; T(Events, 1) | count",
+    "let V = view () { Events | project DeviceId }; V | count",
+    "Events | join kind=leftouter (Events | project DeviceId, x = 1) on DeviceId | take 3",
+    "Events | join kind=leftanti (Events | take 1) on $left.DeviceId == $right.DeviceId",
+    "Events | lookup (Events | distinct DeviceId, EventType) on DeviceId, EventType",
+    "Events | union withsource=S (Events | take 1) | summarize count() by S",
+    "union kind=inner (Events | project DeviceId), (print DeviceId = 'z')",
+    "Events | mv-expand with_itemindex=i a = Payload.epi.ancestors to typeof(string) | take 3",
+    "Events | parse Value with 'a' rest:string | parse-where City with * 'x' y | take 1",
+    "Events | make-series n = count() default = 0 on EventTime from datetime(2024-01-01) to"
+    " datetime(2024-01-02) step 1h by CountryCode",
+    "Events | serialize n = 1 | sample 5 | sample-distinct 3 of DeviceId",
+    "Events | project-reorder EventType, Dev* asc | getschema",
+    "Events | as T | join (T) on DeviceId | count",
+    "let x = toscalar(Events | count); print x",
+    "Events | where DeviceId in (Events | project DeviceId) | count",
+    "let m = materialize(Events | take 1); m | union m | count",
 ]
 
 VOCAB = [
@@ -51,6 +74,10 @@ VOCAB = [
     "dynamic([1,2])", "dynamic([1,'a',{\"b\":2}])", "dynamic(null)", "dynamic({\"a\":1})", "true", "false", "null", "long(null)", "['x y']",
     "//c\n", "\n", "\t", "`", "#", "$", "?", "!", "@", "h'x'", "```m```", "project-away",
     "join", "union", "mv-expand", "tostring", "toreal", "iff", "strcat", "*", "arg_max",
+    "print", "datatable", "datatable(a:long)", "range", "x", "from", "to", "step", "kind=inner",
+    "on", "$left.DeviceId", "$right.DeviceId", "lookup", "parse", "with", "make-series",
+    "serialize", "sample", "sample-distinct", "of", "getschema", "as", "toscalar(", "{{p}}",
+    "view", "{", "}", "(x:long)", "typeof(long)", "withsource=S", "materialize(",
 ]
 
 

@@ -117,6 +117,7 @@ class Compiler(TabularOps):
         #: tables whose string columns are known to hold no nulls
         self.clean: set[str] = set(tables)
         self._keep_order = True
+        self._order_matters = True
         self._agg_ctx = False
         self._in_agg = False
         self._grouped = False
@@ -242,6 +243,8 @@ class Compiler(TabularOps):
             if isinstance(op, N.Render):
                 render = self.op_render(op, t)
                 continue
+            # row order matters to a later take (sort/summarize/top/count reset it)
+            self._order_matters = p is not self._body or self._take_follows(p.ops[i + 1:])
             handler = getattr(self, "op_" + type(op).__name__.lower())
             outer = self._dedupe_json
             self._dedupe_json = self._all_rows_follow(p.ops[i:])

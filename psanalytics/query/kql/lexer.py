@@ -22,7 +22,7 @@ NS = {unit: UNITS_NS[unit] for unit in KQL_UNITS}
 HYPHENATED = (
     "project-away", "project-rename", "project-keep", "project-reorder",
     "mv-expand", "mv-apply", "make-series", "top-nested", "top-hitters",
-    "parse-where", "parse-kv", "make_list_with_nulls",
+    "parse-where", "parse-kv", "make_list_with_nulls", "sample-distinct",
 )
 
 _TWO_CHAR = ("==", "!=", "=~", "!~", "<=", ">=", "..", "<>", "=>")

@@ -459,7 +459,16 @@ class Parser:
         name does not take the following '|')."""
         t = self.tok
         if self.is_op("("):
-            return self.parse_pipeline()
+            self.advance()
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                self.error("tabular expression nested too deeply", t)
+            try:
+                inner = self.parse_pipeline()
+            finally:
+                self.depth -= 1
+            self.expect_op(")", " to close '('")
+            return inner
         if t.kind != "IDENT":
             self.error(f"expected a table but found {self.describe(t)}")
         if "*" in self.text[t.end:t.end + 1]:
