@@ -47,6 +47,7 @@ from psanalytics.replay.odp import (
     odp_batches,
     to_odp_events,
 )
+from psanalytics.replay.options import Files, Limits, MappingOptions, Pacing
 from psanalytics.replay.pacing import Pacer, PacingError
 from psanalytics.replay.reconcile import differences
 from psanalytics.replay.replayer import (
@@ -65,6 +66,10 @@ from psanalytics.replay.replayer import (
 
 __all__ = [
     "ACTIVATE_EVENT_KEY",
+    "Files",
+    "Limits",
+    "MappingOptions",
+    "Pacing",
     "MAX_ODP_OBJECTS",
     "STANDARD_EVENTS",
     "OdpEventSpec",

@@ -35,9 +35,7 @@ import polars as pl
 from psanalytics.errors import PsaError
 from psanalytics.replay._run import Dispatcher, Recorder
 from psanalytics.replay.batching import (
-    MAX_BYTES,
     TRACK_BULK_MAX_BYTES,
-    TRACK_BULK_MAX_EVENTS,
     Batch,
     Quarantined,
     event_api_batches,
@@ -45,12 +43,12 @@ from psanalytics.replay.batching import (
     tracking_records,
 )
 from psanalytics.replay.mapping import (
-    EventMap,
     MappingError,
     body_prefix,
     encode_visitor_chunks,
     sample_mask,
 )
+from psanalytics.replay.options import Files, Limits, MappingOptions, Pacing, split_options
 from psanalytics.replay.pacing import Pacer
 from psanalytics.replay.sinks import EventApiSink, OdpSink, Sink, TrackingSink, with_policy
 
@@ -317,41 +315,42 @@ def _resend_id(seq: int, body: bytes) -> str:
 
 
 class Replayer:
-    """Replays track events into a sink (Event API or Tracking API).
+    """Replays track events into a sink (Event API, Tracking API or ODP).
 
-    ``sink``: an :class:`EventApiSink`, :class:`TrackingSink`, an ``EventApi``, a
-    ``ProfileStore`` (-> Tracking API), a URL string (-> Event API), or None with
-    ``dry_run``.
+    ``sink``: an :class:`EventApiSink`, :class:`TrackingSink`, :class:`OdpSink`, an
+    ``EventApi``, an ``OdpApi``, a ``ProfileStore`` (-> Tracking API), a URL string (->
+    Event API), or a kind (``"event-api"``, ``"tracking"``, ``"odp"``) with ``dry_run``.
 
-    Options:
+    Options, grouped (``psanalytics.replay.options``; each group's fields may also be
+    given flat, by their old names: ``max_visitors=``, ``speed=``, ``checkpoint=``, ...):
 
-    - mapping (Event API): ``account_id`` (required), ``project_id``, ``revision``,
-      ``event_map``, ``sessions``, ``visitor_id``, ``anonymize_ip`` (default True),
+    - ``account_id`` (Event API, required) and ``mapping``: an ``EventMap`` (Event API;
+      ``event_map=`` is its old name) or an ``OdpMap`` (ODP); Event API visitor/body
+      options (:class:`~psanalytics.replay.options.MappingOptions`): ``project_id``,
+      ``revision``, ``sessions``, ``visitor_id``, ``anonymize_ip`` (default True),
       ``truncate_ips`` (zero the last IPv4 octet / 80 IPv6 bits locally before anything
       leaves; applies to Tracking bodies' ``remoteAddress``), ``client_name``,
-      ``client_version``;
-    - batching: ``max_visitors`` (500), ``max_bytes`` (3,400,000: measured on the encoded
-      body; an oversized visitor goes to the quarantine file), ``max_events`` (Tracking,
-      100);
-    - pacing: ``speed`` (original timing x speed, gaps capped at ``max_idle`` s), ``rate``
-      (events/s cap), ``requests_per_s``; ``clock``/``sleep`` injectable;
-    - sending: ``workers`` (4 threads; at most ``2 x workers`` batches in flight, the
-      producer blocks: backpressure), ``retries`` (an int = max attempts, or an
-      ``api.http.RetryPolicy``; also applied to a sink passed in), ``strict`` (ask for
-      400s on invalid fields; for a sink passed in, its own setting counts),
-      ``split_rejected`` (bisect a rejected batch to keep the good visitors and isolate
-      the bad ones; default True);
-    - files: ``checkpoint`` (resume by default when the file exists; ``resume=False``
-      refuses an existing one), ``dry_run`` (write bodies, send nothing; ``.gz`` ok; a
-      ``<name>.summary.json`` is written too), ``rejected``, ``failed``, ``quarantine``
-      (JSON lines; default next to the checkpoint or dry-run file when there is one);
+      ``client_version``; ``profiles`` (ODP: also send customers);
+    - ``limits=Limits(max_visitors=500, max_bytes=3_400_000, max_events=100, workers=4,
+      chunk_events=250_000)``: objects and bytes per request, threads (at most
+      ``2 x workers`` batches in flight, the producer blocks: backpressure);
+    - ``pacing=Pacing(speed, rate, requests_per_s, max_idle=5, flush_interval=1, clock,
+      sleep)``;
+    - ``files=Files(checkpoint, resume=True, dry_run, rejected, failed, quarantine)``:
+      ``checkpoint`` resumes by default when the file exists (``resume=False`` refuses
+      an existing one), ``dry_run`` writes the bodies and sends nothing (``.gz`` ok; a
+      ``<name>.summary.json`` too), side files are JSON lines next to the checkpoint or
+      dry-run file unless named;
+    - sending: ``retries`` (an int = max attempts, or an ``api.http.RetryPolicy``; for a
+      sink passed in it applies to a copy, the caller's client is unchanged), ``strict``
+      (ask for 400s on invalid fields; for a sink passed in, its own setting counts),
+      ``split_rejected`` (bisect a refused batch to keep the good visitors/events and
+      isolate the bad ones; default True);
     - ``validate`` (default True): visitors whose timestamps cannot be 13-digit epoch ms
       are kept aside locally (rejected file, ``report.invalid``) instead of being sent;
       ``sample`` (fraction of visitors, chosen by a hash of the visitor id: the same
       visitors on every run); ``time_shift`` (a ``timedelta`` added to every EventTime,
-      for demos; original timestamps are kept by default); ``chunk_events`` (250,000:
-      without ``speed``, visitors are encoded in parts of about this many events, split by
-      a stable hash of the visitor id, so sending starts early and memory stays flat);
+      for demos; original timestamps are kept by default);
     - ``progress`` (tqdm.auto bar; None = on when stderr is a terminal or in Jupyter),
       ``on_batch(batch, outcome)`` callback (main thread), ``time_limit`` seconds.
     """
@@ -362,49 +361,32 @@ class Replayer:
         *,
         account_id: str | None = None,
         mapping: Any = None,
+        limits: Limits | Mapping[str, Any] | None = None,
+        pacing: Pacing | Mapping[str, Any] | None = None,
+        files: Files | Mapping[str, Any] | None = None,
         profiles: bool = False,
-        project_id: str | None = None,
-        revision: str | None = None,
-        event_map: EventMap | Mapping[str, Any] | None = None,
-        sessions: Any = None,
-        visitor_id: str = "DeviceId",
-        anonymize_ip: bool = True,
-        truncate_ips: bool = False,
-        client_name: str = "psanalytics/replay",
-        client_version: str | None = None,
-        speed: float | None = None,
-        rate: float | None = None,
-        requests_per_s: float | None = None,
-        max_idle: float = 5.0,
-        flush_interval: float = 1.0,
-        max_visitors: int = 500,
-        max_bytes: int = MAX_BYTES,
-        max_events: int = TRACK_BULK_MAX_EVENTS,
-        workers: int = 4,
         retries: Any = None,
         strict: bool = False,
         split_rejected: bool = True,
-        checkpoint: str | os.PathLike[str] | None = None,
-        resume: bool = True,
-        dry_run: str | os.PathLike[str] | None = None,
-        rejected: str | os.PathLike[str] | None = None,
-        failed: str | os.PathLike[str] | None = None,
-        quarantine: str | os.PathLike[str] | None = None,
-        progress: bool | None = None,
-        on_batch: Callable[[Batch, Any], None] | None = None,
-        time_limit: float | None = None,
         validate: bool = True,
         sample: float | None = None,
         time_shift: timedelta | None = None,
-        chunk_events: int = 250_000,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        progress: bool | None = None,
+        on_batch: Callable[[Batch, Any], None] | None = None,
+        time_limit: float | None = None,
+        **options: Any,
     ) -> None:
-        if workers < 1:
-            raise ReplayError(f"workers must be >= 1 (got {workers})")
+        groups = split_options({"limits": limits, "pacing": pacing, "files": files}, options)
+        lim: Limits = groups["limits"]
+        pac: Pacing = groups["pacing"]
+        fil: Files = groups["files"]
+        mo: MappingOptions = groups["mapping_options"]
+        self.limits, self.pacing, self.files, self.mapping_options = lim, pac, fil, mo
+        if lim.workers < 1:
+            raise ReplayError(f"workers must be >= 1 (got {lim.workers})")
         self.sink = self._coerce_sink(sink, strict=strict, retries=retries)
-        if self.sink is None and dry_run is None:
-            raise ReplayError("no sink: pass an EventApiSink/TrackingSink/URL, or dry_run=path")
+        if self.sink is None and fil.dry_run is None:
+            raise ReplayError("no sink: pass an EventApiSink/TrackingSink/OdpSink/URL, or dry_run=path")
         self.kind = self.sink.kind if self.sink is not None else getattr(sink, "kind", "event-api")
         if isinstance(sink, str) and sink in _KINDS:
             self.kind = sink
@@ -413,28 +395,21 @@ class Replayer:
         self.profiles = profiles
         self._reconcile_source: pl.DataFrame | None = None
         self._unmapped: dict[str, int] = {}
-        if event_map is None and mapping is not None and self.kind == "event-api":
-            event_map = mapping
-        self.project_id = project_id
-        self.revision = revision
-        self.event_map = event_map
-        self.sessions = sessions
-        self.visitor_id = visitor_id
-        self.anonymize_ip = anonymize_ip
-        self.truncate_ips = truncate_ips
-        self.client_name = client_name
-        self.client_version = client_version
-        self.pacer = Pacer(speed=speed, rate=rate, requests_per_s=requests_per_s,
-                           max_idle=max_idle, clock=clock, sleep=sleep)
-        self.flush_interval = flush_interval
-        self.max_visitors = max_visitors
-        self.max_bytes = max_bytes
-        self.max_events = max_events
-        self.workers = workers
+        # mapping= is the event map (Event API) or the OdpMap (ODP); event_map= is its old name
+        self.event_map = mo.event_map if mo.event_map is not None or self.kind != "event-api" else mapping
+        self.project_id, self.revision = mo.project_id, mo.revision
+        self.sessions, self.visitor_id = mo.sessions, mo.visitor_id
+        self.anonymize_ip, self.truncate_ips = mo.anonymize_ip, mo.truncate_ips
+        self.client_name, self.client_version = mo.client_name, mo.client_version
+        self.pacer = Pacer(speed=pac.speed, rate=pac.rate, requests_per_s=pac.requests_per_s,
+                           max_idle=pac.max_idle, clock=pac.clock, sleep=pac.sleep)
+        self.flush_interval = pac.flush_interval
+        self.max_visitors, self.max_bytes, self.max_events = lim.max_visitors, lim.max_bytes, lim.max_events
+        self.workers, self.chunk_events = lim.workers, lim.chunk_events
         self.split_rejected = split_rejected
-        self.checkpoint_path = Path(checkpoint) if checkpoint is not None else None
-        self.resume = resume
-        self.dry_run = Path(dry_run) if dry_run is not None else None
+        self.checkpoint_path = Path(fil.checkpoint) if fil.checkpoint is not None else None
+        self.resume = fil.resume
+        self.dry_run = Path(fil.dry_run) if fil.dry_run is not None else None
         base = self.checkpoint_path or self.dry_run
         stem = (base.name.removesuffix(".gz").rsplit(".", 1)[0] if base else None)
 
@@ -445,9 +420,9 @@ class Replayer:
                 return None
             return base.with_name(f"{stem}.{name}.jsonl")
 
-        self.rejected_path = side(rejected, "rejected")
-        self.failed_path = side(failed, "failed")
-        self.quarantine_path = side(quarantine, "quarantine")
+        self.rejected_path = side(fil.rejected, "rejected")
+        self.failed_path = side(fil.failed, "failed")
+        self.quarantine_path = side(fil.quarantine, "quarantine")
         self.progress = progress
         self.on_batch = on_batch
         self.time_limit = time_limit
@@ -456,10 +431,9 @@ class Replayer:
         self.validate = validate
         self.sample = sample
         self.time_shift = time_shift
-        self.chunk_events = chunk_events
         self._eta = 0.0
         self._invalid: list[Quarantined] = []
-        self.clock = clock
+        self.clock = pac.clock
         self.report: ReplayReport | None = None
 
     @staticmethod
