@@ -93,7 +93,7 @@ def test_transitions_by_page_with_entry_and_exit():
 
 
 def test_transitions_by_event_type_per_device():
-    t = journeys.transitions(journey_frame(), level="event_type", path="device")
+    t = journeys.transitions(journey_frame(), level="event_type", within="device")
     got = {(r[0], r[1]): r[2] for r in t.rows()}
     assert got == {
         (ENTRY, "home"): 2,
@@ -109,17 +109,19 @@ def test_transitions_by_event_type_per_device():
 
 def test_transitions_accept_sessionized_events():
     r = sessionize(journey_frame())
-    assert journeys.transitions(r.events).equals(journeys.transitions(journey_frame()))
+    assert journeys.transitions(r.events, level="page").equals(
+        journeys.transitions(journey_frame(), level="page")
+    )
 
 
 def test_top_paths():
-    p = journeys.top_paths(journey_frame(), level="event_type", n=5)
+    p = journeys.top_paths(journey_frame(), level="event_type", top=5)
     assert p.rows() == [
         (["home", "product"], 2, 1, 1 / 3),
         (["home", "product", "basket"], 3, 1, 1 / 3),
         (["product"], 1, 1, 1 / 3),
     ]
-    assert journeys.top_paths(journey_frame(), level="event_type", max_steps=1, n=1).rows() == [
+    assert journeys.top_paths(journey_frame(), level="event_type", max_steps=1, top=1).rows() == [
         (["home"], 1, 2, 2 / 3)
     ]
 
@@ -195,7 +197,7 @@ def test_funnel_errors():
     f = frame([ev("u", 0)])
     with pytest.raises(SessionizeError, match="at least one step"):
         journeys.funnel(f, [])
-    with pytest.raises(SessionizeError, match="path must be"):
+    with pytest.raises(SessionizeError, match="within must be 'session', 'device' or 'user', got 'planet'"):
         journeys.funnel(f, ["A"], within="planet")  # type: ignore[arg-type]
-    with pytest.raises(SessionizeError, match="level='nope' needs column"):
+    with pytest.raises(SessionizeError, match="level='nope' needs column 'nope'"):
         journeys.transitions(f, level="nope")

@@ -1,0 +1,588 @@
+"""Ordered, strict and any-order funnels with windows, exclusions and breakdowns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+import numpy as np
+import polars as pl
+
+from psanalytics.journeys._common import (
+    DEFAULT_LEVEL,
+    JourneyError,
+    duration,
+    frame,
+    journey_key,
+    level_expr,
+)
+
+Order = Literal["ordered", "strict", "any"]
+ORDERS = ("ordered", "strict", "any")
+QUANTILES = (0.25, 0.5, 0.75, 0.9)
+
+_NS = 1_000_000_000
+_INF = np.iinfo(np.int64).max
+
+
+@dataclass(frozen=True)
+class Step:
+    """A funnel step: ``match`` (a ``level`` value or a boolean Polars expression), and the
+    ``name`` shown in results and charts."""
+
+    match: str | pl.Expr
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """Events that cancel a conversion between two steps (1-based step numbers)."""
+
+    match: str | pl.Expr
+    between: tuple[int, int] | None = None
+
+
+def step(match: str | pl.Expr, *, name: str | None = None) -> Step:
+    """A funnel step with a readable name, e.g.
+    ``step(pl.col("PageUri").str.contains("/checkout/"), name="checkout page")``.
+    (``pl.Expr.alias`` names an expression step too.)"""
+    return Step(match, name)
+
+
+def exclude(match: str | pl.Expr, *, between: tuple[int, int] | None = None) -> Exclusion:
+    """An exclusion for :func:`funnel`: an event matching ``match`` after the event of step
+    ``between[0]`` and before the event of step ``between[1]`` stops that attempt before
+    step ``between[1]``. Default: between the first and the last step."""
+    return Exclusion(match, between)
+
+
+def _expr_name(e: pl.Expr) -> str:
+    try:
+        if str(e.meta.undo_aliases()) != str(e):
+            return e.meta.output_name()
+    except Exception:  # noqa: BLE001 - an expression polars cannot name
+        pass
+    text = str(e)
+    return text[1:-1] if text.startswith("[") and text.endswith("]") else text
+
+
+def _match(m: str | pl.Expr, level_col: pl.Expr | None, what: str) -> pl.Expr:
+    if isinstance(m, pl.Expr):
+        return m
+    if isinstance(m, str):
+        if level_col is None:  # pragma: no cover - guarded by the caller
+            raise JourneyError(f"{what} {m!r} needs a level column")
+        return level_col == m
+    raise JourneyError(f"{what} must be a string or a polars expression, got {type(m).__name__}")
+
+
+@dataclass
+class _Spec:
+    names: list[str]
+    preds: list[pl.Expr]
+    excl: list[tuple[pl.Expr, int, int]]  # (pred, from index, to index), 0-based
+    win_ns: int | None
+    step_ns: list[int | None]  # per step (index 0 unused)
+    order: str
+    breakdown: pl.Expr | None
+    breakdown_name: str | None
+
+
+def _spec(
+    schema: pl.Schema,
+    steps: Sequence[str | pl.Expr | Step],
+    *,
+    level: str,
+    window: object,
+    step_windows: Sequence[object] | None,
+    exclude_: Sequence[str | pl.Expr | Exclusion | tuple] | None,
+    order: str,
+    breakdown: str | pl.Expr | None,
+) -> _Spec:
+    if not steps:
+        raise JourneyError("funnel needs at least one step")
+    if order not in ORDERS:
+        raise JourneyError(f"order must be 'ordered', 'strict' or 'any', got {order!r}")
+    k = len(steps)
+    lvl: pl.Expr | None = None
+
+    def lvl_col() -> pl.Expr:
+        nonlocal lvl
+        if lvl is None:
+            lvl = level_expr(schema, level)
+        return lvl
+
+    names: list[str] = []
+    preds: list[pl.Expr] = []
+    for s in steps:
+        name = None
+        if isinstance(s, Step):
+            name, s = s.name, s.match
+        if isinstance(s, str):
+            preds.append(_match(s, lvl_col(), "a funnel step"))
+            names.append(name or s)
+        elif isinstance(s, pl.Expr):
+            preds.append(s)
+            names.append(name or _expr_name(s))
+        else:
+            raise JourneyError(
+                f"funnel steps must be strings, polars expressions or step(...), got {type(s).__name__}"
+            )
+    win_ns = duration(window, "window") if window is not None else None
+    step_ns: list[int | None] = [None] * k
+    if step_windows is not None:
+        if order == "any":
+            raise JourneyError("step_windows need an ordered funnel (order='ordered' or 'strict')")
+        if len(step_windows) != k - 1:
+            raise JourneyError(
+                f"step_windows needs one entry per step after the first ({k - 1}), got {len(step_windows)}"
+            )
+        for i, w in enumerate(step_windows, start=1):
+            step_ns[i] = duration(w, f"step_windows[{i - 1}]") if w is not None else None
+    excl: list[tuple[pl.Expr, int, int]] = []
+    for x in exclude_ or ():
+        between: tuple[int, int] | None = None
+        if isinstance(x, Exclusion):
+            m, between = x.match, x.between
+        elif isinstance(x, tuple):
+            if len(x) != 3:
+                raise JourneyError("an exclusion tuple is (match, from_step, to_step)")
+            m, between = x[0], (x[1], x[2])
+        else:
+            m = x
+        if order == "any":
+            raise JourneyError("exclusions need an ordered funnel (order='ordered' or 'strict')")
+        a, b = between if between is not None else (1, k)
+        if not (1 <= a < b <= k):
+            raise JourneyError(
+                f"an exclusion is between steps 1 <= from < to <= {k}, got between=({a}, {b})"
+            )
+        excl.append((_match(m, lvl_col() if isinstance(m, str) else None, "an exclusion"), a - 1, b - 1))
+    bd: pl.Expr | None = None
+    bd_name: str | None = None
+    if isinstance(breakdown, str):
+        if breakdown not in schema:
+            raise JourneyError(f"breakdown={breakdown!r} is not a column of the events")
+        bd, bd_name = pl.col(breakdown), breakdown
+    elif isinstance(breakdown, pl.Expr):
+        bd, bd_name = breakdown, _expr_name(breakdown)
+    elif breakdown is not None:
+        raise JourneyError("breakdown must be a column name or a polars expression")
+    return _Spec(names, preds, excl, win_ns, step_ns, order, bd, bd_name)
+
+
+def _credited(events: pl.DataFrame | pl.LazyFrame, spec: _Spec, within: str) -> pl.DataFrame:
+    """One row per journey that entered the funnel: ``_path``, ``_bd`` (breakdown value of the
+    credited attempt's first event), ``reached`` and ``_t{i}`` (ns from the attempt's start to
+    step i, null when not reached)."""
+    df = frame(events)
+    if "EventTime" not in df.schema:
+        raise JourneyError("funnels need the EventTime column")
+    k = len(spec.preds)
+    ne = len(spec.excl)
+    df, key = journey_key(df, within)
+    cols = [key.alias("_path"), pl.col("EventTime").alias("_t")]
+    cols += [p.fill_null(False).alias(f"_s{i}") for i, p in enumerate(spec.preds)]
+    cols += [x[0].fill_null(False).alias(f"_x{j}") for j, x in enumerate(spec.excl)]
+    if spec.breakdown is not None:
+        cols.append(spec.breakdown.alias("_bd"))
+    base = df.select(cols).with_row_index("_row")
+    if spec.order != "strict":
+        # only matching events matter: order among them is all the rules look at
+        flags = [f"_s{i}" for i in range(k)] + [f"_x{j}" for j in range(ne)]
+        base = base.filter(pl.any_horizontal(flags))
+    base = base.sort(["_path", "_t", "_row"], maintain_order=True)
+    base = base.with_columns(
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("_pos"),
+        pl.col("_t").dt.cast_time_unit("ns").dt.epoch("ns").alias("_tn"),
+    )
+    bd_dtype = base.schema["_bd"] if spec.breakdown is not None else None
+    if spec.order == "any":
+        return _credited_any(base, spec, bd_dtype)
+    att = base.filter(pl.col("_s0")).select(
+        "_path", pl.col("_pos").alias("_start"), pl.col("_tn").alias("_t0"),
+        *(["_bd"] if spec.breakdown is not None else []),
+    )  # fmt: skip
+    na = att.height
+    reached = np.ones(na, dtype=np.int64)
+    times = np.full((k, na), -1, dtype=np.int64)
+    times[0] = 0
+    pos = np.full((k, na), -1, dtype=np.int64)
+    pos[0] = att.get_column("_start").to_numpy()
+    alive = att.select(
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("_att"),
+        "_path",
+        pl.col("_start").alias("_prev"),
+        pl.col("_t0"),
+        pl.col("_t0").alias("_tprev"),
+    )
+    excl_rows = [
+        base.filter(pl.col(f"_x{j}")).select("_path", pl.col("_pos").alias(f"_xp{j}"))
+        for j in range(ne)
+    ]
+    for i in range(1, k):
+        right = base.filter(pl.col(f"_s{i}")).select("_path", "_pos", "_tn")
+        if alive.height == 0 or right.height == 0:
+            break
+        if spec.order == "strict":
+            j = alive.with_columns((pl.col("_prev") + 1).alias("_pos")).join(
+                right, on=["_path", "_pos"], how="inner"
+            )
+        else:
+            j = alive.join_asof(
+                right,
+                left_on="_prev",
+                right_on="_pos",
+                by="_path",
+                strategy="forward",
+                allow_exact_matches=False,
+                check_sortedness=False,
+            ).filter(pl.col("_pos").is_not_null())
+        if spec.win_ns is not None:
+            j = j.filter(pl.col("_tn") - pl.col("_t0") <= spec.win_ns)
+        if spec.step_ns[i] is not None:
+            j = j.filter(pl.col("_tn") - pl.col("_tprev") <= spec.step_ns[i])
+        for xj, (_, a, b) in enumerate(spec.excl):
+            if b != i or j.height == 0:
+                continue
+            # the last exclusion event before this step's event must come before step a's event
+            j = j.with_columns(pl.Series("_from", pos[a][j.get_column("_att").to_numpy()]))
+            j = (
+                j.sort("_pos")
+                .join_asof(
+                    excl_rows[xj],
+                    left_on="_pos",
+                    right_on=f"_xp{xj}",
+                    by="_path",
+                    strategy="backward",
+                    allow_exact_matches=False,
+                    check_sortedness=False,
+                )
+                .filter(pl.col(f"_xp{xj}").is_null() | (pl.col(f"_xp{xj}") < pl.col("_from")))
+                .drop(f"_xp{xj}", "_from")
+            )
+        idx = j.get_column("_att").to_numpy()
+        reached[idx] = i + 1
+        tn = j.get_column("_tn").to_numpy()
+        times[i, idx] = tn - j.get_column("_t0").to_numpy()
+        pos[i, idx] = j.get_column("_pos").to_numpy()
+        alive = j.select(
+            "_att", "_path", pl.col("_pos").alias("_prev"), "_t0", pl.col("_tn").alias("_tprev")
+        ).sort("_prev")
+    out = att.with_columns(
+        pl.Series("reached", reached, dtype=pl.Int64),
+        *[
+            pl.Series(f"_t{i}", np.where(reached > i, times[i], 0), dtype=pl.Int64)
+            for i in range(k)
+        ],
+    )
+    return _best(out, k)
+
+
+def _best(out: pl.DataFrame, k: int) -> pl.DataFrame:
+    """Credit each journey with its best attempt: most steps, then the earliest start."""
+    out = (
+        out.sort(["_path", "reached", "_start"], descending=[False, True, False])
+        .group_by("_path", maintain_order=True)
+        .first()
+    )
+    return out.with_columns(
+        [
+            pl.when(pl.col("reached") > i).then(pl.col(f"_t{i}")).otherwise(None).alias(f"_t{i}")
+            for i in range(k)
+        ]
+    )
+
+
+def _credited_any(base: pl.DataFrame, spec: _Spec, bd_dtype: object) -> pl.DataFrame:
+    k = len(spec.preds)
+    anyflag = pl.any_horizontal([f"_s{i}" for i in range(k)])
+    anchors = base.filter(anyflag).select(
+        "_path", pl.col("_pos").alias("_start"), pl.col("_tn").alias("_t0"),
+        *(["_bd"] if spec.breakdown is not None else []),
+    )  # fmt: skip
+    na = anchors.height
+    delta = np.full((k, na), _INF, dtype=np.int64)
+    for i in range(k):
+        right = base.filter(pl.col(f"_s{i}")).select("_path", "_pos", "_tn")
+        if right.height == 0 or na == 0:
+            continue
+        j = anchors.join_asof(
+            right,
+            left_on="_start",
+            right_on="_pos",
+            by="_path",
+            strategy="forward",
+            allow_exact_matches=True,
+            check_sortedness=False,
+        )
+        d = (j.get_column("_tn") - j.get_column("_t0")).fill_null(_INF).to_numpy()
+        delta[i] = d
+    cmax = np.maximum.accumulate(delta, axis=0)
+    limit = spec.win_ns if spec.win_ns is not None else _INF - 1
+    ok = cmax <= limit
+    reached = np.cumprod(ok, axis=0).sum(axis=0).astype(np.int64)
+    start = np.full(na, _INF, dtype=np.int64)
+    for i in range(k):
+        start = np.where(reached > i, np.minimum(start, delta[i]), start)
+    out = anchors.with_columns(
+        pl.Series("reached", reached, dtype=pl.Int64),
+        *[
+            pl.Series(f"_t{i}", np.where(reached > i, cmax[i] - start, 0), dtype=pl.Int64)
+            for i in range(k)
+        ],
+    ).filter(pl.col("reached") > 0)
+    return _best(out, k)
+
+
+def funnel_times(
+    events: pl.DataFrame | pl.LazyFrame,
+    steps: Sequence[str | pl.Expr | Step],
+    *,
+    within: str = "session",
+    window: str | timedelta | float | None = None,
+    step_windows: Sequence[str | timedelta | float | None] | None = None,
+    breakdown: str | pl.Expr | None = None,
+    exclude: Sequence[str | pl.Expr | Exclusion | tuple] | None = None,
+    order: Order = "ordered",
+    level: str = DEFAULT_LEVEL,
+) -> pl.DataFrame:
+    """Per journey and reached step, the time it took (the data behind :func:`funnel`'s time
+    columns and :func:`time_histogram`): ``journey`` (String), the breakdown column if any,
+    ``step`` (UInt32, 1-based), ``name``, ``time_to_step_s`` (from the credited attempt's
+    first step) and ``time_from_previous_s`` (null at step 1). Arguments as in :func:`funnel`.
+    """
+    df = frame(events)
+    spec = _spec(
+        df.schema, steps, level=level, window=window, step_windows=step_windows,
+        exclude_=exclude, order=order, breakdown=breakdown,
+    )  # fmt: skip
+    return _times(_credited(df, spec, within), spec)
+
+
+def _times(best: pl.DataFrame, spec: _Spec) -> pl.DataFrame:
+    k = len(spec.names)
+    bd = [pl.col("_bd").alias(spec.breakdown_name)] if spec.breakdown_name else []
+    parts = []
+    for i in range(k):
+        part = best.filter(pl.col("reached") > i).select(
+            pl.col("_path").cast(pl.String).alias("journey"),
+            *bd,
+            pl.lit(i + 1, dtype=pl.UInt32).alias("step"),
+            pl.lit(spec.names[i]).alias("name"),
+            (pl.col(f"_t{i}") / _NS).alias("time_to_step_s"),
+            ((pl.col(f"_t{i}") - pl.col(f"_t{i - 1}")) / _NS if i else pl.lit(None, pl.Float64)).alias(
+                "time_from_previous_s"
+            ),
+        )
+        parts.append(part)
+    return pl.concat(parts).sort("journey", "step") if parts else pl.DataFrame()
+
+
+def funnel(
+    events: pl.DataFrame | pl.LazyFrame,
+    steps: Sequence[str | pl.Expr | Step],
+    *,
+    within: str = "session",
+    window: str | timedelta | float | None = None,
+    step_windows: Sequence[str | timedelta | float | None] | None = None,
+    breakdown: str | pl.Expr | None = None,
+    exclude: Sequence[str | pl.Expr | Exclusion | tuple] | None = None,
+    order: Order = "ordered",
+    level: str = DEFAULT_LEVEL,
+) -> pl.DataFrame:
+    """A funnel: how many journeys reach each step.
+
+    Steps are ``level`` values (``EventType`` by default), Polars boolean expressions (named
+    by their ``.alias``), or :func:`step` objects with a ``name``. Inside each journey
+    (``within``: ``"session"``, ``"device"`` or ``"user"``) events are ordered by
+    (``EventTime``, input order).
+
+    ``order="ordered"`` (default; PostHog's "sequential"):
+
+    * step ``k+1`` is matched by an event **strictly after** the event matching step ``k`` (one
+      event never counts for two steps; ``[A, A]`` needs two As), other events may come between;
+    * an attempt starts at every step-1 event and takes the **earliest** later match of each
+      next step; the journey is credited with its best attempt (most steps, then the earliest
+      start), so a journey counts once and repeated events count once;
+    * ``window``: every step within ``window`` of the attempt's step-1 event
+      (``t_k - t_1 <= window``: exactly the window converts, 1 ns more does not);
+    * ``step_windows=[w2, w3, ...]``: step ``k`` within ``w_k`` of step ``k-1`` (``None``: no
+      limit), applied to the earliest match (a later match of step ``k`` is not tried);
+    * ``exclude=[...]``: an exclusion event after the event of step ``a`` and before the event
+      of step ``b`` (by default the first and last steps; :func:`exclude` or a tuple
+      ``(match, a, b)`` choose) stops that attempt before step ``b``; another attempt that
+      starts after the exclusion can still convert.
+
+    ``order="strict"`` (PostHog's "strict"): as ordered, but step ``k+1`` must be the very next
+    event of the journey after step ``k``'s (any other event in between breaks the attempt).
+
+    ``order="any"``: the steps may happen in any order; step ``k`` is reached when events
+    matching each of steps ``1..k`` happened (an event matching several steps counts for each),
+    all within ``window`` of the first of them. Times are from that first event to the moment
+    steps ``1..k`` had all happened.
+
+    ``breakdown`` (a column name or an expression) is read on the first event of each
+    journey's credited attempt, so every journey is in exactly one group and the groups add
+    up to the funnel without breakdown.
+
+    Returns:
+        One row per step (per breakdown value first, when given, ordered by journeys entering
+        step 1, then value): ``step`` (1-based), ``name``, ``entered``, ``conversion`` (vs
+        step 1), ``conversion_from_previous``, ``dropped``, ``drop_off_rate``,
+        ``time_to_step_p25_s`` / ``_p50_s`` / ``_p75_s`` / ``_p90_s`` (linear interpolation),
+        ``mean_time_to_step_s``, ``median_time_to_step_s`` (= p50), ``median_time_from_previous_s``.
+        Use :func:`funnel_times` for the per-journey times and :func:`time_histogram` for bins.
+    """
+    df = frame(events)
+    spec = _spec(
+        df.schema, steps, level=level, window=window, step_windows=step_windows,
+        exclude_=exclude, order=order, breakdown=breakdown,
+    )  # fmt: skip
+    best = _credited(df, spec, within)
+    return _aggregate(best, spec)
+
+
+def _aggregate(best: pl.DataFrame, spec: _Spec) -> pl.DataFrame:
+    k = len(spec.names)
+    has_bd = spec.breakdown_name is not None
+    times = _times(best, spec)
+    g = [spec.breakdown_name] if has_bd else []
+    t = pl.col("time_to_step_s")
+    stats = (
+        times.group_by([*g, "step"])
+        .agg(
+            pl.len().alias("entered"),
+            *[t.quantile(q, "linear").alias(f"time_to_step_p{int(q * 100)}_s") for q in QUANTILES],
+            t.mean().alias("mean_time_to_step_s"),
+            t.median().alias("median_time_to_step_s"),
+            pl.col("time_from_previous_s").median().alias("median_time_from_previous_s"),
+        )
+        if times.height
+        else None
+    )
+    grid = pl.DataFrame(
+        {"step": pl.Series(range(1, k + 1), dtype=pl.UInt32), "name": spec.names}
+    )
+    if has_bd:
+        groups = best.select(pl.col("_bd").alias(spec.breakdown_name)).unique()
+        grid = groups.join(grid, how="cross")
+    if stats is not None:
+        grid = grid.join(stats, on=[*g, "step"], how="left", nulls_equal=True)
+    else:
+        grid = grid.with_columns(
+            pl.lit(None, pl.UInt32).alias("entered"),
+            *[pl.lit(None, pl.Float64).alias(f"time_to_step_p{int(q * 100)}_s") for q in QUANTILES],
+            pl.lit(None, pl.Float64).alias("mean_time_to_step_s"),
+            pl.lit(None, pl.Float64).alias("median_time_to_step_s"),
+            pl.lit(None, pl.Float64).alias("median_time_from_previous_s"),
+        )
+    e = pl.col("entered")
+    over = g or None
+
+    def w(x: pl.Expr) -> pl.Expr:
+        return x.over(over) if over else x
+
+    first = w(e.first())
+    prev = w(e.shift(1))
+    grid = (
+        grid.sort([*g, "step"], nulls_last=True)
+        .with_columns(e.fill_null(0).cast(pl.UInt32))
+        .with_columns(
+            pl.when(first > 0).then(e / first).alias("conversion"),
+            pl.when(pl.col("step") == 1)
+            .then(pl.when(e > 0).then(1.0))
+            .otherwise(pl.when(prev > 0).then(e / prev))
+            .alias("conversion_from_previous"),
+            pl.when(pl.col("step") == 1).then(0).otherwise(prev - e).cast(pl.UInt32).alias("dropped"),
+            pl.when(pl.col("step") == 1)
+            .then(0.0)
+            .otherwise(pl.when(prev > 0).then((prev - e) / prev))
+            .alias("drop_off_rate"),
+        )
+    )
+    cols = [
+        *g, "step", "name", "entered", "conversion", "conversion_from_previous", "dropped",
+        "drop_off_rate", *[f"time_to_step_p{int(q * 100)}_s" for q in QUANTILES],
+        "mean_time_to_step_s", "median_time_to_step_s", "median_time_from_previous_s",
+    ]  # fmt: skip
+    grid = grid.select(cols).with_columns(pl.col("step").cast(pl.UInt32))
+    if has_bd:
+        size = grid.filter(pl.col("step") == 1).select(g[0], pl.col("entered").alias("_n1"))
+        grid = (
+            grid.join(size, on=g, how="left", nulls_equal=True)
+            .sort(["_n1", g[0], "step"], descending=[True, False, False], nulls_last=True)
+            .drop("_n1")
+        )
+    return grid
+
+
+#: Edges (seconds) of :func:`time_histogram`'s default bins.
+TIME_BINS = (0, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 2 * 3600, 6 * 3600, 86400,
+             2 * 86400, 7 * 86400)  # fmt: skip
+
+
+def _label(s: float) -> str:
+    if s < 60:
+        return f"{s:g} s"
+    if s < 3600:
+        return f"{s / 60:g} min"
+    if s < 86400:
+        return f"{s / 3600:g} h"
+    return f"{s / 86400:g} d"
+
+
+def _range(a: float, b: float) -> str:
+    la, lb = _label(a).split(" "), _label(b).split(" ")
+    if a == 0:
+        return f"0-{lb[0]} {lb[1]}"
+    if la[1] == lb[1]:
+        return f"{la[0]}-{lb[0]} {lb[1]}"
+    return f"{_label(a)}-{_label(b)}"
+
+
+def time_histogram(
+    times: pl.DataFrame, *, step: int | None = None, bins: Sequence[float] = TIME_BINS
+) -> pl.DataFrame:
+    """Histogram data of time to convert from :func:`funnel_times`: one row per step (from
+    step 2; ``step=`` picks one) and bin: ``step``, ``name``, ``bin`` (label such as
+    ``"1-2 min"``, the last is open ``"7 d+"``), ``bin_start_s``, ``bin_end_s`` (null for the
+    last), ``journeys``. A time equal to a bin edge falls in the bin that starts there. Every
+    bin is listed (0 when empty).
+    """
+    edges = sorted(float(b) for b in bins)
+    if not edges or edges[0] != 0:
+        edges = [0.0, *[b for b in edges if b > 0]]
+    if "time_to_step_s" not in times.columns or "step" not in times.columns:
+        raise JourneyError("time_histogram takes the frame of funnel_times()")
+    t = times.filter(pl.col("step") > 1)
+    if step is not None:
+        t = t.filter(pl.col("step") == step)
+    labels = [_range(a, b) for a, b in zip(edges, edges[1:], strict=False)]
+    labels.append(f"{_label(edges[-1])}+")
+    idx = pl.Series(edges).search_sorted(t.get_column("time_to_step_s"), side="right") - 1
+    counted = (
+        t.select("step", "name").with_columns(idx.cast(pl.Int64).alias("_b"))
+        .group_by("step", "name", "_b")
+        .agg(pl.len().cast(pl.UInt32).alias("journeys"))
+    )
+    grid = counted.select("step", "name").unique().join(
+        pl.DataFrame(
+            {
+                "_b": list(range(len(edges))),
+                "bin": labels,
+                "bin_start_s": edges,
+                "bin_end_s": [*edges[1:], None],
+            },
+            schema={"_b": pl.Int64, "bin": pl.String, "bin_start_s": pl.Float64, "bin_end_s": pl.Float64},
+        ),
+        how="cross",
+    )
+    return (
+        grid.join(counted, on=["step", "name", "_b"], how="left")
+        .with_columns(pl.col("journeys").fill_null(0))
+        .sort("step", "_b")
+        .select("step", "name", "bin", "bin_start_s", "bin_end_s", "journeys")
+    )

@@ -1,0 +1,150 @@
+"""Retention cohorts: who comes back, per period after their cohort's period."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from psanalytics.journeys._common import JourneyError, frame
+from psanalytics.sessions import stitch
+
+PERIODS = ("day", "week", "month")
+_DAY_NS = 86_400 * 1_000_000_000
+# 1970-01-05 was a Monday: weeks start on Monday 00:00 UTC (ISO weeks).
+_MONDAY_NS = 4 * _DAY_NS
+
+
+def _period_index(period: str) -> pl.Expr:
+    """Integer index of each event's period, in UTC."""
+    t = pl.col("EventTime")
+    ns = t.dt.epoch("ns")
+    if period == "day":
+        return ns.floordiv(_DAY_NS)
+    if period == "week":
+        return (ns - _MONDAY_NS).floordiv(7 * _DAY_NS)
+    return t.dt.year().cast(pl.Int64) * 12 + t.dt.month().cast(pl.Int64) - 1
+
+
+def _period_start(period: str, idx: pl.Expr) -> pl.Expr:
+    if period == "day":
+        ns = idx * _DAY_NS
+    elif period == "week":
+        ns = idx * (7 * _DAY_NS) + _MONDAY_NS
+    else:
+        return pl.datetime(idx.floordiv(12), idx.mod(12) + 1, 1, time_zone="UTC")
+    return pl.from_epoch(ns, time_unit="ns").dt.replace_time_zone("UTC")
+
+
+def retention(
+    events: pl.DataFrame | pl.LazyFrame,
+    *,
+    cohort: str | pl.Expr = "first_seen",
+    period: str = "week",
+    returning: pl.Expr | None = None,
+    key: str = "DeviceId",
+) -> pl.DataFrame:
+    """Cohort retention: of the keys whose cohort event fell in a period, how many had a
+    returning event 1, 2, ... periods later.
+
+    Args:
+        cohort: ``"first_seen"`` (each key's first event in the data), or a boolean Polars
+            expression: the key's first event where it is true (e.g. the first order);
+            keys that never match are in no cohort.
+        period: ``"day"``, ``"week"`` (ISO weeks, Monday 00:00 UTC) or ``"month"``
+            (calendar months); all in UTC: an event at 23:59:59.999999999 on a Sunday is in
+            that week, one at Monday 00:00 in the next.
+        returning: a boolean expression for the events that count as coming back (default:
+            any event). Events of the cohort period itself count only in period 0.
+        key: the column that identifies a visitor (``"DeviceId"``), or ``"user"``: the
+            stitched e-mail (:func:`psanalytics.stitch`), devices without one on their own.
+
+    Returns:
+        Long form, one row per cohort and period offset up to the last period the data
+        reaches (the triangle): ``cohort`` (Datetime UTC, start of the cohort's period),
+        ``cohort_size`` (UInt32), ``period`` (Int32 offset; 0 is the cohort period, where
+        everyone counts), ``returning`` (UInt32, keys with a returning event in that period),
+        ``rate`` (returning / cohort_size). Periods after the data's last event are absent;
+        the last one present may be partly observed. :func:`retention_matrix` pivots it.
+    """
+    if period not in PERIODS:
+        raise JourneyError(f"period must be 'day', 'week' or 'month', got {period!r}")
+    df = frame(events)
+    if "EventTime" not in df.schema:
+        raise JourneyError("retention needs the EventTime column")
+    if key == "user":
+        if "DeviceId" not in df.schema or "User" not in df.schema:
+            raise JourneyError("key='user' needs the DeviceId and User columns")
+        m = stitch(df).select("device_id", "user_email")
+        df = df.join(m, left_on="DeviceId", right_on="device_id", how="left", maintain_order="left")
+        k = pl.coalesce(pl.col("user_email"), pl.lit("device:") + pl.col("DeviceId"))
+    else:
+        if key not in df.schema:
+            raise JourneyError(f"key={key!r} is not a column of the events (or use key='user')")
+        k = pl.col(key)
+    p = _period_index(period)
+    cols = [k.alias("_k"), p.alias("_p")]
+    if isinstance(cohort, pl.Expr):
+        cols.append(cohort.fill_null(False).alias("_c"))
+    elif cohort != "first_seen":
+        raise JourneyError("cohort must be 'first_seen' or a boolean polars expression")
+    if returning is not None:
+        cols.append(returning.fill_null(False).alias("_r"))
+    ev = df.select(cols)
+    last = ev.get_column("_p").max()
+    if last is None:
+        return _empty()
+    src = ev.filter(pl.col("_c")) if "_c" in ev.columns else ev
+    first = src.group_by("_k").agg(pl.col("_p").min().alias("_cp"))
+    ret = ev.filter(pl.col("_r")) if "_r" in ev.columns else ev
+    visits = ret.select("_k", "_p").unique()
+    back = (
+        visits.join(first, on="_k", how="inner")
+        .filter(pl.col("_p") > pl.col("_cp"))
+        .group_by("_cp", (pl.col("_p") - pl.col("_cp")).alias("period"))
+        .agg(pl.len().cast(pl.UInt32).alias("returning"))
+    )
+    sizes = first.group_by("_cp").agg(pl.len().cast(pl.UInt32).alias("cohort_size"))
+    grid = sizes.with_columns(
+        pl.int_ranges(0, pl.lit(last, dtype=pl.Int64) - pl.col("_cp") + 1).alias("period")
+    ).explode("period")
+    out = (
+        grid.join(back, on=["_cp", "period"], how="left")
+        .with_columns(
+            pl.when(pl.col("period") == 0)
+            .then(pl.col("cohort_size"))
+            .otherwise(pl.col("returning").fill_null(0))
+            .cast(pl.UInt32)
+            .alias("returning")
+        )
+        .with_columns((pl.col("returning") / pl.col("cohort_size")).alias("rate"))
+        .sort("_cp", "period")
+    )
+    return out.select(
+        _period_start(period, pl.col("_cp")).dt.cast_time_unit("us").alias("cohort"),
+        "cohort_size",
+        pl.col("period").cast(pl.Int32),
+        "returning",
+        "rate",
+    )
+
+
+def _empty() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={
+            "cohort": pl.Datetime("us", "UTC"),
+            "cohort_size": pl.UInt32,
+            "period": pl.Int32,
+            "returning": pl.UInt32,
+            "rate": pl.Float64,
+        }
+    )
+
+
+def retention_matrix(table: pl.DataFrame, *, value: str = "rate") -> pl.DataFrame:
+    """Pivot :func:`retention` into the classic matrix: one row per cohort (``cohort``,
+    ``cohort_size``), one column per period offset (``"0"``, ``"1"``, ...) holding
+    ``value`` (``"rate"`` or ``"returning"``); null where the data does not reach."""
+    if value not in ("rate", "returning"):
+        raise JourneyError("value must be 'rate' or 'returning'")
+    return table.with_columns(pl.col("period").cast(pl.String)).pivot(
+        on="period", index=["cohort", "cohort_size"], values=value, sort_columns=False
+    )
