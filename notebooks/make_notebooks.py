@@ -107,7 +107,7 @@ can keep composing."""),
 from psanalytics.jupyter import charts
 
 charts.events_over_time(events)"""),
-    ("code", "charts.top_pages(events, n=10) | charts.country_bars(events, metric=\"visitors\")"),
+    ("code", "charts.top_pages(events, top=10) | charts.country_bars(events, metric=\"visitors\")"),
     ("code", """\
 charts.events_over_time(events, every="1d", by=None).properties(
     title="Events per day", height=160
@@ -296,9 +296,9 @@ moves = journeys.transitions(s.events, level="event_type")
 moves.sort("count", descending=True).head(8)"""),
     ("code", "charts.transition_heatmap(moves, top=12)"),
     ("code", """\
-journeys.top_paths(s.events, level="event_type", max_steps=5, n=10)"""),
+journeys.top_paths(s.events, level="event_type", max_steps=5, top=10)"""),
     ("code", """\
-charts.top_pages(s.events.filter(pl.col("event_index_in_session") == 0), n=10, title="Landing pages")"""),
+charts.top_pages(s.events.filter(pl.col("event_index_in_session") == 0), top=10, title="Landing pages")"""),
 ]
 
 NB04: list[Cell] = [

@@ -117,7 +117,10 @@ def source_medium(
         ref = pl.when(ref.is_in(own)).then(None).otherwise(ref)
     has_g = gclid.fill_null("") != ""
     tagged = us.is_not_null() | um.is_not_null()
-    engine = ref.str.extract(r"(?:^|\.)(google|bing|yahoo|duckduckgo|baidu|yandex|ecosia|qwant|naver|seznam|startpage|brave)\.", 1)
+    engine = ref.str.extract(
+        r"(?:^|\.)(google|bing|yahoo|duckduckgo|baidu|yandex|ecosia|qwant|naver|seznam|startpage|brave)\.",
+        1,
+    )
     source = (
         pl.when(tagged).then(us.fill_null("(not set)"))
         .when(has_g).then(pl.lit("google"))
@@ -132,13 +135,17 @@ def source_medium(
         .when(ref.is_not_null()).then(pl.lit("referral"))
         .otherwise(pl.lit("(none)"))
     )  # fmt: skip
-    campaign = pl.when(tagged).then(uc.fill_null("(not set)")).otherwise(
-        pl.when(has_g).then(pl.lit("(not set)")).otherwise(pl.lit("(not set)"))
+    campaign = (
+        pl.when(tagged)
+        .then(uc.fill_null("(not set)"))
+        .otherwise(pl.when(has_g).then(pl.lit("(not set)")).otherwise(pl.lit("(not set)")))
     )
     return source, medium, campaign
 
 
-def channel(sessions: pl.DataFrame | pl.LazyFrame, *, own_hosts: tuple[str, ...] = ()) -> pl.DataFrame:
+def channel(
+    sessions: pl.DataFrame | pl.LazyFrame, *, own_hosts: tuple[str, ...] = ()
+) -> pl.DataFrame:
     """The sessions table with ``source``, ``medium``, ``campaign`` and ``channel`` (GA4's
     default channel group, :data:`CHANNEL_RULES`) from each session's entry UTM tags,
     ``gclid`` (on ``entry_page``) and referrer.
@@ -182,7 +189,10 @@ def orders(events: pl.DataFrame | pl.LazyFrame, *, event_type: str = "order") ->
         "DeviceId",
         "EventTime",
         pl.col("Payload").str.json_path_match("$.orderId").alias("order_id"),
-        pl.col("Payload").str.json_path_match("$.total").cast(pl.Float64, strict=False).alias("revenue"),
+        pl.col("Payload")
+        .str.json_path_match("$.total")
+        .cast(pl.Float64, strict=False)
+        .alias("revenue"),
         pl.col("Payload").str.json_path_match("$.currency").alias("currency"),
     )
 
@@ -273,16 +283,28 @@ def attribute(
         # one touchpoint per conversion: an as-of join (last), or the first session in range
         if model == "last":
             j = c.sort("_t").join_asof(
-                s.sort("_st"), left_on="_t", right_on="_st", by="_k", strategy="backward",
+                s.sort("_st"),
+                left_on="_t",
+                right_on="_st",
+                by="_k",
+                strategy="backward",
                 check_sortedness=False,
             )
             j = j.with_columns(
                 pl.when(pl.col("_st") >= pl.col("_t") - lb_td).then(pl.col("_by")).alias("_by")
             )
         else:
-            j = c.sort("_t").with_columns((pl.col("_t") - lb_td).alias("_lo")).join_asof(
-                s.sort("_st"), left_on="_lo", right_on="_st", by="_k", strategy="forward",
-                check_sortedness=False,
+            j = (
+                c.sort("_t")
+                .with_columns((pl.col("_t") - lb_td).alias("_lo"))
+                .join_asof(
+                    s.sort("_st"),
+                    left_on="_lo",
+                    right_on="_st",
+                    by="_k",
+                    strategy="forward",
+                    check_sortedness=False,
+                )
             )
             j = j.with_columns(
                 pl.when(pl.col("_st") <= pl.col("_t")).then(pl.col("_by")).alias("_by")
@@ -294,8 +316,7 @@ def attribute(
         )
         if ignore_direct:
             j = j.filter(
-                (pl.col("_by") != "Direct")
-                | (pl.col("_by") == "Direct").all().over("_conv")
+                (pl.col("_by") != "Direct") | (pl.col("_by") == "Direct").all().over("_conv")
             )
         j = j.sort("_conv", "_st").with_columns(
             pl.int_range(pl.len()).over("_conv").alias("_i"),
@@ -333,4 +354,6 @@ def attribute(
     if not has_rev:
         out = out.drop("revenue")
     keys = [by] + ([currency] if has_cur else [])
-    return out.sort(["conversions", *keys], descending=[True] + [False] * len(keys), nulls_last=True)
+    return out.sort(
+        ["conversions", *keys], descending=[True] + [False] * len(keys), nulls_last=True
+    )

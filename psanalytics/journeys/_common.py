@@ -69,7 +69,9 @@ def frame(events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
         return events.collect()
     if isinstance(events, pl.DataFrame):
         return events
-    raise JourneyError(f"events must be a polars DataFrame or LazyFrame, got {type(events).__name__}")
+    raise JourneyError(
+        f"events must be a polars DataFrame or LazyFrame, got {type(events).__name__}"
+    )
 
 
 def level_expr(schema: pl.Schema, level: str) -> pl.Expr:

@@ -159,7 +159,9 @@ def _spec(
             raise JourneyError(
                 f"an exclusion is between steps 1 <= from < to <= {k}, got between=({a}, {b})"
             )
-        excl.append((_match(m, lvl_col() if isinstance(m, str) else None, "an exclusion"), a - 1, b - 1))
+        excl.append(
+            (_match(m, lvl_col() if isinstance(m, str) else None, "an exclusion"), a - 1, b - 1)
+        )
     bd: pl.Expr | None = None
     bd_name: str | None = None
     if isinstance(breakdown, str):
@@ -373,9 +375,9 @@ def _times(best: pl.DataFrame, spec: _Spec) -> pl.DataFrame:
             pl.lit(i + 1, dtype=pl.UInt32).alias("step"),
             pl.lit(spec.names[i]).alias("name"),
             (pl.col(f"_t{i}") / _NS).alias("time_to_step_s"),
-            ((pl.col(f"_t{i}") - pl.col(f"_t{i - 1}")) / _NS if i else pl.lit(None, pl.Float64)).alias(
-                "time_from_previous_s"
-            ),
+            (
+                (pl.col(f"_t{i}") - pl.col(f"_t{i - 1}")) / _NS if i else pl.lit(None, pl.Float64)
+            ).alias("time_from_previous_s"),
         )
         parts.append(part)
     return pl.concat(parts).sort("journey", "step") if parts else pl.DataFrame()
@@ -452,8 +454,7 @@ def _aggregate(best: pl.DataFrame, spec: _Spec) -> pl.DataFrame:
     g = [spec.breakdown_name] if has_bd else []
     t = pl.col("time_to_step_s")
     stats = (
-        times.group_by([*g, "step"])
-        .agg(
+        times.group_by([*g, "step"]).agg(
             pl.len().alias("entered"),
             *[t.quantile(q, "linear").alias(f"time_to_step_p{int(q * 100)}_s") for q in QUANTILES],
             t.mean().alias("mean_time_to_step_s"),
@@ -463,9 +464,7 @@ def _aggregate(best: pl.DataFrame, spec: _Spec) -> pl.DataFrame:
         if times.height
         else None
     )
-    grid = pl.DataFrame(
-        {"step": pl.Series(range(1, k + 1), dtype=pl.UInt32), "name": spec.names}
-    )
+    grid = pl.DataFrame({"step": pl.Series(range(1, k + 1), dtype=pl.UInt32), "name": spec.names})
     if has_bd:
         groups = best.select(pl.col("_bd").alias(spec.breakdown_name)).unique()
         grid = groups.join(grid, how="cross")
@@ -496,7 +495,11 @@ def _aggregate(best: pl.DataFrame, spec: _Spec) -> pl.DataFrame:
             .then(pl.when(e > 0).then(1.0))
             .otherwise(pl.when(prev > 0).then(e / prev))
             .alias("conversion_from_previous"),
-            pl.when(pl.col("step") == 1).then(0).otherwise(prev - e).cast(pl.UInt32).alias("dropped"),
+            pl.when(pl.col("step") == 1)
+            .then(0)
+            .otherwise(prev - e)
+            .cast(pl.UInt32)
+            .alias("dropped"),
             pl.when(pl.col("step") == 1)
             .then(0.0)
             .otherwise(pl.when(prev > 0).then((prev - e) / prev))
@@ -564,21 +567,31 @@ def time_histogram(
     labels.append(f"{_label(edges[-1])}+")
     idx = pl.Series(edges).search_sorted(t.get_column("time_to_step_s"), side="right") - 1
     counted = (
-        t.select("step", "name").with_columns(idx.cast(pl.Int64).alias("_b"))
+        t.select("step", "name")
+        .with_columns(idx.cast(pl.Int64).alias("_b"))
         .group_by("step", "name", "_b")
         .agg(pl.len().cast(pl.UInt32).alias("journeys"))
     )
-    grid = counted.select("step", "name").unique().join(
-        pl.DataFrame(
-            {
-                "_b": list(range(len(edges))),
-                "bin": labels,
-                "bin_start_s": edges,
-                "bin_end_s": [*edges[1:], None],
-            },
-            schema={"_b": pl.Int64, "bin": pl.String, "bin_start_s": pl.Float64, "bin_end_s": pl.Float64},
-        ),
-        how="cross",
+    grid = (
+        counted.select("step", "name")
+        .unique()
+        .join(
+            pl.DataFrame(
+                {
+                    "_b": list(range(len(edges))),
+                    "bin": labels,
+                    "bin_start_s": edges,
+                    "bin_end_s": [*edges[1:], None],
+                },
+                schema={
+                    "_b": pl.Int64,
+                    "bin": pl.String,
+                    "bin_start_s": pl.Float64,
+                    "bin_end_s": pl.Float64,
+                },
+            ),
+            how="cross",
+        )
     )
     return (
         grid.join(counted, on=["step", "name", "_b"], how="left")

@@ -248,13 +248,18 @@ def paths(
             )
             .drop("_s")
         )
+    nodes = nodes.sort("_path", "depth")
     edges = nodes.with_columns(
         pl.col("step").shift(-1).over("_path").alias("to_step"),
         pl.col("depth").shift(-1).over("_path").alias("_nd"),
     ).filter(pl.col("_nd").is_not_null())
     return (
-        edges.group_by(pl.col("depth").alias("from_depth"), pl.col("step").alias("from_step"), "to_step")
+        edges.group_by(
+            pl.col("depth").alias("from_depth"), pl.col("step").alias("from_step"), "to_step"
+        )
         .agg(pl.len().cast(pl.UInt32).alias("count"))
         .with_columns((pl.col("count") / max(n_journeys, 1)).alias("share"))
-        .sort(["from_depth", "count", "from_step", "to_step"], descending=[False, True, False, False])
+        .sort(
+            ["from_depth", "count", "from_step", "to_step"], descending=[False, True, False, False]
+        )
     )

@@ -90,7 +90,7 @@ def _sample_charts(events: pl.DataFrame) -> dict[str, Any]:
 
     return {
         "events-over-time": charts.events_over_time(events),
-        "top-pages": charts.top_pages(events, n=12),
+        "top-pages": charts.top_pages(events, top=12),
         "countries": charts.country_bars(events, metric="visitors"),
         "session-length": charts.session_length_histogram(events),
         "session-duration": charts.session_duration_histogram(events),

@@ -80,7 +80,7 @@ def test_top_pages_exact_and_skips_empty_pages(small_events):
         ("https://example.com/basket", 1, 1),
         ("https://example.com/p2", 1, 1),
     ]
-    only = C.top_pages(small_events, event_type=["product"], n=1).data
+    only = C.top_pages(small_events, event_type=["product"], top=1).data
     assert only.rows() == [("https://example.com/p1", 2, 2)]
 
 
@@ -98,7 +98,7 @@ def test_country_bars_events_and_visitors(small_events):
 
 
 def test_top_pages_from_pandas(small_events):
-    data = C.top_pages(small_events.drop("User").to_pandas(), n=1).data
+    data = C.top_pages(small_events.drop("User").to_pandas(), top=1).data
     assert data.rows() == [("https://example.com/", 3, 2)]
 
 

@@ -1,0 +1,213 @@
+"""GA4 default channel grouping (one case per rule of the table) and attribution."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import pytest
+
+from psanalytics import journeys, samples, sessionize
+from psanalytics.errors import JourneyError
+
+T = datetime(2024, 3, 20, 12, tzinfo=UTC)
+
+# (utm_source, utm_medium, utm_campaign, referrer host, entry page) -> channel; one or more
+# cases for each row of journeys.CHANNEL_RULES, in the table's order.
+CASES = [
+    ((None, None, None, None, "/"), "Direct"),
+    (("google", "cpc", "summer-cross-network", None, "/"), "Cross-network"),
+    (("amazon", "cpc", None, None, "/"), "Paid Shopping"),
+    (("google", "cpc", "shopping-spring", None, "/"), "Paid Shopping"),
+    (("google", "cpc", "brand", None, "/"), "Paid Search"),
+    ((None, None, None, "www.google.com", "/?gclid=abc"), "Paid Search"),
+    (("facebook", "paid_social", None, None, "/"), "Paid Social"),
+    (("youtube", "cpc", None, None, "/"), "Paid Video"),
+    (("dv360", "display", None, None, "/"), "Display"),
+    (("partner", "cpm", None, None, "/"), "Display"),
+    (("newsletter-ads", "ppc", None, None, "/"), "Paid Other"),
+    ((None, None, None, "www.ebay.com", "/"), "Organic Shopping"),
+    ((None, None, None, "t.co", "/"), "Organic Social"),
+    (("forum", "social", None, None, "/"), "Organic Social"),
+    ((None, None, None, "m.youtube.com", "/"), "Organic Video"),
+    ((None, None, None, "www.google.se", "/"), "Organic Search"),
+    ((None, None, None, "search.yahoo.com", "/"), "Organic Search"),
+    (("partner", "organic", None, None, "/"), "Organic Search"),
+    ((None, None, None, "blog.hikenorth.example", "/"), "Referral"),
+    (("newsletter", "email", "spring sale", None, "/"), "Email"),
+    (("e-mail", "weekly", None, None, "/"), "Email"),
+    (("campfinder", "affiliate", None, None, "/"), "Affiliates"),
+    (("spotify", "audio", None, None, "/"), "Audio"),
+    (("sms", "text", None, None, "/"), "SMS"),
+    (("app", "web-push", None, None, "/"), "Mobile Push Notifications"),
+    (("firebase", "inapp", None, None, "/"), "Mobile Push Notifications"),
+    (("flyer", "print", None, None, "/"), "Unassigned"),
+]
+
+
+def sessions_of(cases) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {
+                "entry_utm_source": s, "entry_utm_medium": m, "entry_utm_campaign": c,
+                "entry_referrer_host": r, "entry_page": "https://shop.example" + p,
+            }
+            for (s, m, c, r, p), _ in cases
+        ],
+        schema={k: pl.String for k in ("entry_utm_source", "entry_utm_medium",
+                                        "entry_utm_campaign", "entry_referrer_host", "entry_page")},
+    )  # fmt: skip
+
+
+def test_every_rule_of_the_grouping_table():
+    got = journeys.channel(sessions_of(CASES))["channel"].to_list()
+    assert got == [want for _, want in CASES]
+    covered = {want for _, want in CASES}
+    assert covered == {name for name, _ in journeys.CHANNEL_RULES}
+
+
+def test_source_and_medium_derivation():
+    s = journeys.channel(sessions_of(CASES)).select("source", "medium", "campaign").rows()
+    assert s[0] == ("(direct)", "(none)", "(not set)")
+    assert s[5] == ("google", "cpc", "(not set)")  # gclid: Google Ads auto-tagging
+    assert s[12] == ("t.co", "referral", "(not set)")
+    assert s[15] == ("google", "organic", "(not set)")
+    assert s[19] == ("newsletter", "email", "spring sale")
+    own = journeys.channel(
+        sessions_of([((None, None, None, "www.shop.example", "/"), None)]),
+        own_hosts=("shop.example",),
+    )
+    assert own.select("source", "medium", "channel").row(0) == ("(direct)", "(none)", "Direct")
+
+
+def test_channel_needs_the_full_sessions_table():
+    with pytest.raises(JourneyError, match="missing entry_utm_source"):
+        journeys.channel(pl.DataFrame({"device_id": ["d"]}).with_columns(
+            pl.lit(None, pl.String).alias("entry_utm_medium"),
+            pl.lit(None, pl.String).alias("entry_utm_campaign"),
+            pl.lit(None, pl.String).alias("entry_referrer_host"),
+        ))  # fmt: skip
+
+
+def touch_sessions(rows) -> pl.DataFrame:
+    return pl.DataFrame(
+        [{"device_id": d, "start_time": t, "channel": c} for d, t, c in rows],
+        schema={
+            "device_id": pl.String,
+            "start_time": pl.Datetime("ns", "UTC"),
+            "channel": pl.String,
+        },
+    )
+
+
+def conversions(rows) -> pl.DataFrame:
+    return pl.DataFrame(
+        [{"DeviceId": d, "EventTime": t, "revenue": r, "currency": c} for d, t, r, c in rows],
+        schema={"DeviceId": pl.String, "EventTime": pl.Datetime("ns", "UTC"),
+                "revenue": pl.Float64, "currency": pl.String},
+    )  # fmt: skip
+
+
+def credit(df: pl.DataFrame) -> dict:
+    return {(r[0], r[1]): (r[2], r[3]) for r in df.rows()}
+
+
+@pytest.mark.parametrize("model", ["first", "last", "linear", "position"])
+def test_lookback_edges(model):
+    s = touch_sessions(
+        [
+            ("d", T - timedelta(days=30), "Email"),
+            ("e", T - timedelta(days=30), "Email"),
+        ]
+    )
+    # d's session starts exactly 30 days before: counts; e's starts 1 ns more before: does not
+    s = s.with_columns(
+        pl.when(pl.col("device_id") == "e").then(pl.col("start_time") - pl.duration(nanoseconds=1))
+        .otherwise(pl.col("start_time")).alias("start_time")
+    )  # fmt: skip
+    c = conversions([("d", T, 100.0, "SEK"), ("e", T, 50.0, "SEK")])
+    got = credit(journeys.attribute(c, s, model=model, lookback="30d"))
+    assert got == {("Email", "SEK"): (1.0, 100.0), ("(none)", "SEK"): (1.0, 50.0)}
+
+
+@pytest.mark.parametrize("model", ["first", "last", "linear", "position"])
+def test_sessions_after_the_conversion_do_not_count_but_the_same_instant_does(model):
+    s = touch_sessions([("d", T, "Email"), ("d", T + timedelta(microseconds=1), "Display")])
+    c = conversions([("d", T, 10.0, "EUR")])
+    assert credit(journeys.attribute(c, s, model=model)) == {("Email", "EUR"): (1.0, 10.0)}
+
+
+def test_models_split_credit():
+    day = timedelta(days=1)
+    s = touch_sessions(
+        [
+            ("d", T - 4 * day, "Organic Search"),
+            ("d", T - 3 * day, "Email"),
+            ("d", T - 2 * day, "Display"),
+            ("d", T - day, "Direct"),
+        ]
+    )
+    c = conversions([("d", T, 100.0, "SEK")])
+
+    def conv(model, **kw):
+        return {k[0]: v[0] for k, v in credit(journeys.attribute(c, s, model=model, **kw)).items()}
+
+    assert conv("first") == {"Organic Search": 1.0}
+    assert conv("last") == {"Direct": 1.0}
+    assert conv("linear") == {
+        "Organic Search": 0.25,
+        "Email": 0.25,
+        "Display": 0.25,
+        "Direct": 0.25,
+    }
+    assert conv("position") == pytest.approx(
+        {"Organic Search": 0.4, "Email": 0.1, "Display": 0.1, "Direct": 0.4}
+    )
+    assert conv("last", ignore_direct=True) == {"Display": 1.0}
+    two = s.filter(pl.col("channel").is_in(["Email", "Display"]))
+    got = credit(journeys.attribute(c, two, model="position"))
+    assert got == {("Email", "SEK"): (0.5, 50.0), ("Display", "SEK"): (0.5, 50.0)}
+    only_direct = s.filter(pl.col("channel") == "Direct")
+    assert credit(journeys.attribute(c, only_direct, model="last", ignore_direct=True)) == {
+        ("Direct", "SEK"): (1.0, 100.0)
+    }
+
+
+def test_revenue_is_never_summed_across_currencies():
+    s = touch_sessions(
+        [("a", T - timedelta(hours=1), "Email"), ("b", T - timedelta(hours=1), "Email")]
+    )
+    c = conversions([("a", T, 100.0, "SEK"), ("b", T, 10.0, "EUR")])
+    r = journeys.attribute(c, s, model="last")
+    assert r.columns == ["channel", "currency", "conversions", "revenue"]
+    assert sorted(r.rows()) == [("Email", "EUR", 1.0, 10.0), ("Email", "SEK", 1.0, 100.0)]
+    with pytest.raises(JourneyError, match="conversions have 'revenue' but no 'currency' column"):
+        journeys.attribute(c.drop("currency"), s)
+    one = journeys.attribute(c.drop("currency"), s, currency=None)
+    assert one.rows() == [("Email", 2.0, 110.0)]
+
+
+def test_orders_and_attribution_on_the_sample():
+    e = samples.default_events()
+    o = journeys.orders(e)
+    assert o.height == e.filter(pl.col("EventType") == "order").height
+    assert o["revenue"].null_count() == 0 and set(o["currency"]) == {
+        "SEK",
+        "NOK",
+        "DKK",
+        "EUR",
+        "GBP",
+        "USD",
+    }
+    s = journeys.channel(sessionize(e).sessions)
+    assert s["channel"].n_unique() >= 9  # the sample has traffic from most channels
+    for model in ("first", "last", "linear", "position"):
+        r = journeys.attribute(o, s, model=model)
+        # every order is credited once, whatever the model
+        assert r["conversions"].sum() == pytest.approx(o.height)
+        by_cur = r.group_by("currency").agg(pl.col("revenue").sum()).sort("currency")
+        want = o.group_by("currency").agg(pl.col("revenue").sum()).sort("currency")
+        assert by_cur["revenue"].to_list() == pytest.approx(want["revenue"].to_list())
+    first = journeys.attribute(o, s, model="first")
+    last = journeys.attribute(o, s, model="last")
+    assert not first.sort("channel", "currency").equals(last.sort("channel", "currency"))
