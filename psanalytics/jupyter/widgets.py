@@ -197,8 +197,8 @@ class EventExplorer(w.VBox):
         if frame.height:
             self.charts["over_time"] = _charts.events_over_time(frame)
             if "PageUri" in frame.columns and (frame["PageUri"] != "").any():
-                self.charts["pages"] = _charts.top_pages(frame, n=10).properties(width=340)
-            self.charts["countries"] = _charts.country_bars(frame, n=10).properties(width=260)
+                self.charts["pages"] = _charts.top_pages(frame, top=10).properties(width=340)
+            self.charts["countries"] = _charts.country_bars(frame, top=10).properties(width=260)
         _show(self.over_time, self.charts.get("over_time"))
         _show(self.pages, self.charts.get("pages"))
         _show(self.country_chart, self.charts.get("countries"))
