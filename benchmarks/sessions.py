@@ -19,6 +19,21 @@ must agree on the number of sessions and on the checksums, or the run fails.
 table, the four per-event columns); it has more sessions (the cap) so it is checked on
 its own (its events and sessions agree with each other).
 
+``--scale`` measures the bounded-memory path instead (issue 17)::
+
+    .venv/bin/python benchmarks/sessions.py --scale 10M,20M          # CLI bounded vs in-memory
+    .venv/bin/python benchmarks/sessions.py --scale 10M --spark      # + Spark local[2]
+
+Events are generated in slices of 2 M (each slice its own devices and seed, one Parquet
+file each, so the generator stays small) under ``benchmarks/_work/scale_<n>/``. For each
+size: ``psanalytics sessionize DIR --out s.parquet --events-out e.parquet`` (the CLI, in
+its own process: bounded, default 2 GB budget) against the in-memory path (``read_events``
++ ``sessionize`` + the same two Parquet writes) where it fits (``--inmem-max``), both with
+wall time and the peak RSS of the process; the outputs must be identical (checked by row
+hashes of both files). With ``--spark``, ``psanalytics.spark.sessionize`` on ``local[2]``
+reads the same folder and must give the same sessions (time ratio printed; the peak is
+the driver's and the JVM's).
+
 Peak RSS is the process's high-water mark while the engine runs, including the loaded
 input frame: the high-water mark is reset (``/proc/self/clear_refs``) right before the
 timed call, so the loading peak does not count. ``input MB`` is the RSS after loading.
@@ -273,6 +288,180 @@ def child(engine: str, n: int, repeat: int) -> dict:
     }
 
 
+# --------------------------------------------------------------------------- --scale
+
+SLICE = 2_000_000
+
+
+def parse_n(text: str) -> int:
+    t = text.strip().upper()
+    mult = 1_000_000 if t.endswith("M") else 1_000 if t.endswith("K") else 1
+    return int(float(t.rstrip("MK")) * mult)
+
+
+def ensure_scale_data(n: int) -> Path:
+    folder = WORK / f"scale_{n}"
+    done = folder / "_done"
+    if done.exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    for i in range((n + SLICE - 1) // SLICE):
+        m = min(SLICE, n - i * SLICE)
+        code = (
+            "import sys; from psanalytics import samples;"
+            f"samples.generate({m}, n_devices={max(m // 20, 1)}, seed={1000 + i})"
+            ".write_parquet(sys.argv[1])"
+        )
+        subprocess.run(
+            [sys.executable, "-c", code, str(folder / f"part-{i:03d}.parquet")], check=True
+        )
+    done.write_text("")
+    print(
+        f"generated {n:,} events in slices in {time.perf_counter() - t:.1f} s -> {folder}",
+        flush=True,
+    )
+    return folder
+
+
+def out_hashes(sessions: Path, events: Path) -> dict:
+    """Row hashes of both outputs (streamed), to check two runs wrote the same data."""
+    import polars as pl
+
+    def h(path: Path) -> tuple[int, int]:
+        lf = pl.scan_parquet(path)
+        cols = [c for c in lf.collect_schema().names() if c not in ("event_counts",)]
+        r = lf.select(
+            pl.len().alias("n"),
+            pl.struct(cols)
+            .hash(7)
+            .cast(pl.UInt64)
+            .mul(pl.int_range(pl.len(), dtype=pl.UInt64) + 1)
+            .sum()
+            .alias("h"),
+        ).collect(engine="streaming")
+        return int(r["n"][0]), int(r["h"][0])
+
+    (ns, hs), (ne, he) = h(sessions), h(events)
+    return {"n_sessions": ns, "sessions_hash": hs, "n_events": ne, "events_hash": he}
+
+
+def scale_child(mode: str, n: int, memory: str | None) -> dict:
+    """Runs in its own process; the measured work runs in a grandchild, whose peak RSS is
+    RUSAGE_CHILDREN's maxrss (fresh per child)."""
+    import resource
+
+    folder = data_path_scale = ensure_scale_data(n)
+    out = WORK / f"scale_out_{mode}_{n}"
+    out.mkdir(exist_ok=True)
+    s, e = out / "s.parquet", out / "e.parquet"
+    if mode == "bounded":
+        cmd = [sys.executable, "-m", "psanalytics.cli", "sessionize", str(folder), "--out", str(s),
+               "--events-out", str(e)] + (["--memory", memory] if memory else [])  # fmt: skip
+    elif mode == "inmem":
+        code = (
+            "import sys; from psanalytics import read_events, sessionize;"
+            "r = sessionize(read_events(sys.argv[1])); r.sessions.write_parquet(sys.argv[2]);"
+            "r.events.write_parquet(sys.argv[3])"
+        )
+        cmd = [sys.executable, "-c", code, str(folder), str(s), str(e)]
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        raise SystemExit(proc.stderr[-3000:])
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    del data_path_scale
+    return {"mode": mode, "n": n, "time_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime,
+            "peak_mb": ru.ru_maxrss / 1024, **out_hashes(s, e)}  # fmt: skip
+
+
+def spark_child(n: int) -> dict:
+    import resource
+
+    import polars as pl
+
+    folder = ensure_scale_data(n)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from pyspark.sql import SparkSession
+
+    from psanalytics import spark as pss
+
+    spark = (
+        SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC").config("spark.driver.memory", "6g")
+        .config("spark.sql.shuffle.partitions", "8").getOrCreate()
+    )  # fmt: skip
+    spark.sparkContext.setLogLevel("ERROR")
+    out = WORK / f"scale_out_spark_{n}"
+    t0 = time.perf_counter()
+    sdf = pss.read_events(spark, str(folder))
+    pss.sessionize(sdf).write.mode("overwrite").parquet(str(out))
+    wall = time.perf_counter() - t0
+    spark.stop()
+    got = pl.scan_parquet(str(out / "*.parquet")).select(
+        pl.len().alias("n"), (pl.col("session_key") * pl.col("n_events")).sum().alias("k"),
+        pl.col("duration_s").sum().alias("d"),
+    ).collect()  # fmt: skip
+    ru_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    ru_kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"mode": "spark", "n": n, "time_s": wall, "peak_mb": ru_self + ru_kids,
+            "n_sessions": int(got["n"][0]), "key_x_events": int(got["k"][0]),
+            "duration_s": float(got["d"][0])}  # fmt: skip
+
+
+def scale_main(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    ok = True
+    for n in [parse_n(x) for x in args.scale.split(",")]:
+        ensure_scale_data(n)
+        modes = ["bounded"] + (["inmem"] if n <= parse_n(args.inmem_max) else [])
+        res: dict[str, dict] = {}
+        for mode in modes:
+            cmd = [sys.executable, __file__, "--scale-child", mode, "--n", str(n)]
+            if args.memory:
+                cmd += ["--memory", args.memory]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode:
+                print(proc.stderr[-3000:], file=sys.stderr)
+                raise SystemExit(f"{mode} at {n:,} failed")
+            res[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
+            r = res[mode]
+            print(f"  {n:>11,} {mode:8s} {r['time_s']:8.1f} s  cpu {r['cpu_s']:8.1f} s  peak {r['peak_mb']:7.0f} MB  "
+                  f"sessions {r['n_sessions']:,}", flush=True)  # fmt: skip
+        if "inmem" in res:
+            b, m = res["bounded"], res["inmem"]
+            same = all(
+                b[k] == m[k] for k in ("n_sessions", "sessions_hash", "n_events", "events_hash")
+            )
+            ok &= same
+            print(f"  {n:>11,} bounded / in-memory: time {b['time_s'] / m['time_s']:.2f}x, "
+                  f"peak {b['peak_mb'] / m['peak_mb']:.2f}x; identical outputs: {same}", flush=True)  # fmt: skip
+        if args.spark:
+            proc = subprocess.run([sys.executable, __file__, "--spark-child", "--n", str(n)],
+                                  capture_output=True, text=True)  # fmt: skip
+            if proc.returncode:
+                print(proc.stderr[-3000:], file=sys.stderr)
+                raise SystemExit(f"spark at {n:,} failed")
+            sp = json.loads(proc.stdout.strip().splitlines()[-1])
+            ref = pl.scan_parquet(WORK / f"scale_out_bounded_{n}" / "s.parquet").select(
+                pl.len().alias("n"), (pl.col("session_key").cast(pl.Int64) * pl.col("n_events")).sum().alias("k"),
+                pl.col("duration_s").sum().alias("d"),
+            ).collect()  # fmt: skip
+            same = (sp["n_sessions"], sp["key_x_events"]) == (int(ref["n"][0]), int(ref["k"][0])) and abs(
+                sp["duration_s"] - float(ref["d"][0])) < 1e-6 * max(1.0, abs(sp["duration_s"]))  # fmt: skip
+            ok &= same
+            b = res["bounded"]
+            print(f"  {n:>11,} spark    {sp['time_s']:8.1f} s  peak {sp['peak_mb']:7.0f} MB (driver + JVM)  "
+                  f"sessions {sp['n_sessions']:,}; x bounded polars: {sp['time_s'] / b['time_s']:.2f}; "
+                  f"same sessions: {same}", flush=True)  # fmt: skip
+    return 0 if ok else 1
+
+
 # --------------------------------------------------------------------------- driver
 
 
@@ -291,7 +480,21 @@ def main() -> int:
         "are kept): evens out load from other processes on a shared machine",
     )
     ap.add_argument("--engine", help=argparse.SUPPRESS)  # child mode
+    ap.add_argument("--scale", help="bounded-memory run at these sizes, e.g. 10M,30M,60M")
+    ap.add_argument("--inmem-max", default="20M", help="largest size the in-memory path runs at")
+    ap.add_argument("--memory", help="memory budget of the bounded path (default: the CLI's)")
+    ap.add_argument("--spark", action="store_true", help="also Spark local[2] at each --scale size")
+    ap.add_argument("--scale-child", help=argparse.SUPPRESS)
+    ap.add_argument("--spark-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.scale_child:
+        print(json.dumps(scale_child(args.scale_child, args.n, args.memory)))
+        return 0
+    if args.spark_child:
+        print(json.dumps(spark_child(args.n)))
+        return 0
+    if args.scale:
+        return scale_main(args)
     if args.engine:
         print(json.dumps(child(args.engine, args.n, args.repeat)))
         return 0

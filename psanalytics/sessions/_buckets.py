@@ -245,7 +245,7 @@ class _Writer:
         else:
             import pyarrow.parquet as pq
 
-            table = frame.to_arrow(compat_level=pl.CompatLevel.oldest())
+            table = frame.to_arrow(compat_level=pl.CompatLevel.oldest())  # pyarrow writes these
             if self._pq is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._pq = pq.ParquetWriter(self.tmp, table.schema, compression="zstd")
@@ -331,7 +331,7 @@ def sessionize_to_files(
     spill = Path(spill_dir) if spill_dir is not None else None
     try:
         with _partitioned(lf, rules.key, per_bucket, n, spill) as plan:  # type: ignore[arg-type]
-            return _run_buckets(plan, rules, out_p, ev_p, per_bucket, progress)
+            return _run_buckets(lf, plan, rules, out_p, ev_p, per_bucket, progress)
     except pl.exceptions.PolarsError as exc:
         _locate_bad_input(files)
         raise SessionizeError(f"cannot read the events: {exc}") from None
@@ -348,7 +348,33 @@ def _locate_bad_input(files: object) -> None:
         read_events_with_report(f)
 
 
+_EV_COLS = ("session_key", "session_id", "session_index", "event_index_in_session")
+
+
+def _aligned(lf: pl.LazyFrame, bounds: np.ndarray) -> Iterator[pl.DataFrame]:
+    """The input again, streamed in order, cut exactly at ``bounds`` (row numbers)."""
+    buf: list[pl.DataFrame] = []
+    have = 0
+    i = 0
+    last = len(bounds) - 1
+    step = int(bounds[1] - bounds[0]) if last > 0 else 1
+    for batch in lf.collect_batches(chunk_size=max(1, step), maintain_order=True):
+        buf.append(batch)
+        have += batch.height
+        while i < last and have >= bounds[i + 1] - bounds[i]:
+            need = int(bounds[i + 1] - bounds[i])
+            cat = pl.concat(buf, rechunk=False) if len(buf) > 1 else buf[0]
+            yield cat.head(need)
+            rest = cat.slice(need)
+            buf, have, i = [rest], rest.height, i + 1
+    if i != last or have:
+        raise SessionizeError(
+            "the input changed while it was being sessionized (row count differs between reads)"
+        )
+
+
 def _run_buckets(
+    lf: pl.LazyFrame,
     plan: _Partitioned,
     rules: Rules,
     out_p: Path | None,
@@ -376,8 +402,8 @@ def _run_buckets(
     keep = None if rules.select is None else list(rules.select)
 
     n = plan.n
-    slice_rows = max(100, per_bucket)
-    bounds = np.arange(0, n + slice_rows, slice_rows, dtype=np.int64)
+    slice_rows = max(1000, per_bucket // 4)
+    bounds = np.append(np.arange(0, n, slice_rows, dtype=np.int64), n)
     work = plan.root / "out"
     work.mkdir()
     starts: list[np.ndarray] = []
@@ -403,7 +429,8 @@ def _run_buckets(
             s.write_parquet(s_files[-1], compression="lz4", row_group_size=16 * 1024)
         del s
         if ev_p is not None:
-            e = res.events
+            # only the new columns: the input's own are streamed from the input again
+            e = res.events.select(ROW, *[c for c in _EV_COLS if c in res.events.columns])
             rows = e.get_column(ROW).cast(pl.Int64).to_numpy()
             ev_offsets.append(np.searchsorted(rows, bounds))
             ev_schema = e.schema
@@ -430,7 +457,7 @@ def _run_buckets(
         assert sess_schema is not None
         w = _Writer(out_p)
         try:
-            step = max(100, slice_rows // 2)
+            step = max(1000, slice_rows // 2)
             for k0 in range(0, ns, step):
                 k1 = min(ns, k0 + step)
                 pieces = []
@@ -455,7 +482,7 @@ def _run_buckets(
         w = _Writer(ev_p)
         has_key = "session_key" in ev_schema
         try:
-            for i in range(len(bounds) - 1):
+            for i, chunk in enumerate(_aligned(lf, bounds)):
                 pieces = []
                 for b, off in enumerate(ev_offsets):
                     l0, l1 = int(off[i]), int(off[i + 1])
@@ -468,9 +495,11 @@ def _run_buckets(
                                 .alias("session_key")
                             )
                         pieces.append(piece)
-                if pieces:
-                    w.write(pl.concat(pieces).sort(ROW).drop(ROW))
-            w.close(pl.DataFrame(schema=ev_schema).drop(ROW))
+                cols = pl.concat(pieces).sort(ROW).drop(ROW)
+                w.write(chunk.hstack(cols.get_columns()))
+            w.close(
+                lf.head(0).collect().hstack(pl.DataFrame(schema=ev_schema).drop(ROW).get_columns())
+            )
         except BaseException:
             w.abort()
             raise
