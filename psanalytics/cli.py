@@ -5,6 +5,7 @@ Each command imports what it needs when it runs, so ``psanalytics --help`` is in
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -349,6 +350,24 @@ def info_cmd(
 
 
 # --- api room: fetch, preview -------------------------------------------------------
+def _check_output_file(output: Path) -> None:
+    """Fail before any request when ``output`` cannot be written as a file: it is a
+    folder, or its folder cannot be created or written to."""
+    from psanalytics.errors import ArgumentError
+
+    if output.is_dir():
+        raise ArgumentError(f"{output} is a folder; give a file name to write one file "
+                            "(or a name without a file suffix for a folder export)")
+    parent = output.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArgumentError(f"cannot create the folder {parent} for {output.name}: "
+                            f"{exc.strerror or exc}") from None
+    if not os.access(parent, os.W_OK):
+        raise ArgumentError(f"cannot write into {parent} (permission denied)")
+
+
 def _api_store(url: str | None, api_key: str | None, progress: bool, concurrency: int = 4):
     from psanalytics._connect import connect
 
@@ -384,6 +403,7 @@ def fetch(
             return
         suffix = output.suffix.lower()
         if suffix in (".parquet", ".ndjson", ".jsonl", ".json", ".csv"):
+            _check_output_file(output)
             frame = store.events(filter, start=start, end=end, settle=settle)
             output.parent.mkdir(parents=True, exist_ok=True)
             if suffix == ".parquet":
@@ -412,7 +432,7 @@ def fetch(
                 f"({rep.resumed_windows} resumed, {rep.requests} requests, {rep.retries} retries, "
                 f"{rep.duration_s:.1f} s)"
             )
-    except (PsaError, ValueError) as exc:
+    except (PsaError, ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
 
@@ -433,6 +453,8 @@ def preview(
     from psanalytics.errors import PsaError
 
     try:
+        if output is not None:
+            _check_output_file(output)
         store = _api_store(url, api_key, False)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -442,12 +464,16 @@ def preview(
         raise typer.Exit(2 if type(exc).__name__.startswith("Kql") else 1) from None
     if output is not None:
         suffix = output.suffix.lower()
-        if suffix == ".parquet":
-            frame.write_parquet(output)
-        elif suffix == ".csv":
-            frame.select([c for c, t in frame.schema.items() if not t.is_nested()]).write_csv(output)
-        else:
-            frame.write_ndjson(output)
+        try:
+            if suffix == ".parquet":
+                frame.write_parquet(output)
+            elif suffix == ".csv":
+                frame.select([c for c, t in frame.schema.items() if not t.is_nested()]).write_csv(output)
+            else:
+                frame.write_ndjson(output)
+        except OSError as exc:
+            typer.echo(f"error: cannot write {output}: {exc.strerror or exc}", err=True)
+            raise typer.Exit(1) from None
         typer.echo(f"{frame.height:,} rows -> {output}")
     else:
         import polars as pl

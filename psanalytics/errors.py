@@ -30,6 +30,7 @@ Exceptions::
     │   └── OdpRejected ...................... api.odp: ODP refused events (lists the invalid ones)
     ├── ApiKeyError (ValueError) ............. api.http: a key that cannot be sent as a header
     ├── WindowOverflowError .................. api.windows: one instant holds > 9,999 events
+    ├── ExportError .......................... api.export: cannot write there (not our folder, locked)
     ├── OrderError ........................... api.profile_store: rows came out of order
     ├── ReplayError .......................... replay.replayer: a replay could not start/go on
     ├── PacingError (ValueError) ............. replay.pacing: bad pacing options

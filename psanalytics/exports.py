@@ -484,7 +484,7 @@ def _csv_line_of_row(data: bytes, row: int) -> int | None:
 
 def _read_parquet(path: Path, report: ReadReport, unknown: set[str]) -> pl.DataFrame:
     try:
-        frame = pl.read_parquet(path)
+        frame = pl.read_parquet(path, glob=False)
     except Exception as exc:
         raise InputError(f"not a readable Parquet file ({exc})", path=str(path)) from None
     if frame.schema == schema.EVENTS_SCHEMA:
@@ -603,11 +603,13 @@ def scan_events(source: Source, *, format: str | None = None) -> pl.LazyFrame:
         fmt = format or detect_format(f)
         _, comp = _split_suffix(f.name)
         if comp is None and fmt == "parquet":
-            lf = pl.scan_parquet(f)
+            lf = pl.scan_parquet(f, glob=False)
             names = lf.collect_schema().names()
             unknown.update(schema.unknown_fields(names))
             lazies.append(_lazy_canonical(lf, names, str(f)))
-        elif comp is None and fmt in ("ndjson", "jsonl"):
+        elif comp is None and fmt in ("ndjson", "jsonl") and not _glob.has_magic(str(f)):
+            # (scan_ndjson has no glob=False: a literal '[' in the path would match nothing
+            # and read 0 rows, so such paths are read eagerly below)
             read_schema, rename, unk = _ndjson_scan_schema(f)
             unknown.update(unk)
             lf = pl.scan_ndjson(f, schema=read_schema).rename(rename)
@@ -615,7 +617,7 @@ def scan_events(source: Source, *, format: str | None = None) -> pl.LazyFrame:
                 lf = lf.with_columns(pl.col("Payload").str.json_path_match("$"))
             lazies.append(schema.normalize_lazy(lf, source=str(f)))
         elif comp is None and fmt == "csv":
-            lf = pl.scan_csv(f, infer_schema=False)
+            lf = pl.scan_csv(f, infer_schema=False, glob=False)
             names = lf.collect_schema().names()
             unknown.update(schema.unknown_fields(names))
             lazies.append(_lazy_canonical(lf, names, str(f)))

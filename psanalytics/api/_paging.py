@@ -202,6 +202,14 @@ class _Tee:
 
 def _check_order(frame: pl.DataFrame, last_time: Any, text: str | None, skip: int) -> None:
     times = frame.get_column("EventTime")
+    if times.null_count():
+        # Events without EventTime cannot be paged by time (they fall outside every
+        # window): a clear error naming one, never a silent loss.
+        tid = frame.filter(pl.col("EventTime").is_null()).get_column("TrackId").item(0)
+        raise OrderError(
+            f"GET {PREFIX_V2} $filter={text} $skip={skip}: the server returned an event without "
+            f"EventTime (TrackId {tid!r}); psanalytics pages by EventTime and cannot fetch such "
+            "events exactly. Filter them out (e.g. a range with start= and end=) or fix the data.")
     if not times.is_sorted() or (last_time is not None and times[0] < last_time):
         raise OrderError(
             f"GET {PREFIX_V2} $filter={text} $skip={skip}: rows came back out of EventTime "
@@ -371,6 +379,10 @@ class Pager:
         text = ftext if lo is None else window_filter(ftext, lo, hi)  # type: ignore[arg-type]
         return self._get(text, 0, 1, stats)[1]
 
+    def _check_times(self, frame: pl.DataFrame, ftext: str | None) -> None:
+        if frame.get_column("EventTime").null_count():
+            _check_order(frame, None, ftext, 0)
+
     def _resolve_range(self, ftext: str | None, start: TimeLike | None, end: TimeLike | None,
                        stats: RequestStats | None, probe_top: int = 1
                        ) -> tuple[int, int, int, pl.DataFrame | None] | None:
@@ -408,6 +420,7 @@ class Pager:
             first, total = self._get(bounded, 0, probe_top, stats)
         if total == 0 or first.height == 0:
             return None
+        self._check_times(first, bounded)
         if lo is None:
             lo = to_ns(first.get_column("EventTime").dt.epoch("ns").item(0))
         if first.height >= total and total <= RESULT_WINDOW:
@@ -419,6 +432,7 @@ class Pager:
             last, _ = self._get(bounded, 0, 1, stats, orderby="EventTime desc,TrackId desc")
             if last.height == 0:
                 return None
+            self._check_times(last, bounded)
             hi = int(last.get_column("EventTime").dt.epoch("ns").item()) + TICK_NS
         return lo, hi, total, None
 
@@ -432,10 +446,12 @@ class Pager:
         return self._plan(_filter_text(filter), start, settled_end(end, settle), None)[0]
 
     def _plan(self, ftext: str | None, start: TimeLike | None, end: TimeLike | None,
-              stats: RequestStats | None, probe_top: int = 1
+              stats: RequestStats | None, probe_top: int = 1,
+              overflow: list[Window] | None = None,
               ) -> tuple[list[Window], pl.DataFrame | None]:
         """Planned windows (empty ones dropped); with ``probe_top`` > 1 a range small enough
-        to come back whole in the first probe is returned as the frame instead."""
+        to come back whole in the first probe is returned as the frame instead.
+        ``overflow``: collect overfull instants there instead of raising."""
         rng = self._resolve_range(ftext, start, end, stats, probe_top)
         if rng is None:
             return [], None
@@ -443,7 +459,8 @@ class Pager:
         if everything is not None:
             return [Window(lo, hi, total)], everything
         windows = plan_windows(lo, hi, lambda a, b: self._count_range(ftext, a, b, stats),
-                               total=total, count_many=self._counter(ftext, stats))
+                               total=total, count_many=self._counter(ftext, stats),
+                               overflow=overflow)
         return [w for w in windows if w.count], None
 
     def _counter(self, ftext: str | None, stats: RequestStats | None

@@ -32,12 +32,20 @@ from psanalytics.api._paging import (
     settled_end,
 )
 from psanalytics.api.http import RequestStats, redact
-from psanalytics.api.windows import Window
+from psanalytics.api.windows import Window, WindowOverflowError
+from psanalytics.errors import PsaError
 
-__all__ = ["ExportReport", "export", "CHECKPOINT"]
+__all__ = ["ExportReport", "ExportError", "export", "CHECKPOINT", "LOCK"]
 
 #: The checkpoint's file name inside an export folder.
 CHECKPOINT = "_checkpoint.json"
+#: The lock file an export holds while it writes (two exports never share a folder).
+LOCK = "_export.lock"
+
+
+class ExportError(PsaError):
+    """The export cannot write where it was asked to (a folder that is not ours, another
+    export writing there); the message says what to do."""
 
 
 @dataclass
@@ -59,12 +67,14 @@ class ExportReport:
     resumed_windows: int
     duplicates: int
     files: list[Path] = field(default_factory=list)
+    #: Part files (relative to ``path``) found damaged on resume and fetched again.
+    repaired: list[str] = field(default_factory=list)
 
     def scan(self) -> pl.LazyFrame:
         """The exported events, lazily, in the canonical schema (time order)."""
         if not self.files:
             return schema.empty_frame().lazy()
-        return pl.scan_parquet([str(f) for f in self.files])
+        return pl.scan_parquet([str(f) for f in self.files], glob=False)
 
     def read(self) -> pl.DataFrame:
         """The exported events as one frame."""
@@ -90,6 +100,7 @@ def export(
     settle: Any = None,
     progress: bool | None = None,
     concurrency: int | None = None,
+    overwrite: bool = False,
     _after_window: Callable[[int], None] | None = None,
 ) -> ExportReport:
     """Write the matching events to ``path`` as Parquet, one file per window.
@@ -103,10 +114,31 @@ def export(
     written atomically; read them back with ``report.scan()`` or
     ``pl.scan_parquet(f"{path}/*/*.parquet")``. ``settle="5m"`` exports only what is at
     least that old; a resumed export keeps the end its plan was made with.
+
+    Only files our checkpoint lists are ever deleted, never through a symbolic link or
+    outside ``path``; a non-empty folder without our checkpoint is refused unless
+    ``overwrite=True`` (write alongside). Finished parts are fsynced (file and folder)
+    before the checkpoint names them; a resume checks each listed part (size and row
+    count) and fetches a damaged one again (``report.repaired``). An instant holding more
+    events than one query returns does not stop the rest: everything else is written and
+    checkpointed, then :class:`WindowOverflowError` names the instant (``.report`` holds
+    the report). A lock file (``_export.lock``) keeps a second export out of the folder.
     """
-    t0 = time.perf_counter()
     root = Path(path)
+    if root.exists() and not root.is_dir():
+        raise ExportError(f"{root} is a file, not a folder: export writes a folder of Parquet parts")
     root.mkdir(parents=True, exist_ok=True)
+    with _Lock(root):
+        return _export(pager, root, filter, start=start, end=end, resume=resume, settle=settle,
+                       progress=progress, concurrency=concurrency, overwrite=overwrite,
+                       _after_window=_after_window)
+
+
+def _export(pager: Pager, root: Path, filter: FilterLike, *, start: TimeLike | None,
+            end: TimeLike | None, resume: bool, settle: Any, progress: bool | None,
+            concurrency: int | None, overwrite: bool,
+            _after_window: Callable[[int], None] | None) -> ExportReport:
+    t0 = time.perf_counter()
     ftext = _filter_text(filter)
     stats = RequestStats()
     ck_path = root / CHECKPOINT
@@ -119,38 +151,61 @@ def export(
     if settle is not None:  # (absent otherwise: checkpoints from before it still resume)
         args["settle"] = str(settle)
     old = _read_checkpoint(ck_path)
+    if old is None and not overwrite and any(p.name not in (LOCK, CHECKPOINT) for p in root.iterdir()):
+        raise ExportError(
+            f"{root} is not empty and holds no psanalytics export ({ck_path}): refusing to write "
+            "into it; choose an empty folder, or pass overwrite=True to write alongside (nothing "
+            "that is not ours is ever deleted)")
     windows: list[Window]
     done: dict[str, dict[str, Any]] = {}
+    repaired: list[str] = []
+    overflow: list[Window] = []
     if resume and old and old.get("args") == args and not old.get("complete"):
         windows = [Window(int(w["start"]), int(w["end"]), w.get("count")) for w in old["windows"]]
-        done = {k: v for k, v in old.get("done", {}).items() if (root / v["file"]).exists()}
+        overflow = [Window(int(w["start"]), int(w["end"]), w.get("count")) for w in old.get("overflow_windows", [])]
+        for k, v in old.get("done", {}).items():
+            problem = _part_problem(root, v)
+            if problem is None:
+                done[k] = v
+            elif problem != "missing":
+                repaired.append(str(v["file"]))
+                _unlink_ours(root, str(v["file"]))
+        if repaired:
+            warnings.warn(f"export {root}: {len(repaired)} finished part file"
+                          f"{'s were' if len(repaired) > 1 else ' was'} damaged "
+                          f"({', '.join(repaired[:3])}{', ...' if len(repaired) > 3 else ''}); "
+                          "fetching those windows again", stacklevel=3)
     else:
         _clean_export(root, old)
-        windows, _ = pager._plan(ftext, start, settled_end(end, settle), stats)
-    for tmp in root.glob("*/*.tmp*"):
-        tmp.unlink(missing_ok=True)
+        windows, _ = pager._plan(ftext, start, settled_end(end, settle), stats, overflow=overflow)
+    _clean_tmp(root)
     state = {
         "version": 1,
         "args": args,
-        "windows": [{"start": w.start, "end": w.end, "count": w.count, "key": w.key} for w in windows],
+        "windows": [{"start": w.start, "end": w.end, "count": w.count, "key": w.key,
+                     "file": _part_name(w)} for w in windows],
         "done": done,
         "complete": False,
     }
+    if overflow:
+        state["overflow_windows"] = [{"start": w.start, "end": w.end, "count": w.count} for w in overflow]
+        state["overflow"] = [{"instant": format_ns(w.start), "count": w.count} for w in overflow]
     _atomic_write(ck_path, orjson.dumps(state, option=orjson.OPT_INDENT_2))
     todo = [w for w in windows if w.key not in done]
     finished = [0]
 
     def write(i: int, w: Window, frame: pl.DataFrame, rep: WindowReport) -> None:
-        day = from_ns(w.start).strftime("%Y-%m-%d")
-        rel = f"{day}/part-{w.key}.parquet"
+        rel = _part_name(w)
         target = root / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + f".tmp{os.getpid()}")
         frame.write_parquet(tmp)
+        _fsync_path(tmp)
         os.replace(tmp, target)
+        _fsync_path(target.parent)  # the rename itself is durable before the checkpoint says so
         rep.file = rel
-        done[w.key] = {"file": rel, "rows": frame.height, "requests": rep.requests,
-                       "retries": rep.retries}
+        done[w.key] = {"file": rel, "rows": frame.height, "bytes": target.stat().st_size,
+                       "requests": rep.requests, "retries": rep.retries}
         _atomic_write(ck_path, orjson.dumps(state, option=orjson.OPT_INDENT_2))
         finished[0] += 1
         if _after_window is not None:
@@ -172,7 +227,7 @@ def export(
     rows = sum(done[w.key]["rows"] for w in windows if w.key in done)
     duplicates = 0
     if files:
-        ids = pl.scan_parquet([str(f) for f in files]).select(
+        ids = pl.scan_parquet([str(f) for f in files], glob=False).select(
             n=pl.len(), u=pl.col("TrackId").filter(pl.col("TrackId") != "").n_unique(),
             e=(pl.col("TrackId") == "").sum(),
         ).collect()
@@ -180,24 +235,119 @@ def export(
         if duplicates:
             warnings.warn(f"export {root}: {duplicates} duplicate TrackIds across windows "
                           "(events moved in time while exporting?)", stacklevel=2)
-    state["complete"] = True
+    state["complete"] = not overflow
     _atomic_write(ck_path, orjson.dumps(state, option=orjson.OPT_INDENT_2))
-    return ExportReport(
+    report = ExportReport(
         path=root, windows=reports, rows=rows,
         fetched_rows=sum(r.rows for r in fetched),
         requests=stats.requests + sum(r.requests for r in fetched),
         retries=stats.retries + sum(r.retries for r in fetched),
         duration_s=time.perf_counter() - t0,
         resumed_windows=len(windows) - len(todo), duplicates=duplicates, files=files,
+        repaired=repaired,
     )
+    if overflow:
+        w = max(overflow, key=lambda o: o.count or 0)
+        err = WindowOverflowError(w.start, w.count or 0, pager_limit())
+        more = (f" ({len(overflow) - 1} more such instant{'s' if len(overflow) > 2 else ''}: see "
+                f"{CHECKPOINT} 'overflow')" if len(overflow) > 1 else "")
+        err.args = (f"{err}{more} every other window was exported: {rows:,} events in "
+                    f"{len(files)} files under {root}; the checkpoint keeps the instant(s) open, so "
+                    "an export with the same arguments fetches nothing again and says this again.",)
+        err.report = report  # type: ignore[attr-defined]
+        err.overflow = [(o.start, o.count) for o in overflow]  # type: ignore[attr-defined]
+        raise err
+    return report
+
+
+def pager_limit() -> int:
+    from psanalytics.api.windows import RESULT_WINDOW
+
+    return RESULT_WINDOW
+
+
+def _part_name(w: Window) -> str:
+    """Where a window's part file goes, relative to the export folder."""
+    return f"{from_ns(w.start).strftime('%Y-%m-%d')}/part-{w.key}.parquet"
+
+
+def _fsync_path(path: Path) -> None:
+    """fsync a file or a folder (folders: where the OS allows it)."""
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if path.is_dir() else os.O_RDONLY
+    try:
+        fd = os.open(path, flags)
+    except OSError:  # e.g. folders on Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _part_problem(root: Path, entry: dict[str, Any]) -> str | None:
+    """None when a finished part is there and whole (size and row count as recorded),
+    else "missing" or what is wrong with it."""
+    target = _our_path(root, str(entry.get("file", "")))
+    if target is None or not target.exists():
+        return "missing"
+    size = entry.get("bytes")
+    if size is not None and target.stat().st_size != size:
+        return f"{target.stat().st_size} bytes, expected {size}"
+    try:
+        import pyarrow.parquet as pq
+
+        n = pq.ParquetFile(target).metadata.num_rows
+    except Exception as exc:  # noqa: BLE001 - any unreadable footer is a broken part
+        return f"unreadable ({type(exc).__name__})"
+    if n != entry.get("rows"):
+        return f"{n} rows, expected {entry.get('rows')}"
+    return None
+
+
+class _Lock:
+    """An exclusive lock on ``root/_export.lock`` (flock: released when the process
+    ends, however it ends); a second export of the same folder is refused at once."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / LOCK
+        self.fd: int | None = None
+
+    def __enter__(self) -> _Lock:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no lock
+            return self
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown process"
+            os.close(fd)
+            raise ExportError(f"another export is writing into {self.path.parent} ({holder}); wait "
+                              "for it to finish, or export somewhere else") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}".encode(), 0)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # releases the flock
+            self.fd = None
 
 # ------------------------------------------------------------------ preview
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}.{threading.get_ident()}")
-    tmp.write_bytes(data)
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
+    _fsync_path(path.parent)
 
 
 
@@ -214,15 +364,50 @@ def _read_checkpoint(path: Path) -> dict[str, Any] | None:
 _DAY_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
+_PART = re.compile(r"^\d{4}-\d{2}-\d{2}/part-\d+_\d+\.parquet$")
+
+
+def _our_path(root: Path, rel: str) -> Path | None:
+    """``root/rel`` when ``rel`` has the shape of one of our part files and nothing on the
+    way is a symbolic link (a checkpoint must never lead a delete elsewhere); else None."""
+    if not _PART.match(rel):
+        return None
+    day = root / rel.split("/", 1)[0]
+    if day.is_symlink() or (day.exists() and not day.is_dir()):
+        return None
+    return root / rel
+
+
+def _unlink_ours(root: Path, rel: str) -> None:
+    target = _our_path(root, rel)
+    if target is not None and not target.is_symlink():
+        target.unlink(missing_ok=True)
+        try:
+            target.parent.rmdir()  # only when empty: the user may keep files there
+        except OSError:
+            pass
+
+
 def _clean_export(root: Path, old: dict[str, Any] | None) -> None:
-    """Remove part files of an earlier export in ``root`` (only files we wrote)."""
-    for d in root.iterdir():
-        if d.is_dir() and _DAY_DIR.match(d.name):
-            for f in d.glob("part-*.parquet*"):
-                f.unlink()
-            try:
-                d.rmdir()
-            except OSError:
-                pass  # the user keeps other files there
+    """Remove the part files an earlier export of ours wrote: exactly those its
+    checkpoint lists (finished or planned), never anything else."""
+    if old is None:
+        return
+    names = {str(v.get("file", "")) for v in (old.get("done") or {}).values() if isinstance(v, dict)}
+    names |= {str(w.get("file", "")) for w in (old.get("windows") or []) if isinstance(w, dict)}
+    for rel in sorted(names):
+        _unlink_ours(root, rel)
     (root / CHECKPOINT).unlink(missing_ok=True)
+
+
+def _clean_tmp(root: Path) -> None:
+    """Remove temporary files a killed export of ours left (our names only, no links)."""
+    for d in root.iterdir():
+        if d.is_dir() and not d.is_symlink() and _DAY_DIR.match(d.name):
+            for f in d.iterdir():
+                if re.fullmatch(r"part-\d+_\d+\.parquet\.tmp\d+", f.name) and not f.is_symlink():
+                    f.unlink(missing_ok=True)
+    for f in root.iterdir():
+        if re.fullmatch(re.escape(CHECKPOINT) + r"\.tmp\d+\.\d+", f.name):
+            f.unlink(missing_ok=True)
 

@@ -256,14 +256,16 @@ class ProfileStore:
         settle: Any = None,
         progress: bool | None = None,
         concurrency: int | None = None,
+        overwrite: bool = False,
         _after_window: Callable[[int], None] | None = None,
     ) -> ExportReport:
         """Write the matching events to ``path`` as Parquet, one file per window.
 
-        See :func:`psanalytics.api.export.export` (layout, checkpoint, resume)."""
+        See :func:`psanalytics.api.export.export` (layout, checkpoint, resume, what is
+        deleted: only our own parts; ``overwrite=True`` writes into a non-empty folder)."""
         return _export.export(self._pager, path, filter, start=start, end=end, resume=resume,
                               settle=settle, progress=progress, concurrency=concurrency,
-                              _after_window=_after_window)
+                              overwrite=overwrite, _after_window=_after_window)
 
     # ------------------------------------------------------------------ preview
 

@@ -103,6 +103,7 @@ def plan_windows(
     merge: bool = True,
     total: int | None = None,
     count_many: Callable[[list[tuple[int, int]]], list[int]] | None = None,
+    overflow: list[Window] | None = None,
 ) -> list[Window]:
     """Windows tiling ``[start_ns, end_ns)``, each holding at most ``limit`` events.
 
@@ -111,7 +112,9 @@ def plan_windows(
     head-room; ``merge`` joins neighbours while their sum stays within ``limit``;
     ``total`` is the count of the whole range if already known; ``count_many`` (optional)
     counts the parts of one split together (e.g. concurrently). Raises
-    :class:`WindowOverflowError` when one 100 ns instant holds more than ``limit`` events.
+    :class:`WindowOverflowError` when one 100 ns instant holds more than ``limit`` events,
+    unless ``overflow`` is a list: such one-tick windows are then appended to it and left
+    out of the plan (their neighbours are never merged across them).
     """
     if limit < 1:
         raise ValueError("limit must be at least 1")
@@ -130,7 +133,11 @@ def plan_windows(
             continue
         ticks = (w.end - w.start) // TICK_NS
         if ticks <= 1:
-            raise WindowOverflowError(w.start, c, limit)
+            if overflow is None:
+                raise WindowOverflowError(w.start, c, limit)
+            overflow.append(Window(w.start, w.end, c))
+            out.append(Window(w.start, w.end, c))  # a wall for _merge (count > limit)
+            continue
         k = min(ticks, max(2, math.ceil(c / target)))
         bounds = [w.start + ((ticks * i) // k) * TICK_NS for i in range(k)] + [w.end]
         spans = [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
@@ -141,7 +148,7 @@ def plan_windows(
         stack.extend(reversed([Window(a, b, c) for (a, b), c in zip(spans, counts, strict=True)]))
     if merge:
         out = _merge(out, limit)
-    return out
+    return [w for w in out if (w.count or 0) <= limit]
 
 
 def _merge(windows: list[Window], limit: int) -> list[Window]:

@@ -158,3 +158,15 @@ def test_scan_events_raises_on_out_of_range_times_naming_the_file(tmp_path):
     ok.write_bytes(ev("2024-03-01T00:00:00.1234567Z") + ev("2024-03-02T00:00:00Z"))
     assert ps.scan_events(ok).filter(pl.col("EventTime") > dt.datetime(2024, 3, 1, 12, tzinfo=dt.UTC)).collect().height == 1
     assert ps.scan_events(ok).collect().get_column("EventTime").dt.nanosecond().to_list() == [123456700, 0]
+
+
+def test_paths_with_glob_characters_are_read_literally(tmp_path):
+    d = tmp_path / "export [2024]"
+    d.mkdir()
+    (d / "a.ndjson").write_bytes(ev("2024-03-01T00:00:00Z") + ev("2024-03-02T00:00:00Z"))
+    (d / "b.csv").write_bytes(b"TrackId,EventTime\nt9,2024-03-03T00:00:00Z\n")
+    ps.read_events(d / "a.ndjson").write_parquet(d / "c.parquet")
+    assert ps.read_events(d).height == 5
+    for name, n in (("a.ndjson", 2), ("b.csv", 1), ("c.parquet", 2)):
+        assert ps.scan_events(d / name).collect().height == n, name
+    assert ps.scan_events(d).collect().height == 5
