@@ -475,12 +475,131 @@ print(f"accepted after two runs: {odp.odp.state(limit=0)['accepted']:,}")
 again.reconcile(odp).select(pl.sum("mapped"), pl.sum("accepted"), pl.sum("duplicates"), pl.sum("difference"))"""),
 ]
 
+NB06: list[Cell] = [
+    ("md", """\
+# 06 · Funnels, retention, paths and attribution
+
+The analyses people run next on web events, on the 50,000-event sample (the same code takes
+`store.events(...)`, an export read with `ps.read_events(...)`, or any canonical frame):
+funnels with a breakdown, exclusions and per-step windows, time to convert, retention
+cohorts, paths after (or before) a step as a Sankey diagram, GA4's default channel grouping
+and first/last/linear/position attribution of orders and their revenue."""),
+    ("code", """\
+import polars as pl
+
+import psanalytics as ps
+from psanalytics import journeys
+from psanalytics.jupyter import charts
+
+events = ps.samples.default_events()
+s = ps.sessionize(events)
+print(f"{events.height:,} events, {s.sessions.height:,} sessions, {events['DeviceId'].n_unique():,} devices")"""),
+    ("md", """\
+## A funnel with a breakdown
+
+Steps in order inside each session; every journey is credited with its best attempt, and
+the breakdown is read on that attempt's first event, so the countries add up to the
+funnel without breakdown."""),
+    ("code", """\
+steps = ["product", "basket", "checkout", "order"]
+funnel = journeys.funnel(s.events, steps)
+funnel.select("step", "name", "entered", "conversion", "drop_off_rate", "time_to_step_p50_s", "time_to_step_p90_s")"""),
+    ("code", "charts.funnel(funnel, title='Product to order (per session)')"),
+    ("code", """\
+by_country = journeys.funnel(s.events, steps, breakdown="CountryCode")
+assert by_country.group_by("step").agg(pl.col("entered").sum()).sort("step")["entered"].equals(funnel["entered"])
+charts.funnel_breakdown(by_country)"""),
+    ("md", """\
+## Orders of steps, windows and exclusions
+
+`order="strict"` needs each step to be the very next event; `order="any"` takes the steps in
+any order. Per device, allow a day from product to order but only an hour from checkout to
+order, and cancel a conversion when the visitor goes back to a category page between basket
+and order."""),
+    ("code", """\
+pl.DataFrame({
+    "name": steps,
+    "ordered": funnel["entered"],
+    "strict": journeys.funnel(s.events, steps, order="strict")["entered"],
+    "any": journeys.funnel(s.events, steps, order="any")["entered"],
+    "per device, windows": journeys.funnel(
+        events, steps, within="device", window="1d", step_windows=[None, None, "1h"]
+    )["entered"],
+    "... no category between basket and order": journeys.funnel(
+        events, steps, within="device", window="1d", step_windows=[None, None, "1h"],
+        exclude=[journeys.exclude("category", between=(2, 4))],
+    )["entered"],
+})"""),
+    ("code", """\
+# Steps as expressions get readable names with .alias or journeys.step(..., name=)
+journeys.funnel(
+    s.events,
+    [
+        (pl.col("EventType") == "home").alias("start page"),
+        journeys.step(pl.col("PageUri").str.contains("/shop/"), name="any shop page"),
+        "order",
+    ],
+).select("name", "entered", "conversion")"""),
+    ("md", "## Time to convert"),
+    ("code", """\
+times = journeys.funnel_times(events, steps, within="device", window="7d")
+charts.time_to_convert(journeys.time_histogram(times))"""),
+    ("md", """\
+## Retention
+
+Devices by the day they were first seen, and the share that came back 1, 2, ... days
+later (UTC days; weeks start on Monday). The triangle stops where the data does."""),
+    ("code", """\
+retention = journeys.retention(events, period="day")
+journeys.retention_matrix(retention).head()"""),
+    ("code", "charts.retention_heatmap(retention)"),
+    ("code", """\
+# Buyers: cohort by first order, coming back = ordering again
+buyers = journeys.retention(events, period="day", cohort=pl.col("EventType") == "order",
+                            returning=pl.col("EventType") == "order")
+charts.retention_heatmap(buyers, title="Repeat orders by first-order day")"""),
+    ("md", """\
+## Paths
+
+Where sessions go after the basket, on readable page types (`journeys.page_type` strips
+hosts, query strings and ids from `PageUri` and maps paths to types)."""),
+    ("code", """\
+events.select(pl.col("PageUri").head(3), journeys.clean_url("PageUri").head(3).alias("path"),
+              journeys.page_type("PageUri").head(3).alias("page type"))"""),
+    ("code", """\
+after_basket = journeys.paths(s.events, start="basket", steps=4, level="page_type", min_share=0.03)
+charts.sankey(after_basket, title="After the basket (per session)")"""),
+    ("code", """\
+before_order = journeys.paths(s.events, end="order confirmation", steps=3, level="page_type", min_share=0.03)
+charts.sankey(before_order, title="The last steps before an order")"""),
+    ("md", """\
+## Channels and attribution
+
+Each session's channel follows GA4's default channel group rules (`journeys.CHANNEL_RULES`)
+from its entry page's UTM tags and `gclid` and its referrer. Orders are credited to the
+channels of the sessions of the same device in the 30 days before them; revenue stays per
+currency."""),
+    ("code", """\
+sessions = journeys.channel(s.sessions)
+sessions.group_by("channel").agg(sessions=pl.len(), engaged=pl.col("is_engaged").mean()).sort("sessions", descending=True)"""),
+    ("code", """\
+orders = journeys.orders(events)
+models = pl.concat([
+    journeys.attribute(orders, sessions, model=m, lookback="30d").with_columns(model=pl.lit(m))
+    for m in ("first", "last", "linear", "position")
+])
+models.filter(pl.col("currency") == "SEK").pivot(on="model", index="channel", values="conversions")"""),
+    ("code", "charts.attribution(models, title='Orders credited to channels, by model')"),
+    ("code", "charts.attribution(journeys.attribute(orders, sessions, model='last'), value='revenue')"),
+]
+
 NOTEBOOKS: dict[str, tuple[str, list[Cell]]] = {
     "01-quickstart": ("Quickstart", NB01),
     "02-kql-preview": ("KQL preview", NB02),
     "03-sessions-and-journeys": ("Sessions and journeys", NB03),
     "04-visitor-log-replay": ("Visitor-log replay", NB04),
     "05-move-to-odp": ("Move to ODP", NB05),
+    "06-funnels-retention-attribution": ("Funnels, retention, paths and attribution", NB06),
 }
 
 

@@ -30,6 +30,34 @@ def _col(url: str | pl.Expr) -> pl.Expr:
     return pl.col(url) if isinstance(url, str) else url
 
 
+def _clean(e: pl.Expr, keep_host: bool, keep_query: bool, ids: str | None) -> pl.Expr:
+    e = e.cast(pl.String).fill_null("")
+    e = e.str.replace(r"[?#].*$" if not keep_query else r"#.*$", "")
+    e = e.str.to_lowercase()
+    host = e.str.extract(r"^[a-z][a-z0-9+.-]*://([^/]*)", 1)
+    path = e.str.replace(r"^[a-z][a-z0-9+.-]*://[^/]*", "")
+    path = pl.when((path == "") & host.is_not_null()).then(pl.lit("/")).otherwise(path)
+    if ids is not None:
+        for pattern in (_GUID, r"[0-9]+", r"[0-9a-f]{16,}"):
+            # twice: a replacement consumes the slash that separates it from the next id
+            path = path.str.replace_all(rf"/{pattern}(/|$)", f"/{ids}$1")
+            path = path.str.replace_all(rf"/{pattern}(/|$)", f"/{ids}$1")
+    if keep_host:
+        return pl.concat_str([host.fill_null(""), path])
+    return path
+
+
+def _per_distinct(url: str | pl.Expr, fn) -> pl.Expr:  # noqa: ANN001
+    """Apply ``fn`` (an expression builder over column ``u``) once per distinct URL."""
+
+    def run(s: pl.Series) -> pl.Series:
+        uniq = s.cast(pl.String).unique().to_frame("u")
+        mapped = uniq.select(pl.col("u"), fn(pl.col("u")).alias("v"))
+        return s.cast(pl.String).replace_strict(mapped["u"], mapped["v"], return_dtype=pl.String)
+
+    return _col(url).map_batches(run, return_dtype=pl.String)
+
+
 def clean_url(
     url: str | pl.Expr = "PageUri",
     *,
@@ -43,25 +71,9 @@ def clean_url(
     (``utm_*``, ``gclid``, search terms; ``keep_query=True`` keeps it) and the fragment,
     lower-cases, and replaces path segments that are ids (GUIDs, numbers, long hex) with
     ``ids`` (``None`` keeps them). ``https://shop.example/sv-se/order/12345/?utm_source=x``
-    becomes ``/sv-se/order/:id/``. Empty URLs stay empty.
+    becomes ``/sv-se/order/:id/``. Empty URLs stay empty. Each distinct URL is cleaned once.
     """
-    e = _col(url).cast(pl.String).fill_null("")
-    if not keep_query:
-        e = e.str.replace(r"[?#].*$", "")
-    else:
-        e = e.str.replace(r"#.*$", "")
-    e = e.str.to_lowercase()
-    host = e.str.extract(r"^[a-z][a-z0-9+.-]*://([^/]*)", 1)
-    path = e.str.replace(r"^[a-z][a-z0-9+.-]*://[^/]*", "")
-    path = pl.when((path == "") & host.is_not_null()).then(pl.lit("/")).otherwise(path)
-    if ids is not None:
-        for pattern in (_GUID, r"[0-9]+", r"[0-9a-f]{16,}"):
-            path = path.str.replace_all(rf"/{pattern}(/|$)", f"/{ids}$1")
-            # twice: the replacement consumed the separating slash of a following id
-            path = path.str.replace_all(rf"/{pattern}(/|$)", f"/{ids}$1")
-    if keep_host:
-        return pl.concat_str([host.fill_null(""), path])
-    return path
+    return _per_distinct(url, lambda u: _clean(u, keep_host, keep_query, ids))
 
 
 def page_type(
@@ -73,14 +85,28 @@ def page_type(
     """Map URLs to page types with ``(regex, type)`` rules on the cleaned path (first match
     wins; a leading locale segment like ``/sv-se/`` is ignored). Unmatched pages get
     ``default``, or their first path segment when ``default`` is None; empty URLs give ``""``.
+    Each distinct URL is typed once.
     """
-    path = clean_url(url).str.replace(_LOCALE, "/")
+    rules = list(rules)
+
+    def typed(u: pl.Expr) -> pl.Expr:
+        return pl.struct(
+            u.alias("u"), _clean(u, False, False, ":id").str.replace(_LOCALE, "/").alias("p")
+        ).map_batches(lambda st: _types(st, rules, default), return_dtype=pl.String)
+
+    return _per_distinct(url, typed)
+
+
+def _types(st: pl.Series, rules: list[tuple[str, str]], default: str | None) -> pl.Series:
+    df = st.struct.unnest()
+    path = pl.col("p")
     fallback = (
         pl.lit(default)
         if default is not None
         else pl.coalesce(path.str.extract(r"^/([^/]+)", 1), pl.lit("(other)"))
     )
     out: pl.Expr = fallback
-    for pattern, name in reversed(list(rules)):
+    for pattern, name in reversed(rules):
         out = pl.when(path.str.contains(pattern)).then(pl.lit(name)).otherwise(out)
-    return pl.when(_col(url).cast(pl.String).fill_null("") == "").then(pl.lit("")).otherwise(out)
+    out = pl.when(pl.col("u").fill_null("") == "").then(pl.lit("")).otherwise(out)
+    return df.select(out.alias("t")).to_series()
