@@ -41,7 +41,45 @@ SAMPLE_TABLES = ("StormEvents", "Traces", "PopulationData", "ConferenceSessions"
                  "SecurityEvent", "Covid19", "Sales", "Products")
 
 SKIP: dict[str, str] = {}
-DOC_ISSUES: dict[str, str] = {}
+DOC_ISSUES: dict[str, str] = {
+    "bin-function#2": "prints 14 days as '14:00:00:00', which is no Kusto timespan format "
+                      "(Kusto writes 14.00:00:00)",
+    "extract-all-function#1": "the query reads 'print print extract_all(...)' (a typo)",
+    "extract-all-function#2": "the output header says 'ID' but the query names the column 'Id'",
+    "extract-all-function#3": "the output header says 'ID' but the query names the column 'Id'",
+    "extract-all-function#4": "the output header says 'ID' but the query names the column 'Id'",
+    "mv-expand-operator#6": "the header says 'DateType' (typo for DataType) and typeof(int) "
+                            "prints int: the local engine has one integer type (long)",
+    "parse-where-operator#1": "the query writes 'previouLockTime' but the output says "
+                              "'previousLockTime'",
+    "split-function#1": "the header says 'print4' for the fifth column (print_4)",
+    "strlen-function#3": "the header says 'length' for an unnamed print column (print_0)",
+    "max-of-function#2": "the header says 'result' for an unnamed project column (Column1)",
+    "min-of-function#2": "the header says 'result' for an unnamed project column (Column1)",
+    "let-statement#5": "the header says 'result' but '| count' names its column 'Count'",
+    "join-rightanti#1": "a rightanti join returns the right side's columns (Key, Value2); "
+                        "the output shows Value1",
+    "join-innerunique#3": "the page says innerunique may keep either duplicate left row: "
+                          "this output is one of two correct ones",
+    "join-innerunique#4": "the page says innerunique may keep either duplicate left row: "
+                          "this output is one of two correct ones",
+    "sample-operator#1": "sample is random: the printed count is one possible outcome",
+    "sample-operator#2": "sample is random: the printed count is one possible outcome",
+    "range-operator#2": "prints the rows from 2024-01-04 only (the first three are left "
+                        "out without a '...')",
+    "replace-regex-function#1": "prints tostring() of a long as '1.000000' (the range "
+                                "produces longs; tostring(1) is '1')",
+    "replace-string-function#2": "prints tostring() of a long as '1.000000' (the range "
+                                 "produces longs; tostring(1) is '1')",
+    "parse-url-function#1": "prints the nested 'Query Parameters' bag as a quoted string "
+                            "inside the JSON (not valid JSON)",
+    "parse-url-query-function#1": "prints the nested 'Query Parameters' bag as a quoted "
+                                  "string inside the JSON (not valid JSON)",
+    "parse-url-query-function#2": "writes params[\"Query Parameters\"].[param] ('.[' is "
+                                  "not KQL syntax)",
+    "day-of-month-function#1": "a bare scalar expression, not a query (no print)",
+    "day-of-year-function#1": "a bare scalar expression, not a query (no print)",
+}
 PASSING = set((DATA / "passing.txt").read_text().split()) if (DATA / "passing.txt").exists() \
     else set()
 #: cases the engine still answers wrongly or rejects with an error (work left, with the
@@ -59,6 +97,8 @@ def _auto_skip(case: dict) -> str | None:
         return "evaluate plugins are out of scope"
     if not case["rows"] and case["columns"] is not None and not case["columns"]:
         return "the page prints no output table"
+    if any(cell.strip() in ("...", "…") for row in case["rows"] for cell in row):
+        return "the page prints an elided table ('...'), not the whole result"
     return None
 
 

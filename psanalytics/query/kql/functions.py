@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +12,7 @@ from psanalytics._time import instant_or_none, parse_timespan
 from psanalytics.query.kql import nodes as N
 from psanalytics.query.kql.compiler import DAY_NS, NUMERIC, Val, _lit, _rust_escape
 from psanalytics.query.kql.errors import KqlUnsupported
-from psanalytics.query.kql.types import SPAN_DTYPE, TIME_DTYPE
+from psanalytics.query.kql.types import _DTYPES, SPAN_DTYPE, TIME_DTYPE
 
 if TYPE_CHECKING:
     from psanalytics.query.kql.compiler import Compiler, Table
@@ -450,13 +451,43 @@ def _replace_string(c: Compiler, e: N.Call, t: Table) -> Val:
     return V(s.expr.str.replace_all(old, new, literal=True), "string", s, nullable=False)
 
 
+def _indexof_py(start: int, length: int, occurrence: int) -> Callable[[Any], Any]:
+    def one(pair: dict[str, Any]) -> int | None:
+        src, look = pair["s"], pair["l"]
+        if src is None or look is None:
+            return None
+        n = len(src)
+        st = start if start >= 0 else max(0, n + start)
+        if st > n:
+            return -1
+        end = n if length < 0 else min(n, st + length)
+        pos = st - 1
+        for _ in range(occurrence):
+            pos = src.find(look, pos + 1, end)
+            if pos < 0:
+                return -1
+        return pos
+    return one
+
+
 @fn("indexof")
 def _indexof(c: Compiler, e: N.Call, t: Table) -> Val:
-    a = args(c, e, t, 2)
+    a = args(c, e, t, 2, 5)
     s = _s(c, a[0], e.args[0])
-    needle = const_str(c, a[1], e.args[1], "the lookup text")
-    r = s.expr.str.find(needle, literal=True).cast(pl.Int64).fill_null(-1)
-    return V(r, "long", s, nullable=False)
+    look = _s(c, a[1], e.args[1])
+    if len(a) == 2 and look.is_const:
+        r = s.expr.str.find(look.const, literal=True).cast(pl.Int64).fill_null(-1)
+        return V(r, "long", s, nullable=False)
+    start = const_long(c, a[2], e.args[2], "the start") if len(a) > 2 else 0
+    length = const_long(c, a[3], e.args[3], "the length") if len(a) > 3 else -1
+    occ = const_long(c, a[4], e.args[4], "the occurrence") if len(a) > 4 else 1
+    if occ < 1:
+        raise c.sem("indexof() occurrence must be >= 1", e.args[4])
+    one = _indexof_py(start, length, occ)
+    r = pl.struct(s.expr.alias("s"), look.expr.alias("l")).map_batches(
+        lambda b: pl.Series([one(x) for x in b.to_list()], dtype=pl.Int64),
+        return_dtype=pl.Int64)
+    return V(r, "long", s, look)
 
 
 @fn("split")
@@ -475,6 +506,25 @@ def _split(c: Compiler, e: N.Call, t: Table) -> Val:
 
 @fn("extract")
 def _extract(c: Compiler, e: N.Call, t: Table) -> Val:
+    if len(e.args) == 4:
+        ty = e.args[3]
+        if not (isinstance(ty, N.Call) and ty.name == "typeof" and len(ty.args) == 1
+                and isinstance(ty.args[0], N.Name)):
+            raise c.sem("extract()'s fourth argument is typeof(T)", ty)
+        kt = {"int": "long", "double": "real", "boolean": "bool", "date": "datetime",
+              "time": "timespan"}.get(ty.args[0].name, ty.args[0].name)
+        inner = _extract(c, N.Call("extract", e.args[:3], span=e.span,
+                                   name_span=e.name_span), t)
+        g = pl.when(inner.expr != "").then(inner.expr)
+        if kt in ("long", "real", "bool"):
+            return V(g.cast(_DTYPES[kt], strict=False), kt, inner)
+        if kt == "string":
+            return inner
+        if kt == "datetime":
+            from psanalytics.schema import parse_time_expr
+            return V(parse_time_expr(g), "datetime", inner)
+        raise c.sem(f"extract() to typeof({kt}) is not supported locally", ty,
+                    cls=KqlUnsupported)
     a = args(c, e, t, 3)
     pat = const_str(c, a[0], e.args[0], "the regex")
     c.check_regex(pat, e.args[0])
@@ -762,15 +812,6 @@ def _pow(c: Compiler, e: N.Call, t: Table) -> Val:
     a = want(c, a, e.args[0], "long", "real")
     b = want(c, b, e.args[1], "long", "real")
     return V(a.expr.cast(pl.Float64).pow(b.expr.cast(pl.Float64)), "real", a, b)
-
-
-@fn("array_length")
-def _array_length(c: Compiler, e: N.Call, t: Table) -> Val:
-    (a,) = args(c, e, t, 1)
-    if a.is_list:
-        return V(a.expr.list.len().cast(pl.Int64), "long", a)
-    raise c.sem("array_length() of a JSON value is not supported locally", e,
-                cls=KqlUnsupported)
 
 
 # ------------------------------------------------------------------ aggregates
@@ -1103,3 +1144,403 @@ FUNC_IMPLS["unixtime_seconds_todatetime"] = _unix(10**9)
 FUNC_IMPLS["unixtime_milliseconds_todatetime"] = _unix(10**6)
 FUNC_IMPLS["unixtime_microseconds_todatetime"] = _unix(10**3)
 FUNC_IMPLS["unixtime_nanoseconds_todatetime"] = _unix(1)
+
+
+# ------------------------------------------------------------------ issue 14 additions
+
+
+def _per_value(fn_: Callable[[Any], Any], dtype: pl.DataType) -> Callable[[pl.Series], pl.Series]:
+    """A Python function applied once per distinct value (for functions Polars has no
+    vectorised form of: URL coding, hashes, JSON bags)."""
+    def batch(s: pl.Series) -> pl.Series:
+        uniq = s.unique().to_list()
+        mapping = {u: fn_(u) for u in uniq}
+        return pl.Series([mapping[x] for x in s.to_list()], dtype=dtype)
+    return batch
+
+
+def _json_text(c: Compiler, v: Val) -> pl.Expr:
+    """A dynamic value as JSON text (arrays and bags as JSON, scalars as JSON scalars)."""
+    if v.is_list:
+        enc = pl.struct(v.expr.alias("v")).struct.json_encode()
+        return enc.str.strip_prefix('{"v":').str.strip_suffix("}")
+    if v.struct_fields is not None:
+        return v.expr.struct.json_encode()
+    if v.json_base is not None and v.json_path:
+        # json_path_match drops the quotes of strings: re-read the raw sub-document
+        return c.dyn_text(v)
+    return v.expr
+
+
+def _loads(text: str | None) -> Any:
+    import orjson
+    if text is None:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+
+
+def _dumps(value: Any) -> str | None:
+    import orjson
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _dyn_json(c: Compiler, e: N.Expr, t: Table, fn_: Callable[[Any], Any]) -> pl.Expr:
+    """Apply ``fn_`` to the parsed JSON of a dynamic argument; the result is JSON text."""
+    v = c.expr(e, t)
+    if v.ktype != "dynamic":
+        raise c.sem(f"expected a dynamic value, got {v.ktype}", e)
+    return _json_text(c, v).map_batches(_per_value(lambda x: _dumps(fn_(_loads(x))),
+                                                   pl.String), return_dtype=pl.String)
+
+
+def _dyn(expr: pl.Expr, *src: Val) -> Val:
+    return Val(expr, "dynamic", True, json_base=expr, json_any=True,
+               agg=any(s.agg for s in src))
+
+
+@fn("array_length")
+def _array_length(c: Compiler, e: N.Call, t: Table) -> Val:
+    (a,) = args(c, e, t, 1)
+    if a.is_list:
+        return V(a.expr.list.len().cast(pl.Int64), "long", a)
+    if a.ktype != "dynamic":
+        return _lit(None, "long")
+    r = _json_text(c, a).map_batches(
+        _per_value(lambda x: len(v) if isinstance(v := _loads(x), list) else None, pl.Int64),
+        return_dtype=pl.Int64)
+    return V(r, "long", a)
+
+
+def _list_of(v: Any) -> list[Any] | None:
+    return v if isinstance(v, list) else None
+
+
+def _arr_fn(name: str, op: Callable[..., Any], n_args: tuple[int, int]) -> None:
+    def impl(c: Compiler, e: N.Call, t: Table) -> Val:
+        a = args(c, e, t, *n_args)
+        texts = []
+        for v in a:
+            if v.ktype == "dynamic":
+                texts.append(_json_text(c, v).alias(f"a{len(texts)}"))
+            else:
+                texts.append(_tostring_expr(c, v).alias(f"a{len(texts)}"))
+        kinds = [v.ktype for v in a]
+
+        def row(vals: dict[str, Any]) -> str | None:
+            parsed = []
+            for i, k in enumerate(kinds):
+                x = vals[f"a{i}"]
+                parsed.append(_loads(x) if k == "dynamic" else x)
+            return _dumps(op(*parsed))
+
+        r = pl.struct(texts).map_batches(
+            lambda s: pl.Series([row(x) for x in s.to_list()], dtype=pl.String),
+            return_dtype=pl.String)
+        return _dyn(r, *a)
+    FUNC_IMPLS[name] = impl
+
+
+def _concat(*xs: Any) -> Any:
+    if any(not isinstance(x, list) for x in xs):
+        return None
+    return [y for x in xs for y in x]
+
+
+def _slice(arr: Any, start: Any, end: Any) -> Any:
+    if not isinstance(arr, list):
+        return None
+    n = len(arr)
+    s = int(start) + n if int(start) < 0 else int(start)
+    en = int(end) + n if int(end) < 0 else int(end)
+    return arr[max(s, 0):max(en + 1, 0)]
+
+
+def _set_union(*xs: Any) -> Any:
+    if any(not isinstance(x, list) for x in xs):
+        return None
+    out: list[Any] = []
+    for x in xs:
+        for y in x:
+            if y not in out:
+                out.append(y)
+    return out
+
+
+def _set_intersect(*xs: Any) -> Any:
+    if any(not isinstance(x, list) for x in xs):
+        return None
+    out: list[Any] = []
+    for y in xs[0]:
+        if y not in out and all(y in x for x in xs[1:]):
+            out.append(y)
+    return out
+
+
+_arr_fn("array_concat", _concat, (1, 64))
+_arr_fn("array_slice", lambda a, s, e: _slice(a, s, e), (3, 3))
+_arr_fn("set_union", _set_union, (2, 64))
+_arr_fn("set_intersect", _set_intersect, (2, 64))
+_arr_fn("bag_keys", lambda b: list(b) if isinstance(b, dict) else None, (1, 1))
+
+
+@fn("pack_array")
+def _pack_array(c: Compiler, e: N.Call, t: Table) -> Val:
+    a = args(c, e, t, 1, 64)
+    return _arr_from(c, a, lambda *xs: list(xs))
+
+
+def _arr_from(c: Compiler, a: list[Val], build: Callable[..., Any]) -> Val:
+    cols = []
+    for i, v in enumerate(a):
+        if v.ktype == "dynamic":
+            cols.append(_json_text(c, v).alias(f"a{i}"))
+        elif v.ktype in ("datetime", "timespan"):
+            cols.append(_tostring_expr(c, v).alias(f"a{i}"))
+        else:
+            cols.append(v.expr.alias(f"a{i}"))
+    kinds = [v.ktype for v in a]
+
+    def row(vals: dict[str, Any]) -> str | None:
+        items = [_loads(vals[f"a{i}"]) if k == "dynamic" else vals[f"a{i}"]
+                 for i, k in enumerate(kinds)]
+        return _dumps(build(*items))
+
+    r = pl.struct(cols).map_batches(
+        lambda s: pl.Series([row(x) for x in s.to_list()], dtype=pl.String),
+        return_dtype=pl.String)
+    return _dyn(r, *a)
+
+
+@fn("bag_pack", "pack")
+def _bag_pack(c: Compiler, e: N.Call, t: Table) -> Val:
+    a = args(c, e, t, 2, 128)
+    if len(a) % 2:
+        raise c.sem(f"'{e.name}' takes key, value pairs", e)
+    keys = [const_str(c, a[i], e.args[i], "a key") for i in range(0, len(a), 2)]
+    return _arr_from(c, a[1::2], lambda *xs: dict(zip(keys, xs, strict=True)))
+
+
+def _dotnet_url_encode(x: str, component: bool) -> str:
+    """.NET HttpUtility.UrlEncode: space -> '+', lower-case hex, ``-_.!*()`` kept."""
+    from urllib.parse import quote
+    if component:
+        return quote(x, safe="")
+    out = quote(x, safe="-_.!*() ").replace(" ", "+")
+    return re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), out)
+
+
+@fn("url_encode", "url_encode_component")
+def _url_encode(c: Compiler, e: N.Call, t: Table) -> Val:
+    (a,) = args(c, e, t, 1)
+    s = _s(c, a, e.args[0])
+    comp = e.name == "url_encode_component"
+    r = s.expr.map_batches(_per_value(lambda x: None if x is None else
+                                      _dotnet_url_encode(x, comp), pl.String),
+                           return_dtype=pl.String)
+    return V(r.fill_null(""), "string", s, nullable=False)
+
+
+@fn("url_decode")
+def _url_decode(c: Compiler, e: N.Call, t: Table) -> Val:
+    from urllib.parse import unquote
+    (a,) = args(c, e, t, 1)
+    s = _s(c, a, e.args[0])
+    r = s.expr.map_batches(_per_value(lambda x: None if x is None else unquote(x),
+                                      pl.String), return_dtype=pl.String)
+    return V(r.fill_null(""), "string", s, nullable=False)
+
+
+def _parse_url(x: str | None) -> str | None:
+    from urllib.parse import parse_qsl, urlsplit
+    if not x:
+        return _dumps({})
+    try:
+        u = urlsplit(x)
+    except ValueError:
+        return _dumps({})
+    if not u.scheme or not u.netloc:
+        return _dumps({})
+    return _dumps({
+        "Scheme": u.scheme, "Host": u.hostname or "", "Port": str(u.port or ""),
+        "Path": u.path, "Username": u.username or "", "Password": u.password or "",
+        "Query Parameters": dict(parse_qsl(u.query, keep_blank_values=True)),
+        "Fragment": u.fragment,
+    })
+
+
+def _parse_urlquery(x: str | None) -> str | None:
+    from urllib.parse import parse_qsl
+    q = (x or "")
+    if "?" in q:
+        q = q.split("?", 1)[1]
+    return _dumps({"Query Parameters": dict(parse_qsl(q, keep_blank_values=True))})
+
+
+@fn("parse_url")
+def _parse_url_fn(c: Compiler, e: N.Call, t: Table) -> Val:
+    (a,) = args(c, e, t, 1)
+    s = _s(c, a, e.args[0])
+    return _dyn(s.expr.map_batches(_per_value(_parse_url, pl.String), return_dtype=pl.String),
+                s)
+
+
+@fn("parse_urlquery")
+def _parse_urlquery_fn(c: Compiler, e: N.Call, t: Table) -> Val:
+    (a,) = args(c, e, t, 1)
+    s = _s(c, a, e.args[0])
+    return _dyn(s.expr.map_batches(_per_value(_parse_urlquery, pl.String),
+                                   return_dtype=pl.String), s)
+
+
+def _hash_fn(name: str, algo: str) -> None:
+    import hashlib
+
+    def impl(c: Compiler, e: N.Call, t: Table) -> Val:
+        (a,) = args(c, e, t, 1)
+        s = _s(c, a, e.args[0])
+        r = s.expr.map_batches(
+            _per_value(lambda x: None if x is None else
+                       hashlib.new(algo, x.encode()).hexdigest(), pl.String),
+            return_dtype=pl.String)
+        return V(r.fill_null(""), "string", s, nullable=False)
+    FUNC_IMPLS[name] = impl
+
+
+_hash_fn("hash_sha256", "sha256")
+_hash_fn("hash_sha1", "sha1")
+_hash_fn("hash_md5", "md5")
+
+
+@fn("replace_regex")
+def _replace_regex(c: Compiler, e: N.Call, t: Table) -> Val:
+    s, rx, rw = args(c, e, t, 3)
+    s = _s(c, s, e.args[0])
+    pat = const_str(c, rx, e.args[1], "the regex")
+    c.check_regex(pat, e.args[1])
+    rep = const_str(c, rw, e.args[2], "the rewrite")
+    # Kusto writes groups as \1; Polars (Rust regex) as ${1}
+    rep = re.sub(r"\$", "$$", rep)
+    rep = re.sub(r"\\(\d+)", r"${\1}", rep)
+    return V(s.expr.str.replace_all(pat, rep), "string", s, nullable=False)
+
+
+@fn("extract_all")
+def _extract_all(c: Compiler, e: N.Call, t: Table) -> Val:
+    a = args(c, e, t, 2, 3)
+    pat = const_str(c, a[0], e.args[0], "the regex")
+    c.check_regex(pat, e.args[0])
+    groups: list[int] | None = None
+    if len(a) == 3:
+        gv = a[1]
+        if not gv.is_const or not isinstance(gv.const, list):
+            raise c.sem("extract_all() groups must be a dynamic array literal", e.args[1],
+                        cls=KqlUnsupported)
+        groups = [int(g) for g in gv.const]
+    s = _s(c, a[-1], e.args[-1])
+    rx = re.compile(pat)
+
+    def one(x: str | None) -> str | None:
+        if x is None:
+            return None
+        out = []
+        for m in rx.finditer(x):
+            if groups is not None:
+                out.append([m.group(g) for g in groups] if len(groups) > 1
+                           else m.group(groups[0]))
+            elif rx.groups <= 1:
+                out.append(m.group(rx.groups))
+            else:
+                out.append(list(m.groups()))
+        return _dumps(out) if out else None
+    r = s.expr.map_batches(_per_value(one, pl.String), return_dtype=pl.String)
+    return _dyn(r, s)
+
+
+@fn("make_datetime")
+def _make_datetime(c: Compiler, e: N.Call, t: Table) -> Val:
+    a = args(c, e, t, 3, 7)
+    parts = [want(c, v, n, "long", "real").expr for v, n in zip(a, e.args, strict=True)]
+    y, mo, d = (p.cast(pl.Int64) for p in parts[:3])
+    hh = parts[3].cast(pl.Int64) if len(parts) > 3 else pl.lit(0)
+    mi = parts[4].cast(pl.Int64) if len(parts) > 4 else pl.lit(0)
+    sec = parts[5].cast(pl.Float64) if len(parts) > 5 else pl.lit(0.0)
+    base = pl.datetime(y, mo, d, hh, mi, time_unit="ns", time_zone="UTC")
+    r = base + pl.duration(nanoseconds=(sec * 1e9).round(0).cast(pl.Int64))
+    return V(r, "datetime", *a)
+
+
+@fn("make_timespan")
+def _make_timespan(c: Compiler, e: N.Call, t: Table) -> Val:
+    a = args(c, e, t, 2, 4)
+    p = [want(c, v, n, "long", "real").expr.cast(pl.Float64)
+         for v, n in zip(a, e.args, strict=True)]
+    if len(p) == 2:
+        ns = (p[0] * 3600 + p[1] * 60) * 1e9
+    elif len(p) == 3:
+        ns = (p[0] * 3600 + p[1] * 60 + p[2]) * 1e9
+    else:
+        ns = (p[0] * 86400 + p[1] * 3600 + p[2] * 60 + p[3]) * 1e9
+    return V(ns.round(0).cast(pl.Int64).cast(SPAN_DTYPE), "timespan", *a)
+
+
+@fn("todecimal")
+def _todecimal(c: Compiler, e: N.Call, t: Table) -> Val:
+    return FUNC_IMPLS["toreal"](c, N.Call("toreal", e.args, span=e.span,
+                                          name_span=e.name_span), t)
+
+
+@fn("parsejson")
+def _parsejson(c: Compiler, e: N.Call, t: Table) -> Val:
+    return FUNC_IMPLS["parse_json"](c, N.Call("parse_json", e.args, span=e.span,
+                                              name_span=e.name_span), t)
+
+
+@fn("row_number")
+def _row_number(c: Compiler, e: N.Call, t: Table) -> Val:
+    a = args(c, e, t, 0, 2)
+    start = const_long(c, a[0], e.args[0], "the start") if a else 1
+    if len(a) > 1:
+        restart = c.as_bool(a[1], e.args[1], "row_number() restart must be bool")
+        grp = restart.fill_null(False).cast(pl.Int64).cum_sum()
+        r = pl.int_range(pl.len(), dtype=pl.Int64).over(grp) + start
+    else:
+        r = pl.int_range(pl.len(), dtype=pl.Int64) + start
+    return Val(r, "long", False)
+
+
+def _shift(sign: int) -> Impl:
+    def impl(c: Compiler, e: N.Call, t: Table) -> Val:
+        a = args(c, e, t, 1, 3)
+        v = a[0]
+        off = const_long(c, a[1], e.args[1], "the offset") if len(a) > 1 else 1
+        x = c.materialize(v)
+        r = x.shift(sign * off)
+        if len(a) > 2:
+            r = r.fill_null(a[2].expr)
+        elif v.ktype == "string":
+            r = r.fill_null("")
+        out = Val(r, v.ktype, v.ktype != "string")
+        if v.ktype == "dynamic" and not v.is_list:
+            out.json_base, out.json_any = r, True
+        out.is_list = v.is_list
+        return out
+    return impl
+
+
+FUNC_IMPLS["prev"] = _shift(1)
+FUNC_IMPLS["next"] = _shift(-1)
+
+
+@fn("row_cumsum")
+def _row_cumsum(c: Compiler, e: N.Call, t: Table) -> Val:
+    a = args(c, e, t, 1, 2)
+    v = want(c, a[0], e.args[0], "long", "real", "timespan")
+    x = v.expr.fill_null(0) if v.ktype != "timespan" else v.expr
+    if len(a) > 1:
+        restart = c.as_bool(a[1], e.args[1], "row_cumsum() restart must be bool")
+        grp = restart.fill_null(False).cast(pl.Int64).cum_sum()
+        return Val(x.cum_sum().over(grp), v.ktype, True)
+    return Val(x.cum_sum(), v.ktype, True)

@@ -794,8 +794,9 @@ class TabularOps:
         if kn:
             groups = base.select(kn).unique(maintain_order=True)
             frame = groups.join(bins, how="cross")
-        else:
-            frame = bins
+        else:  # no input row, no series (Kusto returns no row)
+            frame = base.select(pl.lit(1).alias("__g")).head(1).join(bins, how="cross") \
+                .drop("__g")
         full = frame.join(grouped, on=[*kn, "__bin"], how="left", nulls_equal=True)
         fills = []
         for n, dv, k in zip(names, defaults, akinds, strict=True):
