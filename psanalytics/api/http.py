@@ -638,6 +638,12 @@ def _send(
             try:
                 value = decode(resp)
             except Exception as exc:  # noqa: BLE001 - any decode failure is a bad body
+                if isinstance(exc, PsaError):
+                    # the body was read whole and says something we cannot represent
+                    # (e.g. an EventTime past 2262): asking again gives the same answer
+                    raise ApiError(status=status, method=method, url=full_url,
+                                   server_message=f"the response cannot be read: {exc}",
+                                   attempts=attempt) from None
                 if not policy.retry_decode_errors or attempt >= policy.max_attempts:
                     raise ApiError(
                         status=status, method=method, url=full_url,
