@@ -373,6 +373,107 @@ def _aligned(lf: pl.LazyFrame, bounds: np.ndarray) -> Iterator[pl.DataFrame]:
         )
 
 
+def _bucket_rules(plan: _Partitioned, rules: Rules) -> tuple[Rules, list[str] | None]:
+    """The rules every bucket runs with: the whole data's time window (``truncated_*``) and
+    the whole data's ``EventType`` set (``event_counts`` fields), read from the spill."""
+    scan = pl.scan_parquet([f for fs in plan.parts for f in fs])
+    tcol = rules.time_col
+    stats = scan.select(pl.col(tcol).min().alias("lo"), pl.col(tcol).max().alias("hi")).collect()
+    types: list[str] | None = None
+    if not rules.minimal and "EventType" in scan.collect_schema():
+        types = sorted(
+            scan.select(pl.col("EventType").fill_null("").unique()).collect().to_series().to_list()
+        )
+    to_ns = pl.Series(list(stats.row(0))).dt.cast_time_unit("ns").to_physical().to_list()
+    wlo, whi = rules.window_ns if rules.window_ns is not None else (None, None)
+    brules = replace(
+        rules,
+        select=None,  # applied when writing: the ranking needs start_time
+        window_ns=(to_ns[0] if wlo is None else wlo, to_ns[1] if whi is None else whi),
+    )
+    return brules, types
+
+
+def _global_keys(starts: list[np.ndarray], firsts: list[np.ndarray]) -> list[np.ndarray]:
+    """Per bucket, the global ``session_key`` of its sessions: all sessions ranked by
+    (start, input row of the first event). Increasing inside a bucket (a bucket's sessions
+    are already in that order), so a key range is one contiguous range of each bucket."""
+    sizes = [a.size for a in starts]
+    all_start = np.concatenate(starts) if starts else np.empty(0, np.int64)
+    all_first = np.concatenate(firsts) if firsts else np.empty(0, np.int64)
+    order = np.lexsort((all_first, all_start))
+    del all_start, all_first
+    rank = np.empty(order.size, dtype=np.uint32)
+    rank[order] = np.arange(order.size, dtype=np.uint32)
+    del order
+    offs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    return [rank[offs[b] : offs[b + 1]] for b in range(len(sizes))]
+
+
+def _write_sessions(
+    out_p: Path,
+    gk: list[np.ndarray],
+    s_files: list[Path],
+    schema: pl.Schema,
+    keep: list[str] | None,
+    step: int,
+) -> None:
+    """The sessions file in ``session_key`` order, ``step`` keys at a time."""
+    ns = sum(k.size for k in gk)
+    w = _Writer(out_p)
+    try:
+        for k0 in range(0, ns, step):
+            k1 = min(ns, k0 + step)
+            pieces = []
+            for b, keys_b in enumerate(gk):
+                l0, l1 = np.searchsorted(keys_b, [k0, k1])
+                if l1 > l0:
+                    piece = pl.scan_parquet(s_files[b]).slice(int(l0), int(l1 - l0)).collect()
+                    pieces.append(
+                        piece.with_columns(pl.Series("session_key", keys_b[l0:l1], dtype=pl.UInt32))
+                    )
+            frame = pl.concat(pieces).sort("session_key").drop(ROW)
+            w.write(frame if keep is None else frame.select(keep))
+        empty = pl.DataFrame(schema=schema).drop(ROW)
+        w.close(empty if keep is None else empty.select(keep))
+    except BaseException:
+        w.abort()
+        raise
+
+
+def _write_events(
+    lf: pl.LazyFrame,
+    ev_p: Path,
+    bounds: np.ndarray,
+    ev_offsets: list[np.ndarray],
+    e_files: list[Path],
+    gk: list[np.ndarray],
+    schema: pl.Schema,
+) -> None:
+    """The events file in input order: the input streamed again, slice by slice, next to
+    the four session columns read back from the buckets (keys made global)."""
+    w = _Writer(ev_p)
+    has_key = "session_key" in schema
+    try:
+        for i, chunk in enumerate(_aligned(lf, bounds)):
+            pieces = []
+            for b, off in enumerate(ev_offsets):
+                l0, l1 = int(off[i]), int(off[i + 1])
+                if l1 > l0:
+                    piece = pl.scan_parquet(e_files[b]).slice(l0, l1 - l0).collect()
+                    if has_key:
+                        key = pl.Series(gk[b]).gather(piece.get_column("session_key"))
+                        piece = piece.with_columns(key.alias("session_key"))
+                    pieces.append(piece)
+            cols = pl.concat(pieces).sort(ROW).drop(ROW)
+            w.write(chunk.hstack(cols.get_columns()))
+        empty = pl.DataFrame(schema=schema).drop(ROW).get_columns()
+        w.close(lf.head(0).collect().hstack(empty))
+    except BaseException:
+        w.abort()
+        raise
+
+
 def _run_buckets(
     lf: pl.LazyFrame,
     plan: _Partitioned,
@@ -382,25 +483,7 @@ def _run_buckets(
     per_bucket: int,
     progress: bool | None,
 ) -> SessionizedFiles:
-    files = [f for fs in plan.parts for f in fs]
-    scan = pl.scan_parquet(files)
-    tcol = rules.time_col
-    stats = scan.select(pl.col(tcol).min().alias("lo"), pl.col(tcol).max().alias("hi")).collect()
-    types: list[str] | None = None
-    if not rules.minimal and "EventType" in scan.collect_schema():
-        types = sorted(
-            scan.select(pl.col("EventType").fill_null("").unique()).collect().to_series().to_list()
-        )
-    lo, hi = stats.row(0)
-    to_ns = pl.Series([lo, hi]).dt.cast_time_unit("ns").to_physical().to_list()
-    wlo, whi = rules.window_ns if rules.window_ns is not None else (None, None)
-    brules = replace(
-        rules,
-        select=None,  # applied when writing: the ranking needs start_time
-        window_ns=(to_ns[0] if wlo is None else wlo, to_ns[1] if whi is None else whi),
-    )
-    keep = None if rules.select is None else list(rules.select)
-
+    brules, types = _bucket_rules(plan, rules)
     n = plan.n
     slice_rows = max(1000, per_bucket // 4)
     bounds = np.append(np.arange(0, n, slice_rows, dtype=np.int64), n)
@@ -411,14 +494,10 @@ def _run_buckets(
     ev_offsets: list[np.ndarray] = []
     s_files: list[Path] = []
     e_files: list[Path] = []
-    timeout_s, max_s = rules.timeout_ns / 1e9, None if rules.max_ns is None else rules.max_ns / 1e9
-    sess_schema: pl.Schema | None = None
+    sess_schema = ev_schema = pl.Schema()
     n_dev = 0
-    ev_schema: pl.Schema | None = None
     for b, bucket_files in enumerate(_progress(plan.parts, progress, "sessionize")):
-        df = _read_bucket(bucket_files)
-        res = sessionize_rules(df, brules, event_types=types, carry=(ROW,))
-        del df
+        res = sessionize_rules(_read_bucket(bucket_files), brules, event_types=types, carry=(ROW,))
         s = res.sessions
         n_dev += int((s.get_column("session_index") == 1).sum())
         starts.append(s.get_column("start_time").dt.cast_time_unit("ns").to_physical().to_numpy())
@@ -431,85 +510,26 @@ def _run_buckets(
         if ev_p is not None:
             # only the new columns: the input's own are streamed from the input again
             e = res.events.select(ROW, *[c for c in _EV_COLS if c in res.events.columns])
-            rows = e.get_column(ROW).cast(pl.Int64).to_numpy()
-            ev_offsets.append(np.searchsorted(rows, bounds))
+            ev_offsets.append(np.searchsorted(e.get_column(ROW).cast(pl.Int64).to_numpy(), bounds))
             ev_schema = e.schema
             e_files.append(work / f"e{b}.parquet")
             e.write_parquet(e_files[-1], compression="lz4", row_group_size=16 * 1024)
-            del e, rows
+            del e
         del res
-
-    # Global session_key: rank by (start, input row of the first event).
-    sizes = [a.size for a in starts]
-    all_start = np.concatenate(starts) if starts else np.empty(0, np.int64)
-    all_first = np.concatenate(firsts) if firsts else np.empty(0, np.int64)
+    gk = _global_keys(starts, firsts)
     del starts, firsts
-    order = np.lexsort((all_first, all_start))
-    del all_start, all_first
-    rank = np.empty(order.size, dtype=np.uint32)
-    rank[order] = np.arange(order.size, dtype=np.uint32)
-    del order
-    offs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    gk = [rank[offs[b] : offs[b + 1]] for b in range(len(sizes))]  # increasing per bucket
-    ns = int(offs[-1])
-
     if out_p is not None:
-        assert sess_schema is not None
-        w = _Writer(out_p)
-        try:
-            step = max(1000, slice_rows // 2)
-            for k0 in range(0, ns, step):
-                k1 = min(ns, k0 + step)
-                pieces = []
-                for b, keys_b in enumerate(gk):
-                    l0, l1 = np.searchsorted(keys_b, [k0, k1])
-                    if l1 > l0:
-                        piece = pl.scan_parquet(s_files[b]).slice(int(l0), int(l1 - l0)).collect()
-                        pieces.append(
-                            piece.with_columns(
-                                pl.Series("session_key", keys_b[l0:l1], dtype=pl.UInt32)
-                            )
-                        )
-                frame = pl.concat(pieces).sort("session_key").drop(ROW)
-                w.write(frame if keep is None else frame.select(keep))
-            empty = pl.DataFrame(schema=sess_schema).drop(ROW)
-            w.close(empty if keep is None else empty.select(keep))
-        except BaseException:
-            w.abort()
-            raise
+        keep = None if rules.select is None else list(rules.select)
+        _write_sessions(out_p, gk, s_files, sess_schema, keep, max(1000, slice_rows // 2))
     if ev_p is not None:
-        assert ev_schema is not None
-        w = _Writer(ev_p)
-        has_key = "session_key" in ev_schema
-        try:
-            for i, chunk in enumerate(_aligned(lf, bounds)):
-                pieces = []
-                for b, off in enumerate(ev_offsets):
-                    l0, l1 = int(off[i]), int(off[i + 1])
-                    if l1 > l0:
-                        piece = pl.scan_parquet(e_files[b]).slice(l0, l1 - l0).collect()
-                        if has_key:
-                            piece = piece.with_columns(
-                                pl.Series(gk[b])
-                                .gather(piece.get_column("session_key"))
-                                .alias("session_key")
-                            )
-                        pieces.append(piece)
-                cols = pl.concat(pieces).sort(ROW).drop(ROW)
-                w.write(chunk.hstack(cols.get_columns()))
-            w.close(
-                lf.head(0).collect().hstack(pl.DataFrame(schema=ev_schema).drop(ROW).get_columns())
-            )
-        except BaseException:
-            w.abort()
-            raise
+        _write_events(lf, ev_p, bounds, ev_offsets, e_files, gk, ev_schema)
     return SessionizedFiles(
         None if out_p is None else str(out_p),
         None if ev_p is None else str(ev_p),
         n,
-        ns,
+        sum(k.size for k in gk),
         n_dev,
         len(plan.parts),
-        timeout_s,
-        max_s,
+        rules.timeout_ns / 1e9,
+        None if rules.max_ns is None else rules.max_ns / 1e9,
     )

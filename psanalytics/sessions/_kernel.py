@@ -202,6 +202,9 @@ def _cut(
     identity: bool,
     exact: bool = False,
 ) -> _Cut:
+    # The rules run here in their documented order (inactivity, midnight, campaign,
+    # identity, cap), each an OR into the same is_new array over the same sorted arrays:
+    # kept in one function so the order is visible in one place.
     n = df.height
     if n >= 2**32:
         raise SessionizeError(f"sessionize handles up to 4,294,967,295 events per call, got {n:,}")
