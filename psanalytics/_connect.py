@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from psanalytics.api.profile_store import ProfileStore
+from psanalytics.errors import ArgumentError
 
 __all__ = ["connect"]
 
@@ -46,5 +47,5 @@ def connect(url: str | None = None, api_key: str | None = None, *, scope: str = 
         if options.get("transport") is not None:
             url = "http://psanalytics-emulator"
         else:
-            raise ValueError("an API key was given but no url: pass url= or set PSANALYTICS_URL")
+            raise ArgumentError("an API key was given but no url: pass url= or set PSANALYTICS_URL")
     return ProfileStore(url, api_key, scope=scope, **options)

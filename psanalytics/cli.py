@@ -113,14 +113,13 @@ def serve_cmd(
     import time as _time
 
     from psanalytics.emulator import serve as _serve
-    from psanalytics.emulator.faults import FaultsError
     from psanalytics.errors import PsaError
 
     try:
         ctx = _serve(str(data) if data else None, api_key=api_key, host=host, port=port,
                      faults=faults, lenient=lenient)
         srv = ctx.__enter__()
-    except (PsaError, FaultsError, OSError, ValueError) as exc:
+    except (PsaError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     note = "" if host in ("127.0.0.1", "::1", "localhost") else "  (NOT loopback: reachable from the network)"
@@ -226,7 +225,7 @@ def replay_cmd(
             typer.echo(orjson.dumps(report.to_dict(), default=str, option=orjson.OPT_INDENT_2
                                     | orjson.OPT_NON_STR_KEYS).decode() if as_json else str(report))
             raise typer.Exit(0 if report.ok else 3)
-        emap = orjson.loads(event_map.read_bytes()) if event_map is not None else None
+        emap = _read_json_file(event_map) if event_map is not None else None
         if to == "odp":
             extra["mapping"], emap = emap, None
         events = read_events(input)
@@ -238,7 +237,7 @@ def replay_cmd(
             anonymize_ip=not no_anonymize_ip, workers=workers, max_visitors=max_visitors,
             progress=progress, **extra,
         )
-    except (PsaError, ValueError, OSError) as exc:
+    except (PsaError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     table = report.reconcile() if to == "odp" else None
@@ -295,7 +294,7 @@ def samples_cmd(
             events, n_devices=devices, days=days, start=t0, seed=seed, burst=burst
         )
         out = exports.write_events(frame, path, format=format)
-    except (PsaError, ValueError) as exc:
+    except PsaError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"wrote {frame.height:,} events to {out} ({out.stat().st_size:,} bytes)")
@@ -320,7 +319,7 @@ def info_cmd(
             path if len(path) > 1 else path[0], format=format,
             on_error="skip" if skip_bad else "raise",
         )
-    except (PsaError, ValueError) as exc:
+    except PsaError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"files:    {len(report.files)}")
@@ -347,6 +346,20 @@ def info_cmd(
     scopes = frame.group_by("Scope").len().sort(["len", "Scope"], descending=[True, False])
     for sc, n in scopes.iter_rows():
         typer.echo(f"  {sc or '(empty)':<24}{n:>12,}")
+
+
+def _read_json_file(path: Path) -> object:
+    """A JSON file's value; bad JSON is an InputError naming the file and line."""
+    import orjson
+
+    from psanalytics.errors import InputError
+
+    text = path.read_bytes()
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON: {exc.msg} (column {exc.colno})", path=str(path),
+                         line=exc.lineno) from None
 
 
 # --- api room: fetch, preview -------------------------------------------------------
@@ -376,7 +389,7 @@ def _api_store(url: str | None, api_key: str | None, progress: bool, concurrency
 
 @app.command()
 def fetch(
-    output: Path = typer.Argument(..., help="A .parquet/.ndjson/.csv file, or a folder for a resumable export."),
+    output: Path = typer.Argument(..., help="A .parquet/.ndjson/.json/.csv file (optionally + .gz/.zst), or a folder for a resumable export."),
     filter: str | None = typer.Option(None, "--filter", "-f", help="$filter, e.g. \"EventType eq order\"."),
     start: str | None = typer.Option(None, "--start", help="First EventTime (ISO 8601, inclusive)."),
     end: str | None = typer.Option(None, "--end", help="Last EventTime (ISO 8601, exclusive)."),
@@ -390,40 +403,27 @@ def fetch(
 ) -> None:
     """Fetch every matching track event exactly once (past the 10,000-row window) into a file
     or a partitioned Parquet folder (resumable)."""
+    from psanalytics import exports
     from psanalytics.errors import PsaError
 
     try:
         store = _api_store(url, api_key, progress, concurrency)
         if dry_run:
+            from psanalytics.api.windows import page_requests
+
             plan = store.plan(filter, start=start, end=end, settle=settle)
             for w in plan:
                 typer.echo(f"{w!r}")
+            # each window is paged as page_requests() lays out (one request when empty)
+            pages = sum(max(1, len(list(page_requests(w.count or 0, store.page_size))))
+                        for w in plan)
             typer.echo(f"{len(plan)} windows, {sum(w.count or 0 for w in plan):,} events, "
-                       f"about {len(plan)} page requests")
+                       f"about {pages} page requests")
             return
-        suffix = output.suffix.lower()
-        if suffix in (".parquet", ".ndjson", ".jsonl", ".json", ".csv"):
+        if exports.detect_format(output) is not None:  # a file: written as exports writes
             _check_output_file(output)
             frame = store.events(filter, start=start, end=end, settle=settle)
-            output.parent.mkdir(parents=True, exist_ok=True)
-            if suffix == ".parquet":
-                frame.write_parquet(output)
-            elif suffix == ".csv":
-                import polars as pl
-
-                frame.with_columns(
-                    pl.col("User").struct.field("Email").alias("User.Email"),
-                    pl.col("User").struct.field("Name").alias("User.Name"),
-                ).drop("User").write_csv(output)
-            elif suffix == ".json":
-                from psanalytics.schema import to_api_json
-
-                output.write_bytes(to_api_json(frame))
-            else:
-                from psanalytics.schema import api_json_lines
-
-                lines = api_json_lines(frame)
-                output.write_text("".join(s + "\n" for s in lines.to_list()), encoding="utf-8")
+            exports.write_events(frame, output)
             typer.echo(f"{frame.height:,} events -> {output}")
         else:
             rep = store.export(output, filter, start=start, end=end, resume=resume, settle=settle)
@@ -432,7 +432,7 @@ def fetch(
                 f"({rep.resumed_windows} resumed, {rep.requests} requests, {rep.retries} retries, "
                 f"{rep.duration_s:.1f} s)"
             )
-    except (PsaError, ValueError, OSError) as exc:
+    except (PsaError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
 

@@ -41,7 +41,7 @@ import orjson
 import polars as pl
 
 from psanalytics import schema
-from psanalytics.errors import InputError, PsaWarning, SchemaError
+from psanalytics.errors import ArgumentError, InputError, PsaWarning, SchemaError
 
 __all__ = [
     "FORMATS",
@@ -501,9 +501,9 @@ def _read_parquet(path: Path, report: ReadReport, unknown: set[str]) -> pl.DataF
 
 def _check_args(format: str | None, on_error: str) -> None:
     if on_error not in ("raise", "skip"):
-        raise ValueError(f'on_error must be "raise" or "skip", got {on_error!r}')
+        raise ArgumentError(f'on_error must be "raise" or "skip", got {on_error!r}')
     if format is not None and format not in FORMATS and format != "jsonl":
-        raise ValueError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
+        raise ArgumentError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
 
 
 def _read_one(path: Path, fmt: str | None, on_error: OnError, report: ReadReport,

@@ -59,6 +59,7 @@ import polars as pl
 import pyarrow as pa
 
 from psanalytics import schema
+from psanalytics.errors import ArgumentError
 
 __all__ = [
     "BURST_EVENTS",
@@ -536,9 +537,9 @@ def generate(
         (ties keep generation order), with unique ``TrackId`` GUIDs.
     """
     if n_events < 0:
-        raise ValueError(f"n_events must be >= 0, got {n_events}")
+        raise ArgumentError(f"n_events must be >= 0, got {n_events}")
     if days <= 0:
-        raise ValueError(f"days must be > 0, got {days}")
+        raise ArgumentError(f"days must be > 0, got {days}")
     if n_events == 0:
         return schema.empty_frame()
     if start is None:

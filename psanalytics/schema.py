@@ -421,11 +421,6 @@ def _frame_to_canonical(df: pl.DataFrame, *, warn: bool = True) -> pl.DataFrame:
     return pl.DataFrame(out)
 
 
-def is_canonical(frame: pl.DataFrame | pl.LazyFrame) -> bool:
-    schema = frame.collect_schema() if isinstance(frame, pl.LazyFrame) else frame.schema
-    return schema == EVENTS_SCHEMA
-
-
 def normalize(raw: Any, *, warn_unknown: bool = True) -> pl.DataFrame:
     """Turn any source of track events into the canonical events frame.
 

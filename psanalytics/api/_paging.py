@@ -17,7 +17,6 @@ one Pager (which owns the query client) and delegates ``events``/``pages``/``cou
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -39,6 +38,7 @@ from psanalytics.api.http import (
 )
 from psanalytics.api.windows import RESULT_WINDOW, Window, plan_windows, window_filter
 from psanalytics.errors import ArgumentError, PsaError
+from psanalytics.query.odata import ODataError, parse_orderby
 from psanalytics.wire.api_json import parse_page, peek_total
 
 __all__ = ["Pager", "WindowReport", "OrderError", "ORDERBY", "PROBE_PAGE", "settled_end"]
@@ -87,12 +87,16 @@ def _decode_page(resp: httpx.Response) -> tuple[pl.DataFrame, int]:
     return parse_page(resp.content)
 
 
+class _CutOffBody(Exception):
+    """A page body that plainly ends mid-way: ``send_json`` retries it as a bad body."""
+
+
 def _body(resp: httpx.Response) -> bytes:
     """The raw page body, parsed later (while the next page is in flight). A body that is
-    plainly cut off raises ValueError here, so it is retried like a dropped connection."""
+    plainly cut off raises here, so it is retried like a dropped connection."""
     body = resp.content
     if body.rstrip()[-1:] not in (b"}", b"]"):
-        raise ValueError("response body ends mid-way")
+        raise _CutOffBody("response body ends mid-way")
     return body
 
 
@@ -109,52 +113,36 @@ def _filter_text(filter: FilterLike) -> str | None:
     )
 
 
-_ORDER_RE = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(asc|desc)?\s*$", re.IGNORECASE)
-
-
 def _client_order(frame: pl.DataFrame, orderby: str) -> pl.DataFrame:
+    """``frame`` sorted as ``orderby`` says (stable; any column, ``User.Email``-style
+    struct fields); the terms are read by :func:`~psanalytics.query.odata.parse_orderby`."""
     cols: list[pl.Expr] = []
     desc: list[bool] = []
-    for part in orderby.split(","):
-        m = _ORDER_RE.match(part)
-        if not m:
-            raise ValueError(f"orderby: cannot read {part.strip()!r}; write 'Prop [asc|desc], ...'")
-        name, direction = m.group(1), (m.group(2) or "asc").lower()
+    for name, descending in parse_orderby(orderby, server=False):
         head, *rest = name.split(".")
-        col = schema.canonical_name(head) or head
-        if col not in frame.columns:
-            raise ValueError(f"orderby: no column {name!r}; columns are {', '.join(frame.columns)}")
-        e = pl.col(col)
+        if head not in frame.columns:
+            raise ArgumentError(
+                f"orderby: no column {name!r}; columns are {', '.join(frame.columns)}"
+            )
+        e = pl.col(head)
         for r in rest:
-            e = e.struct.field(r.capitalize() if col == "User" else r)
+            e = e.struct.field(r)
         cols.append(e)
-        desc.append(direction == "desc")
+        desc.append(descending)
     return frame.sort(cols, descending=desc, maintain_order=True, nulls_last=True)
 
 
 def _server_orderby(orderby: str) -> str | None:
     """``orderby`` as a ``$orderby`` with ``EventTime asc,TrackId asc`` tie-breakers, or
     None when a key is not one the server orders by (the client sorts those itself).
-    Raises the same ValueError as the client sort for text it cannot read."""
-    terms: list[str] = []
-    names: set[str] = set()
-    for part in orderby.split(","):
-        m = _ORDER_RE.match(part)
-        if not m:
-            raise ValueError(f"orderby: cannot read {part.strip()!r}; write 'Prop [asc|desc], ...'")
-        name, direction = m.group(1), (m.group(2) or "asc").lower()
-        head, *rest = name.split(".")
-        col = schema.canonical_name(head)
-        if col is None or col == "Payload":
-            return None
-        if col == "User":
-            if len(rest) != 1 or rest[0].lower() not in ("email", "name"):
-                return None
-            col = f"User.{rest[0].capitalize()}"
-        elif rest:
-            return None
-        terms.append(f"{col} {direction}")
-        names.add(col)
+    Text that cannot be read raises the same :class:`ODataError` as the client sort."""
+    parse_orderby(orderby, server=False)  # unreadable text: the error, not a fallback
+    try:
+        keys = parse_orderby(orderby)
+    except ODataError:
+        return None
+    terms = [f"{col} {'desc' if d else 'asc'}" for col, d in keys]
+    names = {col for col, _ in keys}
     terms += [f"{c} asc" for c in ("EventTime", "TrackId") if c not in names]
     return ",".join(terms)
 
@@ -294,7 +282,7 @@ class Pager:
     def _send_page(self, ftext: str | None, skip: int, top: int, stats: RequestStats | None,
                    orderby: str, decode: Callable[[httpx.Response], Any]) -> Any:
         if skip + top > RESULT_WINDOW:  # a guard no caller should ever trip
-            raise ValueError(f"refusing to send $skip={skip} $top={top}: over the result window")
+            raise ArgumentError(f"refusing to send $skip={skip} $top={top}: over the result window")
         params = {"$orderby": orderby, "$skip": str(skip), "$top": str(top)}
         if ftext:
             params["$filter"] = ftext
@@ -398,7 +386,7 @@ class Pager:
         if hi is not None:
             hi = ceil_tick(hi)
         if lo is not None and hi is not None and hi <= lo:
-            raise ValueError(f"end ({format_ns(hi)}) must be after start ({format_ns(lo)})")
+            raise ArgumentError(f"end ({format_ns(hi)}) must be after start ({format_ns(lo)})")
         bounded = _range_filter(ftext, lo, hi)
         if probe_top >= self.page_size:
             # Page through at once when it all fits the window (pipelined, no planning).
@@ -628,7 +616,7 @@ class Pager:
         ``now - 5m``): for a store that is being written to right now.
         """
         if limit is not None and limit < 0:
-            raise ValueError("limit must not be negative")
+            raise ArgumentError("limit must not be negative")
         end = settled_end(end, settle)
         ftext = _filter_text(filter)
         if limit == 0:

@@ -18,6 +18,7 @@ from psanalytics.api.http import (
     RetryPolicy,
     send_with_retries,
 )
+from psanalytics.errors import ArgumentError
 
 __all__ = ["DeleteReport", "delete", "delete_many"]
 
@@ -68,7 +69,7 @@ def delete_many(client: httpx.Client, policy: RetryPolicy, conn_stats: RequestSt
     pairs: list[tuple[str, str]]
     if isinstance(events, pl.DataFrame):
         if "TrackId" not in events.columns:
-            raise ValueError("delete_many needs a TrackId column")
+            raise ArgumentError("delete_many needs a TrackId column")
         ids = events.get_column("TrackId").cast(pl.String).to_list()
         scopes = (events.get_column("Scope").cast(pl.String).to_list() if "Scope" in events.columns
                   else [None] * len(ids))

@@ -28,6 +28,7 @@ from psanalytics.api.http import (
     build_client,
     send_with_retries,
 )
+from psanalytics.errors import ArgumentError
 
 __all__ = ["EventApi", "EventApiRejected", "SendResult", "MAX_BODY_BYTES"]
 
@@ -76,7 +77,7 @@ class EventApi:
     ) -> None:
         if url is None:
             if transport is None:
-                raise ValueError(
+                raise ArgumentError(
                     "EventApi needs a url: the emulator's (e.g. serve().url), or the production "
                     "endpoint named explicitly: EventApi(EventApi.US) or EventApi(EventApi.EU)"
                 )

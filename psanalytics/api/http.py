@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import httpx
 import orjson
 
-from psanalytics.errors import PsaError
+from psanalytics.errors import ArgumentError, PsaError
 
 __all__ = [
     "ApiError",
@@ -45,7 +45,6 @@ __all__ = [
     "SendResult",
     "Secret",
     "build_client",
-    "build_async_client",
     "check_api_key",
     "mask_url",
     "send_with_retries",
@@ -362,9 +361,9 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
-            raise ValueError("RetryPolicy.max_attempts must be at least 1")
+            raise ArgumentError("RetryPolicy.max_attempts must be at least 1")
         if self.backoff_initial < 0 or self.backoff_max < 0 or self.max_retry_after < 0:
-            raise ValueError("RetryPolicy waits must not be negative")
+            raise ArgumentError("RetryPolicy waits must not be negative")
         object.__setattr__(self, "retry_statuses", frozenset(self.retry_statuses))
 
     def backoff(self, retry: int, rng: random.Random | None = None) -> float:
@@ -470,7 +469,7 @@ def _auth_headers(api_key: str | Secret | None, auth: str) -> dict[str, str]:
         return {"Ocp-Apim-Subscription-Key": key}
     if auth == "x-api-key":  # Optimizely Data Platform
         return {"x-api-key": key}
-    raise ValueError(f"auth must be 'epi-single', 'subscription-key' or 'x-api-key', not {auth!r}")
+    raise ArgumentError(f"auth must be 'epi-single', 'subscription-key' or 'x-api-key', not {auth!r}")
 
 
 
@@ -520,27 +519,7 @@ def build_client(
     return httpx.Client(**_client_kwargs(base_url, api_key, transport, timeout, headers, limits, auth))
 
 
-def build_async_client(
-    base_url: str,
-    *,
-    api_key: str | Secret | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-    timeout: httpx.Timeout | float | None = None,
-    headers: Mapping[str, str] | None = None,
-    limits: httpx.Limits | None = None,
-    auth: str = "epi-single",
-) -> httpx.AsyncClient:
-    """The async twin of :func:`build_client` (same headers, timeouts and limits)."""
-    return httpx.AsyncClient(
-        **_client_kwargs(base_url, api_key, transport, timeout, headers, limits, auth)
-    )
-
-
 # --------------------------------------------------------------------------- retries
-
-
-class _DecodeFailed(Exception):
-    pass
 
 
 def send_json(

@@ -33,6 +33,7 @@ from psanalytics.api.http import (
     build_client,
     send_with_retries,
 )
+from psanalytics.errors import ArgumentError
 
 __all__ = ["MAX_OBJECTS", "OdpApi", "OdpRejected", "PROFILES_PER_S", "api_key_from_env"]
 
@@ -100,12 +101,12 @@ class OdpApi:
     ) -> None:
         if url is None:
             if transport is None:
-                raise ValueError("OdpApi needs a url: the ODP host (https://api.zaius.com) or the "
+                raise ArgumentError("OdpApi needs a url: the ODP host (https://api.zaius.com) or the "
                                  "emulator's (serve().url)")
             url = "http://psanalytics-emulator"
         key = api_key if api_key is not None else api_key_from_env()
         if not key:
-            raise ValueError(f"OdpApi needs an API key: api_key=... or the {ENV_KEY} environment variable")
+            raise ArgumentError(f"OdpApi needs an API key: api_key=... or the {ENV_KEY} environment variable")
         self._key = key if isinstance(key, Secret) else Secret(str(key))
         u = httpx.URL(url)
         self.url = str(u.copy_with(path=u.path.rstrip("/").removesuffix("/v3/events") or "/")).rstrip("/")

@@ -56,6 +56,7 @@ from psanalytics.api.http import (
 from psanalytics.api.preview import PreviewTruncatedWarning, with_params
 from psanalytics.api.tracking import TrackReport
 from psanalytics.api.windows import RESULT_WINDOW, Window, WindowOverflowError
+from psanalytics.errors import ArgumentError
 from psanalytics.wire.limits import MAX_BULK_EVENTS, MAX_EVENT_BYTES
 
 __all__ = [
@@ -103,9 +104,9 @@ class ProfileStore:
         emulator: Any = None,
     ) -> None:
         if not 1 <= page_size <= RESULT_WINDOW:
-            raise ValueError(f"page_size must be between 1 and {RESULT_WINDOW}")
+            raise ArgumentError(f"page_size must be between 1 and {RESULT_WINDOW}")
         if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
+            raise ArgumentError("concurrency must be at least 1")
         self.url = str(url).rstrip("/")
         self._key = api_key if isinstance(api_key, Secret) or api_key is None else Secret(api_key)
         tk = tracking_key if tracking_key is not None else api_key

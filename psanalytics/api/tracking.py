@@ -13,6 +13,7 @@ import polars as pl
 
 from psanalytics.api._paging import _progress
 from psanalytics.api.http import RequestStats, RetryPolicy, SendResult, send_with_retries
+from psanalytics.errors import ArgumentError
 from psanalytics.wire.limits import MAX_BULK_EVENTS, MAX_EVENT_BYTES
 from psanalytics.wire.tracking import tracking_bodies
 
@@ -36,11 +37,11 @@ def track_batch(client: httpx.Client, policy: RetryPolicy, stats: RequestStats,
     """One ``POST api/v1.0/TrackBulk`` of at most 100 Tracking API bodies (camelCase
     dicts, each at most 256 KB encoded), with retries. Returns a SendResult."""
     if len(bodies) > MAX_BULK_EVENTS:
-        raise ValueError(f"TrackBulk takes at most {MAX_BULK_EVENTS} events, got {len(bodies)}")
+        raise ArgumentError(f"TrackBulk takes at most {MAX_BULK_EVENTS} events, got {len(bodies)}")
     encoded = [orjson.dumps(b) for b in bodies]
     for i, e in enumerate(encoded):
         if len(e) > MAX_EVENT_BYTES:
-            raise ValueError(f"event {i} is {len(e):,} bytes encoded, over the Tracking API's "
+            raise ArgumentError(f"event {i} is {len(e):,} bytes encoded, over the Tracking API's "
                              f"{MAX_EVENT_BYTES:,}-byte limit per event")
     data = b"[" + b",".join(encoded) + b"]"
     t0 = time.perf_counter()
@@ -85,7 +86,7 @@ def _batches(bodies: Sequence[Mapping[str, Any]]) -> Iterator[list[Mapping[str, 
     for i, b in enumerate(bodies):
         n = len(orjson.dumps(b))
         if n + 2 > MAX_EVENT_BYTES:
-            raise ValueError(f"event {i} is {n:,} bytes encoded, over the Tracking API's "
+            raise ArgumentError(f"event {i} is {n:,} bytes encoded, over the Tracking API's "
                              f"{MAX_EVENT_BYTES:,}-byte limit")
         if batch and (len(batch) >= MAX_BULK_EVENTS or size + n + 1 > MAX_EVENT_BYTES):
             yield batch

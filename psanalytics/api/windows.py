@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from psanalytics._time import TICK_NS, ceil_tick, floor_tick, format_ns, from_ns, to_ns
-from psanalytics.errors import PsaError
+from psanalytics.errors import ArgumentError, PsaError
 
 __all__ = [
     "TICK_NS",
@@ -117,7 +117,7 @@ def plan_windows(
     out of the plan (their neighbours are never merged across them).
     """
     if limit < 1:
-        raise ValueError("limit must be at least 1")
+        raise ArgumentError("limit must be at least 1")
     start_ns, end_ns = floor_tick(start_ns), ceil_tick(end_ns)
     if end_ns <= start_ns:
         return []
@@ -169,7 +169,7 @@ def page_requests(count: int, page_size: int = RESULT_WINDOW, limit: int = RESUL
     the limit is refused (plan smaller windows first).
     """
     if count > limit:
-        raise ValueError(f"{count} rows cannot be paged under a {limit}-row window; split it")
+        raise ArgumentError(f"{count} rows cannot be paged under a {limit}-row window; split it")
     page_size = max(1, min(page_size, limit))
     skip = 0
     while skip < count:

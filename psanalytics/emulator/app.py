@@ -7,7 +7,6 @@ See ``docs/emulator.md`` for what is emulated and what is not.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import ipaddress
 import re
 import secrets
@@ -33,7 +32,7 @@ from psanalytics._time import instant_or_none
 from psanalytics.emulator.faults import Decision, Faults
 from psanalytics.emulator.odp import OdpService
 from psanalytics.emulator.store import EventStore
-from psanalytics.errors import TimeError
+from psanalytics.errors import ArgumentError, TimeError
 from psanalytics.query.odata import ODataError, parse_orderby
 
 if TYPE_CHECKING:
@@ -62,7 +61,6 @@ _ERROR_CODES = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "
                 504: "GatewayTimeout"}
 
 # Route table: (name, method, regex on the lower-cased path). Names match Faults.routes.
-_V = r"/api/v(?:1\.0|2\.0)"
 _ROUTES: list[tuple[str, str, re.Pattern[str]]] = [
     ("trackevents", "GET", re.compile(r"^/api/v(?:2\.0|1\.0)/trackevents/?$")),
     ("preview", "POST", re.compile(r"^/api/v2\.0/trackevents/preview/?$")),
@@ -255,7 +253,7 @@ class Emulator:
         self._snapshot_dir = (Path(events) if isinstance(events, (str, Path))
                               and (Path(events) / "_emulator_snapshot.json").is_file() else None)
         if max_events is not None and self._initial.height > max_events:
-            raise ValueError(f"{self._initial.height:,} events exceed max_events={max_events:,}")
+            raise ArgumentError(f"{self._initial.height:,} events exceed max_events={max_events:,}")
         self.__key = api_key or secrets.token_urlsafe(18)
         self.__tracking_key = tracking_key
         self.__admin_token = admin_token
@@ -1164,8 +1162,3 @@ def _validate_event_body(body: Any) -> tuple[list[dict], list[dict], list[tuple[
                     "attributes": orjson.dumps(attrs).decode() if attrs else None,
                 })
     return accepted, rejected, errors
-
-
-def _http_date(seconds_from_now: float) -> str:
-    """An HTTP-date ``Retry-After`` value (for fault settings)."""
-    return email.utils.formatdate(time.time() + seconds_from_now, usegmt=True)

@@ -120,3 +120,24 @@ def test_a_server_that_ignores_the_order_is_caught_and_the_full_fetch_used():
     first = fake.gets()[0].url.params
     assert (first["$orderby"], first["$top"]) == ("EventType asc,EventTime asc,TrackId asc", "7")
     assert len(fake.gets()) > 1  # then the full fetch
+
+
+def test_orderby_text_is_read_by_the_one_odata_parser(emu, events):
+    from psanalytics.query.odata import ODataError
+
+    s = _store(emu)
+    with pytest.raises(ODataError) as ei:
+        s.events(orderby="EventType, TrackId up", limit=5)
+    assert str(ei.value) == (
+        "invalid $orderby at position 12: expected 'Property [asc|desc]', got 'TrackId up'\n"
+        "  EventType, TrackId up\n"
+        "             ^"
+    )
+    assert _gets(emu) == []  # refused before anything was sent
+    # names in any case come back canonical, as the emulator reads them
+    got = s.events(orderby="eventtype DESC, user.email", limit=3)
+    ref = events.sort(["EventTime", "TrackId"]).sort(
+        [pl.col("EventType"), pl.col("User").struct.field("Email")], descending=[True, False],
+        maintain_order=True, nulls_last=True).head(3)
+    assert got.equals(ref)
+    assert _gets(emu)[-1]["$orderby"] == "EventType desc,User.Email asc,EventTime asc,TrackId asc"

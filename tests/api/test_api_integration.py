@@ -261,6 +261,16 @@ def test_cli_fetch_folder_and_file(srv, tmp_path, monkeypatch):
     from psanalytics.exports import read_events
 
     assert read_events(tmp_path / "o.ndjson").equals(exp)
+    # Files are written by exports.write_events: the same bytes as writing the frame there,
+    # compressed and CSV forms included.
+    from psanalytics.exports import write_events
+
+    for name in ("o.csv", "o.ndjson.gz", "o.page.json"):
+        r = runner.invoke(app, ["fetch", str(tmp_path / name), "-f", "EventType eq order", "--no-progress"])
+        assert r.exit_code == 0, r.output
+        ref = write_events(exp, tmp_path / "ref" / name)
+        assert (tmp_path / name).read_bytes() == ref.read_bytes(), name
+        assert read_events(tmp_path / name).equals(exp), name
     r = runner.invoke(app, ["fetch", str(tmp_path / "g.parquet"), "--filter", "EventType eq"])
     assert r.exit_code == 1 and "error: GET " in r.output and "HTTP 400" in r.output
     r = runner.invoke(app, ["fetch", str(tmp_path / "s.parquet"), "--settle", "soon", "--no-progress"])

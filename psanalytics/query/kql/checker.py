@@ -4,9 +4,6 @@ aggregate catalogue (for "did you mean"), output-column naming rules, and ``chec
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import polars as pl
 
 from psanalytics.query.kql import nodes as N
@@ -175,17 +172,3 @@ def aggregate_name(call: N.Call) -> str | None:
         return first or "take_any_"
     return f"{f}_{first}"
 
-
-def check(query: str | N.Query, tables: Mapping[str, Any] | None = None, *,
-          params: Mapping[str, Any] | None = None) -> None:
-    """Parse and type-check ``query`` against table schemas; raises a KqlError subclass.
-
-    ``tables`` maps table names to a Polars schema, frame or LazyFrame (default: the
-    canonical ``Events`` schema). No data is read.
-    """
-    from psanalytics.query.kql.compiler import compile_query, schema_tables
-    from psanalytics.query.kql.parser import parse
-
-    ast = parse(query) if isinstance(query, str) else query
-    text = query if isinstance(query, str) else None
-    compile_query(ast, schema_tables(tables), text=text, params=params, now_ns=0)
