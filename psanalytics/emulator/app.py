@@ -29,7 +29,7 @@ from starlette.routing import Route
 
 from psanalytics import schema
 from psanalytics._time import instant_or_none
-from psanalytics.emulator.faults import Decision, Faults
+from psanalytics.emulator.faults import Decision, DroppedConnection, Faults
 from psanalytics.emulator.odp import OdpService
 from psanalytics.emulator.store import EventStore
 from psanalytics.errors import ArgumentError, TimeError
@@ -104,11 +104,6 @@ ROUTE_DOCS: list[tuple[str, str, str, str]] = [
 _ADMIN_PREFIX = "/_emulator/"
 #: Admin routes that stay open when the admin routes need a key (they reveal nothing).
 _OPEN_ADMIN = frozenset({"admin_health", "admin_docs"})
-
-
-class DroppedConnection(Exception):
-    """Raised inside the app when a fault drops the connection and no socket is at hand
-    (the in-process transports turn it into ``httpx.RemoteProtocolError``)."""
 
 
 def error_body(status: int, message: str, code: str | None = None) -> bytes:

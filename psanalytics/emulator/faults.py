@@ -21,6 +21,11 @@ ROUTE_NAMES: tuple[str, ...] = ("trackevents", "preview", "delete", "track", "tr
 READ_ONLY_ROUTES: frozenset[str] = frozenset({"trackevents", "preview"})
 
 
+class DroppedConnection(Exception):
+    """Raised inside the app when a fault drops the connection and no socket is at hand
+    (the in-process transports turn it into ``httpx.RemoteProtocolError``)."""
+
+
 class FaultsError(PsaError, ValueError):
     """A fault specification could not be understood (the message names the key)."""
 

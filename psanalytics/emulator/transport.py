@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from psanalytics.emulator.app import DroppedConnection
+from psanalytics.emulator.faults import DroppedConnection
 
 
 def _check_length(request: httpx.Request, status: int, headers: httpx.Headers, body: bytes) -> None:
