@@ -864,6 +864,18 @@ class _OuterApp:
             "fault": decision.kind,
         }
         status_box: list[int] = [0]
+        recorded = False
+
+        def record() -> None:
+            # The journal is written BEFORE the last byte of the response goes out, so a
+            # client that has its answer always finds its request in /_emulator/state.
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                entry.setdefault("status", status_box[0] or None)
+                entry["duration_ms"] = round((time.perf_counter() - t0) * 1000, 3)
+                emu.journal(entry)
+
         if decision.delay:
             await asyncio.sleep(decision.delay)
 
@@ -873,11 +885,20 @@ class _OuterApp:
                 headers = list(message.get("headers", []))
                 headers.append((VERSION_HEADER.lower().encode(), EMULATOR_VERSION.encode()))
                 message = {**message, "headers": headers}
+            elif message["type"] == "http.response.body" and (
+                not message.get("more_body") or decision.kind == "truncate"
+            ):
+                record()  # a truncated body is the last the client gets: record before it
             await send(message)
 
         try:
             if decision.kind == "drop":
                 entry["status"] = None
+                # Read the whole request first: closing with request bytes still unread
+                # makes the kernel send a reset, which a client sees as a read error at a
+                # random point; this way every drop is "disconnected without a response".
+                await _drain(receive)
+                record()
                 _drop(send)
                 return
             if decision.kind in ("rate_limit", "error"):
@@ -889,7 +910,7 @@ class _OuterApp:
                        else "injected fault: the server failed")
                 body = error_body(status, msg)
                 await send_v({"type": "http.response.start", "status": status, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
+                await send_v({"type": "http.response.body", "body": body})
                 return
             if decision.kind == "truncate":
                 await self._truncated(scope, receive, send_v, send, decision)
@@ -899,9 +920,7 @@ class _OuterApp:
                 return
             await emu._starlette(scope, receive, send_v)
         finally:
-            entry.setdefault("status", status_box[0] or None)
-            entry["duration_ms"] = round((time.perf_counter() - t0) * 1000, 3)
-            emu.journal(entry)
+            record()  # an app error or a client gone before the end
 
     async def _drip(self, scope, receive, send_v, seconds: float) -> None:
         start: dict[str, Any] = {}
@@ -948,6 +967,14 @@ class _OuterApp:
             return
         await send_v({"type": "http.response.body", "body": body[:keep], "more_body": True})
         _drop(raw_send, started=True)
+
+
+async def _drain(receive) -> None:
+    """Consume the request body (until its last chunk, or the client going away)."""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
 
 
 def _socket_of(send) -> Any:

@@ -99,9 +99,13 @@ class Dispatcher:
         while self.inflight:
             self.drain(block=True)
 
-    def stop(self, timeout: float = 30.0) -> list[tuple[Batch, Any]]:
+    def stop(self, timeout: float | None = None) -> list[tuple[Batch, Any]]:
         """Graceful stop: cancel what has not started, wait for running requests, and
-        return the (batch, result) of those that were acknowledged."""
+        return the (batch, result) of those that were acknowledged.
+
+        No timeout by default: a request still running is acknowledged or not by the
+        server, and its ack must reach the checkpoint (``shutdown()`` waits for it anyway,
+        so a cap here only lost acks on a slow or loaded box)."""
         for fut in list(self.inflight):
             fut.cancel()
         running = [f for f in self.inflight if not f.cancelled()]
