@@ -502,3 +502,22 @@ def test_in_process_sync_and_async_transports(small):
 
     assert asyncio.run(go())["count"] == 3
     assert KEY not in repr(emu)
+
+
+def test_preview_runs_queries_without_events_and_keeps_the_cap(small):
+    # issue 14: print/range/datatable need no Events table; the 1,000-row cap still holds
+    with serve(small, api_key=KEY, preview_row_cap=7) as s2, \
+            httpx.Client(base_url=s2.url, headers=AUTH) as c:
+        body = c.post(f"{V2}/preview", json={"Query": "range x from 1 to 50 step 1"}).json()
+        assert body == {"items": [{"x": i} for i in range(1, 8)], "count": 7}
+        body = c.post(f"{V2}/preview", json={"Query": "print a = 1, b = 'x'"}).json()
+        assert body == {"items": [{"a": 1, "b": "x"}], "count": 1}
+
+
+def test_preview_sample_as_in_the_vendor_examples(client, small):
+    # the vendor's documented preview examples use '| sample N' (issue 13)
+    body = client.post(f"{V2}/preview", json={"Query": "Events | sample 4 | project TrackId",
+                                              "Scope": "shop"}).json()
+    shop = set(small.filter(pl.col("Scope") == "shop").get_column("TrackId"))
+    got = [r["TrackId"] for r in body["items"]]
+    assert body["count"] == 4 and len(set(got)) == 4 and set(got) <= shop

@@ -985,9 +985,16 @@ def _make(c: Compiler, e: N.Call, t: Table, unique: bool, cond: bool) -> Val:
     x = c.materialize(v)
     if cond:
         x = x.filter(_pred(c, a[1], e.args[1]))
+    json_items = v.ktype == "dynamic" and v.json_any and not v.json_path
     if v.is_list:
         # an array-valued argument contributes its elements (make_set over arrays)
         x = x.explode()
+    elif json_items:
+        from psanalytics.query.kql.operators import _json_elements
+        x = _json_text(c, v)
+        if cond:
+            x = x.filter(_pred(c, a[1], e.args[1]))
+        x = x.map_batches(_json_elements("flat"), return_dtype=pl.List(pl.String)).explode()
     x = x.drop_nulls()
     if unique:
         x = x.unique(maintain_order=True)
@@ -997,6 +1004,10 @@ def _make(c: Compiler, e: N.Call, t: Table, unique: bool, cond: bool) -> Val:
         if n < 0:
             raise c.sem(f"{e.name}() size limit must be >= 0", e.args[-1])
         x = x.head(n)
+    if json_items:
+        # JSON element texts -> one JSON array text
+        r = pl.concat_str([pl.lit("["), x.str.join(","), pl.lit("]")])
+        return Val(r, "dynamic", True, json_base=r, json_any=True, agg=True)
     if not getattr(c, "_grouped", False):
         x = x.implode()
     return Val(x, "dynamic", True, is_list=True, agg=True)

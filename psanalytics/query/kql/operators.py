@@ -77,6 +77,8 @@ def _json_elements(kind: str) -> Any:
         if isinstance(v, list):
             return [orjson.dumps(x).decode() for x in v]
         if isinstance(v, dict):
+            if kind == "flat":  # make_set/make_list: only arrays are flattened
+                return [text]
             if kind == "array":
                 return [orjson.dumps([k, x]).decode() for k, x in v.items()]
             return [orjson.dumps({k: x}).decode() for k, x in v.items()]
