@@ -24,6 +24,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "sessionize": ("psanalytics.sessions", "sessionize"),
     "stitch": ("psanalytics.sessions", "stitch"),
     "PsaError": ("psanalytics.errors", "PsaError"),
+    "PsaWarning": ("psanalytics.errors", "PsaWarning"),
+    "Config": ("psanalytics._config", "Config"),
 }
 _SUBMODULES = {"samples", "journeys", "schema", "errors", "exports", "sessions", "query",
                "api", "emulator", "replay", "jupyter", "cli"}
@@ -55,9 +57,10 @@ def load_ipython_extension(ipython: Any) -> None:
 
 if TYPE_CHECKING:  # pragma: no cover
     # ruff: noqa: F401 (re-exported lazily through __getattr__)
+    from psanalytics._config import Config
     from psanalytics._connect import connect
     from psanalytics.api.profile_store import ProfileStore
-    from psanalytics.errors import PsaError
+    from psanalytics.errors import PsaError, PsaWarning
     from psanalytics.exports import read_events, scan_events
     from psanalytics.query.kql import kql
     from psanalytics.query.odata import F

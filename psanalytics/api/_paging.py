@@ -29,6 +29,7 @@ import httpx
 import polars as pl
 
 from psanalytics import schema
+from psanalytics._config import progress_enabled
 from psanalytics._time import TICK_NS, ceil_tick, floor_tick, format_ns, parse_duration, to_ns
 from psanalytics.api.http import (
     ApiError,
@@ -169,9 +170,11 @@ def _dedupe(frame: pl.DataFrame) -> tuple[pl.DataFrame, int]:
 
 
 
-def _progress(total: int | None, desc: str, enabled: bool, unit: str = "ev") -> Any:
+def _progress(total: int | None, desc: str, enabled: bool | None, unit: str = "ev") -> Any:
+    """A tqdm bar; ``enabled=None`` follows ``psanalytics.Config`` (on by default)."""
     from tqdm.auto import tqdm
 
+    enabled = progress_enabled(enabled, default=True)
     return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, disable=not enabled,
                 leave=True, dynamic_ncols=True)
 
@@ -251,7 +254,7 @@ class Pager:
 
     def __init__(self, client: httpx.Client, url: str, *, policy: RetryPolicy,
                  stats: RequestStats, page_size: int = RESULT_WINDOW, concurrency: int = 4,
-                 progress: bool = True) -> None:
+                 progress: bool | None = None) -> None:
         self._client = client
         self.url = url
         self.policy = policy

@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import polars as pl
 
+from psanalytics._config import progress_enabled
 from psanalytics.api import deletes as _deletes
 from psanalytics.api import export as _export
 from psanalytics.api import preview as _preview
@@ -82,7 +83,8 @@ class ProfileStore:
     Options: ``transport`` (an httpx transport, e.g. the in-process emulator's),
     ``policy`` (:class:`~psanalytics.api.http.RetryPolicy`), ``timeout``, ``concurrency``
     (windows fetched at once, default 4), ``page_size`` (rows per request, at most 9,999),
-    ``progress`` (tqdm bars on long work, default True), ``auth`` (``"epi-single"`` or
+    ``progress`` (tqdm bars on long work; None, the default, follows ``psanalytics.Config``,
+    which shows them unless set off), ``auth`` (``"epi-single"`` or
     ``"subscription-key"``), ``tracking_key`` (a separate Tracking API key; default the
     same key).
     """
@@ -98,7 +100,7 @@ class ProfileStore:
         timeout: httpx.Timeout | float | None = None,
         concurrency: int = 4,
         page_size: int = RESULT_WINDOW,
-        progress: bool = True,
+        progress: bool | None = None,
         auth: str = "epi-single",
         tracking_key: str | Secret | None = None,
         emulator: Any = None,
@@ -151,10 +153,12 @@ class ProfileStore:
 
     @property
     def progress(self) -> bool:
-        return self._pager.progress
+        """Whether this connection shows progress bars: its own setting, else
+        ``psanalytics.Config``'s, else on."""
+        return progress_enabled(self._pager.progress, default=True)
 
     @progress.setter
-    def progress(self, value: bool) -> None:
+    def progress(self, value: bool | None) -> None:
         self._pager.progress = value
 
     # ------------------------------------------------------------------ basics

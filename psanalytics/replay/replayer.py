@@ -767,11 +767,12 @@ class Replayer:
         return f"{self.kind} {url}" if url else self.kind
 
     def _bar(self, total: int) -> Any:
-        show = self.progress
-        if show is None:
-            import sys
+        import sys
 
-            show = sys.stderr.isatty() or "ipykernel" in sys.modules
+        from psanalytics._config import progress_enabled
+
+        show = progress_enabled(self.progress,
+                                default=sys.stderr.isatty() or "ipykernel" in sys.modules)
         if not show:
             return None
         from tqdm.auto import tqdm

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from psanalytics._config import progress_enabled
 from psanalytics.sessions._rules import Rules, SessionizeError
 from psanalytics.sessions._table import SessionizedFiles, _is_source, sessionize_rules
 
@@ -196,7 +197,7 @@ def device_buckets(
 
 
 def _progress(items: list, progress: bool | None, desc: str):  # type: ignore[no-untyped-def]
-    show = len(items) > 1 if progress is None else progress
+    show = progress_enabled(progress, default=len(items) > 1)
     if not show:
         return items
     from tqdm.auto import tqdm
