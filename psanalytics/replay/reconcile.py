@@ -13,6 +13,8 @@ from typing import Any
 import orjson
 import polars as pl
 
+from psanalytics.errors import ArgumentError
+
 __all__ = ["COLUMNS", "differences", "reconcile", "summary"]
 
 COLUMNS = ["day", "event_type", "read", "mapped", "skipped_by_map", "sent", "rejected", "failed",
@@ -41,7 +43,7 @@ def _destination_ids(destination: Any) -> tuple[pl.DataFrame, dict[str, int] | N
                 ids = [(orjson.loads(t) or {}).get("idempotence_id") if t else None for t in col]
                 return pl.DataFrame({"idempotence_id": ids}, schema={"idempotence_id": pl.String}), None
             return destination.select(pl.col("data").struct.field("idempotence_id").cast(pl.String)), None
-    raise TypeError("destination must be an Emulator, a serve() server, or a frame with an "
+    raise ArgumentError("destination must be an Emulator, a serve() server, or a frame with an "
                     "idempotence_id (or data) column")
 
 
@@ -49,7 +51,7 @@ def reconcile(report: Any, destination: Any = None) -> pl.DataFrame:
     """See :meth:`psanalytics.replay.ReplayReport.reconcile`."""
     source: pl.DataFrame | None = report._source
     if source is None:
-        raise ValueError("reconcile() needs a report of an ODP replay run (Replayer.run with to='odp')")
+        raise ArgumentError("reconcile() needs a report of an ODP replay run (Replayer.run with to='odp')")
     nrows = int(source.get_column("row").max() or -1) + 1 if source.height else 0
     status = ["pending"] * nrows
     for lo, hi, st in report._outcomes:

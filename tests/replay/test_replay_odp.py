@@ -264,3 +264,23 @@ def test_cli_to_odp_with_profiles_prints_the_reconciliation(tmp_path, events):
     res = CliRunner().invoke(app, ["replay", str(src), "--to", "odp", "--url", "http://127.0.0.1:9"],
                              env={"PSANALYTICS_ODP_API_KEY": ""})
     assert res.exit_code == 2 and "PSANALYTICS_ODP_API_KEY" in res.output
+
+
+def test_reconcile_needs_an_odp_run_and_a_known_destination(events, tmp_path, monkeypatch):
+    from psanalytics.errors import ArgumentError
+
+    monkeypatch.delenv("PSANALYTICS_ODP_API_KEY", raising=False)
+    rep = Replayer("event-api", account_id="1", dry_run=tmp_path / "b.jsonl", progress=False).run(events)
+    with pytest.raises(ArgumentError, match=r"reconcile\(\) needs a report of an ODP replay run"):
+        rep.reconcile()
+    odp = Replayer("odp", dry_run=tmp_path / "o.jsonl", progress=False).run(events)
+    with pytest.raises(ArgumentError, match="destination must be an Emulator"):
+        odp.reconcile(destination=42)
+    # a frame exported from ODP (data as JSON text) is a destination too
+    sent = to_odp_events(events)[:4]
+    dest = pl.DataFrame({"data": [orjson.dumps(e["data"]).decode() for e in sent]})
+    t = odp.reconcile(dest)
+    assert t.select(pl.sum("mapped"), pl.sum("sent"), pl.sum("accepted"), pl.sum("difference")).row(0) == (6, 6, 4, 2)
+    assert differences(t).select("event_type", "difference").rows() == [("epiSearch", 1), ("home", 1)]
+    with pytest.raises(ArgumentError, match="OdpApi needs an API key"):
+        OdpApi("http://127.0.0.1:9", api_key="")
