@@ -106,6 +106,20 @@ _ADMIN_PREFIX = "/_emulator/"
 _OPEN_ADMIN = frozenset({"admin_health", "admin_docs"})
 
 
+class _BodyTooLarge(Exception):
+    """A request body without (or with a false) Content-Length grew past the cap."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"the request body is larger than the {limit:,} bytes the emulator reads")
+
+
+async def _send_error(send: Any, status: int, message: str) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": error_body(status, message)})
+
+
 def error_body(status: int, message: str, code: str | None = None) -> bytes:
     return orjson.dumps({"error": {"code": code or _ERROR_CODES.get(status, "Error"), "message": message}})
 
@@ -236,6 +250,10 @@ class Emulator:
         pending_delete_limit: int = 1_000_000,
         preview_timeout_s: float = 120.0,
         preview_row_cap: int = 1000,
+        preview_workers: int = 2,
+        preview_queue: int = 4,
+        preview_max_bytes: int = 64 * 1024 * 1024,
+        max_body_bytes: int = 32 * 1024 * 1024,
         journal_size: int = 10_000,
         max_events: int | None = None,
         mirror: Any = None,
@@ -264,6 +282,16 @@ class Emulator:
         self.pending_delete_limit = int(pending_delete_limit)
         self.preview_timeout_s = float(preview_timeout_s)
         self.preview_row_cap = int(preview_row_cap)
+        #: Previews running at once, and waiting beyond those; more are answered 429.
+        self.preview_workers = max(1, int(preview_workers))
+        self.preview_queue = max(0, int(preview_queue))
+        #: Largest preview answer (encoded JSON); a larger one is 400.
+        self.preview_max_bytes = int(preview_max_bytes)
+        #: Largest request body read; Content-Length above it (or a body that grows past
+        #: it) is answered 413 before it is read whole.
+        self.max_body_bytes = int(max_body_bytes)
+        self._previews = 0
+        self._preview_slots = threading.BoundedSemaphore(self.preview_workers)
         self.max_events = max_events
         self.mirror = mirror
         self._journal_size = journal_size
@@ -482,6 +510,8 @@ class Emulator:
     async def _dispatch(self, request: Request) -> Response:
         try:
             return await self._dispatch_inner(request)
+        except _BodyTooLarge as exc:
+            return _error(413, str(exc), headers={"Connection": "close"})
         except Exception as exc:  # noqa: BLE001 - an emulator bug must still answer like the API
             return _error(500, f"internal error in the emulator: {type(exc).__name__}: {exc}")
 
@@ -583,26 +613,41 @@ class Emulator:
         except ImportError:  # pragma: no cover - the KQL engine is part of the package
             return _error(500, "the KQL engine is not available")
 
-        def run():
+        with self._lock:
+            if self._previews >= self.preview_workers + self.preview_queue:
+                return _error(429, f"{self._previews} previews are running or waiting (at most "
+                                   f"{self.preview_workers} at once, {self.preview_queue} waiting); "
+                                   "retry shortly", headers={"Retry-After": "1"})
+            self._previews += 1
+        try:
+            data = await run_in_threadpool(self._run_preview, query, scope)
+        except kqlmod.KqlError as exc:
+            return _error(400, str(exc))
+        except pl.exceptions.PanicException as exc:  # a BaseException: not an emulator crash
+            first = (str(exc).strip().splitlines() or ["no message"])[0][:300]
+            return _error(400, f"the query failed while running: the engine (Polars) panicked: {first}")
+        finally:
+            with self._lock:
+                self._previews -= 1
+        if len(data) > self.preview_max_bytes:
+            return _error(400, f"the result is {len(data):,} bytes, over the preview cap of "
+                               f"{self.preview_max_bytes:,}: project fewer columns or take fewer rows")
+        return _json(data)
+
+    def _run_preview(self, query: str, scope: str) -> bytes:
+        """One preview, on a worker thread: at most ``preview_workers`` run at once, and a
+        run is stopped (Polars' cancellation) at ``preview_timeout_s``."""
+        from psanalytics.query import kql as kqlmod
+
+        with self._preview_slots:
             frame = self.store.events()
             sc = frame.get_column("Scope")
             mask = (sc == scope) | (sc == "") if scope == "default" else (sc == scope)
             visible = frame.filter(mask)
-            res = kqlmod.execute(query, {"Events": visible}, limit=self.preview_row_cap)
+            res = kqlmod.execute(query, {"Events": visible}, limit=self.preview_row_cap,
+                                 timeout_s=self.preview_timeout_s)
             lines = encode_generic(res.frame)
             return ('{"items":[' + ",".join(lines) + f'],"count":{len(lines)}}}').encode()
-
-        loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(None, run)
-        try:
-            data = await asyncio.wait_for(asyncio.shield(fut), timeout=self.preview_timeout_s)
-        except TimeoutError:
-            fut.add_done_callback(lambda f: f.exception())  # keep the late result quiet
-            return _error(400, f"the query ran longer than {self.preview_timeout_s:g} s and was "
-                               "dropped; make it lighter (filter on EventTime first, take fewer rows)")
-        except kqlmod.KqlError as exc:
-            return _error(400, str(exc))
-        return _json(data)
 
     def _delete(self, scope: str, track_id: str) -> Response:
         if not SCOPE_RE.match(scope):
@@ -918,7 +963,23 @@ class _OuterApp:
             if decision.kind == "drip":
                 await self._drip(scope, receive, send_v, faults.drip_seconds if faults else 1.0)
                 return
-            await emu._starlette(scope, receive, send_v)
+            limit = emu.max_body_bytes
+            length = dict(scope.get("headers") or []).get(b"content-length")
+            if length is not None and length.strip().isdigit() and int(length) > limit:
+                await _send_error(send_v, 413, f"the request body is {int(length):,} bytes; the "
+                                               f"emulator reads at most {limit:,}")
+                return
+            got = [0]
+
+            async def capped_receive():
+                message = await receive()
+                if message.get("type") == "http.request":
+                    got[0] += len(message.get("body", b""))
+                    if got[0] > limit:
+                        raise _BodyTooLarge(limit)
+                return message
+
+            await emu._starlette(scope, capped_receive, send_v)
         finally:
             record()  # an app error or a client gone before the end
 

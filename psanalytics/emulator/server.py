@@ -30,11 +30,50 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _guarded_h11(header_timeout_s: float) -> type:
+    """uvicorn's h11 protocol with a header timeout: a connection that has not sent a
+    whole request head within ``header_timeout_s`` of opening (or of its last response)
+    is closed, so idle or slow-header (slowloris) clients cannot hold connections open.
+    (uvicorn itself closes idle keep-alive connections after ``timeout_keep_alive``.)"""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class GuardedH11(H11Protocol):  # type: ignore[misc]
+        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._psa_arm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._psa_arm()
+
+        def _psa_arm(self) -> None:
+            timer = getattr(self, "_psa_timer", None)
+            if timer is not None:
+                timer.cancel()
+            self._psa_cycle = self.cycle
+            self._psa_timer = self.loop.call_later(header_timeout_s, self._psa_expire)
+
+        def _psa_expire(self) -> None:
+            if self.cycle is self._psa_cycle and not self.transport.is_closing():
+                self.transport.close()  # no (new) request head arrived in time
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            timer = getattr(self, "_psa_timer", None)
+            if timer is not None:
+                timer.cancel()
+            super().connection_lost(exc)
+
+    return GuardedH11
+
+
 class Server:
     """A running emulator server: ``.url``, ``.api_key``, ``.state()``, ``.set_faults()``,
-    ``.reset()``, ``.emulator``, ``.stop()``."""
+    ``.reset()``, ``.emulator``, ``.stop()``. ``header_timeout_s`` closes connections that
+    send no whole request head in time; idle keep-alive connections close after
+    ``idle_timeout_s``."""
 
-    def __init__(self, emulator: Emulator, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, emulator: Emulator, host: str = "127.0.0.1", port: int = 0, *,
+                 header_timeout_s: float = 10.0, idle_timeout_s: float = 5.0):
         import uvicorn
 
         self.emulator = emulator
@@ -49,7 +88,10 @@ class Server:
         self._sock.bind((host, port))
         self.port = self._sock.getsockname()[1]
         config = uvicorn.Config(emulator.app, log_level="warning", access_log=False,
-                                lifespan="off", timeout_graceful_shutdown=2, http="h11")
+                                lifespan="off", timeout_graceful_shutdown=2,
+                                http=_guarded_h11(header_timeout_s),
+                                timeout_keep_alive=idle_timeout_s,  # type: ignore[arg-type]
+                                h11_max_incomplete_event_size=64 * 1024)
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._thread = threading.Thread(target=self._run, name="psanalytics-emulator-server",
@@ -114,6 +156,8 @@ def serve(
     faults: Faults | Mapping[str, Any] | str | None = None,
     strict: bool = True,
     announce: bool = False,
+    header_timeout_s: float = 10.0,
+    idle_timeout_s: float = 5.0,
     **kw: Any,
 ) -> Iterator[Server]:
     """Start the emulator on a real HTTP server in a background thread; stop it on exit.
@@ -128,7 +172,8 @@ def serve(
                       "(its admin routes need the API key)",
                       stacklevel=3)
     emu = Emulator(events, api_key=api_key, faults=faults, strict=strict, **kw)
-    srv = Server(emu, host=host, port=port).start()
+    srv = Server(emu, host=host, port=port, header_timeout_s=header_timeout_s,
+                 idle_timeout_s=idle_timeout_s).start()
     if announce:
         print(f"psanalytics emulator listening on {srv.url} (bound to {host} only)", file=sys.stderr)
     try:

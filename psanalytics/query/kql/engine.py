@@ -115,13 +115,33 @@ def plan(query: str | N.Query, tables: Tables, *, now: datetime | None = None,
     return _compile(query, _lazy_tables(tables), now=now, params=params).lf
 
 
+def _collect(lf: pl.LazyFrame, kwargs: dict[str, Any], timeout_s: float | None) -> pl.DataFrame:
+    """``lf.collect(**kwargs)``; with ``timeout_s``, in the background, cancelled (Polars
+    stops at its next check) once the time is up: raises TimeoutError."""
+    if timeout_s is None:
+        return lf.collect(**kwargs)
+    q = lf.collect(background=True, **kwargs)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if time.monotonic() >= deadline:
+            q.cancel()
+            raise TimeoutError
+        out = q.fetch()
+        if out is not None:
+            return out
+        time.sleep(0.005)
+
+
 def execute(query: str, tables: Tables, *, now: datetime | None = None,
-            limit: int | None = None, params: Mapping[str, Any] | None = None) -> KqlResult:
+            limit: int | None = None, params: Mapping[str, Any] | None = None,
+            timeout_s: float | None = None) -> KqlResult:
     """Run ``query`` on ``tables`` (name -> DataFrame/LazyFrame) and return a KqlResult.
 
     ``now`` fixes ``now()``/``ago()`` (default: the current UTC time, captured once);
     ``limit`` caps the rows returned and sets ``truncated`` when more existed (the preview
-    endpoint uses 1000); ``params`` are injected as typed ``let`` statements.
+    endpoint uses 1000); ``params`` are injected as typed ``let`` statements;
+    ``timeout_s`` stops the run (Polars' cancellation) when it takes longer and raises
+    :class:`KqlRuntimeError` saying so (the emulator's preview uses it).
     Raises a :class:`KqlError` subclass pointing at the query.
     """
     t0 = time.perf_counter()
@@ -135,10 +155,13 @@ def execute(query: str, tables: Tables, *, now: datetime | None = None,
         if compiled.in_memory:
             # (common-subexpression elimination turns the per-distinct-document mapping
             # into a per-row one that Polars 2.1 cannot run)
-            frame = lf.collect(engine="in-memory",
-                               optimizations=pl.QueryOptFlags(comm_subexpr_elim=False))
+            frame = _collect(lf, {"engine": "in-memory",
+                                  "optimizations": pl.QueryOptFlags(comm_subexpr_elim=False)}, timeout_s)
         else:
-            frame = lf.collect()
+            frame = _collect(lf, {}, timeout_s)
+    except TimeoutError:
+        raise KqlRuntimeError(f"the query ran longer than {timeout_s:g} s and was stopped; make it "
+                              "lighter (filter on EventTime first, take fewer rows)") from None
     except pl.exceptions.PolarsError as exc:
         msg = str(exc).split("\n\nThis error occurred")[0].strip()
         raise KqlRuntimeError(f"the query failed while running: {msg}",
