@@ -165,9 +165,12 @@ def main() -> None:
         heights = {k: v.height for k, v in outs.items()}
         assert len(set(heights.values())) == 1, (name, heights)
         if name in ("B5", "B6", "B7"):  # same rows as the hand-written plan
+            from polars.testing import assert_frame_equal
             key = outs["kql"].columns[0]
-            assert outs["kql"].sort(key).equals(
-                outs["polars"].cast(outs["kql"].schema).sort(key)), name
+            # sums of reals may differ in the last bits with the join's row order
+            assert_frame_equal(outs["kql"].sort(key),
+                               outs["polars"].cast(outs["kql"].schema).sort(key),
+                               check_exact=False, rel_tol=1e-9)
         if name in ("B2", "B3", "B3h"):  # same groups and counts as the hand-written plan
             assert outs["kql"].sort(pl.all()).equals(
                 outs["polars"].cast(outs["kql"].schema).sort(pl.all())), name

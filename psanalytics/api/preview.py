@@ -90,7 +90,27 @@ def _with_params(query: str, params: Mapping[str, Any] | None) -> tuple[str, int
         if not (line.startswith("let ") and line.endswith(";")):  # pragma: no cover - guard
             raise KqlSemanticError(f"parameter {name!r}: cannot be written as one let line")
         lines.append(line)
-    return "\n".join([*lines, query]), len(lines)
+    return "\n".join([*lines, _fill_placeholders(query, set(params))]), len(lines)
+
+
+def _fill_placeholders(query: str, names: set[str]) -> str:
+    """``{{name}}`` (a filter-definition placeholder) -> ``name`` padded with spaces to the
+    same width, for the names given as params: the let in front holds the value, and every
+    later character keeps its column (so server errors still point at the text as written).
+    Found with the KQL lexer, so text inside string literals is never touched."""
+    from psanalytics.query.kql.errors import KqlError
+    from psanalytics.query.kql.lexer import tokenize
+
+    try:
+        toks = tokenize(query)
+    except KqlError:
+        return query
+    out = query
+    for t in reversed(toks):
+        raw = query[t.start:t.end]
+        if t.kind == "IDENT" and t.quoted and raw.startswith("{{") and t.value in names:
+            out = out[:t.start] + t.value.ljust(t.end - t.start) + out[t.end:]
+    return out
 
 
 def _as_written(err: Any, query: str, n_lets: int) -> Any:

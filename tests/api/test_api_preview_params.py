@@ -127,3 +127,17 @@ def test_server_error_points_at_the_query_as_written(store):
     assert err.snippet == "| where CountryCod in (countries)\n        ^^^^^^^^^^"
     (entry,) = [e for e in store.emulator.state()["journal"] if e["route"] == "preview"]
     assert entry["status"] == 400
+
+
+def test_filter_definition_placeholders_are_filled_from_params(store):
+    # the vendor's filter definitions write parameters as {{name}} (issue 13)
+    q = "Events | where EventType == {{kind}} | sample 5 | project TrackId"
+    sent = with_params(q + " // '{{kind}}' in a comment", {"kind": "order"})
+    # columns after the placeholder keep their place; comments and strings are not touched
+    assert sent.split("\n")[1] == ("Events | where EventType == kind     | sample 5 "
+                                   "| project TrackId // '{{kind}}' in a comment")
+    got = store.preview(q, params={"kind": "order"})
+    assert got.columns == ["TrackId"] and 1 <= got.height <= 5
+    with pytest.raises(KqlSemanticError) as ei:  # no value: a positioned error, no request
+        store.preview("Events | where EventType == {{knd}}", params={"kind": "order"})
+    assert (ei.value.line, ei.value.column) == (1, 29)
