@@ -11,7 +11,14 @@ Sinks:
   :class:`psanalytics.api.event_api.EventApi` (retries on 429/5xx/timeouts there);
 - :class:`TrackingSink` posts ``TrackBulk`` arrays through
   :meth:`psanalytics.api.profile_store.ProfileStore.track_batch`;
+- :class:`OdpSink` posts ODP event arrays and customer updates (``psanalytics.api.odp``);
 - ``dry_run=path`` sends nothing and writes the exact bodies as JSON lines.
+
+The room around it: ``sinks.py``, ``options.py`` (option groups), ``_run.py`` (dispatch
+and recording), ``checkpoint.py``, ``report.py``, ``reconcile.py``; the mappings in
+``event_map.py``/``encoder.py`` (Event API) and ``odp.py``. This file stays a little over
+600 lines because it holds the one public class with its planning for three sinks, the
+resend parser and the ``replay()``/``resend()`` entry points, which read best together.
 """
 
 from __future__ import annotations
@@ -20,19 +27,17 @@ import contextlib
 import gzip
 import hashlib
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 import orjson
 import polars as pl
 
-from psanalytics.errors import PsaError
+from psanalytics.replay._errors import ReplayError
 from psanalytics.replay._run import Dispatcher, Recorder
 from psanalytics.replay.batching import (
     TRACK_BULK_MAX_BYTES,
@@ -42,6 +47,7 @@ from psanalytics.replay.batching import (
     tracking_batches,
     tracking_records,
 )
+from psanalytics.replay.checkpoint import Checkpoint
 from psanalytics.replay.mapping import (
     MappingError,
     body_prefix,
@@ -50,6 +56,7 @@ from psanalytics.replay.mapping import (
 )
 from psanalytics.replay.options import Files, Limits, MappingOptions, Pacing, split_options
 from psanalytics.replay.pacing import Pacer
+from psanalytics.replay.report import Rejection, ReplayReport
 from psanalytics.replay.sinks import EventApiSink, OdpSink, Sink, TrackingSink, with_policy
 
 __all__ = [
@@ -67,219 +74,6 @@ __all__ = [
 
 
 _KINDS = ("tracking", "event-api", "odp")
-
-
-class ReplayError(PsaError):
-    """The replay could not start or had to stop (the message says why)."""
-
-
-# --------------------------------------------------------------------------- checkpoint
-
-
-class Checkpoint:
-    """Append-only log of resolved batches (JSON lines), so a replay can resume.
-
-    Each line: ``{"batch": id, "status": "ok"|"rejected", "events": n, "offsets": [lo, hi],
-    "at": iso-time}``. A resumed run skips every batch the log names; nothing else is
-    ever rewritten. A torn last line (a crash mid-write) is ignored.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._fh: IO[bytes] | None = None
-        self.done: dict[str, str] = {}
-        self.header: dict[str, Any] | None = None
-        if self.path.exists():
-            for line in self.path.read_bytes().splitlines():
-                if not line.strip():
-                    continue
-                try:
-                    rec = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    continue  # torn write
-                if "checkpoint" in rec:
-                    self.header = rec
-                elif "batch" in rec:
-                    self.done[rec["batch"]] = rec.get("status", "ok")
-
-    def check_header(self, header: Mapping[str, Any]) -> None:
-        """Refuse to resume a checkpoint written for another account, sink or input."""
-        if self.header is None:
-            return
-        for k in ("sink", "account_id", "events"):
-            if k in header and k in self.header and self.header[k] != header[k]:
-                raise ReplayError(
-                    f"checkpoint {self.path} was written for {k}={self.header[k]!r}, this replay "
-                    f"has {k}={header[k]!r}; use another checkpoint file (or delete it to start over)"
-                )
-
-    def open(self, header: Mapping[str, Any]) -> None:
-        self.check_header(header)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "ab")  # noqa: SIM115 - closed in close()
-        if self.header is None:
-            self.header = dict(header)
-            self._write({"checkpoint": 1, **header})
-
-    def _write(self, rec: Mapping[str, Any]) -> None:
-        assert self._fh is not None
-        with self._lock:
-            self._fh.write(orjson.dumps(rec) + b"\n")
-            self._fh.flush()
-
-    def record(self, batch: Batch, status: str) -> None:
-        self.done[batch.id] = status
-        self._write({"batch": batch.id, "status": status, "events": batch.events,
-                     "offsets": [batch.offset_min, batch.offset_max],
-                     "at": datetime.now(UTC).isoformat(timespec="milliseconds")})
-
-    def __contains__(self, batch_id: object) -> bool:
-        return batch_id in self.done
-
-    def close(self) -> None:
-        if self._fh is not None:
-            with contextlib.suppress(OSError):
-                self._fh.flush()
-                os.fsync(self._fh.fileno())
-            self._fh.close()
-            self._fh = None
-
-
-# --------------------------------------------------------------------------- report
-
-
-@dataclass
-class Rejection:
-    """A batch the server refused (400), with its reason."""
-
-    batch: str
-    status: int | None
-    reason: str
-    errors: list[dict[str, Any]]
-    visitors: int
-    events: int
-
-
-@dataclass
-class ReplayReport:
-    """What a replay did. ``str(report)`` is a short table."""
-
-    sink: str
-    visitors: int = 0
-    events: int = 0
-    batches: int = 0
-    bytes: int = 0
-    retries: int = 0
-    rejected: int = 0
-    rejected_events: int = 0
-    failed: int = 0
-    failed_events: int = 0
-    quarantined: int = 0
-    quarantined_events: int = 0
-    skipped: int = 0
-    skipped_events: int = 0
-    invalid: int = 0
-    invalid_events: int = 0
-    duration_s: float = 0.0
-    dry_run: bool = False
-    statuses: dict[int, int] = field(default_factory=dict)
-    rejections: list[Rejection] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-    files: dict[str, str] = field(default_factory=dict)
-    planned_events: int = 0
-    idle_capped_s: float = 0.0
-    interrupted: bool = False
-    profiles: int = 0
-    profile_batches: int = 0
-    #: EventTypes no map named, sent as custom types (ODP), with their event counts
-    unmapped: dict[str, int] = field(default_factory=dict)
-    latencies_s: list[float] = field(default_factory=list, repr=False)
-    _outcomes: list[tuple[int, int, str]] = field(default_factory=list, repr=False)
-    _source: Any = field(default=None, repr=False)
-    _q_offsets: list[int] = field(default_factory=list, repr=False)
-
-    def _outcome(self, batch: Batch, status: str) -> None:
-        """Record what happened to the rows a batch carries (ODP: for reconcile())."""
-        if batch.rows is not None and batch.kind == "odp":
-            self._outcomes.append((batch.rows[0], batch.rows[1], status))
-
-    def reconcile(self, destination: Any = None) -> pl.DataFrame:
-        """Source vs destination per day x event type (ODP replays): events ``read``,
-        ``mapped``, ``skipped_by_map``, ``sent`` (acknowledged, this run or before a
-        resume), ``rejected``, ``failed``, ``quarantined``, ``pending`` (not sent: the
-        run stopped), ``accepted`` (found at the destination when ``destination`` is
-        given: an ``Emulator``, a ``serve()`` server, or a frame with an
-        ``idempotence_id`` column; else the acknowledged count), ``duplicates`` (re-sends
-        the destination recognised, when it can tell) and ``difference`` (mapped -
-        accepted). :func:`psanalytics.replay.reconcile.differences` keeps the rows that
-        differ."""
-        from psanalytics.replay.reconcile import reconcile
-
-        return reconcile(self, destination)
-
-    def latency(self, q: float) -> float | None:
-        """Quantile ``q`` (0..1) of the acknowledged requests' wall time (retries included)."""
-        if not self.latencies_s:
-            return None
-        xs = sorted(self.latencies_s)
-        return xs[min(len(xs) - 1, int(q * len(xs)))]
-
-    @property
-    def rate(self) -> float:
-        """Achieved events per second (events sent / duration)."""
-        return self.events / self.duration_s if self.duration_s > 0 else 0.0
-
-    @property
-    def ok(self) -> bool:
-        """True when every planned event was sent (or skipped as already sent)."""
-        return (self.rejected == 0 and self.failed == 0 and self.quarantined == 0
-                and self.invalid == 0 and not self.interrupted)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("latencies_s")
-        d.pop("_outcomes")
-        d.pop("_source")
-        d.pop("_q_offsets")
-        d["rate"] = self.rate
-        d["latency_p50_s"] = self.latency(0.5)
-        d["latency_p95_s"] = self.latency(0.95)
-        return d
-
-    def __str__(self) -> str:
-        verb = "dry run (nothing sent)" if self.dry_run else f"replay to {self.sink}"
-        lines = [
-            f"{verb}: {self.events:,} events"
-            + (f" from {self.visitors:,} visitors" if self.visitors else "") + " in "
-            f"{self.batches:,} batches, {self.bytes:,} bytes, {self.duration_s:.2f} s "
-            f"({self.rate:,.0f} events/s)",
-            f"  retries {self.retries:,}  rejected {self.rejected:,} batches "
-            f"({self.rejected_events:,} events)  failed {self.failed:,} ({self.failed_events:,} events)  "
-            f"quarantined {self.quarantined:,} visitors ({self.quarantined_events:,} events)  "
-            f"resumed-skip {self.skipped:,} batches ({self.skipped_events:,} events)"
-            + (f"  invalid {self.invalid:,} visitors ({self.invalid_events:,} events)" if self.invalid else ""),
-        ]
-        if self.profiles or self.profile_batches:
-            lines.append(f"  customer profiles {self.profiles:,} in {self.profile_batches:,} requests")
-        if self.unmapped:
-            lines.append("  unmapped types sent as custom types: "
-                         + ", ".join(f"{k} ({v:,})" for k, v in sorted(self.unmapped.items())))
-        if self.statuses:
-            lines.append("  statuses " + ", ".join(f"{k}: {v:,}" for k, v in sorted(self.statuses.items())))
-        if self.latencies_s:
-            lines.append(f"  request latency p50 {self.latency(0.5) * 1000:,.1f} ms, "
-                         f"p95 {self.latency(0.95) * 1000:,.1f} ms")
-        for r in self.rejections[:5]:
-            lines.append(f"  rejected {r.batch}: {r.status} {r.reason}")
-        for name, path in self.files.items():
-            lines.append(f"  {name}: {path}")
-        if self.interrupted:
-            lines.append("  INTERRUPTED: resume with the same checkpoint to finish")
-        return "\n".join(lines)
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:  # IPython
-        p.text(str(self))
 
 
 # --------------------------------------------------------------------------- replayer

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from psanalytics.replay._errors import ReplayError
 from psanalytics.replay.batching import Batch
 
 __all__ = ["EventApiSink", "OdpSink", "Sink", "TrackingSink", "with_policy"]
@@ -84,8 +85,6 @@ class TrackingSink:
             from psanalytics._connect import connect
 
             if url is None and options.get("transport") is None:
-                from psanalytics.replay.replayer import ReplayError
-
                 raise ReplayError("TrackingSink needs a ProfileStore, or url= and api_key=")
             store = connect(url, api_key, **options)
             self._owns = True
