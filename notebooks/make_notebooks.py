@@ -177,7 +177,9 @@ kind = "checkout"
 ## `--compare`: the same query on both engines
 
 Runs the query locally and remotely and shows the difference (row counts, columns, the first
-differing rows). On the same week, both engines agree."""),
+differing rows). `store.events()` returned every scope, while the preview reads one (the
+client's, `default`): `--compare` runs the local side on that scope's rows too, and says
+what each side read. On the same week, both engines agree."""),
     ("code", """\
 %%kql cmp <<  --compare --local events --param week_start --param week_end
 Events
@@ -297,8 +299,14 @@ moves.sort("count", descending=True).head(8)"""),
     ("code", "charts.transition_heatmap(moves, top=12)"),
     ("code", """\
 journeys.top_paths(s.events, level="event_type", max_steps=5, top=10)"""),
+    ("md", """\
+Landing pages: the page of each session's first event (`event_index_in_session` counts
+from 1)."""),
     ("code", """\
-charts.top_pages(s.events.filter(pl.col("event_index_in_session") == 0), top=10, title="Landing pages")"""),
+landing = charts.top_pages(
+    s.events.filter(pl.col("event_index_in_session") == 1), top=10, title="Landing pages"
+)
+landing"""),
 ]
 
 NB04: list[Cell] = [
@@ -376,10 +384,16 @@ from psanalytics.jupyter.widgets import VisitorPlayer
 
 player = VisitorPlayer(s.events)
 player"""),
+    ("md", """\
+The player's step lives in the kernel, so driving it from code and clicking in the browser
+stay in step. Its default visitor is a human-looking one: the most active device that came
+back (two or more sessions), with no session over an hour or 60 events
+(`charts.pick_visitor`)."""),
     ("code", """\
 player.next()
 player.next()
-player.current["EventType"], player.current["session"]"""),
+player.next()
+player.step.value, player.current["EventType"], player.current["session"]"""),
 ]
 
 NB05: list[Cell] = [

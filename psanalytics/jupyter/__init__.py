@@ -7,6 +7,10 @@ only loaded when you use this subpackage:
 >>> charts.events_over_time(events)            # an Altair chart you can still compose
 
 ``%load_ext psanalytics`` registers the magic (see :mod:`psanalytics.jupyter.magic`).
+
+Importing this package (which ``%load_ext psanalytics`` does) makes Altair draw charts with
+no network: the ``"psanalytics"`` renderer of :mod:`psanalytics.jupyter.offline` ships
+vega/vega-lite/vega-embed inline instead of loading them from a CDN.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "VisitorPlayer": ("psanalytics.jupyter.widgets", "VisitorPlayer"),
     "KqlConsole": ("psanalytics.jupyter.widgets", "KqlConsole"),
 }
-_SUBMODULES = {"charts", "magic", "widgets", "demo"}
+_SUBMODULES = {"charts", "magic", "widgets", "demo", "offline", "complete"}
 
 __all__ = sorted([*_LAZY, *_SUBMODULES])
 
@@ -37,3 +41,49 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *_LAZY, *_SUBMODULES])
+
+
+def _enable_offline() -> None:
+    """Make Altair draw offline (:mod:`psanalytics.jupyter.offline`) now if Altair is
+    imported, else right after it is (this package stays lazy: importing it does not
+    import Altair)."""
+    import sys
+
+    altair = sys.modules.get("altair")
+    if altair is not None:
+        if hasattr(altair, "renderers"):  # fully imported
+            from psanalytics.jupyter import offline
+
+            offline.enable()
+        return
+    if not any(isinstance(f, _AfterAltair) for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterAltair())
+
+
+class _AfterAltair:
+    """A meta-path finder that only wraps Altair's loader to enable the offline renderer
+    once ``import altair`` has finished (then removes itself)."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "altair":
+            return None
+        import importlib.util
+        import sys
+
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        loader = spec.loader
+        original = loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            original(module)
+            _enable_offline()
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+_enable_offline()

@@ -1002,17 +1002,69 @@ def attribution(
 # --------------------------------------------------------------------------- visitors
 
 
-def pick_visitor(events: Any, *, max_events: int = 300) -> str:
-    """A DeviceId worth looking at: the most active device with at most ``max_events`` events
-    (a human-looking visitor rather than a crawler), else the most active device."""
+def pick_visitor(
+    events: Any,
+    *,
+    max_events: int = 300,
+    min_sessions: int = 2,
+    max_session: timedelta = timedelta(hours=1),
+    max_session_events: int = 60,
+    gap: timedelta = timedelta(minutes=30),
+) -> str:
+    """A DeviceId worth looking at: a **human-looking** visitor, by this rule.
+
+    Sessions are cut where a device is idle for more than ``gap`` (30 minutes). A device
+    looks human when it has at least ``min_sessions`` sessions (it came back), none longer
+    than ``max_session`` (1 hour) or with more than ``max_session_events`` events (60), and
+    at most ``max_events`` events in all (300). Among those, the one with the most events
+    wins (ties: the smallest DeviceId). Crawlers fail the rule: they fire around the clock,
+    seconds apart, so their "sessions" last many hours. When no device qualifies, the
+    most active device with at most ``max_events`` events, else the most active device.
+    """
     lf = _lazy(events, "pick_visitor")
-    _require(lf, ["DeviceId"], "pick_visitor")
+    schema = _require(lf, ["DeviceId"], "pick_visitor")
     counts = lf.group_by("DeviceId").agg(pl.len().alias("n")).collect()
     if counts.height == 0:
         raise ChartDataError("pick_visitor: no events")
-    human = counts.filter(pl.col("n") <= max_events)
-    pool = human if human.height else counts
-    return pool.sort(["n", "DeviceId"], descending=[True, False])["DeviceId"][0]
+    order = (["n", "DeviceId"], [True, False])
+    if "EventTime" in schema:
+        per_session = (
+            lf.select("DeviceId", "EventTime")
+            .sort("DeviceId", "EventTime")
+            .with_columns(
+                (pl.col("EventTime").diff().over("DeviceId") > gap)
+                .fill_null(False)
+                .cum_sum()
+                .over("DeviceId")
+                .alias("_session")
+            )
+            .group_by("DeviceId", "_session")
+            .agg(
+                pl.len().alias("events"),
+                (pl.col("EventTime").max() - pl.col("EventTime").min()).alias("length"),
+            )
+        )
+        human = (
+            per_session.group_by("DeviceId")
+            .agg(
+                pl.len().alias("sessions"),
+                pl.col("events").sum().alias("n"),
+                pl.col("events").max().alias("longest_events"),
+                pl.col("length").max().alias("longest"),
+            )
+            .filter(
+                (pl.col("sessions") >= min_sessions)
+                & (pl.col("n") <= max_events)
+                & (pl.col("longest") <= max_session)
+                & (pl.col("longest_events") <= max_session_events)
+            )
+            .collect()
+        )
+        if human.height:
+            return human.sort(*order[:1], descending=order[1])["DeviceId"][0]
+    small = counts.filter(pl.col("n") <= max_events)
+    pool = small if small.height else counts
+    return pool.sort(order[0], descending=order[1])["DeviceId"][0]
 
 
 def visitor_frame(

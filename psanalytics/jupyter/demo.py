@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import html
 import os
+import re
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -120,6 +122,129 @@ def _count_charts(nb: Any) -> int:
     return n
 
 
+_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+_WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+_REMOTE_TAG = re.compile(
+    r"<script\b[^>]*\bsrc=[\"']?(?:https?:)?//[^>]*>\s*</script>"
+    r"|<link\b[^>]*\bhref=[\"']?(?:https?:)?//[^>]*>"
+    # inline scripts that import a library from the web (nbconvert's mermaid loader)
+    r"|<script\b[^>]*>(?:(?!</script>).)*?https?://[^\"'\s]+\.m?js\b(?:(?!</script>).)*?</script>",
+    re.I | re.S,
+)
+
+
+def committed_notebooks(folder: str | Path = "notebooks") -> list[Path]:
+    """The notebooks of ``folder`` that git tracks (sorted), so a scratch notebook lying
+    there is not run; every ``*.ipynb`` when the folder is not in a git checkout."""
+    folder = Path(folder)
+    try:
+        out = subprocess.run(
+            ["git", "ls-files", "-z", "--", "*.ipynb"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return sorted(folder.glob("*.ipynb"))
+    names = [n for n in out.stdout.split("\0") if n and "/" not in n]
+    return sorted(folder / n for n in names if (folder / n).is_file())
+
+
+def _output_html(output: dict[str, Any]) -> str:
+    """One stored output (of a widget's Output) as static HTML."""
+    kind = output.get("output_type")
+    if kind == "stream":
+        return f"<pre>{html.escape(''.join(output.get('text', '')))}</pre>"
+    if kind == "error":
+        return f"<pre style='color:#cf222e'>{html.escape(output.get('ename', ''))}: {html.escape(output.get('evalue', ''))}</pre>"
+    data = output.get("data", {})
+    if "image/svg+xml" in data:
+        svg = data["image/svg+xml"]
+        return "".join(svg) if isinstance(svg, list) else svg
+    if "image/png" in data:
+        return f"<img src='data:image/png;base64,{data['image/png']}'>"
+    if "text/html" in data:
+        text = data["text/html"]
+        return "".join(text) if isinstance(text, list) else text
+    if "text/plain" in data:
+        text = data["text/plain"]
+        return f"<pre>{html.escape(''.join(text) if isinstance(text, list) else text)}</pre>"
+    return ""
+
+
+def widget_html(model_id: str, models: dict[str, Any]) -> str:
+    """A static rendering of a widget from its saved state (``store_widget_state``): boxes,
+    HTML, the outputs (charts) and the controls as they were, disabled."""
+    model = models.get(model_id)
+    if model is None:
+        return ""
+    name = model.get("model_name", "")
+    state = model.get("state", {})
+    layout = models.get(str(state.get("layout", "")).removeprefix("IPY_MODEL_"), {})
+    if layout.get("state", {}).get("display") == "none":
+        return ""
+    desc = html.escape(str(state.get("description", "") or ""))
+    label = f"<span class='psa-w-label'>{desc}</span> " if desc else ""
+    if name in ("VBoxModel", "HBoxModel", "BoxModel", "GridBoxModel"):
+        inner = "".join(
+            widget_html(str(c).removeprefix("IPY_MODEL_"), models) for c in state.get("children", [])
+        )
+        direction = "row" if name == "HBoxModel" else "column"
+        return f"<div style='display:flex;flex-direction:{direction};gap:6px;flex-wrap:wrap'>{inner}</div>"
+    if name in ("HTMLModel", "HTMLMathModel"):
+        return f"<div>{label}{state.get('value', '')}</div>"
+    if name == "LabelModel":
+        return f"<div>{label}{html.escape(str(state.get('value', '')))}</div>"
+    if name == "OutputModel":
+        return "<div>" + "".join(_output_html(o) for o in state.get("outputs", [])) + "</div>"
+    if name == "ButtonModel":
+        return f"<button disabled>{desc}</button>"
+    labels = state.get("_options_labels")
+    if labels is not None:
+        index = state.get("index")
+        picked = index if isinstance(index, list) else ([] if index is None else [index])
+        chosen = [labels[i] for i in picked if isinstance(i, int) and 0 <= i < len(labels)]
+        if name == "SelectionRangeSliderModel" and len(chosen) == 2:
+            text = f"{chosen[0]} – {chosen[1]}"
+        else:
+            text = ", ".join(chosen) or "(all)"
+        return f"<div>{label}<code>{html.escape(text)}</code></div>"
+    if "value" in state:
+        return f"<div>{label}<code>{html.escape(str(state['value']))}</code></div>"
+    return ""
+
+
+def static_widgets(nb: Any) -> int:
+    """Replace every widget view in ``nb`` by a static rendering of its saved state and drop
+    the state (so the HTML needs no widget manager from a CDN). Returns how many."""
+    state = nb.metadata.get("widgets", {}).get(_WIDGET_STATE, {}).get("state", {})
+    n = 0
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if _WIDGET_VIEW not in data:
+                continue
+            view = data.pop(_WIDGET_VIEW)
+            model_id = view.get("model_id", "") if isinstance(view, dict) else ""
+            snapshot = widget_html(model_id, state)
+            data["text/html"] = (
+                "<div class='psa-widget-snapshot' style='border-left:3px solid #d0d7de;padding-left:8px'>"
+                "<div style='font-size:85%;color:#57606a'>widget as it was when the notebook ran "
+                "(static: run the notebook in Jupyter to use it)</div>"
+                f"{snapshot}</div>"
+            )
+            n += 1
+    nb.metadata.pop("widgets", None)
+    return n
+
+
+def offline_html(body: str) -> str:
+    """Drop every ``<script src>``/``<link href>`` that points off the machine (nbconvert
+    adds require.js and MathJax from a CDN; the demo pages need neither)."""
+    return _REMOTE_TAG.sub("", body)
+
+
 def execute_notebook(path: Path, out_dir: Path, *, timeout: int = 300) -> NotebookRun:
     """Execute one notebook against the embedded emulator and write it as HTML to ``out_dir``."""
     import nbformat
@@ -146,9 +271,13 @@ def execute_notebook(path: Path, out_dir: Path, *, timeout: int = 300) -> Notebo
         error = text[-1] if text else "cell failed"
     except Exception as exc:  # noqa: BLE001 - report any kernel failure, keep going
         error = f"{type(exc).__name__}: {exc}"
+    if error is not None:
+        client.set_widgets_metadata()  # (only done after the last cell otherwise)
     elapsed = time.perf_counter() - started
     nb.cells = [c for c in nb.cells if _SETUP_TAG not in c.get("metadata", {}).get("tags", [])]
+    static_widgets(nb)
     body, _ = HTMLExporter().from_notebook_node(nb)
+    body = offline_html(body)
     target = out_dir / (path.stem + ".html")
     target.write_text(body, encoding="utf-8")
     return NotebookRun(path.stem, target, len(nb.cells), _count_charts(nb), elapsed, error)
@@ -157,6 +286,8 @@ def execute_notebook(path: Path, out_dir: Path, *, timeout: int = 300) -> Notebo
 def _index_html(report: DemoReport, svgs: dict[str, str]) -> str:
     parts = [
         "<!doctype html><meta charset='utf-8'><title>psanalytics demo</title>",
+        "<p style='color:#57606a'>Everything on these pages is in this folder: they open "
+        "with no network (charts are static SVG, widgets static snapshots).</p>",
         "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:980px}"
         "pre{background:#f5f5f5;padding:1em}figure{margin:1.5em 0}</style>",
         "<h1>psanalytics demo</h1><h2>Sample data</h2>",
@@ -187,7 +318,8 @@ def run_demo(
 ) -> DemoReport:
     """Run the demo and write it to ``out_dir`` (created); returns a :class:`DemoReport`.
 
-    ``notebooks`` is a folder (every ``*.ipynb`` in it, sorted), a list of notebook paths, or
+    ``notebooks`` is a folder (the ``*.ipynb`` git tracks in it, sorted: a scratch notebook
+    there is not run; every ``*.ipynb`` outside a git checkout), a list of notebook paths, or
     None. ``events`` defaults to :func:`psanalytics.samples.default_events`.
     """
     started = time.perf_counter()
@@ -216,7 +348,7 @@ def run_demo(
         paths: list[Path] = []
     elif isinstance(notebooks, str | Path):
         folder = Path(notebooks)
-        paths = sorted(folder.glob("*.ipynb")) if folder.is_dir() else []
+        paths = committed_notebooks(folder) if folder.is_dir() else []
     else:
         paths = [Path(p) for p in notebooks]
     report = DemoReport(out, out / "index.html", summary, chart_paths)

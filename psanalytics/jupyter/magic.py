@@ -112,6 +112,7 @@ class KqlRun:
     frame: pl.DataFrame
     render: Any = None
     source: str = ""  # frame name or client description
+    note: str = ""  # e.g. a --limit above the cap
 
     def footer(self) -> str:
         trunc = (
@@ -122,7 +123,7 @@ class KqlRun:
         where = f" on {self.source}" if self.source else ""
         return (
             f"kql {self.engine}{where} · {self.rows:,} row{'s' if self.rows != 1 else ''} · "
-            f"{_fmt_elapsed(self.elapsed_s)} · {trunc}"
+            f"{_fmt_elapsed(self.elapsed_s)} · {trunc}" + (f" · {self.note}" if self.note else "")
         )
 
 
@@ -151,6 +152,8 @@ class KqlComparison:
     only_local: pl.DataFrame = field(default_factory=pl.DataFrame)
     only_remote: pl.DataFrame = field(default_factory=pl.DataFrame)
     same_order: bool = True
+    local_source: str = ""  # what the local side read, e.g. "events, Scope == 'default' ..."
+    remote_source: str = ""  # e.g. "emulator, scope 'default'"
 
     @property
     def same(self) -> bool:
@@ -169,6 +172,10 @@ class KqlComparison:
             + f" · remote: {self.remote.height:,} rows in {_fmt_elapsed(self.remote_elapsed_s)}"
             + (" (truncated)" if self.remote_truncated else "")
         ]
+        if self.local_source or self.remote_source:
+            lines.append(
+                f"local read {self.local_source or '?'} · remote read {self.remote_source or '?'}"
+            )
         if self.same:
             lines.append(
                 "same rows and columns" + ("" if self.same_order else " (in a different order)")
@@ -227,9 +234,13 @@ def _comparable(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
                 else col.dt.replace_time_zone("UTC")
             )
             col = col.dt.cast_time_unit("ns").dt.strftime("%Y-%m-%dT%H:%M:%S%.9f")
+        elif isinstance(dtype, pl.Duration):
+            col = col.dt.cast_time_unit("ns").cast(pl.Int64).cast(pl.String)
         elif isinstance(dtype, pl.Struct | pl.List | pl.Array):
             col = pl.col(c).map_elements(
-                lambda v: json.dumps(v, sort_keys=True, default=str), return_dtype=pl.String
+                lambda v: json.dumps(_plain(v), sort_keys=True, default=str),
+                return_dtype=pl.String,
+                skip_nulls=True,
             )
         elif dtype != pl.String:
             col = col.cast(pl.String)
@@ -237,14 +248,115 @@ def _comparable(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
     return frame.select(exprs) if exprs else frame.select()
 
 
+def _scoped(frame: Any, name: str, scope: str) -> tuple[Any, str]:
+    """``frame`` restricted to one Profile Store scope (as the preview API reads it), and a
+    description of what was read."""
+    schema = frame.collect_schema() if isinstance(frame, pl.LazyFrame) else frame.schema
+    if "Scope" not in schema:
+        return frame, f"{name} (no Scope column: all its rows)"
+    eager = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+    # an event without a scope is in 'default' (as the service and the emulator read it)
+    mine = [scope, ""] if scope == "default" else [scope]
+    kept = eager.filter(pl.col("Scope").is_in(mine))
+    others = sorted({s for s in eager.get_column("Scope").unique().to_list() if s not in mine})
+    text = f"{name} where Scope == {scope!r} ({kept.height:,} of {eager.height:,} rows"
+    text += f"; left out: {', '.join(map(repr, others))})" if others else ")"
+    return kept, text
+
+
+def _plain(value: Any) -> Any:
+    """A list/struct value with numbers by value (1 == 1.0), for comparing engines."""
+    if isinstance(value, pl.Series):
+        value = value.to_list()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    return value
+
+
 _ISO_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$"
 
 
-def typed_remote(frame: pl.DataFrame) -> pl.DataFrame:
-    """Give a preview result's text columns their KQL types back: a String column whose every
-    non-empty value is an ISO 8601 UTC time (``2024-03-04T10:00:00.1234567Z``) becomes
-    ``Datetime("ns", "UTC")``, as the local engine returns it (e.g. ``max(EventTime)``)."""
+_KUSTO_TIMESPAN = re.compile(r"^(-)?(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.(\d{1,7}))?$")
+
+
+def _timespan_ns(value: Any) -> int | None:
+    """A remote timespan as nanoseconds: seconds (a number, as the emulator sends it) or
+    Kusto's text form ``[-][d.]hh:mm:ss[.fffffff]``."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float):
+        return round(value * 1_000_000_000)
+    m = _KUSTO_TIMESPAN.match(str(value).strip())
+    if m is None:
+        try:
+            return round(float(value) * 1_000_000_000)
+        except ValueError:
+            return None
+    sign, days, hh, mm, ss, frac = m.groups()
+    ns = ((int(days or 0) * 24 + int(hh)) * 60 + int(mm)) * 60 + int(ss)
+    ns = ns * 1_000_000_000 + int((frac or "").ljust(9, "0")[:9] or 0)
+    return -ns if sign else ns
+
+
+def _to_dtype(series: pl.Series, dtype: pl.DataType) -> pl.Series | None:
+    """``series`` (as the preview API sent it) in the local engine's ``dtype``, or None
+    when it does not convert."""
+    current = series.dtype
+    if current == dtype:
+        return None
+    try:
+        if isinstance(dtype, pl.Datetime):
+            if current != pl.String:
+                return None
+            out = (
+                series.replace("", None)
+                .str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", time_unit="ns", time_zone="UTC", strict=False)
+            )
+            return out.cast(dtype)
+        if isinstance(dtype, pl.Duration):
+            ns = pl.Series(series.name, [_timespan_ns(v) for v in series.to_list()], dtype=pl.Int64)
+            return ns.cast(pl.Duration("ns")).cast(dtype)
+        if isinstance(dtype, pl.List | pl.Array | pl.Struct):
+            if current != pl.String:
+                return None
+            return series.str.json_decode(dtype)
+        if dtype.is_numeric() or dtype == pl.Boolean:
+            if current == pl.String and dtype.is_numeric():
+                return series.replace("", None).cast(dtype, strict=False)
+            if current == pl.Null or current.is_numeric():
+                return series.cast(dtype, strict=False)
+            return None
+        if dtype == pl.String and current == pl.Null:
+            return series.cast(pl.String)
+    except (pl.exceptions.PolarsError, ValueError, TypeError):
+        return None
+    return None
+
+
+def typed_remote(frame: pl.DataFrame, schema: Any = None) -> pl.DataFrame:
+    """Give a preview result the types the local engine gives the same query.
+
+    The preview API answers JSON: times as ISO text, timespans as seconds (or Kusto's
+    ``d.hh:mm:ss``), ``make_set``/``pack`` as JSON text, an all-null column as nulls.
+    With ``schema`` (the local engine's result schema for the query, see
+    :func:`query_schema`) every column it names is converted to that type; columns it cannot
+    convert stay as sent. Without it, a String column whose every non-empty value is an
+    ISO 8601 UTC time becomes ``Datetime("ns", "UTC")``.
+    """
     fixes = []
+    if schema is not None:
+        for name, dtype in schema.items():
+            if name in frame.columns:
+                converted = _to_dtype(frame.get_column(name), dtype)
+                if converted is not None:
+                    fixes.append(converted.alias(name))
+        return frame.with_columns(fixes) if fixes else frame
     for name, dtype in frame.schema.items():
         if dtype != pl.String or frame.height == 0:
             continue
@@ -263,19 +375,33 @@ def typed_remote(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(fixes) if fixes else frame
 
 
+def query_schema(query: str, params: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    """The local engine's result schema and ``RenderSpec`` for ``query``, found by running
+    it on an empty ``Events`` table (cheap); ``(None, None)`` when it does not run there
+    (e.g. another table)."""
+    try:
+        from psanalytics.query.kql import execute
+        from psanalytics.schema import empty_frame
+
+        result = execute(query, {"Events": empty_frame()}, params=params or None)
+    except Exception:  # noqa: BLE001 - the remote accepted the query; types stay as sent
+        return None, None
+    return result.frame.schema, result.render
+
+
 def _align(
     local: pl.DataFrame, remote: pl.DataFrame, common: list[str]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Bring remote text columns to the local dtype where the API sends text (JSON, times)."""
+    """Bring remote columns to the local dtype where the API sends text (JSON, times,
+    timespans); numbers compare by value anyway."""
     fixes = []
     for c in common:
         lt, rt = local.schema[c], remote.schema[c]
-        if lt == rt or rt != pl.String:
+        if lt == rt or (lt.is_numeric() and rt.is_numeric()):
             continue
-        if isinstance(lt, pl.Struct):
-            fixes.append(pl.col(c).str.json_decode(lt))
-        elif isinstance(lt, pl.Datetime):
-            fixes.append(typed_remote(remote.select(c)).get_column(c).cast(lt, strict=False))
+        converted = _to_dtype(remote.get_column(c), lt)
+        if converted is not None:
+            fixes.append(converted.alias(c))
     return local, (remote.with_columns(fixes) if fixes else remote)
 
 
@@ -288,6 +414,8 @@ def compare_frames(
     remote_elapsed_s: float = 0.0,
     local_truncated: bool = False,
     remote_truncated: bool = False,
+    local_source: str = "",
+    remote_source: str = "",
 ) -> KqlComparison:
     """Compare two results as multisets of rows on their common columns."""
     common = [c for c in local.columns if c in remote.columns]
@@ -324,6 +452,8 @@ def compare_frames(
         only_local=only_a,
         only_remote=only_b,
         same_order=same_order,
+        local_source=local_source,
+        remote_source=remote_source,
     )
 
 
@@ -534,17 +664,31 @@ class KqlMagic(Magics):
         raise KqlMagicError("too many notebook variables to resolve")  # pragma: no cover
 
     def _run_local(
-        self, query: str, frame_name: str | None, limit: int | None, params: dict[str, Any]
+        self,
+        query: str,
+        frame_name: str | None,
+        limit: int | None,
+        params: dict[str, Any],
+        scope: str | None = None,
     ) -> KqlRun:
         from psanalytics.query.kql import execute
 
         tables, name = self._local_tables(frame_name, query)
+        source = name
+        if scope is not None:
+            tables["Events"], source = _scoped(tables["Events"], name, scope)
         cap = min(limit, self.row_cap) if limit is not None else self.row_cap
         started = time.perf_counter()
         result = self._resolving(
             lambda p: execute(query, tables, limit=cap, params=p or None), params
         )
         elapsed = time.perf_counter() - started
+        note = ""
+        if limit is not None and limit > self.row_cap:
+            note = (
+                f"--limit {limit:,} is above the {self.row_cap:,}-row cap of a %kql run "
+                f"(raise it with %config KqlMagic.row_cap = {limit})"
+            )
         return KqlRun(
             query,
             "local",
@@ -554,7 +698,8 @@ class KqlMagic(Magics):
             cap,
             result.frame,
             result.render,
-            name,
+            source,
+            note,
         )
 
     def _run_remote(
@@ -578,13 +723,28 @@ class KqlMagic(Magics):
             )
         elapsed = time.perf_counter() - started
         truncated = bool(getattr(frame, "truncated", frame.height >= PREVIEW_CAP))
-        frame = typed_remote(frame)
+        schema, render = query_schema(query, params)
+        frame = typed_remote(frame, schema)
         cap = PREVIEW_CAP
+        note = ""
+        if limit is not None and limit > PREVIEW_CAP:
+            note = (
+                f"--limit {limit:,} is above the preview API's {PREVIEW_CAP:,}-row cap "
+                "(for every row use store.events(...) and --local)"
+            )
         if limit is not None and frame.height > limit:
             frame, truncated, cap = frame.head(limit), True, limit
-        render = _render_spec(query, params)
-        source = "emulator" if getattr(client, "emulator", None) is not None else "Profile Store"
-        return KqlRun(query, "remote", frame.height, elapsed, truncated, cap, frame, render, source)
+        where = "emulator" if getattr(client, "emulator", None) is not None else "Profile Store"
+        used = scope or self.scope or getattr(client, "scope", None)
+        source = f"{where}, scope {used!r}" if used else where
+        return KqlRun(
+            query, "remote", frame.height, elapsed, truncated, cap, frame, render, source, note
+        )
+
+    def _remote_scope(self, client_var: str | None, scope: str | None) -> str:
+        if scope or self.scope:
+            return scope or self.scope
+        return getattr(self._get_client(client_var), "scope", None) or "default"
 
     def _preview(
         self, client: Any, query: str, params: dict[str, Any], scope: str | None
@@ -720,8 +880,10 @@ class KqlMagic(Magics):
             return None
 
         if args.compare:
-            lrun = self._run_local(query, args.local or None, args.limit, params)
-            rrun = self._run_remote(query, args.client, args.limit, params, args.scope)
+            # like with like: the preview reads one scope, so the local side reads the same
+            scope = self._remote_scope(args.client, args.scope)
+            lrun = self._run_local(query, args.local or None, args.limit, params, scope)
+            rrun = self._run_remote(query, args.client, args.limit, params, scope)
             result: Any = compare_frames(
                 lrun.frame,
                 rrun.frame,
@@ -730,6 +892,8 @@ class KqlMagic(Magics):
                 remote_elapsed_s=rrun.elapsed_s,
                 local_truncated=lrun.truncated,
                 remote_truncated=rrun.truncated,
+                local_source=lrun.source,
+                remote_source=rrun.source,
             )
             self.last = result
             self.ns["_kql"] = result

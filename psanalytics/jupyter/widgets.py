@@ -26,6 +26,7 @@ import polars as pl
 
 from psanalytics.errors import PsaError
 from psanalytics.jupyter import charts as _charts
+from psanalytics.jupyter import offline as _offline
 
 __all__ = ["EventExplorer", "KqlConsole", "VisitorPlayer", "frame_html"]
 
@@ -56,7 +57,15 @@ def _error_html(exc: BaseException) -> str:
 def _show(out: w.Output, obj: Any) -> None:
     out.outputs = ()  # (clear_output() would print terminal escapes outside a kernel)
     if obj is not None:
+        if isinstance(obj, _charts.alt.TopLevelMixin):
+            obj = _offline.chart_output(obj)  # waits for the widget's own vega bundle
         out.append_display_data(obj)
+
+
+def _with_bundle(children: list[Any]) -> list[Any]:
+    """The widget's children plus a hidden output carrying the vega bundle (charts offline)."""
+    bundle = _offline.widget_bundle()
+    return [bundle, *children] if bundle is not None else children
 
 
 def _require(events: Any, columns: tuple[str, ...], who: str) -> pl.DataFrame:
@@ -133,7 +142,7 @@ class EventExplorer(w.VBox):
         for control in (self.days, self.types, self.countries, self.where):
             control.observe(lambda _c: self.apply(), names="value")
         super().__init__(
-            [
+            _with_bundle([
                 self.days,
                 w.HBox([self.types, self.countries]),
                 w.HBox([self.where, self.apply_button, self.reset_button]),
@@ -141,7 +150,7 @@ class EventExplorer(w.VBox):
                 self.over_time,
                 w.HBox([self.pages, self.country_chart]),
                 self.table,
-            ]
+            ])
         )
         self.apply()
 
@@ -268,8 +277,9 @@ class VisitorPlayer(w.VBox):
             layout=w.Layout(width="520px"),
         )
         self.play = w.Play(value=0, min=0, max=0, step=1, interval=interval_ms, description="Play")
+        # The step lives in the kernel: Play and the slider are linked here, not with a
+        # browser-side jslink (which echoed stale values back and lost steps made from code).
         self.step = w.IntSlider(value=0, min=0, max=0, description="Event", continuous_update=True)
-        w.jslink((self.play, "value"), (self.step, "value"))
         self.prev_button = w.Button(
             icon="step-backward", tooltip="previous event", layout=w.Layout(width="40px")
         )
@@ -284,16 +294,16 @@ class VisitorPlayer(w.VBox):
         self.frame: pl.DataFrame = pl.DataFrame()
         self.chart: Any = None
         self.device.observe(lambda c: self._load(c["new"]), names="value")
-        self.step.observe(lambda _c: self._render(), names="value")
-        self.play.observe(lambda c: setattr(self.step, "value", c["new"]), names="value")
+        self.step.observe(self._on_step, names="value")
+        self.play.observe(self._on_play, names="value")
         super().__init__(
-            [
+            _with_bundle([
                 self.device,
                 w.HBox([self.play, self.prev_button, self.step, self.next_button]),
                 self.summary,
                 self.timeline,
                 self.details,
-            ]
+            ])
         )
         self._load(device_id)
 
@@ -322,6 +332,15 @@ class VisitorPlayer(w.VBox):
             f"<b>{n:,}</b> events in <b>{sessions}</b> session(s) over {span} · "
             f"{self.frame['EventType'].n_unique()} event types"
         )
+        self._render()
+
+    def _on_play(self, change: dict[str, Any]) -> None:
+        if self.step.value != change["new"]:
+            self.step.value = change["new"]
+
+    def _on_step(self, change: dict[str, Any]) -> None:
+        if self.play.value != change["new"]:
+            self.play.value = change["new"]
         self._render()
 
     @property
@@ -416,18 +435,18 @@ class KqlConsole(w.VBox):
         self.chart: Any = None
         engine = "local engine on a frame" if self.local else "Profile Store preview endpoint"
         super().__init__(
-            [
+            _with_bundle([
                 self.query,
                 w.HBox([self.run_button, w.HTML(f"<span style='{_NOTE_STYLE}'>{engine}</span>")]),
                 self.footer,
                 self.chart_out,
                 self.table,
-            ]
+            ])
         )
 
     def run(self) -> pl.DataFrame | None:
         """Run the query in the editor; returns the result frame (None on error)."""
-        from psanalytics.jupyter.magic import PREVIEW_CAP, _render_spec, typed_remote
+        from psanalytics.jupyter.magic import PREVIEW_CAP, query_schema, typed_remote
 
         text = self.query.value.strip()
         self.error, self.chart, self.result = None, None, None
@@ -446,8 +465,8 @@ class KqlConsole(w.VBox):
                     warnings.simplefilter("ignore")
                     frame = self.client.preview(text)
                 truncated = bool(getattr(frame, "truncated", frame.height >= PREVIEW_CAP))
-                frame = typed_remote(frame)
-                render = _render_spec(text, {})
+                schema, render = query_schema(text)
+                frame = typed_remote(frame, schema)
         except PsaError as exc:
             self.error = str(exc)
             self.footer.value = _error_html(exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -113,6 +114,11 @@ def test_execute_notebook_writes_html_with_static_charts(tmp_path, monkeypatch):
                 "import altair as alt, polars as pl\n"
                 "alt.Chart(pl.DataFrame({'a': ['x', 'y'], 'n': [1, 2]})).mark_bar().encode(x='a', y='n')"
             ),
+            new_code_cell(
+                "import ipywidgets as w\n"
+                "w.VBox([w.HTML('<b>live count 42</b>'), w.Button(description='Apply'),\n"
+                "        w.Dropdown(options=['a', 'b'], value='b', description='pick')])"
+            ),
             new_code_cell("1/0"),
         ],
         metadata={
@@ -124,12 +130,31 @@ def test_execute_notebook_writes_html_with_static_charts(tmp_path, monkeypatch):
     out = tmp_path / "out"
     out.mkdir()
     run = execute_notebook(path, out)
-    assert run.cells == 3 and run.charts == 1
+    assert run.cells == 4 and run.charts == 1
     assert run.error is not None and "ZeroDivisionError" in run.error
     page = (out / "tiny.html").read_text()
     assert "data:image/svg+xml" in page and "no key" in page
     assert "secret-key-123" not in page
     assert "_alt.renderers" not in page  # the setup cell is not in the output
+    # widgets: a static snapshot of their state, and nothing loaded from a CDN
+    assert "<b>live count 42</b>" in page and '<button disabled="">Apply</button>' in page
+    assert '<span class="psa-w-label">pick</span> <code>b</code>' in page
+    assert "widget-view+json" not in page and "widget-state+json" not in page
+    assert not re.search(r"cdn\.jsdelivr|unpkg\.com|cdnjs|<script[^>]+src=.(https?:)?//", page)
+
+
+def test_committed_notebooks_skip_scratch_ones(tmp_path):
+    from psanalytics.jupyter.demo import committed_notebooks
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    for name in ("01-a.ipynb", "02-b.ipynb", "Untitled.ipynb"):
+        (tmp_path / name).write_text("{}")
+    subprocess.run(["git", "add", "01-a.ipynb", "02-b.ipynb"], cwd=tmp_path, check=True)
+    assert [p.name for p in committed_notebooks(tmp_path)] == ["01-a.ipynb", "02-b.ipynb"]
+    outside = tmp_path.parent / (tmp_path.name + "-plain")
+    outside.mkdir()
+    (outside / "x.ipynb").write_text("{}")
+    assert [p.name for p in committed_notebooks(outside)] == ["x.ipynb"]
 
 
 def test_charts_import_leaves_rfc3987_importable_later():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import polars as pl
 import pytest
 from jupyter_helpers import make_store
@@ -19,9 +21,9 @@ def test_remote_is_the_default_and_returns_a_polars_frame(remote_shell):
     assert type(r.result) is pl.DataFrame
     assert r.result.rows() == [("home", 3), ("product", 3), ("basket", 1), ("order", 1)]
     run = remote_shell.user_ns["_kql_last"]
-    assert (run.engine, run.source, run.truncated) == ("remote", "emulator", False)
+    assert (run.engine, run.source, run.truncated) == ("remote", "emulator, scope 'default'", False)
     data, _ = remote_shell.display_formatter.format(r.result)
-    assert "kql remote on emulator · 4 rows · " in data["text/plain"]
+    assert "kql remote on emulator, scope 'default' · 4 rows · " in data["text/plain"]
 
 
 def test_remote_params_are_sent_as_lets(remote_shell):
@@ -69,7 +71,11 @@ def test_compare_same_and_different(remote_shell, small_events):
     cmp = remote_shell.user_ns["cmp"]
     assert isinstance(cmp, KqlComparison) and r.result is cmp
     assert cmp.same and cmp.same_order
-    assert cmp.summary()[1] == "same rows and columns"
+    assert cmp.summary()[1:] == [
+        "local read events where Scope == 'default' (8 of 8 rows) · "
+        "remote read emulator, scope 'default'",
+        "same rows and columns",
+    ]
     remote_shell.user_ns["part"] = small_events.filter(pl.col("DeviceId") == "d1")
     r = remote_shell.run_cell(f"%%kql cmp <<  --compare --local part\n{BY_TYPE}")
     cmp = remote_shell.user_ns["cmp"]
@@ -150,3 +156,80 @@ def test_remote_error_positions_refer_to_the_written_query(remote_shell):
     err = r.error_in_exec
     assert (err.error.line, err.error.column) == (1, 16)
     assert "Events | where EventTyp == t\n               ^^^^^^^^" in str(err)
+
+
+def test_compare_reads_the_same_scope_on_both_sides(shell, small_events):
+    # store.events() returns every scope; the preview reads one: --compare must compare the
+    # local frame's rows of that scope (it said DIFFERENT on notebook 02's week)
+    from jupyter_helpers import make_store
+
+    other = small_events.head(3).with_columns(
+        pl.lit("b2b").alias("Scope"), (pl.col("TrackId") + "-b2b").alias("TrackId")
+    )
+    both = pl.concat([small_events, other])
+    shell.user_ns["store"] = make_store(both)
+    shell.user_ns["events"] = both
+    r = shell.run_cell(f"%%kql cmp <<  --compare --local events\n{BY_TYPE}")
+    assert r.success, r.error_in_exec
+    cmp = shell.user_ns["cmp"]
+    assert cmp.same, repr(cmp)
+    assert cmp.summary()[1] == (
+        "local read events where Scope == 'default' (8 of 11 rows; left out: 'b2b') · "
+        "remote read emulator, scope 'default'"
+    )
+    r = shell.run_cell(f"%%kql cmp <<  --compare --local events --scope b2b\n{BY_TYPE}")
+    cmp = shell.user_ns["cmp"]
+    assert cmp.same and cmp.local.rows() == [("home", 2), ("product", 1)]
+
+
+TYPED = (
+    "Events | summarize span = max(EventTime) - min(EventTime), types = make_set(EventType), "
+    "first = min(EventTime), n = count() by DeviceId | sort by DeviceId asc"
+)
+
+
+def test_remote_results_get_the_local_engines_types(remote_shell):
+    r = remote_shell.run_cell(f"%kql {TYPED}")
+    assert r.success, r.error_in_exec
+    assert dict(r.result.schema) == {
+        "DeviceId": pl.String,
+        "span": pl.Duration("ns"),
+        "types": pl.List(pl.String),
+        "first": pl.Datetime("ns", "UTC"),
+        "n": pl.Int64,
+    }
+    assert r.result["span"].to_list() == [timedelta(minutes=121), timedelta(minutes=2)]
+    assert sorted(r.result["types"][1]) == ["home", "order", "product"]
+
+
+def test_compare_with_timespans_and_arrays(remote_shell):
+    # crashed on the timespan column; arrays came back as JSON text and never matched
+    r = remote_shell.run_cell(f"%kql --compare --local events {TYPED}")
+    assert r.success, r.error_in_exec
+    assert r.result.same, repr(r.result)
+    assert r.result.dtype_differences == {}
+
+
+def test_compare_reports_a_real_array_difference(remote_shell, small_events):
+    remote_shell.user_ns["part"] = small_events.filter(pl.col("EventType") != "order")
+    r = remote_shell.run_cell(f"%kql --compare --local part {TYPED}")
+    cmp = r.result
+    assert not cmp.same
+    assert cmp.only_local["DeviceId"].to_list() == ["d2"]
+    assert cmp.only_remote["DeviceId"].to_list() == ["d2"]
+
+
+def test_limit_above_the_preview_cap_says_so(remote_shell):
+    r = remote_shell.run_cell("%kql --limit 60000 Events | take 5")
+    assert r.success, r.error_in_exec
+    run = remote_shell.user_ns["_kql_last"]
+    assert run.note == (
+        "--limit 60,000 is above the preview API's 1,000-row cap "
+        "(for every row use store.events(...) and --local)"
+    )
+    assert run.footer().endswith(run.note)
+    r = remote_shell.run_cell("%kql --local --limit 60000 Events | take 5")
+    assert remote_shell.user_ns["_kql_last"].note == (
+        "--limit 60,000 is above the 1,000-row cap of a %kql run "
+        "(raise it with %config KqlMagic.row_cap = 60000)"
+    )

@@ -128,3 +128,40 @@ def test_kql_console_local_result_chart_and_error(small_events):
     assert "| summarise count()\n  ^^^^^^^^^" in console.footer.value.replace("&#x27;", "'")
     assert "did you mean" in console.error
     assert console.table.value == "" and console.chart_out.outputs == ()
+
+
+def test_visitor_player_keeps_its_step_in_the_kernel(small_events):
+    # player.next() three times must leave the step at 3 and the Play widget with it: they
+    # were linked in the browser (jslink), which echoed stale values back and lost steps.
+    rows = [dict(r) for r in small_events.filter(pl.col("DeviceId") == "d1").iter_rows(named=True)]
+    player = VisitorPlayer(small_events, "d1")
+    for _ in range(3):
+        player.next()
+    assert (player.step.value, player.play.value) == (3, 3)
+    assert player.current["EventTime"] == rows[3]["EventTime"]
+    player.play.value = 1  # the Play button ticking in the browser moves the step
+    assert (player.step.value, player.current["EventType"]) == (1, "product")
+    assert player.chart.layer[2].data["step"].to_list() == [1]
+
+
+def _bot_and_human():
+    from conftest import ev
+
+    from psanalytics import schema
+
+    rows = [ev(i * 0.25, "bot", "product", session="x") for i in range(250)]  # ~1 h, 250 events
+    rows += [ev(i * 2.5, "bot", "category", session="x") for i in range(100, 130)]
+    rows += [ev(m, "human", t) for m, t in ((0, "home"), (2, "product"), (5, "basket"))]
+    rows += [ev(m, "human", t) for m, t in ((300, "home"), (303, "product"), (306, "order"))]
+    rows += [ev(m, "one-visit", "home") for m in range(0, 40, 5)]
+    return schema.normalize(rows).sort("EventTime")
+
+
+def test_default_visitor_is_human_looking_by_the_documented_rule():
+    from psanalytics.jupyter.charts import pick_visitor
+
+    events = _bot_and_human()
+    # the bot has the most events (<= 300) and "one-visit" more than "human": the rule wants
+    # a device that came back (>= 2 sessions), every session under an hour and 60 events
+    assert pick_visitor(events) == "human"
+    assert VisitorPlayer(events).device.value == "human"
