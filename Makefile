@@ -6,7 +6,15 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 RUN := $(UV) run --frozen
 
-.PHONY: setup test demo lab lint format bench clean
+.PHONY: setup test test-browser demo lab lint format bench clean
+
+# The notebooks make test / make demo / make test-browser run: the ones git tracks in
+# notebooks/ (a scratch notebook lying there is not run). A new notebook is picked up once
+# it is committed (git add); outside a git checkout, every notebooks/*.ipynb.
+NOTEBOOKS := $(shell git ls-files 'notebooks/*.ipynb' 2>/dev/null || ls notebooks/*.ipynb 2>/dev/null)
+CHROMIUM ?= $(shell command -v chromium 2>/dev/null || ls /usr/bin/chromium 2>/dev/null)
+# jupyter refuses to run as root without --allow-root
+ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -19,13 +27,22 @@ RUN := $(UV) run --frozen
 setup: .venv/.synced
 
 test: setup
-	$(RUN) pytest tests $(shell ls notebooks/*.ipynb >/dev/null 2>&1 && echo --nbmake notebooks) -q
+	$(RUN) pytest tests $(if $(NOTEBOOKS),--nbmake $(NOTEBOOKS)) -q
+
+# JupyterLab in headless Chromium with the network blocked (browser_tests/, not part of
+# make test); screenshots in build/screenshots/.
+test-browser: setup
+	@if [ -z "$(CHROMIUM)" ]; then \
+	  echo "make test-browser needs Chromium: install Debian's package with"; \
+	  echo "  apt-get install -y chromium      (as root; or set CHROMIUM=/path/to/chromium)"; \
+	  exit 2; fi
+	CHROMIUM=$(CHROMIUM) $(RUN) pytest browser_tests -q
 
 demo: setup
 	$(RUN) python -m psanalytics.cli demo
 
 lab: setup
-	$(RUN) jupyter lab notebooks/
+	$(RUN) jupyter lab notebooks/ $(ROOT_FLAG)
 
 lint: setup
 	$(RUN) ruff check psanalytics tests benchmarks

@@ -25,7 +25,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "VisitorPlayer": ("psanalytics.jupyter.widgets", "VisitorPlayer"),
     "KqlConsole": ("psanalytics.jupyter.widgets", "KqlConsole"),
 }
-_SUBMODULES = {"charts", "magic", "widgets", "demo", "offline", "complete"}
+_SUBMODULES = {"charts", "magic", "widgets", "demo", "offline", "complete", "tracebacks"}
 
 __all__ = sorted([*_LAZY, *_SUBMODULES])
 
@@ -86,4 +86,15 @@ class _AfterAltair:
         return spec
 
 
+def _install_tracebacks() -> None:
+    """In a running IPython, show project errors without the internal traceback."""
+    import sys
+
+    if "IPython" in sys.modules:
+        from psanalytics.jupyter import tracebacks
+
+        tracebacks.install()
+
+
 _enable_offline()
+_install_tracebacks()

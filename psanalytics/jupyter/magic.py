@@ -1051,6 +1051,9 @@ def load_ipython_extension(ipython: Any) -> None:
     for existing in getattr(ipython, "configurables", []):
         if isinstance(existing, KqlMagic):
             return  # already loaded
+    from psanalytics.jupyter import tracebacks
+
+    tracebacks.install(ipython)
     magic = KqlMagic(shell=ipython, parent=ipython)
     _apply_pyproject(magic)
     ipython.register_magics(magic)

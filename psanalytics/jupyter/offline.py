@@ -23,6 +23,7 @@ renderer is still its default; ``enable(force=True)`` overrides another choice a
 from __future__ import annotations
 
 import json
+import re
 import sys
 import uuid
 from functools import lru_cache
@@ -77,9 +78,18 @@ def javascript_bundle() -> str:
     return "if (!window.psaVega) { (function () {\n" + code + "\n})(); }"
 
 
-def _script_text(text: str) -> str:
-    """Make ``text`` safe inside a ``<script>`` element."""
-    return text.replace("</", "<\\/").replace("<!--", "<\\!--")
+_END_SCRIPT = re.compile(r"</(script)", re.I)
+
+
+def _script_text(code: str) -> str:
+    """JavaScript code safe inside a ``<script>`` element: only a literal ``</script`` could
+    end it early (the bundle has none; this keeps it so without touching its regexes)."""
+    return _END_SCRIPT.sub(r"<\\/\1", code)
+
+
+def _json_for_script(value: Any) -> str:
+    """JSON for a ``<script>``: every ``<`` escaped as ``\\u003c`` (same string value)."""
+    return json.dumps(value, separators=(",", ":")).replace("<", "\\u003c")
 
 
 def bundle_html() -> str:
@@ -98,8 +108,8 @@ def chart_html(spec: dict[str, Any], *, include_bundle: bool, embed_options: Any
     opts = dict(_EMBED_OPTIONS)
     if embed_options:
         opts.update(embed_options)
-    spec_js = _script_text(json.dumps(spec, separators=(",", ":")))
-    opts_js = _script_text(json.dumps(opts))
+    spec_js = _json_for_script(spec)
+    opts_js = _json_for_script(opts)
     embed = f"""<script type='text/javascript'>
 (function (spec, opts) {{
   var el = document.getElementById("{div}");

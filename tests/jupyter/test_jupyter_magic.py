@@ -287,3 +287,16 @@ def test_notebook_variables_resolve_as_typed_lets(shell):
     assert "'events' is a table, not a value" in str(r.error_in_exec)
     r = run(shell, "%kql --local Events | where EventType == nothere")
     assert "unknown column or name 'nothere'" in str(r.error_in_exec)
+
+
+def test_python_api_kql_error_shows_the_message_not_the_traceback(shell, capsys):
+    # ps.kql(...) with a typo printed ~40 lines of parser frames above the good message
+    r = shell.run_cell("import psanalytics as ps\nx = 1\nps.kql('Events\\n| wher EventType == 1', events)")
+    assert r.error_in_exec is not None
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert lines[0] == "in cell line 3"
+    assert "Traceback" not in out and "File " not in out and ".py" not in out
+    assert str(r.error_in_exec).splitlines()[0] in out
+    assert lines[-1] == "(the full traceback: %tb)"
+    assert len(lines) <= 3 + len(str(r.error_in_exec).splitlines())

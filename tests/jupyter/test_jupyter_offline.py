@@ -77,4 +77,4 @@ def test_spec_text_cannot_close_the_script(small_events):
     chart = alt.Chart(frame.select("EventType")).mark_point().encode(x="EventType")
     html = offline.chart_html(chart.to_dict(), include_bundle=False)
     assert "</script><b>" not in html
-    assert "<\\/script><b>x" in html
+    assert "\\u003c/script>\\u003cb>x" in html
