@@ -189,7 +189,7 @@ def _read_bytes(path: Path) -> bytes:
         raise InputError(f"cannot read ({exc})", path=str(path)) from None
     try:
         if comp == ".gz":
-            return gzip.decompress(raw)
+            return _gzip_decompress(raw, str(path))
         if comp == ".zst":
             return _zstd_decompress(raw, str(path))
     except InputError:
@@ -199,16 +199,77 @@ def _read_bytes(path: Path) -> bytes:
     return raw
 
 
-def _zstd_decompress(raw: bytes, path: str) -> bytes:
-    """Every zstd frame in ``raw``, checking that the last one is complete (a stream
-    reader returns what it has of a cut-off frame without a word)."""
-    import zstandard
+#: A compressed file may expand to at most this many times its size (or MIN_CAP bytes,
+#: whichever is more): event JSON compresses 10-30x, a decompression bomb 1,000-30,000x.
+MAX_RATIO = 1000
+MIN_CAP = 256 * 1024 * 1024
 
+
+def _bomb(path: str, comp: str, raw: bytes, cap: int) -> InputError:
+    return InputError(f"{comp} data expands past {cap:,} bytes (more than {MAX_RATIO:,} times its "
+                      f"{len(raw):,} bytes): refusing to read it (a decompression bomb?)", path=path)
+
+
+def _gzip_decompress(raw: bytes, path: str) -> bytes:
+    """gzip members one after the other, each streamed under the size cap."""
+    import zlib
+
+    cap = max(MIN_CAP, MAX_RATIO * len(raw))
     out: list[bytes] = []
+    total = 0
     rest = raw
     while rest:
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        data = rest
+        while True:
+            chunk = d.decompress(data, 1 << 20)
+            total += len(chunk)
+            if total > cap:
+                raise _bomb(path, ".gz", raw, cap)
+            out.append(chunk)
+            if d.eof or not d.unconsumed_tail:
+                break
+            data = d.unconsumed_tail
+        if not d.eof:
+            raise InputError("cannot decompress .gz data (Compressed file ended before the "
+                             "end-of-stream marker was reached)", path=path)
+        rest = d.unused_data.lstrip(b"\x00")
+    return b"".join(out)
+
+
+def _zstd_decompress(raw: bytes, path: str) -> bytes:
+    """Every zstd frame in ``raw``, checking that the last one is complete (a stream
+    reader returns what it has of a cut-off frame without a word), under the size cap
+    (from the frame's declared size when it has one, else counted in small steps)."""
+    import zstandard
+
+    cap = max(MIN_CAP, MAX_RATIO * len(raw))
+    out: list[bytes] = []
+    total = 0
+    rest = raw
+    while rest:
+        try:
+            declared = zstandard.frame_content_size(rest)
+        except zstandard.ZstdError:
+            declared = -1
+        if declared is not None and declared > cap - total:
+            raise _bomb(path, ".zst", raw, cap)
         d = zstandard.ZstdDecompressor().decompressobj()
-        out.append(d.decompress(rest))
+        if declared is not None and declared >= 0:
+            out.append(d.decompress(rest))
+            total += len(out[-1])
+        else:  # no declared size: feed small steps so the output is checked as it grows
+            step = 4096
+            for i in range(0, len(rest), step):
+                chunk = d.decompress(rest[i:i + step])
+                total += len(chunk)
+                if total > cap:
+                    raise _bomb(path, ".zst", raw, cap)
+                out.append(chunk)
+                if d.eof:
+                    break
+        if total > cap:
+            raise _bomb(path, ".zst", raw, cap)
         if not d.eof:
             done = sum(len(b) for b in out)
             raise InputError(f"truncated .zst: the data ends inside a compressed frame "

@@ -170,3 +170,27 @@ def test_paths_with_glob_characters_are_read_literally(tmp_path):
     for name, n in (("a.ndjson", 2), ("b.csv", 1), ("c.parquet", 2)):
         assert ps.scan_events(d / name).collect().height == n, name
     assert ps.scan_events(d).collect().height == 5
+
+
+def test_decompression_bombs_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(exports, "MIN_CAP", 1_000_000)  # keep the test small: 1 MB or 1,000x
+    blank = b" " * 50_000_000
+    z = tmp_path / "bomb.ndjson.zst"
+    z.write_bytes(zstandard.ZstdCompressor().compress(blank))  # declares its size
+    with pytest.raises(InputError) as info:
+        ps.read_events(z)
+    size = z.stat().st_size
+    assert str(info.value) == (f"{z}: .zst data expands past {max(1_000_000, 1000 * size):,} bytes (more than "
+                               f"1,000 times its {size:,} bytes): refusing to read it (a decompression bomb?)")
+    s = tmp_path / "stream.ndjson.zst"
+    with open(s, "wb") as fh, zstandard.ZstdCompressor().stream_writer(fh) as w:  # no declared size
+        w.write(blank)
+    with pytest.raises(InputError, match=r"\.zst data expands past [\d,]+ bytes \(more than 1,000 times"):
+        ps.read_events(s)
+    g = tmp_path / "bomb.ndjson.gz"
+    g.write_bytes(gzip.compress(blank))
+    with pytest.raises(InputError, match=r"\.gz data expands past [\d,]+ bytes \(more than 1,000 times"):
+        ps.read_events(g)
+    ok = tmp_path / "ok.ndjson.gz"
+    ok.write_bytes(gzip.compress(ev("2024-03-01T00:00:00Z")) + gzip.compress(ev("2024-03-02T00:00:00Z")))
+    assert ps.read_events(ok).height == 2
