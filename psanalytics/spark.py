@@ -34,8 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from psanalytics.sessions._rules import Rules, SessionizeError
-from psanalytics.sessions._table import sessionize_rules
+from psanalytics.sessions import Rules, SessionizeError, sessionize_rules
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa

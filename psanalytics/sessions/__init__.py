@@ -36,6 +36,7 @@ the session starts and ends, and the string columns are never reordered: only th
 values at session boundaries are gathered.
 """
 
+from psanalytics.sessions._api import sessionize
 from psanalytics.sessions._buckets import device_buckets, parse_memory
 from psanalytics.sessions._rules import (
     PROFILE_STORE_VISITS,
@@ -46,7 +47,7 @@ from psanalytics.sessions._rules import (
     parse_duration,
 )
 from psanalytics.sessions._stitch import stitch
-from psanalytics.sessions._table import Sessionized, SessionizedFiles, sessionize
+from psanalytics.sessions._table import Sessionized, SessionizedFiles, sessionize_rules
 
 __all__ = [
     "PROFILE_STORE_VISITS",
@@ -60,5 +61,6 @@ __all__ = [
     "Rules",
     "parse_duration",
     "sessionize",
+    "sessionize_rules",
     "stitch",
 ]
