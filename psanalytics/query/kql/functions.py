@@ -127,80 +127,85 @@ def _totimespan(c: Compiler, e: N.Call, t: Table) -> Val:
                 cls=KqlUnsupported)
 
 
-def _dt_arg(c: Compiler, e: N.Call, t: Table) -> tuple[Val, int]:
+def _dt_arg(c: Compiler, e: N.Call, t: Table) -> tuple[Val, pl.Expr]:
+    """The datetime and its offset (a literal or a column: ``startofday(d, offset)``)."""
     a = args(c, e, t, 1, 2)
     d = want(c, a[0], e.args[0], "datetime")
-    n = const_long(c, a[1], e.args[1], "the offset") if len(a) > 1 else 0
+    if len(a) > 1:
+        o = want(c, a[1], e.args[1], "long")
+        n = pl.lit(int(o.const), dtype=pl.Int64) if o.is_const and o.const is not None \
+            else o.expr.cast(pl.Int64)
+    else:
+        n = pl.lit(0, dtype=pl.Int64)
     return d, n
+
+
+_TICK = pl.duration(nanoseconds=100, time_unit="ns")
 
 
 def _sod(x: pl.Expr) -> pl.Expr:
     return x.dt.truncate("1d")
 
 
+def _months_off(x: pl.Expr, n: pl.Expr, unit: str) -> pl.Expr:
+    return x.dt.offset_by(pl.format("{}" + unit, n))
+
+
 @fn("startofday")
 def _startofday(c: Compiler, e: N.Call, t: Table) -> Val:
     d, n = _dt_arg(c, e, t)
-    r = _sod(d.expr)
-    if n:
-        r = r + pl.duration(days=n)
-    return V(r, "datetime", d)
+    return V(_sod(d.expr) + pl.duration(days=n, time_unit="ns"), "datetime", d)
 
 
 @fn("endofday")
 def _endofday(c: Compiler, e: N.Call, t: Table) -> Val:
     d, n = _dt_arg(c, e, t)
-    r = _sod(d.expr) + pl.duration(nanoseconds=(n + 1) * DAY_NS - 100)
+    r = _sod(d.expr) + pl.duration(nanoseconds=(n + 1) * DAY_NS - 100, time_unit="ns")
     return V(r, "datetime", d)
 
 
 def _sow(x: pl.Expr) -> pl.Expr:
     # Sunday-based: Polars weekday Monday=1..Sunday=7
-    return _sod(x) - pl.duration(days=x.dt.weekday() % 7)
+    return _sod(x) - pl.duration(days=x.dt.weekday() % 7, time_unit="ns")
 
 
 @fn("startofweek")
 def _startofweek(c: Compiler, e: N.Call, t: Table) -> Val:
     d, n = _dt_arg(c, e, t)
-    return V(_sow(d.expr) + pl.duration(days=7 * n), "datetime", d)
+    return V(_sow(d.expr) + pl.duration(days=7 * n, time_unit="ns"), "datetime", d)
 
 
 @fn("endofweek")
 def _endofweek(c: Compiler, e: N.Call, t: Table) -> Val:
     d, n = _dt_arg(c, e, t)
-    return V(_sow(d.expr) + pl.duration(nanoseconds=7 * DAY_NS * (n + 1) - 100),
+    week_end = pl.duration(nanoseconds=(n + 1) * 7 * DAY_NS - 100, time_unit="ns")
+    return V(_sow(d.expr) + week_end,
              "datetime", d)
 
 
 @fn("startofmonth")
 def _startofmonth(c: Compiler, e: N.Call, t: Table) -> Val:
     d, n = _dt_arg(c, e, t)
-    r = d.expr.dt.truncate("1mo")
-    if n:
-        r = r.dt.offset_by(f"{n}mo")
-    return V(r, "datetime", d)
+    return V(_months_off(d.expr.dt.truncate("1mo"), n, "mo"), "datetime", d)
 
 
 @fn("endofmonth")
 def _endofmonth(c: Compiler, e: N.Call, t: Table) -> Val:
     d, n = _dt_arg(c, e, t)
-    r = d.expr.dt.truncate("1mo").dt.offset_by(f"{n + 1}mo") - pl.duration(nanoseconds=100)
+    r = _months_off(d.expr.dt.truncate("1mo"), n + 1, "mo") - _TICK
     return V(r, "datetime", d)
 
 
 @fn("startofyear")
 def _startofyear(c: Compiler, e: N.Call, t: Table) -> Val:
     d, n = _dt_arg(c, e, t)
-    r = d.expr.dt.truncate("1y")
-    if n:
-        r = r.dt.offset_by(f"{n}y")
-    return V(r, "datetime", d)
+    return V(_months_off(d.expr.dt.truncate("1y"), n, "y"), "datetime", d)
 
 
 @fn("endofyear")
 def _endofyear(c: Compiler, e: N.Call, t: Table) -> Val:
     d, n = _dt_arg(c, e, t)
-    r = d.expr.dt.truncate("1y").dt.offset_by(f"{n + 1}y") - pl.duration(nanoseconds=100)
+    r = _months_off(d.expr.dt.truncate("1y"), n + 1, "y") - _TICK
     return V(r, "datetime", d)
 
 
@@ -245,9 +250,21 @@ def _bin(c: Compiler, e: N.Call, t: Table) -> Val:
 @fn("bin_at")
 def _bin_at(c: Compiler, e: N.Call, t: Table) -> Val:
     v, size, fixed = args(c, e, t, 3)
-    if v.ktype != "datetime" or fixed.ktype != "datetime":
-        raise c.sem("bin_at() is supported locally for datetimes only", e, cls=KqlUnsupported)
-    return _floor_to(c, v, size, e, fixed.expr)
+    if v.ktype == "datetime" and fixed.ktype == "datetime":
+        return _floor_to(c, v, size, e, fixed.expr)
+    if v.ktype == "timespan" and fixed.ktype == "timespan" and size.ktype == "timespan":
+        ns, sz, o = (x.expr.cast(pl.Int64) for x in (v, size, fixed))
+        r = pl.when(sz > 0).then(((ns - o).floordiv(sz)) * sz + o)
+        return V(r.cast(SPAN_DTYPE), "timespan", v, size, fixed)
+    if v.ktype in NUMERIC and size.ktype in NUMERIC and fixed.ktype in NUMERIC:
+        kt = "long" if v.ktype == size.ktype == fixed.ktype == "long" else "real"
+        x, sz, o = (y.expr.cast(pl.Float64 if kt == "real" else pl.Int64)
+                    for y in (v, size, fixed))
+        r = ((x - o) / sz).floor() * sz + o if kt == "real" else \
+            (x - o).floordiv(sz) * sz + o
+        return V(pl.when(sz > 0).then(r), kt, v, size, fixed)
+    raise c.sem(f"bin_at() needs a value, size and origin of matching kinds, got {v.ktype}, "
+                f"{size.ktype} and {fixed.ktype}", e)
 
 
 @fn("dayofweek")
@@ -1105,7 +1122,7 @@ def _datetime_add(c: Compiler, e: N.Call, t: Table) -> Val:
         return V(d.expr.dt.offset_by(f"{k}{unit}"), "datetime", d)
     n = want(c, n, e.args[1], "long")
     size = 7 * DAY_NS if period == "week" else _FIXED_NS[period]
-    return V(d.expr + pl.duration(nanoseconds=n.expr * size), "datetime", d, n)
+    return V(d.expr + pl.duration(nanoseconds=n.expr * size, time_unit="ns"), "datetime", d, n)
 
 
 @fn("datetime_part")
@@ -1479,7 +1496,7 @@ def _make_datetime(c: Compiler, e: N.Call, t: Table) -> Val:
     mi = parts[4].cast(pl.Int64) if len(parts) > 4 else pl.lit(0)
     sec = parts[5].cast(pl.Float64) if len(parts) > 5 else pl.lit(0.0)
     base = pl.datetime(y, mo, d, hh, mi, time_unit="ns", time_zone="UTC")
-    r = base + pl.duration(nanoseconds=(sec * 1e9).round(0).cast(pl.Int64))
+    r = base + pl.duration(nanoseconds=(sec * 1e9).round(0).cast(pl.Int64), time_unit="ns")
     return V(r, "datetime", *a)
 
 

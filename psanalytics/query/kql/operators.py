@@ -815,8 +815,8 @@ class TabularOps:
         full = full.with_columns(axis_vals.alias(axis_name)).sort([*kn, "__bin"])
         if kn:
             out = full.group_by(kn, maintain_order=True).agg([*names, axis_name])
-        else:
-            out = full.select(pl.col(n).implode() for n in [*names, axis_name])
+        else:  # one series, or none when no row was in the input
+            out = full.group_by(pl.lit(1).alias("__g")).agg([*names, axis_name]).drop("__g")
         out = out.select([*kn, *names, axis_name])
         schema = {**kschema, **{n: "dynamic" for n in names}, axis_name: "dynamic"}
         return Table(out, schema, {}, False)
