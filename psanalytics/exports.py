@@ -40,7 +40,8 @@ from typing import Any, Literal
 import orjson
 import polars as pl
 
-from psanalytics import schema
+from psanalytics import _files, schema
+from psanalytics._files import read_bytes
 from psanalytics.errors import ArgumentError, InputError, PsaWarning, SchemaError
 
 __all__ = [
@@ -182,101 +183,15 @@ def expand_sources(source: Source) -> list[Path]:
 
 
 def _read_bytes(path: Path) -> bytes:
-    _, comp = _split_suffix(path.name)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read ({exc})", path=str(path)) from None
-    try:
-        if comp == ".gz":
-            return _gzip_decompress(raw, str(path))
-        if comp == ".zst":
-            return _zstd_decompress(raw, str(path))
-    except InputError:
-        raise
-    except Exception as exc:  # zstandard.ZstdError, gzip.BadGzipFile, EOFError
-        raise InputError(f"cannot decompress {comp} data ({exc})", path=str(path)) from None
-    return raw
+    """The one reader of (maybe) compressed files (``_files.read_bytes``), with this
+    module's decompression-bomb caps (read at call time, so tests can lower them)."""
+    return read_bytes(path, max_ratio=MAX_RATIO, min_cap=MIN_CAP)
 
 
 #: A compressed file may expand to at most this many times its size (or MIN_CAP bytes,
 #: whichever is more): event JSON compresses 10-30x, a decompression bomb 1,000-30,000x.
-MAX_RATIO = 1000
-MIN_CAP = 256 * 1024 * 1024
-
-
-def _bomb(path: str, comp: str, raw: bytes, cap: int) -> InputError:
-    return InputError(f"{comp} data expands past {cap:,} bytes (more than {MAX_RATIO:,} times its "
-                      f"{len(raw):,} bytes): refusing to read it (a decompression bomb?)", path=path)
-
-
-def _gzip_decompress(raw: bytes, path: str) -> bytes:
-    """gzip members one after the other, each streamed under the size cap."""
-    import zlib
-
-    cap = max(MIN_CAP, MAX_RATIO * len(raw))
-    out: list[bytes] = []
-    total = 0
-    rest = raw
-    while rest:
-        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        data = rest
-        while True:
-            chunk = d.decompress(data, 1 << 20)
-            total += len(chunk)
-            if total > cap:
-                raise _bomb(path, ".gz", raw, cap)
-            out.append(chunk)
-            if d.eof or not d.unconsumed_tail:
-                break
-            data = d.unconsumed_tail
-        if not d.eof:
-            raise InputError("cannot decompress .gz data (Compressed file ended before the "
-                             "end-of-stream marker was reached)", path=path)
-        rest = d.unused_data.lstrip(b"\x00")
-    return b"".join(out)
-
-
-def _zstd_decompress(raw: bytes, path: str) -> bytes:
-    """Every zstd frame in ``raw``, checking that the last one is complete (a stream
-    reader returns what it has of a cut-off frame without a word), under the size cap
-    (from the frame's declared size when it has one, else counted in small steps)."""
-    import zstandard
-
-    cap = max(MIN_CAP, MAX_RATIO * len(raw))
-    out: list[bytes] = []
-    total = 0
-    rest = raw
-    while rest:
-        try:
-            declared = zstandard.frame_content_size(rest)
-        except zstandard.ZstdError:
-            declared = -1
-        if declared is not None and declared > cap - total:
-            raise _bomb(path, ".zst", raw, cap)
-        d = zstandard.ZstdDecompressor().decompressobj()
-        if declared is not None and declared >= 0:
-            out.append(d.decompress(rest))
-            total += len(out[-1])
-        else:  # no declared size: feed small steps so the output is checked as it grows
-            step = 4096
-            for i in range(0, len(rest), step):
-                chunk = d.decompress(rest[i:i + step])
-                total += len(chunk)
-                if total > cap:
-                    raise _bomb(path, ".zst", raw, cap)
-                out.append(chunk)
-                if d.eof:
-                    break
-        if total > cap:
-            raise _bomb(path, ".zst", raw, cap)
-        if not d.eof:
-            done = sum(len(b) for b in out)
-            raise InputError(f"truncated .zst: the data ends inside a compressed frame "
-                             f"({len(raw):,} bytes read, {done:,} decompressed); the file was "
-                             "cut short (an interrupted copy or download?)", path=path)
-        rest = d.unused_data
-    return b"".join(out)
+MAX_RATIO = _files.MAX_RATIO
+MIN_CAP = _files.MIN_CAP
 
 
 # --------------------------------------------------------------------------- per format
@@ -627,6 +542,16 @@ def read_events(
 
     Returns:
         The events of all files, in file order, with :data:`psanalytics.schema.EVENTS_SCHEMA`.
+
+    Example (a round trip through a compressed NDJSON export):
+
+    >>> import pathlib, tempfile
+    >>> from psanalytics import normalize
+    >>> ev = normalize([{"TrackId": "a", "DeviceId": "d1", "EventType": "home",
+    ...                  "EventTime": "2024-03-04T10:00:00.1234567Z"}])
+    >>> path = write_events(ev, pathlib.Path(tempfile.mkdtemp()) / "events.ndjson.gz")
+    >>> read_events(path).equals(ev)
+    True
     """
     frame, report = read_events_with_report(source, format=format, on_error=on_error)
     if report.skipped:

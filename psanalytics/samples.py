@@ -48,7 +48,6 @@ What the data looks like (the model, in short):
 
 from __future__ import annotations
 
-import gzip
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -59,6 +58,7 @@ import polars as pl
 import pyarrow as pa
 
 from psanalytics import schema
+from psanalytics._files import read_bytes
 from psanalytics.errors import ArgumentError
 
 __all__ = [
@@ -948,6 +948,5 @@ def default_events() -> pl.DataFrame:
 def _default_cached() -> pl.DataFrame:
     path = default_sample_path()
     if path.is_file():
-        with gzip.open(path, "rb") as fh:
-            return schema.ndjson_to_frame(fh.read())
+        return schema.ndjson_to_frame(read_bytes(path))
     return _default_generate()

@@ -429,6 +429,22 @@ def normalize(raw: Any, *, warn_unknown: bool = True) -> pl.DataFrame:
     bytes of either, a Polars DataFrame/LazyFrame (any column case, ``User.Email``
     flattened columns, times as text or datetimes), or a pandas DataFrame.
     Fields that are not part of the schema are dropped with one warning naming them.
+
+    >>> from psanalytics import normalize
+    >>> ev = normalize([
+    ...     {"TrackId": "a", "DeviceId": "d1", "EventType": "home",
+    ...      "EventTime": "2024-03-04T10:00:00.1234567Z"},
+    ...     {"TrackId": "b", "DeviceId": "d1", "EventType": "order",
+    ...      "EventTime": "2024-03-04T10:05:00Z"},
+    ...     {"TrackId": "c", "DeviceId": "d2", "EventType": "home",
+    ...      "EventTime": "2024-03-04T11:00:00Z"},
+    ... ])
+    >>> ev.columns == list(EVENTS_SCHEMA)
+    True
+    >>> ev.get_column("EventTime").dt.epoch("ns").to_list()[:2]  # all 7 digits kept
+    [1709546400123456700, 1709546700000000000]
+    >>> ev.row(0, named=True)["PageUri"], ev.row(0, named=True)["User"]  # never null
+    ('', {'Email': '', 'Name': ''})
     """
     if isinstance(raw, pl.LazyFrame):
         raw = raw.collect()

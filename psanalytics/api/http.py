@@ -127,7 +127,7 @@ class _RedactFilter(logging.Filter):
 
 _FILTER = _RedactFilter()
 for _name in ("httpx", "httpcore", "httpcore.connection", "httpcore.http11", "httpcore.http2",
-              "httpcore.proxy", "psanalytics", "stamina"):
+              "httpcore.proxy", "psanalytics"):
     logging.getLogger(_name).addFilter(_FILTER)
 
 

@@ -899,7 +899,15 @@ class _Path:
     __hash__ = None  # type: ignore[assignment]
 
     def between(self, lo: Any, hi: Any) -> Filter:
-        """``lo <= prop < hi`` (half-open, as window queries use)."""
+        """``lo <= prop < hi``: HALF-OPEN, the end is left out (as the paging windows and
+        ``events(start=, end=)`` are), so consecutive ranges tile without overlap.
+
+        Not KQL's ``between``, which is closed (``x between (lo .. hi)`` keeps ``hi``):
+        for a closed range write ``(F.x >= lo) & (F.x <= hi)``.
+
+        >>> F.EventTime.between("2024-01-01", "2024-02-01").render()
+        "EventTime ge '2024-01-01' and EventTime lt '2024-02-01'"
+        """
         return (self >= lo) & (self < hi)
 
     def contains(self, value: str) -> Filter:

@@ -24,7 +24,6 @@ resend parser and the ``replay()``/``resend()`` entry points, which read best to
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
 import os
 import time
@@ -37,6 +36,7 @@ from typing import Any, Literal
 import orjson
 import polars as pl
 
+from psanalytics._files import read_bytes
 from psanalytics.replay._errors import ReplayError
 from psanalytics.replay._run import Dispatcher, Recorder
 from psanalytics.replay.batching import (
@@ -398,9 +398,7 @@ class Replayer:
         path = Path(source)
         if not path.exists():
             raise InputError("no such file", path=str(path))
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
+        raw = read_bytes(path)  # .gz/.zst by name or magic
         t0 = time.perf_counter()
         self._reconcile_source, self._unmapped = None, {}
         batches: list[Batch] = []

@@ -3,7 +3,6 @@ records) -> one row per event."""
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import orjson
 import polars as pl
 
+from psanalytics._files import read_bytes
 from psanalytics.errors import InputError
 from psanalytics.replay.event_map import MappingError
 
@@ -33,9 +33,7 @@ def _iter_bodies(source: Any) -> Iterator[tuple[str, int | None, Any]]:
         path = Path(source)
         if not path.exists():
             raise InputError("no such file", path=str(path))
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
+        raw = read_bytes(path)  # .gz/.zst by name or magic
         yield from _iter_text(str(path), raw)
         return
     if isinstance(source, str):

@@ -85,6 +85,21 @@ def sessionize(
 
     Raises:
         SessionizeError: a missing column, a null time, a bad duration or time zone.
+
+    Example (d1's two events are 5 minutes apart: one session; d2 has its own):
+
+    >>> from psanalytics import normalize, sessionize
+    >>> ev = normalize([
+    ...     {"TrackId": "a", "DeviceId": "d1", "EventType": "home",
+    ...      "EventTime": "2024-03-04T10:00:00.1234567Z"},
+    ...     {"TrackId": "b", "DeviceId": "d1", "EventType": "order",
+    ...      "EventTime": "2024-03-04T10:05:00Z"},
+    ...     {"TrackId": "c", "DeviceId": "d2", "EventType": "home",
+    ...      "EventTime": "2024-03-04T11:00:00Z"},
+    ... ])
+    >>> s = sessionize(ev, timeout="30m")
+    >>> s.sessions.select("session_id", "n_events", "duration_s").rows()
+    [('d1:1', 2, 299.8765433), ('d2:1', 1, 0.0)]
     """
     rules = Rules.of(
         timeout=timeout,

@@ -189,6 +189,21 @@ def kql(query: str, events: pl.DataFrame | pl.LazyFrame | None = None, *,
     Example: ``kql('Events | where EventType == "order" | count', frame)``. Other tables
     go in ``tables={"Name": frame}``; ``now``, ``limit`` and ``params`` as in
     :func:`execute`.
+
+    >>> from psanalytics import normalize
+    >>> ev = normalize([
+    ...     {"TrackId": "a", "DeviceId": "d1", "EventType": "home",
+    ...      "EventTime": "2024-03-04T10:00:00.1234567Z"},
+    ...     {"TrackId": "b", "DeviceId": "d1", "EventType": "order",
+    ...      "EventTime": "2024-03-04T10:05:00Z"},
+    ...     {"TrackId": "c", "DeviceId": "d2", "EventType": "home",
+    ...      "EventTime": "2024-03-04T11:00:00Z"},
+    ... ])
+    >>> kql("Events | summarize n = count() by EventType | order by n desc", ev).rows()
+    [('home', 2), ('order', 1)]
+    >>> kql("Events | where EventType == kind | project TrackId", ev,
+    ...     params={"kind": "order"}).rows()
+    [('b',)]
     """
     all_tables: dict[str, Any] = {}
     if events is not None:
