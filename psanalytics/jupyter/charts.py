@@ -1205,8 +1205,13 @@ def render(
     frame: pl.DataFrame,
     kind: str | Any,
     properties: Mapping[str, Any] | None = None,
+    *,
+    partial: str | None = None,
 ) -> alt.TopLevelMixin:
     """Draw a KQL result the way ``| render <kind>`` asks (Kusto's conventions).
+
+    ``partial`` says the result itself was cut (e.g. ``"1,000-row cap"``): the title then
+    says the chart is partial.
 
     ``kind`` is the render kind, or a ``RenderSpec`` (``.kind``, ``.properties``) from a
     :class:`KqlResult`. Columns: ``timechart``/``linechart``/``areachart`` put the first
@@ -1294,11 +1299,16 @@ def render(
         long = long.with_columns(pl.col("_series").alias("_color"))
     else:
         long = long.with_columns(pl.col("_measure").alias("_color"))
+    notes = []
+    if partial:
+        notes.append(f"partial: the result was cut at the {partial}")
+    line_like = kind in ("timechart", "linechart", "areachart", "scatterchart")
+    if line_like or long.height > MAX_ROWS:  # a cut keeps the first x values, not any rows
+        long = long.sort(xcol, "_color", nulls_last=True, maintain_order=True)
     if long.height > MAX_ROWS:
         long = long.head(MAX_ROWS)
-        heading = f"{title or kind} (first {MAX_ROWS} of {total * len(ycols)} points)"
-    else:
-        heading = title or None
+        notes.append(f"partial: the first {MAX_ROWS:,} of {total * len(ycols):,} points by {xcol}")
+    heading = f"{title or kind} ({'; '.join(notes)})" if notes else (title or None)
     long = long.select(xcol, "_color", "_value").rename({"_color": "series", "_value": "value"})
     if xcol in ("series", "value"):  # pragma: no cover - exotic column names
         raise ChartDataError(

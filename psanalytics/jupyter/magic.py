@@ -926,7 +926,8 @@ class KqlMagic(Magics):
         if run.frame.height == 0:
             return None
         try:
-            return charts.render(run.frame, run.render)
+            partial = f"{run.cap:,}-row cap" if run.truncated and run.cap else None
+            return charts.render(run.frame, run.render, partial=partial)
         except charts.ChartDataError as exc:
             print(f"render: {exc}")
             return None

@@ -245,12 +245,22 @@ def test_render_spec_object_and_errors():
         C.render(frame, "barchart", {"ycolumns": "zz"})
 
 
-def test_render_caps_rows():
+def test_render_caps_rows_sorted_on_x_and_says_partial():
+    # the cut kept an arbitrary subset of unsorted bins, with no mark on the chart
     n = C.MAX_ROWS + 10
-    frame = pl.DataFrame({"x": list(range(n)), "y": list(range(n))})
+    xs = list(range(n))[::-1]  # the result arrives unsorted (e.g. summarize by bin)
+    frame = pl.DataFrame({"x": xs, "y": xs})
     chart = C.render(frame, "linechart")
     assert C.chart_rows(chart) == C.MAX_ROWS
-    assert chart.to_dict()["title"] == f"linechart (first {C.MAX_ROWS} of {n} points)"
+    assert chart.data["x"].to_list() == list(range(C.MAX_ROWS))
+    assert chart.to_dict()["title"] == f"linechart (partial: the first 5,000 of {n:,} points by x)"
+    capped = C.render(frame.head(1000), "timechart", partial="1,000-row cap")
+    assert capped.to_dict()["title"] == "timechart (partial: the result was cut at the 1,000-row cap)"
+
+
+def test_bar_chart_keeps_the_results_order():
+    frame = pl.DataFrame({"k": ["b", "a", "c"], "n": [3, 2, 1]})
+    assert C.render(frame, "barchart").data["k"].to_list() == ["b", "a", "c"]
 
 
 def test_funnel_and_heatmap_from_journeys(small_events):

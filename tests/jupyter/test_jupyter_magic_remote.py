@@ -233,3 +233,19 @@ def test_limit_above_the_preview_cap_says_so(remote_shell):
         "--limit 60,000 is above the 1,000-row cap of a %kql run "
         "(raise it with %config KqlMagic.row_cap = 60000)"
     )
+
+
+def test_capped_render_says_partial(remote_shell, monkeypatch):
+    import psanalytics.jupyter.magic as mod
+
+    shown = []
+    monkeypatch.setattr(mod, "display", lambda obj, **kw: shown.append(obj))
+    remote_shell.run_cell("%config KqlMagic.row_cap = 3")
+    r = remote_shell.run_cell(
+        "%kql --local Events | summarize n = count() by bin(EventTime, 1m) | render timechart"
+    )
+    assert r.success, r.error_in_exec
+    (chart,) = shown
+    assert chart.to_dict()["title"] == "timechart (partial: the result was cut at the 3-row cap)"
+    times = chart.data["EventTime"].to_list()
+    assert times == sorted(times)
