@@ -367,7 +367,7 @@ def test_render_spec_and_unknown_kind(events):
     ("Events | extend x = strlne(City)", KqlSemanticError, 1, 21, "strlen"),
     ("Events | summarize dcont(DeviceId)", KqlSemanticError, 1, 20, "dcount"),
     ("Evnts | take 1", KqlSemanticError, 1, 1, "Events"),
-    ("Events | where City = 'x'", KqlSyntaxError, 1, 21, None),
+    ("Events | where City = 'x'", KqlSyntaxError, 1, 21, "=="),
     ("Events | where (City == 'x'", KqlSyntaxError, 1, 28, None),
     ("Events | where City == 'x", KqlSyntaxError, 1, 24, None),
     ("Events | where Value > 5", KqlSemanticError, 1, 16, None),

@@ -125,3 +125,12 @@ def test_internal_failures_are_runtime_errors(monkeypatch):
     with pytest.raises(KqlRuntimeError) as ei:
         kql("print 1")
     assert "internal error" in ei.value.message and not isinstance(ei.value, KqlUnsupported)
+
+
+def test_single_equals_suggests_double():
+    for q, col in (("Events | where EventType = 'x'", 26), ("print x = 1 | where x = 1", 23),
+                   ("datatable(a:long) [1] | where (a = 1)", 34)):
+        with pytest.raises(KqlSyntaxError) as ei:
+            run(q)
+        assert (ei.value.line, ei.value.column, ei.value.suggestion) == (1, col, "==")
+        assert "use '=='" in ei.value.message

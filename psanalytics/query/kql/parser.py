@@ -929,6 +929,9 @@ class Parser:
     def parse_cmp(self) -> N.Expr:
         left = self.parse_add()
         t = self.tok
+        if t.kind == "OP" and t.value == "=":
+            self.error("'=' is not a comparison in KQL: to compare values use '=='", t,
+                       suggestion="==")
         op: str | None = None
         if t.kind == "OP" and t.value in _CMP_OPS:
             op = "!=" if t.value == "<>" else t.value
