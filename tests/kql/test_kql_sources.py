@@ -134,3 +134,9 @@ def test_single_equals_suggests_double():
             run(q)
         assert (ei.value.line, ei.value.column, ei.value.suggestion) == (1, col, "==")
         assert "use '=='" in ei.value.message
+
+
+def test_array_literal_column_broadcasts(events):
+    # found by the hypothesis suite: a dynamic array literal as a column of a 5-row table
+    out = run("Events | project dynamic(['a']), TrackId | sort by TrackId asc | take 2", events)
+    assert out.rows() == [(["a"], "t1"), (["a"], "t2")]

@@ -83,7 +83,7 @@ def _lit(value: Any, ktype: str) -> Val:
     elif ktype == "dynamic":
         import orjson
         if isinstance(value, list):
-            return Val(pl.lit(_list_series(value)), "dynamic", False, is_list=True,
+            return Val(pl.lit(_list_series(value)).first(), "dynamic", False, is_list=True,
                        const=value, is_const=True)
         text = value if isinstance(value, str) else orjson.dumps(value).decode()
         return Val(pl.lit(text, dtype=pl.String), "dynamic", False, const=value,
