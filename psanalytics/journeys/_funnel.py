@@ -195,15 +195,30 @@ def _credited(events: pl.DataFrame | pl.LazyFrame, spec: _Spec, within: str) -> 
         # only matching events matter: order among them is all the rules look at
         flags = [f"_s{i}" for i in range(k)] + [f"_x{j}" for j in range(ne)]
         base = base.filter(pl.any_horizontal(flags))
-    base = base.sort(["_path", "_t", "_row"], maintain_order=True)
+    # Positions in (time, input row) order: inside each journey that is the journey's order,
+    # so as-of joins by journey key need no sort by journey (an export is already in order).
+    if not base.get_column("_t").is_sorted():
+        base = base.sort(["_t", "_row"], maintain_order=True)
     base = base.with_columns(
         pl.int_range(pl.len(), dtype=pl.Int64).alias("_pos"),
         pl.col("_t").dt.cast_time_unit("ns").dt.epoch("ns").alias("_tn"),
     )
+    if spec.order == "strict":
+        base = base.with_columns(pl.col("_pos").shift(1).over("_path").alias("_prevpos"))
     bd_dtype = base.schema["_bd"] if spec.breakdown is not None else None
     if spec.order == "any":
         return _credited_any(base, spec, bd_dtype)
-    att = base.filter(pl.col("_s0")).select(
+    att = base.filter(pl.col("_s0"))
+    if (
+        spec.order == "ordered"
+        and spec.win_ns is None
+        and not spec.excl
+        and all(w is None for w in spec.step_ns)
+    ):
+        # without windows or exclusions the first step-1 event's attempt is the best one
+        # (every later attempt's matches come at or after its matches)
+        att = att.unique("_path", keep="first", maintain_order=True)
+    att = att.select(
         "_path", pl.col("_pos").alias("_start"), pl.col("_tn").alias("_t0"),
         *(["_bd"] if spec.breakdown is not None else []),
     )  # fmt: skip
@@ -225,13 +240,14 @@ def _credited(events: pl.DataFrame | pl.LazyFrame, spec: _Spec, within: str) -> 
         for j in range(ne)
     ]
     for i in range(1, k):
-        right = base.filter(pl.col(f"_s{i}")).select("_path", "_pos", "_tn")
+        right = base.filter(pl.col(f"_s{i}")).select(
+            "_path", "_pos", "_tn", *(["_prevpos"] if spec.order == "strict" else [])
+        )
         if alive.height == 0 or right.height == 0:
             break
         if spec.order == "strict":
-            j = alive.with_columns((pl.col("_prev") + 1).alias("_pos")).join(
-                right, on=["_path", "_pos"], how="inner"
-            )
+            # the step's event must be the journey's very next event
+            j = alive.join(right, left_on="_prev", right_on="_prevpos", how="inner")
         else:
             j = alive.join_asof(
                 right,
@@ -284,9 +300,10 @@ def _credited(events: pl.DataFrame | pl.LazyFrame, spec: _Spec, within: str) -> 
 
 
 def _best(out: pl.DataFrame, k: int) -> pl.DataFrame:
-    """Credit each journey with its best attempt: most steps, then the earliest start."""
+    """Credit each journey with its best attempt: most steps, then the earliest start
+    (attempts arrive ordered by start)."""
     out = (
-        out.sort(["_path", "reached", "_start"], descending=[False, True, False])
+        out.filter(pl.col("reached") == pl.col("reached").max().over("_path"))
         .group_by("_path", maintain_order=True)
         .first()
     )
