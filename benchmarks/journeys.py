@@ -99,7 +99,9 @@ def funnel_polars(ev: pl.DataFrame) -> pl.DataFrame:
             .sort("EventTime", "row")
             .group_by("DeviceId", maintain_order=True)
             .first()
-            .select("DeviceId", pl.col("EventTime").alias("t"), pl.col("row").alias("r"), "CountryCode")
+            .select(
+                "DeviceId", pl.col("EventTime").alias("t"), pl.col("row").alias("r"), "CountryCode"
+            )
         )
         counts.append(prev.group_by("CountryCode").len().with_columns(pl.lit(k).alias("step")))
     return _funnel_grid(pl.concat(counts), ev)
@@ -139,7 +141,7 @@ def funnel_duckdb(ev: pl.DataFrame) -> pl.DataFrame:
         f"SELECT CountryCode, {k} AS step, count(*) AS len FROM s{k} GROUP BY CountryCode"
         for k in range(1, len(STEPS) + 1)
     )
-    counts = pl.from_arrow(con.execute(f"WITH {', '.join(ctes)} {union}").arrow())
+    counts = pl.from_arrow(con.sql(f"WITH {', '.join(ctes)} {union}").to_arrow_table())
     con.close()
     return _funnel_grid(counts.with_columns(pl.col("step").cast(pl.Int64)), ev)
 
@@ -191,10 +193,12 @@ def attribution_psa(orders: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFram
 
 
 def attribution_polars(orders: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFrame:
-    s = sessions.select("device_id", "start_time", "channel").sort("start_time")
+    s = sessions.select(pl.col("device_id").alias("DeviceId"), "start_time", "channel").sort(
+        "start_time"
+    )
     j = orders.sort("EventTime").join_asof(
-        s, left_on="EventTime", right_on="start_time", left_by="DeviceId", right_by="device_id",
-        strategy="backward", tolerance="30d",
+        s, left_on="EventTime", right_on="start_time", by="DeviceId", strategy="backward",
+        tolerance="30d",
     )  # fmt: skip
     return (
         j.group_by(pl.col("channel").fill_null("(none)"), "currency")

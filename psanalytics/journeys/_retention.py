@@ -92,10 +92,15 @@ def retention(
     last = ev.get_column("_p").max()
     if last is None:
         return _empty()
-    src = ev.filter(pl.col("_c")) if "_c" in ev.columns else ev
-    first = src.group_by("_k").agg(pl.col("_p").min().alias("_cp"))
     ret = ev.filter(pl.col("_r")) if "_r" in ev.columns else ev
     visits = ret.select("_k", "_p").unique()
+    # the cohort period: the first period with a cohort event (any event: the distinct visits)
+    src = ev.filter(pl.col("_c")).select("_k", "_p") if "_c" in ev.columns else None
+    if src is None and "_r" not in ev.columns:
+        src = visits
+    elif src is None:
+        src = ev.select("_k", "_p").unique()
+    first = src.group_by("_k").agg(pl.col("_p").min().alias("_cp"))
     back = (
         visits.join(first, on="_k", how="inner")
         .filter(pl.col("_p") > pl.col("_cp"))
