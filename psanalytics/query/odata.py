@@ -330,7 +330,7 @@ def _cmp(left: pl.Expr, op: str, right: Any) -> pl.Expr:
 _TIME_RANGE = "1677-09-21 .. 2262-04-11"
 #: Longest $filter text read (a longer one is refused before lexing: it would cost
 #: seconds and gigabytes for nothing a real filter needs).
-MAX_FILTER_CHARS = 1_000_000
+MAX_FILTER_CHARS = 2_000_000
 
 
 def _range_error(value: str, text: str) -> ODataError:
