@@ -45,7 +45,6 @@ Warnings::
     PsaWarning (UserWarning)
     ├── DeprecatedArgumentWarning ............ journeys: an old argument name still works, one more release
     ├── SkippedInputWarning .................. exports: on_error="skip" left lines out
-    ├── UnknownFieldsWarning ................. schema: fields outside the schema were dropped
     └── PreviewTruncatedWarning .............. api.profile_store: a preview hit the 1,000-row cap
 
 ``warnings.filterwarnings("ignore", category=PsaWarning)`` silences all of ours.

@@ -19,8 +19,9 @@ Bad input raises :class:`~psanalytics.errors.InputError` naming the file and the
 With ``on_error="skip"`` bad lines (or bad items of a JSON array) are left out, counted
 and reported: one :class:`SkippedInputWarning` says how many and where, and
 :func:`read_events_with_report` returns the full :class:`ReadReport` next to the frame.
-Fields that are not part of the schema are dropped with one
-:class:`~psanalytics.schema.UnknownFieldsWarning` naming them.
+Nothing is dropped: ``Headers`` and ``User.Info`` are kept as JSON text, and fields that
+are not part of the schema are kept in the ``Extras`` column (one JSON object per event,
+by the fields' own names); writing the frame back gives the same keys and values.
 """
 
 from __future__ import annotations
@@ -106,12 +107,11 @@ class SkippedLine:
 
 @dataclass
 class ReadReport:
-    """What a read did: files read, rows returned, records skipped and fields dropped."""
+    """What a read did: files read, rows returned, records skipped."""
 
     files: list[str] = field(default_factory=list)
     rows: int = 0
     skipped: list[SkippedLine] = field(default_factory=list)
-    dropped_fields: list[str] = field(default_factory=list)
 
     @property
     def n_skipped(self) -> int:
@@ -251,8 +251,7 @@ def _records_frame(records: list[Any], path: str, on_error: OnError, report: Rea
                       f"expected an event object, got {type(rec).__name__}")
     if not good:
         return schema.empty_frame()
-    frame, unk = schema._records_to_frame(good)
-    unknown.update(unk)
+    frame, _extra = schema._records_to_frame(good)
     if frame.schema["EventTime"] == pl.String:
         problems = schema.time_problems(frame.get_column("EventTime"))
         for r, reason in problems:
@@ -261,7 +260,7 @@ def _records_frame(records: list[Any], path: str, on_error: OnError, report: Rea
         if bad_rows:
             frame = frame.with_row_index("_r").filter(~pl.col("_r").is_in(bad_rows)).drop("_r")
     try:
-        return schema._frame_to_canonical(frame, warn=False)
+        return schema._frame_to_canonical(frame)
     except SchemaError as exc:
         raise InputError(_reason(exc), path=path) from None
 
@@ -300,16 +299,7 @@ def _read_ndjson(data: bytes, path: str, on_error: OnError, report: ReadReport,
 
 
 def _ndjson_frame(data: bytes, unknown: set[str]) -> pl.DataFrame:
-    """``schema.ndjson_to_frame`` with its unknown-field warning collected into ``unknown``."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        frame = schema.ndjson_to_frame(data, warn_unknown=True)
-    for w in caught:
-        if isinstance(w.message, schema.UnknownFieldsWarning):
-            unknown.update(w.message.fields)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return frame
+    return schema.ndjson_to_frame(data)
 
 
 def _reason(exc: Exception, *, located: bool = False) -> str:
@@ -421,9 +411,8 @@ def _read_csv(data: bytes, path: str, on_error: OnError, report: ReadReport,
         for line, reason in bad:
             report.skipped.append(SkippedLine(path, line, reason))
         return _read_csv(_drop_lines(data, {b[0] for b in bad}), path, "raise", report, unknown)
-    unknown.update(schema.unknown_fields(frame.columns))
     try:
-        return schema._frame_to_canonical(frame, warn=False)
+        return schema._frame_to_canonical(frame)
     except SchemaError as exc:
         row = getattr(exc, "row", None)
         line = _csv_line_of_row(data, row) if row is not None else None
@@ -465,9 +454,8 @@ def _read_parquet(path: Path, report: ReadReport, unknown: set[str]) -> pl.DataF
         raise InputError(f"not a readable Parquet file ({exc})", path=str(path)) from None
     if frame.schema == schema.EVENTS_SCHEMA:
         return frame
-    unknown.update(schema.unknown_fields(frame.columns))
     try:
-        return schema._frame_to_canonical(frame, warn=False)
+        return schema._frame_to_canonical(frame)
     except SchemaError as exc:
         raise InputError(_reason(exc), path=str(path)) from None
 
@@ -518,9 +506,6 @@ def read_events_with_report(
     frames = [_read_one(f, format, on_error, report, unknown) for f in files]
     frame = pl.concat(frames, how="vertical") if len(frames) != 1 else frames[0]
     report.rows = frame.height
-    report.dropped_fields = sorted(unknown)
-    if unknown:
-        warnings.warn(schema.UnknownFieldsWarning(sorted(unknown)), stacklevel=3)
     return frame, report
 
 
@@ -565,10 +550,10 @@ def _ndjson_scan_schema(path: Path) -> tuple[dict[str, pl.DataType], dict[str, s
     if len(head) == 1 << 20:
         head = head[: head.rfind(b"\n") + 1] or head
     keys, examples = schema._sample_keys(head, 1000)
-    read_schema, rename, unknown, payload_key = schema.ndjson_read_plan(keys, examples)
+    read_schema, rename, unread, payload_key = schema.ndjson_read_plan(keys, examples)
     if payload_key is not None:
         read_schema[payload_key] = pl.String
-    return read_schema, rename, unknown
+    return read_schema, rename, unread
 
 
 def scan_events(source: Source, *, format: str | None = None) -> pl.LazyFrame:
@@ -580,24 +565,28 @@ def scan_events(source: Source, *, format: str | None = None) -> pl.LazyFrame:
     :func:`read_events` for them). Errors in lazily scanned files surface when the frame is
     collected; :func:`read_events` names the exact ``file:line``. Payload text from a lazy
     NDJSON scan is compact JSON re-encoded by Polars (``1.0`` may read back as ``1``).
+    Columns outside the schema (Parquet, CSV) are folded into ``Extras``. An NDJSON file
+    whose first 1 MB shows ``Headers``, ``User.Info`` or fields outside the schema is read
+    eagerly (exactly, as :func:`read_events` does); a lazily scanned NDJSON file reads the
+    fields its first 1 MB shows, so for a file whose shape changes further in use
+    :func:`read_events`, which checks by a key count that nothing else was there.
     """
     _check_args(format, "raise")
     files = expand_sources(source)
     lazies: list[pl.LazyFrame] = []
-    unknown: set[str] = set()
     for f in files:
         fmt = format or detect_format(f)
         _, comp = _split_suffix(f.name)
         if comp is None and fmt == "parquet":
             lf = pl.scan_parquet(f, glob=False)
             names = lf.collect_schema().names()
-            unknown.update(schema.unknown_fields(names))
             lazies.append(_lazy_canonical(lf, names, str(f)))
-        elif comp is None and fmt in ("ndjson", "jsonl") and not _glob.has_magic(str(f)):
+        elif (comp is None and fmt in ("ndjson", "jsonl") and not _glob.has_magic(str(f))
+              and not (plan := _ndjson_scan_schema(f))[2]):
             # (scan_ndjson has no glob=False: a literal '[' in the path would match nothing
-            # and read 0 rows, so such paths are read eagerly below)
-            read_schema, rename, unk = _ndjson_scan_schema(f)
-            unknown.update(unk)
+            # and read 0 rows, so such paths are read eagerly below; so are files whose
+            # first 1 MB shows fields the lazy plan cannot read)
+            read_schema, rename, _unread = plan
             lf = pl.scan_ndjson(f, schema=read_schema).rename(rename)
             if "Payload" in rename.values():
                 lf = lf.with_columns(pl.col("Payload").str.json_path_match("$"))
@@ -605,13 +594,10 @@ def scan_events(source: Source, *, format: str | None = None) -> pl.LazyFrame:
         elif comp is None and fmt == "csv":
             lf = pl.scan_csv(f, infer_schema=False, glob=False)
             names = lf.collect_schema().names()
-            unknown.update(schema.unknown_fields(names))
             lazies.append(_lazy_canonical(lf, names, str(f)))
         else:
             frame, _ = read_events_with_report(f, format=fmt)
             lazies.append(frame.lazy())
-    if unknown:
-        warnings.warn(schema.UnknownFieldsWarning(sorted(unknown)), stacklevel=2)
     return pl.concat(lazies, how="vertical") if len(lazies) != 1 else lazies[0]
 
 
@@ -621,9 +607,8 @@ def _lazy_canonical(lf: pl.LazyFrame, names: list[str], source: str | None = Non
         c = schema.canonical_name(n)
         if c is not None and c not in rename.values() and n != c:
             rename[n] = c
-    keep = [n for n in names if schema.canonical_name(n) is not None]
-    lf = lf.select(keep).rename(rename)
-    return schema.normalize_lazy(lf, source=source)
+    # Columns outside the schema stay: normalize_lazy folds them into Extras.
+    return schema.normalize_lazy(lf.rename(rename), source=source)
 
 
 # --------------------------------------------------------------------------- public: write
@@ -644,19 +629,24 @@ def _compress(data: bytes, comp: str | None, name: str) -> bytes:
 
 
 def to_csv_frame(frame: pl.DataFrame) -> pl.DataFrame:
-    """The canonical frame flattened for CSV: ``User.Email``/``User.Name``, 7-digit times."""
+    """The canonical frame flattened for CSV: ``User.Email``/``User.Name``/``User.Info``,
+    7-digit times; ``Payload``, ``Headers``, ``User.Info`` and ``Extras`` as JSON text
+    (an empty cell: absent)."""
     df = schema.normalize(frame)
     return df.select(
         [
             pl.col(c)
             for c in schema.COLUMNS
-            if c not in ("EventTime", "User", "Payload")
+            if c not in ("EventTime", "User", "Payload", "Headers", schema.EXTRAS)
         ]
         + [
             schema.format_time_expr(pl.col("EventTime")).alias("EventTime"),
             pl.col("User").struct.field("Email").alias("User.Email"),
             pl.col("User").struct.field("Name").alias("User.Name"),
+            pl.col("User").struct.field("Info").alias("User.Info"),
             pl.col("Payload"),
+            pl.col("Headers"),
+            pl.col(schema.EXTRAS),
         ]
     )
 

@@ -893,9 +893,12 @@ def generate(
                 {
                     "Email": pl.Series(emails, dtype=pl.String).gather(u_idx),
                     "Name": pl.Series(names, dtype=pl.String).gather(u_idx),
+                    "Info": pl.Series("Info", [None] * n, pl.String),
                 }
             ).to_struct("User"),
             "Payload": c_payload.gather(e_idx),
+            "Headers": pl.Series("Headers", [None] * n, pl.String),
+            "Extras": pl.Series("Extras", [None] * n, pl.String),
         }
     )
     # Orders: unique order id, total and lines from the basket being checked out.
@@ -920,6 +923,51 @@ def generate(
     frame = _add_sources(frame, page_visit, entry_visit, v_query, v_ref)
     del v_src
     return frame
+
+
+def real_shaped(frame: pl.DataFrame, *, seed: int = 0, empty_track_ids: float = 0.3,
+                identical_pairs: int = 20, extra_share: float = 0.1) -> pl.DataFrame:
+    """``frame`` as the real service holds such events (``shared/spec/apis.md`` section 5).
+
+    A share ``empty_track_ids`` of the events were tracked without a TrackId (``""``);
+    ``identical_pairs`` events were tracked twice, identically (so they have no TrackId
+    either: the service skips a repeated one); known users carry ``User.Info``
+    (``{"Market": <country>}``); every event has ``Headers: {}``; a share ``extra_share``
+    has a top-level field outside the documented ones (``"Channel": "web"``). Sorted by
+    ``EventTime``; the same arguments give the same frame.
+
+    >>> shaped = real_shaped(generate(1_000, seed=1), seed=1)
+    >>> int((shaped["TrackId"] == "").sum()) >= 300
+    True
+    """
+    rng = np.random.default_rng(seed)
+    n = frame.height
+    if n == 0:
+        return frame
+    empty = pl.Series(rng.random(n) < empty_track_ids)
+    extra = pl.Series(rng.random(n) < extra_share)
+    out = frame.with_columns(
+        pl.when(empty).then(pl.lit("")).otherwise(pl.col("TrackId")).alias("TrackId"),
+        pl.struct(
+            pl.col("User").struct.field("Email"), pl.col("User").struct.field("Name"),
+            pl.when(pl.col("User").struct.field("Email") != "")
+            .then('{"Market":"' + pl.col("CountryCode") + '"}').alias("Info"),
+        ).alias("User"),
+        pl.lit("{}").alias("Headers"),
+        pl.when(extra).then(pl.lit('{"Channel":"web"}')).alias("Extras"),
+    )
+    if identical_pairs:
+        rows = pl.Series(rng.choice(n, size=min(identical_pairs, n), replace=False))
+        twins = out[rows].with_columns(pl.lit("").alias("TrackId"))
+        out = pl.concat([_with_rows(out, rows, twins), twins])
+    return out.sort("EventTime", maintain_order=True)
+
+
+def _with_rows(frame: pl.DataFrame, rows: pl.Series, new: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with the rows at ``rows`` replaced by ``new`` (in that order)."""
+    drop = np.zeros(frame.height, dtype=bool)
+    drop[rows.to_numpy()] = True
+    return pl.concat([frame.filter(pl.Series(~drop)), new])
 
 
 # --------------------------------------------------------------------------- default sample

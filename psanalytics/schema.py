@@ -9,17 +9,24 @@ column     dtype                          rule
 TrackId    String                         "" when the source has none
 DeviceId.. String (10 columns)            never null: a missing string is ""
 EventTime  Datetime("ns", "UTC")          all 7 fractional digits of the API are kept
-User       Struct{Email: String,          missing fields ""
-           Name: String}
+User       Struct{Email: String,          Email/Name: missing ""; Info: the JSON text of
+           Name: String, Info: String}    ``User.Info`` (an object), null when absent
 Payload    String (JSON text) or null     keys differ per EventType
+Headers    String (JSON text) or null     the event's ``Headers`` object; null when absent
+Extras     String (JSON object) or null   every top-level field outside this schema, by
+                                          its own name (``{"Channel": "web"}``); null
+                                          when there is none
 ========== ============================== =============================================
+
+The frame is lossless: :func:`to_api_json` writes each event back with the same keys and
+values the API (or the file) had, and API JSON -> frame -> API JSON -> frame is identical.
+Nothing is dropped: a field the schema does not know goes to ``Extras`` by its own name.
 """
 
 from __future__ import annotations
 
 import re
 import sys
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -28,7 +35,7 @@ import orjson
 import polars as pl
 
 from psanalytics import _time
-from psanalytics.errors import PsaWarning, SchemaError
+from psanalytics.errors import SchemaError
 
 #: String columns that are never null (KQL strings are never null; the API sends "").
 STRING_COLUMNS: tuple[str, ...] = (
@@ -45,13 +52,19 @@ STRING_COLUMNS: tuple[str, ...] = (
     "SessionId",
 )
 
-USER_DTYPE = pl.Struct({"Email": pl.String, "Name": pl.String})
+USER_DTYPE = pl.Struct({"Email": pl.String, "Name": pl.String, "Info": pl.String})
+#: Columns holding JSON text exactly as the source sent it (null: absent or JSON null for
+#: Payload; absent for the others).
+JSON_COLUMNS: tuple[str, ...] = ("Payload", "Headers", "Extras")
+#: The column for top-level fields outside the schema: one JSON object, keys as sent.
+EXTRAS = "Extras"
 TIME_DTYPE = pl.Datetime("ns", "UTC")
 
 #: The canonical schema, in column order.
 EVENTS_SCHEMA: pl.Schema = pl.Schema(
     [(c, pl.String) for c in STRING_COLUMNS]
-    + [("EventTime", TIME_DTYPE), ("User", USER_DTYPE), ("Payload", pl.String)]
+    + [("EventTime", TIME_DTYPE), ("User", USER_DTYPE), ("Payload", pl.String),
+       ("Headers", pl.String), (EXTRAS, pl.String)]
 )
 COLUMNS: tuple[str, ...] = tuple(EVENTS_SCHEMA.names())
 
@@ -72,6 +85,8 @@ API_ORDER: tuple[str, ...] = (
     "User",
     "Payload",
 )
+# (``Headers``, when an event has it, follows ``Payload``; ``User.Info`` follows
+# ``User.Name``; fields kept in ``Extras`` come last.)
 
 # Source field name (any case style) -> canonical column. Lower-cased keys.
 _ALIASES: dict[str, str] = {c.lower(): c for c in COLUMNS}
@@ -81,27 +96,22 @@ _ALIASES.update(
         "id": "TrackId",
         "user.email": "User.Email",
         "user.name": "User.Name",
+        "user.info": "User.Info",
         "user_email": "User.Email",
         "user_name": "User.Name",
+        "user_info": "User.Info",
     }
 )
-#: Fields the API sends that the canonical frame deliberately does not keep.
-KNOWN_DROPPED: frozenset[str] = frozenset({"headers", "user.info", "info"})
-
-
-class UnknownFieldsWarning(PsaWarning):
-    """Input fields that are not part of the events schema were dropped (``fields`` names them)."""
-
-    def __init__(self, fields: Iterable[str]):
-        self.fields = sorted(set(fields))
-        super().__init__(
-            f"psanalytics: dropped fields not in the events schema: {', '.join(self.fields)}"
-        )
+# In API JSON (records), "Extras" is not ours: a source field of that name is an unknown
+# field like any other (kept inside Extras). In columnar sources (our CSV/Parquet) it is.
+_RECORD_ALIASES = {k: v for k, v in _ALIASES.items() if v != EXTRAS}
+#: Keys of the ``User`` object (any case) -> struct field.
+_USER_KEYS = {"email": "Email", "name": "Name", "info": "Info", "information": "Info"}
 
 
 def unknown_fields(names: Iterable[str]) -> list[str]:
-    """The names that map to no canonical column (and are not known API extras)."""
-    return [n for n in names if canonical_name(n) is None and n.lower() not in KNOWN_DROPPED]
+    """The names that map to no canonical column: they are kept in ``Extras``."""
+    return [n for n in names if canonical_name(n) is None]
 
 
 def bad_time_rows(series: pl.Series) -> list[int]:
@@ -124,6 +134,22 @@ def time_problems(series: pl.Series) -> list[tuple[int, str]]:
     out = [(r, f"EventTime is not an ISO 8601 time: {series[r]!r}") for r in bad_time_rows(series)]
     out += [(r, f"EventTime is {OUT_OF_RANGE}: {series[r]!r}") for r in out_of_range_rows(series)]
     return sorted(out)
+
+
+def key_marks(data: bytes) -> int:
+    """How many ``":`` pairs ``data`` holds: one per key in compact JSON (plus any inside
+    string values). Readers compare it with the keys they read, so a key they did not
+    read can never go unnoticed."""
+    import numpy as np
+
+    a = np.frombuffer(data, np.uint8)
+    colons = np.flatnonzero(a[1:] == 58)  # ':' at colons + 1
+    return int(np.count_nonzero(a[colons] == 34))  # preceded by '"'
+
+
+def key_marks_in(texts: pl.Series) -> pl.Series:
+    """:func:`key_marks` of each text (null stays null)."""
+    return texts.str.count_matches('":', literal=True)
 
 
 def empty_frame() -> pl.DataFrame:
@@ -302,35 +328,77 @@ def _string_column(series: pl.Series) -> pl.Series:
     return series.fill_null("")
 
 
-def _user_column(series: pl.Series | None, email: pl.Series | None, name: pl.Series | None, n: int) -> pl.Series:
+def _json_object_text(series: pl.Series) -> pl.Series:
+    """Any column holding JSON-ish values -> JSON text (null stays null)."""
+    return _payload_column(series)
+
+
+def _user_column(series: pl.Series | None, email: pl.Series | None, name: pl.Series | None,
+                 n: int, info: pl.Series | None = None) -> tuple[pl.Series, pl.Series | None]:
+    """(User struct, JSON text of the User fields outside Email/Name/Info or None)."""
+    extra: pl.Series | None = None
     if series is not None and isinstance(series.dtype, pl.Struct):
         fields = {f.name.lower(): f.name for f in series.dtype.fields}
         email = series.struct.field(fields["email"]) if "email" in fields else email
         name = series.struct.field(fields["name"]) if "name" in fields else name
+        ikey = fields.get("info", fields.get("information"))
+        if ikey is not None:
+            info = series.struct.field(ikey)
+        others = [f for low, f in fields.items() if low not in _USER_KEYS]
+        if others:
+            sub = pl.DataFrame([series.struct.field(f) for f in others]).to_struct("u")
+            extra = _payload_column(sub)
     elif series is not None and series.dtype == pl.String:
         decoded = series.str.json_decode(pl.Struct({"Email": pl.String, "Name": pl.String}))
         email = decoded.struct.field("Email")
         name = decoded.struct.field("Name")
+        if bool(series.str.contains('"Info"', literal=True).any()):
+            info = pl.Series("Info", [
+                None if t is None or not isinstance(d := orjson.loads(t), dict) or "Info" not in d
+                else _json_text(d["Info"]) for t in series.to_list()], pl.String)
     e = _string_column(email) if email is not None else pl.Series("Email", [""] * n, pl.String)
     m = _string_column(name) if name is not None else pl.Series("Name", [""] * n, pl.String)
-    return pl.DataFrame({"Email": e, "Name": m}).to_struct("User")
+    i = (_payload_column(info) if info is not None else pl.Series("Info", [None] * n, pl.String))
+    user = pl.DataFrame({"Email": e, "Name": m, "Info": i.alias("Info")}).to_struct("User")
+    return user, extra
+
+
+def _merge_extras(extras: pl.Series | None, user_extra: pl.Series | None, n: int) -> pl.Series:
+    """The Extras column: unknown top-level fields, plus ``"User"`` for unknown User fields."""
+    if user_extra is None or user_extra.null_count() == n:
+        return extras if extras is not None else pl.Series(EXTRAS, [None] * n, pl.String)
+    base = extras.to_list() if extras is not None else [None] * n
+    out = []
+    for b, u in zip(base, user_extra.to_list(), strict=True):
+        if u is None:
+            out.append(b)
+            continue
+        d = orjson.loads(b) if b is not None else {}
+        d["User"] = orjson.loads(u)
+        out.append(orjson.dumps(d).decode())
+    return pl.Series(EXTRAS, out, pl.String)
 
 
 # --------------------------------------------------------------------------- normalize
 
 
 def _records_to_frame(records: Sequence[Mapping[str, Any]]) -> tuple[pl.DataFrame, set[str]]:
-    """Columnar build from dicts (PascalCase API objects or camelCase Tracking bodies)."""
-    unknown: set[str] = set()
+    """Columnar build from dicts (PascalCase API objects or camelCase Tracking bodies).
+
+    Returns the frame (canonical column names, not yet canonical dtypes) and the names of
+    the fields kept in ``Extras`` (top-level fields outside the schema, and ``User.<x>``
+    for fields of the User object other than Email, Name, Info).
+    """
+    extra_names: set[str] = set()
     keymap: dict[str, str] = {}
     for rec in records:  # every record: a field may first appear late
         for k in rec:
             if k not in keymap:
-                c = canonical_name(k)
-                keymap[k] = c or ""
-    cols: dict[str, list[Any]] = {c: [] for c in COLUMNS if c != "User"}
+                keymap[k] = _RECORD_ALIASES.get(k.lower()) or ""
+    cols: dict[str, list[Any]] = {c: [] for c in COLUMNS if c not in ("User", EXTRAS)}
     emails: list[Any] = []
     names: list[Any] = []
+    infos: list[Any] = []
     n = len(records)
     for c in cols:
         src = [k for k, v in keymap.items() if v == c]
@@ -342,22 +410,45 @@ def _records_to_frame(records: Sequence[Mapping[str, Any]]) -> tuple[pl.DataFram
             cols[c] = [r.get(k) for r in records]
         else:
             cols[c] = [next((r[k] for k in src if k in r), None) for r in records]
+    headers_src = [k for k, v in keymap.items() if v == "Headers"]
+    unknown_keys = [k for k, v in keymap.items() if not v]
     user_keys = [k for k, v in keymap.items() if v == "User"]
-    for r in records:
+    extras: list[str | None] = [None] * n
+    for j, r in enumerate(records):
         u = None
         for k in user_keys:
             u = r.get(k)
             if u is not None:
                 break
+        extra: dict[str, Any] | None = None
         if isinstance(u, Mapping):
-            emails.append(u.get("Email", u.get("email")))
-            names.append(u.get("Name", u.get("name")))
+            email = name = info = None
+            for k, v in u.items():
+                f = _USER_KEYS.get(k.lower())
+                if f == "Email":
+                    email = v
+                elif f == "Name":
+                    name = v
+                elif f == "Info":
+                    info = _json_text(v) if v is not None else "null"
+                else:
+                    extra = extra or {}
+                    extra.setdefault("User", {})[k] = v
+                    extra_names.add(f"User.{k}")
+            emails.append(email)
+            names.append(name)
+            infos.append(info)
         else:
             emails.append(r.get("User.Email"))
             names.append(r.get("User.Name"))
-    for k, v in keymap.items():
-        if not v and k.lower() not in KNOWN_DROPPED:
-            unknown.add(k)
+            infos.append(r.get("User.Info"))
+        for k in unknown_keys:
+            if k in r:
+                extra = extra or {}
+                extra[k] = r[k]
+        if extra is not None:
+            extras[j] = orjson.dumps(extra, option=orjson.OPT_NON_STR_KEYS).decode()
+    extra_names.update(k for k in unknown_keys)
     data: dict[str, pl.Series] = {}
     for c in COLUMNS:
         if c == "User":
@@ -366,9 +457,20 @@ def _records_to_frame(records: Sequence[Mapping[str, Any]]) -> tuple[pl.DataFram
                 pl.Series("Email", [None if e is None else str(e) for e in emails], pl.String),
                 pl.Series("Name", [None if e is None else str(e) for e in names], pl.String),
                 n,
-            )
+                pl.Series("Info", [_json_text(v) for v in infos], pl.String),
+            )[0]
         elif c == "Payload":
             data[c] = pl.Series(c, [_json_text(v) for v in cols[c]], pl.String)
+        elif c == "Headers":
+            if headers_src:  # present (even as JSON null) -> its JSON text; absent -> null
+                k0 = headers_src
+                data[c] = pl.Series(c, [
+                    next((("null" if r[k] is None else _json_text(r[k])) for k in k0 if k in r), None)
+                    for r in records], pl.String)
+            else:
+                data[c] = pl.Series(c, [None] * n, pl.String)
+        elif c == EXTRAS:
+            data[c] = pl.Series(c, extras, pl.String)
         elif c == "EventTime":
             vals = cols[c]
             if vals and all(isinstance(v, int) and not isinstance(v, bool) for v in vals if v is not None):
@@ -377,58 +479,83 @@ def _records_to_frame(records: Sequence[Mapping[str, Any]]) -> tuple[pl.DataFram
                 data[c] = pl.Series(c, [None if v is None else str(v) if not isinstance(v, datetime) else v.isoformat() for v in vals], pl.String)
         else:
             data[c] = pl.Series(c, [None if v is None else str(v) for v in cols[c]], pl.String)
-    return pl.DataFrame(data), unknown
+    return pl.DataFrame(data), extra_names
 
 
-def _frame_to_canonical(df: pl.DataFrame, *, warn: bool = True) -> pl.DataFrame:
+def _frame_to_canonical(df: pl.DataFrame) -> pl.DataFrame:
+    """A frame with any column names and dtypes -> the canonical frame. Columns outside
+    the schema go to ``Extras`` (one JSON object per row, by column name, null values
+    left out)."""
     by_col: dict[str, str] = {}
     unknown: list[str] = []
-    email_col = name_col = None
+    email_col = name_col = info_col = None
     for name in df.columns:
         c = canonical_name(name)
         if c == "User.Email":
             email_col = name
         elif c == "User.Name":
             name_col = name
+        elif c == "User.Info":
+            info_col = name
         elif c is not None and c not in by_col:
             by_col[c] = name
-        elif c is None and name.lower() not in KNOWN_DROPPED:
+        else:
             unknown.append(name)
     if not by_col and email_col is None and name_col is None and df.width:
         shown = ", ".join(df.columns[:10]) + (", ..." if df.width > 10 else "")
         raise SchemaError(f"none of the columns is an event field ({shown}); "
                           "expected TrackId, EventTime, EventType, ...")
-    if unknown and warn:
-        warnings.warn(UnknownFieldsWarning(unknown), stacklevel=3)
     n = df.height
     out: dict[str, pl.Series] = {}
+    user_extra: pl.Series | None = None
     for c in COLUMNS:
         src = by_col.get(c)
         s = df.get_column(src).alias(c) if src is not None else None
         if c == "User":
-            out[c] = _user_column(
+            out[c], user_extra = _user_column(
                 s,
                 df.get_column(email_col) if email_col else None,
                 df.get_column(name_col) if name_col else None,
                 n,
-            ).alias("User")
+                df.get_column(info_col) if info_col else None,
+            )
+            out[c] = out[c].alias("User")
         elif c == "EventTime":
             out[c] = _time_column(s) if s is not None else pl.Series(c, [None] * n, TIME_DTYPE)
-        elif c == "Payload":
+        elif c in JSON_COLUMNS:
             out[c] = _payload_column(s) if s is not None else pl.Series(c, [None] * n, pl.String)
+            if c != "Payload" and s is not None:
+                out[c] = out[c].replace("", None)
         else:
             out[c] = _string_column(s) if s is not None else pl.Series(c, [""] * n, pl.String)
+    if unknown:
+        out[EXTRAS] = _merge_extras_columns(out[EXTRAS], df.select(unknown))
+    out[EXTRAS] = _merge_extras(out[EXTRAS], user_extra, n)
     return pl.DataFrame(out)
 
 
-def normalize(raw: Any, *, warn_unknown: bool = True) -> pl.DataFrame:
+def _merge_extras_columns(extras: pl.Series, cols: pl.DataFrame) -> pl.Series:
+    """Fold columns outside the schema into Extras (JSON object text; nulls left out)."""
+    rows = cols.to_dicts()
+    base = extras.to_list()
+    out: list[str | None] = []
+    for b, r in zip(base, rows, strict=True):
+        d = orjson.loads(b) if b is not None else {}
+        for k, v in r.items():
+            if v is not None:
+                d[k] = v.isoformat() if isinstance(v, datetime) else v
+        out.append(orjson.dumps(d, option=orjson.OPT_NON_STR_KEYS).decode() if d else None)
+    return pl.Series(EXTRAS, out, pl.String)
+
+
+def normalize(raw: Any) -> pl.DataFrame:
     """Turn any source of track events into the canonical events frame.
 
     ``raw`` may be an API page (``{"items": [...]}``), a list of event objects
     (PascalCase as the API returns them, or camelCase Tracking API bodies), JSON text or
     bytes of either, a Polars DataFrame/LazyFrame (any column case, ``User.Email``
     flattened columns, times as text or datetimes), or a pandas DataFrame.
-    Fields that are not part of the schema are dropped with one warning naming them.
+    Nothing is dropped: fields outside the schema are kept in ``Extras`` by name.
 
     >>> from psanalytics import normalize
     >>> ev = normalize([
@@ -444,7 +571,7 @@ def normalize(raw: Any, *, warn_unknown: bool = True) -> pl.DataFrame:
     >>> ev.get_column("EventTime").dt.epoch("ns").to_list()[:2]  # all 7 digits kept
     [1709546400123456700, 1709546700000000000]
     >>> ev.row(0, named=True)["PageUri"], ev.row(0, named=True)["User"]  # never null
-    ('', {'Email': '', 'Name': ''})
+    ('', {'Email': '', 'Name': '', 'Info': None})
     """
     if isinstance(raw, pl.LazyFrame):
         raw = raw.collect()
@@ -461,11 +588,11 @@ def normalize(raw: Any, *, warn_unknown: bool = True) -> pl.DataFrame:
     if isinstance(raw, pl.DataFrame):
         if raw.schema == EVENTS_SCHEMA:
             return raw
-        return _frame_to_canonical(raw, warn=warn_unknown)
+        return _frame_to_canonical(raw)
     # A pandas frame can only exist if pandas is imported: never import it (~1 s) to check.
     pd = sys.modules.get("pandas")
     if pd is not None and isinstance(raw, pd.DataFrame):
-        return _frame_to_canonical(pl.from_pandas(raw), warn=warn_unknown)
+        return _frame_to_canonical(pl.from_pandas(raw))
     if isinstance(raw, Iterable):
         records = list(raw)
         if not records:
@@ -473,10 +600,8 @@ def normalize(raw: Any, *, warn_unknown: bool = True) -> pl.DataFrame:
         bad = next((i for i, r in enumerate(records) if not isinstance(r, Mapping)), None)
         if bad is not None:
             raise SchemaError(f"record {bad} is {type(records[bad]).__name__}, expected an event object")
-        frame, unknown = _records_to_frame(records)
-        if unknown and warn_unknown:
-            warnings.warn(UnknownFieldsWarning(unknown), stacklevel=2)
-        return _frame_to_canonical(frame, warn=False)
+        frame, _extra = _records_to_frame(records)
+        return _frame_to_canonical(frame)
     raise SchemaError(f"cannot normalize a {type(raw).__name__} into track events")
 
 
@@ -503,33 +628,36 @@ def _lazy_time(source: str | None) -> Any:
 def normalize_lazy(frame: pl.LazyFrame, *, source: str | None = None) -> pl.LazyFrame:
     """Lazy normalisation for sources whose columns already have the canonical names.
 
-    Casts and fills lazily so ``scan_*`` readers never load the whole input. Columns that
-    need nested decoding (User as JSON text, Payload as a struct) fall back to eager.
-    An EventTime a nanosecond time cannot hold raises :class:`SchemaError` (naming
+    Casts and fills lazily so ``scan_*`` readers never load the whole input. Columns
+    outside the schema are folded into ``Extras`` lazily (a JSON object of the non-null
+    ones). An EventTime a nanosecond time cannot hold raises :class:`SchemaError` (naming
     ``source``) when the frame is collected.
     """
     schema = frame.collect_schema()
     if schema == EVENTS_SCHEMA:
         return frame
     exprs: list[pl.Expr] = []
+    unknown = [n for n in schema.names() if n not in EVENTS_SCHEMA.names()
+               and canonical_name(n) not in ("User.Email", "User.Name", "User.Info")]
     for c in COLUMNS:
         if c == "User":
-            if c in schema and schema[c] == USER_DTYPE:
-                exprs.append(
-                    pl.struct(
-                        pl.col("User").struct.field("Email").fill_null(""),
-                        pl.col("User").struct.field("Name").fill_null(""),
-                    ).alias("User")
-                )
-            elif c in schema and isinstance(schema[c], pl.Struct):
+            if c in schema and isinstance(schema[c], pl.Struct):
                 names = {f.name.lower(): f.name for f in schema[c].fields}
                 e = pl.col("User").struct.field(names["email"]).cast(pl.String) if "email" in names else pl.lit(None, pl.String)
                 m = pl.col("User").struct.field(names["name"]).cast(pl.String) if "name" in names else pl.lit(None, pl.String)
-                exprs.append(pl.struct(e.fill_null("").alias("Email"), m.fill_null("").alias("Name")).alias("User"))
+                ik = names.get("info")
+                if ik is None:
+                    i = pl.lit(None, pl.String)
+                elif isinstance(dict(schema[c].to_schema())[ik], pl.Struct):  # type: ignore[union-attr]
+                    i = pl.col("User").struct.field(ik).struct.json_encode()
+                else:
+                    i = pl.col("User").struct.field(ik).cast(pl.String)
             else:
                 e = pl.col("User.Email").cast(pl.String) if "User.Email" in schema else pl.lit(None, pl.String)
                 m = pl.col("User.Name").cast(pl.String) if "User.Name" in schema else pl.lit(None, pl.String)
-                exprs.append(pl.struct(e.fill_null("").alias("Email"), m.fill_null("").alias("Name")).alias("User"))
+                i = pl.col("User.Info").cast(pl.String) if "User.Info" in schema else pl.lit(None, pl.String)
+            exprs.append(pl.struct(e.fill_null("").alias("Email"), m.fill_null("").alias("Name"),
+                                   i.alias("Info")).alias("User"))
         elif c == "EventTime":
             if c not in schema:
                 exprs.append(pl.lit(None, TIME_DTYPE).alias(c))
@@ -544,7 +672,12 @@ def normalize_lazy(frame: pl.LazyFrame, *, source: str | None = None) -> pl.Lazy
                 exprs.append(col.dt.convert_time_zone("UTC").dt.cast_time_unit("ns").alias(c))
             else:
                 exprs.append(pl.col(c).cast(TIME_DTYPE).alias(c))
-        elif c == "Payload":
+        elif c == EXTRAS and unknown:
+            base = pl.col(c).cast(pl.String) if c in schema else pl.lit(None, pl.String)
+            exprs.append(pl.struct(base.alias(c), *[pl.col(u) for u in unknown]).map_batches(
+                lambda s: _merge_extras_columns(s.struct.field(EXTRAS), s.struct.unnest().drop(EXTRAS)),
+                return_dtype=pl.String).alias(c))
+        elif c in JSON_COLUMNS:
             if c not in schema:
                 exprs.append(pl.lit(None, pl.String).alias(c))
             elif isinstance(schema[c], pl.Struct):
@@ -563,24 +696,61 @@ def normalize_lazy(frame: pl.LazyFrame, *, source: str | None = None) -> pl.Lazy
 # --------------------------------------------------------------------------- API JSON out
 
 
+def _absent(col: pl.Expr) -> pl.Expr:
+    # "" is never JSON text: a frame whose strings were filled with "" (KQL does that)
+    # means absent by it, as null does.
+    return col.is_null() | (col == "")
+
+
+_HEAD_KEYS = tuple(c for c in API_ORDER if c not in ("User", "Payload"))
+
+
 def api_json_lines(frame: pl.DataFrame) -> pl.Series:
-    """One JSON object per event, exactly as the API returns it (vectorised)."""
+    """One JSON object per event, exactly as the API returns it (vectorised).
+
+    Keys in the API's order; ``User.Info`` and ``Headers`` only when the event has them
+    (their JSON text as kept); the fields in ``Extras`` back at the top level (and a
+    ``"User"`` entry of Extras back inside the User object).
+    """
     df = normalize(frame)
-    head = df.select(
-        pl.struct(
-            [
-                (format_time_expr(pl.col(c)) if c == "EventTime" else pl.col(c)).alias(c)
-                for c in API_ORDER
-                if c != "Payload"
-            ]
-        )
-        .struct.json_encode()
-        .alias("head"),
-        pl.col("Payload").fill_null("null"),
+    user = (
+        pl.lit('"User":')
+        + pl.struct(pl.col("User").struct.field("Email"), pl.col("User").struct.field("Name"))
+        .struct.json_encode().str.head(-1)
+        + pl.when(_absent(pl.col("User").struct.field("Info"))).then(pl.lit(""))
+        .otherwise(',"Info":' + pl.col("User").struct.field("Info"))
+        + "}"
     )
-    return head.select(
-        (pl.col("head").str.head(-1) + ',"Payload":' + pl.col("Payload") + "}").alias("json")
-    ).to_series()
+    line = (
+        pl.struct([(format_time_expr(pl.col(c)) if c == "EventTime" else pl.col(c)).alias(c)
+                   for c in _HEAD_KEYS]).struct.json_encode().str.head(-1)
+        + "," + user
+        + ',"Payload":' + pl.col("Payload").fill_null("null")
+        + pl.when(_absent(pl.col("Headers"))).then(pl.lit("")).otherwise(',"Headers":' + pl.col("Headers"))
+        + "}"
+    )
+    lines = df.select(line.alias("json")).to_series()
+    extras = df.get_column(EXTRAS)
+    if extras.null_count() == df.height:
+        return lines
+    idx = (extras.is_not_null() & (extras != "")).arg_true()
+    if len(idx) == 0:
+        return lines
+    merged = []
+    for text, extra in zip(lines.gather(idx).to_list(), extras.gather(idx).to_list(), strict=True):
+        obj = orjson.loads(text)
+        more = orjson.loads(extra)
+        if isinstance(more, dict):
+            u = more.pop("User", None)
+            if isinstance(u, dict):
+                obj["User"].update(u)
+            elif u is not None:
+                more["User"] = u
+            for k, v in more.items():
+                obj.setdefault(k, v)
+        merged.append(orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS).decode())
+    return lines.scatter(idx, pl.Series(merged, dtype=pl.String))
+
 
 
 def to_api_json(frame: pl.DataFrame, *, envelope: bool = False, total: int | None = None) -> bytes:
@@ -610,6 +780,119 @@ def join_api_json(lines: pl.Series, *, envelope: bool = False, total: int | None
 def to_api_records(frame: pl.DataFrame) -> list[dict[str, Any]]:
     """Events as a list of API-shaped dicts (Payload decoded)."""
     return orjson.loads(to_api_json(frame))
+
+
+# --------------------------------------------------------------------------- API JSON in
+
+
+_PAGE_SCHEMA = {c: pl.String for c in STRING_COLUMNS}
+_PAGE_SCHEMA["EventTime"] = pl.String
+_PAGE_SCHEMA["User"] = pl.Struct({"Email": pl.String, "Name": pl.String})
+
+
+def _payload_series(items: list[dict[str, Any]]) -> pl.Series:
+    dumps = orjson.dumps
+    vals = [
+        None if (p := it.get("Payload")) is None else (p.encode() if isinstance(p, str) else dumps(p))
+        for it in items
+    ]
+    return pl.Series("Payload", vals, pl.Binary).cast(pl.String)
+
+
+def api_records_frame(items: list[dict[str, Any]]) -> pl.DataFrame:
+    """API event objects (PascalCase) -> canonical frame, fast (Rust-side construction).
+
+    ``Headers``, ``User.Info`` and fields outside the schema are kept (collected in one
+    pass over the items). Falls back to :func:`psanalytics.schema.normalize` for other
+    shapes (camelCase, odd time formats).
+    """
+    if not items:
+        return empty_frame()
+    shape = _shape(items)
+    if shape is None:
+        return normalize(items)
+    try:
+        frame = pl.from_dicts(items, schema=_PAGE_SCHEMA)
+        if out_of_range_rows(frame.get_column("EventTime")):
+            raise ValueError("an EventTime a ns time cannot hold")  # normalize() names it
+        times = frame.get_column("EventTime").str.to_datetime(
+            "%Y-%m-%dT%H:%M:%S%.fZ", time_unit="ns", time_zone="UTC", strict=True
+        )
+    except Exception:  # noqa: BLE001 - any surprise: take the careful path
+        return normalize(items)
+    headers, info, extras = _rich_columns(items) if shape == "rich" else (None, None, None)
+    none = pl.lit(None, pl.String)
+    frame = frame.with_columns(
+        [pl.col(c).fill_null("") for c in STRING_COLUMNS]
+        + [
+            times.alias("EventTime"),
+            pl.struct(
+                pl.col("User").struct.field("Email").fill_null(""),
+                pl.col("User").struct.field("Name").fill_null(""),
+                (none if info is None else pl.lit(info)).alias("Info"),
+            ).alias("User"),
+            _payload_series(items),
+            (none if headers is None else pl.lit(headers)).alias("Headers"),
+            (none if extras is None else pl.lit(extras)).alias(EXTRAS),
+        ]
+    )
+    return frame.select(COLUMNS)
+
+
+_PLAIN_KEYS = frozenset(API_ORDER)
+_PLAIN_USER = frozenset({"Email", "Name"})
+_RICH_KEYS = _PLAIN_KEYS | {"Headers"}
+
+
+def _shape(items: list[Any]) -> str | None:
+    """"plain" (only the plain API keys: read whole by columns), "rich" (also Headers,
+    User.Info or fields outside the schema: those collected apart), or None (not the
+    API's PascalCase objects: normalize)."""
+    shape = "plain"
+    for it in items:
+        if not isinstance(it, dict):
+            return None
+        keys = it.keys()
+        if not keys <= _PLAIN_KEYS:
+            for k in keys - _RICH_KEYS:
+                if canonical_name(k) is not None:  # camelCase or another spelling
+                    return None
+            shape = "rich"
+        u = it.get("User")
+        if u is not None:
+            if not isinstance(u, dict):
+                return None
+            if not u.keys() <= _PLAIN_USER:
+                shape = "rich"
+    return shape
+
+
+def _rich_columns(items: list[dict[str, Any]]) -> tuple[pl.Series, pl.Series, pl.Series]:
+    """(Headers, User.Info, Extras) JSON text of each item (null when absent)."""
+    dumps = orjson.dumps
+    headers: list[str | None] = []
+    info: list[str | None] = []
+    extras: list[str | None] = []
+    for it in items:
+        h = it.get("Headers", _MISSING)
+        headers.append(None if h is _MISSING else dumps(h).decode())
+        u = it.get("User")
+        more: dict[str, Any] = {k: v for k, v in it.items() if k not in _RICH_KEYS}
+        if isinstance(u, dict):
+            i = u.get("Info", _MISSING)
+            info.append(None if i is _MISSING else dumps(i).decode())
+            other = {k: v for k, v in u.items() if k not in ("Email", "Name", "Info")}
+            if other:
+                more = {"User": other, **more}
+        else:
+            info.append(None)
+        extras.append(dumps(more, option=orjson.OPT_NON_STR_KEYS).decode() if more else None)
+    return (pl.Series("Headers", headers, pl.String), pl.Series("Info", info, pl.String),
+            pl.Series(EXTRAS, extras, pl.String))
+
+
+_MISSING = object()
+
 
 
 # --------------------------------------------------------------------------- NDJSON in
@@ -733,8 +1016,10 @@ def _sample_keys(data: bytes, n: int = 1000) -> tuple[list[str], dict[str, Any]]
 def ndjson_read_plan(
     keys: Sequence[str], examples: Mapping[str, Any], data: bytes | None = None
 ) -> tuple[dict[str, pl.DataType], dict[str, str], list[str], str | None]:
-    """How to read NDJSON whose sampled lines have ``keys``: (Polars read schema without
-    Payload, source -> canonical renames, unknown field names, the Payload key).
+    """How to read NDJSON whose sampled lines have ``keys`` column-wise: (Polars read
+    schema without Payload, source -> canonical renames, the fields this plan cannot read
+    (outside the schema, ``Headers``, ``User.Info``: the exact reader keeps them), the
+    Payload key).
 
     Keys are sampled from the first lines; when ``data`` is given, canonical fields missing
     from the sample are looked for in the whole text (a fast byte search), so a field that
@@ -744,7 +1029,7 @@ def ndjson_read_plan(
     if data is not None:
         have = {canonical_name(k) for k in keys}
         for c in COLUMNS:
-            if c in have:
+            if c in have or c == EXTRAS:
                 continue
             for variant in (c, c[0].lower() + c[1:]):
                 if data.find(f'"{variant}"'.encode()) >= 0:
@@ -752,13 +1037,12 @@ def ndjson_read_plan(
                     break
     read_schema: dict[str, pl.DataType] = {}
     rename: dict[str, str] = {}
-    unknown: list[str] = []
+    unread: list[str] = []
     payload_key: str | None = None
     for k in keys:
-        c = canonical_name(k)
-        if c is None:
-            if k.lower() not in KNOWN_DROPPED:
-                unknown.append(k)
+        c = _RECORD_ALIASES.get(k.lower())
+        if c is None or c == "Headers" or c.startswith("User."):
+            unread.append(k)
             continue
         if c in rename.values():
             continue
@@ -768,6 +1052,7 @@ def ndjson_read_plan(
         elif c == "User":
             ex = examples.get(k)
             fields = {f.lower(): f for f in ex} if isinstance(ex, dict) else {}
+            unread.extend(f"{k}.{f}" for low, f in fields.items() if low not in ("email", "name"))
             read_schema[k] = pl.Struct(
                 {fields.get("email", "Email"): pl.String, fields.get("name", "Name"): pl.String}
             )
@@ -775,16 +1060,18 @@ def ndjson_read_plan(
             read_schema[k] = pl.Int64
         else:
             read_schema[k] = pl.String
-    return read_schema, rename, unknown, payload_key
+    return read_schema, rename, unread, payload_key
 
 
-def ndjson_to_frame(data: bytes, *, warn_unknown: bool = True) -> pl.DataFrame:
-    """Parse NDJSON event objects (API PascalCase or camelCase Tracking bodies) fast.
+def ndjson_to_frame(data: bytes) -> pl.DataFrame:
+    """Parse NDJSON event objects (API PascalCase or camelCase Tracking bodies), exactly.
 
-    ``Payload`` keeps the exact JSON text of the line when the objects are laid out as the
-    API writes them (``Payload`` last); otherwise it is re-encoded compactly. Unknown
-    fields are dropped with one warning naming them. Raises :class:`NdjsonError` naming the
-    first bad line when a line is not a JSON object.
+    Fast path (the plain fields only): Polars reads the columns and ``Payload`` keeps the
+    exact JSON text of the line when the objects are laid out as the API writes them
+    (``Payload`` last; otherwise it is re-encoded compactly); a count of the keys in the
+    text against the keys read proves nothing else was there. Anything more (``Headers``,
+    ``User.Info``, fields outside the schema, kept in ``Extras``) is read line by line.
+    Raises :class:`NdjsonError` naming the first bad line when a line is not a JSON object.
     """
     if not data or (len(data) < 4096 and not data.strip()):
         return empty_frame()
@@ -793,13 +1080,13 @@ def ndjson_to_frame(data: bytes, *, warn_unknown: bool = True) -> pl.DataFrame:
         bad = first_bad_ndjson_lines(data)
         line, reason = bad[0] if bad else (1, "no JSON object found")
         raise NdjsonError(reason, line=line)
-    read_schema, rename, unknown, payload_key = ndjson_read_plan(keys, examples, data)
+    read_schema, rename, unread, payload_key = ndjson_read_plan(keys, examples, data)
     if not rename:
         shown = ", ".join(keys[:10]) + (", ..." if len(keys) > 10 else "")
         raise NdjsonError(f"none of the fields is an event field ({shown}); expected TrackId, "
                           "EventTime, EventType, ...", line=None)
-    if unknown and warn_unknown:
-        warnings.warn(UnknownFieldsWarning(unknown), stacklevel=2)
+    if unread:
+        return _ndjson_exact(data)
     try:
         frame = pl.read_ndjson(data, schema=read_schema)
         lines = _ndjson_lines(data) if payload_key is not None else None
@@ -811,16 +1098,46 @@ def ndjson_to_frame(data: bytes, *, warn_unknown: bool = True) -> pl.DataFrame:
     if lines is not None and len(lines) != frame.height:
         bad = first_bad_ndjson_lines(data)
         raise NdjsonError(bad[0][1] if bad else "line count mismatch", line=bad[0][0] if bad else None)
+    expected = 0
+    for k, dt in read_schema.items():
+        col = frame.get_column(k)
+        expected += frame.height - col.null_count()
+        if isinstance(dt, pl.Struct):
+            expected += sum(frame.height - col.struct.field(f.name).null_count() for f in dt.fields)
     if payload_key is not None and lines is not None:
-        others = (set(keys) | set(API_ORDER) | {"Headers"}) - {payload_key}
-        payload = _payload_text(lines, payload_key, others)
+        others = (set(keys) | set(API_ORDER)) - {payload_key}
+        payload, present = _payload_text(lines, payload_key, others)
+        expected += present + int(key_marks_in(payload).sum() or 0)
         frame = frame.with_columns(payload.alias(payload_key))
+    if key_marks(data) != expected:
+        # A key not read (a field first seen late, a key holding null, `":` inside a
+        # value): read it line by line instead, so nothing is lost.
+        return _ndjson_exact(data)
     frame = frame.rename(rename)
-    return _frame_to_canonical(frame, warn=False)
+    return _frame_to_canonical(frame)
 
 
-def _payload_text(lines: pl.Series, key: str, others: Iterable[str]) -> pl.Series:
-    """The exact JSON text of each line's ``key`` value, without parsing it.
+def _ndjson_exact(data: bytes) -> pl.DataFrame:
+    """NDJSON read line by line (orjson): every field kept, JSON values exact."""
+    records: list[Any] = []
+    for i, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise NdjsonError(f"not valid JSON ({exc})", line=i) from None
+        if not isinstance(obj, dict):
+            raise NdjsonError(f"expected a JSON object, got {type(obj).__name__}", line=i)
+        records.append(obj)
+    if not records:
+        return empty_frame()
+    return api_records_frame(records)
+
+
+def _payload_text(lines: pl.Series, key: str, others: Iterable[str]) -> tuple[pl.Series, int]:
+    """The exact JSON text of each line's ``key`` value, without parsing it, and how many
+    lines have the key.
 
     Fast path (the API's layout, Payload last): the text between ``"Payload":`` and the
     line's closing ``}``. A line where that is not certainly right (the key appears more
@@ -858,6 +1175,7 @@ def _payload_text(lines: pl.Series, key: str, others: Iterable[str]) -> pl.Serie
         else:  # a whole file in another layout: stay vectorised
             parsed = todo.str.json_path_match(f"$.{key}")
         sliced = sliced.scatter(idx, parsed)
+    present = len(start) - start.null_count()
     return pl.select(
         pl.when(pl.lit(sliced) == "null").then(None).otherwise(pl.lit(sliced))
-    ).to_series()
+    ).to_series(), present

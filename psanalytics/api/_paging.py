@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,10 +38,16 @@ from psanalytics.api.http import (
     RetryPolicy,
     send_json,
 )
-from psanalytics.api.windows import RESULT_WINDOW, Window, plan_windows, window_filter
+from psanalytics.api.windows import (
+    RESULT_WINDOW,
+    Window,
+    WindowOverflowError,
+    plan_windows,
+    window_filter,
+)
 from psanalytics.errors import ArgumentError, PsaError
 from psanalytics.query.odata import ODataError, parse_orderby
-from psanalytics.wire.api_json import parse_page, peek_total
+from psanalytics.wire.api_json import parse_page, peek_last_time, peek_total
 
 __all__ = ["Pager", "WindowReport", "OrderError", "ORDERBY", "PROBE_PAGE", "settled_end"]
 
@@ -148,26 +155,77 @@ def _server_orderby(orderby: str) -> str | None:
     return ",".join(terms)
 
 
-def _dedupe(frame: pl.DataFrame) -> tuple[pl.DataFrame, int]:
-    """Drop repeated TrackIds (keep the first); events without an id are kept."""
-    if frame.height == 0:
-        return frame, 0
-    ids = frame.get_column("TrackId")
-    # No two equal 64-bit hashes means no two equal ids: a 10x cheaper check than
-    # is_duplicated on the strings (~25 ms vs ~250 ms per million rows, serial at the end
-    # of events()). Any repeated hash (a real duplicate, a collision, several "") takes
-    # the exact path below.
-    if ids.hash().n_unique() == frame.height:
-        return frame, 0
-    dup = ids.is_duplicated() & (ids != "")
-    if not dup.any():
-        return frame, 0
-    keep = frame.select(
-        (pl.col("TrackId").is_first_distinct() | (pl.col("TrackId") == "")).alias("keep")
-    ).to_series()
-    out = frame.filter(keep)
-    return out, frame.height - out.height
+@dataclass
+class _Page:
+    """One page of a key-continued query (see :meth:`Pager._page_through`)."""
 
+    job: Any  # Future of (frame, total)
+    asked: int  # $top
+    cursor: str | None  # the filter's ``EventTime ge/gt`` bound (None: the first page)
+    overlap: bool  # ``ge``: the page before returned rows at ``cursor``: take them off
+    read_last: str | None = None  # last EventTime read off the raw body (checked)
+
+
+def _after(text: str | None, instant: str, *, strict: bool = False) -> str:
+    """``text`` continued from ``instant`` (``ge``; ``gt`` with ``strict``)."""
+    bound = f"EventTime {'gt' if strict else 'ge'} {instant}"
+    return bound if not text else f"({text}) and {bound}"
+
+
+def _last_text(frame: pl.DataFrame) -> str:
+    return format_ns(int(frame.get_column("EventTime").dt.epoch("ns").item(-1)))
+
+
+def identity_lines(frame: pl.DataFrame) -> pl.Series:
+    """Each event's identity at a page seam: the whole event, as the API JSON it is
+    written back as (every field; no key is assumed unique, so two identical events are
+    two equal identities, counted)."""
+    return schema.api_json_lines(frame)
+
+
+def _take_off_head(frame: pl.DataFrame, before: pl.DataFrame, instant: str) -> pl.DataFrame:
+    """``frame`` less one occurrence of each event of ``before`` at ``instant`` (a multiset
+    difference on whole events; only ``frame``'s head can be at that instant)."""
+    t = to_ns(instant)
+    times = before.get_column("EventTime").dt.epoch("ns")
+    seen = Counter(identity_lines(before.filter(times == t)).to_list())
+    if not seen:
+        return frame
+    head = int((frame.get_column("EventTime").dt.epoch("ns") == t).sum())
+    drop = []
+    for i, line in enumerate(identity_lines(frame.head(head)).to_list()):
+        if seen.get(line):
+            seen[line] -= 1
+            drop.append(i)
+    if not drop:
+        return frame
+    keep = pl.Series([True] * frame.height).scatter(drop, False)
+    return frame.filter(keep)
+
+
+def _assemble(pages: list[_Page], text: str | None) -> list[pl.DataFrame] | None:
+    """The pages' frames with the repeated heads taken off; None when a check fails (a
+    short page, a last time other than the one read ahead: the data moved)."""
+    frames: list[pl.DataFrame] = []
+    prev: pl.DataFrame | None = None
+    last_time = None
+    for p in pages:
+        frame, ptotal = p.job.result()
+        if frame.height < min(p.asked, ptotal):
+            return None
+        if p.read_last is not None and (frame.height == 0 or _last_text(frame) != p.read_last):
+            return None
+        _check_order(frame, None, text, 0)
+        raw = frame
+        if p.overlap and prev is not None and p.cursor is not None:
+            frame = _take_off_head(frame, prev, p.cursor)
+        if frame.height:
+            if last_time is not None and frame.get_column("EventTime")[0] < last_time:
+                return None
+            last_time = frame.get_column("EventTime")[-1]
+        frames.append(frame)
+        prev = raw
+    return frames
 
 
 def _progress(total: int | None, desc: str, enabled: bool | None, unit: str = "ev") -> Any:
@@ -301,59 +359,87 @@ class Pager:
                                                 thread_name_prefix="psanalytics-page")
             return self._pool
 
-    def _page_through(self, text: str | None, stats: RequestStats, top: int | None = None
+    def _page_through(self, text: str | None, stats: RequestStats, top: int | None = None, *,
+                      stop_if_big: bool = False, limit: int | None = None, peek: bool = True
                       ) -> tuple[list[pl.DataFrame], int, int, str]:
-        """Every page of one query whose total fits the result window, in order.
+        """Every event of one query, exactly once, in pages continued by key.
 
-        Requests stay sequential (one in flight per query), but each page is parsed on a
-        worker while the next one is asked for: the request sequence follows from the
-        ``total`` read off the first body (``$skip`` advancing by full pages), and every
-        parsed page is then checked against it (same total, full pages, time order).
+        Page 1 is ``$filter=<text>`` (``$skip=0``, ``$top=size``); each next page asks for
+        ``(<text>) and EventTime ge T``, ``T`` being the last ``EventTime`` of the page
+        before, and the rows at ``T`` that page already returned are taken off its head
+        (as a multiset of whole events: two identical events stay two). No ``$skip``: an
+        event deleted or added between two requests cannot shift others past a seam, and
+        the server's order among ties does not matter. Requests stay sequential (one in
+        flight per query), but each page is parsed on a worker while the next is asked
+        for: ``T`` and the page's ``total`` are read off the raw body, and checked against
+        the parsed page (a mismatch answers "changed": the caller restarts with
+        ``peek=False``).
 
-        Returns ``(frames, total, rows, status)``: status ``"ok"``; ``"changed"`` (the
-        total moved between pages, or a short page came before it: restart);
-        ``"big"`` (the first page's total is over the window: ``frames`` holds just
-        that page).
+        Returns ``(frames, total, rows, status)``: ``total`` is the first page's; status
+        ``"ok"`` (complete; with ``limit``, complete or at least ``limit`` rows);
+        ``"big"`` (``stop_if_big`` and the first page's total is over the result window:
+        ``frames`` holds just that page); ``"changed"``.
         """
-        top0 = min(top or self.page_size, RESULT_WINDOW)
+        size = min(top or self.page_size, RESULT_WINDOW)
         pool = self._prefetcher()
-        jobs: list[tuple[int, int, Any]] = []
-        skip, size = 0, top0
-        while True:
-            body = self._get_body(text, skip, size, stats)
-            job = pool.submit(self._parse_body, body, text, skip, size, stats)
-            jobs.append((skip, size, job))
-            total = peek_total(body)
-            if total is None:  # not plainly there: parse this page to know
-                total = job.result()[1]
-            nxt = skip + size
-            if total > RESULT_WINDOW or nxt >= total or nxt >= RESULT_WINDOW:
-                break
-            skip, size = nxt, min(top0, RESULT_WINDOW - nxt)
-        frames: list[pl.DataFrame] = []
-        rows = 0
+        pages: list[_Page] = []
+        cur_text, cursor, overlap = text, None, False
         total0: int | None = None
-        last_time = None
-        status = "ok"
-        for i, (skip, size, job) in enumerate(jobs):
-            frame, total = job.result()
+        while True:
+            body = self._get_body(cur_text, 0, size, stats)
+            page = _Page(pool.submit(self._parse_body, body, cur_text, 0, size, stats), size,
+                         cursor, overlap)
+            pages.append(page)
+            ptotal = peek_total(body) if peek else None
+            if ptotal is None:
+                ptotal = page.job.result()[1]
             if total0 is None:
-                total0 = total
-                if total > RESULT_WINDOW:
-                    return [frame], total, frame.height, "big"
-            if total != total0 or (frame.height < size and i < len(jobs) - 1):
-                status = "changed"  # rows moved while paging: offsets shifted
-                break
-            if frame.height:
-                _check_order(frame, last_time, text, skip)
-                last_time = frame.get_column("EventTime")[-1]
-            frames.append(frame)
-            rows += frame.height
-        if status == "ok" and rows != total0:
-            status = "changed"  # a short page before the announced total: data moved
-        for _skip, _size, job in jobs:
-            job.cancel()
-        return frames, int(total0 or 0), rows, status
+                total0 = ptotal
+                if stop_if_big and ptotal > RESULT_WINDOW:
+                    frame = page.job.result()[0]
+                    return [frame], ptotal, frame.height, "big"
+            if ptotal <= size:
+                break  # this page holds all that is left
+            if limit is not None:
+                done = _assemble(pages, text)
+                if done is None:
+                    return [], int(total0), 0, "changed"
+                if sum(f.height for f in done) >= limit:
+                    break
+            last = peek_last_time(body) if peek else None
+            if last is None:
+                frame = page.job.result()[0]
+                if frame.height == 0:
+                    return [], int(total0), 0, "changed"
+                last = format_ns(int(frame.get_column("EventTime").dt.epoch("ns").item(-1)))
+            page.read_last = last
+            if last == cursor:
+                # The whole page is one instant: continue after it if it held all of it,
+                # else ask again for the largest page.
+                if not self._holds_instant(text, last, page, stats):
+                    pages.pop()
+                    size = RESULT_WINDOW
+                    continue
+                cur_text, overlap = _after(text, last, strict=True), False
+                continue
+            cursor, overlap = last, True
+            cur_text = _after(text, last)
+        frames = _assemble(pages, text)
+        for p in pages:
+            p.job.cancel()
+        if frames is None:
+            return [], int(total0 or 0), 0, "changed"
+        return frames, int(total0 or 0), sum(f.height for f in frames), "ok"
+
+    def _holds_instant(self, text: str | None, instant: str, page: _Page,
+                       stats: RequestStats) -> bool:
+        """Whether ``page`` (all of one instant) holds every event of that instant. More
+        than the result window in one instant cannot be fetched: WindowOverflowError."""
+        t = to_ns(instant)
+        n = self._get(window_filter(text, t, t + TICK_NS), 0, 1, stats)[1]
+        if n > RESULT_WINDOW:
+            raise WindowOverflowError(t, n, RESULT_WINDOW)
+        return n <= page.job.result()[0].height
 
     def _parse_body(self, body: bytes, text: str | None, skip: int, top: int,
                     stats: RequestStats) -> tuple[pl.DataFrame, int]:
@@ -391,19 +477,20 @@ class Pager:
         if lo is not None and hi is not None and hi <= lo:
             raise ArgumentError(f"end ({format_ns(hi)}) must be after start ({format_ns(lo)})")
         bounded = _range_filter(ftext, lo, hi)
+        complete = False
         if probe_top >= self.page_size:
             # Page through at once when it all fits the window (pipelined, no planning).
-            frames, total, _rows, status = self._page_through(
-                bounded, stats or RequestStats(), top=min(self.page_size, PROBE_PAGE))
-            if status == "ok" and total:
-                first = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
-                if len(frames) > 1:
-                    unique, dropped = _dedupe(first)
-                    if dropped and unique.height < total:
-                        # The server's order of ties is not stable across pages: take
-                        # it in one request instead (as a window fetch does).
-                        first, total = self._get(bounded, 0, RESULT_WINDOW, stats)
-            elif frames:
+            for attempt in range(5):
+                frames, total, _rows, status = self._page_through(
+                    bounded, stats or RequestStats(), top=min(self.page_size, PROBE_PAGE),
+                    stop_if_big=True, peek=attempt == 0)
+                if status != "changed":
+                    break
+            if status == "ok":
+                first = pl.concat(frames, how="vertical") if len(frames) > 1 else (
+                    frames[0] if frames else schema.empty_frame())
+                total, complete = first.height, True
+            elif status == "big":
                 first = frames[0]
             else:
                 first, total = self._get(bounded, 0, probe_top, stats)
@@ -414,7 +501,7 @@ class Pager:
         self._check_times(first, bounded)
         if lo is None:
             lo = to_ns(first.get_column("EventTime").dt.epoch("ns").item(0))
-        if first.height >= total and total <= RESULT_WINDOW:
+        if complete or (first.height >= total and total <= RESULT_WINDOW):
             _check_order(first, None, bounded, 0)
             if hi is None:
                 hi = int(first.get_column("EventTime").dt.epoch("ns").item(-1)) + TICK_NS
@@ -481,51 +568,25 @@ class Pager:
 
     def _fetch_window_inner(self, ftext: str | None, w: Window, rep: WindowReport,
                             stats: RequestStats, depth: int) -> pl.DataFrame:
+        """One window: one request when it fits a page (the default page is the whole
+        result window), else pages continued by key (see :meth:`_page_through`); a window
+        that grew past the result window since it was planned is paged on the same way."""
         text = w.filter(ftext)
-        for _restart in range(5):
-            frames, total0, _rows, status = self._page_through(text, stats)
-            if status == "big":
-                # The window grew past the limit since it was planned: split it now.
-                return self._fetch_split(ftext, w, total0, rep, stats, depth)
+        for attempt in range(5):
+            frames, _total0, _rows, status = self._page_through(text, stats, peek=attempt == 0)
             if status == "ok":
                 break
             rep.restarts += 1
         else:
             raise ApiError(
-                f"GET {PREFIX_V2} $filter={text}: the window's total kept changing while "
-                "paging (5 restarts); the data is being written to right now. Retry later or "
+                f"GET {PREFIX_V2} $filter={text}: the pages kept disagreeing with what was read "
+                "ahead (5 restarts); the data is being written to right now. Retry later or "
                 "pass an end time in the past.",
                 method="GET", url=self.url + PREFIX_V2,
             )
-        out = pl.concat(frames, how="vertical") if frames else schema.empty_frame()
-        out, dropped = _dedupe(out)
-        rep.duplicates_dropped += dropped
-        if dropped and len(frames) > 1 and total0 is not None and out.height < total0:
-            # Rows repeated across page boundaries and others went missing: the server's
-            # order of ties is not stable. Take the window in one request instead.
-            frame, total = self._get(text, 0, RESULT_WINDOW, stats)
-            if total > RESULT_WINDOW:
-                return self._fetch_split(ftext, w, total, rep, stats, depth)
-            _check_order(frame, None, text, 0)
-            out, dropped = _dedupe(frame)
-            rep.duplicates_dropped += dropped
-            rep.restarts += 1
-        return out
-
-    def _fetch_split(self, ftext: str | None, w: Window, total: int, rep: WindowReport,
-                     stats: RequestStats, depth: int) -> pl.DataFrame:
-        # Counted sequentially: this runs inside a window worker already (no nested pools).
-        subs = plan_windows(w.start, w.end, lambda a, b: self._count_range(ftext, a, b, stats),
-                            total=total)
-        frames = []
-        for s in subs:
-            if s.count:
-                frames.append(self._fetch_window_inner(ftext, s, rep, stats, depth + 1))
-        rep.restarts += 1
-        out = pl.concat(frames, how="vertical") if frames else schema.empty_frame()
-        out, dropped = _dedupe(out)
-        rep.duplicates_dropped += dropped
-        return out
+        if not frames:
+            return schema.empty_frame()
+        return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
 
     def _run_windows(
         self,
@@ -630,7 +691,7 @@ class Pager:
                 return head
         windows, everything = self._plan(ftext, start, end, None, probe_top=self.page_size)
         if everything is not None:
-            out, _ = _dedupe(everything)
+            out = everything
             if orderby is not None:
                 out = _client_order(out, orderby)
             return out.head(limit) if limit is not None else out
@@ -652,7 +713,6 @@ class Pager:
         parts = [f for f in frames if f is not None and f.height]
         # No rechunk: copying a million rows into one chunk would double peak memory.
         out = pl.concat(parts, how="vertical", rechunk=False) if parts else schema.empty_frame()
-        out, _ = _dedupe(out)
         if orderby is not None:
             out = _client_order(out, orderby)
         if limit is not None:
@@ -661,45 +721,32 @@ class Pager:
 
     def _events_head(self, ftext: str | None, start: TimeLike | None, end: TimeLike | None,
                      limit: int, orderby: str | None = None) -> pl.DataFrame | None:
-        """The first ``limit`` (<= 9,999) events in the requested order, asked of the server
-        with ``$orderby``/``$top`` (paged by ``page_size``, ``$skip + $top <= 9999``).
+        """The first ``limit`` (<= 9,999) events in the requested order, asked of the server.
 
-        ``orderby`` is sent with ``EventTime asc, TrackId asc`` appended as tie-breakers:
-        the same total order the client gives a full fetch (a stable sort of the
+        In time order: pages continued by key (as every fetch), stopping once ``limit``
+        rows are in. With ``orderby``: one ``$orderby``/``$top`` request (when ``limit``
+        fits ``page_size``), sent with ``EventTime asc, TrackId asc`` appended as
+        tie-breakers: the same order the client gives a full fetch (a stable sort of the
         time-ordered events). None when that cannot be trusted, and the caller does the
-        full fetch instead: a key the server cannot order by, the server's order differing
-        from the client's, repeated TrackIds, or a total that kept changing while paging.
+        full fetch instead: a key the server cannot order by, a limit over one page, rows
+        back in another order than the client's sort, or pages that kept changing.
         """
         order_text = ORDERBY if orderby is None else _server_orderby(orderby)
         if order_text is None:
             return None
         text = _range_filter(ftext, start, end)
-        for _restart in range(5):
-            frames: list[pl.DataFrame] = []
-            skip = 0
-            total0: int | None = None
-            changed = False
-            while skip < limit:
-                top = min(self.page_size, limit - skip)
-                frame, total = self._get(text, skip, top, None, orderby=order_text)
-                if total0 is None:
-                    total0 = total
-                elif total != total0:
-                    changed = True  # rows moved between pages: offsets shifted
-                    break
-                frames.append(frame)
-                skip += frame.height
-                if frame.height < top or skip >= total:
-                    break
-            if not changed:
-                break
-        else:
-            return None
-        out = pl.concat(frames, how="vertical") if frames else schema.empty_frame()
         if orderby is None:
-            return _dedupe(out)[0]
-        if _dedupe(out)[1]:
-            return None  # which copy a full fetch keeps depends on rows not fetched
+            stats = RequestStats()
+            for attempt in range(5):
+                frames, _total, _rows, status = self._page_through(
+                    text, stats, top=min(self.page_size, limit), limit=limit, peek=attempt == 0)
+                if status == "ok":
+                    out = pl.concat(frames, how="vertical") if frames else schema.empty_frame()
+                    return out.head(limit)
+            return None
+        if limit > self.page_size:
+            return None  # offsets over several pages could shift under concurrent change
+        out, _total = self._get(text, 0, limit, None, orderby=order_text)
         if not out.equals(_client_order(out, order_text)):
             return None  # the server orders differently (e.g. string collation, ties)
         return out
@@ -719,16 +766,11 @@ class Pager:
         ftext = _filter_text(filter)
         windows, everything = self._plan(ftext, start, end, None, probe_top=self.page_size)
         if everything is not None:
-            yield _dedupe(everything)[0]
+            yield everything
             return
-        seen_boundary: set[str] = set()
+        # Windows are half-open [t0, t1): no event can be in two of them.
         for w in windows:
             rep = WindowReport(key=w.key, start=w.start_time, end=w.end_time, planned=w.count)
             frame = self._fetch_window(ftext, w, rep)
-            if seen_boundary and frame.height:
-                frame = frame.filter(~pl.col("TrackId").is_in(list(seen_boundary)))
             if frame.height:
-                # Keep only the ids at the last instant: the only ones a later window could repeat.
-                last = frame.get_column("EventTime")[-1]
-                seen_boundary = set(frame.filter(pl.col("EventTime") == last).get_column("TrackId").to_list())
                 yield frame

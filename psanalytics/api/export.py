@@ -227,14 +227,11 @@ def _export(pager: Pager, root: Path, filter: FilterLike, *, start: TimeLike | N
     rows = sum(done[w.key]["rows"] for w in windows if w.key in done)
     duplicates = 0
     if files:
+        # Informational: events identical in every field to another one here. The source
+        # may hold such pairs (tracked twice without a TrackId); they are kept, not dropped.
         ids = pl.scan_parquet([str(f) for f in files], glob=False).select(
-            n=pl.len(), u=pl.col("TrackId").filter(pl.col("TrackId") != "").n_unique(),
-            e=(pl.col("TrackId") == "").sum(),
-        ).collect()
-        duplicates = int(ids["n"][0] - ids["u"][0] - ids["e"][0])
-        if duplicates:
-            warnings.warn(f"export {root}: {duplicates} duplicate TrackIds across windows "
-                          "(events moved in time while exporting?)", stacklevel=2)
+            n=pl.len(), u=pl.struct(pl.all()).hash().n_unique()).collect()
+        duplicates = int(ids["n"][0] - ids["u"][0])
     state["complete"] = not overflow
     _atomic_write(ck_path, orjson.dumps(state, option=orjson.OPT_INDENT_2))
     report = ExportReport(

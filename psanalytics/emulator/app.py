@@ -714,7 +714,7 @@ class Emulator:
         if self.max_events is not None and len(self.store) + len(records) > self.max_events:
             return _error(429, f"the emulator holds at most {self.max_events:,} events (max_events)",
                           headers={"Retry-After": "60"})
-        frame = schema.normalize(records, warn_unknown=False)
+        frame = schema.normalize(records)
         await run_in_threadpool(self.store.append, frame)
         if self.mirror is not None:
             self._mirror(schema.api_json_lines(frame).to_list())
@@ -776,7 +776,10 @@ class Emulator:
             "City": "",
             "SessionId": str(low.get("sessionid") or ""),
             "EventTime": t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ns % 1_000_000_000:09d}Z",
-            "User": {"Email": str(ulow.get("email") or ""), "Name": str(ulow.get("name") or "")},
+            "User": {"Email": str(ulow.get("email") or ""), "Name": str(ulow.get("name") or ""),
+                     # 2017-era bodies sent ``user.information`` for what is now ``user.info``
+                     **({"Info": info} if (info := ulow.get("info", ulow.get("information"))) is not None
+                        else {})},
             "Payload": None if payload is None else orjson.dumps(payload).decode(),
         }, None
 

@@ -19,54 +19,17 @@ from psanalytics import schema
 
 __all__ = ["parse_page", "parse_items", "peek_total"]
 
-_PAGE_SCHEMA = {c: pl.String for c in schema.STRING_COLUMNS}
-_PAGE_SCHEMA["EventTime"] = pl.String
-_PAGE_SCHEMA["User"] = schema.USER_DTYPE
-_API_KEYS = frozenset(schema.API_ORDER)
-
-
-def _payload_series(items: list[dict[str, Any]]) -> pl.Series:
-    dumps = orjson.dumps
-    vals = [
-        None if (p := it.get("Payload")) is None else (p.encode() if isinstance(p, str) else dumps(p))
-        for it in items
-    ]
-    return pl.Series("Payload", vals, pl.Binary).cast(pl.String)
 
 
 def parse_items(items: list[dict[str, Any]]) -> pl.DataFrame:
     """API event objects (PascalCase) -> canonical frame, fast (Rust-side construction).
 
-    Falls back to :func:`psanalytics.schema.normalize` for other shapes (camelCase, odd
-    time formats).
+    ``Headers``, ``User.Info`` and fields outside the schema are kept. Falls back to
+    :func:`psanalytics.schema.normalize` for other shapes (camelCase, odd time formats).
+    (The implementation is :func:`psanalytics.schema.api_records_frame`, which the NDJSON
+    reader shares.)
     """
-    if not items:
-        return schema.empty_frame()
-    first = items[0]
-    if not isinstance(first, dict) or not set(first) <= _API_KEYS | {"Headers"}:
-        return schema.normalize(items, warn_unknown=False)
-    try:
-        frame = pl.from_dicts(items, schema=_PAGE_SCHEMA)
-        text = frame.get_column("EventTime")
-        if schema.out_of_range_rows(text):
-            raise ValueError("an EventTime a ns time cannot hold")  # normalize() names it
-        times = text.str.to_datetime(
-            "%Y-%m-%dT%H:%M:%S%.fZ", time_unit="ns", time_zone="UTC", strict=True
-        )
-    except Exception:  # noqa: BLE001 - any surprise: take the careful path
-        return schema.normalize(items, warn_unknown=False)
-    frame = frame.with_columns(
-        [pl.col(c).fill_null("") for c in schema.STRING_COLUMNS]
-        + [
-            times.alias("EventTime"),
-            pl.struct(
-                pl.col("User").struct.field("Email").fill_null(""),
-                pl.col("User").struct.field("Name").fill_null(""),
-            ).alias("User"),
-            _payload_series(items),
-        ]
-    )
-    return frame.select(schema.COLUMNS)
+    return schema.api_records_frame(items)
 
 
 class _PayloadItem(msgspec.Struct, gc=False):  # no GC tracking: 10,000 per page
@@ -79,10 +42,32 @@ class _PayloadItem(msgspec.Struct, gc=False):  # no GC tracking: 10,000 per page
 class _PayloadPage(msgspec.Struct, gc=False):
     items: list[_PayloadItem]
     total: int | None = None
+    count: int | None = None
 
 
 _PAYLOAD_DECODER = msgspec.json.Decoder(_PayloadPage)
 _PAYLOAD_LIST_DECODER = msgspec.json.Decoder(list[_PayloadItem])
+
+# The second pass, only for pages whose key count says there is more than the plain
+# fields: the JSON text of Headers and User.Info (b"" when absent).
+_ABSENT = msgspec.Raw(b"")
+
+
+class _RichUser(msgspec.Struct, gc=False):
+    Info: msgspec.Raw = _ABSENT
+
+
+class _RichItem(msgspec.Struct, gc=False):
+    User: _RichUser | None = None
+    Headers: msgspec.Raw = _ABSENT
+
+
+class _RichPage(msgspec.Struct, gc=False):
+    items: list[_RichItem]
+
+
+_RICH_DECODER = msgspec.json.Decoder(_RichPage)
+_RICH_LIST_DECODER = msgspec.json.Decoder(list[_RichItem])
 
 
 def _arrow_json() -> tuple[Any, Any, Any]:
@@ -141,9 +126,11 @@ def parse_page(body: bytes) -> tuple[pl.DataFrame, int]:
             raw_items: list[msgspec.Raw] = _RAW_LIST_DECODER.decode(body)
             payloads = _PAYLOAD_LIST_DECODER.decode(body)
             total: int | None = None
+            envelope_keys = 0
         else:
             page = _PAYLOAD_DECODER.decode(body)
             payloads, total = page.items, page.total
+            envelope_keys = 1 + (total is not None) + (page.count is not None)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return _slow_page(body)
     n = len(payloads)
@@ -179,17 +166,47 @@ def parse_page(body: bytes) -> tuple[pl.DataFrame, int]:
         return _slow_page(body)
     pay = pl.Series("Payload", [bytes(it.Payload) for it in payloads], pl.Binary).cast(pl.String)
     user = items.get_column("User")
+    # Nothing dropped: every key in the body must be one this frame holds. Count the
+    # ``":`` marks (one per key) against the keys read; any other key (Headers,
+    # User.Info, a field outside the schema), a key holding null, or a string value
+    # containing ``":`` makes the counts differ, and the page is read more carefully.
+    plain = envelope_keys + n + int(schema.key_marks_in(pay).sum() or 0)
+    plain += sum(n - items.get_column(c).null_count() for c in _ARROW_TOP)
+    plain += (n - user.null_count()) + (n - user.struct.field("Email").null_count()) + (
+        n - user.struct.field("Name").null_count())
+    marks = schema.key_marks(body)
+    headers = info = None
+    if marks != plain:
+        try:
+            rich = (_RICH_LIST_DECODER.decode(body) if bare else _RICH_DECODER.decode(body).items)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return _slow_page(body)
+        headers = pl.Series("Headers", [bytes(it.Headers) for it in rich], pl.Binary).cast(pl.String)
+        info = pl.Series("Info", [b"" if it.User is None else bytes(it.User.Info) for it in rich],
+                         pl.Binary).cast(pl.String)
+        extra = int(schema.key_marks_in(headers).sum() or 0) + int(schema.key_marks_in(info).sum() or 0)
+        extra += int((headers != "").sum()) + int((info != "").sum())
+        if marks != plain + extra:
+            return _slow_page(body)
+        headers = pl.when(pl.lit(headers) == "").then(None).otherwise(pl.lit(headers))
+        info = pl.when(pl.lit(info) == "").then(None).otherwise(pl.lit(info))
     fix = [pl.col(c).fill_null("") for c in schema.STRING_COLUMNS
            if items.get_column(c).null_count()]
-    if user.null_count() or user.struct.field("Email").null_count() or user.struct.field("Name").null_count():
-        fix.append(pl.struct(
-            pl.col("User").struct.field("Email").fill_null(""),
-            pl.col("User").struct.field("Name").fill_null(""),
-        ).alias("User"))
+    fix.append(pl.struct(
+        pl.col("User").struct.field("Email").fill_null(""),
+        pl.col("User").struct.field("Name").fill_null(""),
+        (info if info is not None else pl.lit(None, pl.String)).alias("Info"),
+    ).alias("User"))
     frame = items.with_columns(
-        fix + [times.alias("EventTime"), pl.when(pay == "null").then(None).otherwise(pay).alias("Payload")]
+        fix + [times.alias("EventTime"), pl.when(pay == "null").then(None).otherwise(pay).alias("Payload"),
+               (headers if headers is not None else pl.lit(None, pl.String)).alias("Headers"),
+               pl.lit(None, pl.String).alias(schema.EXTRAS)]
     ).select(schema.COLUMNS)
     return frame, int(total if total is not None else n)
+
+
+#: Top-level keys the Arrow pass reads (User is counted apart).
+_ARROW_TOP = (*schema.STRING_COLUMNS, "EventTime")
 
 
 def _slow_page(body: bytes) -> tuple[pl.DataFrame, int]:
@@ -220,3 +237,19 @@ def peek_total(body: bytes) -> int | None:
     m = _TAIL_TOTAL.search(body[-96:]) or _HEAD_TOTAL.match(body[:96])
     return int(m.group(1)) if m else None
 
+
+
+_TIME_KEY = b'"EventTime":"'
+_API_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{7}Z")
+
+
+def peek_last_time(body: bytes) -> str | None:
+    """The last ``EventTime`` text of a page body, read off its end without parsing it
+    (None unless it is plainly there in the API's 7-digit form). Only used to ask for the
+    next page early; the caller checks it against the parsed page."""
+    i = body.rfind(_TIME_KEY)
+    if i < 0:
+        return None
+    j = body.find(b'"', i + len(_TIME_KEY))
+    text = body[i + len(_TIME_KEY):j].decode("ascii", "replace") if 0 < j - i < 64 else ""
+    return text if _API_TIME.fullmatch(text) else None

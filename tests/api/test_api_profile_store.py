@@ -17,7 +17,7 @@ from psanalytics._connect import connect
 from psanalytics.api.http import ApiError, RetryPolicy
 from psanalytics.api.profile_store import PreviewTruncatedWarning, ProfileStore
 from psanalytics.api.tracking import _batches
-from psanalytics.api.windows import RESULT_WINDOW, WindowOverflowError, to_ns
+from psanalytics.api.windows import RESULT_WINDOW, WindowOverflowError, format_ns, to_ns
 from psanalytics.wire.api_json import parse_items
 from psanalytics.wire.limits import MAX_EVENT_BYTES
 from psanalytics.wire.tracking import tracking_bodies
@@ -82,8 +82,10 @@ def test_events_with_filter_builder_like_object_and_range():
     filters = [r.url.params["$filter"] for r in fake.gets()]
     assert filters[0] == ("(EventType eq 'order') and EventTime ge 2024-03-01T00:30:00.0000000Z "
                           "and EventTime lt 2024-03-01T01:10:00.0000000Z")
-    assert all(re.fullmatch(r"\(EventType eq '?order'?\) and EventTime ge \S+ and EventTime lt \S+", f)
-               for f in filters)
+    # Each query is the range's filter, continued by key past the page before it.
+    assert all(re.fullmatch(r"(\()?\(EventType eq '?order'?\) and EventTime ge \S+ and EventTime lt \S+"
+                            r"(?(1)\) and EventTime ge \S+)", f) for f in filters)
+    assert any(f.count("EventTime ge") == 2 for f in filters)
     check_queries(fake)
     with pytest.raises(TypeError, match="filter must be a \\$filter string or a psanalytics.F expression, not int"):
         s.events(3)
@@ -134,9 +136,10 @@ def test_faults_are_retried_and_result_exact():
     assert s.stats.retries > 0
 
 
-def test_window_growing_while_paging_is_split_and_exact():
+def test_window_growing_past_the_result_window_while_paging_is_paged_on_exactly():
     df = dense_events(9_000)
-    extra = make_events([T0 + SEC * 10 + i * 100 for i in range(3_000)]).with_columns(
+    # 3,000 events arrive ahead of the pages read so far (the window then holds 12,000).
+    extra = make_events([T0 + SEC * 2000 + i * 100 for i in range(3_000)]).with_columns(
         pl.col("TrackId").str.replace("^t", "x"))
     fake = FakeStore(df)
     s = store_for(fake, page_size=2000)
@@ -144,8 +147,9 @@ def test_window_growing_while_paging_is_split_and_exact():
     grown = {"done": False}
 
     def get(req):
-        # After the plan (first page request of the only window), 3,000 events arrive.
-        if not grown["done"] and req.url.params.get("$skip") == "2000":
+        # After the first page (the second one continues by key), 3,000 events arrive.
+        q = req.url.params
+        if not grown["done"] and q["$top"] == "2000" and "EventTime ge" in q.get("$filter", ""):
             fake.frame = pl.concat([fake.frame, extra]).sort(["EventTime", "TrackId"])
             grown["done"] = True
         return original_get(req)
@@ -358,8 +362,11 @@ def test_real_filter_builder_and_progress_bar(capsys):
     # 5,250 orders fit the result window: two pages (3,333 + 1,917, the second asked for
     # while the first is parsed), no planning, and no bar for a fetch that small.
     assert capsys.readouterr().err == ""
-    assert [(r.url.params["$skip"], r.url.params["$top"]) for r in fake.gets()] == [
-        ("0", "3333"), ("3333", "3333")]
+    reqs = fake.gets()
+    assert [(r.url.params["$skip"], r.url.params["$top"]) for r in reqs] == [("0", "3333"), ("0", "3333")]
+    # The second page continues after the last EventTime of the first (no $skip).
+    last = df.filter(pl.col("EventType") == "order")["EventTime"][3332]
+    assert reqs[1].url.params["$filter"] == f"(EventType eq 'order') and EventTime ge {format_ns(to_ns(last))}"
     s.events()
     err = capsys.readouterr().err
     assert "21.0k/21.0k" in err and "windows 3/3" in err
@@ -367,7 +374,7 @@ def test_real_filter_builder_and_progress_bar(capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_unstable_tie_order_across_pages_falls_back_to_one_request():
+def test_ties_over_several_pages_are_taken_whole_whatever_the_servers_tie_order():
     # 30 events on one instant; a server that orders ties differently on every request.
     df = make_events([T0] * 30 + [T0 + SEC] * 5)
     fake = FakeStore(df)
@@ -390,8 +397,9 @@ def test_unstable_tie_order_across_pages_falls_back_to_one_request():
     got = s.events(start=T0, end=T0 + 2 * SEC, limit=None)
     assert got.sort("TrackId").equals(df.sort("TrackId"))
     assert got.get_column("TrackId").n_unique() == 35
-    tops = [r.url.params["$top"] for r in fake.gets()]
-    assert tops[-1] == "9999" and tops.count("10") >= 4  # paged, saw the mess, refetched whole
+    # A page of one instant continues at that instant; when the instant holds more than
+    # a page (counted: the "1"), it is asked for again with the largest page.
+    assert [r.url.params["$top"] for r in fake.gets()] == ["10", "10", "1", "9999"]
 
 
 def test_delete_many_stops_at_the_pending_deletion_limit():
@@ -416,7 +424,7 @@ def test_delete_many_stops_at_the_pending_deletion_limit():
     assert [tid for _, tid in rep.deleted] == [f"t{i:05d}" for i in range(5)]
 
 
-def test_parse_page_ignores_fields_outside_the_schema_on_the_fast_path(monkeypatch):
+def test_parse_page_keeps_headers_and_user_info_on_the_fast_path(monkeypatch):
     from psanalytics.wire import api_json as ps
 
     df = dense_events(40)
@@ -424,29 +432,49 @@ def test_parse_page_ignores_fields_outside_the_schema_on_the_fast_path(monkeypat
     for r in recs:
         r["Headers"] = {"User-Agent": "x", "n": [1, 2]}
         r["User"]["Info"] = {"Market": "SE"}
+    want = df.with_columns(
+        pl.lit('{"User-Agent":"x","n":[1,2]}').alias("Headers"),
+        pl.struct(pl.col("User").struct.field("Email"), pl.col("User").struct.field("Name"),
+                  pl.lit('{"Market":"SE"}').alias("Info")).alias("User"),
+    )
 
     def no_slow_path(body):
         raise AssertionError("slow path used")
 
     monkeypatch.setattr(ps, "_slow_page", no_slow_path)
     frame, total = ps.parse_page(orjson.dumps({"items": recs, "total": 77, "count": 40}))
-    assert frame.equals(df) and total == 77
+    assert frame.equals(want) and total == 77
     frame, total = ps.parse_page(orjson.dumps(recs))
-    assert frame.equals(df) and total == 40
+    assert frame.equals(want) and total == 40
+    assert orjson.loads(schema.to_api_json(frame)) == recs
+
+
+def test_parse_page_keeps_fields_outside_the_schema(monkeypatch):
+    from psanalytics.wire import api_json as ps
+
+    df = dense_events(5)
+    recs = orjson.loads(schema.to_api_json(df))
+    recs[3]["Channel"] = {"name": "web"}  # one event, late in the page
+    recs[4]["PageTitle"] = 'a "quoted": title'  # a ": inside a value: still exact
+    frame, total = ps.parse_page(orjson.dumps({"items": recs, "total": 5, "count": 5}))
+    assert frame.get_column("Extras").to_list() == [None, None, None, '{"Channel":{"name":"web"}}', None]
+    assert frame.item(4, "PageTitle") == 'a "quoted": title'
+    assert orjson.loads(schema.to_api_json(frame)) == recs
 
 
 def test_small_range_pages_are_pipelined_and_exact_when_rows_arrive_mid_way():
     """A range that fits the window comes in 3,333-row pages, the next asked for while the
-    last is parsed; rows added between two pages make it restart, never mix offsets."""
+    last is parsed (continued by key, never by offset); rows added ahead between two pages
+    are read, and nothing is read twice."""
     df = dense_events(8_000)
-    extra = make_events([T0 + SEC * 5 + i * 1000 for i in range(50)]).with_columns(
+    extra = make_events([T0 + SEC * 1500 + i * 1000 for i in range(50)]).with_columns(
         pl.col("TrackId").str.replace("^t", "x"))
     fake = FakeStore(df)
     original_get = fake.get
     grown = {"done": False}
 
     def get(req):
-        if not grown["done"] and req.url.params.get("$skip") == "3333":
+        if not grown["done"] and "EventTime ge" in req.url.params.get("$filter", ""):
             fake.frame = pl.concat([fake.frame, extra]).sort(["EventTime", "TrackId"])
             grown["done"] = True
         return original_get(req)
@@ -459,7 +487,8 @@ def test_small_range_pages_are_pipelined_and_exact_when_rows_arrive_mid_way():
     # Untouched, the same range is three requests, one after the other.
     fake2 = FakeStore(df)
     assert store_for(fake2).events().equals(df)
-    assert [r.url.params["$skip"] for r in fake2.gets()] == ["0", "3333", "6666"]
+    assert [(r.url.params["$skip"], r.url.params["$top"]) for r in fake2.gets()] == [("0", "3333")] * 3
+    assert [r.url.params.get("$filter", "").count("EventTime ge") for r in fake2.gets()] == [0, 1, 1]
 
 
 def test_body_that_ends_well_but_is_not_json_is_fetched_again():

@@ -261,7 +261,7 @@ def test_track_and_bulk_are_queryable_at_once(client, srv):
     ev = got["items"][0]
     assert ev["TrackId"] and ev["Scope"] == "default" and ev["CountryCode"] == "Localhost"
     assert (ev["RemoteAddress"], ev["EventTime"], ev["Payload"]) == ("::1", "2024-03-05T10:00:00.1234567Z", {"total": 9})
-    assert ev["User"] == {"Email": "a@b.c", "Name": "A"}
+    assert ev["User"] == {"Email": "a@b.c", "Name": "A", "Info": {"m": 1}}
     bulk = [{"deviceId": "dev-y", "eventType": "home", "value": f"v{i}", "remoteAddress": ip,
              "eventTime": f"2024-03-0{i + 1}T00:00:00Z", "scope": "shop"}
             for i, ip in enumerate(["127.0.0.1", "81.2.3.4", "10.0.0.1"])]

@@ -65,9 +65,8 @@ def test_the_documented_tree_is_the_real_tree() -> None:
 def test_warnings_are_user_warnings_under_one_root() -> None:
     from psanalytics.api.profile_store import PreviewTruncatedWarning
     from psanalytics.exports import SkippedInputWarning
-    from psanalytics.schema import UnknownFieldsWarning
 
-    for w in (PreviewTruncatedWarning, SkippedInputWarning, UnknownFieldsWarning):
+    for w in (PreviewTruncatedWarning, SkippedInputWarning):
         assert issubclass(w, errors.PsaWarning) and issubclass(w, UserWarning)
 
 

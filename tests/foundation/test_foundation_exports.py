@@ -57,7 +57,8 @@ def test_written_shapes(small, tmp_path):
     nd = exports.write_events(head, tmp_path / "a.ndjson").read_text().splitlines()
     assert [orjson.loads(x) for x in nd] == arr
     csv_head = exports.write_events(head, tmp_path / "a.csv").read_text().splitlines()[0]
-    assert csv_head.split(",")[-4:] == ["EventTime", "User.Email", "User.Name", "Payload"]
+    assert csv_head.split(",")[-7:] == ["EventTime", "User.Email", "User.Name", "User.Info", "Payload",
+                                        "Headers", "Extras"]
     fmt = exports.write_events(head, tmp_path / "x.data", format="pages")
     assert orjson.loads(fmt.read_bytes()) == page
 
@@ -144,20 +145,23 @@ def test_skip_mode_counts_and_reports_where(tmp_path):
     assert report2.skipped[2].reason == "EventTime is not an ISO 8601 time: 'not a time'"
 
 
-def test_unknown_fields_one_warning_across_files(tmp_path):
+def test_unknown_fields_kept_in_every_format(tmp_path):
     (tmp_path / "a.ndjson").write_bytes(_line(Foo=1, Headers={"h": 1}))
     (tmp_path / "b.ndjson").write_bytes(_line(Bar="x"))
     exports.write_events(schema.normalize([GOOD]), tmp_path / "c.csv")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to warn about: nothing is dropped
         df = exports.read_events(tmp_path)
-    unknown = [w for w in caught if issubclass(w.category, schema.UnknownFieldsWarning)]
-    assert len(unknown) == 1
-    assert unknown[0].message.fields == ["Bar", "Foo"]
-    assert df.height == 3
-    with pytest.warns(schema.UnknownFieldsWarning, match="Foo"):
-        _, report = exports.read_events_with_report(tmp_path / "a.ndjson")
-    assert report.dropped_fields == ["Foo"]
+    assert df.get_column("Extras").to_list() == ['{"Foo":1}', '{"Bar":"x"}', None]
+    assert df.get_column("Headers").to_list() == ['{"h":1}', None, None]
+    # Written back in each format and read again: the same frame.
+    for name in ("x.ndjson", "x.json", "x.page.json", "x.csv", "x.parquet", "x.ndjson.zst"):
+        back = exports.read_events(exports.write_events(df, tmp_path / "out" / name))
+        assert back.equals(df), name
+    lines = (tmp_path / "out" / "x.ndjson").read_text().splitlines()
+    assert orjson.loads(lines[0]) == orjson.loads(_line(Foo=1, Headers={"h": 1}))
+    assert exports.scan_events(tmp_path / "out" / "x.parquet").collect().equals(df)
+    assert exports.scan_events(tmp_path / "out" / "x.csv").collect().equals(df)
 
 
 def test_json_shapes(tmp_path):
@@ -190,7 +194,7 @@ def test_camel_case_ndjson_file(tmp_path):
             "payload": {"z": [1.5]}}
     (tmp_path / "t.ndjson").write_bytes(orjson.dumps(body))
     df = exports.read_events(tmp_path / "t.ndjson")
-    assert df.row(0, named=True)["User"] == {"Email": "e", "Name": "n"}
+    assert df.row(0, named=True)["User"] == {"Email": "e", "Name": "n", "Info": None}
     assert df.item(0, "Payload") == '{"z":[1.5]}'
 
 
@@ -202,8 +206,8 @@ def test_csv_flattened_user_and_errors(tmp_path):
         "d2,order,2024-01-02T00:00:00Z,,,\n"
     )
     df = exports.read_events(p)
-    assert df.get_column("User").to_list() == [{"Email": "a@x", "Name": "Ann"},
-                                                {"Email": "", "Name": ""}]
+    assert df.get_column("User").to_list() == [{"Email": "a@x", "Name": "Ann", "Info": None},
+                                                {"Email": "", "Name": "", "Info": None}]
     assert df.get_column("Payload").to_list() == ['{"a":1}', None]
     assert df.select(pl.col("EventTime").dt.nanosecond()).item(0, 0) == 100
     bad = tmp_path / "bad.csv"

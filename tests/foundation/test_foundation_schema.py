@@ -28,7 +28,7 @@ def test_seed_event_normalizes_to_canonical_frame():
     assert list(df.columns) == list(schema.COLUMNS)
     row = df.row(0, named=True)
     assert row["TrackId"] == "" and row["City"] == "" and row["SessionId"] == ""
-    assert row["User"] == {"Email": "", "Name": ""}
+    assert row["User"] == {"Email": "", "Name": "", "Info": None}
     # all 7 fractional digits kept: .7957819 s = 795781900 ns
     ns = df.select(pl.col("EventTime").dt.nanosecond()).item()
     assert ns == 795_781_900
@@ -88,8 +88,10 @@ def test_preview_envelope_from_seed_doc():
         "City": "",
         "SessionId": "",
         "EventTime": _utc(2020, 1, 23, 21, 27, 59, 866123),
-        "User": {"Email": "john@example.com", "Name": "John Smith"},
+        "User": {"Email": "john@example.com", "Name": "John Smith", "Info": None},
         "Payload": None,
+        "Headers": None,
+        "Extras": None,
     }
     assert df.select(pl.col("EventTime").dt.nanosecond()).to_series().to_list() == [
         336_100_800,
@@ -134,12 +136,13 @@ def test_camelcase_tracking_bodies():
     assert r0["DeviceId"] == "d-1" and r0["Scope"] == "b2b"
     assert r0["EventTime"] == _utc(2024, 3, 4, 9, 0, 0, 123456)
     assert df.select(pl.col("EventTime").dt.nanosecond()).item(0, 0) == 123_456_700
-    assert r0["User"] == {"Email": "anna@example.com", "Name": "Anna"}
+    assert r0["User"] == {"Email": "anna@example.com", "Name": "Anna", "Info": '{"Market":"SE"}'}
     assert orjson.loads(r0["Payload"]) == {"orderId": "7", "total": 10.5}
     assert r1 == {
         "TrackId": "", "DeviceId": "d-2", "EventType": "home", "Value": "Home", "Scope": "",
         "PageUri": "", "PageTitle": "", "RemoteAddress": "", "CountryCode": "", "City": "",
-        "SessionId": "", "EventTime": None, "User": {"Email": "", "Name": ""}, "Payload": None,
+        "SessionId": "", "EventTime": None, "User": {"Email": "", "Name": "", "Info": None},
+        "Payload": None, "Headers": None, "Extras": None,
     }
 
 
@@ -159,8 +162,8 @@ def test_loose_polars_frame_flattened_user_and_naive_times():
     assert df.get_column("Value").to_list() == ["1", "2"]
     assert df.get_column("EventTime").to_list() == [_utc(2024, 1, 1, 12), _utc(2024, 1, 2, 12)]
     assert df.get_column("User").to_list() == [
-        {"Email": "x@example.com", "Name": ""},
-        {"Email": "", "Name": ""},
+        {"Email": "x@example.com", "Name": "", "Info": None},
+        {"Email": "", "Name": "", "Info": None},
     ]
     lazy = schema.normalize(loose.lazy())
     assert lazy.equals(df)
@@ -186,16 +189,24 @@ def test_epoch_millisecond_times():
     assert df.item(0, "EventTime") == _utc(2023, 11, 14, 22, 13, 20, 123000)
 
 
-def test_unknown_fields_one_warning_naming_them():
-    recs = [dict(SEED_EVENT, Foo=1, Headers={"x": "y"}), dict(SEED_EVENT, Bar=2)]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+def test_unknown_fields_headers_and_user_info_are_kept_and_written_back():
+    full = schema.to_api_records(schema.normalize([SEED_EVENT]))[0]  # every API key
+    recs = [dict(full, Foo=1, Headers={"x": "y"}),
+            dict(full, Bar=[2, {"c": None}], User={"Email": "", "Name": "", "Info": {"Market": "SE"},
+                                                        "Phone": "1"}),
+            dict(full, Headers={}, Extras="kept too")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is dropped, so nothing to warn about
         df = schema.normalize(recs)
-    msgs = [w for w in caught if issubclass(w.category, schema.UnknownFieldsWarning)]
-    assert len(msgs) == 1
-    assert msgs[0].message.fields == ["Bar", "Foo"]
-    assert "Bar, Foo" in str(msgs[0].message)
     assert df.columns == list(schema.COLUMNS)
+    assert df.get_column("Extras").to_list() == [
+        '{"Foo":1}', '{"User":{"Phone":"1"},"Bar":[2,{"c":null}]}', '{"Extras":"kept too"}']
+    assert df.get_column("Headers").to_list() == ['{"x":"y"}', None, "{}"]
+    assert df.get_column("User").struct.field("Info").to_list() == [None, '{"Market":"SE"}', None]
+    # Written back: the same keys and values as the source, and read again: the same frame.
+    back = orjson.loads(schema.to_api_json(df))
+    assert back == recs
+    assert schema.normalize(back).equals(df)
 
 
 def test_bad_event_time_names_the_row():
@@ -234,8 +245,8 @@ def test_ndjson_reader_other_key_order_and_camel_case():
     df = schema.ndjson_to_frame(b"\n".join(lines))
     assert df.get_column("Payload").to_list() == ['{"b":1,"a":[1,2]}', None]
     assert df.get_column("User").to_list() == [
-        {"Email": "e@x", "Name": "N"},
-        {"Email": "", "Name": ""},
+        {"Email": "e@x", "Name": "N", "Info": None},
+        {"Email": "", "Name": "", "Info": None},
     ]
     assert df.get_column("EventTime").to_list() == [
         _utc(2024, 1, 1), _utc(2024, 1, 1, 0, 0, 1, 500000)
@@ -268,8 +279,8 @@ def test_ndjson_payload_not_last_or_ambiguous_is_parsed_exactly():
         b'{"DeviceId":"c","Payload":{"Value":3,"Payload":[1]}}',
         b'{"DeviceId":"d","Payload":null}  ',
     ]
-    with pytest.warns(schema.UnknownFieldsWarning, match="Foo"):
-        df = schema.ndjson_to_frame(b"\n".join(lines))
+    df = schema.ndjson_to_frame(b"\n".join(lines))
+    assert df.get_column("Extras").to_list() == [None, '{"Foo":1}', None, None]
     assert df.select("DeviceId", "Payload").rows() == [
         ("a", '{"x":1.0}'),
         ("b", '{"y":2.5}'),
@@ -286,8 +297,8 @@ def test_ndjson_field_first_seen_late_is_read():
     df = schema.ndjson_to_frame(b"\n".join(lines))
     assert df.height == 1_201
     assert df.tail(2).select("DeviceId", "User", "Payload").rows() == [
-        ("1199", {"Email": "", "Name": ""}, None),
-        ("late", {"Email": "e@x", "Name": "n"}, '{"a":1}'),
+        ("1199", {"Email": "", "Name": "", "Info": None}, None),
+        ("late", {"Email": "e@x", "Name": "n", "Info": None}, '{"a":1}'),
     ]
 
 
@@ -296,7 +307,7 @@ def test_records_field_first_seen_late_and_list_payload_column():
     recs.append({"DeviceId": "late", "Scope": "b2b", "User": {"Email": "e"}})
     df = schema.normalize(recs)
     assert df.tail(1).select("DeviceId", "Scope", "User").rows() == [
-        ("late", "b2b", {"Email": "e", "Name": ""})
+        ("late", "b2b", {"Email": "e", "Name": "", "Info": None})
     ]
     assert df.item(0, "Scope") == ""
     frame = pl.DataFrame({"DeviceId": ["a", "b"], "Payload": [[1, 2], None]})

@@ -247,9 +247,10 @@ def frame() -> pl.DataFrame:
 def con(frame):
     c = duckdb_kql.connect()
     c.register("src", frame.with_columns(pl.col("User").struct.json_encode()))
-    c.sql("CREATE TABLE Events AS SELECT * EXCLUDE (EventTime, User, Payload), "
+    c.sql("CREATE TABLE Events AS SELECT * EXCLUDE (EventTime, User, Payload, Headers, Extras), "
           "CAST(EventTime AS TIMESTAMPTZ) AS EventTime, CAST(User AS JSON) AS User, "
-          "CAST(Payload AS JSON) AS Payload FROM src")
+          "CAST(Payload AS JSON) AS Payload, CAST(Headers AS JSON) AS Headers, "
+          "CAST(Extras AS JSON) AS Extras FROM src")
     c.unregister("src")
     return c
 

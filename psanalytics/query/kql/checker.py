@@ -12,8 +12,8 @@ KTYPES = ("string", "long", "real", "bool", "datetime", "timespan", "dynamic")
 
 from psanalytics.query.kql.types import SPAN_DTYPE, TIME_DTYPE  # noqa: E402,F401
 
-#: Columns that hold JSON text and are typed ``dynamic`` in KQL.
-DYNAMIC_TEXT_COLUMNS = frozenset({"Payload"})
+#: Columns that hold JSON text and are typed ``dynamic`` in KQL (null: absent).
+DYNAMIC_TEXT_COLUMNS = frozenset({"Payload", "Headers", "Extras"})
 
 CONVERSIONS = frozenset({
     "tostring", "toint", "tolong", "toreal", "todouble", "todecimal", "tobool", "toboolean",

@@ -12,6 +12,7 @@ from typing import Any
 import polars as pl
 
 from psanalytics.query.kql import nodes as N
+from psanalytics.query.kql.checker import DYNAMIC_TEXT_COLUMNS
 from psanalytics.query.kql.compiler import (
     Compiled,
     RenderSpec,
@@ -64,7 +65,7 @@ def _lazy_tables(tables: Tables | None, events: Any = None) -> _Tables:
             # KQL strings are never null: fill the (rare) nulls of string columns here,
             # where null counts are free, so the plan needs no fill_null step
             nulls = [c for c, d in v.schema.items()
-                     if d == pl.String and c != "Payload" and v[c].null_count()]
+                     if d == pl.String and c not in DYNAMIC_TEXT_COLUMNS and v[c].null_count()]
             if nulls:
                 v = v.with_columns(pl.col(nulls).fill_null(""))
             out[k] = v.lazy()
