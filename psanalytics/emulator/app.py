@@ -120,6 +120,10 @@ async def _send_error(send: Any, status: int, message: str) -> None:
     await send({"type": "http.response.body", "body": error_body(status, message)})
 
 
+#: The query parameters TrackEvents reads (lower case); any other is ignored.
+_QUERY_PARAMS = frozenset({"$filter", "$orderby", "$skip", "$top"})
+
+
 def error_body(status: int, message: str, code: str | None = None) -> bytes:
     return orjson.dumps({"error": {"code": code or _ERROR_CODES.get(status, "Error"), "message": message}})
 
@@ -228,8 +232,12 @@ class Emulator:
     ``.api_key``). ``faults``: a :class:`Faults`, a dict, or ``"error_rate=0.1,seed=3"``.
     ``strict``: Event API validation answers 400 only with ``X-Optimizely-Strict: true``
     when True (the real service); with False the header is ignored. ``lenient`` accepts
-    ``contains/startswith/endswith/in`` in ``$filter``; ``lenient_window`` allows
-    ``$skip + $top == 10000``.
+    ``contains/startswith/endswith/in`` in ``$filter``. ``lenient_window`` (default True)
+    allows ``$skip + $top == 10000``: shipped callers sent ``$top=10000`` and got 200
+    (``shared/spec/apis.md`` section 5; the store behind the API reads "from + size <=
+    10,000"); False answers 400 for it, the current docs' literal "less than 10000".
+    Query parameters other than ``$filter``, ``$orderby``, ``$skip``, ``$top`` are
+    ignored, as ASP.NET did.
 
     ``.app`` is the ASGI app; ``.transport()`` / ``.async_transport()`` give httpx
     transports that call it in-process (no sockets); ``serve()`` runs it on a real port.
@@ -246,7 +254,7 @@ class Emulator:
         faults: Faults | Mapping[str, Any] | str | None = None,
         strict: bool = True,
         lenient: bool = False,
-        lenient_window: bool = False,
+        lenient_window: bool = True,
         pending_delete_limit: int = 1_000_000,
         preview_timeout_s: float = 120.0,
         preview_row_cap: int = 1000,
@@ -554,13 +562,13 @@ class Emulator:
         q: dict[str, str] = {}
         for k, v in request.query_params.multi_items():
             lk = k.lower()
+            if lk not in _QUERY_PARAMS:
+                # ASP.NET ignores parameters an action does not bind, and shipped callers
+                # sent some (appKey=..., a bare 0): answered as if they were not there.
+                continue
             if lk in q:
                 return _error(400, f"query parameter {k} given more than once")
             q[lk] = v
-        unknown = [k for k in q if k not in ("$filter", "$orderby", "$skip", "$top")]
-        if unknown:
-            return _error(400, f"unknown query parameter(s): {', '.join(sorted(unknown))} "
-                               "(supported: $filter, $orderby, $skip, $top)")
         try:
             skip = int(q.get("$skip", "0"))
             top = int(q.get("$top", str(DEFAULT_TOP)))
@@ -571,8 +579,9 @@ class Emulator:
             return _error(400, "$skip and $top must not be negative")
         limit_ok = skip + top <= WINDOW if self.lenient_window else skip + top < WINDOW
         if not limit_ok:
+            bound = f"at most {WINDOW:,}" if self.lenient_window else f"less than {WINDOW:,}"
             return _error(400, f"the result window is too large: $skip + $top = {skip + top:,} must be "
-                               f"less than {WINDOW:,} (skip={skip}, top={top})")
+                               f"{bound} (skip={skip}, top={top})")
         ftext = q.get("$filter")
         if ftext is not None and not ftext.strip():
             ftext = None

@@ -153,6 +153,68 @@ def _tokens(text: str) -> list[Any]:
         ) from None
 
 
+# A value right after a comparison operator, written without quotes.
+_BARE_VALUE = re.compile(r"(?i)(?<=\s)(eq|ne|gt|ge|lt|le)(\s+)([^\s()',]+)")
+# What the grammar reads by itself: numbers, dates/times, GUIDs, keywords, identifiers.
+_GRAMMAR_VALUE = re.compile(
+    r"-?\d+(\.\d+)?([eE][+-]?\d+)?[dDfFmMlL]?"
+    r"|\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?"
+    r"|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+    r"|[^\W\d]\w*(\.[^\W\d]\w*)*"
+)
+
+
+def quote_bare_values(text: str) -> tuple[str, list[tuple[int, int]]]:
+    """``text`` with unquoted values the grammar cannot read by itself quoted, as real
+    callers wrote them: e-mails (``User.Email eq a@b.c``), ``+``, ``.``, ``-``, URLs.
+    Numbers, dates, times, GUIDs, ``true/false/null`` and plain words are left as they
+    are. Returns the new text and ``(position in new text, characters added before it)``
+    pairs, to point errors at the text as written. A bare value holding a quote is
+    ambiguous (where does it end?): :class:`ODataError` asks for quotes.
+    """
+    shifts: list[tuple[int, int]] = []
+    out: list[str] = []
+    last = 0
+    added = 0
+    for m in _BARE_VALUE.finditer(text):
+        value = m.group(3)
+        if _GRAMMAR_VALUE.fullmatch(value):
+            continue
+        start = m.start(3)
+        out.append(text[last:start])
+        out.append("'" + value + "'")
+        last = m.end(3)
+        at = start + added  # the opening quote, in the new text
+        shifts.append((at + 1, added + 1))  # inside the value
+        shifts.append((at + len(value) + 2, added + 2))  # after the closing quote
+        added += 2
+    if not shifts:
+        return text, []
+    out.append(text[last:])
+    return "".join(out), shifts
+
+
+def _unquoted_quote(text: str) -> ODataError | None:
+    """A bare value with a quote inside (``Value eq O'Brien``) is ambiguous: say so."""
+    for m in re.finditer(r"(?i)(?<=\s)(?:eq|ne|gt|ge|lt|le)\s+([^\s()']+'[^\s()]*)", text):
+        if not m.group(1).startswith("'"):
+            value = m.group(1)
+            fixed = "'" + value.replace("'", "''") + "'"
+            return ODataError(
+                f"the value {value!r} has a quote inside: write it quoted, doubling the "
+                f"quote ({fixed})", text=text, position=m.start(1) + 1)
+    return None
+
+
+def _position_as_written(pos: int, shifts: list[tuple[int, int]]) -> int:
+    """A 1-based position in the quoted text -> the same place in the text as written."""
+    back = 0
+    for at, added in shifts:
+        if pos - 1 >= at:
+            back = added
+    return max(1, pos - back)
+
+
 def parse_filter(text: str) -> ast._Node:
     """Parse ``$filter`` text into an odata-query AST (raises :class:`ODataError`)."""
     if not isinstance(text, str):
@@ -164,6 +226,15 @@ def parse_filter(text: str) -> ast._Node:
         raise ODataError(f"the filter is {len(text):,} characters long; at most "
                          f"{MAX_FILTER_CHARS:,} are read (select fewer values per request)")
     lead = len(text) - len(text.lstrip())
+    quoted, shifts = quote_bare_values(stripped)
+    if shifts:
+        try:
+            return parse_filter(quoted)
+        except ODataError as exc:
+            pos = None if exc.position is None else _position_as_written(exc.position, shifts) + lead
+            raise ODataError(exc.reason, text=text, position=pos) from None
+    if "'" in stripped and _unquoted_quote(stripped):
+        raise _unquoted_quote(stripped)  # type: ignore[misc]
     toks = _tokens(stripped)
     try:
         return ODataParser().parse(iter(toks))

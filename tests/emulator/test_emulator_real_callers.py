@@ -1,0 +1,92 @@
+"""The request shapes real callers sent (shared/spec/apis.md section 5), answered as they
+expected. Each test is one shape found in public code that ran against the real service."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from psanalytics import schema
+from psanalytics.emulator import Emulator
+from psanalytics.query.odata import ODataError, compile_filter
+
+KEY = "real-callers-key"
+V2 = "/api/v2.0/TrackEvents"
+MAILING = "c0ffee00-1111-2222-3333-444455556666"
+
+EVENTS = [
+    {"TrackId": "", "DeviceId": "a@b.c", "EventType": "epiCampaignMailingtouser",
+     "EventTime": "2019-03-11T09:00:00.0000000Z", "Value": "sent",
+     "User": {"Email": "a@b.c", "Name": "A"}, "Payload": {"epi": {"campaign": {"mailingId": MAILING}}}},
+    {"TrackId": "", "DeviceId": "a@b.c", "EventType": "epiPageView",
+     "EventTime": "2019-03-11T10:30:00.0000000Z", "Value": "Viewed start page",
+     "User": {"Email": "a@b.c", "Name": "A"}},
+    {"TrackId": "t3", "DeviceId": "3f0a6e2c-9c1e-4b4e-8f55-2a6d0c1e7b10", "EventType": "epiPageView",
+     "EventTime": "2019-03-12T08:00:00.0000000Z", "Value": "Viewed start page",
+     "PageUri": "https://x.com/a-b/c.d?e=1", "User": {"Email": "first.last+tag@x-y.com", "Name": ""}},
+]
+
+
+@pytest.fixture(scope="module")
+def client():
+    emu = Emulator(schema.normalize(EVENTS), api_key=KEY)
+    with httpx.Client(transport=emu.transport(), base_url="http://emu",
+                      headers={"Authorization": f"epi-single {KEY}"}) as c:
+        yield c
+
+
+def _devices(client: httpx.Client, query: str) -> list[str]:
+    r = client.get(V2 + "?" + query)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == {"items", "total", "count"}  # read lower-case, case-sensitively
+    return [e["DeviceId"] + "/" + e["EventType"] for e in body["items"]]
+
+
+@pytest.mark.parametrize(("flt", "want"), [
+    # unquoted e-mails (four independent code bases)
+    ("User.Email eq a@b.c", ["a@b.c/epiCampaignMailingtouser", "a@b.c/epiPageView"]),
+    ("DeviceId eq a@b.c", ["a@b.c/epiCampaignMailingtouser", "a@b.c/epiPageView"]),
+    ("User.Email eq first.last+tag@x-y.com",
+     ["3f0a6e2c-9c1e-4b4e-8f55-2a6d0c1e7b10/epiPageView"]),
+    # a bare date with eq is that whole day; a time without Z is UTC
+    ("EventType eq epiPageView and EventTime eq 2019-03-11", ["a@b.c/epiPageView"]),
+    ("EventTime gt 2019-03-11T10:00:00", ["a@b.c/epiPageView",
+                                          "3f0a6e2c-9c1e-4b4e-8f55-2a6d0c1e7b10/epiPageView"]),
+    # GUIDs bare; the campaign's mailing id in the Payload
+    ("DeviceId eq 3f0a6e2c-9c1e-4b4e-8f55-2a6d0c1e7b10", ["3f0a6e2c-9c1e-4b4e-8f55-2a6d0c1e7b10/epiPageView"]),
+    (f"Payload.epi.campaign.mailingId eq {MAILING}", ["a@b.c/epiCampaignMailingtouser"]),
+    ("PageUri eq https://x.com/a-b/c.d?e=1", ["3f0a6e2c-9c1e-4b4e-8f55-2a6d0c1e7b10/epiPageView"]),
+])
+def test_filters_as_real_code_wrote_them(client, flt, want):
+    from urllib.parse import quote
+
+    assert _devices(client, "$filter=" + quote(flt)) == want
+
+
+def test_plus_for_a_space_and_trailing_spaces_from_a_query_builder(client):
+    # "+" is a space in a query string; a builder joining with " &" leaves a space behind.
+    assert _devices(client, "$filter=EventType+eq+epiPageView+and+DeviceId+eq+a@b.c") == ["a@b.c/epiPageView"]
+    assert _devices(client, "$filter=EventType eq epiPageView &$top=1 &") == ["a@b.c/epiPageView"]
+
+
+def test_parameters_the_api_does_not_define_are_ignored(client):
+    assert _devices(client, "appKey=secret&$top=1") == ["a@b.c/epiCampaignMailingtouser"]
+    assert _devices(client, "0&$top=1") == ["a@b.c/epiCampaignMailingtouser"]
+
+
+def test_top_10000_as_shipped_dashboards_sent_it(client):
+    assert len(_devices(client, "$top=10000")) == 3
+
+
+def test_gateway_auth_header(client):
+    r = client.get(V2, headers={"Authorization": "", "Ocp-Apim-Subscription-Key": KEY})
+    assert r.status_code == 200 and r.json()["total"] == 3
+
+
+def test_ambiguous_bare_value_is_a_clear_error():
+    with pytest.raises(ODataError) as info:
+        compile_filter("Value eq O'Brien")
+    assert info.value.position == 10
+    assert info.value.reason == ("the value \"O'Brien\" has a quote inside: write it quoted, doubling "
+                                 "the quote ('O''Brien')")
