@@ -25,7 +25,7 @@ def connect(url: str | None = None, api_key: str | None = None, *, scope: str = 
     data is started (no sockets, no credentials) and one line on stderr says so; pass
     ``quiet=True`` to silence it. ``options`` go to :class:`ProfileStore` (``transport``,
     ``policy``, ``concurrency``, ``page_size``, ``progress``, ``timeout``, ``auth``,
-    ``tracking_key``).
+    ``tracking_url``, ``tracking_key``: the Tracking API's own host and key).
     """
     quiet = bool(options.pop("quiet", False))
     url = url or os.environ.get("PSANALYTICS_URL") or None

@@ -85,8 +85,8 @@ class ProfileStore:
     (windows fetched at once, default 4), ``page_size`` (rows per request, at most 9,999),
     ``progress`` (tqdm bars on long work; None, the default, follows ``psanalytics.Config``,
     which shows them unless set off), ``auth`` (``"epi-single"`` or
-    ``"subscription-key"``), ``tracking_key`` (a separate Tracking API key; default the
-    same key).
+    ``"subscription-key"``), ``tracking_url`` and ``tracking_key`` (the Tracking API's
+    own host and key, as real deployments have them; default the query API's).
     """
 
     def __init__(
@@ -103,6 +103,7 @@ class ProfileStore:
         progress: bool | None = None,
         auth: str = "epi-single",
         tracking_key: str | Secret | None = None,
+        tracking_url: str | None = None,
         emulator: Any = None,
     ) -> None:
         if not 1 <= page_size <= RESULT_WINDOW:
@@ -123,10 +124,11 @@ class ProfileStore:
                               max_keepalive_connections=max(16, 2 * concurrency))
         self._client = build_client(self.url, api_key=self._key, transport=transport,
                                     timeout=timeout, auth=auth, limits=limits)
-        if self._tracking_key == self._key:
+        self.tracking_url = str(tracking_url).rstrip("/") if tracking_url else self.url
+        if self._tracking_key == self._key and self.tracking_url == self.url:
             self._tracking_client = self._client
         else:
-            self._tracking_client = build_client(self.url, api_key=self._tracking_key,
+            self._tracking_client = build_client(self.tracking_url, api_key=self._tracking_key,
                                                  transport=transport, timeout=timeout, auth=auth)
         self._pager = Pager(self._client, self.url, policy=self.policy, stats=self.stats,
                             page_size=page_size, concurrency=concurrency, progress=progress)

@@ -120,6 +120,12 @@ async def _send_error(send: Any, status: int, message: str) -> None:
     await send({"type": "http.response.body", "body": error_body(status, message)})
 
 
+#: Tracking API: a repeated trackId in one scope within this long is skipped ...
+TRACK_ID_WINDOW_NS = 72 * 3600 * 10**9
+#: ... and longer ids are cut to this many characters (shared/spec/apis.md section 5).
+MAX_TRACK_ID = 64
+
+
 #: The query parameters TrackEvents reads (lower case); any other is ignored.
 _QUERY_PARAMS = frozenset({"$filter", "$orderby", "$skip", "$top"})
 
@@ -268,7 +274,13 @@ class Emulator:
         odp_api_key: str | None = None,
         admin_auth: bool = False,
         admin_token: str | None = None,
+        track_ids: str = "keep",
     ):
+        if track_ids not in ("keep", "assign"):
+            raise ValueError(f"track_ids must be 'keep' or 'assign', not {track_ids!r}")
+        #: "keep" (the real service): an event tracked without a trackId keeps TrackId "";
+        #: "assign": the emulator gives it a random one (handy for deleting it later).
+        self.track_ids = track_ids
         self._faults_initial = Faults.parse(faults)  # bad fault specs fail before loading data
         self._initial = self._load(events)
         self._snapshot_dir = (Path(events) if isinstance(events, (str, Path))
@@ -331,6 +343,8 @@ class Emulator:
         self.faults: Faults | None = Faults.parse(faults.to_dict()) if faults is not None else None
         self._accepted: list[dict[str, Any]] = []
         self._accepted_keys: set[tuple[Any, Any, Any]] = set()
+        #: (scope, trackId) -> when it was last tracked (ns): the Tracking API's dedupe.
+        self._tracked_ids: dict[tuple[str, str], int] = {}
         self._rejected: list[dict[str, Any]] = []
         self._event_api = {"requests": 0, "accepted": 0, "rejected": 0, "duplicates": 0}
         self._journal: deque[dict[str, Any]] = deque(maxlen=self._journal_size)
@@ -723,6 +737,7 @@ class Emulator:
         if self.max_events is not None and len(self.store) + len(records) > self.max_events:
             return _error(429, f"the emulator holds at most {self.max_events:,} events (max_events)",
                           headers={"Retry-After": "60"})
+        records = self._skip_repeated_track_ids(records)
         frame = schema.normalize(records)
         await run_in_threadpool(self.store.append, frame)
         if self.mirror is not None:
@@ -742,6 +757,23 @@ class Emulator:
                     fh.write(text)
         except OSError:  # pragma: no cover - mirroring is best effort
             pass
+
+    def _skip_repeated_track_ids(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The Tracking API's dedupe: an event whose trackId was tracked in the same scope
+        within the last 72 hours is skipped silently (events without one are all kept)."""
+        now = _now_ns()
+        kept = []
+        with self._lock:
+            for rec in records:
+                tid = rec["TrackId"] if rec.pop("_sent_track_id", False) else ""
+                if tid:
+                    key = (rec["Scope"], tid)
+                    seen = self._tracked_ids.get(key)
+                    if seen is not None and now - seen < TRACK_ID_WINDOW_NS:
+                        continue
+                    self._tracked_ids[key] = now
+                kept.append(rec)
+        return kept
 
     def _track_record(self, item: dict[str, Any], header_ip: str) -> tuple[dict[str, Any], str | None]:
         low = {str(k).lower(): v for k, v in item.items()}
@@ -772,8 +804,15 @@ class Emulator:
         payload = low.get("payload")
         ip = low.get("remoteaddress") or header_ip or ""
         t = datetime.fromtimestamp(ns // 1_000_000_000, UTC)
+        sent = low.get("trackid")
+        if sent is not None and not isinstance(sent, str):
+            return {}, f"trackId must be a string, got {type(sent).__name__}"
+        track_id = (sent or "")[:MAX_TRACK_ID]  # longer ids are cut, as the service does
+        if not track_id and self.track_ids == "assign":
+            track_id = str(uuid.uuid4())
         return {
-            "TrackId": str(uuid.uuid4()),
+            "_sent_track_id": bool(sent),
+            "TrackId": track_id,
             "DeviceId": low["deviceid"],
             "EventType": low["eventtype"],
             "Value": low["value"],

@@ -396,3 +396,22 @@ def test_retry_after_forms_over_a_real_socket(srv):
         s.count()
     assert ei.value.retry_after == 3600 and ei.value.attempts == 1
     assert "Retry-After 3600 s, longer than max_retry_after=2 s" in str(ei.value)
+
+
+def test_track_sends_track_id_and_session_id_to_a_separate_tracking_host(tmp_path):
+    """connect(..., tracking_url=, tracking_key=): the query API and the Tracking API are
+    two hosts with two keys; track() sends trackId and sessionId, so a re-send is skipped
+    by the service's dedupe instead of duplicating events."""
+    with emulator.serve(samples.generate(10, seed=1), api_key=KEY) as query, \
+            emulator.serve(schema.empty_frame(), api_key="tracking-host-key") as tracking:
+        s = connect(query.url, KEY, tracking_url=tracking.url, tracking_key="tracking-host-key",
+                    policy=POLICY, progress=False)
+        new = samples.generate(5, seed=2).with_columns(
+            pl.Series("TrackId", ["", "k1", "k2", "", "k3"]),
+            pl.Series("SessionId", ["s1", "s1", "", "s2", "s2"]))
+        assert s.track(new).events == 5
+        assert s.track(new).events == 5  # sent again: the three with a trackId are skipped
+        got = tracking.emulator.events()
+        assert sorted(got["TrackId"].to_list()) == ["", "", "", "", "k1", "k2", "k3"]
+        assert sorted(set(got["SessionId"].to_list())) == ["", "s1", "s2"]
+        assert query.emulator.events().height == 10  # nothing went to the query host
