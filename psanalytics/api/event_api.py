@@ -29,11 +29,12 @@ from psanalytics.api.http import (
     send_with_retries,
 )
 from psanalytics.errors import ArgumentError
+from psanalytics.wire.limits import EVENT_API_MAX_BODY_BYTES
 
 __all__ = ["EventApi", "EventApiRejected", "SendResult", "MAX_BODY_BYTES"]
 
 #: The Event API refuses bodies over 3.5 MB.
-MAX_BODY_BYTES = 3_500_000
+MAX_BODY_BYTES = EVENT_API_MAX_BODY_BYTES
 _EVENTS_PATH = "/v1/events"
 
 

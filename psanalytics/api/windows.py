@@ -22,6 +22,7 @@ from datetime import datetime
 
 from psanalytics._time import TICK_NS, ceil_tick, floor_tick, format_ns, from_ns, to_ns
 from psanalytics.errors import ArgumentError, PsaError
+from psanalytics.wire.limits import RESULT_WINDOW as _RESULT_WINDOW
 
 __all__ = [
     "TICK_NS",
@@ -36,8 +37,9 @@ __all__ = [
     "format_ns",
 ]
 
-#: Largest ``$skip + $top`` we ever send (the API requires it to be below 10,000).
-RESULT_WINDOW = 9_999
+#: Largest ``$skip + $top`` we ever send (the API requires it to be below 10,000);
+#: defined with the other client-side limits in :mod:`psanalytics.wire.limits`.
+RESULT_WINDOW = _RESULT_WINDOW
 
 
 class WindowOverflowError(PsaError):

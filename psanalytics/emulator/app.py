@@ -47,6 +47,9 @@ EMULATOR_VERSION = f"psanalytics-emulator/{_PSA_VERSION}"
 VERSION_HEADER = "X-Psanalytics-Emulator"
 IN_PROCESS_URL = "http://psanalytics-emulator"
 
+# The API's limits, kept here on purpose apart from psanalytics.wire.limits (the client's
+# copy): the emulator is an independent oracle of shared/spec/apis.md, so a wrong
+# client-side number fails the tests instead of being shared by both sides.
 WINDOW = 10_000
 DEFAULT_TOP = 100
 MAX_BULK = 100

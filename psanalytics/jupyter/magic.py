@@ -60,6 +60,7 @@ from traitlets import Bool, Enum, Int, Unicode
 
 from psanalytics import _time
 from psanalytics.errors import PsaError
+from psanalytics.wire.limits import PREVIEW_CAP  # the preview API's row cap (one home)
 
 __all__ = [
     "KqlComparison",
@@ -71,8 +72,6 @@ __all__ = [
     "parse_param",
     "typed_remote",
 ]
-
-PREVIEW_CAP = 1_000
 
 _BIND = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*<<\s*")
 #: A duration such as ``30m``, ``1h30m``, ``500ms`` (units: ``_time.DURATION_UNITS``).

@@ -15,6 +15,7 @@ import orjson
 import polars as pl
 
 from psanalytics.errors import PsaError
+from psanalytics.wire.limits import MAX_BULK_EVENTS, MAX_EVENT_BYTES
 
 __all__ = [
     "Batch",
@@ -30,9 +31,10 @@ __all__ = [
 
 #: Default body size cap: 100 KB margin under the Event API's 3.5 MB.
 MAX_BYTES = 3_400_000
-#: TrackBulk limits (spec §2): at most 100 events per request, each at most 256 KB.
-TRACK_BULK_MAX_EVENTS = 100
-TRACK_BULK_MAX_BYTES = 256 * 1024
+#: TrackBulk limits (spec §2): at most 100 events per request, each at most 256 KB
+#: (the client-side limits live in psanalytics.wire.limits).
+TRACK_BULK_MAX_EVENTS = MAX_BULK_EVENTS
+TRACK_BULK_MAX_BYTES = MAX_EVENT_BYTES
 _SUFFIX = b"]}"
 
 
