@@ -397,6 +397,8 @@ def fetch(
     url: str | None = typer.Option(None, "--url", envvar="PSANALYTICS_URL", help="Profile Store URL (default: in-process emulator)."),
     api_key: str | None = typer.Option(None, "--api-key", envvar="PSANALYTICS_API_KEY", help="API key (read from PSANALYTICS_API_KEY).", show_default=False),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Folder export: keep finished windows of an interrupted run."),
+    top_up: bool = typer.Option(False, "--top-up", help="Folder export: extend a finished export to a later --end, fetching only what it lacks (and the last --look-back again)."),
+    look_back: str = typer.Option("1h", "--look-back", help="With --top-up: how much of the old end to read again for late events."),
     concurrency: int = typer.Option(4, "--concurrency", help="Windows fetched at once."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the planned windows and requests, fetch nothing."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
@@ -426,7 +428,8 @@ def fetch(
             exports.write_events(frame, output)
             typer.echo(f"{frame.height:,} events -> {output}")
         else:
-            rep = store.export(output, filter, start=start, end=end, resume=resume, settle=settle)
+            rep = store.export(output, filter, start=start, end=end, resume=resume, settle=settle,
+                               top_up=top_up, look_back=look_back)
             typer.echo(
                 f"{rep.rows:,} events in {len(rep.windows)} windows -> {output} "
                 f"({rep.resumed_windows} resumed, {rep.requests} requests, {rep.retries} retries, "

@@ -22,7 +22,7 @@ import orjson
 import polars as pl
 
 from psanalytics import schema
-from psanalytics._time import format_ns, from_ns, to_ns
+from psanalytics._time import format_ns, from_ns, parse_duration, to_ns
 from psanalytics.api._paging import (
     FilterLike,
     Pager,
@@ -33,7 +33,7 @@ from psanalytics.api._paging import (
 )
 from psanalytics.api.http import RequestStats, redact
 from psanalytics.api.windows import Window, WindowOverflowError
-from psanalytics.errors import PsaError
+from psanalytics.errors import ArgumentError, PsaError
 
 __all__ = ["ExportReport", "ExportError", "export", "CHECKPOINT", "LOCK"]
 
@@ -69,6 +69,9 @@ class ExportReport:
     files: list[Path] = field(default_factory=list)
     #: Part files (relative to ``path``) found damaged on resume and fetched again.
     repaired: list[str] = field(default_factory=list)
+    #: A top-up's record (from where it fetched again, the look-back, the windows it
+    #: replaced); None for a plain export.
+    top_up: dict[str, Any] | None = None
 
     def scan(self) -> pl.LazyFrame:
         """The exported events, lazily, in the canonical schema (time order)."""
@@ -101,6 +104,8 @@ def export(
     progress: bool | None = None,
     concurrency: int | None = None,
     overwrite: bool = False,
+    top_up: bool = False,
+    look_back: Any = "1h",
     _after_window: Callable[[int], None] | None = None,
 ) -> ExportReport:
     """Write the matching events to ``path`` as Parquet, one file per window.
@@ -123,6 +128,15 @@ def export(
     events than one query returns does not stop the rest: everything else is written and
     checkpointed, then :class:`WindowOverflowError` names the instant (``.report`` holds
     the report). A lock file (``_export.lock``) keeps a second export out of the folder.
+
+    ``top_up=True`` on a finished export with the same filter and start and a later
+    ``end`` fetches only what it does not have: the windows after the old end, and the
+    last ``look_back`` (default ``"1h"``; a duration or seconds) of what it has, again,
+    for events that arrived late. The windows that reach into the look-back are replaced
+    exactly (their parts are re-planned from the first of them on); everything before is
+    kept untouched and not fetched. The checkpoint records the top-up (``top_up``: from
+    where, the look-back, the windows replaced), so a killed top-up resumes like any
+    export. Without a finished export to extend it behaves as a normal export.
     """
     root = Path(path)
     if root.exists() and not root.is_dir():
@@ -131,13 +145,14 @@ def export(
     with _Lock(root):
         return _export(pager, root, filter, start=start, end=end, resume=resume, settle=settle,
                        progress=progress, concurrency=concurrency, overwrite=overwrite,
-                       _after_window=_after_window)
+                       top_up=top_up, look_back=look_back, _after_window=_after_window)
 
 
 def _export(pager: Pager, root: Path, filter: FilterLike, *, start: TimeLike | None,
             end: TimeLike | None, resume: bool, settle: Any, progress: bool | None,
-            concurrency: int | None, overwrite: bool,
-            _after_window: Callable[[int], None] | None) -> ExportReport:
+            concurrency: int | None, overwrite: bool, top_up: bool = False,
+            look_back: Any = "1h", _after_window: Callable[[int], None] | None = None
+            ) -> ExportReport:
     t0 = time.perf_counter()
     ftext = _filter_text(filter)
     stats = RequestStats()
@@ -157,6 +172,7 @@ def _export(pager: Pager, root: Path, filter: FilterLike, *, start: TimeLike | N
             "into it; choose an empty folder, or pass overwrite=True to write alongside (nothing "
             "that is not ours is ever deleted)")
     windows: list[Window]
+    top: dict[str, Any] | None = None
     done: dict[str, dict[str, Any]] = {}
     repaired: list[str] = []
     overflow: list[Window] = []
@@ -175,6 +191,9 @@ def _export(pager: Pager, root: Path, filter: FilterLike, *, start: TimeLike | N
                           f"{'s were' if len(repaired) > 1 else ' was'} damaged "
                           f"({', '.join(repaired[:3])}{', ...' if len(repaired) > 3 else ''}); "
                           "fetching those windows again", stacklevel=3)
+    elif top_up and old and old.get("complete") and _extends(old.get("args"), args):
+        windows, done, top = _top_up_plan(pager, root, old, ftext, settled_end(end, settle),
+                                          look_back, stats, overflow)
     else:
         _clean_export(root, old)
         windows, _ = pager._plan(ftext, start, settled_end(end, settle), stats, overflow=overflow)
@@ -187,6 +206,10 @@ def _export(pager: Pager, root: Path, filter: FilterLike, *, start: TimeLike | N
         "done": done,
         "complete": False,
     }
+    if top is not None:
+        state["top_up"] = top
+    elif old and old.get("top_up") and old.get("args") == args and not old.get("complete"):
+        state["top_up"] = old["top_up"]  # a top-up resumed: still that top-up
     if overflow:
         state["overflow_windows"] = [{"start": w.start, "end": w.end, "count": w.count} for w in overflow]
         state["overflow"] = [{"instant": format_ns(w.start), "count": w.count} for w in overflow]
@@ -241,7 +264,7 @@ def _export(pager: Pager, root: Path, filter: FilterLike, *, start: TimeLike | N
         retries=stats.retries + sum(r.retries for r in fetched),
         duration_s=time.perf_counter() - t0,
         resumed_windows=len(windows) - len(todo), duplicates=duplicates, files=files,
-        repaired=repaired,
+        repaired=repaired, top_up=state.get("top_up"),
     )
     if overflow:
         w = max(overflow, key=lambda o: o.count or 0)
@@ -255,6 +278,51 @@ def _export(pager: Pager, root: Path, filter: FilterLike, *, start: TimeLike | N
         err.overflow = [(o.start, o.count) for o in overflow]  # type: ignore[attr-defined]
         raise err
     return report
+
+
+def _extends(old_args: Any, args: dict[str, Any]) -> bool:
+    """The same export (filter, start, url, settle) with a later end."""
+    if not isinstance(old_args, dict):
+        return False
+    same = {k: v for k, v in old_args.items() if k != "end"} == {k: v for k, v in args.items() if k != "end"}
+    if not same:
+        return False
+    if args.get("end") is None:
+        return True
+    return old_args.get("end") is None or to_ns(args["end"]) > to_ns(old_args["end"])
+
+
+def _top_up_plan(pager: Pager, root: Path, old: dict[str, Any], ftext: str | None,
+                 end: TimeLike | None, look_back: Any, stats: RequestStats,
+                 overflow: list[Window]) -> tuple[list[Window], dict[str, dict[str, Any]], dict[str, Any]]:
+    """(windows, done, record) of a top-up: the old windows before the look-back kept as
+    they are, the rest re-planned from the first window reaching into the look-back."""
+    lag = parse_duration(look_back, name="look_back")
+    if lag < 0:
+        raise ArgumentError(f"look_back must not be negative, got {look_back!r}")
+    old_windows = sorted((Window(int(w["start"]), int(w["end"]), w.get("count")) for w in old["windows"]),
+                         key=lambda w: w.start)
+    old_done = old.get("done") or {}
+    if old_windows:
+        old_hi = max(w.end for w in old_windows)
+        if old["args"].get("end") is not None:
+            old_hi = max(old_hi, to_ns(old["args"]["end"]))
+        cut = old_hi - lag
+        kept = [w for w in old_windows if w.end <= cut]
+        replaced = [w for w in old_windows if w.end > cut]
+        lo = min(w.start for w in replaced) if replaced else old_hi
+    else:
+        start = old["args"].get("start")
+        kept, replaced, lo = [], [], (None if start is None else to_ns(start))
+    for w in replaced:  # fetched again below; the source still holds them
+        d = old_done.get(w.key)
+        if isinstance(d, dict) and d.get("file"):
+            _unlink_ours(root, str(d["file"]))
+    new, _ = pager._plan(ftext, lo, end, stats, overflow=overflow)
+    done = {w.key: old_done[w.key] for w in kept if w.key in old_done}
+    record = {"from": None if lo is None else format_ns(lo), "look_back": str(look_back),
+              "replaced": [w.key for w in replaced], "previous_end": old["args"].get("end")}
+    return kept + new, done, record
 
 
 def pager_limit() -> int:

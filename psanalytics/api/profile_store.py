@@ -264,15 +264,20 @@ class ProfileStore:
         progress: bool | None = None,
         concurrency: int | None = None,
         overwrite: bool = False,
+        top_up: bool = False,
+        look_back: Any = "1h",
         _after_window: Callable[[int], None] | None = None,
     ) -> ExportReport:
         """Write the matching events to ``path`` as Parquet, one file per window.
 
         See :func:`psanalytics.api.export.export` (layout, checkpoint, resume, what is
-        deleted: only our own parts; ``overwrite=True`` writes into a non-empty folder)."""
+        deleted: only our own parts; ``overwrite=True`` writes into a non-empty folder;
+        ``top_up=True`` with a later ``end`` fetches only what a finished export lacks,
+        re-reading the last ``look_back`` for late events)."""
         return _export.export(self._pager, path, filter, start=start, end=end, resume=resume,
                               settle=settle, progress=progress, concurrency=concurrency,
-                              overwrite=overwrite, _after_window=_after_window)
+                              overwrite=overwrite, top_up=top_up, look_back=look_back,
+                              _after_window=_after_window)
 
     # ------------------------------------------------------------------ preview
 

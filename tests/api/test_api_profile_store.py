@@ -265,7 +265,8 @@ def test_track_batches_by_count_and_size():
     assert (rep.events, rep.batches) == (250, 3)
     assert [len(b) for b in fake.tracked] == [100, 100, 50]
     first = fake.tracked[0][0]
-    assert first == {"deviceId": "d0", "eventType": "order", "value": "", "eventTime": "2024-03-01T00:00:00.0000000Z",
+    # trackId is sent: the service's dedupe key, so a re-sent batch is skipped, not doubled
+    assert first == {"trackId": "t00000", "deviceId": "d0", "eventType": "order", "value": "", "eventTime": "2024-03-01T00:00:00.0000000Z",
                      "user": {"email": "u0@x.se", "name": ""}, "payload": {"i": 0, "n": {"a": [1, "x"]}}}
     big = [{"deviceId": "d", "eventType": "x", "value": "v" * 100_000}] * 5
     sizes = [len(b) for b in _batches(big)]
