@@ -125,7 +125,8 @@ def test_odp_map_overrides_skip_and_unmapped(events):
 def test_profiles_from_user_email_name_and_devices(events):
     extra = events.tail(1).with_columns(pl.lit("dev-c").alias("DeviceId"),
                                         pl.struct(pl.lit("Anna@Example.com").alias("Email"),
-                                                  pl.lit("Anna Maria Berg").alias("Name")).alias("User"))
+                                                  pl.lit("Anna Maria Berg").alias("Name"),
+                                                  pl.lit(None, pl.String).alias("Info")).alias("User"))
     profs = encode_odp_profiles(pl.concat([events, extra]))
     assert [orjson.loads(t) for t in profs.get_column("json")] == [
         {"attributes": {"email": "Anna@Example.com", "vuid": "dev-a", "first_name": "Anna",
