@@ -148,18 +148,30 @@ def read_events(
         )
         if c == "SessionId":
             cols.append(F.timestamp_micros(F.floor(tns / 1000)).alias("EventTime"))
+    def json_text(name: str, dtype: Any) -> Any:
+        # JSON text as the canonical frame keeps it (Parquet: already text; NDJSON: Spark
+        # inferred an object, written back as JSON)
+        return F.col(name).cast("string") if dtype.typeName() == "string" else F.to_json(F.col(name))
+
+    types = {f.name: f.dataType for f in raw.schema.fields}
     if "User" in have:
+        fields = {f.name: f.dataType for f in getattr(types["User"], "fields", [])}
+        info = json_text("User.Info", fields["Info"]) if "Info" in fields else F.lit(None).cast("string")
         user = F.struct(
             F.coalesce(F.col("User.Email"), F.lit("")).alias("Email"),
             F.coalesce(F.col("User.Name"), F.lit("")).alias("Name"),
+            info.alias("Info"),
         )
     else:
-        user = F.struct(F.lit("").alias("Email"), F.lit("").alias("Name"))
+        user = F.struct(F.lit("").alias("Email"), F.lit("").alias("Name"),
+                        F.lit(None).cast("string").alias("Info"))
     cols += [
         user.alias("User"),
         (
             F.col("Payload").cast("string") if "Payload" in have else F.lit(None).cast("string")
         ).alias("Payload"),
+        *[(json_text(c, types[c]) if c in have else F.lit(None).cast("string")).alias(c)
+          for c in ("Headers", "Extras")],
         tns.cast("long").alias(TIME_NS_COL),
         F.struct(
             F.col("_metadata.file_path").alias("file"),
