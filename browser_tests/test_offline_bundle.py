@@ -7,31 +7,25 @@ import polars as pl
 from psanalytics.jupyter import charts, offline
 
 
-def test_the_bundle_draws_a_chart_in_a_browser_with_no_network(tmp_path, chromium):
+def test_the_bundle_draws_a_chart_in_a_browser_with_no_network(tmp_path, browser):
     """The inline HTML alone (no server, every request off the machine aborted) draws."""
-    from playwright.sync_api import sync_playwright
-
     frame = pl.DataFrame({"CountryCode": ["SE", "DE"], "events": [3, 2]})
     spec = charts.country_bars(frame.select(pl.col("CountryCode").repeat_by("events").explode())).to_dict()
     page_html = "<html><body>" + offline.chart_html(spec, include_bundle=True)
     page_html += offline.chart_html(spec, include_bundle=True) + "</body></html>"  # twice: harmless
     (tmp_path / "c.html").write_text(page_html)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium, args=["--headless", "--no-sandbox", "--disable-gpu"]
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.route("http*://**", lambda r: r.abort())
+        page.goto((tmp_path / "c.html").as_uri())
+        page.wait_for_function(
+            "Array.from(document.querySelectorAll('.psa-chart'))"
+            ".filter((c) => c.querySelector('svg.marks, canvas.marks')).length == 2",
+            timeout=30_000,
         )
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.route("http*://**", lambda r: r.abort())
-            page.goto((tmp_path / "c.html").as_uri())
-            page.wait_for_function(
-                "Array.from(document.querySelectorAll('.psa-chart'))"
-                ".filter((c) => c.querySelector('svg.marks, canvas.marks')).length == 2",
-                timeout=30_000,
-            )
-            assert errors == []
-        finally:
-            browser.close()
-
+        assert errors == []
+    finally:
+        context.close()

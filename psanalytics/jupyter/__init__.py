@@ -62,24 +62,33 @@ def _enable_offline() -> None:
 
 class _AfterAltair:
     """A meta-path finder that only wraps Altair's loader to enable the offline renderer
-    once ``import altair`` has finished (then removes itself)."""
+    once ``import altair`` has run (then removes itself). A mere lookup
+    (``importlib.util.find_spec("altair")``, as libraries do to test for it) leaves it in
+    place: the wrapped loader of such a spec is never run."""
+
+    busy = False
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name != "altair":
+        if name != "altair" or self.busy:
             return None
         import importlib.util
         import sys
 
-        if self in sys.meta_path:
-            sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
+        self.busy = True
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self.busy = False
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         loader = spec.loader
         original = loader.exec_module
+        finder = self
 
         def exec_module(module: Any) -> None:
             original(module)
+            if finder in sys.meta_path:
+                sys.meta_path.remove(finder)
             _enable_offline()
 
         loader.exec_module = exec_module  # type: ignore[method-assign]

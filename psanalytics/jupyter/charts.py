@@ -53,10 +53,20 @@ def _import_altair():  # noqa: ANN202
 
 alt = _import_altair()
 
+
+def _draw_offline() -> None:
+    from psanalytics.jupyter import offline
+
+    offline.enable()  # charts built here draw with no network (see offline.py)
+
+
+_draw_offline()
+
 __all__ = [
     "MAX_ROWS",
     "ChartDataError",
     "chart_rows",
+    "url_path",
     "country_bars",
     "events_over_time",
     "funnel",
@@ -332,17 +342,38 @@ def _count_bars(
         .collect()
     )
     data = _ship(data, fn)
+    axis = column
+    if column == "PageUri":  # the path tells pages apart; the host is the same everywhere
+        data = data.with_columns(url_path(pl.col(column), data.get_column(column)).alias("page"))
+        axis, label = "page", "page (path; full URL in the tooltip)"
     tooltip = [f"{column}:N", "events:Q"] + (["visitors:Q"] if "visitors" in data.columns else [])
     return (
         alt.Chart(data, title=title)
         .mark_bar()
         .encode(
             x=alt.X(f"{metric}:Q", title=metric),
-            y=alt.Y(f"{column}:N", sort="-x", title=label),
+            y=alt.Y(f"{axis}:N", sort="-x", title=label, axis=alt.Axis(labelLimit=320)),
             tooltip=tooltip,
         )
         .properties(width=WIDTH, height=alt.Step(18))
     )
+
+
+_URL = r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)"
+
+
+def url_path(expr: pl.Expr, values: pl.Series | None = None) -> pl.Expr:
+    """A URL's path (with its query), ``/`` for the site root: what tells pages apart in a
+    chart or a table (the host is the same everywhere). When ``values`` holds URLs of
+    several hosts, the host is kept for those whose path is not unique."""
+    path = expr.str.replace(_URL, "").str.replace(r"^$", "/")
+    if values is None:
+        return path
+    hosts = values.str.extract(_URL, 1).drop_nulls().unique()
+    if hosts.len() <= 1:
+        return path
+    host_path = expr.str.replace(r"^[A-Za-z][A-Za-z0-9+.-]*://", "")
+    return pl.when(path.is_duplicated()).then(host_path).otherwise(path)
 
 
 def top_pages(

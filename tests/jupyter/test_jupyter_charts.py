@@ -75,13 +75,25 @@ def test_events_over_time_errors(small_events):
 def test_top_pages_exact_and_skips_empty_pages(small_events):
     data = C.top_pages(small_events).data
     assert data.rows() == [
-        ("https://example.com/", 3, 2),
-        ("https://example.com/p1", 2, 2),
-        ("https://example.com/basket", 1, 1),
-        ("https://example.com/p2", 1, 1),
+        ("https://example.com/", 3, 2, "/"),
+        ("https://example.com/p1", 2, 2, "/p1"),
+        ("https://example.com/basket", 1, 1, "/basket"),
+        ("https://example.com/p2", 1, 1, "/p2"),
     ]
     only = C.top_pages(small_events, event_type=["product"], top=1).data
-    assert only.rows() == [("https://example.com/p1", 2, 2)]
+    assert only.rows() == [("https://example.com/p1", 2, 2, "/p1")]
+
+
+def test_top_pages_label_by_path_full_url_in_tooltip():
+    # the axis cut URLs to the host ("https://www.northwind-outdoor.…"): pages looked alike
+    frame = pl.DataFrame(
+        {"PageUri": ["https://a.com/x?q=1", "https://a.com/x?q=1", "https://b.org/x?q=1", "https://a.com/"]}
+    )
+    chart = C.top_pages(frame)
+    assert chart.data["page"].to_list() == ["a.com/x?q=1", "/", "b.org/x?q=1"]
+    spec = chart.to_dict()
+    assert spec["encoding"]["y"]["field"] == "page"
+    assert {"field": "PageUri", "type": "nominal"} in spec["encoding"]["tooltip"]
 
 
 def test_country_bars_events_and_visitors(small_events):
@@ -99,7 +111,7 @@ def test_country_bars_events_and_visitors(small_events):
 
 def test_top_pages_from_pandas(small_events):
     data = C.top_pages(small_events.drop("User").to_pandas(), top=1).data
-    assert data.rows() == [("https://example.com/", 3, 2)]
+    assert data.rows() == [("https://example.com/", 3, 2, "/")]
 
 
 def test_session_length_histogram_from_events_and_sessions_table(small_events):

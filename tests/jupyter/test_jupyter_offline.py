@@ -27,7 +27,8 @@ def test_importing_the_jupyter_layer_makes_altair_draw_offline(first):
     # either order: the package stays lazy (Altair is not imported by it) yet sets it up
     code = (
         f"import {first}\n"
-        "import sys; lazy = 'altair' not in sys.modules\n"
+        "import sys, importlib.util; lazy = 'altair' not in sys.modules\n"
+        "assert importlib.util.find_spec('altair') is not None  # a lookup, not an import\n"
         "import altair as alt, psanalytics.jupyter\n"
         "print(lazy, alt.renderers.active)"
     )

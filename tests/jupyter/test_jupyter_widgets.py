@@ -32,8 +32,8 @@ def test_event_explorer_type_and_country_filters_update_charts_and_table(small_e
     assert ex.filtered["EventType"].unique().to_list() == ["product"]
     assert _over_time_total(ex) == 3
     assert ex.charts["pages"].data.rows() == [
-        ("https://example.com/p1", 2, 2),
-        ("https://example.com/p2", 1, 1),
+        ("https://example.com/p1", 2, 2, "/p1"),
+        ("https://example.com/p2", 1, 1, "/p2"),
     ]
     assert "3 rows" in ex.table.value and "basket" not in ex.table.value
     ex.countries.value = ("DE",)
