@@ -198,9 +198,9 @@ def _alt() -> Any:
     mod = sys.modules.get("altair")
     if mod is not None and hasattr(mod, "renderers"):
         return mod
-    from psanalytics.jupyter.charts import _import_altair
+    import altair  # (charts.py imports it faster; it enables this renderer too)
 
-    return _import_altair()
+    return altair
 
 
 def enable(*, force: bool = False) -> bool:
