@@ -145,9 +145,21 @@ def test_visitor_player_keeps_its_step_in_the_kernel(small_events):
 
 
 def _bot_and_human():
-    from conftest import ev
+    from datetime import UTC, datetime, timedelta
 
     from psanalytics import schema
+
+    t0 = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
+
+    def ev(minutes: float, device: str, etype: str, session: str = "s") -> dict:
+        t = t0 + timedelta(minutes=minutes)
+        return {
+            "TrackId": f"{device}-{etype}-{minutes}",
+            "DeviceId": device,
+            "EventType": etype,
+            "EventTime": t.isoformat().replace("+00:00", "Z"),
+            "SessionId": session,
+        }
 
     rows = [ev(i * 0.25, "bot", "product", session="x") for i in range(250)]  # ~1 h, 250 events
     rows += [ev(i * 2.5, "bot", "category", session="x") for i in range(100, 130)]
