@@ -58,6 +58,7 @@ from psanalytics.api.preview import PreviewTruncatedWarning, with_params
 from psanalytics.api.tracking import TrackReport
 from psanalytics.api.windows import RESULT_WINDOW, Window, WindowOverflowError
 from psanalytics.errors import ArgumentError
+from psanalytics.wire.api_json import parse_page  # its home moved to wire/; kept importable here
 from psanalytics.wire.limits import MAX_BULK_EVENTS, MAX_EVENT_BYTES
 
 __all__ = [
@@ -74,6 +75,7 @@ __all__ = [
     "ORDERBY",
     "MAX_BULK_EVENTS",
     "MAX_EVENT_BYTES",
+    "parse_page",
 ]
 
 
