@@ -170,7 +170,9 @@ def test_notebook_runs_and_draws_offline(page, clean_lab, name: str) -> None:  #
     errors = [(c["source"], c["errors"]) for c in cells if c["errors"] and "raises-exception" not in c["tags"]]
     assert not errors, f"{name}: error outputs {errors}"
     not_run = [c["source"] for c in cells if c["count"] is None and c["source"].strip()]
-    assert not not_run, f"{name}: cells that did not run: {not_run} (last: {cells[-2:]})"
+    first = next((i for i, c in enumerate(cells) if c["count"] is None and c["source"].strip()), 0)
+    # the cells just before the first one that did not run: what stopped the run
+    assert not not_run, f"{name}: cells that did not run: {not_run} (before them: {cells[max(0, first - 2):first]})"
     state = _all_charts_drawn(page, name)
     if name.startswith("01"):
         _explorer_is_live(page)
