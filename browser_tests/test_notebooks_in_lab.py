@@ -46,7 +46,12 @@ DONE = """(name) => {
   PANEL
   const s = panel(name).sessionContext.session;
   if (!s || !s.kernel) return {error: 'the notebook has no kernel any more (did it die?)'};
-  return window.__psaDone && s.kernel.status === 'idle' ? window.__psaDone : null;
+  // run-all's promise settles early when a cell tagged raises-exception answers with an
+  // error (JupyterLab rejects the batch there while later cells are still queued), and
+  // the kernel is briefly idle between cells: so done means every code cell has answered.
+  const pending = panel(name).content.widgets.filter(
+    (c) => c.model.type === 'code' && c.model.sharedModel.getSource().trim() && c.model.executionCount === null);
+  return window.__psaDone && s.kernel.status === 'idle' && pending.length === 0 ? window.__psaDone : null;
 }""".replace("PANEL", PANEL)
 
 CELLS = """(name) => {
@@ -87,7 +92,7 @@ def _open(page, lab, name: str) -> None:  # noqa: ANN001
 
 def _run_all(page, name: str) -> list[dict]:  # noqa: ANN001
     page.evaluate(RUN_ALL, name)
-    done = wait_until(lambda: page.evaluate(DONE, name), timeout=600, what=f"{name}: run all cells")
+    done = wait_until(lambda: page.evaluate(DONE, name), timeout=300, what=f"{name}: every code cell answered after run-all")
     cells = page.evaluate(CELLS, name)
     assert "error" not in done, done
     return cells
