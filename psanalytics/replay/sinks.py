@@ -10,6 +10,7 @@ returns a sink over a copy of the client when the replay asks for another retry 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import orjson
@@ -32,7 +33,30 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-class EventApiSink:
+class _ClientSink:
+    """What the HTTP sinks share: a client they may own (made here, so closed here) or one
+    the caller passed (never closed here), its URL, and a repr that shows no key."""
+
+    api: Any
+    _owns: bool
+
+    def _adopt(self, api: Any, make: Callable[[], Any]) -> None:
+        self._owns = api is None
+        self.api = make() if api is None else api
+
+    @property
+    def url(self) -> str:
+        return str(self.api.url)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.api!r})"
+
+    def close(self) -> None:
+        if self._owns:
+            self.api.close()
+
+
+class EventApiSink(_ClientSink):
     """Posts Event API bodies with :class:`~psanalytics.api.event_api.EventApi`.
 
     ``url``: the server (``serve().url``) or endpoint; production only when named
@@ -46,28 +70,13 @@ class EventApiSink:
                  transport: Any = None, policy: Any = None, timeout: Any = None) -> None:
         from psanalytics.api.event_api import EventApi
 
-        if api is None:
-            if isinstance(url, str) and url.lower() in ("us", "eu"):
-                url = EventApi.US if url.lower() == "us" else EventApi.EU
-            api = EventApi(url, strict=strict, transport=transport, policy=policy, timeout=timeout)
-            self._owns = True
-        else:
-            self._owns = False
-        self.api = api
-
-    @property
-    def url(self) -> str:
-        return str(self.api.url)
-
-    def __repr__(self) -> str:
-        return f"EventApiSink({self.api!r})"
+        if isinstance(url, str) and url.lower() in ("us", "eu"):
+            url = EventApi.US if url.lower() == "us" else EventApi.EU
+        self._adopt(api, lambda: EventApi(url, strict=strict, transport=transport, policy=policy,
+                                          timeout=timeout))
 
     def send(self, batch: Batch) -> Any:
         return self.api.send(batch.body)
-
-    def close(self) -> None:
-        if self._owns:
-            self.api.close()
 
 
 class TrackingSink:
@@ -103,7 +112,7 @@ class TrackingSink:
             self.store.close()
 
 
-class OdpSink:
+class OdpSink(_ClientSink):
     """Posts ODP event arrays (``POST /v3/events``) and, for ``odp-profiles`` batches,
     customer updates (``POST /v3/profiles``, at most 10 requests/s) with
     :class:`~psanalytics.api.odp.OdpApi`.
@@ -118,28 +127,13 @@ class OdpSink:
                  transport: Any = None, policy: Any = None, timeout: Any = None) -> None:
         from psanalytics.api.odp import OdpApi
 
-        if api is None:
-            api = OdpApi(url, api_key=api_key, transport=transport, policy=policy, timeout=timeout)
-            self._owns = True
-        else:
-            self._owns = False
-        self.api = api
-
-    @property
-    def url(self) -> str:
-        return str(self.api.url)
-
-    def __repr__(self) -> str:
-        return f"OdpSink({self.api!r})"
+        self._adopt(api, lambda: OdpApi(url, api_key=api_key, transport=transport, policy=policy,
+                                        timeout=timeout))
 
     def send(self, batch: Batch) -> Any:
         if batch.kind == "odp-profiles":
             return self.api.send_profiles(batch.body)
         return self.api.send_events(batch.body)
-
-    def close(self) -> None:
-        if self._owns:
-            self.api.close()
 
 
 def with_policy(sink: Any, policy: Any) -> Any:
