@@ -13,8 +13,10 @@ The dialect, as real clients wrote it (see ``shared/spec/apis.md``):
   datetimes bare (``EventTime gt 2020-01-01T00:00:00Z``, up to 7+ fractional digits,
   no offset means UTC); a bare date compared with ``eq`` means that whole day (``gt`` a
   date means after that day, ``le`` a date means up to the end of it); GUIDs bare;
-- dotted paths: ``User.Email``, ``User.Name`` (the User struct) and
-  ``Payload.epi.language`` (read from the Payload JSON text);
+- dotted paths: ``User.Email``, ``User.Name`` (the User struct),
+  ``User.Info.Email`` (a key of the user's ``Info`` object, read from its JSON text;
+  ``Info.Email`` means the same: real callers wrote it, and ``User.Info`` is the only
+  ``Info`` an event has) and ``Payload.epi.language`` (read from the Payload JSON text);
 - ``contains``, ``startswith``, ``endswith`` and ``in`` are rejected unless ``lenient``.
 
 Parsing uses the ``odata-query`` package's lexer and parser (text -> tokens -> AST); this
@@ -308,15 +310,21 @@ class _Prop:
 
     kind: str  # "string" | "time" | "user" | "payload" | "payload_root"
     name: str  # display name, e.g. "Payload.epi.language"
-    column: str
+    column: str  # "Payload" or "User.Info" for the JSON kinds
     path: tuple[str, ...] = ()
 
     def expr(self) -> pl.Expr:
         if self.kind == "user":
             return pl.col("User").struct.field(self.path[0])
-        if self.kind == "payload":
+        if self.kind in ("payload", "payload_root"):
+            col = (pl.col("User").struct.field("Info") if self.column == "User.Info"
+                   else pl.col("Payload"))
+            if self.kind == "payload_root":
+                if self.column == "User.Info":  # "" means absent there (schema._absent)
+                    return pl.when(col == "").then(None).otherwise(col)
+                return col
             jp = "$" + "".join(f".{p}" if re.fullmatch(r"\w+", p) else f"['{p}']" for p in self.path)
-            return pl.col("Payload").str.json_path_match(jp)
+            return col.str.json_path_match(jp)
         return pl.col(self.column)
 
 
@@ -331,6 +339,8 @@ def _resolve(node: Any) -> _Prop | None:
     if not isinstance(node, ast.Identifier):
         return None
     parts = (*node.namespace, node.name)
+    if parts[0].lower() == "info" and len(parts) > 1:
+        parts = ("User", *parts)  # Info.Email as real callers wrote it: the user's Info
     root = _COLS_LOWER.get(parts[0].lower())
     if root is None:
         return None
@@ -339,6 +349,12 @@ def _resolve(node: Any) -> _Prop | None:
         if len(parts) == 2 and parts[1].lower() in ("email", "name"):
             field = {"email": "Email", "name": "Name"}[parts[1].lower()]
             return _Prop("user", f"User.{field}", "User", (field,))
+        if len(parts) >= 2 and parts[1].lower() == "info":
+            # Info is JSON text (an object of strings): its keys are matched as written
+            if len(parts) == 2:
+                return _Prop("payload_root", "User.Info", "User.Info")
+            return _Prop("payload", ".".join(("User.Info", *parts[2:])), "User.Info",
+                         tuple(parts[2:]))
         return _Prop("bad", name, "User", tuple(parts[1:]))
     if root == "Payload":
         if len(parts) == 1:
@@ -497,7 +513,8 @@ class _Compiler:
             if prop.kind == "bad":
                 raise self.err(
                     f"unknown property {prop.name} ({prop.column} has no field "
-                    f"{'.'.join(prop.path)}; known: User.Email, User.Name, Payload.<path>)",
+                    f"{'.'.join(prop.path)}; known: User.Email, User.Name, User.Info.<key>, "
+                    "Payload.<path>)",
                     prop.name.split(".")[0],
                 )
             return prop, None, None
@@ -533,7 +550,7 @@ class _Compiler:
                 if llit is not None and llit.kind == "ident":
                     raise self.err(
                         f"unknown property {name} (known: {', '.join(COLUMNS)}, User.Email, "
-                        "User.Name, Payload.<path>)", name.split(".")[0])
+                        "User.Name, User.Info.<key>, Payload.<path>)", name.split(".")[0])
                 raise self.err(f"a comparison needs a property on one side ({name} {op} ...)",
                                name.strip("'"))
             flipped = _OPS[_FLIP[op_t]]
@@ -551,8 +568,10 @@ class _Compiler:
         col = pexpr if pexpr is not None else prop.expr()
         if prop.kind == "payload_root":
             if lit.kind != "null" or op not in ("eq", "ne"):
-                raise self.err("Payload itself can only be compared with null "
-                               "(use a path such as Payload.epi.language)", "Payload")
+                example = ("User.Info.Email" if prop.column == "User.Info"
+                           else "Payload.epi.language")
+                raise self.err(f"{prop.name} itself can only be compared with null "
+                               f"(use a path such as {example})", prop.name.split(".")[0])
             return col.is_null() if op == "eq" else col.is_not_null()
         if prop.kind == "time":
             if lit.kind == "null":

@@ -84,7 +84,7 @@ def test_guids_keywords_as_values_and_nulls(small):
         ("EventType eq a b", 16, "unexpected 'b'"),
         ("EventType eq a @ b", 16, "unexpected character '@'"),
         ("Foo eq 1", 1, "unknown property Foo"),
-        ("User.Info eq x", 1, "unknown property User.Info"),
+        ("User.Infos eq x", 1, "unknown property User.Infos"),
         ("EventTime gt yesterday", 14, "cannot compare a time with yesterday"),
         ("contains(Value, 'x')", 1, "the function contains() is not supported"),
         ("Value eq 'a' and startswith(Value, 'x')", 18, "the function startswith() is not supported"),

@@ -20,10 +20,12 @@ EVENTS = [
      "User": {"Email": "a@b.c", "Name": "A"}, "Payload": {"epi": {"campaign": {"mailingId": MAILING}}}},
     {"TrackId": "", "DeviceId": "a@b.c", "EventType": "epiPageView",
      "EventTime": "2019-03-11T10:30:00.0000000Z", "Value": "Viewed start page",
-     "User": {"Email": "a@b.c", "Name": "A"}},
+     "User": {"Email": "a@b.c", "Name": "A", "Info": {"Email": "a@b.c", "Market": "SE"}}},
     {"TrackId": "t3", "DeviceId": "3f0a6e2c-9c1e-4b4e-8f55-2a6d0c1e7b10", "EventType": "epiPageView",
      "EventTime": "2019-03-12T08:00:00.0000000Z", "Value": "Viewed start page",
-     "PageUri": "https://x.com/a-b/c.d?e=1", "User": {"Email": "first.last+tag@x-y.com", "Name": ""}},
+     "PageUri": "https://x.com/a-b/c.d?e=1", "User": {"Email": "first.last+tag@x-y.com", "Name": "",
+                                                      "Info": {"Email": "first.last+tag@x-y.com",
+                                                               "Market": "DE", "Zip": "10115"}}},
 ]
 
 
@@ -57,11 +59,41 @@ def _devices(client: httpx.Client, query: str) -> list[str]:
     ("DeviceId eq 3f0a6e2c-9c1e-4b4e-8f55-2a6d0c1e7b10", ["3f0a6e2c-9c1e-4b4e-8f55-2a6d0c1e7b10/epiPageView"]),
     (f"Payload.epi.campaign.mailingId eq {MAILING}", ["a@b.c/epiCampaignMailingtouser"]),
     ("PageUri eq https://x.com/a-b/c.d?e=1", ["3f0a6e2c-9c1e-4b4e-8f55-2a6d0c1e7b10/epiPageView"]),
+    # the user's Info object (free-form strings): Info.Email as real code wrote it
+    ("Info.Email eq a@b.c", ["a@b.c/epiPageView"]),
+    ("User.Info.Email eq first.last+tag@x-y.com", ["3f0a6e2c-9c1e-4b4e-8f55-2a6d0c1e7b10/epiPageView"]),
+    ("User.Info.Market ne SE", ["3f0a6e2c-9c1e-4b4e-8f55-2a6d0c1e7b10/epiPageView"]),
+    ("User.Info.Zip eq 10115", ["3f0a6e2c-9c1e-4b4e-8f55-2a6d0c1e7b10/epiPageView"]),
+    ("User.Info eq null", ["a@b.c/epiCampaignMailingtouser"]),
+    ("not (User.Info.Market eq SE) and User.Info ne null",
+     ["3f0a6e2c-9c1e-4b4e-8f55-2a6d0c1e7b10/epiPageView"]),
 ])
 def test_filters_as_real_code_wrote_them(client, flt, want):
     from urllib.parse import quote
 
     assert _devices(client, "$filter=" + quote(flt)) == want
+
+
+def test_user_info_filters_client_side_give_the_same_rows():
+    from psanalytics.query.odata import filter_frame
+
+    frame = schema.normalize(EVENTS)
+    got = filter_frame(frame, "Info.Email eq a@b.c or User.Info.Market eq DE")
+    assert got.get_column("EventTime").dt.hour().to_list() == [10, 8]
+    assert filter_frame(frame, "User.Info.Missing eq x").height == 0
+    assert filter_frame(frame, "not (User.Info.Missing eq x)").height == 3
+
+
+def test_user_info_errors_say_what_to_write():
+    with pytest.raises(ODataError) as info:
+        compile_filter("User.Info eq SE")
+    assert info.value.position == 1
+    assert info.value.reason == ("User.Info itself can only be compared with null "
+                                 "(use a path such as User.Info.Email)")
+    with pytest.raises(ODataError) as info:
+        compile_filter("User.Phone eq 1")
+    assert info.value.reason == ("unknown property User.Phone (User has no field Phone; known: "
+                                 "User.Email, User.Name, User.Info.<key>, Payload.<path>)")
 
 
 def test_plus_for_a_space_and_trailing_spaces_from_a_query_builder(client):
