@@ -1,4 +1,10 @@
-"""Local KQL engine: lexer -> parser (AST with spans) -> checker -> compiler to Polars.
+"""Local KQL engine: lexer -> parser (AST with spans) -> compiler to Polars.
+
+The back end, bottom up: ``types`` (values, tables, dtypes, scope), ``naming`` (output
+column names), the ``functions`` package (scalar functions and aggregates, registered per
+family; the catalogue is computed from the registries), ``operators`` and ``compiler``
+(operators and expressions; the compiler is handed to each function, never imported by
+one), ``engine`` (run, validate, explain).
 
 Public API::
 

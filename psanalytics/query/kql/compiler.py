@@ -9,9 +9,10 @@ their quotes, objects/arrays as JSON text, missing keys as null), or a Struct co
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -19,32 +20,33 @@ import polars as pl
 
 from psanalytics._time import timedelta_to_ns
 from psanalytics.query.kql import nodes as N
-from psanalytics.query.kql.checker import (
-    AGGREGATES,
-    DYNAMIC_TEXT_COLUMNS,
-    RENDER_KINDS,
-    SCALAR_FUNCTIONS,
-    SPAN_DTYPE,
-    TIME_DTYPE,
-    UNSUPPORTED_FUNCTIONS,
-    aggregate_name,
-    column_name,
-    ktype_of,
-)
 from psanalytics.query.kql.errors import (
     KqlError,
     KqlSemanticError,
     KqlUnsupported,
     suggest,
 )
+from psanalytics.query.kql.functions import (
+    AGG_IMPLS,
+    AGGREGATES,
+    FUNC_IMPLS,
+    SCALAR_FUNCTIONS,
+    UNSUPPORTED_FUNCTIONS,
+)
+from psanalytics.query.kql.naming import aggregate_name, column_name
 from psanalytics.query.kql.operators import TabularOps
 from psanalytics.query.kql.types import (  # noqa: F401 - re-exported
     _DTYPES,
     DAY_NS,
+    DYNAMIC_TEXT_COLUMNS,
     NUMERIC,
     ORDERED,
+    RENDER_KINDS,
+    SPAN_DTYPE,
+    TIME_DTYPE,
     Compiled,
     RenderSpec,
+    Scope,
     Table,
     Val,
     _json_path,
@@ -52,6 +54,7 @@ from psanalytics.query.kql.types import (  # noqa: F401 - re-exported
     _lit,
     _ns,
     _rust_escape,
+    ktype_of,
 )
 
 
@@ -102,7 +105,14 @@ def schema_tables(tables: Mapping[str, Any] | None) -> dict[str, pl.LazyFrame]:
 
 
 class Compiler(TabularOps):
-    def __init__(self, tables: Mapping[str, pl.LazyFrame], text: str | None, now_ns: int):
+    """Compiles one query. The settings of a run (tables, text, clock, ``clean``,
+    ``allow_distinct_json``) are fixed at construction; what depends on the position in
+    the query is the immutable :class:`Scope` in ``self.scope``, changed only for the
+    duration of a nested step by :meth:`within`. The let environment (``funcs``,
+    ``scalar_lets``, ``tabular_lets``, ``params``) grows statement by statement."""
+
+    def __init__(self, tables: Mapping[str, pl.LazyFrame], text: str | None, now_ns: int,
+                 *, clean: set[str] | None = None, allow_distinct_json: bool = False):
         self.tables = tables
         #: let-defined functions and views
         self.funcs: dict[str, N.FuncDef] = {}
@@ -115,15 +125,21 @@ class Compiler(TabularOps):
         self.table_cache: dict[str, Table] = {}
         self._body: N.Pipeline | None = None
         #: tables whose string columns are known to hold no nulls
-        self.clean: set[str] = set(tables)
-        self._keep_order = True
-        self._order_matters = True
-        self._agg_ctx = False
-        self._in_agg = False
-        self._grouped = False
-        self._dedupe_json = False
+        self.clean: frozenset[str] = frozenset(tables if clean is None else clean)
+        self.allow_distinct_json = allow_distinct_json
+        self.scope = Scope()
+        #: the plan reads JSON per distinct document somewhere (result of the run)
         self.used_dedupe_json = False
-        self.allow_distinct_json = False
+
+    @contextmanager
+    def within(self, **changes: bool) -> Iterator[Scope]:
+        """Run the body under a copy of the scope with ``changes``; restored after."""
+        outer = self.scope
+        self.scope = replace(outer, **changes)
+        try:
+            yield self.scope
+        finally:
+            self.scope = outer
 
     # ------------------------------------------------------------------ errors
     def sem(self, msg: str, node: Any, *, suggestion: str | None = None,
@@ -236,22 +252,16 @@ class Compiler(TabularOps):
         t = self.source(p.source)
         render: RenderSpec | None = None
         for i, op in enumerate(p.ops):
-            if isinstance(op, N.Summarize):
-                # keep group order (first appearance) only when a later `take` would
-                # otherwise see an arbitrary order: `take` stays deterministic locally
-                self._keep_order = p is not self._body or self._take_follows(p.ops[i + 1:])
             if isinstance(op, N.Render):
                 render = self.op_render(op, t)
                 continue
-            # row order matters to a later take (sort/summarize/top/count reset it)
-            self._order_matters = p is not self._body or self._take_follows(p.ops[i + 1:])
             handler = getattr(self, "op_" + type(op).__name__.lower())
-            outer = self._dedupe_json
-            self._dedupe_json = self._all_rows_follow(p.ops[i:])
-            try:
+            # row order matters to a later take (sort/summarize/top/count reset it): then
+            # summarize keeps group order (first appearance), so `take` stays deterministic
+            order = p is not self._body or self._take_follows(p.ops[i + 1:])
+            with self.within(order_matters=order,
+                             dedupe_json=self._all_rows_follow(p.ops[i:])):
                 t = handler(op, t)
-            finally:
-                self._dedupe_json = outer
         return t, render
 
     @staticmethod
@@ -276,8 +286,8 @@ class Compiler(TabularOps):
         collision: exact); otherwise every row is parsed as before.
         """
         jp = _json_path(path)
-        if (not self.allow_distinct_json or not self._dedupe_json
-                or getattr(self, "_agg_ctx", False) or not base.meta.is_column()):
+        if (not self.allow_distinct_json or not self.scope.dedupe_json
+                or self.scope.agg or not base.meta.is_column()):
             return base.str.json_path_match(jp)
         self.used_dedupe_json = True
         h = base.hash()
@@ -545,7 +555,7 @@ class Compiler(TabularOps):
             aggs.append(v.expr.alias(name))
             schema[name] = v.ktype
         if keys:
-            lf = t.lf.group_by(keys, maintain_order=getattr(self, "_keep_order", True)).agg(aggs)
+            lf = t.lf.group_by(keys, maintain_order=self.scope.order_matters).agg(aggs)
         else:
             lf = t.lf.select(aggs)
         return Table(lf, schema, {}, False)
@@ -587,9 +597,8 @@ class Compiler(TabularOps):
     # ------------------------------------------------------------------ scalars
     def scalar(self, e: N.Expr, t: Table, *, agg_ctx: bool = False,
                grouped: bool = False) -> Val:
-        self._agg_ctx = agg_ctx
-        self._grouped = grouped
-        return self.expr(e, t)
+        with self.within(agg=agg_ctx, in_agg=False, grouped=grouped):
+            return self.expr(e, t)
 
     def expr(self, e: N.Expr, t: Table) -> Val:
         m = getattr(self, "x_" + type(e).__name__.lower())
@@ -613,7 +622,7 @@ class Compiler(TabularOps):
             raise self.sem(f"'{e.name}' is both a column and a scalar let: rename the let "
                            "(the local engine refuses to guess which one is meant)", e)
         if in_cols:
-            if getattr(self, "_agg_ctx", False) and not getattr(self, "_in_agg", False):
+            if self.scope.agg and not self.scope.in_agg:
                 raise self.sem(f"column '{e.name}' must be inside an aggregate function in "
                                "'summarize'", e)
             kt = t.schema[e.name]
@@ -1037,25 +1046,20 @@ class Compiler(TabularOps):
         if name == "toscalar":
             return self.toscalar(e)
         if name in AGGREGATES and not (name in ("min", "max") and False):
-            if not getattr(self, "_agg_ctx", False):
+            if not self.scope.agg:
                 raise self.sem(f"aggregate function '{name}' can only be used in "
                                "'summarize'", e, )
-            if getattr(self, "_in_agg", False):
+            if self.scope.in_agg:
                 raise self.sem(f"aggregate '{name}' cannot be nested inside another "
                                "aggregate", e)
-            from psanalytics.query.kql.functions import AGG_IMPLS
-            self._in_agg = True
-            try:
+            with self.within(in_agg=True):
                 return AGG_IMPLS[name](self, e, t)
-            finally:
-                self._in_agg = False
-        from psanalytics.query.kql.functions import FUNC_IMPLS
         impl: Callable[..., Val] | None = FUNC_IMPLS.get(name)
         if impl is None:
             if name in UNSUPPORTED_FUNCTIONS or name in SCALAR_FUNCTIONS or name in AGGREGATES:
                 raise self.sem(f"function '{name}' is not supported by the local engine",
                                e.name_span, cls=KqlUnsupported)
-            cands = [*FUNC_IMPLS, *AGGREGATES]
+            cands = sorted({*FUNC_IMPLS, *AGGREGATES})
             hint = ""
             if name.lower() in cands:
                 hint = ": function names are case-sensitive"
@@ -1080,10 +1084,6 @@ def compile_query(q: N.Query, tables: Mapping[str, pl.LazyFrame], *, text: str |
                 raise KqlSemanticError(f"parameter name {k!r} is not a valid KQL identifier")
             lets.append(N.Let(k, param_literal(k, v)))
         q = N.Query([*lets, *q.lets], q.body, span=q.span)
-    c = Compiler(tables, text, now_ns)
-    c.allow_distinct_json = distinct_json
-    c.clean = clean if clean is not None else set(tables)
+    c = Compiler(tables, text, now_ns, clean=clean, allow_distinct_json=distinct_json)
     return c.compile(q)
 
-
-_ = (math, SCALAR_FUNCTIONS)

@@ -12,7 +12,6 @@ from typing import Any
 import polars as pl
 
 from psanalytics.query.kql import nodes as N
-from psanalytics.query.kql.checker import DYNAMIC_TEXT_COLUMNS
 from psanalytics.query.kql.compiler import (
     Compiled,
     RenderSpec,
@@ -22,6 +21,7 @@ from psanalytics.query.kql.compiler import (
 )
 from psanalytics.query.kql.errors import KqlError, KqlRuntimeError
 from psanalytics.query.kql.parser import parse
+from psanalytics.query.kql.types import DYNAMIC_TEXT_COLUMNS
 
 Tables = Mapping[str, "pl.DataFrame | pl.LazyFrame"]
 

@@ -27,6 +27,7 @@ from psanalytics.query.kql.types import (
     Val,
     _lit,
     _ns,
+    json_elements,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,48 +61,6 @@ def _py_to_const(value: Any, ktype: str) -> Any:
     if isinstance(value, pl.Series):
         return value.to_list()
     return value
-
-
-def _json_elements(kind: str) -> Any:
-    """JSON text -> list of element JSON texts (arrays: items; bags: one-key bags or
-    [key, value] pairs; scalars: themselves; null: [null] so the row stays)."""
-    def one(text: str | None) -> list[str | None]:
-        if text is None:
-            return [None]
-        try:
-            v = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return [text]
-        if v is None:
-            return [None]
-        if isinstance(v, list):
-            return [orjson.dumps(x).decode() for x in v]
-        if isinstance(v, dict):
-            if kind == "flat":  # make_set/make_list: only arrays are flattened
-                return [text]
-            if kind == "array":
-                return [orjson.dumps([k, x]).decode() for k, x in v.items()]
-            return [orjson.dumps({k: x}).decode() for k, x in v.items()]
-        return [text]
-
-    def batch(s: pl.Series) -> pl.Series:
-        import pyarrow as pa
-
-        # each distinct document is parsed once; the lists are built through Arrow
-        # (building a List series from Python lists costs ~35 us a row)
-        uniq = s.unique().to_list()
-        pos = {u: i for i, u in enumerate(uniq)}
-        offsets = [0]
-        values: list[str | None] = []
-        for u in uniq:
-            values.extend(one(u))
-            offsets.append(len(values))
-        arr = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()),
-                                            pa.array(values, pa.large_string()))
-        lists = pl.Series(arr).cast(pl.List(pl.String))
-        idx = pl.Series([pos[x] for x in s.to_list()], dtype=pl.UInt32)
-        return lists.gather(idx)
-    return batch
 
 
 class TabularOps:
@@ -144,7 +103,7 @@ class TabularOps:
         return v
 
     def src_print(self: Compiler, src: N.PrintSource) -> Table:
-        from psanalytics.query.kql.checker import column_name
+        from psanalytics.query.kql.naming import column_name
         exprs, schema = [], {}
         k = 0
         for it in src.items:
@@ -500,7 +459,7 @@ class TabularOps:
         rlf = right.lf.rename(rename)
         how = {"innerunique": "inner", "inner": "inner", "leftouter": "left",
                "rightouter": "right", "fullouter": "full"}[kind]
-        order = ("right" if how == "right" else "left_right") if self._order_matters \
+        order = ("right" if how == "right" else "left_right") if self.scope.order_matters \
             else "none"
         lf = llf.join(rlf, left_on=lks, right_on=[rename[r] for r in rks], how=how,
                       coalesce=False, maintain_order=order)
@@ -517,7 +476,7 @@ class TabularOps:
                      t.ordered)
 
     def op_mvexpand(self: Compiler, op: N.MvExpand, t: Table) -> Table:
-        from psanalytics.query.kql.checker import column_name
+        from psanalytics.query.kql.naming import column_name
         kind = op.kind or "bag"
         limit = None
         if op.limit is not None:
@@ -540,7 +499,7 @@ class TabularOps:
                 text = self.dyn_text(v) if v.json_path or v.json_any else v.expr
                 if v.struct_fields is not None:
                     text = v.expr.struct.json_encode()
-                lst = text.map_batches(_json_elements(kind), return_dtype=pl.List(pl.String))
+                lst = text.map_batches(json_elements(kind), return_dtype=pl.List(pl.String))
                 elem_kind = "json"
             if limit is not None:
                 lst = lst.list.head(limit)
@@ -679,7 +638,7 @@ class TabularOps:
         return Table(lf, t.schema, t.dtypes, False)
 
     def op_sampledistinct(self: Compiler, op: N.SampleDistinct, t: Table) -> Table:
-        from psanalytics.query.kql.checker import column_name
+        from psanalytics.query.kql.naming import column_name
         n = self.const_count(op.count, t, "sample-distinct")
         v = self.scalar(op.expr, t)
         name = column_name(op.expr)
@@ -716,7 +675,8 @@ class TabularOps:
                                         "DataType": "string", "ColumnType": "string"})
 
     def op_makeseries(self: Compiler, op: N.MakeSeries, t: Table) -> Table:
-        from psanalytics.query.kql.checker import AGGREGATES, aggregate_name, column_name
+        from psanalytics.query.kql.functions import AGGREGATES
+        from psanalytics.query.kql.naming import aggregate_name, column_name
         axis = self.scalar(op.on, t)
         axis_name = column_name(op.on)
         if axis_name is None:

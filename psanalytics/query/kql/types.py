@@ -1,5 +1,6 @@
-"""Shared vocabulary of the KQL back end: compiled scalar values (:class:`Val`), tables
-(:class:`Table`), KQL types and their Polars dtypes. Imports only Polars and the AST."""
+"""Shared vocabulary of the KQL back end, at the bottom of it: compiled scalar values
+(:class:`Val`), tables (:class:`Table`), KQL types and their Polars dtypes
+(:func:`ktype_of`), literals. Imports no other module of the engine."""
 
 from __future__ import annotations
 
@@ -8,12 +9,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 import polars as pl
 
 from psanalytics._time import datetime_to_ns
 
 TIME_DTYPE = pl.Datetime("ns", "UTC")
 SPAN_DTYPE = pl.Duration("ns")
+
+KTYPES = ("string", "long", "real", "bool", "datetime", "timespan", "dynamic")
+#: Columns that hold JSON text and are typed ``dynamic`` in KQL (null: absent).
+DYNAMIC_TEXT_COLUMNS = frozenset({"Payload", "Headers", "Extras"})
 
 DAY_NS = 86_400 * 10**9
 NUMERIC = ("long", "real")
@@ -31,6 +37,28 @@ class RenderSpec:
 
     kind: str
     properties: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Where the compiler is: immutable. A nested step runs under a changed copy
+    (``with compiler.within(agg=True): ...``), which is dropped when the step ends, so no
+    setting outlives the step that made it (the flags it replaces leaked into later
+    operators and subqueries)."""
+
+    #: compiling summarize's aggregate list: aggregates allowed, bare columns are not
+    agg: bool = False
+    #: compiling an aggregate's arguments (an aggregate may not nest in another)
+    in_agg: bool = False
+    #: the summarize has by-keys (an aggregate stays per group instead of one list)
+    grouped: bool = False
+    #: the row order of this operator's output matters to a later one (a take, or the
+    #: caller of a nested pipeline): summarize keeps first-appearance group order, join
+    #: keeps the left side's order
+    order_matters: bool = True
+    #: every row of this operator's input is read anyway: a JSON path may be read once
+    #: per distinct document (see ``Compiler.json_path``)
+    dedupe_json: bool = False
 
 
 @dataclass
@@ -131,3 +159,75 @@ def _ns(d: datetime) -> int:
     return datetime_to_ns(d)
 
 
+
+
+RENDER_KINDS = (
+    "table", "timechart", "linechart", "barchart", "columnchart", "piechart", "areachart",
+    "scatterchart", "stackedareachart", "anomalychart", "card", "pivotchart", "ladderchart",
+    "timepivot", "treemap", "plotly",
+)
+
+
+def ktype_of(name: str, dtype: pl.DataType) -> str:
+    """KQL type of a Polars column (``Payload`` JSON text and Struct/List -> dynamic)."""
+    if name in DYNAMIC_TEXT_COLUMNS and dtype == pl.String:
+        return "dynamic"
+    if isinstance(dtype, (pl.Struct, pl.List, pl.Array, pl.Object)):
+        return "dynamic"
+    if dtype == pl.String or dtype == pl.Categorical or dtype == pl.Enum:
+        return "string"
+    if dtype == pl.Boolean:
+        return "bool"
+    if dtype.is_integer():
+        return "long"
+    if dtype.is_float() or dtype.is_decimal():
+        return "real"
+    if isinstance(dtype, pl.Datetime) or dtype == pl.Date:
+        return "datetime"
+    if isinstance(dtype, pl.Duration):
+        return "timespan"
+    if dtype == pl.Null:
+        return "dynamic"
+    return "dynamic"
+
+
+def json_elements(kind: str) -> Any:
+    """JSON text -> list of element JSON texts (arrays: items; bags: one-key bags or
+    [key, value] pairs; scalars: themselves; null: [null] so the row stays)."""
+    def one(text: str | None) -> list[str | None]:
+        if text is None:
+            return [None]
+        try:
+            v = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return [text]
+        if v is None:
+            return [None]
+        if isinstance(v, list):
+            return [orjson.dumps(x).decode() for x in v]
+        if isinstance(v, dict):
+            if kind == "flat":  # make_set/make_list: only arrays are flattened
+                return [text]
+            if kind == "array":
+                return [orjson.dumps([k, x]).decode() for k, x in v.items()]
+            return [orjson.dumps({k: x}).decode() for k, x in v.items()]
+        return [text]
+
+    def batch(s: pl.Series) -> pl.Series:
+        import pyarrow as pa
+
+        # each distinct document is parsed once; the lists are built through Arrow
+        # (building a List series from Python lists costs ~35 us a row)
+        uniq = s.unique().to_list()
+        pos = {u: i for i, u in enumerate(uniq)}
+        offsets = [0]
+        values: list[str | None] = []
+        for u in uniq:
+            values.extend(one(u))
+            offsets.append(len(values))
+        arr = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()),
+                                            pa.array(values, pa.large_string()))
+        lists = pl.Series(arr).cast(pl.List(pl.String))
+        idx = pl.Series([pos[x] for x in s.to_list()], dtype=pl.UInt32)
+        return lists.gather(idx)
+    return batch

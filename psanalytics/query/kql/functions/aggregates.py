@@ -1,0 +1,252 @@
+"""Aggregates (summarize's functions): count, dcount, sum, avg, min/max, make_set,
+percentile, stdev..."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from psanalytics.query.kql import nodes as N
+from psanalytics.query.kql.functions._base import (
+    AGG_IMPLS,
+    _json_text,
+    args,
+    const_long,
+    fn,
+    want,
+)
+from psanalytics.query.kql.types import (
+    NUMERIC,
+    Table,
+    Val,
+    json_elements,
+)
+
+if TYPE_CHECKING:
+    from psanalytics.query.kql.compiler import Compiler
+
+
+# ------------------------------------------------------------------ aggregates
+
+
+def _refs_column(node: N.Expr, t: Table) -> bool:
+    if isinstance(node, N.Name):
+        return node.name in t.schema
+    return any(_refs_column(ch, t) for ch in _children(node))
+
+
+def _children(node: N.Expr) -> list[N.Expr]:
+    if isinstance(node, N.Member):
+        return [node.obj]
+    if isinstance(node, N.Index):
+        return [node.obj, node.index]
+    if isinstance(node, N.Call):
+        return list(node.args)
+    if isinstance(node, N.Unary):
+        return [node.operand]
+    if isinstance(node, N.Binary):
+        return [node.left, node.right]
+    if isinstance(node, N.InList):
+        return [node.left, *node.items]
+    if isinstance(node, N.Between):
+        return [node.left, node.low, node.high]
+    return []
+
+
+def _agg_args(c: Compiler, e: N.Call, t: Table, lo: int, hi: int | None = None
+              ) -> list[Val]:
+    vals = args(c, e, t, lo, hi)
+    out = []
+    for v, node in zip(vals, e.args, strict=True):
+        if not _refs_column(node, t) and not v.is_list:
+            # a value that does not depend on the row: one copy per row, so that
+            # sum(1) counts rows and countif(true) is 0 on empty input
+            v = Val(pl.repeat(v.expr, pl.len()), v.ktype, v.nullable, json_base=v.json_base,
+                    json_path=v.json_path, const=v.const, is_const=v.is_const)
+        out.append(v)
+    return out
+
+
+def _pred(c: Compiler, v: Val, node: N.Expr) -> pl.Expr:
+    return c.as_bool(v, node, "the predicate must be bool").fill_null(False)
+
+
+def A(expr: pl.Expr, ktype: str) -> Val:
+    return Val(expr, ktype, True, agg=True)
+
+
+@fn("count", agg=True)
+def _count(c: Compiler, e: N.Call, t: Table) -> Val:
+    if len(e.args) == 1 and isinstance(e.args[0], N.Star):
+        return A(pl.len().cast(pl.Int64), "long")
+    a = _agg_args(c, e, t, 0, 1)
+    if not a:
+        return A(pl.len().cast(pl.Int64), "long")
+    # count(expr) counts rows, nulls included (the summarize page's example)
+    return A(a[0].expr.len().cast(pl.Int64), "long")
+
+
+@fn("countif", agg=True)
+def _countif(c: Compiler, e: N.Call, t: Table) -> Val:
+    (p,) = _agg_args(c, e, t, 1)
+    return A(_pred(c, p, e.args[0]).sum().cast(pl.Int64), "long")
+
+
+def _distinct_count(x: pl.Expr, nullable: bool, exact: bool) -> pl.Expr:
+    """Distinct non-null values. ``dcount`` (an estimate in Kusto) counts distinct 64-bit
+    hashes: exact unless two different values collide (probability about n²/2⁶⁵, i.e.
+    below 1e-7 for a million distinct values), and about twice as fast as comparing the
+    values themselves; ``count_distinct`` compares the values."""
+    key = x if exact else x.hash()
+    n = key.n_unique()
+    if nullable:
+        n = n - x.is_null().any().cast(pl.UInt32)
+    return n.cast(pl.Int64)
+
+
+@fn("dcount", "count_distinct", agg=True)
+def _dcount(c: Compiler, e: N.Call, t: Table) -> Val:
+    a = _agg_args(c, e, t, 1, 2 if e.name == "dcount" else 1)
+    if len(a) == 2:
+        const_long(c, a[1], e.args[1], "the accuracy level")
+    v = a[0]
+    x = c.materialize(v) if v.ktype == "dynamic" else v.expr
+    return A(_distinct_count(x, v.nullable, exact=e.name == "count_distinct"), "long")
+
+
+@fn("dcountif", agg=True)
+def _dcountif(c: Compiler, e: N.Call, t: Table) -> Val:
+    a = _agg_args(c, e, t, 2, 3)
+    x = c.materialize(a[0]) if a[0].ktype == "dynamic" else a[0].expr
+    return A(_distinct_count(x.filter(_pred(c, a[1], e.args[1])), True, exact=False), "long")
+
+
+def _num(c: Compiler, v: Val, node: N.Expr, allow_span: bool = False) -> Val:
+    kinds = ("long", "real", "timespan") if allow_span else ("long", "real")
+    return want(c, v, node, *kinds)
+
+
+@fn("sum", agg=True)
+def _sum(c: Compiler, e: N.Call, t: Table) -> Val:
+    (v,) = _agg_args(c, e, t, 1)
+    v = _num(c, v, e.args[0], True)
+    return A(v.expr.sum(), v.ktype)
+
+
+@fn("sumif", agg=True)
+def _sumif(c: Compiler, e: N.Call, t: Table) -> Val:
+    v, p = _agg_args(c, e, t, 2)
+    v = _num(c, v, e.args[0], True)
+    return A(v.expr.filter(_pred(c, p, e.args[1])).sum(), v.ktype)
+
+
+def _avg(x: pl.Expr, kt: str) -> pl.Expr:
+    if kt == "timespan":
+        return x.mean()
+    x = x.cast(pl.Float64)
+    return x.sum() / x.count().cast(pl.Float64)
+
+
+@fn("avg", agg=True)
+def _avgf(c: Compiler, e: N.Call, t: Table) -> Val:
+    (v,) = _agg_args(c, e, t, 1)
+    v = _num(c, v, e.args[0], True)
+    return A(_avg(v.expr, v.ktype), "timespan" if v.ktype == "timespan" else "real")
+
+
+@fn("avgif", agg=True)
+def _avgif(c: Compiler, e: N.Call, t: Table) -> Val:
+    v, p = _agg_args(c, e, t, 2)
+    v = _num(c, v, e.args[0], True)
+    return A(_avg(v.expr.filter(_pred(c, p, e.args[1])), v.ktype),
+             "timespan" if v.ktype == "timespan" else "real")
+
+
+def _minmax(c: Compiler, e: N.Call, t: Table, which: str, cond: bool) -> Val:
+    a = _agg_args(c, e, t, 2 if cond else 1)
+    v = a[0]
+    if v.ktype == "dynamic":
+        v = c.numeric(v, e.args[0])
+    if v.ktype == "bool":
+        raise c.sem(f"{e.name}() of bool is not supported", e.args[0])
+    x = v.expr
+    if cond:
+        x = x.filter(_pred(c, a[1], e.args[1]))
+    r = x.min() if which == "min" else x.max()
+    if v.ktype == "string":
+        r = r.fill_null("")  # "" is a value (min of a column holding "" is "")
+    return A(r, v.ktype)
+
+
+AGG_IMPLS["min"] = lambda c, e, t: _minmax(c, e, t, "min", False)
+AGG_IMPLS["max"] = lambda c, e, t: _minmax(c, e, t, "max", False)
+AGG_IMPLS["minif"] = lambda c, e, t: _minmax(c, e, t, "min", True)
+AGG_IMPLS["maxif"] = lambda c, e, t: _minmax(c, e, t, "max", True)
+
+
+@fn("take_any", "any", agg=True)
+def _take_any(c: Compiler, e: N.Call, t: Table) -> Val:
+    (v,) = _agg_args(c, e, t, 1)
+    x = c.materialize(v)
+    return A(x.drop_nulls().first(), v.ktype)
+
+
+def _make(c: Compiler, e: N.Call, t: Table, unique: bool, cond: bool) -> Val:
+    a = _agg_args(c, e, t, 2 if cond else 1, 3 if cond else 2)
+    v = a[0]
+    x = c.materialize(v)
+    if cond:
+        x = x.filter(_pred(c, a[1], e.args[1]))
+    json_items = v.ktype == "dynamic" and v.json_any and not v.json_path
+    if v.is_list:
+        # an array-valued argument contributes its elements (make_set over arrays)
+        x = x.explode()
+    elif json_items:
+        x = _json_text(c, v)
+        if cond:
+            x = x.filter(_pred(c, a[1], e.args[1]))
+        x = x.map_batches(json_elements("flat"), return_dtype=pl.List(pl.String)).explode()
+    x = x.drop_nulls()
+    if unique:
+        x = x.unique(maintain_order=True)
+    lim = a[2 if cond else 1] if len(a) > (2 if cond else 1) else None
+    if lim is not None:
+        n = const_long(c, lim, e.args[-1], "the size limit")
+        if n < 0:
+            raise c.sem(f"{e.name}() size limit must be >= 0", e.args[-1])
+        x = x.head(n)
+    if json_items:
+        # JSON element texts -> one JSON array text
+        r = pl.concat_str([pl.lit("["), x.str.join(","), pl.lit("]")])
+        return Val(r, "dynamic", True, json_base=r, json_any=True, agg=True)
+    if not c.scope.grouped:
+        x = x.implode()
+    return Val(x, "dynamic", True, is_list=True, agg=True)
+
+
+AGG_IMPLS["make_set"] = lambda c, e, t: _make(c, e, t, True, False)
+AGG_IMPLS["make_list"] = lambda c, e, t: _make(c, e, t, False, False)
+AGG_IMPLS["make_set_if"] = lambda c, e, t: _make(c, e, t, True, True)
+AGG_IMPLS["make_list_if"] = lambda c, e, t: _make(c, e, t, False, True)
+
+
+@fn("percentile", agg=True)
+def _percentile(c: Compiler, e: N.Call, t: Table) -> Val:
+    v, p = _agg_args(c, e, t, 2)
+    v = _num(c, v, e.args[0])
+    if not p.is_const or p.ktype not in NUMERIC or p.const is None or not 0 <= p.const <= 100:
+        raise c.sem("percentile() needs a literal percentage between 0 and 100", e.args[1])
+    r = v.expr.quantile(float(p.const) / 100.0, interpolation="nearest")
+    return A(r.cast(pl.Float64) if v.ktype == "real" else r, v.ktype)
+
+
+@fn("stdev", "variance", agg=True)
+def _stdev(c: Compiler, e: N.Call, t: Table) -> Val:
+    (v,) = _agg_args(c, e, t, 1)
+    v = _num(c, v, e.args[0])
+    x = v.expr.cast(pl.Float64)
+    return A(x.std(ddof=1) if e.name == "stdev" else x.var(ddof=1), "real")
+
+
+
