@@ -31,7 +31,8 @@ The result is a real ``polars.DataFrame`` (or pandas), displayed with a one-line
 engine, rows, elapsed, and whether the 1,000-row cap truncated it. A trailing ``;`` on the
 query suppresses the display (the result is still bound by ``name <<`` and kept in
 ``_kql``). ``| render timechart|barchart|columnchart|piechart`` also draws an Altair chart.
-Errors show the query line with a caret and a suggestion, not a traceback.
+Errors show the query line with a caret and a suggestion, not a traceback. Tab completes
+options, tables, operators, functions, columns and ``Payload.`` keys (:mod:`.completion`).
 
 Configuration: ``%config KqlMagic.<option> = value`` (see :class:`KqlMagic`), with defaults
 read from ``[tool.psanalytics.magic]`` in the nearest ``pyproject.toml``.
@@ -555,13 +556,14 @@ def load_ipython_extension(ipython: Any) -> None:
     for existing in getattr(ipython, "configurables", []):
         if isinstance(existing, KqlMagic):
             return  # already loaded
-    from psanalytics.jupyter import tracebacks
+    from psanalytics.jupyter import completion, tracebacks
 
     tracebacks.install(ipython)
     magic = KqlMagic(shell=ipython, parent=ipython)
     _apply_pyproject(magic)
     ipython.register_magics(magic)
     ipython.configurables.append(magic)
+    completion.install(ipython, magic)  # Tab in %kql: operators, functions, columns, Payload keys
     ipython.events.register(
         "pre_run_cell", lambda info: setattr(magic, "_cell", info.raw_cell or "")
     )
