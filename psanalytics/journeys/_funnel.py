@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
-import numpy as np
 import polars as pl
 
-from psanalytics.journeys._common import (
-    DEFAULT_LEVEL,
-    JourneyError,
-    duration,
-    frame,
-    journey_key,
-    level_expr,
-)
+from psanalytics.journeys._attempts import credited
+from psanalytics.journeys._common import DEFAULT_LEVEL, JourneyError, duration, frame, level_expr
 
 Order = Literal["ordered", "strict", "any"]
 ORDERS = ("ordered", "strict", "any")
 QUANTILES = (0.25, 0.5, 0.75, 0.9)
 
 _NS = 1_000_000_000
-_INF = np.iinfo(np.int64).max
 
 
 @dataclass(frozen=True)
@@ -105,15 +97,24 @@ def _spec(
         raise JourneyError("funnel needs at least one step")
     if order not in ORDERS:
         raise JourneyError(f"order must be 'ordered', 'strict' or 'any', got {order!r}")
-    k = len(steps)
-    lvl: pl.Expr | None = None
+    lvl: list[pl.Expr] = []
 
-    def lvl_col() -> pl.Expr:
-        nonlocal lvl
-        if lvl is None:
-            lvl = level_expr(schema, level)
-        return lvl
+    def lvl_col() -> pl.Expr:  # read only when a step or exclusion is a level value
+        if not lvl:
+            lvl.append(level_expr(schema, level))
+        return lvl[0]
 
+    names, preds = _steps(steps, lvl_col)
+    win_ns = duration(window, "window") if window is not None else None
+    step_ns = _step_windows(step_windows, len(steps), order)
+    excl = _exclusions(exclude_, len(steps), order, lvl_col)
+    bd, bd_name = _breakdown(schema, breakdown)
+    return _Spec(names, preds, excl, win_ns, step_ns, order, bd, bd_name)
+
+
+def _steps(
+    steps: Sequence[str | pl.Expr | Step], lvl_col: Callable[[], pl.Expr]
+) -> tuple[list[str], list[pl.Expr]]:
     names: list[str] = []
     preds: list[pl.Expr] = []
     for s in steps:
@@ -130,17 +131,30 @@ def _spec(
             raise JourneyError(
                 f"funnel steps must be strings, polars expressions or step(...), got {type(s).__name__}"
             )
-    win_ns = duration(window, "window") if window is not None else None
+    return names, preds
+
+
+def _step_windows(step_windows: Sequence[object] | None, k: int, order: str) -> list[int | None]:
     step_ns: list[int | None] = [None] * k
-    if step_windows is not None:
-        if order == "any":
-            raise JourneyError("step_windows need an ordered funnel (order='ordered' or 'strict')")
-        if len(step_windows) != k - 1:
-            raise JourneyError(
-                f"step_windows needs one entry per step after the first ({k - 1}), got {len(step_windows)}"
-            )
-        for i, w in enumerate(step_windows, start=1):
-            step_ns[i] = duration(w, f"step_windows[{i - 1}]") if w is not None else None
+    if step_windows is None:
+        return step_ns
+    if order == "any":
+        raise JourneyError("step_windows need an ordered funnel (order='ordered' or 'strict')")
+    if len(step_windows) != k - 1:
+        raise JourneyError(
+            f"step_windows needs one entry per step after the first ({k - 1}), got {len(step_windows)}"
+        )
+    for i, w in enumerate(step_windows, start=1):
+        step_ns[i] = duration(w, f"step_windows[{i - 1}]") if w is not None else None
+    return step_ns
+
+
+def _exclusions(
+    exclude_: Sequence[str | pl.Expr | Exclusion | tuple] | None,
+    k: int,
+    order: str,
+    lvl_col: Callable[[], pl.Expr],
+) -> list[tuple[pl.Expr, int, int]]:
     excl: list[tuple[pl.Expr, int, int]] = []
     for x in exclude_ or ():
         between: tuple[int, int] | None = None
@@ -162,198 +176,21 @@ def _spec(
         excl.append(
             (_match(m, lvl_col() if isinstance(m, str) else None, "an exclusion"), a - 1, b - 1)
         )
-    bd: pl.Expr | None = None
-    bd_name: str | None = None
+    return excl
+
+
+def _breakdown(
+    schema: pl.Schema, breakdown: str | pl.Expr | None
+) -> tuple[pl.Expr | None, str | None]:
+    if breakdown is None:
+        return None, None
     if isinstance(breakdown, str):
         if breakdown not in schema:
             raise JourneyError(f"breakdown={breakdown!r} is not a column of the events")
-        bd, bd_name = pl.col(breakdown), breakdown
-    elif isinstance(breakdown, pl.Expr):
-        bd, bd_name = breakdown, _expr_name(breakdown)
-    elif breakdown is not None:
-        raise JourneyError("breakdown must be a column name or a polars expression")
-    return _Spec(names, preds, excl, win_ns, step_ns, order, bd, bd_name)
-
-
-def _credited(events: pl.DataFrame | pl.LazyFrame, spec: _Spec, within: str) -> pl.DataFrame:
-    """One row per journey that entered the funnel: ``_path``, ``_bd`` (breakdown value of the
-    credited attempt's first event), ``reached`` and ``_t{i}`` (ns from the attempt's start to
-    step i, null when not reached)."""
-    df = frame(events)
-    if "EventTime" not in df.schema:
-        raise JourneyError("funnels need the EventTime column")
-    k = len(spec.preds)
-    ne = len(spec.excl)
-    df, key = journey_key(df, within)
-    cols = [key.alias("_path"), pl.col("EventTime").alias("_t")]
-    cols += [p.fill_null(False).alias(f"_s{i}") for i, p in enumerate(spec.preds)]
-    cols += [x[0].fill_null(False).alias(f"_x{j}") for j, x in enumerate(spec.excl)]
-    if spec.breakdown is not None:
-        cols.append(spec.breakdown.alias("_bd"))
-    base = df.select(cols).with_row_index("_row")
-    if spec.order != "strict":
-        # only matching events matter: order among them is all the rules look at
-        flags = [f"_s{i}" for i in range(k)] + [f"_x{j}" for j in range(ne)]
-        base = base.filter(pl.any_horizontal(flags))
-    # Positions in (time, input row) order: inside each journey that is the journey's order,
-    # so as-of joins by journey key need no sort by journey (an export is already in order).
-    if not base.get_column("_t").is_sorted():
-        base = base.sort(["_t", "_row"], maintain_order=True)
-    base = base.with_columns(
-        pl.int_range(pl.len(), dtype=pl.Int64).alias("_pos"),
-        pl.col("_t").dt.cast_time_unit("ns").dt.epoch("ns").alias("_tn"),
-    )
-    if spec.order == "strict":
-        base = base.with_columns(pl.col("_pos").shift(1).over("_path").alias("_prevpos"))
-    bd_dtype = base.schema["_bd"] if spec.breakdown is not None else None
-    if spec.order == "any":
-        return _credited_any(base, spec, bd_dtype)
-    att = base.filter(pl.col("_s0"))
-    if (
-        spec.order == "ordered"
-        and spec.win_ns is None
-        and not spec.excl
-        and all(w is None for w in spec.step_ns)
-    ):
-        # without windows or exclusions the first step-1 event's attempt is the best one
-        # (every later attempt's matches come at or after its matches)
-        att = att.unique("_path", keep="first", maintain_order=True)
-    att = att.select(
-        "_path", pl.col("_pos").alias("_start"), pl.col("_tn").alias("_t0"),
-        *(["_bd"] if spec.breakdown is not None else []),
-    )  # fmt: skip
-    na = att.height
-    reached = np.ones(na, dtype=np.int64)
-    times = np.full((k, na), -1, dtype=np.int64)
-    times[0] = 0
-    pos = np.full((k, na), -1, dtype=np.int64)
-    pos[0] = att.get_column("_start").to_numpy()
-    alive = att.select(
-        pl.int_range(pl.len(), dtype=pl.Int64).alias("_att"),
-        "_path",
-        pl.col("_start").alias("_prev"),
-        pl.col("_t0"),
-        pl.col("_t0").alias("_tprev"),
-    )
-    excl_rows = [
-        base.filter(pl.col(f"_x{j}")).select("_path", pl.col("_pos").alias(f"_xp{j}"))
-        for j in range(ne)
-    ]
-    for i in range(1, k):
-        right = base.filter(pl.col(f"_s{i}")).select(
-            "_path", "_pos", "_tn", *(["_prevpos"] if spec.order == "strict" else [])
-        )
-        if alive.height == 0 or right.height == 0:
-            break
-        if spec.order == "strict":
-            # the step's event must be the journey's very next event
-            j = alive.join(right, left_on="_prev", right_on="_prevpos", how="inner")
-        else:
-            j = alive.join_asof(
-                right,
-                left_on="_prev",
-                right_on="_pos",
-                by="_path",
-                strategy="forward",
-                allow_exact_matches=False,
-                check_sortedness=False,
-            ).filter(pl.col("_pos").is_not_null())
-        if spec.win_ns is not None:
-            j = j.filter(pl.col("_tn") - pl.col("_t0") <= spec.win_ns)
-        if spec.step_ns[i] is not None:
-            j = j.filter(pl.col("_tn") - pl.col("_tprev") <= spec.step_ns[i])
-        for xj, (_, a, b) in enumerate(spec.excl):
-            if b != i or j.height == 0:
-                continue
-            # the last exclusion event before this step's event must come before step a's event
-            j = j.with_columns(pl.Series("_from", pos[a][j.get_column("_att").to_numpy()]))
-            j = (
-                j.sort("_pos")
-                .join_asof(
-                    excl_rows[xj],
-                    left_on="_pos",
-                    right_on=f"_xp{xj}",
-                    by="_path",
-                    strategy="backward",
-                    allow_exact_matches=False,
-                    check_sortedness=False,
-                )
-                .filter(pl.col(f"_xp{xj}").is_null() | (pl.col(f"_xp{xj}") < pl.col("_from")))
-                .drop(f"_xp{xj}", "_from")
-            )
-        idx = j.get_column("_att").to_numpy()
-        reached[idx] = i + 1
-        tn = j.get_column("_tn").to_numpy()
-        times[i, idx] = tn - j.get_column("_t0").to_numpy()
-        pos[i, idx] = j.get_column("_pos").to_numpy()
-        alive = j.select(
-            "_att", "_path", pl.col("_pos").alias("_prev"), "_t0", pl.col("_tn").alias("_tprev")
-        ).sort("_prev")
-    out = att.with_columns(
-        pl.Series("reached", reached, dtype=pl.Int64),
-        *[
-            pl.Series(f"_t{i}", np.where(reached > i, times[i], 0), dtype=pl.Int64)
-            for i in range(k)
-        ],
-    )
-    return _best(out, k)
-
-
-def _best(out: pl.DataFrame, k: int) -> pl.DataFrame:
-    """Credit each journey with its best attempt: most steps, then the earliest start
-    (attempts arrive ordered by start)."""
-    out = (
-        out.filter(pl.col("reached") == pl.col("reached").max().over("_path"))
-        .group_by("_path", maintain_order=True)
-        .first()
-    )
-    return out.with_columns(
-        [
-            pl.when(pl.col("reached") > i).then(pl.col(f"_t{i}")).otherwise(None).alias(f"_t{i}")
-            for i in range(k)
-        ]
-    )
-
-
-def _credited_any(base: pl.DataFrame, spec: _Spec, bd_dtype: object) -> pl.DataFrame:
-    k = len(spec.preds)
-    anyflag = pl.any_horizontal([f"_s{i}" for i in range(k)])
-    anchors = base.filter(anyflag).select(
-        "_path", pl.col("_pos").alias("_start"), pl.col("_tn").alias("_t0"),
-        *(["_bd"] if spec.breakdown is not None else []),
-    )  # fmt: skip
-    na = anchors.height
-    delta = np.full((k, na), _INF, dtype=np.int64)
-    for i in range(k):
-        right = base.filter(pl.col(f"_s{i}")).select("_path", "_pos", "_tn")
-        if right.height == 0 or na == 0:
-            continue
-        j = anchors.join_asof(
-            right,
-            left_on="_start",
-            right_on="_pos",
-            by="_path",
-            strategy="forward",
-            allow_exact_matches=True,
-            check_sortedness=False,
-        )
-        d = (j.get_column("_tn") - j.get_column("_t0")).fill_null(_INF).to_numpy()
-        delta[i] = d
-    cmax = np.maximum.accumulate(delta, axis=0)
-    limit = spec.win_ns if spec.win_ns is not None else _INF - 1
-    ok = cmax <= limit
-    reached = np.cumprod(ok, axis=0).sum(axis=0).astype(np.int64)
-    start = np.full(na, _INF, dtype=np.int64)
-    for i in range(k):
-        start = np.where(reached > i, np.minimum(start, delta[i]), start)
-    out = anchors.with_columns(
-        pl.Series("reached", reached, dtype=pl.Int64),
-        *[
-            pl.Series(f"_t{i}", np.where(reached > i, cmax[i] - start, 0), dtype=pl.Int64)
-            for i in range(k)
-        ],
-    ).filter(pl.col("reached") > 0)
-    return _best(out, k)
+        return pl.col(breakdown), breakdown
+    if isinstance(breakdown, pl.Expr):
+        return breakdown, _expr_name(breakdown)
+    raise JourneyError("breakdown must be a column name or a polars expression")
 
 
 def funnel_times(
@@ -378,16 +215,17 @@ def funnel_times(
         df.schema, steps, level=level, window=window, step_windows=step_windows,
         exclude_=exclude, order=order, breakdown=breakdown,
     )  # fmt: skip
-    return _times(_credited(df, spec, within), spec)
+    return _times(credited(df, spec, within, journeys=True), spec).sort("journey", "step")
 
 
 def _times(best: pl.DataFrame, spec: _Spec) -> pl.DataFrame:
     k = len(spec.names)
     bd = [pl.col("_bd").alias(spec.breakdown_name)] if spec.breakdown_name else []
+    jr = [pl.col("_path").cast(pl.String).alias("journey")] if "_path" in best.columns else []
     parts = []
     for i in range(k):
         part = best.filter(pl.col("reached") > i).select(
-            pl.col("_path").cast(pl.String).alias("journey"),
+            *jr,
             *bd,
             pl.lit(i + 1, dtype=pl.UInt32).alias("step"),
             pl.lit(spec.names[i]).alias("name"),
@@ -397,7 +235,7 @@ def _times(best: pl.DataFrame, spec: _Spec) -> pl.DataFrame:
             ).alias("time_from_previous_s"),
         )
         parts.append(part)
-    return pl.concat(parts).sort("journey", "step") if parts else pl.DataFrame()
+    return pl.concat(parts) if parts else pl.DataFrame()
 
 
 def funnel(
@@ -460,8 +298,7 @@ def funnel(
         df.schema, steps, level=level, window=window, step_windows=step_windows,
         exclude_=exclude, order=order, breakdown=breakdown,
     )  # fmt: skip
-    best = _credited(df, spec, within)
-    return _aggregate(best, spec)
+    return _aggregate(credited(df, spec, within), spec)
 
 
 def _aggregate(best: pl.DataFrame, spec: _Spec) -> pl.DataFrame:
