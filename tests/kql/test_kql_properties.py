@@ -60,6 +60,8 @@ VALID = [
     "let x = toscalar(Events | count); print x",
     "Events | where DeviceId in (Events | project DeviceId) | count",
     "let m = materialize(Events | take 1); m | union m | count",
+    "Events | mv-apply with_itemindex=i e = pack_array(1, 2) to typeof(long) on (top 1 by e"
+    " | summarize s = sum(e), n = count()) | project DeviceId, s, n",
 ]
 
 VOCAB = [
@@ -78,6 +80,7 @@ VOCAB = [
     "on", "$left.DeviceId", "$right.DeviceId", "lookup", "parse", "with", "make-series",
     "serialize", "sample", "sample-distinct", "of", "getschema", "as", "toscalar(", "{{p}}",
     "view", "{", "}", "(x:long)", "typeof(long)", "withsource=S", "materialize(",
+    "mv-apply", "top-nested", "others", "with_itemindex=i",
 ]
 
 

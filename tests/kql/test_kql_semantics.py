@@ -375,7 +375,7 @@ def test_render_spec_and_unknown_kind(events):
     ("Events | where City < 'b'", KqlUnsupported, 1, 16, None),
     ("Events | where City", KqlSemanticError, 1, 16, None),
     ("Events | summarize count() by City | where City2 == 1", KqlSemanticError, 1, 44, "City"),
-    ("Events | mv-apply Payload on (take 1)", KqlUnsupported, 1, 10, None),
+    ("Events | partition by City (take 1)", KqlUnsupported, 1, 10, None),
     ("Events | evaluate bag_unpack(Payload)", KqlUnsupported, 1, 10, None),
     ("Events | extend h = hash(City)", KqlUnsupported, 1, 21, None),
     ("Events | summarize count() by City | take 1 | summarize max(Citty)", KqlSemanticError,

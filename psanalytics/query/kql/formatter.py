@@ -186,9 +186,9 @@ def operator(op: N.Op) -> str:
         return s + f" ({pipeline(op.right)}) on " + ", ".join(expr(o) for o in op.on)
     if isinstance(op, N.Union):
         return "union " + _union(op)
-    if isinstance(op, N.MvExpand):
-        s = "mv-expand"
-        if op.kind is not None:
+    if isinstance(op, (N.MvExpand, N.MvApply)):
+        s = "mv-expand" if isinstance(op, N.MvExpand) else "mv-apply"
+        if isinstance(op, N.MvExpand) and op.kind is not None:
             s += f" kind={op.kind}"
         if op.itemindex is not None:
             s += f" with_itemindex={_name(op.itemindex)}"
@@ -201,6 +201,8 @@ def operator(op: N.Op) -> str:
         s += " " + ", ".join(parts)
         if op.limit is not None:
             s += f" limit {expr(op.limit)}"
+        if isinstance(op, N.MvApply):
+            s += " on (" + " | ".join(operator(o) for o in op.ops) + ")"
         return s
     if isinstance(op, N.Parse):
         s = "parse-where" if op.where else "parse"

@@ -256,6 +256,18 @@ class MvExpand(Op):
 
 
 @dataclass
+class MvApply(Op):
+    """``mv-apply [with_itemindex=I] c1 [to typeof(T)], ... [limit N] on (op | ...)``: the
+    subquery (``ops``, with an implicit source) runs on each input row's expansion."""
+
+    items: list[tuple[str | None, Expr, str | None]]
+    itemindex: str | None
+    limit: Expr | None
+    ops: list[Op]
+    span: Span = _span()
+
+
+@dataclass
 class Parse(Op):
     """``parse [kind=simple|regex] [flags=F] expr with parts``; parts alternate string
     literals and (column name, type or None)."""

@@ -17,6 +17,7 @@ import polars as pl
 
 from psanalytics.query.kql import nodes as N
 from psanalytics.query.kql.errors import KqlSemanticError, KqlUnsupported, suggest
+from psanalytics.query.kql.op_apply import ApplyOps
 from psanalytics.query.kql.types import (
     _DTYPES,
     DAY_NS,
@@ -63,7 +64,7 @@ def _py_to_const(value: Any, ktype: str) -> Any:
     return value
 
 
-class TabularOps:
+class TabularOps(ApplyOps):
     # ------------------------------------------------------------------ sources
     def source(self: Compiler, src: Any) -> Table:
         if isinstance(src, N.TableRef):

@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from psanalytics.query.kql import nodes as N
-from psanalytics.query.kql.errors import KqlUnsupported, suggest
-from psanalytics.query.kql.parse_exprs import ExprParser
+from psanalytics.query.kql.errors import KqlSyntaxError, KqlUnsupported, suggest
+from psanalytics.query.kql.parse_exprs import MAX_DEPTH, ExprParser
 
 #: Valid KQL operators the local engine does not run (KqlUnsupported).
 UNSUPPORTED_OPERATORS = (
-    "mv-apply", "parse-kv", "top-hitters", "evaluate",
+    "parse-kv", "top-hitters", "evaluate",
     "search", "invoke", "fork", "facet",
     "partition", "scan", "find", "consume", "reduce", "extend-rows",
     "range", "print", "datatable", "externaldata", "materialize", "toscalar",
@@ -190,9 +190,16 @@ class OperatorParser(ExprParser):
         kind = opts.get("kind") or opts.get("bagexpansion")
         if kind is not None and kind not in ("bag", "array"):
             self.error(f"mv-expand kind must be bag or array, not '{kind}'")
+        mitems, limit = self._mv_items("mv-expand")
+        op = N.MvExpand(mitems, kind, opts.get("with_itemindex"), limit)
+        return op
+
+    def _mv_items(self, opname: str
+                  ) -> tuple[list[tuple[str | None, N.Expr, str | None]], N.Expr | None]:
+        """``[Name =] expr [to typeof(T)], ... [limit N]`` (mv-expand and mv-apply)."""
         mitems: list[tuple[str | None, N.Expr, str | None]] = []
         while True:
-            a = self.parse_assign("mv-expand")
+            a = self.parse_assign(opname)
             totype = None
             if self.is_word("to"):
                 self.advance()
@@ -211,8 +218,32 @@ class OperatorParser(ExprParser):
         if self.is_word("limit"):
             self.advance()
             limit = self.parse_expr()
-        op = N.MvExpand(mitems, kind, opts.get("with_itemindex"), limit)
-        return op
+        return mitems, limit
+
+    def _op_mv_apply(self, name: str) -> N.Op:
+        opts = self.parse_options(("with_itemindex",))
+        mitems, limit = self._mv_items("mv-apply")
+        if not self.is_word("on"):
+            self.error(f"expected 'on' and a parenthesized subquery after the mv-apply "
+                       f"columns but found {self.describe(self.tok)}")
+        self.advance()
+        open_tok = self.expect_op("(", " after 'on' (the mv-apply subquery)")
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            self.error("tabular expression nested too deeply", open_tok)
+        try:
+            ops = [self.parse_operator()]
+            while self.is_op("|"):
+                self.advance()
+                ops.append(self.parse_operator())
+        finally:
+            self.depth -= 1
+        self.expect_op(")", " to close the mv-apply subquery")
+        for sub in ops:
+            if isinstance(sub, N.Render):
+                raise KqlSyntaxError("'render' is not allowed inside mv-apply",
+                                     query=self.text, span=sub.span)
+        return N.MvApply(mitems, opts.get("with_itemindex"), limit, ops)
 
     def _op_parse(self, name: str) -> N.Op:
         opts = self.parse_options(("kind", "flags"))
@@ -461,6 +492,7 @@ OPERATOR_PARSERS: dict[str, Callable[[OperatorParser, str], N.Op]] = {
     "union": OperatorParser._op_union,
     "as": OperatorParser._op_as,
     "mv-expand": OperatorParser._op_mv_expand,
+    "mv-apply": OperatorParser._op_mv_apply,
     "parse": OperatorParser._op_parse,
     "parse-where": OperatorParser._op_parse,
     "make-series": OperatorParser._op_make_series,

@@ -1,0 +1,68 @@
+"""Issue 14: mv-apply and top-nested beyond the Kusto docs' own examples (those are in
+test_kusto_docs.py): exact rows and columns, and errors with line:column."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import polars as pl
+import pytest
+
+from psanalytics.query.kql import KqlSyntaxError, KqlUnsupported, execute, format, parse
+
+NOW = datetime(2024, 3, 1, tzinfo=UTC)
+DT = ("datatable(Val:long, Arr:dynamic) [1, dynamic([3, 1, 2]), 2, dynamic([]), "
+      "3, dynamic([5])]\n")
+
+
+def run(q: str, events: pl.DataFrame | None = None) -> pl.DataFrame:
+    return execute(q, {} if events is None else {"Events": events}, now=NOW).frame
+
+
+def test_mv_apply_take_top_sort_keep_each_rows_own_elements():
+    out = run(DT + "| mv-apply e = Arr to typeof(long) on (top 2 by e asc)")
+    assert out.columns == ["Val", "Arr", "e"]
+    assert out.rows() == [(1, "[3,1,2]", 1), (1, "[3,1,2]", 2), (3, "[5]", 5)]
+    out = run(DT + "| mv-apply Arr to typeof(long) on (sort by Arr desc | take 2)")
+    assert out.columns == ["Val", "Arr"]  # the element replaces its source column
+    assert out.rows() == [(1, 3), (1, 2), (3, 5)]
+
+
+def test_mv_apply_summarize_gives_one_row_per_input_row_even_for_empty_arrays():
+    out = run(DT + "| mv-apply e = Arr to typeof(long) on "
+                   "(summarize s = sum(e), n = count(), l = make_list(e))")
+    assert out.columns == ["Val", "Arr", "s", "n", "l"]
+    assert out.select("Val", "n", "l").rows() == [(1, 3, [3, 1, 2]), (2, 0, []), (3, 1, [5])]
+    out = run(DT + "| mv-apply e = Arr to typeof(long) on (where e > 1 | count)")
+    assert out.select("Val", "Count").rows() == [(1, 2), (2, 0), (3, 1)]
+
+
+def test_mv_apply_itemindex_project_and_events_payload(events):
+    out = run(DT + "| mv-apply with_itemindex = i e = Arr on "
+                   "(where i >= 1 | project x = strcat('#', i), e)")
+    assert out.columns == ["Val", "Arr", "x", "e"]
+    assert out.rows() == [(1, "[3,1,2]", "#1", "1"), (1, "[3,1,2]", "#2", "2")]
+    out = run("Events | where isnotnull(Payload.tags) | mv-apply t = Payload.tags to "
+              "typeof(string) on (summarize tags = make_list(t), n = count()) "
+              "| project DeviceId, tags, n", events)
+    assert out.rows() == [("d1", ["x", "y"], 2)]
+
+
+def test_mv_apply_errors_point_at_the_subquery():
+    with pytest.raises(KqlUnsupported) as e:
+        run(DT + "| mv-apply e = Arr on (\n  make-series n = count() on e step 1)")
+    assert e.value.line == 3 and e.value.column == 3
+    assert "'make-series' inside mv-apply is not supported" in e.value.message
+    with pytest.raises(KqlSyntaxError) as e:
+        run(DT + "| mv-apply e = Arr take 1")
+    assert (e.value.line, e.value.column) == (2, 20)
+    assert "expected 'on'" in e.value.message
+
+
+def test_mv_apply_round_trips():
+    q = ("T | mv-apply with_itemindex=i a = x to typeof(long), y limit 3 on "
+         "(top 1 by a | summarize make_list(y))")
+    ast = parse(q)
+    assert parse(format(ast)) == ast
+    assert format(ast) == ("T\n| mv-apply with_itemindex=i a = x to typeof(long), y limit 3 "
+                           "on (top 1 by a | summarize make_list(y))")
