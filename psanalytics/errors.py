@@ -12,6 +12,7 @@ Exceptions::
 
     PsaError
     ├── InputError (ValueError) .............. errors: a file or record could not be read (file:line)
+    │   └── ProfileFormatError ............... wire.profiles: a profile not as the Profiles API returns it
     ├── SchemaError (ValueError) ............. errors: input could not become the events frame
     │   └── NdjsonError ...................... schema: a JSON line could not be read (file:line)
     ├── TimeError (ValueError) ............... errors: not an ISO 8601 instant / a duration, or out of range
@@ -32,6 +33,7 @@ Exceptions::
     ├── WindowOverflowError .................. api.windows: one instant holds > 9,999 events
     ├── ExportError .......................... api.export: cannot write there (not our folder, locked)
     ├── OrderError ........................... api.profile_store: rows came out of order
+    ├── ProfilesError ........................ api.profiles: profiles that cannot be paged exactly
     ├── ReplayError .......................... replay.replayer: a replay could not start/go on
     ├── PacingError (ValueError) ............. replay.pacing: bad pacing options
     ├── BatchingError (ValueError) ........... replay.batching: an event that cannot be batched

@@ -13,6 +13,10 @@ instead of truncating.
 :class:`~psanalytics.api.profile_store.ProfileStore` is the facade users hold; it owns
 one Pager (which owns the query client) and delegates ``events``/``pages``/``count``/
 ``plan`` to it; :mod:`psanalytics.api.export` drives it window by window.
+
+What it pages is a :class:`Resource`: :data:`EVENTS` (``TrackEvents``, windowed on
+``EventTime``, ties broken by ``TrackId``) by default; :mod:`psanalytics.api.profiles`
+pages ``Profiles`` with the same engine (windowed on ``FirstSeen``, ties by ``ProfileId``).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -49,7 +53,8 @@ from psanalytics.errors import ArgumentError, PsaError
 from psanalytics.query.odata import ODataError, parse_orderby
 from psanalytics.wire.api_json import parse_page, peek_last_time, peek_total
 
-__all__ = ["Pager", "WindowReport", "OrderError", "ORDERBY", "PROBE_PAGE", "settled_end"]
+__all__ = ["EVENTS", "Pager", "Resource", "WindowReport", "OrderError", "ORDERBY", "PROBE_PAGE",
+           "settled_end"]
 
 #: The order the client always asks for (and checks): a total order, so offsets are stable.
 ORDERBY = "EventTime asc,TrackId asc"
@@ -89,10 +94,39 @@ class WindowReport:
     resumed: bool = False
 
 
-def _decode_page(resp: httpx.Response) -> tuple[pl.DataFrame, int]:
+def _parse_events(body: bytes) -> tuple[pl.DataFrame, int]:
     # Looked up at call time, so a wrapper installed on this module's parse_page (the
     # loader benchmark's parse timer) sees every page.
-    return parse_page(resp.content)
+    return parse_page(body)
+
+
+@dataclass(frozen=True)
+class Resource:
+    """What a :class:`Pager` pages: a ``GET`` path answering ``{"items", "total"}`` under
+    ``$filter``/``$orderby``/``$skip``/``$top``, the time column its windows cut (``time``,
+    a ``Datetime`` column of the parsed frame, written in filters as the API's 7-digit
+    UTC text), the column that breaks ties (``tie``), how a raw page body becomes
+    ``(frame, total)`` (``parse``), each row's whole-row identity at a page seam
+    (``identity``), an empty frame of the schema (``empty``) and, optionally, the last
+    ``time`` text read off a raw body without parsing it (``peek_last``; None: parse)."""
+
+    path: str
+    time: str
+    tie: str
+    parse: Callable[[bytes], tuple[pl.DataFrame, int]]
+    identity: Callable[[pl.DataFrame], pl.Series]
+    empty: Callable[[], pl.DataFrame]
+    peek_last: Callable[[bytes], str | None] = field(default=lambda body: None)
+    noun: str = "events"
+
+    @property
+    def orderby(self) -> str:
+        """The total order every page is asked in (and checked against)."""
+        return f"{self.time} asc,{self.tie} asc"
+
+    @property
+    def orderby_desc(self) -> str:
+        return f"{self.time} desc,{self.tie} desc"
 
 
 class _CutOffBody(Exception):
@@ -166,14 +200,14 @@ class _Page:
     read_last: str | None = None  # last EventTime read off the raw body (checked)
 
 
-def _after(text: str | None, instant: str, *, strict: bool = False) -> str:
+def _after(text: str | None, instant: str, *, strict: bool = False, time_col: str = "EventTime") -> str:
     """``text`` continued from ``instant`` (``ge``; ``gt`` with ``strict``)."""
-    bound = f"EventTime {'gt' if strict else 'ge'} {instant}"
+    bound = f"{time_col} {'gt' if strict else 'ge'} {instant}"
     return bound if not text else f"({text}) and {bound}"
 
 
-def _last_text(frame: pl.DataFrame) -> str:
-    return format_ns(int(frame.get_column("EventTime").dt.epoch("ns").item(-1)))
+def _last_text(frame: pl.DataFrame, time_col: str = "EventTime") -> str:
+    return format_ns(int(frame.get_column(time_col).dt.epoch("ns").item(-1)))
 
 
 def identity_lines(frame: pl.DataFrame) -> pl.Series:
@@ -183,17 +217,25 @@ def identity_lines(frame: pl.DataFrame) -> pl.Series:
     return schema.api_json_lines(frame)
 
 
-def _take_off_head(frame: pl.DataFrame, before: pl.DataFrame, instant: str) -> pl.DataFrame:
+#: Track events (``GET api/v2.0/TrackEvents``): the Pager's default resource.
+EVENTS = Resource(PREFIX_V2, "EventTime", "TrackId", _parse_events,
+                  lambda frame: identity_lines(frame), schema.empty_frame,
+                  lambda body: peek_last_time(body))
+
+
+def _take_off_head(frame: pl.DataFrame, before: pl.DataFrame, instant: str,
+                   res: Resource | None = None) -> pl.DataFrame:
     """``frame`` less one occurrence of each event of ``before`` at ``instant`` (a multiset
     difference on whole events; only ``frame``'s head can be at that instant)."""
+    res = res or EVENTS
     t = to_ns(instant)
-    times = before.get_column("EventTime").dt.epoch("ns")
-    seen = Counter(identity_lines(before.filter(times == t)).to_list())
+    times = before.get_column(res.time).dt.epoch("ns")
+    seen = Counter(res.identity(before.filter(times == t)).to_list())
     if not seen:
         return frame
-    head = int((frame.get_column("EventTime").dt.epoch("ns") == t).sum())
+    head = int((frame.get_column(res.time).dt.epoch("ns") == t).sum())
     drop = []
-    for i, line in enumerate(identity_lines(frame.head(head)).to_list()):
+    for i, line in enumerate(res.identity(frame.head(head)).to_list()):
         if seen.get(line):
             seen[line] -= 1
             drop.append(i)
@@ -203,9 +245,10 @@ def _take_off_head(frame: pl.DataFrame, before: pl.DataFrame, instant: str) -> p
     return frame.filter(keep)
 
 
-def _assemble(pages: list[_Page], text: str | None) -> list[pl.DataFrame] | None:
+def _assemble(pages: list[_Page], text: str | None, res: Resource | None = None) -> list[pl.DataFrame] | None:
     """The pages' frames with the repeated heads taken off; None when a check fails (a
     short page, a last time other than the one read ahead: the data moved)."""
+    res = res or EVENTS
     frames: list[pl.DataFrame] = []
     prev: pl.DataFrame | None = None
     last_time = None
@@ -213,16 +256,16 @@ def _assemble(pages: list[_Page], text: str | None) -> list[pl.DataFrame] | None
         frame, ptotal = p.job.result()
         if frame.height < min(p.asked, ptotal):
             return None
-        if p.read_last is not None and (frame.height == 0 or _last_text(frame) != p.read_last):
+        if p.read_last is not None and (frame.height == 0 or _last_text(frame, res.time) != p.read_last):
             return None
-        _check_order(frame, None, text, 0)
+        _check_order(frame, None, text, 0, res)
         raw = frame
         if p.overlap and prev is not None and p.cursor is not None:
-            frame = _take_off_head(frame, prev, p.cursor)
+            frame = _take_off_head(frame, prev, p.cursor, res)
         if frame.height:
-            if last_time is not None and frame.get_column("EventTime")[0] < last_time:
+            if last_time is not None and frame.get_column(res.time)[0] < last_time:
                 return None
-            last_time = frame.get_column("EventTime")[-1]
+            last_time = frame.get_column(res.time)[-1]
         frames.append(frame)
         prev = raw
     return frames
@@ -249,20 +292,24 @@ class _Tee:
             t._record(**kw)
 
 
-def _check_order(frame: pl.DataFrame, last_time: Any, text: str | None, skip: int) -> None:
-    times = frame.get_column("EventTime")
+def _check_order(frame: pl.DataFrame, last_time: Any, text: str | None, skip: int,
+                 res: Resource | None = None) -> None:
+    res = res or EVENTS
+    times = frame.get_column(res.time)
     if times.null_count():
-        # Events without EventTime cannot be paged by time (they fall outside every
+        # Rows without the time cannot be paged by time (they fall outside every
         # window): a clear error naming one, never a silent loss.
-        tid = frame.filter(pl.col("EventTime").is_null()).get_column("TrackId").item(0)
+        tid = frame.filter(pl.col(res.time).is_null()).get_column(res.tie).item(0)
+        one = res.noun.rstrip("s")
         raise OrderError(
-            f"GET {PREFIX_V2} $filter={text} $skip={skip}: the server returned an event without "
-            f"EventTime (TrackId {tid!r}); psanalytics pages by EventTime and cannot fetch such "
-            "events exactly. Filter them out (e.g. a range with start= and end=) or fix the data.")
+            f"GET {res.path} $filter={text} $skip={skip}: the server returned {'an' if one[0] in 'aeiou' else 'a'} "
+            f"{one} without {res.time} ({res.tie} {tid!r}); psanalytics pages by {res.time} and cannot "
+            f"fetch such {res.noun} exactly. Filter them out (e.g. a range with start= and end=) "
+            "or fix the data.")
     if not times.is_sorted() or (last_time is not None and times[0] < last_time):
         raise OrderError(
-            f"GET {PREFIX_V2} $filter={text} $skip={skip}: rows came back out of EventTime "
-            f"order although $orderby={ORDERBY} was sent; paging cannot be exact"
+            f"GET {res.path} $filter={text} $skip={skip}: rows came back out of {res.time} "
+            f"order although $orderby={res.orderby} was sent; paging cannot be exact"
         )
 
 
@@ -282,15 +329,16 @@ def settled_end(end: TimeLike | None, settle: Any, now_ns: int | None = None) ->
     return min(to_ns(end), cutoff)
 
 
-def _range_filter(ftext: str | None, start: TimeLike | None, end: TimeLike | None) -> str | None:
+def _range_filter(ftext: str | None, start: TimeLike | None, end: TimeLike | None,
+                  time_col: str = "EventTime") -> str | None:
     """``(ftext) and EventTime ge <start> and EventTime lt <end>`` (open ends left out)."""
     parts = []
     if start is not None:
         lo = to_ns(start)
-        parts.append(f"EventTime ge {format_ns(floor_tick(lo))}")
+        parts.append(f"{time_col} ge {format_ns(floor_tick(lo))}")
     if end is not None:
         hi = to_ns(end)
-        parts.append(f"EventTime lt {format_ns(ceil_tick(hi))}")
+        parts.append(f"{time_col} lt {format_ns(ceil_tick(hi))}")
     if not parts:
         return ftext
     rng = " and ".join(parts)
@@ -307,12 +355,14 @@ class Pager:
     ``client`` is the httpx client for the query API (built by
     :func:`psanalytics.api.http.build_client`); ``stats`` the connection's cumulative
     counters. ``page_size``, ``concurrency`` and ``progress`` are the connection's
-    defaults (the facade may change them after construction).
+    defaults (the facade may change them after construction). ``resource``: what is
+    paged (:data:`EVENTS` by default).
     """
 
     def __init__(self, client: httpx.Client, url: str, *, policy: RetryPolicy,
                  stats: RequestStats, page_size: int = RESULT_WINDOW, concurrency: int = 4,
-                 progress: bool | None = None) -> None:
+                 progress: bool | None = None, resource: Resource | None = None) -> None:
+        self.res = resource or EVENTS
         self._client = client
         self.url = url
         self.policy = policy
@@ -332,13 +382,15 @@ class Pager:
     # ------------------------------------------------------------------ low level
 
     def _get(self, ftext: str | None, skip: int, top: int, stats: RequestStats | None,
-             orderby: str = ORDERBY) -> tuple[pl.DataFrame, int]:
-        return self._send_page(ftext, skip, top, stats, orderby, _decode_page)
+             orderby: str | None = None) -> tuple[pl.DataFrame, int]:
+        parse = self.res.parse
+        return self._send_page(ftext, skip, top, stats, orderby or self.res.orderby,
+                               lambda resp: parse(resp.content))
 
     def _get_body(self, ftext: str | None, skip: int, top: int, stats: RequestStats | None
                   ) -> bytes:
         """One page's raw body (retried like :meth:`_get`), for :meth:`_page_through`."""
-        return self._send_page(ftext, skip, top, stats, ORDERBY, _body)
+        return self._send_page(ftext, skip, top, stats, self.res.orderby, _body)
 
     def _send_page(self, ftext: str | None, skip: int, top: int, stats: RequestStats | None,
                    orderby: str, decode: Callable[[httpx.Response], Any]) -> Any:
@@ -348,7 +400,7 @@ class Pager:
         if ftext:
             params["$filter"] = ftext
         stats_list = [s for s in (stats, self.stats) if s is not None]
-        _resp, decoded = send_json(self._client, "GET", PREFIX_V2, params=params,
+        _resp, decoded = send_json(self._client, "GET", self.res.path, params=params,
                                    policy=self.policy, decode=decode, stats=_Tee(stats_list))
         return decoded
 
@@ -401,17 +453,18 @@ class Pager:
             if ptotal <= size:
                 break  # this page holds all that is left
             if limit is not None:
-                done = _assemble(pages, text)
+                done = _assemble(pages, text, self.res)
                 if done is None:
                     return [], int(total0), 0, "changed"
                 if sum(f.height for f in done) >= limit:
                     break
-            last = peek_last_time(body) if peek else None
+            last = self.res.peek_last(body) if peek else None
             if last is None:
                 frame = page.job.result()[0]
                 if frame.height == 0:
                     return [], int(total0), 0, "changed"
-                last = format_ns(int(frame.get_column("EventTime").dt.epoch("ns").item(-1)))
+                self._check_times(frame, cur_text)
+                last = _last_text(frame, self.res.time)
             page.read_last = last
             if last == cursor:
                 # The whole page is one instant: continue after it if it held all of it,
@@ -420,11 +473,11 @@ class Pager:
                     pages.pop()
                     size = RESULT_WINDOW
                     continue
-                cur_text, overlap = _after(text, last, strict=True), False
+                cur_text, overlap = _after(text, last, strict=True, time_col=self.res.time), False
                 continue
             cursor, overlap = last, True
-            cur_text = _after(text, last)
-        frames = _assemble(pages, text)
+            cur_text = _after(text, last, time_col=self.res.time)
+        frames = _assemble(pages, text, self.res)
         for p in pages:
             p.job.cancel()
         if frames is None:
@@ -436,15 +489,15 @@ class Pager:
         """Whether ``page`` (all of one instant) holds every event of that instant. More
         than the result window in one instant cannot be fetched: WindowOverflowError."""
         t = to_ns(instant)
-        n = self._get(window_filter(text, t, t + TICK_NS), 0, 1, stats)[1]
+        n = self._get(window_filter(text, t, t + TICK_NS, self.res.time), 0, 1, stats)[1]
         if n > RESULT_WINDOW:
-            raise WindowOverflowError(t, n, RESULT_WINDOW)
+            raise WindowOverflowError(t, n, RESULT_WINDOW, field=self.res.time, noun=self.res.noun)
         return n <= page.job.result()[0].height
 
     def _parse_body(self, body: bytes, text: str | None, skip: int, top: int,
                     stats: RequestStats) -> tuple[pl.DataFrame, int]:
         try:
-            return parse_page(body)
+            return self.res.parse(body)
         except ValueError:
             # Not JSON after all (cut off inside): fetch again, parsing as it comes.
             stats.note_retry()
@@ -453,12 +506,12 @@ class Pager:
 
     def _count_range(self, ftext: str | None, lo: int | None, hi: int | None,
                      stats: RequestStats | None = None) -> int:
-        text = ftext if lo is None else window_filter(ftext, lo, hi)  # type: ignore[arg-type]
+        text = ftext if lo is None else window_filter(ftext, lo, hi, self.res.time)  # type: ignore[arg-type]
         return self._get(text, 0, 1, stats)[1]
 
     def _check_times(self, frame: pl.DataFrame, ftext: str | None) -> None:
-        if frame.get_column("EventTime").null_count():
-            _check_order(frame, None, ftext, 0)
+        if frame.get_column(self.res.time).null_count():
+            _check_order(frame, None, ftext, 0, self.res)
 
     def _resolve_range(self, ftext: str | None, start: TimeLike | None, end: TimeLike | None,
                        stats: RequestStats | None, probe_top: int = 1
@@ -476,7 +529,7 @@ class Pager:
             hi = ceil_tick(hi)
         if lo is not None and hi is not None and hi <= lo:
             raise ArgumentError(f"end ({format_ns(hi)}) must be after start ({format_ns(lo)})")
-        bounded = _range_filter(ftext, lo, hi)
+        bounded = _range_filter(ftext, lo, hi, self.res.time)
         complete = False
         if probe_top >= self.page_size:
             # Page through at once when it all fits the window (pipelined, no planning).
@@ -488,7 +541,7 @@ class Pager:
                     break
             if status == "ok":
                 first = pl.concat(frames, how="vertical") if len(frames) > 1 else (
-                    frames[0] if frames else schema.empty_frame())
+                    frames[0] if frames else self.res.empty())
                 total, complete = first.height, True
             elif status == "big":
                 first = frames[0]
@@ -500,18 +553,18 @@ class Pager:
             return None
         self._check_times(first, bounded)
         if lo is None:
-            lo = to_ns(first.get_column("EventTime").dt.epoch("ns").item(0))
+            lo = to_ns(first.get_column(self.res.time).dt.epoch("ns").item(0))
         if complete or (first.height >= total and total <= RESULT_WINDOW):
-            _check_order(first, None, bounded, 0)
+            _check_order(first, None, bounded, 0, self.res)
             if hi is None:
-                hi = int(first.get_column("EventTime").dt.epoch("ns").item(-1)) + TICK_NS
+                hi = int(first.get_column(self.res.time).dt.epoch("ns").item(-1)) + TICK_NS
             return lo, hi, total, first
         if hi is None:
-            last, _ = self._get(bounded, 0, 1, stats, orderby="EventTime desc,TrackId desc")
+            last, _ = self._get(bounded, 0, 1, stats, orderby=self.res.orderby_desc)
             if last.height == 0:
                 return None
             self._check_times(last, bounded)
-            hi = int(last.get_column("EventTime").dt.epoch("ns").item()) + TICK_NS
+            hi = int(last.get_column(self.res.time).dt.epoch("ns").item()) + TICK_NS
         return lo, hi, total, None
 
     def plan(self, filter: FilterLike = None, *, start: TimeLike | None = None,
@@ -571,7 +624,7 @@ class Pager:
         """One window: one request when it fits a page (the default page is the whole
         result window), else pages continued by key (see :meth:`_page_through`); a window
         that grew past the result window since it was planned is paged on the same way."""
-        text = w.filter(ftext)
+        text = w.filter(ftext, self.res.time)
         for attempt in range(5):
             frames, _total0, _rows, status = self._page_through(text, stats, peek=attempt == 0)
             if status == "ok":
@@ -579,13 +632,13 @@ class Pager:
             rep.restarts += 1
         else:
             raise ApiError(
-                f"GET {PREFIX_V2} $filter={text}: the pages kept disagreeing with what was read "
+                f"GET {self.res.path} $filter={text}: the pages kept disagreeing with what was read "
                 "ahead (5 restarts); the data is being written to right now. Retry later or "
                 "pass an end time in the past.",
-                method="GET", url=self.url + PREFIX_V2,
+                method="GET", url=self.url + self.res.path,
             )
         if not frames:
-            return schema.empty_frame()
+            return self.res.empty()
         return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
 
     def _run_windows(
@@ -618,9 +671,9 @@ class Pager:
             rep = reports[i]
             rep.rows = frame.height
             if frame.height:
-                rep.distinct_ids = frame.get_column("TrackId").n_unique()
-                rep.min_time = frame.get_column("EventTime").min()  # type: ignore[assignment]
-                rep.max_time = frame.get_column("EventTime").max()  # type: ignore[assignment]
+                rep.distinct_ids = frame.get_column(self.res.tie).n_unique()
+                rep.min_time = frame.get_column(self.res.time).min()  # type: ignore[assignment]
+                rep.max_time = frame.get_column(self.res.time).max()  # type: ignore[assignment]
             with lock:
                 if on_done is not None:
                     on_done(i, w, frame, rep)
@@ -653,7 +706,7 @@ class Pager:
     def count(self, filter: FilterLike = None, *, start: TimeLike | None = None,
               end: TimeLike | None = None, settle: Any = None) -> int:
         """How many events match ``filter`` in ``[start, end)`` (one request)."""
-        text = _range_filter(_filter_text(filter), start, settled_end(end, settle))
+        text = _range_filter(_filter_text(filter), start, settled_end(end, settle), self.res.time)
         return self._get(text, 0, 1, None)[1]
 
     def events(
@@ -684,7 +737,7 @@ class Pager:
         end = settled_end(end, settle)
         ftext = _filter_text(filter)
         if limit == 0:
-            return schema.empty_frame()
+            return self.res.empty()
         if limit is not None and limit <= RESULT_WINDOW:
             head = self._events_head(ftext, start, end, limit, orderby)
             if head is not None:
@@ -712,7 +765,7 @@ class Pager:
                           concurrency=concurrency)
         parts = [f for f in frames if f is not None and f.height]
         # No rechunk: copying a million rows into one chunk would double peak memory.
-        out = pl.concat(parts, how="vertical", rechunk=False) if parts else schema.empty_frame()
+        out = pl.concat(parts, how="vertical", rechunk=False) if parts else self.res.empty()
         if orderby is not None:
             out = _client_order(out, orderby)
         if limit is not None:
@@ -731,17 +784,19 @@ class Pager:
         full fetch instead: a key the server cannot order by, a limit over one page, rows
         back in another order than the client's sort, or pages that kept changing.
         """
-        order_text = ORDERBY if orderby is None else _server_orderby(orderby)
+        if orderby is not None and self.res is not EVENTS:
+            return None  # the server's order on other resources' keys is not known: sort here
+        order_text = self.res.orderby if orderby is None else _server_orderby(orderby)
         if order_text is None:
             return None
-        text = _range_filter(ftext, start, end)
+        text = _range_filter(ftext, start, end, self.res.time)
         if orderby is None:
             stats = RequestStats()
             for attempt in range(5):
                 frames, _total, _rows, status = self._page_through(
                     text, stats, top=min(self.page_size, limit), limit=limit, peek=attempt == 0)
                 if status == "ok":
-                    out = pl.concat(frames, how="vertical") if frames else schema.empty_frame()
+                    out = pl.concat(frames, how="vertical") if frames else self.res.empty()
                     return out.head(limit)
             return None
         if limit > self.page_size:

@@ -34,6 +34,7 @@ from psanalytics._config import progress_enabled
 from psanalytics.api import deletes as _deletes
 from psanalytics.api import export as _export
 from psanalytics.api import preview as _preview
+from psanalytics.api import profiles as _profiles
 from psanalytics.api import tracking as _tracking
 from psanalytics.api._paging import (
     ORDERBY,
@@ -134,6 +135,10 @@ class ProfileStore:
                                                  transport=transport, timeout=timeout, auth=auth)
         self._pager = Pager(self._client, self.url, policy=self.policy, stats=self.stats,
                             page_size=page_size, concurrency=concurrency, progress=progress)
+        # api/v2.0/Profiles: the same engine over another resource (see api/profiles.py)
+        self._profile_pager = Pager(self._client, self.url, policy=self.policy, stats=self.stats,
+                                    page_size=page_size, concurrency=concurrency, progress=progress,
+                                    resource=_profiles.PROFILES)
 
     # ------------------------------------------------------------------ basics
 
@@ -175,6 +180,7 @@ class ProfileStore:
     def close(self) -> None:
         """Close the connection pools."""
         self._pager.close()
+        self._profile_pager.close()
         self._client.close()
         if self._tracking_client is not self._client:
             self._tracking_client.close()
@@ -239,6 +245,35 @@ class ProfileStore:
         order), holding one window in memory at a time. Together the frames are exactly
         what :meth:`events` returns."""
         return self._pager.pages(filter, start=start, end=end, settle=settle)
+
+    def profiles(
+        self,
+        filter: FilterLike = None,
+        *,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        orderby: str | None = None,
+        limit: int | None = None,
+        progress: bool | None = None,
+        concurrency: int | None = None,
+    ) -> pl.DataFrame:
+        """Every Profile Store profile matching ``filter`` (``GET api/v2.0/Profiles``),
+        exactly once, past the 10,000-row window (see :mod:`psanalytics.api.profiles`).
+
+        ``filter``: profiles ``$filter`` text (``"DeviceIds eq <guid>"``,
+        ``"Info.Email eq a@b.c"``, ``"Visits gt 3"``); ``start``/``end`` bound
+        ``FirstSeen`` (half-open). Rows come in ``FirstSeen``, ``ProfileId`` order (those
+        without ``FirstSeen`` last) unless ``orderby`` says otherwise; ``limit`` keeps the
+        first rows. Columns: :data:`psanalytics.wire.profiles.PROFILE_SCHEMA` (``Info`` and
+        ``Payload`` as JSON text, unknown keys in ``Extra``). Moving them to ODP:
+        ``replay(events, to="odp", profiles=store.profiles())``.
+        """
+        for name, value in (("page_size", self.page_size), ("concurrency", self.concurrency)):
+            setattr(self._profile_pager, name, value)
+        self._profile_pager.progress = self._pager.progress
+        return _profiles.fetch_profiles(self._profile_pager, filter, start=start, end=end,
+                                        orderby=orderby, limit=limit, progress=progress,
+                                        concurrency=concurrency)
 
     async def aevents(self, *args: Any, **kwargs: Any) -> pl.DataFrame:
         """``await store.aevents(...)``: :meth:`events` on a worker thread."""

@@ -45,13 +45,14 @@ RESULT_WINDOW = _RESULT_WINDOW
 class WindowOverflowError(PsaError):
     """More events share one EventTime instant than one query can return."""
 
-    def __init__(self, instant_ns: int, count: int, limit: int) -> None:
+    def __init__(self, instant_ns: int, count: int, limit: int, *, field: str = "EventTime",
+                 noun: str = "events") -> None:
         self.instant = from_ns(instant_ns)
         self.instant_ns = instant_ns
         self.count = count
         self.limit = limit
         super().__init__(
-            f"{count:,} matching events share the single instant EventTime = {format_ns(instant_ns)}; "
+            f"{count:,} matching {noun} share the single instant {field} = {format_ns(instant_ns)}; "
             f"the API returns at most {limit:,} rows per query, so they cannot all be fetched "
             f"exactly. Narrow the filter (e.g. by EventType or DeviceId) for that instant."
         )
@@ -78,18 +79,20 @@ class Window:
         """A stable, file-name-safe identifier: ``<start>_<end>`` in 100 ns ticks."""
         return f"{self.start // TICK_NS:020d}_{self.end // TICK_NS:020d}"
 
-    def filter(self, base: str | None = None) -> str:
-        """The ``$filter`` for this window, ANDed with ``base`` (kept as one conjunct)."""
-        return window_filter(base, self.start, self.end)
+    def filter(self, base: str | None = None, field: str = "EventTime") -> str:
+        """The ``$filter`` for this window, ANDed with ``base`` (kept as one conjunct);
+        ``field`` is the time property the window cuts."""
+        return window_filter(base, self.start, self.end, field)
 
     def __repr__(self) -> str:
         c = "" if self.count is None else f", count={self.count}"
         return f"Window({format_ns(self.start)} .. {format_ns(self.end)}{c})"
 
 
-def window_filter(base: str | None, start_ns: int, end_ns: int) -> str:
-    """``(base) and EventTime ge <start> and EventTime lt <end>`` (7-digit UTC times)."""
-    rng = f"EventTime ge {format_ns(start_ns)} and EventTime lt {format_ns(end_ns)}"
+def window_filter(base: str | None, start_ns: int, end_ns: int, field: str = "EventTime") -> str:
+    """``(base) and EventTime ge <start> and EventTime lt <end>`` (7-digit UTC times;
+    ``field`` names another time property)."""
+    rng = f"{field} ge {format_ns(start_ns)} and {field} lt {format_ns(end_ns)}"
     if base is None or not base.strip():
         return rng
     return f"({base}) and {rng}"

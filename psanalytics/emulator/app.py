@@ -31,6 +31,7 @@ from psanalytics import schema
 from psanalytics._time import instant_or_none
 from psanalytics.emulator.faults import Decision, DroppedConnection, Faults
 from psanalytics.emulator.odp import OdpService
+from psanalytics.emulator.profiles import ProfilesService
 from psanalytics.emulator.store import EventStore
 from psanalytics.errors import ArgumentError, TimeError
 from psanalytics.query.odata import ODataError, parse_orderby
@@ -66,6 +67,7 @@ _ERROR_CODES = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "
 # Route table: (name, method, regex on the lower-cased path). Names match Faults.routes.
 _ROUTES: list[tuple[str, str, re.Pattern[str]]] = [
     ("trackevents", "GET", re.compile(r"^/api/v(?:2\.0|1\.0)/trackevents/?$")),
+    ("profiles", "GET", re.compile(r"^/api/v(?:2\.0|1\.0)/profiles/?$")),
     ("preview", "POST", re.compile(r"^/api/v2\.0/trackevents/preview/?$")),
     ("delete", "DELETE", re.compile(r"^/api/v2\.0/trackevents/(?P<scope>[^/]+)/(?P<id>[^/]+)/?$")),
     ("delete", "DELETE", re.compile(r"^/api/v1\.0/trackingevents/(?P<scope>[^/]+)/(?P<id>[^/]+)/?$")),
@@ -88,6 +90,8 @@ ROUTE_DOCS: list[tuple[str, str, str, str]] = [
     ("GET", "/api/v2.0/TrackEvents", "epi-single", "$filter, $orderby, $skip, $top (skip+top < 10000); "
      '{"items","total","count"}'),
     ("GET", "/api/v1.0/trackevents", "epi-single", "same as v2"),
+    ("GET", "/api/v2.0/Profiles", "epi-single", "profiles (given, or derived from the events); "
+     "same parameters and window as TrackEvents"),
     ("POST", "/api/v2.0/TrackEvents/preview", "epi-single", '{"Query","Scope"} -> KQL over Events, '
      "at most 1,000 rows"),
     ("DELETE", "/api/v2.0/TrackEvents/{scope}/{id}", "epi-single", "200, 404, 429 + Retry-After"),
@@ -278,6 +282,7 @@ class Emulator:
         admin_auth: bool = False,
         admin_token: str | None = None,
         track_ids: str = "keep",
+        profiles: Any = None,
     ):
         if track_ids not in ("keep", "assign"):
             raise ValueError(f"track_ids must be 'keep' or 'assign', not {track_ids!r}")
@@ -299,6 +304,9 @@ class Emulator:
         self.admin_auth = bool(admin_auth or admin_token)
         self.__odp_key = odp_api_key
         self.odp = OdpService(lambda: self.odp_api_key)
+        #: GET api/v2.0/Profiles: ``profiles`` (a file, API objects or a profiles frame),
+        #: else the profiles the events imply (psanalytics/emulator/profiles.py).
+        self.profiles = ProfilesService(self.events, self._events_version, self._load_profiles(profiles))
         self.strict = strict
         self.lenient = lenient
         self.lenient_window = lenient_window
@@ -340,6 +348,18 @@ class Emulator:
                 return schema.normalize(pl.read_parquet(p / "events" / "events.parquet"))
             return schema.normalize(exports.read_events(events))
         return schema.normalize(events)
+
+    def _load_profiles(self, profiles: Any) -> pl.DataFrame | None:
+        from psanalytics.wire.profiles import read_profiles
+
+        if profiles is None and self._snapshot_dir is not None:
+            saved = self._snapshot_dir / "profiles" / "profiles.parquet"
+            return read_profiles(saved) if saved.is_file() else None
+        return None if profiles is None else read_profiles(profiles)
+
+    def _events_version(self) -> tuple[int, ...]:
+        st = self.store
+        return (id(st), len(st), st.tracked_total, st.deleted_total, st.purged_total)
 
     def _reset_state(self, faults: Faults | None) -> None:
         self.store = EventStore(self._initial, lenient=self.lenient)
@@ -568,6 +588,8 @@ class Emulator:
         self._maybe_daily_purge()
         if name == "trackevents":
             return await self._get_trackevents(request)
+        if name == "profiles":
+            return await self.profiles.get(request, lenient=self.lenient, lenient_window=self.lenient_window)
         if name == "preview":
             return await self._preview(request)
         if name == "delete":
