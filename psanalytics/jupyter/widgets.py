@@ -27,23 +27,12 @@ import polars as pl
 from psanalytics.errors import PsaError
 from psanalytics.jupyter import charts as _charts
 from psanalytics.jupyter import offline as _offline
+from psanalytics.jupyter.tables import frame_html
 
 __all__ = ["EventExplorer", "KqlConsole", "VisitorPlayer", "frame_html"]
 
 _ERROR_STYLE = "color:#cf222e;white-space:pre;font-family:monospace;margin:0"
 _NOTE_STYLE = "font-size:85%;color:#57606a"
-
-
-def frame_html(frame: pl.DataFrame, rows: int = 20) -> str:
-    """An HTML table of the first ``rows`` rows (Polars' own rendering) with a row count."""
-    with pl.Config(tbl_rows=rows, tbl_cols=14, fmt_str_lengths=60):
-        body = frame.head(rows)._repr_html_()
-    more = (
-        f"first {rows:,} of {frame.height:,} rows"
-        if frame.height > rows
-        else f"{frame.height:,} rows"
-    )
-    return body + f"<div style='{_NOTE_STYLE}'>{more}</div>"
 
 
 def _error_html(exc: BaseException) -> str:

@@ -186,8 +186,22 @@ def test_visitor_timeline_sessions_and_current(small_events):
     assert points.data["EventType"].to_list() == ["home", "product", "basket", "home", "product"]
     assert ring.data["step"].to_list() == [3]
     assert chart.to_dict()["title"] == "Visitor d1: 5 events in 2 session(s)"
+    # pages as paths, the full URL beside them in the tooltip
+    assert points.data["page"].to_list() == ["/", "/p1", "/basket", "/", "/p2"]
+    assert points.data["PageUri"][2] == "https://example.com/basket"
+    fields = [t["field"] for t in points.to_dict()["encoding"]["tooltip"]]
+    assert fields[-4:] == ["page", "PageUri", "PageTitle", "Value"]
     with pytest.raises(C.ChartDataError, match="no events for DeviceId 'nobody'"):
         C.visitor_frame(small_events, "nobody")
+
+
+def test_url_paths_keep_empty_and_the_host_only_where_paths_collide():
+    urls = pl.Series(
+        ["https://a.com/p1", "https://a.com/p1", "https://b.com/p1", "", None, "https://a.com"]
+    )
+    assert C.url_paths(urls).to_list() == ["a.com/p1", "a.com/p1", "b.com/p1", "", None, "/"]
+    one_host = pl.Series(["https://a.com/p1", "https://a.com/p1?x=1", "https://a.com"])
+    assert C.url_paths(one_host).to_list() == ["/p1", "/p1?x=1", "/"]
 
 
 def test_visitor_timeline_caps_events():

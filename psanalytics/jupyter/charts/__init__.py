@@ -30,6 +30,7 @@ from psanalytics.jupyter.charts._base import (
     alt,
     chart_rows,
     url_path,
+    url_paths,
 )
 from psanalytics.jupyter.charts.events import country_bars, events_over_time, top_pages
 from psanalytics.jupyter.charts.journeys import (
@@ -74,6 +75,7 @@ __all__ = [
     "top_pages",
     "transition_heatmap",
     "url_path",
+    "url_paths",
     "visitor_frame",
     "visitor_timeline",
 ]

@@ -16,6 +16,7 @@ from psanalytics.jupyter.charts._base import (
     _require,
     _ship,
     alt,
+    url_paths,
 )
 
 
@@ -126,13 +127,12 @@ def visitor_timeline(
 ) -> alt.LayerChart:
     """One visitor's events over time: a point per event on an EventType row, coloured by
     session, with a dashed rule at each session start and the ``current`` step (0-based,
-    as :class:`~psanalytics.jupyter.widgets.VisitorPlayer` steps) ringed.
+    as :class:`~psanalytics.jupyter.widgets.VisitorPlayer` steps) ringed. The tooltip shows
+    the page as its path (``page``) and the full URL (``PageUri``).
 
     At most ``max_events`` events are drawn (the ones around ``current``); the title says
     when some were left out.
     """
-    fn = "visitor_timeline"
-    max_events = min(max_events, MAX_ROWS // 2)
     frame = (
         events
         if isinstance(events, pl.DataFrame)
@@ -142,32 +142,20 @@ def visitor_timeline(
     )
     if frame is None:
         frame = visitor_frame(events, device_id, timeout=timeout)
-    device = frame["DeviceId"][0]
-    total = frame.height
-    if total > max_events:
-        centre = current if current is not None else 0
-        start = max(0, min(centre - max_events // 2, total - max_events))
-        frame = frame.slice(start, max_events)
-    cols = ["step", "EventTime", "EventType", "session"] + [
-        c for c in ("PageUri", "PageTitle", "Value") if c in frame.columns
-    ]
-    points_data = _ship(
-        frame.select(cols).with_columns(pl.col("session").cast(pl.String).alias("session")), fn
-    )
+    points_data, total, n_sessions = _timeline_points(frame, current, max_events)
     starts = points_data.group_by("session", maintain_order=True).agg(pl.col("EventTime").min())
     shown = points_data.height
-    n_sessions = points_data["session"].n_unique()
-    heading = (
-        title or f"Visitor {device}: {total} events in {frame['session'].n_unique()} session(s)"
-    )
+    heading = title or f"Visitor {frame['DeviceId'][0]}: {total} events in {n_sessions} session(s)"
     if shown < total:
         heading += f" (showing {shown} of {total})"
+    extra = [c for c in ("page", "PageUri", "PageTitle", "Value") if c in points_data.columns]
     tooltip = [
         alt.Tooltip("EventTime:T", format="%Y-%m-%d %H:%M:%S"),
         "EventType:N",
         "session:N",
         "step:Q",
-    ] + [f"{c}:N" for c in ("PageUri", "PageTitle", "Value") if c in points_data.columns]
+        *[f"{c}:N" for c in extra],
+    ]
     points = (
         alt.Chart(points_data)
         .mark_circle(size=60, opacity=0.85)
@@ -178,7 +166,7 @@ def visitor_timeline(
                 "session:N",
                 title="session",
                 sort=None,
-                legend=None if n_sessions > 12 else alt.Legend(),
+                legend=None if points_data["session"].n_unique() > 12 else alt.Legend(),
             ),
             tooltip=tooltip,
         )
@@ -201,3 +189,23 @@ def visitor_timeline(
                 .encode(x="EventTime:T", y="EventType:N")
             )
     return alt.layer(*layers, title=heading).properties(width=WIDTH, height=alt.Step(24))
+
+
+def _timeline_points(
+    frame: pl.DataFrame, current: int | None, max_events: int
+) -> tuple[pl.DataFrame, int, int]:
+    """The points :func:`visitor_timeline` draws (at most ``max_events``, around
+    ``current``; ``page`` = the URL path), the visitor's event and session counts."""
+    max_events = min(max_events, MAX_ROWS // 2)
+    total, n_sessions = frame.height, frame["session"].n_unique()
+    if total > max_events:
+        centre = current if current is not None else 0
+        start = max(0, min(centre - max_events // 2, total - max_events))
+        frame = frame.slice(start, max_events)
+    cols = ["step", "EventTime", "EventType", "session"] + [
+        c for c in ("PageUri", "PageTitle", "Value") if c in frame.columns
+    ]
+    points = frame.select(cols).with_columns(pl.col("session").cast(pl.String))
+    if "PageUri" in points.columns:
+        points = points.with_columns(url_paths(points.get_column("PageUri")).alias("page"))
+    return _ship(points, "visitor_timeline"), total, n_sessions
