@@ -18,13 +18,8 @@ decided by the input order, as in :func:`psanalytics.sessionize`.
 
 from __future__ import annotations
 
-from psanalytics.journeys._channels import (
-    CHANNEL_RULES,
-    attribute,
-    channel,
-    orders,
-    source_medium,
-)
+from psanalytics.journeys._attribution import MODELS, attribute, orders
+from psanalytics.journeys._channels import CHANNEL_RULES, channel, source_medium
 from psanalytics.journeys._common import (
     DEFAULT_LEVEL,
     LEVELS,
@@ -52,6 +47,7 @@ __all__ = [
     "ENTRY",
     "EXIT",
     "LEVELS",
+    "MODELS",
     "OTHER",
     "PAGE_TYPES",
     "QUANTILES",
