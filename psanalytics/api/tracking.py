@@ -57,9 +57,9 @@ def track(client: httpx.Client, policy: RetryPolicy, stats: RequestStats,
           events: pl.DataFrame | Sequence[Mapping[str, Any]], *, progress: bool) -> TrackReport:
     """Send events to the Tracking API in batches of at most 100 events and 256 KB.
 
-    ``events`` is a canonical frame (converted to camelCase Tracking bodies: deviceId,
-    eventType, value, eventTime, pageUri, pageTitle, scope, remoteAddress, user,
-    payload) or a list of Tracking bodies as dicts.
+    ``events`` is a canonical frame (converted to camelCase Tracking bodies by
+    :func:`psanalytics.wire.tracking.tracking_bodies`, the one Tracking encoder: trackId
+    and sessionId included) or a list of Tracking bodies as dicts.
     """
     bodies = tracking_bodies(events) if isinstance(events, pl.DataFrame) else list(events)
     t0 = time.perf_counter()

@@ -214,34 +214,20 @@ def event_api_batches(
 def tracking_records(events: pl.DataFrame, *, truncate_ips: bool = False) -> pl.DataFrame:
     """Canonical events -> TrackBulk bodies (camelCase JSON text per event), in time order.
 
-    Columns: ``json`` (one Tracking API event object), ``nbytes``, ``ms`` (epoch ms),
-    ``offset`` (input row). ``TrackId``, ``CountryCode``, ``City`` and ``SessionId`` are
-    server-side fields and are not sent.
+    Columns: ``json`` (one Tracking API event object, written by
+    :func:`psanalytics.wire.tracking.tracking_json`, the one Tracking encoder: ``trackId``
+    and ``sessionId`` travel, empty fields are left out, ``user.info`` is sent), ``nbytes``,
+    ``ms`` (epoch ms), ``offset`` (input row).
     """
     from psanalytics.replay.mapping import truncate_ip_expr
-    from psanalytics.schema import format_time_expr
+    from psanalytics.wire.tracking import tracking_json
 
-    f = events.with_row_index("offset")
-    ip = truncate_ip_expr(pl.col("RemoteAddress")) if truncate_ips else pl.col("RemoteAddress")
-    head = pl.struct(
-        pl.col("DeviceId").alias("deviceId"),
-        pl.col("EventType").alias("eventType"),
-        pl.col("Value").alias("value"),
-        pl.col("PageUri").alias("pageUri"),
-        pl.col("PageTitle").alias("pageTitle"),
-        format_time_expr(pl.col("EventTime")).alias("eventTime"),
-        pl.col("Scope").alias("scope"),
-        ip.alias("remoteAddress"),
-        pl.struct(
-            pl.col("User").struct.field("Name").alias("name"),
-            pl.col("User").struct.field("Email").alias("email"),
-        ).alias("user"),
-    ).struct.json_encode().str.head(-1)
-    out = f.sort(["EventTime", "offset"]).select(
-        (head + pl.lit(',"payload":') + pl.col("Payload").fill_null("null") + pl.lit("}")).alias("json"),
+    f = events.with_row_index("offset").sort(["EventTime", "offset"])
+    ip = truncate_ip_expr(pl.col("RemoteAddress")) if truncate_ips else None
+    out = f.select(
         pl.col("EventTime").dt.epoch("ms").alias("ms"),
         pl.col("offset").cast(pl.Int64),
-    )
+    ).with_columns(tracking_json(f, remote_address=ip).alias("json")).select("json", "ms", "offset")
     return out.with_columns(pl.col("json").str.len_bytes().cast(pl.Int64).alias("nbytes"))
 
 

@@ -81,8 +81,10 @@ def test_span_closes_batches(sample):
 def test_tracking_batches(sample):
     recs = tracking_records(sample.head(450), truncate_ips=True)
     first = orjson.loads(recs.get_column("json")[0])
-    assert list(first) == ["deviceId", "eventType", "value", "pageUri", "pageTitle", "eventTime", "scope",
-                           "remoteAddress", "user", "payload"]
+    # One Tracking encoder (wire.tracking): trackId and sessionId travel, empty fields and
+    # an anonymous user are left out.
+    assert list(first) == ["deviceId", "eventType", "value", "trackId", "sessionId", "eventTime",
+                           "pageUri", "pageTitle", "scope", "remoteAddress", "payload"]
     assert first["remoteAddress"].endswith(".0") or first["remoteAddress"].endswith("::")
     q: list[Quarantined] = []
     batches = list(tracking_batches(recs, quarantine=q))
@@ -93,6 +95,35 @@ def test_tracking_batches(sample):
     assert sum(b.events for b in small) + len(q) == 450
     with pytest.raises(BatchingError, match="max_events must be 1..100"):
         list(tracking_batches(recs, max_events=101))
+
+
+def test_tracking_records_are_the_bodies_track_sends(events):
+    from psanalytics.wire.tracking import tracking_bodies
+
+    shuffled = events.with_columns(
+        pl.struct(pl.lit("a@b.c").alias("Email"), pl.lit("").alias("Name"),
+                  pl.lit('{"Market":"SE"}').alias("Info")).alias("User")).reverse()
+    recs = tracking_records(shuffled)
+    assert recs.get_column("offset").to_list() == [5, 4, 3, 2, 1, 0]  # time order
+    got = [orjson.loads(t) for t in recs.get_column("json").to_list()]
+    assert got == tracking_bodies(shuffled.sort("EventTime"))
+    assert got[0] == {
+        "deviceId": "dev-a", "eventType": "home", "value": "Visited the start page.", "trackId": "t-1",
+        "sessionId": "s-a1", "eventTime": "2024-03-04T10:00:00.0000000Z", "remoteAddress": "94.27.91.168",
+        "user": {"email": "a@b.c", "name": "", "info": {"Market": "SE"}},
+        "payload": {"name": "Start page", "contentLink": "5", "epi": {"language": "sv"}},
+    }
+    # no TrackId: no trackId key (the service keeps ""); no Payload: no payload key
+    assert "trackId" not in got[4] and got[4]["payload"]["keyword"] == "tents"
+    assert "payload" not in got[5] and got[5]["trackId"] == "t-6"
+    assert recs.get_column("nbytes").to_list() == [len(t.encode()) for t in recs.get_column("json")]
+
+
+def test_tracking_bodies_keep_a_payload_that_is_not_json(events):
+    from psanalytics.wire.tracking import tracking_json
+
+    odd = events.head(3).with_columns(pl.Series("Payload", ["plain text", "42", '{"a": [1]}']))
+    assert [orjson.loads(t)["payload"] for t in tracking_json(odd)] == ["plain text", 42, {"a": [1]}]
 
 
 def test_chunks_partition_visitors_whole_and_stable(sample):
