@@ -13,12 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+# The route names faults accept, and the read-only ones, come from the one route table.
+from psanalytics.emulator.routes import READ_ONLY_ROUTES, ROUTE_NAMES
 from psanalytics.errors import PsaError
 
-ROUTE_NAMES: tuple[str, ...] = ("trackevents", "preview", "delete", "track", "trackbulk", "events",
-                                "odp_events", "odp_profiles")
-#: Routes whose handler has no side effects: only these get truncated bodies.
-READ_ONLY_ROUTES: frozenset[str] = frozenset({"trackevents", "preview"})
+__all__ = ["Decision", "DroppedConnection", "Faults", "FaultsError", "READ_ONLY_ROUTES", "ROUTE_NAMES"]
 
 
 class DroppedConnection(Exception):

@@ -103,7 +103,7 @@ def test_from_a_snapshot_the_event_api_log_is_kept_and_deletions_wait_for_midnig
     assert c.delete(f"/api/v2.0/TrackEvents/default/{tid}").status_code == 200
     c.get("/api/v2.0/TrackEvents", params={"$top": 1})
     assert (emu.state()["pending_deletions"], emu.state()["purged_total"]) == (1, 0)
-    emu._next_purge = 0  # UTC midnight has passed
+    emu._state.next_purge = 0  # UTC midnight has passed
     c.get("/api/v2.0/TrackEvents", params={"$top": 1})
     assert (emu.state()["pending_deletions"], emu.state()["purged_total"]) == (0, 1)
     assert emu.accepted_events().height == 1

@@ -10,7 +10,7 @@ import pytest
 
 from psanalytics import schema
 from psanalytics.emulator import Emulator
-from psanalytics.emulator import app as app_module
+from psanalytics.emulator import tracking as tracking_module
 
 KEY = "tracking-key"
 HOUR = 3600 * 10**9
@@ -19,7 +19,7 @@ HOUR = 3600 * 10**9
 @pytest.fixture
 def clock(monkeypatch):
     now = {"ns": 1_709_251_200 * 10**9}
-    monkeypatch.setattr(app_module, "_now_ns", lambda: now["ns"])
+    monkeypatch.setattr(tracking_module, "_now_ns", lambda: now["ns"])
     return now
 
 
