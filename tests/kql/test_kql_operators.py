@@ -8,7 +8,14 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 
-from psanalytics.query.kql import KqlSyntaxError, KqlUnsupported, execute, format, parse
+from psanalytics.query.kql import (
+    KqlSemanticError,
+    KqlSyntaxError,
+    KqlUnsupported,
+    execute,
+    format,
+    parse,
+)
 
 NOW = datetime(2024, 3, 1, tzinfo=UTC)
 DT = ("datatable(Val:long, Arr:dynamic) [1, dynamic([3, 1, 2]), 2, dynamic([]), "
@@ -66,3 +73,37 @@ def test_mv_apply_round_trips():
     assert parse(format(ast)) == ast
     assert format(ast) == ("T\n| mv-apply with_itemindex=i a = x to typeof(long), y limit 3 "
                            "on (top 1 by a | summarize make_list(y))")
+
+
+STORMS = ("datatable(State:string, Type:string, Loc:string, Dmg:long) ["
+          "'A', 'w', 'x', 10, 'A', 'w', 'y', 5, 'A', 'h', 'x', 3, 'A', 'f', 'z', 1, "
+          "'B', 'w', 'x', 7, 'B', 'i', 'y', 2, 'C', 'w', 'x', 4]\n")
+
+
+def test_top_nested_three_levels_with_others():
+    out = run(STORMS + "| top-nested 2 of State with others = 'Other' by sum(Dmg),\n"
+                       "  top-nested 1 of Type with others = 'rest' by sum(Dmg),\n"
+                       "  top-nested 1 of Loc by Worst = max(Dmg)")
+    assert out.columns == ["State", "aggregated_State", "Type", "aggregated_Type", "Loc",
+                           "Worst"]
+    assert out.rows() == [("A", 19, "w", 15, "x", 10), ("A", 19, "rest", 4, None, None),
+                          ("B", 9, "w", 7, "x", 7), ("B", 9, "rest", 2, None, None),
+                          ("Other", 4, None, None, None, None)]
+
+
+def test_top_nested_without_count_asc_and_computed_values():
+    out = run(STORMS + "| top-nested of State by n = count() asc, "
+                       "top-nested 1 of L = strcat(Loc, '!') by sum(Dmg)")
+    assert out.columns == ["State", "n", "L", "aggregated_L"]
+    assert out.rows() == [("C", 1, "x!", 4), ("B", 2, "x!", 7), ("A", 4, "x!", 13)]
+    with pytest.raises(KqlSemanticError) as e:
+        run(STORMS + "| top-nested 2 of State with others = 1 by sum(Dmg)")
+    assert e.value.message == "the 'with others' value is long but the top-nested value is " \
+                              "string"
+    assert (e.value.line, e.value.column) == (2, 39)
+
+
+def test_top_nested_round_trips():
+    q = "T | top-nested 2 of a with others = 'x' by s = sum(b) asc, top-nested of c by max(1)"
+    ast = parse(q)
+    assert parse(format(ast)) == ast

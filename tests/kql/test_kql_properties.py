@@ -62,6 +62,8 @@ VALID = [
     "let m = materialize(Events | take 1); m | union m | count",
     "Events | mv-apply with_itemindex=i e = pack_array(1, 2) to typeof(long) on (top 1 by e"
     " | summarize s = sum(e), n = count()) | project DeviceId, s, n",
+    "Events | top-nested 1 of CountryCode with others = 'rest' by count(), top-nested of"
+    " DeviceId by m = max(EventTime) asc",
 ]
 
 VOCAB = [

@@ -522,7 +522,6 @@ def test_known_but_unimplemented_functions_are_unsupported():
     ("Events | extend (a, b) = (1, 2)", 17),
     ("Events | top-hitters 3 of City", 10),
     ("Events | summarize percentiles(toreal(Payload.price), 50, 90)", 20),
-    ("Events | top-nested 3 of City by count()", 10),
 ])
 def test_valid_kql_outside_the_subset_is_unsupported(query, column):
     with pytest.raises(KqlUnsupported) as ei:

@@ -107,7 +107,7 @@ def _auto_skip(case: dict) -> str | None:
 
 
 def _ordered(q: str) -> bool:
-    return bool(re.search(r"\b(sort|order)\s+by\b|\|\s*top\b|\bserialize\b|\brow_number\b"
+    return bool(re.search(r"\b(sort|order)\s+by\b|\|\s*top\b(?!-)|\bserialize\b|\brow_number\b"
                           r"|\bprev\(|\bnext\(|\brow_cumsum\b", q))
 
 

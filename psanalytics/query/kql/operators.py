@@ -18,6 +18,7 @@ import polars as pl
 from psanalytics.query.kql import nodes as N
 from psanalytics.query.kql.errors import KqlSemanticError, KqlUnsupported, suggest
 from psanalytics.query.kql.op_apply import ApplyOps
+from psanalytics.query.kql.op_nested import NestedOps
 from psanalytics.query.kql.types import (
     _DTYPES,
     DAY_NS,
@@ -64,7 +65,7 @@ def _py_to_const(value: Any, ktype: str) -> Any:
     return value
 
 
-class TabularOps(ApplyOps):
+class TabularOps(ApplyOps, NestedOps):
     # ------------------------------------------------------------------ sources
     def source(self: Compiler, src: Any) -> Table:
         if isinstance(src, N.TableRef):
@@ -782,9 +783,6 @@ class TabularOps(ApplyOps):
         schema = {**kschema, **{n: "dynamic" for n in names}, axis_name: "dynamic"}
         return Table(out, schema, {}, False)
 
-    def op_topnested(self: Compiler, op: N.TopNested, t: Table) -> Table:
-        raise self.sem("'top-nested' is not supported by the local engine yet", op,
-                       cls=KqlUnsupported)
 
 
 _ = (DAY_NS, KqlSemanticError)
