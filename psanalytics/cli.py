@@ -182,6 +182,7 @@ def replay_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     bodies: bool = typer.Option(False, "--bodies", help="INPUT holds request bodies (a dry-run, failed or rejected file): send them again as they are."),
     profiles: bool = typer.Option(False, "--profiles", help="--to odp: also send customer profiles (User.Email/Name/Info and their devices) to /v3/profiles."),
+    profiles_file: Path | None = typer.Option(None, "--profiles-file", help="--to odp: send these Profile Store profiles (store.profiles() written as .parquet, .json or .ndjson) to /v3/profiles."),
 ) -> None:
     """Replay track events into the Optimizely Event API or a Profile Store Tracking API.
 
@@ -195,8 +196,11 @@ def replay_cmd(
     if to not in ("event-api", "tracking", "odp"):
         typer.echo(f"error: --to must be event-api, tracking or odp, not {to!r}", err=True)
         raise typer.Exit(2)
-    if profiles and to != "odp":
-        typer.echo("error: --profiles goes with --to odp", err=True)
+    if (profiles or profiles_file is not None) and to != "odp":
+        typer.echo("error: --profiles and --profiles-file go with --to odp", err=True)
+        raise typer.Exit(2)
+    if profiles and profiles_file is not None:
+        typer.echo("error: give --profiles (customers from the events) or --profiles-file, not both", err=True)
         raise typer.Exit(2)
     extra: dict = {}
     if to == "odp":
@@ -207,7 +211,7 @@ def replay_cmd(
         if url is not None and not api_key and dry_run is None:
             typer.echo("error: --to odp needs the ODP API key in PSANALYTICS_ODP_API_KEY", err=True)
             raise typer.Exit(2)
-        extra["profiles"] = profiles
+        extra["profiles"] = profiles_file if profiles_file is not None else profiles
     if speed is not None and rate is not None:
         typer.echo("error: give --speed or --rate, not both", err=True)
         raise typer.Exit(2)

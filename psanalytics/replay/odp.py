@@ -28,14 +28,12 @@ Mapping (``OdpMap`` overrides any of it; docs/odp.md has the table and the reaso
   ``ps_`` + the path's keys in snake_case joined by ``_``: ``{"epi": {"contentGuid": ..}}``
   -> ``ps_epi_content_guid``; arrays, nulls and personal data are left out).
 
-(Just over 600 lines: the map, the columnar encoder, customers and batching of one
-destination, kept in one module so the ODP wire format has one home.)
+Payload flattening and the field-naming rule live in :mod:`psanalytics.replay.odp_payload`,
+customer updates in :mod:`psanalytics.replay.odp_customers` (both re-exported here).
 """
 
 from __future__ import annotations
 
-import io
-import re
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -44,11 +42,12 @@ from typing import Any, Literal
 import orjson
 import polars as pl
 
-from psanalytics.replay._text import _BOOL_TEXT, _NUMBER_TEXT, _json_str, _uuid5_many
+from psanalytics.replay._text import _NUMBER_TEXT, _json_str, _uuid5_many
 from psanalytics.replay.batching import MAX_BYTES, Batch, BatchingError, Quarantined, _batch_id
 from psanalytics.replay.event_map import MappingError
 from psanalytics.replay.inputs import _as_frame
-from psanalytics.replay.tags import _EMAIL_IN_TEXT, _PII_KEY, _mixed_types
+from psanalytics.replay.odp_customers import encode_odp_customers, encode_odp_profiles
+from psanalytics.replay.odp_payload import _payload_fields, field_name
 
 __all__ = [
     "MAX_ODP_OBJECTS",
@@ -56,6 +55,7 @@ __all__ = [
     "STANDARD_EVENTS",
     "OdpEventSpec",
     "OdpMap",
+    "encode_odp_customers",
     "encode_odp_events",
     "encode_odp_profiles",
     "field_name",
@@ -117,22 +117,6 @@ STANDARD_EVENTS: dict[str, OdpEventSpec] = {
     "epiCampaignClick": OdpEventSpec("email", "click", {"campaign_id": "$.epi.campaign.mailingId"},
                                      identifier="email"),
 }
-
-
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
-_BAD = re.compile(r"[^a-z0-9_]+")
-
-
-def field_name(*path: str, prefix: str = "ps_") -> str:
-    """The ODP field name of a Payload path: ``prefix`` + keys in snake_case joined by ``_``.
-
-    >>> field_name("epi", "contentGuid")
-    'ps_epi_content_guid'
-    >>> field_name("orderId")
-    'ps_order_id'
-    """
-    parts = [_BAD.sub("_", _CAMEL.sub("_", p).lower()).strip("_") for p in path]
-    return prefix + "_".join(p for p in parts if p)
 
 
 @dataclass
@@ -232,114 +216,6 @@ def mapping_table(events: Any, odp_map: OdpMap | Mapping[str, Any] | None = None
                      "action": spec.action if spec else None, "how": how})
     return pl.DataFrame(rows, schema={"EventType": pl.String, "events": pl.Int64, "type": pl.String,
                                       "action": pl.String, "how": pl.String})
-
-
-# --------------------------------------------------------------------------- Payload fields
-
-
-def _leaves(dtype: pl.DataType, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], pl.DataType]]:
-    if isinstance(dtype, pl.Struct):
-        for f in dtype.fields:
-            yield from _leaves(f.dtype, (*path, f.name))
-    elif not isinstance(dtype, (pl.List, pl.Array, pl.Object, pl.Null)):
-        yield path, dtype
-
-
-def _as_text(dtype: pl.DataType) -> pl.DataType:
-    if isinstance(dtype, pl.Struct):
-        return pl.Struct({f.name: _as_text(f.dtype) for f in dtype.fields if not isinstance(
-            f.dtype, (pl.List, pl.Array, pl.Object, pl.Null))})
-    return pl.String
-
-
-def _flat_py(payload: str | None, scrub: bool) -> str | None:
-    if payload is None:
-        return None
-    try:
-        d = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(d, dict):
-        return None
-    out: dict[str, Any] = {}
-
-    def walk(obj: dict[str, Any], path: tuple[str, ...]) -> None:
-        for k, v in obj.items():
-            p = (*path, k)
-            if isinstance(v, dict):
-                walk(v, p)
-            elif v is None or isinstance(v, list):
-                continue
-            elif scrub and (_PII_KEY.match(k) or (isinstance(v, str) and re.search(_EMAIL_IN_TEXT, v))):
-                continue
-            else:
-                out.setdefault(field_name(*p), v)
-
-    walk(d, ())
-    return orjson.dumps(out).decode()[1:-1] if out else None
-
-
-def _payload_fields(frame: pl.DataFrame, scrub: bool, sample: int = 3000) -> pl.Series:
-    """Per event: the flattened Payload scalars as JSON members text (``"k":v,...``), or null.
-
-    Columnar per EventType (schema inferred on a spread sample, every payload decoded
-    as text with it, leaves turned into fragments); a type whose payloads do not decode
-    as one table, or whose keys change JSON type, takes the exact per-row path.
-    """
-    out = pl.Series("f", [None] * frame.height, pl.String)
-    idx = frame.select("EventType", "Payload").with_row_index("_i").filter(pl.col("Payload").is_not_null())
-    parts: list[pl.DataFrame] = []
-    for (_,), grp in idx.group_by("EventType", maintain_order=True):
-        payloads = grp.get_column("Payload")
-        try:
-            if grp.height > sample:
-                step = max(1, grp.height // (sample // 2))
-                pick = pl.concat([payloads.head(sample // 4), payloads.gather_every(step), payloads.tail(sample // 4)])
-            else:
-                pick = payloads
-            inferred = pl.read_ndjson(io.BytesIO(pick.str.replace_all("\n", " ").str.join("\n").item().encode()),
-                                      infer_schema_length=None).schema
-            leaves = [(p, dt) for name, dt0 in inferred.items() for p, dt in _leaves(dt0, (name,))]
-            if not leaves:
-                continue
-            flat_keys = {p[-1]: dt for p, dt in leaves}
-            if _mixed_types(payloads, flat_keys) or len(flat_keys) != len(leaves):
-                raise ValueError("a key has values of different JSON types (or repeats at two depths)")
-            schema = pl.Struct({n: _as_text(dt) for n, dt in inferred.items()
-                                if not isinstance(dt, (pl.List, pl.Array, pl.Object, pl.Null))})
-            decoded = payloads.str.json_decode(schema).alias("_p").to_frame()
-            names: dict[str, int] = {}
-            frags = []
-            for path, dt in leaves:
-                if scrub and _PII_KEY.match(path[-1]):
-                    continue
-                name = field_name(*path)
-                if name in names:
-                    raise ValueError(f"two paths name the field {name}")
-                names[name] = 1
-                col: pl.Expr = pl.col("_p")
-                for k in path:
-                    col = col.struct.field(k)
-                if dt != pl.String:
-                    pattern = _BOOL_TEXT if dt == pl.Boolean else _NUMBER_TEXT
-                    if not decoded.select(col.drop_nulls().str.contains(pattern).all()).item():
-                        raise ValueError(f"{name}: a value that is not a JSON {dt}")
-                keep = col.is_not_null()
-                if scrub and dt == pl.String:
-                    keep = keep & ~col.str.contains(_EMAIL_IN_TEXT)
-                text = _json_str(col) if dt == pl.String else col
-                frags.append(pl.when(keep).then(pl.lit(orjson.dumps(name).decode() + ":") + text))
-            if not frags:
-                continue
-            f = decoded.select(pl.concat_str(frags, separator=",", ignore_nulls=True).alias("f")).get_column("f")
-            f = pl.select(pl.when(f == "").then(None).otherwise(f).alias("f")).get_column("f")
-        except Exception:  # noqa: BLE001 - any decode problem: per-row path
-            f = pl.Series("f", [_flat_py(p, scrub) for p in payloads], pl.String)
-        parts.append(pl.DataFrame({"_i": grp.get_column("_i"), "f": f}))
-    if not parts:
-        return out
-    allp = pl.concat(parts)
-    return out.scatter(allp.get_column("_i"), allp.get_column("f"))
 
 
 # --------------------------------------------------------------------------- encoder
@@ -493,57 +369,6 @@ def encode_odp_events(
 def to_odp_events(events: Any, *, odp_map: OdpMap | Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Track events -> ODP event dicts (as sent), in time order."""
     return [orjson.loads(t) for t in encode_odp_events(events, odp_map=odp_map).get_column("json")]
-
-
-def encode_odp_profiles(events: Any, *, info: bool = True) -> pl.DataFrame:
-    """Customer updates for ``POST /v3/profiles``: one row per (e-mail, device) seen together.
-
-    Each object: ``{"attributes": {"email", "vuid", "first_name", "last_name", "ps_name",
-    "ps_info_*"}}`` from the latest non-empty ``User.Name`` (split at the first space)
-    and ``User.Info`` (when the frame has it) of that address. Sending ``vuid`` with
-    ``email`` links the device to the customer. Columns: ``json``, ``nbytes``, ``email``,
-    ``vuid``, ``ms`` (the pair's last event, epoch ms).
-    """
-    frame, _ = _as_frame(events)
-    e = pl.col("User").struct.field("Email")
-    n = pl.col("User").struct.field("Name")
-    has_info = info and "Info" in [f.name for f in frame.schema["User"].fields]  # type: ignore[union-attr]
-    seen = frame.filter(e != "").select(
-        e.alias("email"), pl.col("DeviceId").alias("vuid"), n.alias("name"),
-        (pl.col("User").struct.field("Info") if has_info else pl.lit(None, pl.String)).alias("info"),
-        pl.col("EventTime"),
-    ).sort("EventTime")
-    if seen.height == 0:
-        return pl.DataFrame(schema={"json": pl.String, "nbytes": pl.Int64, "email": pl.String,
-                                    "vuid": pl.String, "ms": pl.Int64})
-    per_email = seen.group_by("email").agg(
-        pl.col("name").filter(pl.col("name") != "").last().alias("name"),
-        pl.col("info").drop_nulls().last().alias("info"),
-    )
-    pairs = seen.filter(pl.col("vuid") != "").group_by(["email", "vuid"]).agg(
-        pl.col("EventTime").max().dt.epoch("ms").alias("ms"))
-    rows = []
-    for email, vuid, ms, name, inf in pairs.join(per_email, on="email").sort(["email", "vuid"]).iter_rows():
-        attrs: dict[str, Any] = {"email": email, "vuid": vuid}
-        if name:
-            first, _, last = name.strip().partition(" ")
-            attrs["first_name"] = first
-            if last.strip():
-                attrs["last_name"] = last.strip()
-            attrs["ps_name"] = name
-        if inf:
-            try:
-                d = orjson.loads(inf) if isinstance(inf, str) else inf
-            except orjson.JSONDecodeError:
-                d = None
-            if isinstance(d, dict):
-                for k, v in d.items():
-                    if v is not None and not isinstance(v, (dict, list)):
-                        attrs.setdefault(field_name("info", k), v)
-        text = orjson.dumps({"attributes": attrs}).decode()
-        rows.append((text, len(text.encode()), email, vuid, ms))
-    return pl.DataFrame(rows, schema={"json": pl.String, "nbytes": pl.Int64, "email": pl.String,
-                                      "vuid": pl.String, "ms": pl.Int64}, orient="row")
 
 
 # --------------------------------------------------------------------------- batching

@@ -124,7 +124,9 @@ class Replayer:
       ``revision``, ``sessions``, ``visitor_id``, ``anonymize_ip`` (default True),
       ``truncate_ips`` (zero the last IPv4 octet / 80 IPv6 bits locally before anything
       leaves; applies to Tracking bodies' ``remoteAddress``), ``client_name``,
-      ``client_version``; ``profiles`` (ODP: also send customers);
+      ``client_version``; ``profiles`` (ODP: also send customers: ``True`` from the
+      events' users, or Profile Store profiles: a frame from ``store.profiles()``, API
+      objects or a file);
     - ``limits=Limits(max_visitors=500, max_bytes=3_400_000, max_events=100, workers=4,
       chunk_events=250_000)``: objects and bytes per request, threads (at most
       ``2 x workers`` batches in flight, the producer blocks: backpressure);
@@ -158,7 +160,7 @@ class Replayer:
         limits: Limits | Mapping[str, Any] | None = None,
         pacing: Pacing | Mapping[str, Any] | None = None,
         files: Files | Mapping[str, Any] | None = None,
-        profiles: bool = False,
+        profiles: Any = False,
         retries: Any = None,
         strict: bool = False,
         split_rejected: bool = True,
@@ -317,14 +319,29 @@ class Replayer:
     def _plan_odp(self, frame: pl.DataFrame, span: int | None,
                   quarantine: list[Quarantined] | None) -> tuple[Iterator[Batch], dict[str, int]]:
         """ODP: events in time order, arrays of <= 500; then customer updates with
-        ``profiles=True``. Keeps the per-event source frame for :meth:`ReplayReport.reconcile`."""
+        ``profiles`` (True: from the events' users; Profile Store profiles: from them).
+        Keeps the per-event source frame for :meth:`ReplayReport.reconcile`."""
         from psanalytics.replay.odp import (
             MAX_ODP_OBJECTS,
             OdpMap,
+            encode_odp_customers,
             encode_odp_events,
             encode_odp_profiles,
             odp_batches,
         )
+
+        self._invalid = []
+        profs = None
+        if self.profiles is True:
+            profs = encode_odp_profiles(frame)
+        elif self.profiles is not None and self.profiles is not False:
+            # Profile Store profiles: read (and refused if unreadable) before anything is sent
+            unsendable: list[tuple[str, str]] = []
+            profs = encode_odp_customers(self.profiles, invalid_out=unsendable)
+            for pid, text in unsendable:
+                self._invalid.append(Quarantined(
+                    pid, None, 0, len(text.encode()), text, [],
+                    reason=f"profile {pid!r} has no Info.Email and no DeviceIds: ODP needs an identifier"))
 
         if self.sample is not None:
             frame = frame.filter(sample_mask(frame.get_column("DeviceId"), self.sample))
@@ -346,9 +363,9 @@ class Replayer:
                                  max_span_ms=span, quarantine=quarantine):
                 last = b.seq
                 yield b
-            if self.profiles:
-                profs = encode_odp_profiles(frame).with_columns(pl.lit(-1, pl.Int64).alias("offset"))
-                yield from odp_batches(profs, kind="odp-profiles", max_objects=max_objects,
+            if profs is not None and profs.height:
+                yield from odp_batches(profs.with_columns(pl.lit(-1, pl.Int64).alias("offset")),
+                                       kind="odp-profiles", max_objects=max_objects,
                                        max_bytes=self.max_bytes, start_seq=last + 1)
 
         return batches(), {"events": recs.height, "visitors": -1}
@@ -645,7 +662,8 @@ def replay(
     **options: Any,
 ) -> ReplayReport:
     """Replay track events into the Event API (default), a Profile Store's Tracking API,
-    or Optimizely Data Platform (``to="odp"``: events, and customers with ``profiles=True``;
+    or Optimizely Data Platform (``to="odp"``: events, and customers with ``profiles=True``
+    or ``profiles=store.profiles()`` / a profiles file;
     ``api_key`` or ``PSANALYTICS_ODP_API_KEY``; ``mapping=`` an ``OdpMap``).
 
     ``url``: the target server. None -> an in-process emulator (nothing leaves the

@@ -26,7 +26,8 @@ from psanalytics.replay import (
     to_odp_events,
 )
 from psanalytics.replay.mapping import MappingError
-from psanalytics.replay.odp import ODP_NAMESPACE, _flat_py, field_name
+from psanalytics.replay.odp import ODP_NAMESPACE, field_name
+from psanalytics.replay.odp_payload import _flat_py
 from psanalytics.samples import generate
 from psanalytics.schema import empty_frame
 
