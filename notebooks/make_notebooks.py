@@ -28,6 +28,7 @@ from datetime import timedelta
 
 import psanalytics as ps
 
+ps.Config.set_progress(False)  # no progress bars in this notebook (PSANALYTICS_PROGRESS=0 does the same)
 store = ps.connect()  # PSANALYTICS_URL / PSANALYTICS_API_KEY, else the embedded emulator
 store"""
 
@@ -54,7 +55,7 @@ Profile Store API seeded with 50,000 sample events; set `PSANALYTICS_URL` and
 `store.events()` returns **every** matching event exactly once: it splits the time range
 into windows that stay under the API's 10,000-row result window and pages each one."""),
     ("code", """\
-events = store.events(start=week_start, end=week_end, progress=False)
+events = store.events(start=week_start, end=week_end)
 print(f"{events.height:,} events from {events['DeviceId'].n_unique():,} devices")
 events.head()"""),
     ("md", """\
@@ -63,7 +64,7 @@ the builder renders correct literals (quotes, 7-digit UTC times) for you."""),
     ("code", """\
 page_views_filter = ps.F.EventType == "epiPageView"
 print(page_views_filter)
-page_views = store.events(page_views_filter, start=week_start, end=week_end, progress=False)
+page_views = store.events(page_views_filter, start=week_start, end=week_end)
 print(f"{page_views.height:,} page views")"""),
     ("code", """\
 # The same count without fetching rows: one request.
@@ -140,7 +141,7 @@ Polars DataFrame."""),
     ("code", CONNECT),
     ("code", LAST_WEEK),
     ("code", """\
-events = store.events(start=week_start, end=week_end, progress=False)
+events = store.events(start=week_start, end=week_end)
 print(f"{events.height:,} events in the local frame")"""),
     ("md", "## Remote: the preview endpoint"),
     ("code", '%kql Events | where EventType == "epiPageView" | project EventTime, DeviceId, PageUri | take 5'),
@@ -237,7 +238,7 @@ transitions and the most common paths."""),
     ("code", CONNECT),
     ("code", LAST_WEEK),
     ("code", """\
-events = store.events(start=week_start, end=week_end, progress=False)
+events = store.events(start=week_start, end=week_end)
 print(f"{events.height:,} events from {events['DeviceId'].n_unique():,} devices")"""),
     ("md", "## Sessionize"),
     ("code", """\
@@ -320,7 +321,7 @@ in-process emulator: nothing leaves the machine."""),
     ("code", CONNECT),
     ("code", LAST_WEEK),
     ("code", """\
-day = store.events(start=week_end - timedelta(days=1), end=week_end, progress=False)
+day = store.events(start=week_end - timedelta(days=1), end=week_end)
 s = ps.sessionize(day)
 print(f"{day.height:,} events, {day['DeviceId'].n_unique():,} visitors, {s.sessions.height:,} sessions")"""),
     ("md", """\
@@ -408,7 +409,7 @@ Profile Store off. Everything runs in-process: nothing leaves the machine."""),
     ("code", CONNECT),
     ("code", LAST_WEEK),
     ("code", """\
-day = store.events(start=week_end - timedelta(days=1), end=week_end, progress=False)
+day = store.events(start=week_end - timedelta(days=1), end=week_end)
 print(f"{day.height:,} events from {day['DeviceId'].n_unique():,} devices")"""),
     ("md", """\
 ## The mapping
@@ -440,8 +441,7 @@ import tempfile
 from pathlib import Path
 
 workdir = Path(tempfile.mkdtemp(prefix="psanalytics-odp-"))
-dry = replay.replay(day, to="odp", dry_run=workdir / "odp-bodies.jsonl", mapping=odp_map,
-                    progress=False)
+dry = replay.replay(day, to="odp", dry_run=workdir / "odp-bodies.jsonl", mapping=odp_map)
 print(dry)"""),
     ("code", """\
 first_body = json.loads((workdir / "odp-bodies.jsonl").read_text().splitlines()[0])
@@ -458,7 +458,7 @@ from psanalytics.emulator import Emulator
 
 odp = Emulator(events=ps.schema.empty_frame())
 report = replay.replay(day, url=odp.url, transport=odp.transport(), to="odp",
-                       api_key=odp.odp_api_key, mapping=odp_map, profiles=True, progress=False)
+                       api_key=odp.odp_api_key, mapping=odp_map, profiles=True)
 print(report)"""),
     ("code", """\
 state = odp.odp.state(limit=0)
@@ -484,7 +484,7 @@ Each event's `idempotence_id` is a uuid5 of its TrackId (or content), so ODP rec
 re-send: the second run adds nothing, and the reconciliation counts the duplicates."""),
     ("code", """\
 again = replay.replay(day, url=odp.url, transport=odp.transport(), to="odp",
-                      api_key=odp.odp_api_key, mapping=odp_map, progress=False)
+                      api_key=odp.odp_api_key, mapping=odp_map)
 print(f"accepted after two runs: {odp.odp.state(limit=0)['accepted']:,}")
 again.reconcile(odp).select(pl.sum("mapped"), pl.sum("accepted"), pl.sum("duplicates"), pl.sum("difference"))"""),
 ]
@@ -505,6 +505,7 @@ import psanalytics as ps
 from psanalytics import journeys
 from psanalytics.jupyter import charts
 
+ps.Config.set_progress(False)  # no progress bars in this notebook (PSANALYTICS_PROGRESS=0 does the same)
 events = ps.samples.default_events()
 s = ps.sessionize(events)
 print(f"{events.height:,} events, {s.sessions.height:,} sessions, {events['DeviceId'].n_unique():,} devices")"""),
