@@ -107,3 +107,14 @@ def test_top_nested_round_trips():
     q = "T | top-nested 2 of a with others = 'x' by s = sum(b) asc, top-nested of c by max(1)"
     ast = parse(q)
     assert parse(format(ast)) == ast
+
+
+def test_bare_null_is_a_null_literal():
+    assert run("print x = null, y = isnull(null), z = coalesce(null, 2)").rows() == [
+        (None, True, 2)]
+    out = run("datatable(a:long, s:string) [1, 'a', null, null] | extend b = iff(a > 0, a, "
+              "null) | where isnull(a) or b == 1")
+    assert out.rows() == [(1, "a", 1), (None, "", None)]
+    assert parse("print x = null") == parse("print x = dynamic(null)")
+    assert format(parse("T | where x == null")) == "T\n| where x == dynamic(null)"
+    assert run("print x = null == int(null)").rows() == [(None,)]

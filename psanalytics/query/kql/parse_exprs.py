@@ -354,6 +354,11 @@ class ExprParser(TokenCursor):
             if t.value in ("true", "false"):
                 self.advance()
                 return N.Literal(t.value == "true", "bool", span=(t.start, t.end))
+            if t.value == "null" and not (self.peek().kind == "OP" and self.peek().value == "("):
+                # a bare null: the null of no particular type, read as dynamic(null) (it
+                # compares, tests and fills like every other null)
+                self.advance()
+                return N.Literal(None, "dynamic", span=(t.start, t.end))
             if self.peek().kind == "OP" and self.peek().value == "(":
                 if t.value == "dynamic":
                     return self.parse_dynamic()
