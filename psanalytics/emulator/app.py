@@ -296,11 +296,18 @@ class Emulator:
         """Write the visible events and the Event API log to a Parquet folder.
 
         Layout: ``events/events.parquet``, ``event_api/accepted.parquet``,
-        ``event_api/rejected.parquet`` and ``_emulator_snapshot.json``. ``Emulator(folder)``
-        (or ``psanalytics serve --data folder``) starts from it again, Event API log included.
+        ``event_api/rejected.parquet``, ``odp/events.ndjson`` and ``odp/state.json`` (what
+        ODP accepted, idempotence ids, customers), ``profiles/profiles.parquet`` (when the
+        emulator was given profiles) and ``_emulator_snapshot.json``. ``Emulator(folder)``
+        (or ``psanalytics serve --data folder``) starts from it again, Event API log and
+        ODP state included.
         """
-        return self._state.snapshot(Path(folder), self.events(), self.accepted_events(),
-                                    self.rejected_events(), EMULATOR_VERSION)
+        out = self._state.snapshot(Path(folder), self.events(), self.accepted_events(),
+                                   self.rejected_events(), EMULATOR_VERSION)
+        if self.profiles.loaded is not None:
+            (out / "profiles").mkdir(exist_ok=True)
+            self.profiles.loaded.write_parquet(out / "profiles" / "profiles.parquet")
+        return out
 
     def state(self, *, limit: int | None = None) -> dict[str, Any]:
         """Counts, Event API accepted/rejected events, the request journal and the faults.

@@ -97,7 +97,10 @@ class EmulatorState:
                 self.restore(self._snapshot)
 
     def restore(self, folder: Path) -> None:
-        """Load the Event API log a snapshot folder holds (``Emulator.snapshot``)."""
+        """Load the Event API log and the ODP state a snapshot folder holds
+        (``Emulator.snapshot``; a folder written before ODP state was saved has none)."""
+        if (folder / "odp" / "state.json").is_file():
+            self.odp.load(folder / "odp")
         acc = pl.read_parquet(folder / "event_api" / "accepted.parquet").to_dicts()
         rej = pl.read_parquet(folder / "event_api" / "rejected.parquet").to_dicts()
         with self.lock:
@@ -114,8 +117,10 @@ class EmulatorState:
         events.write_parquet(out / "events" / "events.parquet")
         accepted.write_parquet(out / "event_api" / "accepted.parquet")
         rejected.write_parquet(out / "event_api" / "rejected.parquet")
+        self.odp.dump(out / "odp")
         meta = {"version": version, "written_at": datetime.now(UTC).isoformat(),
-                "events": events.height, "event_api": self.event_api}
+                "events": events.height, "event_api": self.event_api,
+                "odp": self.odp.state(limit=0)}
         (out / SNAPSHOT_META).write_bytes(orjson.dumps(meta, option=orjson.OPT_INDENT_2))
         return out
 

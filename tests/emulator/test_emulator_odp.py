@@ -165,3 +165,39 @@ def test_reset_clears_odp_state(srv):
     st = srv.emulator.odp.state()
     assert st["accepted"] == 0 and st["by_type"] == {} and st["customers"] == 0
     assert post(srv, "/v3/events", ev(1)).status_code == 202  # the id is new again after a reset
+
+
+def test_snapshot_keeps_the_odp_state_and_a_resend_is_still_a_duplicate(tmp_path):
+    from psanalytics.api.odp import OdpApi
+
+    emu = Emulator(empty_frame(), odp_api_key=ODP_KEY,
+                   profiles=[{"ProfileId": "p1", "DeviceIds": ["d1"], "FirstSeen": "2024-03-01T00:00:00Z"}])
+    api = OdpApi(api_key=ODP_KEY, transport=emu.transport(), profiles_per_s=None)
+    batch = [ev(1), ev(2, identifiers={"vuid": "d2", "email": "a@example.com"}), ev(3, type="order", action="purchase")]
+    api.send_events(batch)
+    api.send_events([ev(1)])  # a re-send: a duplicate
+    api.send_profiles([{"attributes": {"email": "a@example.com", "first_name": "Ann", "vuid": "d9"}}])
+    before = emu.odp.state()
+    emu.snapshot(tmp_path / "snap")
+    meta = orjson.loads((tmp_path / "snap" / "_emulator_snapshot.json").read_bytes())
+    assert (meta["odp"]["accepted"], meta["odp"]["duplicates"], meta["odp"]["customers"]) == (3, 1, 1)
+
+    back = Emulator(tmp_path / "snap", odp_api_key=ODP_KEY)
+    assert back.odp.state() == before
+    assert back.odp.events_frame().equals(emu.odp.events_frame())
+    assert back.odp.customers() == emu.odp.customers() == {
+        "a@example.com": {"email": "a@example.com", "first_name": "Ann", "vuids": ["d2", "d9"]}}
+    assert back.odp.duplicates() == {"id-1": 1}
+    assert back.profiles.frame().equals(emu.profiles.frame())
+    # the restored idempotence ids still recognise a re-send; a new event is accepted
+    api2 = OdpApi(api_key=ODP_KEY, transport=back.transport(), profiles_per_s=None)
+    api2.send_events([ev(2), ev(4)])
+    st = back.odp.state(limit=0)
+    assert (st["accepted"], st["duplicates"], st["by_type"]) == (4, 2, {"order/purchase": 1, "pageview": 3})
+    back.reset()  # back to the snapshot's state, as for the Event API log
+    assert back.odp.state() == before
+    # a snapshot written before ODP state was saved still loads (no ODP state)
+    import shutil
+
+    shutil.rmtree(tmp_path / "snap" / "odp")
+    assert Emulator(tmp_path / "snap", odp_api_key=ODP_KEY).odp.state(limit=0)["accepted"] == 0
