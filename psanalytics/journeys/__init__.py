@@ -19,7 +19,13 @@ decided by the input order, as in :func:`psanalytics.sessionize`.
 from __future__ import annotations
 
 from psanalytics.journeys._attribution import MODELS, attribute, orders
-from psanalytics.journeys._channels import CHANNEL_RULES, channel, source_medium
+from psanalytics.journeys._channels import (
+    AD_NETWORK_RULES,
+    CHANNEL_RULES,
+    GOOGLE_ADS_NETWORK_NAMES,
+    channel,
+    source_medium,
+)
 from psanalytics.journeys._common import (
     DEFAULT_LEVEL,
     LEVELS,
@@ -42,10 +48,12 @@ from psanalytics.journeys._retention import retention, retention_matrix
 from psanalytics.journeys._urls import PAGE_TYPES, clean_url, page_type
 
 __all__ = [
+    "AD_NETWORK_RULES",
     "CHANNEL_RULES",
     "DEFAULT_LEVEL",
     "ENTRY",
     "EXIT",
+    "GOOGLE_ADS_NETWORK_NAMES",
     "LEVELS",
     "MODELS",
     "OTHER",

@@ -279,3 +279,127 @@ def test_user_key_on_the_sample():
     none = per_user.filter(pl.col("channel") == "(none)")["conversions"].sum()
     assert none <= per_device.filter(pl.col("channel") == "(none)")["conversions"].sum()
     assert not per_user.sort("channel", "currency").equals(per_device.sort("channel", "currency"))
+
+
+# One click per row of journeys.AD_NETWORK_RULES (and the Google Ads API's enum names):
+# (platform, ad_network_type, creative_format) -> channel.
+AD_CASES = [
+    (("Google Ads", "Google Search", None), "Paid Search"),
+    (("Google Ads", "Google Partners", None), "Paid Search"),
+    (("google ads", "SEARCH_PARTNERS", None), "Paid Search"),
+    (("Google Ads", "YouTube Videos", None), "Paid Video"),
+    (("Google Ads", "YOUTUBE_SEARCH", None), "Paid Video"),
+    (("Google Ads", "Google Display Network", None), "Display"),
+    (("Google Ads", "MIXED", None), "Cross-network"),
+    (("Google Ads", "Social", None), "Paid Social"),
+    (("DV360", None, "Native site square"), "Display"),
+    (("DV360", None, "Flipbook"), "Paid Video"),
+    (("Display & Video 360", None, "Audio"), "Audio"),
+    (("DV360", None, "Publisher hosted"), "Paid Other"),
+]
+
+
+def test_every_row_of_the_ad_network_table():
+    ids = [f"c{i}" for i in range(len(AD_CASES))]
+    clicks = pl.DataFrame(
+        {
+            "click_id": ids,
+            "platform": [p for (p, _, _), _ in AD_CASES],
+            "ad_network_type": [n for (_, n, _), _ in AD_CASES],
+            "creative_format": [f for (_, _, f), _ in AD_CASES],
+        }
+    )
+    # every session is tagged google / cpc by its utm and gclid: the manual rules say Paid
+    # Search; the platform's own data decides
+    sessions = sessions_of(
+        [(("google", "cpc", None, None, f"/?gclid={i}"), None) for i in ids]
+        + [(("google", "cpc", None, None, "/?gclid=unknown"), None)]
+    )
+    got = journeys.channel(sessions, clicks=clicks)["channel"].to_list()
+    assert got == [want for _, want in AD_CASES] + ["Paid Search"]
+    covered = {(p, ch) for p, _, _, ch in journeys.AD_NETWORK_RULES}
+    assert covered == {
+        ({"google ads": "Google Ads"}.get(p.lower(), "DV360"), want) for (p, _, _), want in AD_CASES
+    }
+    # every listed value (7 Google Ads network types, 19 DV360 creative formats) is applied
+    every = [(p, f, v, ch) for p, f, vs, ch in journeys.AD_NETWORK_RULES for v in vs]
+    assert len(every) == 26
+    clicks = pl.DataFrame(
+        {
+            "click_id": [str(i) for i in range(len(every))],
+            "platform": [p for p, _, _, _ in every],
+            "ad_network_type": [v if f == "ad_network_type" else None for _, f, v, _ in every],
+            "creative_format": [v if f == "creative_format" else None for _, f, v, _ in every],
+        }
+    )
+    s = sessions_of([((None, None, None, None, f"/?dclid={i}"), None) for i in range(len(every))])
+    assert journeys.channel(s, clicks=clicks)["channel"].to_list() == [ch for *_, ch in every]
+
+
+def test_dclid_clicks_and_unplaced_clicks():
+    clicks = pl.DataFrame(
+        {
+            "click_id": ["d1", "g2"],
+            "platform": ["DV360", "Google Ads"],
+            "creative_format": ["Video", None],
+        }
+    )
+    sessions = sessions_of(
+        [
+            # a DV360 click: the platform says video
+            ((None, None, None, None, "/?dclid=d1"), None),
+            # an untagged DV360 click the platform does not report: dfa / cpm -> Display
+            ((None, None, None, None, "/p?x=1&dclid=zz"), None),
+            # a Google Ads click without a network type: manual rules (google / cpc)
+            ((None, None, None, None, "/?gclid=g2"), None),
+        ]
+    )
+    got = journeys.channel(sessions, clicks=clicks)
+    assert got.select("source", "medium", "channel").rows() == [
+        ("dfa", "cpm", "Paid Video"),
+        ("dfa", "cpm", "Display"),
+        ("google", "cpc", "Paid Search"),
+    ]
+
+
+def test_gclid_wins_over_utm_tags():
+    s = sessions_of([(("newsletter", "email", "spring", None, "/?utm_source=x&gclid=abc"), None)])
+    got = journeys.channel(s).select("source", "medium", "campaign", "channel").row(0)
+    assert got == ("google", "cpc", "spring", "Paid Search")
+    # a dclid does not override tags (only an untagged Marketing Platform click is dfa / cpm)
+    d = sessions_of([(("newsletter", "email", None, None, "/?dclid=abc"), None)])
+    assert journeys.channel(d).select("source", "medium", "channel").row(0) == (
+        "newsletter", "email", "Email"
+    )  # fmt: skip
+
+
+def test_clicks_errors():
+    s = sessions_of([((None, None, None, None, "/?gclid=a"), None)])
+    with pytest.raises(JourneyError, match="clicks need the platform column"):
+        journeys.channel(s, clicks=pl.DataFrame({"click_id": ["a"], "ad_network_type": ["x"]}))
+    with pytest.raises(JourneyError, match="clicks need an ad_network_type"):
+        journeys.channel(s, clicks=pl.DataFrame({"click_id": ["a"], "platform": ["DV360"]}))
+    twice = pl.DataFrame(
+        {"click_id": ["a", "a"], "platform": ["Google Ads"] * 2,
+         "ad_network_type": ["Social", "Google Search"]}
+    )  # fmt: skip
+    with pytest.raises(
+        JourneyError, match=r"click_id 'a' in more than one channel \(Paid Search, Paid Social\)"
+    ):
+        journeys.channel(s, clicks=twice)
+
+
+def test_source_categories_whole_host_before_labels():
+    cases = [
+        # Google's list puts groups.google.com under social: a paid click is Paid Social,
+        # although its label "google" is a search engine
+        (("groups.google.com", "cpc", None, None, "/"), "Paid Social"),
+        (("google.se", "cpc", None, None, "/"), "Paid Search"),
+        (("shopping.naver.com", "cpc", None, None, "/"), "Paid Shopping"),
+        (("google shopping", "cpc", None, None, "/"), "Paid Shopping"),
+        (("music.youtube.com", "cpc", None, None, "/"), "Paid Video"),
+        ((None, None, None, "news.google.com", "/"), "Organic Search"),
+        ((None, None, None, "l.facebook.com", "/"), "Organic Social"),
+        (("netflix", "referral", None, None, "/"), "Organic Video"),
+    ]
+    assert journeys.channel(sessions_of(cases))["channel"].to_list() == [w for _, w in cases]
