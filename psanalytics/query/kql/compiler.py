@@ -30,7 +30,8 @@ from psanalytics.query.kql.expressions import ExprCompiler
 from psanalytics.query.kql.functions import (
     AGGREGATES,
 )
-from psanalytics.query.kql.naming import aggregate_name, column_name
+from psanalytics.query.kql.functions.aggregates import percentile_columns
+from psanalytics.query.kql.naming import aggregate_name, arg_name, column_name
 from psanalytics.query.kql.operators import TabularOps
 from psanalytics.query.kql.types import (  # noqa: F401 - re-exported
     _DTYPES,
@@ -82,6 +83,11 @@ def param_literal(name: str, value: Any) -> N.Expr:
     raise KqlSemanticError(f"parameter {name!r}: unsupported value type "
                            f"{type(value).__name__} (use str, int, float, bool, datetime, "
                            "timedelta or a list)")
+
+
+def _pct_name(p: float) -> str:
+    """A percentage in a column name: 95 -> ``95``, 99.5 -> ``99_5``."""
+    return str(int(p)) if p.is_integer() else str(p).replace(".", "_")
 
 
 def schema_tables(tables: Mapping[str, Any] | None) -> dict[str, pl.LazyFrame]:
@@ -500,6 +506,12 @@ class Compiler(ExprCompiler, TabularOps):
                     aggs.append(ex.alias(name))
                     schema[name] = kt
                 continue
+            if isinstance(e, N.Call) and e.name == "percentiles":
+                for name, v in self.agg_percentiles(e, t, it, bool(keys)):
+                    name = unique(name)
+                    aggs.append(v.expr.alias(name))
+                    schema[name] = v.ktype
+                continue
             v = self.scalar(e, t, agg_ctx=True, grouped=bool(keys))
             if not v.agg and not v.is_const:
                 raise self.sem("'summarize' needs an aggregate such as count(), sum(x) or "
@@ -521,6 +533,17 @@ class Compiler(ExprCompiler, TabularOps):
         else:
             lf = t.lf.select(aggs)
         return Table(lf, schema, {}, False)
+
+    def agg_percentiles(self, e: N.Call, t: Table, it: N.Assign, grouped: bool
+                        ) -> list[tuple[str, Val]]:
+        """``percentiles(x, 5, 50)``: one column per percentage, ``percentile_x_5``..."""
+        with self.within(agg=True, grouped=grouped, in_agg=True):
+            cols = percentile_columns(self, e, t)
+        if it.name is not None and len(cols) != 1:
+            raise self.sem("percentiles() returns one column per percentage: leave it "
+                           "unnamed, or use percentiles_array() for one named column", it)
+        first = arg_name(e.args[0])
+        return [(it.name or f"percentile_{first}_{_pct_name(p)}", v) for p, v in cols]
 
     def agg_arg(self, e: N.Call, t: Table, keys: list[str], alias: str | None,
                 grouped: bool) -> list[tuple[str, pl.Expr, str]]:

@@ -79,6 +79,8 @@ def aggregate_name(call: N.Call) -> str | None:
             v = a[1].value
             pct = str(v).replace(".", "_") if v is not None else ""
         return f"percentile_{first}_{pct}"
+    if f == "percentiles_array":
+        return "percentiles_" + first
     if f == "any":
         return "any_" + first
     if f == "take_any":

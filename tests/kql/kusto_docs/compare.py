@@ -103,6 +103,8 @@ def cell_eq(value: Any, dtype: pl.DataType, expected: str) -> bool:
     if isinstance(value, bool):
         return exp.lower() in (str(value).lower(), "1" if value else "0")
     if isinstance(value, int) and not isinstance(dtype, pl.Duration):
+        if re.fullmatch(r"-?\d+", exp.replace(",", "")):
+            return int(exp.replace(",", "")) == value  # exact: longs beyond 2**53
         n = _num(exp)
         return n is not None and n == value
     if isinstance(value, (float, Decimal)):

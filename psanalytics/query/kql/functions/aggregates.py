@@ -231,14 +231,61 @@ AGG_IMPLS["make_set_if"] = lambda c, e, t: _make(c, e, t, True, True)
 AGG_IMPLS["make_list_if"] = lambda c, e, t: _make(c, e, t, False, True)
 
 
+def _quantile(v: Val, pct: float) -> pl.Expr:
+    """The nearest-rank percentile the reference defines: the smallest value with ``pct``
+    percent of the (non-null) values at or below it; 0 is the minimum. Exact here (Kusto
+    estimates it with a T-Digest: within 1% of rank, exact at 0 and 100)."""
+    x = v.expr.drop_nulls().sort()
+    n = x.len().cast(pl.Int64)
+    if pct.is_integer():
+        rank = (n * int(pct) + 99) // 100  # ceil(n * pct / 100) in integers
+    else:
+        rank = (n.cast(pl.Float64) * pct / 100.0).ceil().cast(pl.Int64)
+    r = x.get((rank - 1).clip(0), null_on_oob=True)
+    return r.cast(pl.Float64) if v.ktype == "real" else r.cast(pl.Int64)
+
+
+def _pct(c: Compiler, p: Val, node: N.Expr, fname: str) -> float:
+    if not p.is_const or p.ktype not in NUMERIC or p.const is None or not 0 <= p.const <= 100:
+        raise c.sem(f"{fname}() needs a literal percentage between 0 and 100", node)
+    return float(p.const)
+
+
 @fn("percentile", agg=True)
 def _percentile(c: Compiler, e: N.Call, t: Table) -> Val:
     v, p = _agg_args(c, e, t, 2)
     v = _num(c, v, e.args[0])
-    if not p.is_const or p.ktype not in NUMERIC or p.const is None or not 0 <= p.const <= 100:
-        raise c.sem("percentile() needs a literal percentage between 0 and 100", e.args[1])
-    r = v.expr.quantile(float(p.const) / 100.0, interpolation="nearest")
-    return A(r.cast(pl.Float64) if v.ktype == "real" else r, v.ktype)
+    return A(_quantile(v, _pct(c, p, e.args[1], "percentile")), v.ktype)
+
+
+def _percentages(c: Compiler, e: N.Call, t: Table) -> tuple[Val, list[tuple[N.Expr, float]]]:
+    """The value and the percentages of ``percentiles(x, p1, p2, ...)`` (for
+    ``percentiles_array`` also one ``dynamic([p1, p2, ...])``)."""
+    a = _agg_args(c, e, t, 2, -1)
+    v = _num(c, a[0], e.args[0])
+    if len(a) == 2 and a[1].ktype == "dynamic" and isinstance(a[1].const, list):
+        out = []
+        for x in a[1].const:
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 <= x <= 100:
+                raise c.sem(f"{e.name}() needs percentages between 0 and 100, got {x!r}",
+                            e.args[1])
+            out.append((e.args[1], float(x)))
+        return v, out
+    return v, [(n, _pct(c, p, n, e.name)) for p, n in zip(a[1:], e.args[1:], strict=True)]
+
+
+def percentile_columns(c: Compiler, e: N.Call, t: Table) -> list[tuple[float, Val]]:
+    """``percentiles(x, 5, 50, 95)``: one aggregate per percentage (summarize names them
+    ``percentile_x_5``, ``percentile_x_50``...)."""
+    v, pcts = _percentages(c, e, t)
+    return [(p, A(_quantile(v, p), v.ktype)) for _, p in pcts]
+
+
+@fn("percentiles_array", agg=True)
+def _percentiles_array(c: Compiler, e: N.Call, t: Table) -> Val:
+    v, pcts = _percentages(c, e, t)
+    r = pl.concat_list([_quantile(v, p) for _, p in pcts])
+    return Val(r, "dynamic", True, is_list=True, agg=True)
 
 
 @fn("stdev", "variance", agg=True)

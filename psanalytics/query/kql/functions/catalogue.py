@@ -10,6 +10,8 @@ from __future__ import annotations
 from psanalytics.query.kql.functions import (  # noqa: F401 - each module registers itself
     aggregates,
     dynamic,
+    formats,
+    hashes,
     logic,
     strings,
     time,
@@ -47,8 +49,9 @@ KNOWN_KQL_FUNCTIONS = frozenset({
 #: Scalar functions the local engine runs (the registry's names, aliases included).
 SCALAR_FUNCTIONS: frozenset[str] = frozenset(FUNC_IMPLS)
 #: Aggregates the local engine runs (only inside ``summarize`` and friends).
-#: ``arg_max``/``arg_min`` return several columns: summarize compiles them itself.
-MULTI_COLUMN_AGGREGATES = frozenset({"arg_max", "arg_min"})
+#: ``arg_max``/``arg_min``/``percentiles`` return several columns: summarize compiles them
+#: itself (``percentiles`` through ``aggregates.percentile_columns``).
+MULTI_COLUMN_AGGREGATES = frozenset({"arg_max", "arg_min", "percentiles"})
 AGGREGATES: frozenset[str] = frozenset(AGG_IMPLS) | MULTI_COLUMN_AGGREGATES
 #: Valid KQL functions the local engine does not run (a call raises KqlUnsupported).
 UNSUPPORTED_FUNCTIONS: frozenset[str] = KNOWN_KQL_FUNCTIONS - SCALAR_FUNCTIONS - AGGREGATES

@@ -1,5 +1,5 @@
 """String functions: case, length, substring, concatenation, trim, replace, indexof,
-split, extract, countof, reverse, URL coding, hashes, regex replace, extract_all."""
+split, extract, countof, reverse, URL coding, regex replace, extract_all."""
 
 from __future__ import annotations
 
@@ -318,25 +318,6 @@ def _parse_urlquery_fn(c: Compiler, e: N.Call, t: Table) -> Val:
     s = _s(c, a, e.args[0])
     return _dyn(s.expr.map_batches(_per_value(_parse_urlquery, pl.String),
                                    return_dtype=pl.String), s)
-
-
-def _hash_fn(name: str, algo: str) -> None:
-    import hashlib
-
-    def impl(c: Compiler, e: N.Call, t: Table) -> Val:
-        (a,) = args(c, e, t, 1)
-        s = _s(c, a, e.args[0])
-        r = s.expr.map_batches(
-            _per_value(lambda x: None if x is None else
-                       hashlib.new(algo, x.encode()).hexdigest(), pl.String),
-            return_dtype=pl.String)
-        return V(r.fill_null(""), "string", s, nullable=False)
-    FUNC_IMPLS[name] = impl
-
-
-_hash_fn("hash_sha256", "sha256")
-_hash_fn("hash_sha1", "sha1")
-_hash_fn("hash_md5", "md5")
 
 
 @fn("replace_regex")

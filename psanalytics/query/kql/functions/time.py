@@ -1,5 +1,5 @@
 """Date and time functions: now/ago, conversions, start/end of periods, bin, parts,
-format_datetime, calendar arithmetic (datetime_add/diff/part), make_datetime."""
+calendar arithmetic (datetime_add/diff/part), make_datetime."""
 
 from __future__ import annotations
 
@@ -247,38 +247,6 @@ FUNC_IMPLS["monthofyear"] = _part("month")
 FUNC_IMPLS["getyear"] = _part("year")
 FUNC_IMPLS["dayofmonth"] = _part("day")
 FUNC_IMPLS["dayofyear"] = _part("ordinal_day")
-
-
-@fn("format_datetime")
-def _format_datetime(c: Compiler, e: N.Call, t: Table) -> Val:
-    d, f = args(c, e, t, 2)
-    d = want(c, d, e.args[0], "datetime")
-    fmt = const_str(c, f, e.args[1], "the format")
-    tokens = [("yyyy", "%Y"), ("yy", "%y"), ("MM", "%m"), ("dd", "%d"), ("HH", "%H"),
-              ("hh", "%I"), ("mm", "%M"), ("ss", "%S"), ("fffffff", "%7f"),
-              ("ffffff", "%6f"), ("fff", "%3f"), ("tt", "%p")]
-    out, i = "", 0
-    while i < len(fmt):
-        for tok, rep in tokens:
-            if fmt.startswith(tok, i):
-                out += rep
-                i += len(tok)
-                break
-        else:
-            ch = fmt[i]
-            if ch.isalpha():
-                raise c.sem(f"format token '{ch}' is not supported locally", e.args[1],
-                            cls=KqlUnsupported)
-            out += "%%" if ch == "%" else ch
-            i += 1
-    expr = d.expr
-    if "%7f" in out:
-        # 7 fractional digits: ns // 100
-        pre, post = out.split("%7f", 1)
-        frac = (d.expr.dt.nanosecond() // 100).cast(pl.String).str.zfill(7)
-        expr = pl.concat_str([d.expr.dt.strftime(pre), frac, d.expr.dt.strftime(post)])
-        return V(expr.fill_null(""), "string", d, nullable=False)
-    return V(expr.dt.strftime(out).fill_null(""), "string", d, nullable=False)
 
 
 # ------------------------------------------------------------------ calendar arithmetic
