@@ -111,12 +111,19 @@ def journey_key(df: pl.DataFrame, within: str) -> tuple[pl.DataFrame, pl.Expr]:
             raise JourneyError("within='device' needs the DeviceId column")
         return df, pl.col("DeviceId")
     if within == "user":
-        if "DeviceId" not in df.schema or "User" not in df.schema:
-            raise JourneyError("within='user' needs the DeviceId and User columns")
-        m = stitch(df).select("device_id", "user_email")
-        df = df.join(m, left_on="DeviceId", right_on="device_id", how="left", maintain_order="left")
-        return df, pl.coalesce(pl.col("user_email"), pl.lit("device:") + pl.col("DeviceId"))
+        return user_key(df, "within='user'")
     raise JourneyError(f"within must be 'session', 'device' or 'user', got {within!r}")
+
+
+def user_key(df: pl.DataFrame, what: str) -> tuple[pl.DataFrame, pl.Expr]:
+    """The frame with the stitched ``user_email`` of each event's device
+    (:func:`psanalytics.stitch`) and the user expression: the e-mail, or ``"device:<id>"``
+    for a device without one."""
+    if "DeviceId" not in df.schema or "User" not in df.schema:
+        raise JourneyError(f"{what} needs the DeviceId and User columns")
+    m = stitch(df).select("device_id", "user_email")
+    df = df.join(m, left_on="DeviceId", right_on="device_id", how="left", maintain_order="left")
+    return df, pl.coalesce(pl.col("user_email"), pl.lit("device:") + pl.col("DeviceId"))
 
 
 def ordered(df: pl.DataFrame, within: str, columns: Sequence[str | pl.Expr]) -> pl.DataFrame:

@@ -301,79 +301,77 @@ def funnel(
     return _aggregate(credited(df, spec, within), spec)
 
 
+_TIME_COLS = [f"time_to_step_p{int(q * 100)}_s" for q in QUANTILES] + [
+    "mean_time_to_step_s", "median_time_to_step_s", "median_time_from_previous_s",
+]  # fmt: skip
+
+
 def _aggregate(best: pl.DataFrame, spec: _Spec) -> pl.DataFrame:
     k = len(spec.names)
-    has_bd = spec.breakdown_name is not None
-    times = _times(best, spec)
-    g = [spec.breakdown_name] if has_bd else []
-    t = pl.col("time_to_step_s")
-    stats = (
-        times.group_by([*g, "step"]).agg(
-            pl.len().alias("entered"),
-            *[t.quantile(q, "linear").alias(f"time_to_step_p{int(q * 100)}_s") for q in QUANTILES],
-            t.mean().alias("mean_time_to_step_s"),
-            t.median().alias("median_time_to_step_s"),
-            pl.col("time_from_previous_s").median().alias("median_time_from_previous_s"),
-        )
-        if times.height
-        else None
-    )
+    g = [spec.breakdown_name] if spec.breakdown_name is not None else []
     grid = pl.DataFrame({"step": pl.Series(range(1, k + 1), dtype=pl.UInt32), "name": spec.names})
-    if has_bd:
-        groups = best.select(pl.col("_bd").alias(spec.breakdown_name)).unique()
+    if g:
+        groups = best.select(pl.col("_bd").alias(g[0])).unique()
         grid = groups.join(grid, how="cross")
-    if stats is not None:
-        grid = grid.join(stats, on=[*g, "step"], how="left", nulls_equal=True)
+    times = _times(best, spec)
+    if times.height:
+        grid = grid.join(_time_stats(times, g), on=[*g, "step"], how="left", nulls_equal=True)
     else:
         grid = grid.with_columns(
             pl.lit(None, pl.UInt32).alias("entered"),
-            *[pl.lit(None, pl.Float64).alias(f"time_to_step_p{int(q * 100)}_s") for q in QUANTILES],
-            pl.lit(None, pl.Float64).alias("mean_time_to_step_s"),
-            pl.lit(None, pl.Float64).alias("median_time_to_step_s"),
-            pl.lit(None, pl.Float64).alias("median_time_from_previous_s"),
+            *[pl.lit(None, pl.Float64).alias(c) for c in _TIME_COLS],
         )
+    cols = [
+        *g, "step", "name", "entered", "conversion", "conversion_from_previous", "dropped",
+        "drop_off_rate", *_TIME_COLS,
+    ]  # fmt: skip
+    grid = _rates(grid, g).select(cols).with_columns(pl.col("step").cast(pl.UInt32))
+    if not g:
+        return grid
+    # biggest group first
+    size = grid.filter(pl.col("step") == 1).select(g[0], pl.col("entered").alias("_n1"))
+    return (
+        grid.join(size, on=g, how="left", nulls_equal=True)
+        .sort(["_n1", g[0], "step"], descending=[True, False, False], nulls_last=True)
+        .drop("_n1")
+    )
+
+
+def _time_stats(times: pl.DataFrame, g: list[str]) -> pl.DataFrame:
+    t = pl.col("time_to_step_s")
+    return times.group_by([*g, "step"]).agg(
+        pl.len().alias("entered"),
+        *[t.quantile(q, "linear").alias(f"time_to_step_p{int(q * 100)}_s") for q in QUANTILES],
+        t.mean().alias("mean_time_to_step_s"),
+        t.median().alias("median_time_to_step_s"),
+        pl.col("time_from_previous_s").median().alias("median_time_from_previous_s"),
+    )
+
+
+def _rates(grid: pl.DataFrame, g: list[str]) -> pl.DataFrame:
+    """Conversion and drop-off per step, within each breakdown group."""
     e = pl.col("entered")
-    over = g or None
 
     def w(x: pl.Expr) -> pl.Expr:
-        return x.over(over) if over else x
+        return x.over(g) if g else x
 
-    first = w(e.first())
-    prev = w(e.shift(1))
-    grid = (
+    first, prev, step1 = w(e.first()), w(e.shift(1)), pl.col("step") == 1
+    return (
         grid.sort([*g, "step"], nulls_last=True)
         .with_columns(e.fill_null(0).cast(pl.UInt32))
         .with_columns(
             pl.when(first > 0).then(e / first).alias("conversion"),
-            pl.when(pl.col("step") == 1)
+            pl.when(step1)
             .then(pl.when(e > 0).then(1.0))
             .otherwise(pl.when(prev > 0).then(e / prev))
             .alias("conversion_from_previous"),
-            pl.when(pl.col("step") == 1)
-            .then(0)
-            .otherwise(prev - e)
-            .cast(pl.UInt32)
-            .alias("dropped"),
-            pl.when(pl.col("step") == 1)
+            pl.when(step1).then(0).otherwise(prev - e).cast(pl.UInt32).alias("dropped"),
+            pl.when(step1)
             .then(0.0)
             .otherwise(pl.when(prev > 0).then((prev - e) / prev))
             .alias("drop_off_rate"),
         )
     )
-    cols = [
-        *g, "step", "name", "entered", "conversion", "conversion_from_previous", "dropped",
-        "drop_off_rate", *[f"time_to_step_p{int(q * 100)}_s" for q in QUANTILES],
-        "mean_time_to_step_s", "median_time_to_step_s", "median_time_from_previous_s",
-    ]  # fmt: skip
-    grid = grid.select(cols).with_columns(pl.col("step").cast(pl.UInt32))
-    if has_bd:
-        size = grid.filter(pl.col("step") == 1).select(g[0], pl.col("entered").alias("_n1"))
-        grid = (
-            grid.join(size, on=g, how="left", nulls_equal=True)
-            .sort(["_n1", g[0], "step"], descending=[True, False, False], nulls_last=True)
-            .drop("_n1")
-        )
-    return grid
 
 
 #: Edges (seconds) of :func:`time_histogram`'s default bins.

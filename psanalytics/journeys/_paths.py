@@ -43,13 +43,16 @@ def _steps(
     df = frame(events)
     step = level_expr(df.schema, level).alias("step")
     o = ordered(df, within, [step]).select("_path", "step")
-    if collapse_repeats:
-        o = o.filter(
-            (pl.col("step") != pl.col("step").shift(1))
-            | (pl.col("_path") != pl.col("_path").shift(1))
-            | pl.col("step").shift(1).is_null()
-        )
-    return o
+    return o.filter(_new_step()) if collapse_repeats else o
+
+
+def _new_step() -> pl.Expr:
+    """True where a step is not a repeat of the journey's previous step."""
+    return (
+        (pl.col("step") != pl.col("step").shift(1))
+        | (pl.col("_path") != pl.col("_path").shift(1))
+        | pl.col("step").shift(1).is_null()
+    )
 
 
 def transitions(
@@ -192,28 +195,7 @@ def paths(
     if not 0 <= min_share < 1:
         raise JourneyError(f"paths: min_share must be in [0, 1), got {min_share}")
     df = frame(events)
-    step = level_expr(df.schema, level)
-    anchor_def = start if start is not None else end
-    if anchor_def is None:
-        anchor = pl.lit(False)
-    elif isinstance(anchor_def, pl.Expr):
-        anchor = anchor_def.fill_null(False)
-    else:
-        anchor = step == anchor_def
-    o = ordered(df, within, [step.alias("step"), anchor.alias("_a")]).select("_path", "step", "_a")
-    if collapse_repeats:
-        keep = (
-            (pl.col("step") != pl.col("step").shift(1))
-            | (pl.col("_path") != pl.col("_path").shift(1))
-            | pl.col("step").shift(1).is_null()
-        )
-        # an anchor event folded into a repeat marks the kept step it repeats
-        o = o.with_columns(
-            pl.col("_a").cast(pl.Int32).cum_sum().alias("_ca"), keep.alias("_keep")
-        ).with_columns(pl.col("_keep").cum_sum().alias("_grp"))
-        o = o.group_by("_grp", maintain_order=True).agg(
-            pl.col("_path").first(), pl.col("step").first(), pl.col("_a").any()
-        )
+    o = _anchored_steps(df, start if start is not None else end, level, within, collapse_repeats)
     o = o.with_columns(pl.int_range(pl.len()).over("_path").alias("_i"))
     lens = o.group_by("_path").agg(pl.len().alias("_n"))
     if start is not None:
@@ -224,30 +206,66 @@ def paths(
         a = lens.select("_path", pl.lit(0, dtype=pl.Int64).alias("_ai"))
     o = o.join(a.join(lens, on="_path"), on="_path")
     n_journeys = a.height
-    if end is None:
-        w = o.filter((pl.col("_i") >= pl.col("_ai")) & (pl.col("_i") <= pl.col("_ai") + steps))
-        w = w.with_columns((pl.col("_i") - pl.col("_ai")).cast(pl.Int32).alias("depth"))
-        # the exit node after the journey's last step, if within reach
-        ex = w.filter(pl.col("_i") == pl.col("_n") - 1).filter(pl.col("depth") < steps)
+    nodes = _window(o, steps, backwards=end is not None)
+    if min_share > 0 and n_journeys:
+        nodes = _lump(nodes, n_journeys, min_share)
+    return _edges(nodes, n_journeys)
+
+
+def _anchored_steps(
+    df: pl.DataFrame,
+    anchor_def: str | pl.Expr | None,
+    level: str,
+    within: str,
+    collapse_repeats: bool,
+) -> pl.DataFrame:
+    """``_path``, ``step`` and ``_a`` (an anchor event) in journey order, repeats merged."""
+    step = level_expr(df.schema, level)
+    if anchor_def is None:
+        anchor = pl.lit(False)
+    elif isinstance(anchor_def, pl.Expr):
+        anchor = anchor_def.fill_null(False)
+    else:
+        anchor = step == anchor_def
+    o = ordered(df, within, [step.alias("step"), anchor.alias("_a")]).select("_path", "step", "_a")
+    if not collapse_repeats:
+        return o
+    # an anchor event folded into a repeat marks the kept step it repeats
+    o = o.with_columns(_new_step().cum_sum().alias("_grp"))
+    return o.group_by("_grp", maintain_order=True).agg(
+        pl.col("_path").first(), pl.col("step").first(), pl.col("_a").any()
+    )
+
+
+def _window(o: pl.DataFrame, steps: int, *, backwards: bool) -> pl.DataFrame:
+    """The nodes (``_path``, ``depth``, ``step``) within ``steps`` of each anchor, with the
+    exit (or entry) node when the journey ends within reach."""
+    i, ai = pl.col("_i"), pl.col("_ai")
+    if not backwards:
+        w = o.filter((i >= ai) & (i <= ai + steps))
+        w = w.with_columns((i - ai).cast(pl.Int32).alias("depth"))
+        ex = w.filter(i == pl.col("_n") - 1).filter(pl.col("depth") < steps)
         ex = ex.select("_path", (pl.col("depth") + 1).alias("depth"), pl.lit(EXIT).alias("step"))
     else:
-        w = o.filter((pl.col("_i") <= pl.col("_ai")) & (pl.col("_i") >= pl.col("_ai") - steps))
-        w = w.with_columns((steps - (pl.col("_ai") - pl.col("_i"))).cast(pl.Int32).alias("depth"))
-        ex = w.filter(pl.col("_i") == 0).filter(pl.col("depth") > 0)
+        w = o.filter((i <= ai) & (i >= ai - steps))
+        w = w.with_columns((steps - (ai - i)).cast(pl.Int32).alias("depth"))
+        ex = w.filter(i == 0).filter(pl.col("depth") > 0)
         ex = ex.select("_path", (pl.col("depth") - 1).alias("depth"), pl.lit(ENTRY).alias("step"))
-    nodes = pl.concat([w.select("_path", "depth", "step"), ex]).sort("_path", "depth")
-    if min_share > 0 and n_journeys:
-        share = nodes.group_by("depth", "step").agg((pl.len() / n_journeys).alias("_s"))
-        nodes = (
-            nodes.join(share, on=["depth", "step"])
-            .with_columns(
-                pl.when((pl.col("_s") < min_share) & ~pl.col("step").is_in([ENTRY, EXIT]))
-                .then(pl.lit(OTHER))
-                .otherwise(pl.col("step"))
-                .alias("step")
-            )
-            .drop("_s")
-        )
+    return pl.concat([w.select("_path", "depth", "step"), ex]).sort("_path", "depth")
+
+
+def _lump(nodes: pl.DataFrame, n_journeys: int, min_share: float) -> pl.DataFrame:
+    """Steps reached by less than ``min_share`` of the journeys at their depth -> (other)."""
+    share = nodes.group_by("depth", "step").agg((pl.len() / n_journeys).alias("_s"))
+    rare = (pl.col("_s") < min_share) & ~pl.col("step").is_in([ENTRY, EXIT])
+    return (
+        nodes.join(share, on=["depth", "step"])
+        .with_columns(pl.when(rare).then(pl.lit(OTHER)).otherwise(pl.col("step")).alias("step"))
+        .drop("_s")
+    )
+
+
+def _edges(nodes: pl.DataFrame, n_journeys: int) -> pl.DataFrame:
     nodes = nodes.sort("_path", "depth")
     edges = nodes.with_columns(
         pl.col("step").shift(-1).over("_path").alias("to_step"),

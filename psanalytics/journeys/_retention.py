@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from psanalytics.journeys._common import JourneyError, frame
-from psanalytics.sessions import stitch
+from psanalytics.journeys._common import JourneyError, frame, user_key
 
 PERIODS = ("day", "week", "month")
 _DAY_NS = 86_400 * 1_000_000_000
@@ -70,18 +69,8 @@ def retention(
     df = frame(events)
     if "EventTime" not in df.schema:
         raise JourneyError("retention needs the EventTime column")
-    if key == "user":
-        if "DeviceId" not in df.schema or "User" not in df.schema:
-            raise JourneyError("key='user' needs the DeviceId and User columns")
-        m = stitch(df).select("device_id", "user_email")
-        df = df.join(m, left_on="DeviceId", right_on="device_id", how="left", maintain_order="left")
-        k = pl.coalesce(pl.col("user_email"), pl.lit("device:") + pl.col("DeviceId"))
-    else:
-        if key not in df.schema:
-            raise JourneyError(f"key={key!r} is not a column of the events (or use key='user')")
-        k = pl.col(key)
-    p = _period_index(period)
-    cols = [k.alias("_k"), p.alias("_p")]
+    df, k = _key(df, key)
+    cols = [k.alias("_k"), _period_index(period).alias("_p")]
     if isinstance(cohort, pl.Expr):
         cols.append(cohort.fill_null(False).alias("_c"))
     elif cohort != "first_seen":
@@ -95,12 +84,25 @@ def retention(
     ret = ev.filter(pl.col("_r")) if "_r" in ev.columns else ev
     visits = ret.select("_k", "_p").unique()
     # the cohort period: the first period with a cohort event (any event: the distinct visits)
-    src = ev.filter(pl.col("_c")).select("_k", "_p") if "_c" in ev.columns else None
-    if src is None and "_r" not in ev.columns:
-        src = visits
-    elif src is None:
-        src = ev.select("_k", "_p").unique()
+    if "_c" in ev.columns:
+        src = ev.filter(pl.col("_c")).select("_k", "_p")
+    else:
+        src = visits if "_r" not in ev.columns else ev.select("_k", "_p").unique()
     first = src.group_by("_k").agg(pl.col("_p").min().alias("_cp"))
+    return _triangle(visits, first, last, period)
+
+
+def _key(df: pl.DataFrame, key: str) -> tuple[pl.DataFrame, pl.Expr]:
+    """The frame (with the stitched e-mail for ``key="user"``) and the visitor expression."""
+    if key == "user":
+        return user_key(df, "key='user'")
+    if key not in df.schema:
+        raise JourneyError(f"key={key!r} is not a column of the events (or use key='user')")
+    return df, pl.col(key)
+
+
+def _triangle(visits: pl.DataFrame, first: pl.DataFrame, last: int, period: str) -> pl.DataFrame:
+    """Cohort x period counts up to the data's last period, rates included."""
     back = (
         visits.join(first, on="_k", how="inner")
         .filter(pl.col("_p") > pl.col("_cp"))
