@@ -24,8 +24,10 @@ import math
 import os
 import re
 import shutil
+import signal
 import tempfile
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,8 +36,14 @@ import numpy as np
 import polars as pl
 
 from psanalytics._config import progress_enabled
+from psanalytics.sessions._columns import payload_for_utm
 from psanalytics.sessions._rules import Rules, SessionizeError
-from psanalytics.sessions._table import SessionizedFiles, _is_source, sessionize_rules
+from psanalytics.sessions._table import (
+    SessionizedFiles,
+    _is_source,
+    kernel_columns,
+    sessionize_rules,
+)
 
 #: Default memory budget of the bucketed path.
 DEFAULT_MEMORY = 2 * 1024**3
@@ -86,80 +94,124 @@ def _key_expr(keys: Sequence[str]) -> pl.Expr:
     return pl.concat_str([pl.col(k).cast(pl.String).fill_null("") for k in keys], separator="\x1f")
 
 
-def _events_per_bucket(lf: pl.LazyFrame, budget: int, *, minimal: bool) -> tuple[int, int]:
-    """(rows of the input, events one bucket may hold within ``budget``).
-
-    The in-memory kernel's peak per event was measured at about 3x the frame's own bytes per
-    row plus 150 bytes of work arrays for the full table (1.5x + 60 for ``minimal``); half
-    the budget goes to that, the rest is headroom for the allocator and the output slices.
-    """
-    n = int(lf.select(pl.len()).collect(engine="streaming").item())
-    sample = lf.head(20_000).collect()
-    row_bytes = sample.estimated_size() / max(sample.height, 1)
+def _per_bucket(row_bytes: float, budget: int, *, minimal: bool) -> int:
+    """Events one bucket may hold within ``budget``: the in-memory kernel's peak per event
+    was measured at about 3x the frame's own bytes per row plus 150 bytes of work arrays
+    for the full table (1.5x + 60 for ``minimal``); half the budget goes to that, the rest
+    is headroom for the allocator and the output slices."""
     per_event = 1.5 * row_bytes + 60 if minimal else 3.0 * row_bytes + 150
-    return n, max(100, int(budget * 0.5 / per_event))
+    return max(100, int(budget * 0.5 / per_event))
+
+
+def _size(lf: pl.LazyFrame) -> tuple[int, pl.DataFrame]:
+    """(rows of the input, a sample of its first rows to measure bytes per row)."""
+    n = int(lf.select(pl.len()).collect(engine="streaming").item())
+    return n, lf.head(20_000).collect()
+
+
+def _row_bytes(sample: pl.DataFrame) -> float:
+    return sample.estimated_size() / max(sample.height, 1)
 
 
 @dataclass
 class _Partitioned:
     root: Path
     n: int
-    parts: list[list[Path]]  # per bucket: its partition files
+    parts: list[list[Path]]  # per (non-empty) bucket: its spill files, in input order
     sizes: list[int]  # rows per bucket
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived during a bucketed run: raised by our handler so the spill is removed."""
+
+
+@contextmanager
+def _term_as_exception() -> Iterator[None]:
+    """On the main thread, while SIGTERM has its default action: turn SIGTERM into
+    :class:`_Terminated` (so ``finally`` blocks remove the spill), then deliver it again
+    with the default action, so the process still ends by SIGTERM as its parent expects."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise _Terminated
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    except _Terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextmanager
+def _spill_root(spill: Path | None) -> Iterator[Path]:
+    """A fresh ``psa-buckets-*`` directory, removed on the way out, whatever the way: an
+    error, Ctrl-C (KeyboardInterrupt) or SIGTERM (see :func:`_term_as_exception`)."""
+    with _term_as_exception():
+        root = Path(tempfile.mkdtemp(prefix="psa-buckets-", dir=spill))
+        try:
+            yield root
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 @contextmanager
 def _partitioned(
-    lf: pl.LazyFrame, keys: Sequence[str], per_bucket: int, n: int, spill: Path
+    lf: pl.LazyFrame,
+    keys: Sequence[str],
+    per_bucket: int,
+    n: int,
+    spill: Path | None,
+    observe: Callable[[pl.DataFrame], None] | None = None,
 ) -> Iterator[_Partitioned]:
-    """Stream ``lf`` (with a global row column) into hash partitions of the device key, and
-    group them into buckets of at most ``per_bucket`` rows (a partition larger than that is
-    a bucket on its own: one device can never be split)."""
-    root = Path(tempfile.mkdtemp(prefix="psa-buckets-", dir=spill))
-    try:
+    """Stream ``lf`` once into ``ceil(n / per_bucket)`` hash buckets of the device key on a
+    spill directory, each row tagged with its global input row (``observe`` sees every
+    streamed batch first). One small Parquet file per (bucket, batch): a bucket's files in
+    batch order are its rows in input order, so reading a bucket needs no sort. (Polars'
+    partitioned sink buffered the partitions it could not keep open, which grew with the
+    input: 3.5 GB at 10 M events; here memory is one batch.) One device is never split:
+    a huge bot device makes its bucket bigger than ``per_bucket``."""
+    with _spill_root(spill) as root:
         n_buckets = max(1, math.ceil(n / per_bucket))
-        n_parts = min(1024, n_buckets * 4)
-        # Our own loop over streamed batches, one small Parquet file per (batch, partition):
-        # a partitioned sink buffers the partitions it cannot keep open, which grew with the
-        # input (3.5 GB at 10 M events); here memory is one batch.
-        src = root / "in"
-        by_part: dict[int, list[Path]] = {}
-        counts: dict[int, int] = {}
+        files: list[list[Path]] = [[] for _ in range(n_buckets)]
+        sizes = [0] * n_buckets
         row = 0
-        batch_rows = max(10_000, min(per_bucket // 2, 250_000))
-        part_expr = (_key_expr(keys).hash(0x5EED) % n_parts).cast(pl.Int32).alias(_PART)
+        batch_rows = max(10_000, min(per_bucket, 1_000_000))
+        part_expr = (_key_expr(keys).hash(0x5EED) % n_buckets).cast(pl.Int64).alias(_PART)
         for i, batch in enumerate(lf.collect_batches(chunk_size=batch_rows, maintain_order=True)):
             if batch.height == 0:
                 continue
+            if observe is not None:
+                observe(batch)
             batch = batch.with_columns(
                 pl.int_range(row, row + batch.height, dtype=pl.UInt32).alias(ROW), part_expr
             )
             row += batch.height
-            for (p,), sub in batch.partition_by(_PART, as_dict=True, include_key=False).items():
-                d = src / f"p{p:04d}"
-                d.mkdir(parents=True, exist_ok=True)
-                f = d / f"b{i:06d}.parquet"
-                sub.write_parquet(f, compression="lz4", statistics=False)
-                by_part.setdefault(int(p), []).append(f)
-                counts[int(p)] = counts.get(int(p), 0) + sub.height
+            by_part = batch.partition_by(
+                _PART, as_dict=True, include_key=False, maintain_order=True
+            )
             del batch
-        parts: list[list[Path]] = []
-        sizes: list[int] = []
-        for p in sorted(by_part):
-            if parts and sizes[-1] + counts[p] <= per_bucket:
-                parts[-1].extend(by_part[p])
-                sizes[-1] += counts[p]
-            else:
-                parts.append(list(by_part[p]))
-                sizes.append(counts[p])
-        yield _Partitioned(root, sum(sizes), parts, sizes)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+            for (p,), sub in by_part.items():
+                f = root / f"b{p:05d}-{i:06d}.parquet"
+                sub.write_parquet(f, compression="lz4", statistics=False)
+                files[p].append(f)
+                sizes[p] += sub.height
+            del by_part
+        keep = [b for b in range(n_buckets) if sizes[b]]
+        yield _Partitioned(root, row, [files[b] for b in keep], [sizes[b] for b in keep])
 
 
 def _read_bucket(files: list[Path]) -> pl.DataFrame:
     df = pl.concat([pl.read_parquet(f) for f in files], how="vertical", rechunk=False)
-    if not df.get_column(ROW).is_sorted():
+    if not df.get_column(ROW).is_sorted():  # pragma: no cover - batches are in input order
         df = df.sort(ROW)
     return df
 
@@ -184,17 +236,24 @@ def device_buckets(
             for frame in buckets:
                 ...
 
-    ``key`` may also be an expression's source columns (several columns are joined).
-    ``columns`` limits the columns read (the key columns are always kept).
+    ``key`` may also be several columns (their values are joined). ``columns`` limits the
+    columns read (the key columns are always kept). An input that fits the budget is one
+    bucket, read in memory without a spill.
     """
     lf = _lazy(events)
     keys = [key] if isinstance(key, str) else list(key)
     if columns is not None:
         lf = lf.select(list(dict.fromkeys([*keys, *columns])))
     budget = parse_memory(memory)
-    n, per_bucket = _events_per_bucket(lf, budget, minimal=False)
+    n, sample = _size(lf)
+    per_bucket = _per_bucket(_row_bytes(sample), budget, minimal=False)
+    del sample
+    if n <= per_bucket:
+        whole = lf.collect().with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias(ROW))
+        yield iter([whole])
+        return
     spill = Path(spill_dir) if spill_dir is not None else None
-    with _partitioned(lf, keys, per_bucket, n, spill) as plan:  # type: ignore[arg-type]
+    with _partitioned(lf, keys, per_bucket, n, spill) as plan:
 
         def gen() -> Iterator[pl.DataFrame]:
             for files in _progress(plan.parts, progress, "buckets"):
@@ -313,12 +372,13 @@ def sessionize_to_files(
             f"sessionize needs column(s) {', '.join(missing)}; the frame has {', '.join(names) or 'no columns'}"
         )
     try:
-        n, per_bucket = _events_per_bucket(lf, budget, minimal=rules.minimal)
+        n, sample = _size(lf)
     except pl.exceptions.PolarsError as exc:
         _locate_bad_input(files)
         raise SessionizeError(f"cannot read the events: {exc}") from None
-    if n <= per_bucket:
+    if n <= _per_bucket(_row_bytes(sample), budget, minimal=rules.minimal):
         # Fits: the in-memory kernel on the whole input, written directly.
+        del sample
         res = sessionize_rules(lf.collect(), replace(rules, select=None))
         n_dev = int((res.sessions.get_column("session_index") == 1).sum())
         if out_p is not None:
@@ -336,10 +396,20 @@ def sessionize_to_files(
             res.timeout_s,
             res.max_duration_s,
         )
+    # The spill holds only what the kernel reads (Payload only where it can hold UTM keys);
+    # the events file takes the input's own columns from a second read of the input.
+    kernel_lf = lf.select(kernel_columns(rules, names))
+    if "Payload" in kernel_lf.collect_schema():
+        kernel_lf = kernel_lf.with_columns(payload_for_utm("Payload"))
+    per_bucket = _per_bucket(
+        _row_bytes(kernel_lf.head(sample.height).collect()), budget, minimal=rules.minimal
+    )
+    del sample
+    stats = _Stats(rules)
     spill = Path(spill_dir) if spill_dir is not None else None
     try:
-        with _partitioned(lf, rules.key, per_bucket, n, spill) as plan:  # type: ignore[arg-type]
-            return _run_buckets(lf, plan, rules, out_p, ev_p, per_bucket, progress)
+        with _partitioned(kernel_lf, rules.key, per_bucket, n, spill, stats.observe) as plan:
+            return _run_buckets(lf, plan, rules, stats, out_p, ev_p, per_bucket, progress)
     except pl.exceptions.PolarsError as exc:
         _locate_bad_input(files)
         raise SessionizeError(f"cannot read the events: {exc}") from None
@@ -381,25 +451,36 @@ def _aligned(lf: pl.LazyFrame, bounds: np.ndarray) -> Iterator[pl.DataFrame]:
         )
 
 
-def _bucket_rules(plan: _Partitioned, rules: Rules) -> tuple[Rules, list[str] | None]:
-    """The rules every bucket runs with: the whole data's time window (``truncated_*``) and
-    the whole data's ``EventType`` set (``event_counts`` fields), read from the spill."""
-    scan = pl.scan_parquet([f for fs in plan.parts for f in fs])
-    tcol = rules.time_col
-    stats = scan.select(pl.col(tcol).min().alias("lo"), pl.col(tcol).max().alias("hi")).collect()
-    types: list[str] | None = None
-    if not rules.minimal and "EventType" in scan.collect_schema():
-        types = sorted(
-            scan.select(pl.col("EventType").fill_null("").unique()).collect().to_series().to_list()
+class _Stats:
+    """What every bucket must see of the whole data, gathered from the streamed batches:
+    the time window (``truncated_*``) and the ``EventType`` set (``event_counts`` fields)."""
+
+    def __init__(self, rules: Rules) -> None:
+        self._rules = rules
+        self.lo: int | None = None
+        self.hi: int | None = None
+        self.types: set[str] | None = None
+
+    def observe(self, batch: pl.DataFrame) -> None:
+        t = batch.get_column(self._rules.time_col)
+        if isinstance(t.dtype, pl.Datetime) and t.null_count() < t.len():
+            ns = t.dt.cast_time_unit("ns").to_physical()
+            lo, hi = int(ns.min()), int(ns.max())  # type: ignore[arg-type]
+            self.lo = lo if self.lo is None else min(self.lo, lo)
+            self.hi = hi if self.hi is None else max(self.hi, hi)
+        if not self._rules.minimal and "EventType" in batch.schema:
+            self.types = (self.types or set()) | set(
+                batch.get_column("EventType").fill_null("").unique().to_list()
+            )
+
+    def rules(self) -> tuple[Rules, list[str] | None]:
+        wlo, whi = self._rules.window_ns if self._rules.window_ns is not None else (None, None)
+        brules = replace(
+            self._rules,
+            select=None,  # applied when writing: the ranking needs start_time
+            window_ns=(self.lo if wlo is None else wlo, self.hi if whi is None else whi),
         )
-    to_ns = pl.Series(list(stats.row(0))).dt.cast_time_unit("ns").to_physical().to_list()
-    wlo, whi = rules.window_ns if rules.window_ns is not None else (None, None)
-    brules = replace(
-        rules,
-        select=None,  # applied when writing: the ranking needs start_time
-        window_ns=(to_ns[0] if wlo is None else wlo, to_ns[1] if whi is None else whi),
-    )
-    return brules, types
+        return brules, None if self.types is None else sorted(self.types)
 
 
 def _global_keys(starts: list[np.ndarray], firsts: list[np.ndarray]) -> list[np.ndarray]:
@@ -486,12 +567,13 @@ def _run_buckets(
     lf: pl.LazyFrame,
     plan: _Partitioned,
     rules: Rules,
+    stats: _Stats,
     out_p: Path | None,
     ev_p: Path | None,
     per_bucket: int,
     progress: bool | None,
 ) -> SessionizedFiles:
-    brules, types = _bucket_rules(plan, rules)
+    brules, types = stats.rules()
     n = plan.n
     slice_rows = max(1000, per_bucket // 4)
     bounds = np.append(np.arange(0, n, slice_rows, dtype=np.int64), n)

@@ -127,6 +127,16 @@ def _gap_before(ctx: _Ctx) -> np.ndarray:
     return ctx.out(gap)
 
 
+#: What ``_entry_utm`` looks for in ``Payload``: a payload without it contributes nothing.
+_UTM_JSON = "utm_|referr"
+
+
+def payload_for_utm(col: str = "Payload") -> pl.Expr:
+    """``Payload`` where it can hold UTM or referrer keys, else null: all the kernel reads of
+    it (the bucketed path spills this instead of the whole JSON text)."""
+    return pl.when(pl.col(col).str.contains(_UTM_JSON)).then(pl.col(col)).alias(col)
+
+
 def _entry_utm(entry_page: pl.Series, payload: pl.Series | None) -> list[pl.Series]:
     """Entry UTM source/medium/campaign from the first ``PageUri`` query string, else from the
     ``Payload`` JSON (``"utm_source": ...``); the referrer host from ``Payload.referrer``."""
@@ -142,7 +152,7 @@ def _entry_utm(entry_page: pl.Series, payload: pl.Series | None) -> list[pl.Seri
     )
     cand = frame.select(
         pl.col("p").str.contains("utm_", literal=True)
-        | pl.col("j").str.contains("utm_|referr").fill_null(False)
+        | pl.col("j").str.contains(_UTM_JSON).fill_null(False)
     ).to_series()
     idx = cand.arg_true()
     empty = [pl.repeat(None, ns, dtype=pl.String, eager=True).alias(nm) for nm in names]

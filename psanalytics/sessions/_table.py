@@ -144,6 +144,22 @@ def sessionize_rules(
     return res
 
 
+#: Besides the key and the time, the columns the full sessions table reads when present.
+_FULL_READS = ("PageUri", "PageTitle", "EventType", "User", "SessionId", "CountryCode", "City",
+               "Scope", "Payload")  # fmt: skip
+
+
+def kernel_columns(rules: Rules, names: Sequence[str]) -> list[str]:
+    """The columns of ``names`` that :func:`sessionize_rules` reads under ``rules`` (the
+    bucketed path spills only these)."""
+    want = [*rules.key, rules.time_col, "PageUri"]
+    if not rules.minimal:
+        want += _FULL_READS
+    elif rules.split_on_identity_change:
+        want.append("User")
+    return [c for c in dict.fromkeys(want) if c in names]
+
+
 class _HashClash(Exception):
     """Two different keys were grouped together by the hash: redo with exact codes."""
 
