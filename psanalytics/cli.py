@@ -108,6 +108,11 @@ def serve_cmd(
     snapshot: Path | None = typer.Option(
         None, "--snapshot", help="On exit, write the events and Event API log to this Parquet folder."
     ),
+    real_shaped: bool = typer.Option(
+        False, "--real-shaped",
+        help="Serve the events as the real service holds such data: 30% without TrackId, "
+             "identical pairs, User.Info, Headers, an unknown field, e-mail campaign events.",
+    ),
 ) -> None:
     """Run the Profile Store / Tracking / Event API emulator on a real port (Ctrl-C stops it)."""
     import time as _time
@@ -117,7 +122,7 @@ def serve_cmd(
 
     try:
         ctx = _serve(str(data) if data else None, api_key=api_key, host=host, port=port,
-                     faults=faults, lenient=lenient)
+                     faults=faults, lenient=lenient, real_shaped=real_shaped)
         srv = ctx.__enter__()
     except (PsaError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)

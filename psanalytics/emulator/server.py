@@ -158,6 +158,7 @@ def serve(
     announce: bool = False,
     header_timeout_s: float = 10.0,
     idle_timeout_s: float = 5.0,
+    real_shaped: bool = False,
     **kw: Any,
 ) -> Iterator[Server]:
     """Start the emulator on a real HTTP server in a background thread; stop it on exit.
@@ -166,11 +167,20 @@ def serve(
     back into ``.url``). Other keywords go to :class:`Emulator` (``lenient``,
     ``lenient_window``, ``pending_delete_limit``, ``preview_timeout_s``, ...).
     ``announce=True`` prints the address it binds to stderr.
+
+    ``real_shaped=True`` serves ``events`` (default: the sample) as the real service
+    holds such data: :func:`psanalytics.samples.real_shaped` (three e-mail campaigns
+    added, 30% of events without a TrackId, identical pairs, ``User.Info``,
+    ``Headers: {}``, an unknown top-level field on some events).
     """
     if not is_loopback(host):
         warnings.warn(f"the emulator binds {host}, not loopback: other machines can reach it "
                       "(its admin routes need the API key)",
                       stacklevel=3)
+    if real_shaped:
+        from psanalytics import samples
+
+        events = samples.real_shaped(Emulator._load(events))
     emu = Emulator(events, api_key=api_key, faults=faults, strict=strict, **kw)
     srv = Server(emu, host=host, port=port, header_timeout_s=header_timeout_s,
                  idle_timeout_s=idle_timeout_s).start()

@@ -65,3 +65,58 @@ def test_cli_serve_bad_faults_exit_1():
     r = subprocess.run([sys.executable, "-c", "from psanalytics.cli import main; main()", "serve",
                         "--port", "0", "--faults", "explode=1"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "error: unknown fault key 'explode'" in r.stderr
+
+
+def test_cli_serve_real_shaped_in_process(tmp_path, monkeypatch, small):
+    """``serve --real-shaped`` serves samples.real_shaped() of the data, on a real socket.
+
+    In process (no second interpreter): the command's wait loop calls time.sleep once the
+    server listens; the first such call (main thread, after serve() returned the server)
+    queries the server and then stops it as Ctrl-C does.
+    """
+    import threading
+
+    from typer.testing import CliRunner
+
+    from psanalytics import samples
+    from psanalytics.cli import app
+
+    data = tmp_path / "ev.parquet"
+    small.write_parquet(data)
+    want = samples.real_shaped(small)
+    started: list = []
+    answers: list = []
+    import psanalytics.emulator as emulator_pkg
+
+    real_serve, real_sleep = emulator_pkg.serve, time.sleep
+
+    def recording_serve(*args, **kw):
+        ctx = real_serve(*args, **kw)
+        enter = ctx.__enter__
+
+        def entered():
+            srv = enter()
+            started.append(srv)
+            return srv
+
+        ctx.__enter__ = entered
+        return ctx
+
+    def first_sleep_queries_then_interrupts(seconds):
+        if threading.current_thread() is not threading.main_thread() or answers or not started:
+            return real_sleep(seconds)
+        r = httpx.get(f"{started[0].url}/api/v2.0/TrackEvents", params={"$top": "9999"},
+                      headers={"Authorization": "epi-single cli-key-2"})
+        answers.append(r)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(emulator_pkg, "serve", recording_serve)
+    monkeypatch.setattr(time, "sleep", first_sleep_queries_then_interrupts)
+    res = CliRunner().invoke(app, ["serve", "--data", str(data), "--port", "0", "--api-key",
+                                   "cli-key-2", "--real-shaped"])
+    assert res.exit_code == 0, res.output
+    assert f"events:  {want.height}" in res.output and "stopping" in res.output
+    items = answers[0].json()["items"]
+    assert len(items) == want.height > small.height
+    assert sum(e["TrackId"] == "" for e in items) == int((want["TrackId"] == "").sum()) > 0
+    assert all(e["Headers"] == {} for e in items)

@@ -193,3 +193,44 @@ def test_diurnal_cycle_and_visit_gaps(medium):
     in_visit = gaps.filter(gaps <= 1800)
     assert 5 <= in_visit.median() <= 120  # seconds to minutes inside a visit
     assert gaps.filter(gaps > 1800).median() > 3600  # hours to days between visits
+
+
+def test_campaign_events_leave_every_other_event_as_it_was():
+    plain = samples.generate(3_000, seed=5, burst=True)
+    with_mail = samples.generate(3_000, seed=5, burst=True, campaigns=3)
+    is_mail = pl.col("EventType").str.starts_with("epiCampaign")
+    assert with_mail.filter(~is_mail).equals(plain)  # byte-identical: its own generator
+    assert with_mail.schema == schema.EVENTS_SCHEMA
+    assert with_mail.get_column("EventTime").is_sorted()
+    assert with_mail.get_column("TrackId").n_unique() == with_mail.height
+    mail = with_mail.filter(is_mail)
+    assert mail.equals(samples.campaign_events(plain, seed=5, mailings=3))
+    counts = dict(mail.group_by("EventType").len().iter_rows())
+    assert counts == {"epiCampaignMailingtouser": 33, "epiCampaignOpen": 10, "epiCampaignClick": 4}
+
+
+def test_campaign_events_as_the_campaign_integration_tracks_them():
+    frame = samples.generate(3_000, seed=5)
+    mail = samples.campaign_events(frame, seed=5, mailings=3)
+    known = set(frame.get_column("User").struct.field("Email").unique()) - {""}
+    assert set(mail.get_column("DeviceId")) <= known  # the recipient's e-mail is the device
+    assert (mail.get_column("DeviceId") == mail.get_column("User").struct.field("Email")).all()
+    ids = mail.select(pl.col("Payload").str.json_path_match("$.epi.campaign.mailingId")).to_series()
+    assert ids.str.contains(r"^[1-9][0-9]{11}$").all() and ids.n_unique() == 3
+    assert mail.get_column("EventTime").max() <= frame.get_column("EventTime").max()
+    # every open follows its send, every click its open (same recipient, same mailing)
+    first = mail.with_columns(ids.alias("m")).group_by("DeviceId", "m", "EventType").agg(
+        pl.col("EventTime").min())
+    wide = first.pivot("EventType", index=["DeviceId", "m"], values="EventTime")
+    opened = wide.filter(pl.col("epiCampaignOpen").is_not_null())
+    assert opened.height and (opened["epiCampaignOpen"] > opened["epiCampaignMailingtouser"]).all()
+    clicked = wide.filter(pl.col("epiCampaignClick").is_not_null())
+    assert clicked.height and (clicked["epiCampaignClick"] > clicked["epiCampaignOpen"]).all()
+    click = mail.filter(pl.col("EventType") == "epiCampaignClick").row(0, named=True)
+    assert click["PageUri"].endswith("?utm_source=newsletter&utm_medium=email&utm_campaign=spring-sale")
+    assert click["RemoteAddress"] != "" and click["SessionId"] == ""
+    send = mail.filter(pl.col("EventType") == "epiCampaignMailingtouser").row(0, named=True)
+    assert (send["RemoteAddress"], send["PageUri"], send["Value"]) == ("", "", "Received mailing Spring sale")
+    assert samples.campaign_events(frame, mailings=0).height == 0
+    with pytest.raises(ValueError, match="open_rate must be between 0 and 1, got 1.5"):
+        samples.campaign_events(frame, open_rate=1.5)
