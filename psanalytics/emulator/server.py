@@ -179,8 +179,9 @@ def serve(
                       stacklevel=3)
     if real_shaped:
         from psanalytics import samples
+        from psanalytics.emulator.state import load_events
 
-        events = samples.real_shaped(Emulator._load(events))
+        events = samples.real_shaped(load_events(events))
     emu = Emulator(events, api_key=api_key, faults=faults, strict=strict, **kw)
     srv = Server(emu, host=host, port=port, header_timeout_s=header_timeout_s,
                  idle_timeout_s=idle_timeout_s).start()
