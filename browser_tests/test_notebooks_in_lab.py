@@ -146,6 +146,54 @@ def _player_is_live(page, cells: list[dict]) -> None:  # noqa: ANN001
     wait_until(lambda: readout.inner_text().strip() == "4", timeout=30, what="slider at 4")
 
 
+NEW_CELL = """(name) => {
+  PANEL
+  const p = panel(name);
+  window.jupyterapp.shell.activateById(p.id);
+  p.content.activeCellIndex = p.content.widgets.length - 1;
+  return window.jupyterapp.commands.execute('notebook:insert-cell-below')
+    .then(() => window.jupyterapp.commands.execute('notebook:enter-edit-mode'))
+    .then(() => true);
+}""".replace("PANEL", PANEL)
+
+ACTIVE_SOURCE = """(name) => {
+  PANEL
+  return panel(name).content.activeCell.model.sharedModel.getSource();
+}""".replace("PANEL", PANEL)
+
+
+def _tab_completes_kql(page, name: str) -> None:  # noqa: ANN001
+    """``%kql Events | whe`` + Tab in a new cell: the kernel's %kql matcher answers
+    ``where``, which JupyterLab lists (typed ``operator``) or inserts."""
+    page.evaluate(NEW_CELL, name)
+    editor = page.locator(".jp-Notebook .jp-Cell.jp-mod-active .cm-content").first
+    editor.click()
+    editor.type("%kql Events | whe")
+    wait_until(
+        lambda: page.evaluate(ACTIVE_SOURCE, name) == "%kql Events | whe",
+        timeout=30,
+        what="the new cell to hold the typed text",
+    )
+    page.keyboard.press("Tab")
+    seen: list = []
+
+    def completed():  # noqa: ANN202
+        source = page.evaluate(ACTIVE_SOURCE, name)
+        items = page.locator(".jp-Completer-item").all_inner_texts()
+        seen[:] = [source, items]
+        # an item reads "o\nwhere\noperator" (icon letter, text, type)
+        if source == "%kql Events | where" or any("where" in i.split() for i in items):
+            return True
+        return None
+
+    try:
+        wait_until(completed, timeout=60, what="Tab after '%kql Events | whe' to complete 'where'")
+    except AssertionError as exc:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "tab-completion-failed.png"))
+        raise AssertionError(f"{exc}; cell source and completer items: {seen}") from None
+
+
 def _shutdown_kernels(lab: dict) -> None:
     """Stop every kernel the server runs (each notebook's, once its test is over)."""
     import json
@@ -183,6 +231,8 @@ def test_notebook_runs_and_draws_offline(page, clean_lab, name: str) -> None:  #
         _explorer_is_live(page)
     if name.startswith("04"):
         _player_is_live(page, cells)
+    if name.startswith("02"):
+        _tab_completes_kql(page, name)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{Path(name).stem}.png"))
     print(f"{name}: {len(cells)} code cells, {state['drawn']} charts drawn; blocked: {page.blocked[:5]}")

@@ -99,17 +99,17 @@ def catalogue() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
 # --------------------------------------------------------------------------- where am I
 
 
-def _query_before(before: str) -> tuple[str, str] | None:
+def _query_before(before: str) -> tuple[str, str | None] | None:
     """``(options text, query text)`` up to the cursor when it is in a ``%kql`` line or a
-    ``%%kql`` cell, else None. The options text ends at the cursor when the cursor is
-    still among the options (then the query text is None-like: ``"\\0"``)."""
+    ``%%kql`` cell, else None. While the cursor is still among the options, the query
+    text is None and the options text ends at the cursor."""
     lines = before.split("\n")
     if _CELL_MAGIC.match(lines[0]):
         head = _CELL_MAGIC.sub("", lines[0], count=1)
         if m := BIND.match(head):
             head = head[m.end() :]
         if len(lines) == 1:
-            return head, "\0"
+            return head, None
         return head, "\n".join(lines[1:])
     last = lines[-1]
     found = list(_LINE_MAGIC.finditer(last))
@@ -120,7 +120,7 @@ def _query_before(before: str) -> tuple[str, str] | None:
         rest = rest[m.end() :]
     opts, query = _split_options(rest)
     if not query.strip() and rest and (not rest[-1].isspace() or opts.split()[-1:] == ["--local"]):
-        return rest, "\0"
+        return rest, None
     return opts, query
 
 
@@ -131,7 +131,7 @@ def _scan(query: str) -> tuple[bool, int, int]:
     while i < n:
         ch = query[i]
         if quote:
-            if ch == "\\" and quote != "@":
+            if ch == "\\" and not quote.startswith("@"):  # @"..." has no escapes
                 i += 2
                 continue
             if ch == quote[-1]:
@@ -278,7 +278,7 @@ def complete(
         return None
     opts, query = where
     frames = _frames(ns)
-    if query == "\0":  # among the options
+    if query is None:  # among the options
         word = re.search(r"[\w-]*$", opts).group(0)  # type: ignore[union-attr]
         previous = opts[: len(opts) - len(word)].split()
         if previous and previous[-1] == "--local" and not word.startswith("-"):

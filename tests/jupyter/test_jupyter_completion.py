@@ -112,6 +112,9 @@ def test_no_completion_outside_a_query_or_inside_a_literal(ns):
     assert complete("%kql Events | where EventType == 'ord", ns) is None
     assert complete("%kql Events | where EventTime > ago(1d", ns) is None
     assert complete("%kql Events | where x == 1 // a comment Ev", ns) is None
+    # a backslash escapes in "..." (the string is still open) but not in @"..." (closed)
+    assert complete('%kql Events | where x == "a\\" | whe', ns) is None
+    assert complete('%kql Events | where x == @"a\\" | whe', ns) == ("whe", [("where", "operator")])
 
 
 def test_through_ipython_completer(shell):
