@@ -180,3 +180,33 @@ def test_catalogue_is_computed_from_the_registries():
     assert {"format_timespan", "hash", "hash_xxhash64", "format_datetime"} <= SCALAR_FUNCTIONS
     assert not SCALAR_FUNCTIONS & UNSUPPORTED_FUNCTIONS
     assert "tdigest" in UNSUPPORTED_FUNCTIONS
+
+
+# ------------------------------------------------------------------ dynamic arrays, regex
+
+
+def test_dynamic_array_indexing():
+    assert one('print a = dynamic([1, 2, 3])[0], b = dynamic(["x", "y"])[1], '
+               'c = dynamic([1, 2])[5], d = toint(dynamic([1, 2, 3])[2]) + 1, '
+               'e = dynamic({"a": [5]}).a[0], f = dynamic([1, 2]).a') == (
+        "1", "y", None, 4, "5", None)
+    df = kql("range x from 1 to 3 step 1 | extend a = pack_array(x, x * 2) "
+             "| project b = tolong(a[1]) * 10")
+    assert df["b"].to_list() == [20, 40, 60]
+    with pytest.raises(KqlUnsupported, match="negative array indexes"):
+        kql("print dynamic([1, 2])[-1]")
+
+
+def test_extract_all_named_groups():
+    # the reference's extract_all() example 5 (its header says ID for the column Id)
+    assert one('print Id="82b8be2d-dfa7-4bd1-8f63-24ad26d31449" | extend guid_bytes = '
+               'extract_all(@"(?P<first>\\w)(?P<middle>\\w+)(?P<last>\\w)", '
+               "dynamic(['first',2,'last']), Id)") == (
+        "82b8be2d-dfa7-4bd1-8f63-24ad26d31449",
+        '[["8","2b8be2","d"],["d","fa","7"],["4","bd","1"],["8","f6","3"],'
+        '["2","4ad26d3144","9"]]')
+    with pytest.raises(KqlSemanticError) as ei:
+        kql('print extract_all(@"(?P<first>\\w)(\\w)", dynamic(["firs", 2]), "ab")')
+    assert ei.value.message == ("extract_all(): the regex has no capture group 'firs' "
+                                "(it has 2, named first)")
+    assert (ei.value.line, ei.value.column) == (1, 41)

@@ -142,8 +142,16 @@ class ExprCompiler:
         if base.ktype != "dynamic":
             raise self.sem(f"'.{key}' needs a dynamic value, but this is {base.ktype}", node)
         if base.is_list:
-            raise self.sem("indexing into dynamic arrays is not supported by the local engine",
-                           node, cls=KqlUnsupported)
+            if not isinstance(key, int):
+                return _lit(None, "dynamic")  # a key of an array: null, as in Kusto
+            if key < 0:
+                raise self.sem("negative array indexes are not supported by the local engine",
+                               node, cls=KqlUnsupported)
+            # read as a JSON path into the array's JSON text (out of range: null)
+            text = pl.struct(base.expr.alias("v")).struct.json_encode() \
+                .str.strip_prefix('{"v":').str.strip_suffix("}")
+            return Val(text.str.json_path_match(_json_path((key,))), "dynamic", True,
+                       json_base=text, json_path=(key,), agg=base.agg)
         if base.struct_fields is not None:
             if isinstance(key, str) and key in base.struct_fields:
                 return Val(base.expr.struct.field(key), "dynamic", True)

@@ -127,10 +127,13 @@ def _indexof_py(start: int, length: int, occurrence: int) -> Callable[[Any], Any
         st = start if start >= 0 else max(0, n + start)
         if st > n:
             return -1
-        end = n if length < 0 else min(n, st + length)
+        # each further occurrence is looked for in a window of `length` characters from
+        # just after the previous one (the reference's example: indexof("abcdefgabcdefg",
+        # "cde", 1, 10, 2) is 9, though [1, 11) holds only the first)
         pos = st - 1
         for _ in range(occurrence):
-            pos = src.find(look, pos + 1, end)
+            at = pos + 1
+            pos = src.find(look, at, n if length < 0 else min(n, at + length))
             if pos < 0:
                 return -1
         return pos
@@ -338,15 +341,24 @@ def _extract_all(c: Compiler, e: N.Call, t: Table) -> Val:
     a = args(c, e, t, 2, 3)
     pat = const_str(c, a[0], e.args[0], "the regex")
     c.check_regex(pat, e.args[0])
-    groups: list[int] | None = None
+    rx = re.compile(pat)
+    groups: list[int | str] | None = None
     if len(a) == 3:
         gv = a[1]
         if not gv.is_const or not isinstance(gv.const, list):
             raise c.sem("extract_all() groups must be a dynamic array literal", e.args[1],
                         cls=KqlUnsupported)
-        groups = [int(g) for g in gv.const]
+        groups = []
+        for g in gv.const:
+            # a group is a number (0: the whole match) or a (?P<name>...) group's name
+            ok = (g in rx.groupindex if isinstance(g, str)
+                  else isinstance(g, int) and not isinstance(g, bool) and 0 <= g <= rx.groups)
+            if not ok:
+                raise c.sem(f"extract_all(): the regex has no capture group {g!r} (it has "
+                            f"{rx.groups}{', named ' + ', '.join(rx.groupindex) if rx.groupindex else ''})",
+                            e.args[1])
+            groups.append(g)
     s = _s(c, a[-1], e.args[-1])
-    rx = re.compile(pat)
 
     def one(x: str | None) -> str | None:
         if x is None:
