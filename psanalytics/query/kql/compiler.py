@@ -32,7 +32,7 @@ from psanalytics.query.kql.functions import (
 )
 from psanalytics.query.kql.functions.aggregates import percentile_columns
 from psanalytics.query.kql.naming import aggregate_name, arg_name, column_name
-from psanalytics.query.kql.operators import TabularOps
+from psanalytics.query.kql.operators import TabularOps, first_rows
 from psanalytics.query.kql.types import (  # noqa: F401 - re-exported
     _DTYPES,
     DAY_NS,
@@ -390,7 +390,8 @@ class Compiler(ExprCompiler, TabularOps):
 
     def op_distinct(self, op: N.Distinct, t: Table) -> Table:
         if op.items is None:
-            return Table(t.lf.unique(maintain_order=True), t.schema, t.dtypes, t.ordered)
+            return Table(first_rows(t.lf, list(t.schema), list(t.schema.values())), t.schema,
+                         t.dtypes, t.ordered)
         exprs = []
         schema: dict[str, str] = {}
         for e in op.items:
@@ -400,7 +401,8 @@ class Compiler(ExprCompiler, TabularOps):
                 raise self.sem("'distinct' takes column names", e, cls=KqlUnsupported)
             exprs.append(self.materialize(v).alias(name))
             schema[name] = v.ktype
-        lf = t.lf.with_columns(exprs).select(list(schema)).unique(maintain_order=True)
+        lf = first_rows(t.lf.with_columns(exprs).select(list(schema)), list(schema),
+                        list(schema.values()))
         return Table(lf, schema, {}, t.ordered)
 
     def const_count(self, e: N.Expr, t: Table, what: str) -> int:

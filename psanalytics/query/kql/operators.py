@@ -65,6 +65,70 @@ def _py_to_const(value: Any, ktype: str) -> Any:
     return value
 
 
+def _path_elements(path: tuple[str | int, ...], kind: str) -> Any:
+    """JSON text -> the elements of the value at ``path`` (what ``json_path_match`` then
+    :func:`json_elements` give, in one pass): each distinct document is parsed once with
+    orjson and walked in Python, instead of Polars' ``json_path_match`` on every row (~4 us
+    a row: B6's mv-expand over 50,000 Payloads spent 2/3 of its time there)."""
+    def one(text: str | None) -> list[str | None]:
+        if text is None:
+            return [None]
+        try:
+            v = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return [None]
+        for k in path:
+            if isinstance(k, int):
+                v = v[k] if isinstance(v, list) and 0 <= k < len(v) else None
+            else:
+                v = v.get(k) if isinstance(v, dict) else None
+            if v is None:
+                return [None]
+        if isinstance(v, list):
+            return [orjson.dumps(x).decode() for x in v]
+        if isinstance(v, dict):
+            if kind == "array":
+                return [orjson.dumps([k, x]).decode() for k, x in v.items()]
+            return [orjson.dumps({k: x}).decode() for k, x in v.items()]
+        if isinstance(v, str):  # json_path_match gives a string value without quotes
+            return [v]
+        return [orjson.dumps(v).decode()]
+
+    def batch(s: pl.Series) -> pl.Series:
+        import pyarrow as pa
+
+        uniq = s.unique()
+        offsets = [0]
+        values: list[str | None] = []
+        for u in uniq.to_list():
+            values.extend(one(u))
+            offsets.append(len(values))
+        arr = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()),
+                                            pa.array(values, pa.large_string()))
+        lists = pl.Series(arr).cast(pl.List(pl.String))
+        # each row's position among the distinct documents, found by Polars (a join on
+        # the text), not by a Python dict over every row
+        idx = (pl.DataFrame({"u": uniq}).with_row_index("i")
+               .join(pl.DataFrame({"u": s}).with_row_index("r"), on="u", how="right",
+                     nulls_equal=True, maintain_order="right"))["i"]
+        return lists.gather(idx)
+    return batch
+
+
+def first_rows(lf: pl.LazyFrame, keys: list[str], ktypes: list[str]) -> pl.LazyFrame:
+    """The first row of every distinct ``keys`` value, in input order (``unique(subset=keys,
+    keep="first", maintain_order=True)``).
+
+    A filter on ``is_first_distinct()``: Polars' optimizer turns ``maintain_order`` off on
+    a ``unique`` whose order nobody reads (before a join or a summarize), and its unordered
+    ``unique`` is ~2x slower than the ordered one on 1 M rows of two string keys (B5 in
+    benchmarks/kql.py). Dynamic keys (lists) keep ``unique``."""
+    if not keys or "dynamic" in ktypes:
+        return lf.unique(subset=keys or None, keep="first", maintain_order=True)
+    first = pl.col(keys[0]) if len(keys) == 1 else pl.struct(keys)
+    return lf.filter(first.is_first_distinct())
+
+
 class TabularOps(ApplyOps, NestedOps):
     # ------------------------------------------------------------------ sources
     def source(self: Compiler, src: Any) -> Table:
@@ -447,7 +511,7 @@ class TabularOps(ApplyOps, NestedOps):
             return Table(lf, dict(right.schema), dict(right.dtypes), right.ordered)
         llf = left.lf
         if kind == "innerunique":
-            llf = llf.unique(subset=lks, keep="first", maintain_order=True)
+            llf = first_rows(llf, lks, [left.schema[k] for k in lks])
         rename: dict[str, str] = {}
         taken = set(left.schema)
         for c in right.schema:
@@ -498,10 +562,17 @@ class TabularOps(ApplyOps, NestedOps):
                 lst = v.expr
                 elem_kind = "list"
             else:
-                text = self.dyn_text(v) if v.json_path or v.json_any else v.expr
-                if v.struct_fields is not None:
-                    text = v.expr.struct.json_encode()
-                lst = text.map_batches(json_elements(kind), return_dtype=pl.List(pl.String))
+                if v.json_base is not None and v.json_path:
+                    lst = v.json_base.map_batches(_path_elements(v.json_path, kind),
+                                                  return_dtype=pl.List(pl.String))
+                elif v.json_any and v.struct_fields is None:
+                    lst = v.expr.map_batches(_path_elements((), kind),
+                                             return_dtype=pl.List(pl.String))
+                else:
+                    text = v.expr.struct.json_encode() if v.struct_fields is not None \
+                        else self.dyn_text(v)
+                    lst = text.map_batches(json_elements(kind),
+                                           return_dtype=pl.List(pl.String))
                 elem_kind = "json"
             if limit is not None:
                 lst = lst.list.head(limit)
