@@ -58,6 +58,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -519,52 +520,10 @@ def _add_sources(
     )
 
 
-def generate(
-    n_events: int,
-    *,
-    n_devices: int | None = None,
-    days: float = 14,
-    start: datetime | None = None,
-    seed: int = 0,
-    burst: bool = False,
-    campaigns: int = 0,
-) -> pl.DataFrame:
-    """Generate ``n_events`` realistic track events as a canonical events frame.
-
-    Args:
-        n_events: number of events (``burst=True`` adds :data:`BURST_EVENTS` more).
-        n_devices: number of distinct devices; default ``max(1, n_events // 20)``
-            (10 M events -> 500,000 devices). Capped at ``n_events``.
-        days: length of the time window in days; events fall in ``[start, start + days)``.
-        start: first instant (timezone-aware or naive UTC); default :data:`DEFAULT_START`.
-        seed: random seed; the same arguments always give the same frame.
-        burst: add :data:`BURST_EVENTS` events inside one minute (a flash-sale / bot
-            flood on a 10 ms grid, so many timestamps are exactly equal).
-        campaigns: number of e-mail mailings to add (:func:`campaign_events`: sends,
-            opens and clicks, recipient e-mail as DeviceId), drawn from their own
-            generator: every other event is the same as with ``campaigns=0``.
-
-    Returns:
-        A frame with :data:`psanalytics.schema.EVENTS_SCHEMA`, sorted by ``EventTime``
-        (ties keep generation order), with unique ``TrackId`` GUIDs.
-    """
-    if n_events < 0:
-        raise ArgumentError(f"n_events must be >= 0, got {n_events}")
-    if days <= 0:
-        raise ArgumentError(f"days must be > 0, got {days}")
-    if n_events == 0:
-        return schema.empty_frame()
-    if start is None:
-        start = DEFAULT_START
-    elif start.tzinfo is None:
-        start = start.replace(tzinfo=UTC)
-    start_ns = int(start.timestamp()) * _NS + start.microsecond * 1000
-    span_ns = int(days * 86400 * _NS)
-    rng = np.random.default_rng(seed)
-    cat = _catalog()
-
-    # ---------------------------------------------------------------- devices
-    n = n_events
+def _devices(rng: np.random.Generator, n: int, n_devices: int | None) -> tuple[
+        int, np.ndarray, np.ndarray, np.ndarray, pl.Series, np.ndarray, np.ndarray]:
+    """Devices: Zipf-skewed event counts, bots, market, scope, DeviceId; per event its
+    device. Returns (nd, is_bot, dev_market, dev_scope, dev_id, ev_dev, ev_bot)."""
     nd = max(1, n // 20) if n_devices is None else int(n_devices)
     nd = max(1, min(nd, max(n, 1)))
     n_bots = min(nd, max(2, nd // 2000)) if nd >= 10 else 0
@@ -595,8 +554,13 @@ def generate(
 
     ev_dev = np.repeat(np.arange(nd, dtype=np.int64), counts)
     ev_bot = is_bot[ev_dev]
+    return nd, is_bot, dev_market, dev_scope, dev_id, ev_dev, ev_bot
 
-    # ---------------------------------------------------------------- visits
+
+def _visits(rng: np.random.Generator, n: int, days: float, span_ns: int, ev_dev: np.ndarray,
+            ev_bot: np.ndarray, dev_market: np.ndarray) -> tuple[Any, ...]:
+    """Visits of each device on the diurnal cycle, and the in-visit gaps. Returns
+    (new_visit, visit, nv, visit_first, pos, visit_dev, vstart, visit_no, gaps)."""
     dev_start = _segment_starts(ev_dev)
     new_visit = dev_start | ((rng.random(n) < 1 / 6.0) & ~ev_bot)
     visit = np.cumsum(new_visit) - 1
@@ -623,8 +587,14 @@ def generate(
     # page view's time; a few events land within the same millisecond as the previous one.
     gaps = np.exp(rng.normal(np.log(25.0), 1.1, n)) * _NS
     gaps = np.minimum(gaps, 25 * 60 * _NS).astype(np.int64)
+    return new_visit, visit, nv, visit_first, pos, visit_dev, vstart, visit_no, gaps
 
-    # ---------------------------------------------------------------- navigation chain
+
+def _navigation(rng: np.random.Generator, n: int, nv: int, ev_bot: np.ndarray, pos: np.ndarray,
+                visit: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The Markov chain per visit (bots crawl independently). Returns (kind, item,
+    uri_from, bots): event kind, index in the kind's catalogue block, the row whose page
+    the event shows, the bots' rows."""
     kind = np.empty(n, dtype=np.int8)
     item = np.zeros(n, dtype=np.int64)  # index inside the kind's block of the catalogue
     uri_from = np.arange(n, dtype=np.int64)  # row whose page (uri/title) the event shows
@@ -714,7 +684,13 @@ def generate(
         bit[bk == _ARTICLE] = rng.integers(0, _N_ARTICLES, int((bk == _ARTICLE).sum()))
         bit[bk == _SEARCH] = rng.integers(0, _N_KEYWORDS, int((bk == _SEARCH).sum()))
         item[bots] = bit
+    return kind, item, uri_from, bots
 
+
+def _times(rng: np.random.Generator, n: int, span_ns: int, kind: np.ndarray, gaps: np.ndarray,
+           new_visit: np.ndarray, vstart: np.ndarray, visit: np.ndarray,
+           visit_first: np.ndarray, bots: np.ndarray) -> np.ndarray:
+    """EventTime offsets (ns from the start, 100 ns resolution) of every event."""
     # Block events come with their page view: same instant (70%) or within a millisecond.
     is_block = (kind == _VIDEO) | (kind == _HERO)
     r = rng.random(n)
@@ -729,27 +705,37 @@ def generate(
         t[bots] = (rng.random(len(bots)) * span_ns).astype(np.int64)
     t = np.mod(t, span_ns)  # a visit running past the end wraps to the start
     t = t - np.mod(t, _TICK)  # 100 ns resolution
+    return t
 
-    del gaps, csum, r, same_ms, is_block, pos, by_pos, hpos, human
-    # ---------------------------------------------------------------- burst
-    if burst:
-        nb = BURST_EVENTS
-        minute = (int(rng.integers(span_ns // (60 * _NS) // 3, 2 * span_ns // (60 * _NS) // 3))
-                  * 60 * _NS)
-        b_dev = rng.integers(0, nd, nb)
-        b_dev = np.sort(b_dev)
-        b_t = minute + rng.integers(0, 6000, nb) * 10_000_000  # 10 ms grid
-        b_kind = np.where(rng.random(nb) < 0.8, _PROD, _CAT).astype(np.int8)
-        b_item = np.where(b_kind == _PROD, rng.integers(0, 5, nb) * 7,
-                          rng.integers(0, 3, nb))
-        ev_dev = np.concatenate([ev_dev, b_dev])
-        t = np.concatenate([t, b_t])
-        kind = np.concatenate([kind, b_kind])
-        item = np.concatenate([item, b_item])
-        uri_from = np.concatenate([uri_from, np.arange(n, n + nb, dtype=np.int64)])
-        visit = np.concatenate([visit, np.full(nb, -1, dtype=np.int64)])
-        n += nb
-    # ---------------------------------------------------------------- sessions (cookie)
+
+def _burst(rng: np.random.Generator, span_ns: int, nd: int, n: int, ev_dev: np.ndarray,
+           t: np.ndarray, kind: np.ndarray, item: np.ndarray, uri_from: np.ndarray,
+           visit: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                       np.ndarray, np.ndarray]:
+    """Append :data:`BURST_EVENTS` events inside one minute. Returns (n, ev_dev, t, kind,
+    item, uri_from, visit) extended."""
+    nb = BURST_EVENTS
+    minute = (int(rng.integers(span_ns // (60 * _NS) // 3, 2 * span_ns // (60 * _NS) // 3))
+              * 60 * _NS)
+    b_dev = rng.integers(0, nd, nb)
+    b_dev = np.sort(b_dev)
+    b_t = minute + rng.integers(0, 6000, nb) * 10_000_000  # 10 ms grid
+    b_kind = np.where(rng.random(nb) < 0.8, _PROD, _CAT).astype(np.int8)
+    b_item = np.where(b_kind == _PROD, rng.integers(0, 5, nb) * 7,
+                      rng.integers(0, 3, nb))
+    ev_dev = np.concatenate([ev_dev, b_dev])
+    t = np.concatenate([t, b_t])
+    kind = np.concatenate([kind, b_kind])
+    item = np.concatenate([item, b_item])
+    uri_from = np.concatenate([uri_from, np.arange(n, n + nb, dtype=np.int64)])
+    visit = np.concatenate([visit, np.full(nb, -1, dtype=np.int64)])
+    n += nb
+    return n, ev_dev, t, kind, item, uri_from, visit
+
+
+def _sessions(rng: np.random.Generator, n: int, ev_dev: np.ndarray, t: np.ndarray
+              ) -> tuple[np.ndarray, int]:
+    """SessionId numbers per event (the renewed 30-minute cookie). Returns (sess, n_sess)."""
     order = np.lexsort((t, ev_dev))
     d_o = ev_dev[order]
     t_o = t[order]
@@ -765,10 +751,13 @@ def generate(
     n_sess = int(sess_o[-1]) + 1
     sess = np.empty(n, dtype=np.int64)
     sess[order] = sess_o
+    return sess, n_sess
 
-    del order, d_o, t_o, first, gap_o, kept_alive, long_gap, renew, new_sess, sess_o
-    # ---------------------------------------------------------------- people
-    n_human = int((~is_bot).sum())
+
+def _people(rng: np.random.Generator, nd: int, is_bot: np.ndarray, visit_dev: np.ndarray,
+            visit_no: np.ndarray, visit: np.ndarray, ev_dev: np.ndarray
+            ) -> tuple[np.ndarray, int]:
+    """Who is logged in on each event (-1: nobody). Returns (ev_user, n_users)."""
     identified = (~is_bot) & (rng.random(nd) < 0.2)
     n_ident = int(identified.sum())
     n_users = max(1, int(n_ident * 0.8))
@@ -784,9 +773,14 @@ def generate(
     ev_user = np.where(ev_visit_no >= login_from[ev_dev], dev_user[ev_dev], -1)
     sw = shared[ev_dev] & (ev_visit_no >= switch_at[ev_dev]) & (ev_user >= 0)
     ev_user = np.where(sw, second_user[ev_dev], ev_user)
-    del n_human
+    return ev_user, n_users
 
-    # ---------------------------------------------------------------- addresses
+
+def _addresses(rng: np.random.Generator, nd: int, n: int, nv: int, dev_market: np.ndarray,
+               is_bot: np.ndarray, visit: np.ndarray, ev_dev: np.ndarray
+               ) -> tuple[pl.Series, np.ndarray, pl.Series]:
+    """Home and mobile IPs per device, the one each event uses, the device's city.
+    Returns (ips, ev_ip, cities)."""
     mobile = rng.random(nd) < 0.45
     v6 = rng.random(nd * 2) < 0.3
     octs = rng.integers(0, 256, size=(nd * 2, 3))
@@ -830,7 +824,11 @@ def generate(
             city_list.append(mk.cities[min(int((x - 0.06) / 0.94 * len(mk.cities) ** 1.0
                                                * 0.999), len(mk.cities) - 1)])
     cities = pl.Series(city_list, dtype=pl.String)
+    return ips, ev_ip, cities
 
+
+def _user_names(rng: np.random.Generator, n_users: int) -> tuple[list[str], list[str]]:
+    """E-mail and name per user (index ``n_users``: nobody, "")."""
     # Users: names and emails.
     u_first = rng.integers(0, len(_FIRST), n_users)
     u_last = rng.integers(0, len(_LAST), n_users)
@@ -843,39 +841,17 @@ def generate(
         la = _LAST[u_last[uix]]
         emails[uix] = f"{f.lower()}.{la.lower().replace(' ', '')}{uix}@{_DOMAINS[u_dom[uix]]}"
         names[uix] = "" if u_noname[uix] else f"{f} {la}"
+    return emails, names
 
-    # ---------------------------------------------------------------- final order
-    # Catalogue entry per event (generation order); block events show their page's URI.
-    kind_off = np.array([cat.off[k] for k in range(_N_KINDS)], dtype=np.int64)
-    gen_entry = dev_market[ev_dev] * cat.per_market + kind_off[kind] + np.where(
-        kind == _ORDER, 0, item
-    )
-    uri_gen = gen_entry[uri_from]
-    # Traffic source per visit: the entry event carries the query string and the referrer;
-    # block events on the entry page show its URI, query string included.
-    v_src, v_query, v_ref = _visit_sources(seed, visit_no, is_bot[visit_dev],
-                                           dev_market[visit_dev])
-    row_src = np.full(n, -1, dtype=np.int64)
-    row_src[visit_first] = np.arange(nv, dtype=np.int64)
-    page_visit = row_src[uri_from]  # visit whose entry page this event shows, or -1
-    entry_visit = row_src
-    del uri_from, visit, row_src
-    final = np.argsort(t, kind="stable")
-    page_visit = page_visit[final]
-    entry_visit = entry_visit[final]
-    ev_dev = ev_dev[final]
-    t = t[final]
-    kind = kind[final]
-    item = item[final]
-    entry = gen_entry[final]
-    uri_src = uri_gen[final]
-    del gen_entry, uri_gen
-    sess = sess[final]
-    ev_user = ev_user[final]
-    ev_ip = ev_ip[final]
-    del final
 
-    # ---------------------------------------------------------------- strings
+def _frame(rng: np.random.Generator, *, cat: _Catalog, start_ns: int, t: np.ndarray,
+           ev_dev: np.ndarray, entry: np.ndarray, uri_src: np.ndarray, sess: np.ndarray,
+           n_sess: int, ev_user: np.ndarray, n_users: int, ev_ip: np.ndarray,
+           dev_id: pl.Series, dev_scope: np.ndarray, dev_market: np.ndarray, ips: pl.Series,
+           cities: pl.Series, emails: list[str], names: list[str]) -> pl.DataFrame:
+    """The canonical frame from per-event indexes (in final order) into the tables.
+    Draws the TrackIds, then the SessionIds (in that order)."""
+    n = len(t)
     c_etype = pl.Series(cat.etype, dtype=pl.String)
     c_value = pl.Series(cat.value, dtype=pl.String)
     c_uri = pl.Series(cat.uri, dtype=pl.String)
@@ -913,11 +889,17 @@ def generate(
             "Extras": pl.Series("Extras", [None] * n, pl.String),
         }
     )
-    # Orders: unique order id, total and lines from the basket being checked out.
+    return frame
+
+
+def _orders(frame: pl.DataFrame, *, cat: _Catalog, seed: int, kind: np.ndarray,
+            item: np.ndarray, market: np.ndarray) -> pl.DataFrame:
+    """Orders: unique order id, total and lines from the basket being checked out
+    (``market``: each event's market index)."""
     is_order = kind == _ORDER
     if is_order.any():
         o_rows = np.flatnonzero(is_order)
-        o_market = dev_market[ev_dev[o_rows]]
+        o_market = market[o_rows]
         o_basket = item[o_rows]
         total = cat.basket_total[o_market, o_basket]
         lines = [cat.basket_lines[mk_][b] for mk_, b in zip(o_market.tolist(), o_basket.tolist(), strict=True)]
@@ -932,6 +914,107 @@ def generate(
         pay = frame.get_column("Payload").scatter(o_rows, pl.Series(o_payload, dtype=pl.String))
         val = frame.get_column("Value").scatter(o_rows, pl.Series(o_value, dtype=pl.String))
         frame = frame.with_columns(pay.alias("Payload"), val.alias("Value"))
+    return frame
+
+
+def generate(
+    n_events: int,
+    *,
+    n_devices: int | None = None,
+    days: float = 14,
+    start: datetime | None = None,
+    seed: int = 0,
+    burst: bool = False,
+    campaigns: int = 0,
+) -> pl.DataFrame:
+    """Generate ``n_events`` realistic track events as a canonical events frame.
+
+    Args:
+        n_events: number of events (``burst=True`` adds :data:`BURST_EVENTS` more).
+        n_devices: number of distinct devices; default ``max(1, n_events // 20)``
+            (10 M events -> 500,000 devices). Capped at ``n_events``.
+        days: length of the time window in days; events fall in ``[start, start + days)``.
+        start: first instant (timezone-aware or naive UTC); default :data:`DEFAULT_START`.
+        seed: random seed; the same arguments always give the same frame.
+        burst: add :data:`BURST_EVENTS` events inside one minute (a flash-sale / bot
+            flood on a 10 ms grid, so many timestamps are exactly equal).
+        campaigns: number of e-mail mailings to add (:func:`campaign_events`: sends,
+            opens and clicks, recipient e-mail as DeviceId), drawn from their own
+            generator: every other event is the same as with ``campaigns=0``.
+
+    Returns:
+        A frame with :data:`psanalytics.schema.EVENTS_SCHEMA`, sorted by ``EventTime``
+        (ties keep generation order), with unique ``TrackId`` GUIDs.
+    """
+    if n_events < 0:
+        raise ArgumentError(f"n_events must be >= 0, got {n_events}")
+    if days <= 0:
+        raise ArgumentError(f"days must be > 0, got {days}")
+    if n_events == 0:
+        return schema.empty_frame()
+    if start is None:
+        start = DEFAULT_START
+    elif start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    start_ns = int(start.timestamp()) * _NS + start.microsecond * 1000
+    span_ns = int(days * 86400 * _NS)
+    rng = np.random.default_rng(seed)
+    cat = _catalog()
+
+    # Long because: the draws come from one generator in a fixed order (the committed sample
+    # is reproduced byte for byte from it), so the phases below run in exactly this order;
+    # each phase is its own function, this one only threads the arrays between them.
+    n = n_events
+    nd, is_bot, dev_market, dev_scope, dev_id, ev_dev, ev_bot = _devices(rng, n, n_devices)
+    new_visit, visit, nv, visit_first, pos, visit_dev, vstart, visit_no, gaps = _visits(
+        rng, n, days, span_ns, ev_dev, ev_bot, dev_market)
+    kind, item, uri_from, bots = _navigation(rng, n, nv, ev_bot, pos, visit)
+    t = _times(rng, n, span_ns, kind, gaps, new_visit, vstart, visit, visit_first, bots)
+    del gaps, pos, new_visit, vstart, bots
+    if burst:
+        n, ev_dev, t, kind, item, uri_from, visit = _burst(rng, span_ns, nd, n, ev_dev, t, kind,
+                                                           item, uri_from, visit)
+    sess, n_sess = _sessions(rng, n, ev_dev, t)
+    ev_user, n_users = _people(rng, nd, is_bot, visit_dev, visit_no, visit, ev_dev)
+    ips, ev_ip, cities = _addresses(rng, nd, n, nv, dev_market, is_bot, visit, ev_dev)
+    emails, names = _user_names(rng, n_users)
+
+    # ---------------------------------------------------------------- final order
+    # Catalogue entry per event (generation order); block events show their page's URI.
+    kind_off = np.array([cat.off[k] for k in range(_N_KINDS)], dtype=np.int64)
+    gen_entry = dev_market[ev_dev] * cat.per_market + kind_off[kind] + np.where(
+        kind == _ORDER, 0, item
+    )
+    uri_gen = gen_entry[uri_from]
+    # Traffic source per visit: the entry event carries the query string and the referrer;
+    # block events on the entry page show its URI, query string included.
+    v_src, v_query, v_ref = _visit_sources(seed, visit_no, is_bot[visit_dev],
+                                           dev_market[visit_dev])
+    row_src = np.full(n, -1, dtype=np.int64)
+    row_src[visit_first] = np.arange(nv, dtype=np.int64)
+    page_visit = row_src[uri_from]  # visit whose entry page this event shows, or -1
+    entry_visit = row_src
+    del uri_from, visit, row_src
+    final = np.argsort(t, kind="stable")
+    page_visit = page_visit[final]
+    entry_visit = entry_visit[final]
+    ev_dev = ev_dev[final]
+    t = t[final]
+    kind = kind[final]
+    item = item[final]
+    entry = gen_entry[final]
+    uri_src = uri_gen[final]
+    del gen_entry, uri_gen
+    sess = sess[final]
+    ev_user = ev_user[final]
+    ev_ip = ev_ip[final]
+    del final
+
+    frame = _frame(rng, cat=cat, start_ns=start_ns, t=t, ev_dev=ev_dev, entry=entry,
+                   uri_src=uri_src, sess=sess, n_sess=n_sess, ev_user=ev_user, n_users=n_users,
+                   ev_ip=ev_ip, dev_id=dev_id, dev_scope=dev_scope, dev_market=dev_market,
+                   ips=ips, cities=cities, emails=emails, names=names)
+    frame = _orders(frame, cat=cat, seed=seed, kind=kind, item=item, market=dev_market[ev_dev])
     frame = _add_sources(frame, page_visit, entry_visit, v_query, v_ref)
     del v_src
     if campaigns:
