@@ -5,6 +5,8 @@ hash pages' values) and to material nobody here wrote (zstd's frame checksum is 
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 import zstandard
 
@@ -210,3 +212,14 @@ def test_extract_all_named_groups():
     assert ei.value.message == ("extract_all(): the regex has no capture group 'firs' "
                                 "(it has 2, named first)")
     assert (ei.value.line, ei.value.column) == (1, 41)
+
+
+def test_new_guid_per_row_and_toscalar_once():
+    # the reference's toscalar() example 3: toscalar(new_guid()) is one value for every
+    # row, a let of new_guid() is evaluated per row (its printed GUIDs are random)
+    df = kql("let g1 = toscalar(new_guid()); let g2 = new_guid(); "
+             "range x from 1 to 3 step 1 | extend x=g1, y=g2")
+    assert df.columns == ["x", "y"]
+    assert df["x"].n_unique() == 1 and df["y"].n_unique() == 3
+    for g in [*df["x"], *df["y"]]:
+        assert uuid.UUID(g).version == 4

@@ -31,7 +31,7 @@ from psanalytics.query.kql.functions import (
     AGGREGATES,
 )
 from psanalytics.query.kql.functions.aggregates import percentile_columns
-from psanalytics.query.kql.naming import aggregate_name, arg_name, column_name
+from psanalytics.query.kql.naming import aggregate_name, column_name, percentile_name
 from psanalytics.query.kql.operators import TabularOps, first_rows
 from psanalytics.query.kql.types import (  # noqa: F401 - re-exported
     _DTYPES,
@@ -83,11 +83,6 @@ def param_literal(name: str, value: Any) -> N.Expr:
     raise KqlSemanticError(f"parameter {name!r}: unsupported value type "
                            f"{type(value).__name__} (use str, int, float, bool, datetime, "
                            "timedelta or a list)")
-
-
-def _pct_name(p: float) -> str:
-    """A percentage in a column name: 95 -> ``95``, 99.5 -> ``99_5``."""
-    return str(int(p)) if p.is_integer() else str(p).replace(".", "_")
 
 
 def schema_tables(tables: Mapping[str, Any] | None) -> dict[str, pl.LazyFrame]:
@@ -544,8 +539,7 @@ class Compiler(ExprCompiler, TabularOps):
         if it.name is not None and len(cols) != 1:
             raise self.sem("percentiles() returns one column per percentage: leave it "
                            "unnamed, or use percentiles_array() for one named column", it)
-        first = arg_name(e.args[0])
-        return [(it.name or f"percentile_{first}_{_pct_name(p)}", v) for p, v in cols]
+        return [(it.name or percentile_name(e.args[0], p), v) for p, v in cols]
 
     def agg_arg(self, e: N.Call, t: Table, keys: list[str], alias: str | None,
                 grouped: bool) -> list[tuple[str, pl.Expr, str]]:

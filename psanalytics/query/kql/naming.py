@@ -87,3 +87,9 @@ def aggregate_name(call: N.Call) -> str | None:
         return first or "take_any_"
     return f"{f}_{first}"
 
+
+
+def percentile_name(arg: N.Expr, pct: float) -> str:
+    """``percentiles(x, 5, 99.5)``'s columns: ``percentile_x_5``, ``percentile_x_99_5``."""
+    p = str(int(pct)) if pct.is_integer() else str(pct).replace(".", "_")
+    return f"percentile_{arg_name(arg)}_{p}"

@@ -357,7 +357,12 @@ class TabularOps(ApplyOps, NestedOps):
                                         or a.name in self.funcs):
             t = self.table_ref(N.TableRef(a.name, a.span))
         else:
-            return self.scalar(a, _EMPTY)
+            v = self.scalar(a, _EMPTY)
+            if v.is_const:
+                return v
+            # evaluated once (toscalar(new_guid()) is one value for every row)
+            t = Table(pl.LazyFrame({"v": [0]}).select(self.materialize(v).alias("v")),
+                      {"v": v.ktype}, {})
         return self.collect_first(t, e)
 
     def collect_first(self: Compiler, t: Table, node: Any) -> Val:

@@ -3,6 +3,7 @@ conditionals (iff, case, coalesce, min_of/max_of) and math."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -276,3 +277,16 @@ def _parsejson(c: Compiler, e: N.Call, t: Table) -> Val:
                                               name_span=e.name_span), t)
 
 
+
+
+@fn("new_guid")
+def _new_guid(c: Compiler, e: N.Call, t: Table) -> Val:
+    """A random (version 4) GUID per row, as its string (the local engine has no guid
+    type: ``toguid`` values are strings too)."""
+    args(c, e, t, 0)
+
+    def fresh(s: pl.Series) -> pl.Series:
+        return pl.Series([str(uuid.uuid4()) for _ in range(len(s))], dtype=pl.String)
+
+    r = pl.int_range(pl.len()).map_batches(fresh, return_dtype=pl.String)
+    return Val(r, "string", False)
