@@ -142,6 +142,7 @@ def _key(k: N.SortKey) -> str:
 
 
 def operator(op: N.Op) -> str:
+    # Long because: one short branch per operator node, in the order of nodes.py
     if isinstance(op, N.Where):
         return f"{op.keyword} {expr(op.pred)}"
     if isinstance(op, N.Project):

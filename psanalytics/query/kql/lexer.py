@@ -112,6 +112,8 @@ def _raw_parens(text: str, i: int) -> tuple[str, int]:
 
 def tokenize(text: str) -> list[Token]:
     """Split KQL text into tokens. Raises :class:`KqlSyntaxError` with a position."""
+    # Long because: one scanning loop, one branch per token kind (comments, the string
+    # literal forms, datetime()/time() raw bodies, numbers with units, names, operators)
     toks: list[Token] = []
     i, n = 0, len(text)
     spaced = True
