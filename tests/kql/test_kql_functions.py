@@ -223,3 +223,18 @@ def test_new_guid_per_row_and_toscalar_once():
     assert df["x"].n_unique() == 1 and df["y"].n_unique() == 3
     for g in [*df["x"], *df["y"]]:
         assert uuid.UUID(g).version == 4
+
+
+def test_pack_all_and_bag_remove_keys():
+    q = ("datatable(S: string, T: string, N: long, D: dynamic, W: datetime)"
+         '["a", "x\\"y", 46, dynamic({"k": [1]}), datetime(2020-01-01), '
+         '"b", "", int(null), dynamic(null), datetime(null)] '
+         "| project p = pack_all(), q = pack_all(true), "
+         'r = bag_remove_keys(pack_all(), dynamic(["N", "W"]))')
+    assert kql(q).rows() == [
+        ('{"S":"a","T":"x\\"y","N":46,"D":{"k":[1]},"W":"2020-01-01T00:00:00.0000000Z"}',
+         '{"S":"a","T":"x\\"y","N":46,"D":{"k":[1]},"W":"2020-01-01T00:00:00.0000000Z"}',
+         '{"S":"a","T":"x\\"y","D":{"k":[1]}}'),
+        ('{"S":"b","T":"","N":null,"D":null,"W":null}', '{"S":"b"}',
+         '{"S":"b","T":"","D":null}'),
+    ]

@@ -19,6 +19,7 @@ def clean(cell: str) -> str:
     if len(s) >= 4 and s.startswith("**") and s.endswith("**"):
         s = s[2:-2]
     s = s.replace("\\|", "|")
+    s = s.replace("&nbsp;", "").strip()  # an empty cell written as a non-breaking space
     # multi-line cells are printed with HTML line breaks
     s = re.sub(r"<br\s*/?>", "\n", s)
     return s

@@ -154,3 +154,48 @@ def _bag_pack(c: Compiler, e: N.Call, t: Table) -> Val:
     return _arr_from(c, a[1::2], lambda *xs: dict(zip(keys, xs, strict=True)))
 
 
+
+
+def _remove_keys(bag: Any, keys: Any) -> Any:
+    if not isinstance(bag, dict):
+        return None
+    drop = {k for k in keys if isinstance(k, str)} if isinstance(keys, list) else set()
+    return {k: v for k, v in bag.items() if k not in drop}
+
+
+_arr_fn("bag_remove_keys", _remove_keys, (2, 2))
+
+
+def _json_fragment(c: Compiler, v: Val) -> pl.Expr:
+    """A value as JSON text (``null`` when null): dynamic as it is, numbers and bools as
+    JSON, strings quoted and escaped, datetimes and timespans as their string."""
+    if v.ktype == "dynamic":
+        return _json_text(c, v).fill_null("null")
+    x = v.expr if v.ktype in ("long", "real", "bool", "string") else _tostring_expr(c, v)
+    enc = pl.struct(x.alias("v")).struct.json_encode()
+    return pl.when(v.expr.is_null()).then(pl.lit("null")) \
+        .otherwise(enc.str.strip_prefix('{"v":').str.strip_suffix("}"))
+
+
+@fn("pack_all")
+def _pack_all(c: Compiler, e: N.Call, t: Table) -> Val:
+    """A bag of the row's columns (``pack_all(true)``: without the null and empty ones)."""
+    a = args(c, e, t, 0, 1)
+    skip_empty = False
+    if a:
+        if not a[0].is_const or a[0].ktype != "bool":
+            raise c.sem("pack_all() takes a bool literal (ignore null and empty values)",
+                        e.args[0])
+        skip_empty = bool(a[0].const)
+    parts: list[pl.Expr] = []
+    for name in t.schema:
+        v = c.expr(N.Name(name, span=e.span), t)
+        frag = pl.lit(_dumps(name) + ":") + _json_fragment(c, v) + pl.lit(",")
+        if skip_empty:
+            empty = v.expr.is_null()
+            if v.ktype == "string":
+                empty = empty | (v.expr == "")
+            frag = pl.when(empty).then(pl.lit("")).otherwise(frag)
+        parts.append(frag)
+    body = pl.concat_str(parts).str.strip_suffix(",") if parts else pl.lit("")
+    return _dyn(pl.concat_str([pl.lit("{"), body, pl.lit("}")]))
