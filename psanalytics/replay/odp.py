@@ -248,76 +248,72 @@ def _frag_scalar(name: str, text: pl.Expr) -> pl.Expr:
     return pl.when(text.is_not_null() & (text != "")).then(pl.lit("," + orjson.dumps(name).decode() + ":") + val)
 
 
-def encode_odp_events(
-    events: Any,
-    *,
-    odp_map: OdpMap | Mapping[str, Any] | None = None,
-    data_source_version: str | None = None,
-    unmapped_out: dict[str, int] | None = None,
-) -> pl.DataFrame:
-    """Events -> one row per ODP event with its exact JSON text, in time order.
+def _lut(frame: pl.DataFrame, col: str, fmt: Any, fallback: pl.Expr) -> pl.Expr:
+    """``fmt(value)`` (Python text, or None for "nothing") for each row's ``col``, computed
+    once per distinct value and looked up (countries, pages, devices and event types
+    repeat across events); ``fallback`` (the same text built per row) when the column
+    has too many distinct values for that to pay."""
+    uniq = frame.get_column(col).unique().drop_nulls()
+    if uniq.len() > max(2_000, frame.height // 4):
+        return fallback
+    keys = uniq.to_list()
+    return pl.col(col).replace_strict(keys, pl.Series([fmt(v) for v in keys], dtype=pl.String),
+                                      default=None, return_dtype=pl.String)
 
-    Columns: ``json``, ``nbytes``, ``ms`` (epoch ms of EventTime), ``offset`` (input row),
-    ``EventType``, ``day`` (UTC date of EventTime), ``type``, ``action``,
-    ``idempotence_id``. Event types the map skips are left out; types sent as custom
-    types because no map names them are counted into ``unmapped_out``.
-    """
-    omap = OdpMap.of(odp_map)
-    if data_source_version is None:
-        from psanalytics import __version__ as data_source_version
-    frame, _ = _as_frame(events)
-    frame = frame.with_row_index("_offset")
-    types = frame.get_column("EventType").unique().sort().to_list()
+
+def _json_member(name: str) -> Any:
+    """``v -> ,"name":<v as JSON>`` (None for "")."""
+    head = "," + orjson.dumps(name).decode() + ":"
+    return lambda v: None if v == "" else head + orjson.dumps(v).decode()
+
+
+def _specs(frame: pl.DataFrame, omap: OdpMap, unmapped_out: dict[str, int] | None) -> dict[str, OdpEventSpec]:
+    """The spec of each EventType present that is sent (skipped types left out); types
+    sent as custom types because no map names them are counted into ``unmapped_out``."""
     specs: dict[str, OdpEventSpec] = {}
-    for t in types:
+    counts = frame.group_by("EventType").len()
+    for t, n in counts.sort("EventType").iter_rows():
         spec, how = omap.how(t)
         if spec is None:
             continue
         specs[t] = spec
         if how == "custom" and unmapped_out is not None:
-            unmapped_out[t] = unmapped_out.get(t, 0) + int((frame.get_column("EventType") == t).sum())
-    frame = frame.filter(pl.col("EventType").is_in(list(specs)))
-    if frame.height == 0:
-        return pl.DataFrame(schema=_RECORD_SCHEMA)
-    if frame.get_column("EventTime").null_count():
-        bad = frame.filter(pl.col("EventTime").is_null()).get_column("_offset")[0]
-        raise MappingError(f"event at row {bad} has no EventTime: ODP needs the event's time")
-    by = pl.col("EventType")
+            unmapped_out[t] = unmapped_out.get(t, 0) + int(n)
+    return specs
 
-    def per_type(values: Mapping[str, Any]) -> pl.Expr:
-        return by.replace_strict(dict(values), default=None, return_dtype=pl.String)
 
+def _identifiers(frame: pl.DataFrame, specs: dict[str, OdpEventSpec], omap: OdpMap) -> pl.Expr:
+    """Each event's ``{"type":..,"action":..,"identifiers":{...}`` text (the event's head)."""
+    by, dev = pl.col("EventType"), pl.col("DeviceId")
     email_ident = [t for t, s in specs.items() if s.identifier == "email"]
-    dev = pl.col("DeviceId")
-    user_email = pl.col("User").struct.field("Email") if omap.email else pl.lit(None, pl.String)
-    email = pl.when(by.is_in(email_ident)).then(dev).otherwise(user_email)
-    vuid = pl.when(by.is_in(email_ident)).then(pl.lit(None, pl.String)).otherwise(dev)
     bad = frame.filter((dev == "") & ~by.is_in(email_ident))
     if bad.height:
         raise MappingError(f"event at row {bad.get_column('_offset')[0]} has no DeviceId: ODP needs an identifier")
-    ids = pl.concat_str([
-        pl.lit('{'),
-        pl.concat_str([pl.when(vuid.is_not_null() & (vuid != "")).then(pl.lit('"vuid":') + _json_str(vuid)),
-                       pl.when(email.is_not_null() & (email != "")).then(pl.lit('"email":') + _json_str(email))],
-                      separator=",", ignore_nulls=True),
-        pl.lit('}'),
+    head = {t: '{"type":' + orjson.dumps(s.type).decode()
+            + (',"action":' + orjson.dumps(s.action).decode() if s.action else "") + ',"identifiers":{'
+            for t, s in specs.items()}
+    as_vuid = _lut(frame, "DeviceId", lambda v: None if v == "" else '"vuid":' + orjson.dumps(v).decode(),
+                   pl.when(dev != "").then(pl.lit('"vuid":') + _json_str(dev)))
+    as_email = _lut(frame, "DeviceId", lambda v: None if v == "" else '"email":' + orjson.dumps(v).decode(),
+                    pl.when(dev != "").then(pl.lit('"email":') + _json_str(dev)))
+    user_email = pl.col("_email")
+    by_user = (_lut(frame, "_email", lambda v: None if v == "" else '"email":' + orjson.dumps(v).decode(),
+                    pl.when(user_email != "").then(pl.lit('"email":') + _json_str(user_email)))
+               if omap.email else pl.lit(None, pl.String))
+    mail_type = by.is_in(email_ident)
+    return pl.concat_str([
+        by.replace_strict(head, default=None, return_dtype=pl.String),
+        pl.concat_str([pl.when(~mail_type).then(as_vuid),
+                       pl.when(mail_type).then(as_email).otherwise(by_user)], separator=",", ignore_nulls=True),
+        pl.lit("}"),
     ])
-    head = pl.concat_str([
-        pl.lit('{"type":') + _json_str(per_type({t: s.type for t, s in specs.items()})),
-        pl.when(per_type({t: s.action for t, s in specs.items()}) != "")
-        .then(pl.lit(',"action":') + _json_str(per_type({t: s.action for t, s in specs.items()})))
-        .otherwise(pl.lit("")),
-        pl.lit(',"identifiers":') + ids,
-    ])
-    # idempotence ids: uuid5 of TrackId, or of the content when there is none
-    names = frame.select(
-        pl.when(pl.col("TrackId") != "").then(pl.col("TrackId")).otherwise(pl.concat_str(
-            [pl.lit("content:"), dev, by, pl.col("EventTime").dt.epoch("ns").cast(pl.String),
-             pl.col("Value"), pl.col("PageUri"), pl.col("Payload").fill_null("null")], separator="\x1f"))
-    ).to_series().to_list()
-    frame = frame.with_columns(_uuid5_many(names, ODP_NAMESPACE.bytes).alias("_iid"))
-    # Payload-derived fields depend only on (EventType, Payload): computed once per
-    # distinct pair (pages and products repeat across visitors) and joined back.
+
+
+def _payload_parts(frame: pl.DataFrame, specs: dict[str, OdpEventSpec], omap: OdpMap) -> pl.DataFrame:
+    """``frame`` with ``_std`` (the type's standard fields) and ``_pf`` (flattened Payload
+    fields), computed once per distinct (EventType, Payload) pair (pages and products
+    repeat across visitors) and joined back."""
+    by = pl.col("EventType")
     uniq = frame.select("EventType", "Payload").filter(pl.col("Payload").is_not_null()).unique(maintain_order=True)
     std: list[pl.Expr] = []
     for fname in sorted({f for s in specs.values() for f in s.fields}):
@@ -334,20 +330,70 @@ def encode_odp_events(
         pl.concat_str(std, ignore_nulls=True).alias("_std") if std else pl.lit(None, pl.String).alias("_std"),
         pf.alias("_pf"),
     )
-    frame = frame.join(uniq, on=["EventType", "Payload"], how="left", maintain_order="left")
-    source = ('"data_source_type":"psanalytics","data_source":' + orjson.dumps(omap.data_source).decode()
+    return frame.join(uniq, on=["EventType", "Payload"], how="left", maintain_order="left")
+
+
+def encode_odp_events(
+    events: Any,
+    *,
+    odp_map: OdpMap | Mapping[str, Any] | None = None,
+    data_source_version: str | None = None,
+    unmapped_out: dict[str, int] | None = None,
+) -> pl.DataFrame:
+    """Events -> one row per ODP event with its exact JSON text, in time order.
+
+    Columns: ``json``, ``nbytes``, ``ms`` (epoch ms of EventTime), ``offset`` (input row),
+    ``EventType``, ``day`` (UTC date of EventTime), ``type``, ``action``,
+    ``idempotence_id``. Event types the map skips are left out; types sent as custom
+    types because no map names them are counted into ``unmapped_out``.
+
+    Columnar: text that depends on a repeating value (the event type's head, devices,
+    addresses, pages, countries) is encoded once per distinct value and looked up;
+    Payload fields once per distinct (EventType, Payload); the rows are put in time
+    order before the text is built (a no-op for the usual time-ordered input).
+    """
+    omap = OdpMap.of(odp_map)
+    if data_source_version is None:
+        from psanalytics import __version__ as data_source_version
+    frame, _ = _as_frame(events)
+    frame = frame.with_row_index("_offset")
+    specs = _specs(frame, omap, unmapped_out)
+    frame = frame.filter(pl.col("EventType").is_in(list(specs)))
+    if frame.height == 0:
+        return pl.DataFrame(schema=_RECORD_SCHEMA)
+    if frame.get_column("EventTime").null_count():
+        bad = frame.filter(pl.col("EventTime").is_null()).get_column("_offset")[0]
+        raise MappingError(f"event at row {bad} has no EventTime: ODP needs the event's time")
+    if not frame.get_column("EventTime").is_sorted():
+        frame = frame.sort("EventTime", maintain_order=True)  # stable: ties keep input order
+    by, dev = pl.col("EventType"), pl.col("DeviceId")
+    frame = frame.with_columns(pl.col("User").struct.field("Email").alias("_email"))
+    head = _identifiers(frame, specs, omap)
+    # idempotence ids: uuid5 of TrackId, or of the content when there is none
+    names = frame.select(
+        pl.when(pl.col("TrackId") != "").then(pl.col("TrackId")).otherwise(pl.concat_str(
+            [pl.lit("content:"), dev, by, pl.col("EventTime").dt.epoch("ns").cast(pl.String),
+             pl.col("Value"), pl.col("PageUri"), pl.col("Payload").fill_null("null")], separator="\x1f"))
+    ).to_series().to_list()
+    frame = _payload_parts(frame.with_columns(_uuid5_many(names, ODP_NAMESPACE.bytes).alias("_iid")), specs, omap)
+    source = ('",' + '"data_source_type":"psanalytics","data_source":' + orjson.dumps(omap.data_source).decode()
               + ',"data_source_version":' + orjson.dumps(str(data_source_version)).decode())
+    ps_type = {t: ',"ps_event_type":' + orjson.dumps(t).decode() for t in specs if t}
+
+    def member(name: str, col: str) -> pl.Expr:
+        return _lut(frame, col, _json_member(name), _frag(name, pl.col(col)))
+
     data = pl.concat_str([
         pl.lit(',"data":{"ts":') + pl.col("EventTime").dt.epoch("s").cast(pl.String),
-        pl.lit(',"idempotence_id":"') + pl.col("_iid") + pl.lit('",' + source),
-        _frag("page", pl.col("PageUri")),
-        _frag("title", pl.col("PageTitle")),
+        pl.lit(',"idempotence_id":"') + pl.col("_iid") + pl.lit(source),
+        member("page", "PageUri"),
+        member("title", "PageTitle"),
         pl.col("_std"),
-        _frag("ps_event_type", by),
-        _frag("ps_value", pl.col("Value")),
-        _frag("ps_country", pl.col("CountryCode")),
-        _frag("ps_city", pl.col("City")),
-        _frag("ps_scope", pl.col("Scope")),
+        by.replace_strict(ps_type, default=None, return_dtype=pl.String),
+        member("ps_value", "Value"),
+        member("ps_country", "CountryCode"),
+        member("ps_city", "City"),
+        member("ps_scope", "Scope"),
         pl.when(pl.col("_pf").is_not_null()).then(pl.lit(",") + pl.col("_pf")),
         pl.lit("}}"),
     ], ignore_nulls=True)
@@ -357,11 +403,11 @@ def encode_odp_events(
         pl.col("_offset").cast(pl.Int64).alias("offset"),
         by.alias("EventType"),
         pl.col("EventTime").dt.date().alias("day"),
-        per_type({t: s.type for t, s in specs.items()}).alias("type"),
-        per_type({t: s.action for t, s in specs.items()}).alias("action"),
+        by.replace_strict({t: s.type for t, s in specs.items()}, default=None, return_dtype=pl.String).alias("type"),
+        by.replace_strict({t: s.action for t, s in specs.items()}, default=None, return_dtype=pl.String)
+        .alias("action"),
         pl.col("_iid").alias("idempotence_id"),
-        pl.col("EventTime").alias("_t"),
-    ).sort(["_t", "offset"]).drop("_t")
+    )
     out = out.with_columns(pl.col("json").str.len_bytes().cast(pl.Int64).alias("nbytes"))
     return out.select(list(_RECORD_SCHEMA))
 
@@ -372,6 +418,10 @@ def to_odp_events(events: Any, *, odp_map: OdpMap | Mapping[str, Any] | None = N
 
 
 # --------------------------------------------------------------------------- batching
+
+
+#: Bodies joined at once on the fast path of :func:`odp_batches`.
+_CHUNK_BATCHES = 20
 
 
 def odp_batches(
@@ -404,10 +454,17 @@ def odp_batches(
     if max_span_ms is None:
         cum = records.select(pl.col("nbytes").cum_sum()).to_series().to_list()
         cum.insert(0, 0)
+    # The fast path joins ``_CHUNK_BATCHES`` bodies' rows at once (as bytes: no Python
+    # str in between) and slices each body out of that buffer.
+    c0, c1, buf = 0, 0, b""
     while i < n:
         j = min(n, i + max_objects)
         if max_span_ms is None and cum[j] - cum[i] + (j - i) + 1 <= max_bytes:
-            body = b"[" + series.slice(i, j - i).str.join(",").item().encode() + b"]"
+            if not (c0 <= i and j <= c1):
+                c0, c1 = i, min(n, i + _CHUNK_BATCHES * max_objects)
+                buf = series.slice(c0, c1 - c0).str.join(",").cast(pl.Binary).item()
+            a = cum[i] - cum[c0] + (i - c0)
+            body = b"[" + buf[a:a + cum[j] - cum[i] + (j - i) - 1] + b"]"
             yield Batch(seq=seq, id=_batch_id(seq, body), body=body, visitors=0, events=j - i,
                         first_ms=ms[i], last_ms=ms[j - 1], offset_min=min(offs[i:j]), offset_max=max(offs[i:j]),
                         kind=kind, prefix=b"[", suffix=b"]", rows=(i, j), texts=series)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -81,12 +81,42 @@ def _flat_py(payload: str | None, scrub: bool) -> str | None:
     return orjson.dumps(out).decode()[1:-1] if out else None
 
 
-def _payload_fields(frame: pl.DataFrame, scrub: bool, sample: int = 3000) -> pl.Series:
+#: A quoted JSON string followed by a colon: an object key (or, rarely, text inside a
+#: string value that looks like one: then the exact per-row path is taken, never a loss).
+_KEY_TEXT = r'"(?:[^"\\]|\\.)*"\s*:'
+
+
+def _names(dtype: pl.DataType) -> set[str]:
+    """Every field name in a (nested) dtype, inside lists of structs too."""
+    if isinstance(dtype, pl.Struct):
+        return {f.name for f in dtype.fields} | {n for f in dtype.fields for n in _names(f.dtype)}
+    if isinstance(dtype, (pl.List, pl.Array)):
+        return _names(dtype.inner)  # type: ignore[arg-type]
+    return set()
+
+
+def _keys_outside(payloads: pl.Series, schema: Mapping[str, pl.DataType]) -> bool:
+    """True when some payload has a key the sampled schema does not name (decoding with
+    it would drop that field): one regex pass over every payload's raw text."""
+    known = set(schema) | {n for dt in schema.values() for n in _names(dt)}
+    found = payloads.str.extract_all(_KEY_TEXT).explode().drop_nulls().unique().to_list()
+    for text in found:
+        try:
+            key = orjson.loads(text[:text.rindex('"') + 1])
+        except (orjson.JSONDecodeError, ValueError):
+            return True
+        if key not in known:
+            return True
+    return False
+
+
+def _payload_fields(frame: pl.DataFrame, scrub: bool, sample: int = 1000) -> pl.Series:
     """Per event: the flattened Payload scalars as JSON members text (``"k":v,...``), or null.
 
-    Columnar per EventType (schema inferred on a spread sample, every payload decoded
-    as text with it, leaves turned into fragments); a type whose payloads do not decode
-    as one table, or whose keys change JSON type, takes the exact per-row path.
+    Columnar per EventType (schema inferred on a spread sample, checked against every
+    payload: no key outside it, no key changing JSON type; every payload decoded as
+    text with it, leaves turned into fragments); a type that fails a check, or whose
+    payloads do not decode as one table, takes the exact per-row path.
     """
     out = pl.Series("f", [None] * frame.height, pl.String)
     idx = frame.select("EventType", "Payload").with_row_index("_i").filter(pl.col("Payload").is_not_null())
@@ -107,6 +137,8 @@ def _payload_fields(frame: pl.DataFrame, scrub: bool, sample: int = 3000) -> pl.
             flat_keys = {p[-1]: dt for p, dt in leaves}
             if _mixed_types(payloads, flat_keys) or len(flat_keys) != len(leaves):
                 raise ValueError("a key has values of different JSON types (or repeats at two depths)")
+            if grp.height > pick.len() and _keys_outside(payloads, inferred):
+                raise ValueError("a key the sample did not show")
             schema = pl.Struct({n: _as_text(dt) for n, dt in inferred.items()
                                 if not isinstance(dt, (pl.List, pl.Array, pl.Object, pl.Null))})
             decoded = payloads.str.json_decode(schema).alias("_p").to_frame()

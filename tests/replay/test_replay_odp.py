@@ -92,6 +92,18 @@ def test_columnar_payload_fields_equal_the_per_row_rule():
         assert got == (orjson.loads("{" + flat + "}") if flat else {}), off
 
 
+def test_a_key_only_rare_payloads_have_is_not_dropped():
+    # The columnar path infers each type's schema on a sample; a key outside it (here in
+    # one payload of 5,000, away from the sample) must still be sent.
+    from psanalytics.replay.odp_payload import _payload_fields
+
+    rows = [f'{{"product":{{"refCode":"P-{i}","price":{i}.5}}}}' for i in range(5000)]
+    rows[2501] = '{"product":{"refCode":"P-x","price":1.5,"rare":"yes"}}'
+    got = _payload_fields(pl.DataFrame({"EventType": ["product"] * 5000, "Payload": rows}), True)
+    assert got[2501] == '"ps_product_ref_code":"P-x","ps_product_price":1.5,"ps_product_rare":"yes"'
+    assert got[7] == '"ps_product_ref_code":"P-7","ps_product_price":7.5'
+
+
 def test_campaign_mail_events_identify_by_email_and_pii_is_scrubbed():
     ev = pl.DataFrame({"TrackId": ["m1"], "DeviceId": ["reader@example.com"], "EventType": ["epiCampaignOpen"],
                        "EventTime": ["2024-03-04T10:00:00Z"],
