@@ -284,6 +284,14 @@ def samples_cmd(
     ),
     seed: int = typer.Option(20240304, "--seed", help="Random seed (default: the committed sample's)."),
     burst: bool = typer.Option(False, "--burst", help="Add 12,000 events inside one minute."),
+    campaigns: int = typer.Option(
+        0, "--campaigns", help="Add this many e-mail mailings (sends, opens, clicks; other events unchanged)."
+    ),
+    real_shaped: bool = typer.Option(
+        False, "--real-shaped",
+        help="As the real service holds such data: 30% without TrackId, identical pairs, "
+             "User.Info, Headers, an unknown field, three mailings (unless --campaigns).",
+    ),
     format: str | None = typer.Option(
         None, "--format", help="ndjson, json, pages, csv or parquet (default: from the name)."
     ),
@@ -300,8 +308,11 @@ def samples_cmd(
         raise typer.Exit(2) from None
     try:
         frame = samples.generate(
-            events, n_devices=devices, days=days, start=t0, seed=seed, burst=burst
+            events, n_devices=devices, days=days, start=t0, seed=seed, burst=burst,
+            campaigns=0 if real_shaped else campaigns,
         )
+        if real_shaped:
+            frame = samples.real_shaped(frame, seed=seed, campaigns=campaigns or 3)
         out = exports.write_events(frame, path, format=format)
     except PsaError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -1,7 +1,7 @@
 import orjson
 from typer.testing import CliRunner
 
-from psanalytics import __version__, exports, samples
+from psanalytics import __version__, exports, samples, schema
 from psanalytics.cli import app
 
 runner = CliRunner()
@@ -30,6 +30,21 @@ def test_samples_writes_generated_events(tmp_path):
     got = exports.read_events(pq)
     assert got.height == 100 + samples.BURST_EVENTS
     assert str(got.get_column("EventTime").min()).startswith("2025-01-0")
+
+
+def test_samples_campaigns_and_real_shaped(tmp_path):
+    out = tmp_path / "c.ndjson"
+    res = runner.invoke(app, ["samples", str(out), "-n", "800", "--seed", "3", "--campaigns", "2"])
+    assert res.exit_code == 0, res.output
+    assert exports.read_events(out).equals(samples.generate(800, seed=3, campaigns=2))
+    shaped = tmp_path / "r.ndjson"
+    res = runner.invoke(app, ["samples", str(shaped), "-n", "800", "--seed", "3", "--real-shaped"])
+    assert res.exit_code == 0, res.output
+    want = samples.real_shaped(samples.generate(800, seed=3), seed=3)
+    lines = [orjson.loads(x) for x in shaped.read_bytes().splitlines()]
+    assert lines == schema.to_api_records(want)  # written as the API returned them, Headers and all
+    assert sum(e["TrackId"] == "" for e in lines) > 0.29 * len(lines)
+    assert {e["EventType"] for e in lines} >= {"epiCampaignMailingtouser", "epiCampaignOpen"}
 
 
 def test_samples_bad_arguments(tmp_path):
