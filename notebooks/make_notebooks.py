@@ -487,6 +487,24 @@ again = replay.replay(day, url=odp.url, transport=odp.transport(), to="odp",
                       api_key=odp.odp_api_key, mapping=odp_map)
 print(f"accepted after two runs: {odp.odp.state(limit=0)['accepted']:,}")
 again.reconcile(odp).select(pl.sum("mapped"), pl.sum("accepted"), pl.sum("duplicates"), pl.sum("difference"))"""),
+    ("md", """\
+## Profile Store's own profiles
+
+`store.profiles()` reads `api/v2.0/Profiles` exactly once per profile, past the
+10,000-row window as for events (windows on `FirstSeen`); the filter is the API's own
+(`DeviceIds eq <guid>`, `Info.Email eq a@b.c`, `Visits gt 3`). `profiles=` moves them to
+ODP as customer updates, one per (profile, device): e-mail, device, names, visits, first
+and last seen, and the profile's `Info` fields."""),
+    ("code", """\
+profiles = store.profiles("Info.Email ne null")
+print(f"{profiles.height:,} profiles with an e-mail address")
+profiles.select("ProfileId", "DeviceIds", "Info", "FirstSeen", "LastSeen", "Visits").head()"""),
+    ("code", """\
+moved = replay.replay(ps.schema.empty_frame(), url=odp.url, transport=odp.transport(), to="odp",
+                      api_key=odp.odp_api_key, profiles=profiles)
+print(moved)
+first = replay.encode_odp_customers(profiles.head(1))["json"][0]
+print(json.dumps(json.loads(first), indent=2))"""),
 ]
 
 NB06: list[Cell] = [
