@@ -7,6 +7,10 @@ Edit the cells here, not in the .ipynb files: this script is the source of truth
 notebook never gets committed with outputs. Each notebook runs top to bottom with no
 credentials (``psanalytics.connect()`` starts the embedded emulator with the sample data)
 and against a real account when ``PSANALYTICS_URL`` / ``PSANALYTICS_API_KEY`` are set.
+
+Why this file is long: it is the text of six notebooks (their markdown and code cells, one
+list per notebook); the code that writes them is the last 40 lines. Splitting the cells
+over files would only scatter one notebook's story.
 """
 
 from __future__ import annotations

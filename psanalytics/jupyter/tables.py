@@ -27,7 +27,7 @@ import polars as pl
 __all__ = ["frame_html", "local_zone"]
 
 _STYLE = """<style>
-table.psa-table{border-collapse:collapse;border:none;font-size:12px;margin:2px 0}
+table.psa-table{border-collapse:collapse;border:none;font-size:12px;line-height:1.5;margin:2px 0}
 table.psa-table th,table.psa-table td{border:none;border-bottom:1px solid #d0d7de;
 padding:2px 8px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;max-width:24em;
 text-align:left;vertical-align:top;background:none}
