@@ -628,6 +628,28 @@ models = pl.concat([
 models.filter(pl.col("currency") == "SEK").pivot(on="model", index="channel", values="conversions")"""),
     ("code", "charts.attribution(models, title='Orders credited to channels, by model')"),
     ("code", "charts.attribution(journeys.attribute(orders, sessions, model='last'), value='revenue')"),
+    ("md", """\
+### Across devices, and what the ad platforms know
+
+`key="user"` credits the sessions of every device stitched to the same e-mail (the same
+stitching as `retention(key="user")`): an e-mail click on the phone can be the first touch of
+an order placed on the laptop. `clicks=` takes what an ad platform reports per click (Google
+Ads' `click_view` has the `gclid` and its ad network type) and applies GA4's ad-network rules
+(`journeys.AD_NETWORK_RULES`) before the manual ones; here three of the sample's Google Ads
+clicks are said to come from YouTube, the Display Network and a Performance Max campaign."""),
+    ("code", """\
+per_key = pl.concat([
+    journeys.attribute(orders, sessions, model="first", key=k).with_columns(key=pl.lit(k))
+    for k in ("DeviceId", "user")
+])
+per_key.filter(pl.col("currency") == "SEK").pivot(on="key", index="channel", values="conversions")"""),
+    ("code", """\
+gclid = pl.col("entry_page").str.extract(r"[?&]gclid=([^&#]*)", 1)
+some = s.sessions.select(gclid.alias("click_id")).drop_nulls().head(3)["click_id"]
+clicks = pl.DataFrame({"click_id": some, "platform": "Google Ads",
+                       "ad_network_type": ["YOUTUBE_WATCH", "CONTENT", "MIXED"][: len(some)]})
+placed = journeys.channel(s.sessions, clicks=clicks)
+placed.filter(gclid.is_not_null()).group_by("channel").agg(sessions=pl.len()).sort("sessions", descending=True)"""),
 ]
 
 NOTEBOOKS: dict[str, tuple[str, list[Cell]]] = {
