@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
 
 from psanalytics.journeys._attempts import credited
+from psanalytics.journeys._bounded import bucketed_credited, wants_buckets
 from psanalytics.journeys._common import DEFAULT_LEVEL, JourneyError, duration, frame, level_expr
 
 Order = Literal["ordered", "strict", "any"]
@@ -204,18 +205,18 @@ def funnel_times(
     exclude: Sequence[str | pl.Expr | Exclusion | tuple] | None = None,
     order: Order = "ordered",
     level: str = DEFAULT_LEVEL,
+    memory: str | int | None = None,
 ) -> pl.DataFrame:
     """Per journey and reached step, the time it took (the data behind :func:`funnel`'s time
     columns and :func:`time_histogram`): ``journey`` (String), the breakdown column if any,
     ``step`` (UInt32, 1-based), ``name``, ``time_to_step_s`` (from the credited attempt's
     first step) and ``time_from_previous_s`` (null at step 1). Arguments as in :func:`funnel`.
     """
-    df = frame(events)
-    spec = _spec(
-        df.schema, steps, level=level, window=window, step_windows=step_windows,
-        exclude_=exclude, order=order, breakdown=breakdown,
+    best, spec = _credited(
+        events, steps, within, memory, True, level=level, window=window,
+        step_windows=step_windows, exclude_=exclude, order=order, breakdown=breakdown,
     )  # fmt: skip
-    return _times(credited(df, spec, within, journeys=True), spec).sort("journey", "step")
+    return _times(best, spec).sort("journey", "step")
 
 
 def _times(best: pl.DataFrame, spec: _Spec) -> pl.DataFrame:
@@ -249,6 +250,7 @@ def funnel(
     exclude: Sequence[str | pl.Expr | Exclusion | tuple] | None = None,
     order: Order = "ordered",
     level: str = DEFAULT_LEVEL,
+    memory: str | int | None = None,
 ) -> pl.DataFrame:
     """A funnel: how many journeys reach each step.
 
@@ -292,13 +294,32 @@ def funnel(
         ``time_to_step_p25_s`` / ``_p50_s`` / ``_p75_s`` / ``_p90_s`` (linear interpolation),
         ``mean_time_to_step_s``, ``median_time_to_step_s`` (= p50), ``median_time_from_previous_s``.
         Use :func:`funnel_times` for the per-journey times and :func:`time_histogram` for bins.
+
+    ``events`` may also be export files (a path, folder, glob or list). With files, or with
+    ``memory=`` (a budget such as ``"2GB"``), journeys are credited device bucket by device
+    bucket within the budget (:func:`psanalytics.sessions.device_buckets`), then aggregated
+    once: the same result with bounded memory.
     """
-    df = frame(events)
-    spec = _spec(
-        df.schema, steps, level=level, window=window, step_windows=step_windows,
-        exclude_=exclude, order=order, breakdown=breakdown,
+    best, spec = _credited(
+        events, steps, within, memory, False, level=level, window=window,
+        step_windows=step_windows, exclude_=exclude, order=order, breakdown=breakdown,
     )  # fmt: skip
-    return _aggregate(credited(df, spec, within), spec)
+    return _aggregate(best, spec)
+
+
+def _credited(
+    events: object, steps: Sequence[str | pl.Expr | Step], within: str,
+    memory: str | int | None, journeys: bool, **spec_args: Any,
+) -> tuple[pl.DataFrame, _Spec]:  # fmt: skip
+    """The credited attempts of every journey: in memory, or with files or ``memory=``
+    device bucket by device bucket (:mod:`psanalytics.journeys._bounded`)."""
+    if wants_buckets(events, memory):
+        return bucketed_credited(
+            events, within, memory, lambda schema: _spec(schema, steps, **spec_args), journeys
+        )
+    df = frame(events)  # type: ignore[arg-type]
+    spec = _spec(df.schema, steps, **spec_args)
+    return credited(df, spec, within, journeys=journeys), spec
 
 
 _TIME_COLS = [f"time_to_step_p{int(q * 100)}_s" for q in QUANTILES] + [

@@ -6,6 +6,7 @@ import warnings
 
 import polars as pl
 
+from psanalytics.journeys._bounded import per_bucket, summed_transitions, wants_buckets
 from psanalytics.journeys._common import (
     _UNSET,
     DEFAULT_LEVEL,
@@ -62,6 +63,7 @@ def transitions(
     within: str = _UNSET,
     collapse_repeats: bool = False,
     path: str = _UNSET,
+    memory: str | int | None = None,
 ) -> pl.DataFrame:
     """Count step-to-step transitions inside journeys, with entry and exit pseudo-steps.
 
@@ -73,6 +75,9 @@ def transitions(
         collapse_repeats: merge consecutive equal steps (a reload, or a block event on the
             same page) into one step first.
         path: deprecated spelling of ``within``.
+        memory: with export files as ``events`` (a path, folder, glob or list) or with this
+            budget (``"2GB"``), journeys are counted device bucket by device bucket within
+            the budget (:func:`psanalytics.sessions.device_buckets`); the same result.
 
     Returns:
         ``from_step``, ``to_step``, ``count`` (UInt32), ``probability`` (count divided by all
@@ -81,7 +86,16 @@ def transitions(
         Sorted by ``from_step``, then ``count`` descending, then ``to_step``.
     """
     within = settle("transitions", "within", within, "path", path, "session")
-    o = _steps(events, _level("transitions", level), within, collapse_repeats)
+    lvl = _level("transitions", level)
+    if wants_buckets(events, memory):
+        _, parts = per_bucket(
+            events,  # type: ignore[arg-type]
+            within,
+            memory,
+            lambda b: transitions(b, level=lvl, within=within, collapse_repeats=collapse_repeats),
+        )
+        return with_probability(summed_transitions(parts))
+    o = _steps(events, lvl, within, collapse_repeats)
     nxt_same = pl.col("_path").shift(-1) == pl.col("_path")
     first = (pl.col("_path") != pl.col("_path").shift(1)).fill_null(True)
     pairs = o.select(
@@ -91,15 +105,18 @@ def transitions(
     exits = o.filter(~nxt_same.fill_null(False)).select(
         pl.col("step").alias("from_step"), pl.lit(EXIT).alias("to_step")
     )
-    return (
+    return with_probability(
         pl.concat([pairs, exits])
         .group_by("from_step", "to_step")
         .agg(pl.len().cast(pl.UInt32).alias("count"))
-        .with_columns(
-            (pl.col("count") / pl.col("count").sum().over("from_step")).alias("probability")
-        )
-        .sort(["from_step", "count", "to_step"], descending=[False, True, False])
     )
+
+
+def with_probability(counts: pl.DataFrame) -> pl.DataFrame:
+    """Transition counts -> ``probability`` per ``from_step``, in the documented order."""
+    return counts.with_columns(
+        (pl.col("count") / pl.col("count").sum().over("from_step")).alias("probability")
+    ).sort(["from_step", "count", "to_step"], descending=[False, True, False])
 
 
 def top_paths(
