@@ -170,9 +170,16 @@ def test_percentiles_array_one_dynamic_column():
     assert df.rows() == [([1, 9], [5])]
 
 
-def test_percentiles_named_needs_one_percentage():
+def test_percentiles_errors():
     with pytest.raises(KqlSemanticError, match="one column per percentage"):
         kql("range x from 1 to 3 step 1 | summarize p = percentiles(x, 5, 50)")
+    with pytest.raises(KqlSemanticError) as ei:
+        kql("range x from 1 to 3 step 1 | summarize percentiles_array(x, dynamic([]))")
+    assert ei.value.message == "percentiles_array() needs at least one percentage"
+    assert (ei.value.line, ei.value.column) == (1, 61)
+    with pytest.raises(KqlSemanticError, match=r"percentiles\(\) needs a literal percentage "
+                       "between 0 and 100"):
+        kql("range x from 1 to 3 step 1 | summarize percentiles(x, 101)")
 
 
 # ------------------------------------------------------------------ catalogue

@@ -264,6 +264,8 @@ def _percentages(c: Compiler, e: N.Call, t: Table) -> tuple[Val, list[tuple[N.Ex
     a = _agg_args(c, e, t, 2, -1)
     v = _num(c, a[0], e.args[0])
     if len(a) == 2 and a[1].ktype == "dynamic" and isinstance(a[1].const, list):
+        if not a[1].const:
+            raise c.sem(f"{e.name}() needs at least one percentage", e.args[1])
         out = []
         for x in a[1].const:
             if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 <= x <= 100:
