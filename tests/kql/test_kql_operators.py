@@ -118,3 +118,21 @@ def test_bare_null_is_a_null_literal():
     assert parse("print x = null") == parse("print x = dynamic(null)")
     assert format(parse("T | where x == null")) == "T\n| where x == dynamic(null)"
     assert run("print x = null == int(null)").rows() == [(None,)]
+
+
+def test_make_series_nonempty_constants_and_typed_mv_expand():
+    base = ("datatable(T:datetime, V:long) [datetime(2024-01-01), 5, datetime(2024-01-03), 7]"
+            "\n| ")
+    out = run(base + "take 0 | make-series n = count() on T from datetime(2024-01-01) to "
+                     "datetime(2024-01-03) step 1d")
+    assert out.height == 0  # no input row, no series
+    out = run(base + "take 0 | make-series kind=nonempty n = count() default = 9 on T from "
+                     "datetime(2024-01-01) to datetime(2024-01-03) step 1d")
+    assert out["n"].to_list() == [[9, 9]]
+    out = run(base + "make-series s = sum(V), c = -1 default = -2 on T from "
+                     "datetime(2024-01-01) to datetime(2024-01-04) step 1d\n"
+                     "| mv-expand s, c, T | extend d = dayofmonth(T), s2 = s * 2")
+    assert out.columns == ["s", "c", "T", "d", "s2"]
+    assert out.select("d", "s2", "c").rows() == [(1, 10, -1), (2, 0, -2), (3, 14, -1)]
+    assert format(parse("T | make-series kind=nonempty n = count() on t step 1d")) == \
+        "T\n| make-series kind=nonempty n = count() on t step 1d"

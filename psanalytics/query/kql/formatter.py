@@ -223,7 +223,8 @@ def operator(op: N.Op) -> str:
     if isinstance(op, N.MakeSeries):
         aggs = ", ".join(_assign(a) + (f" default={expr(d)}" if d is not None else "")
                          for a, d in op.aggs)
-        s = f"make-series {aggs} on {expr(op.on)}"
+        s = "make-series" + (f" kind={op.kind}" if op.kind else "") + \
+            f" {aggs} on {expr(op.on)}"
         if op.start is not None:
             s += f" from {expr(op.start)}"
         if op.stop is not None:

@@ -290,6 +290,8 @@ class MakeSeries(Op):
     stop: Expr | None
     step: Expr
     by: list[Assign]
+    #: ``kind=nonempty``: a series of defaults even when no row is in the input
+    kind: str | None = None
     span: Span = _span()
 
 

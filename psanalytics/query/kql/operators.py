@@ -27,6 +27,7 @@ from psanalytics.query.kql.types import (
     TIME_DTYPE,
     Table,
     json_elements,
+    ktype_of,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -325,10 +326,18 @@ class TabularOps(SourceOps, ApplyOps, NestedOps):
             lf = lf.with_columns(pl.int_ranges(0, pl.col(names[0]).list.len())
                                  .alias(op.itemindex))
         explode = [*names, *([op.itemindex] if op.itemindex else [])]
+        before = lf.collect_schema() if "list" in kinds.values() else {}
         lf = lf.explode(explode, empty_as_null=False, keep_nulls=True)
         schema = dict(cur.schema)
         for n in names:
             schema[n] = "dynamic"
+        if "list" in kinds.values():
+            # typed arrays (make-series, make_list of numbers): the elements keep their
+            # type (a datetime stays a datetime, as todatetime() of it expects)
+            for n in names:
+                inner = getattr(before[n], "inner", None)
+                if kinds[n] == "list" and inner is not None and inner != pl.String:
+                    schema[n] = ktype_of(n, inner)
         casts = []
         for n in names:
             k = kinds[n]
@@ -538,7 +547,7 @@ class TabularOps(SourceOps, ApplyOps, NestedOps):
             e = a.expr
             v = self.scalar(e, Table(base, {**t.schema, **kschema}, {}), agg_ctx=True,
                             grouped=True)
-            if not v.agg:
+            if not v.agg and not v.is_const:
                 raise self.sem("make-series needs an aggregate such as count() or avg(x)", e)
             name = a.name
             if name is None:
@@ -559,9 +568,12 @@ class TabularOps(SourceOps, ApplyOps, NestedOps):
         if kn:
             groups = base.select(kn).unique(maintain_order=True)
             frame = groups.join(bins, how="cross")
+        elif op.kind == "nonempty":  # one series of defaults even without any input row
+            frame = bins
         else:  # no input row, no series (Kusto returns no row)
-            frame = base.select(pl.lit(1).alias("__g")).head(1).join(bins, how="cross") \
-                .drop("__g")
+            # (with_columns: a literal broadcasts to the frame's height, 0 rows included)
+            frame = base.with_columns(pl.lit(1).alias("__g")).select("__g").head(1) \
+                .join(bins, how="cross").drop("__g")
         full = frame.join(grouped, on=[*kn, "__bin"], how="left", nulls_equal=True)
         fills = []
         for n, dv, k in zip(names, defaults, akinds, strict=True):
@@ -579,7 +591,8 @@ class TabularOps(SourceOps, ApplyOps, NestedOps):
         if kn:
             out = full.group_by(kn, maintain_order=True).agg([*names, axis_name])
         else:  # one series, or none when no row was in the input
-            out = full.group_by(pl.lit(1).alias("__g")).agg([*names, axis_name]).drop("__g")
+            out = full.with_columns(pl.lit(1).alias("__g")).group_by("__g") \
+                .agg([*names, axis_name]).drop("__g")
         out = out.select([*kn, *names, axis_name])
         schema = {**kschema, **{n: "dynamic" for n in names}, axis_name: "dynamic"}
         return Table(out, schema, {}, False)

@@ -277,7 +277,10 @@ class OperatorParser(ExprParser):
         return op
 
     def _op_make_series(self, name: str) -> N.Op:
-        self.parse_options(("kind",))
+        kind = self.parse_options(("kind",)).get("kind")
+        if kind is not None and kind != "nonempty":
+            self.error(f"make-series kind must be nonempty, not '{kind}'",
+                       self.toks[self.i - 1])
         maggs: list[tuple[N.Assign, N.Expr | None]] = []
         while True:
             a = self.parse_assign("make-series")
@@ -313,7 +316,7 @@ class OperatorParser(ExprParser):
         if self.is_word("by"):
             self.advance()
             mby = self.parse_assign_list("make-series ... by")
-        op = N.MakeSeries(maggs, axis, mstart, mstop, step, mby)
+        op = N.MakeSeries(maggs, axis, mstart, mstop, step, mby, kind)
         return op
 
     def _op_serialize(self, name: str) -> N.Op:

@@ -82,6 +82,9 @@ def _jeq(a: Any, b: Any) -> bool:
         return a == b and type(a) is type(b)
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    if isinstance(a, datetime) and isinstance(b, str):  # a datetime in a dynamic array
+        d = parse_dt(b)
+        return d is not None and (a if a.tzinfo else a.replace(tzinfo=UTC)) == d
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_jeq(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict) and isinstance(b, dict):
