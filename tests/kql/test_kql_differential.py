@@ -68,6 +68,12 @@ QUERIES = [
     "Events | summarize count() by bin(EventTime, 1h) | summarize max(count_)",
     "Events | extend f = format_datetime(EventTime, 'yyyy-MM-dd HH:mm') | summarize count() by f"
     " | count",
+    # format_datetime (issue 14) and percentile's nearest rank
+    "Events | summarize count() by f = format_datetime(EventTime, 'yyyy-MM-dd HH')",
+    "Events | project f = format_datetime(EventTime, 'y-M-d h:m:s.fff tt')",
+    "Events | project f = format_datetime(EventTime, 'yy-MM-dd hh:mm:ss.ffffff')",
+    "Events | summarize percentile(toreal(Payload.product.price), 90), "
+    "percentile(toreal(Payload.product.price), 10) by EventType",
     # summarize
     "Events | summarize dcount(DeviceId) by CountryCode",
     "Events | summarize count(), dcount(DeviceId), dcount(SessionId) by CountryCode, EventType",
@@ -221,7 +227,21 @@ EXCEPTIONS: dict[str, tuple[str, object, object]] = {
         "trim(regex, text) removes all leading and trailing matches (Kusto docs); "
         "duckdb-kql removes only one on each side",
         lambda f: [("x",)], lambda f: [(" x ",)]),
+    "Events | project f = format_datetime(EventTime, 'HH:mm:ss.FFFFFF')": (
+        "F elements print the fraction without its trailing zeros, nothing when zero "
+        "(format_datetime's table: FFFFFFF of .0001150 is 000115); duckdb-kql prints F "
+        "like f",
+        lambda f: _fraction_rows(f, keep_zeros=False),
+        lambda f: _fraction_rows(f, keep_zeros=True)),
 }
+
+
+def _fraction_rows(f: pl.DataFrame, *, keep_zeros: bool) -> list[tuple]:
+    out = []
+    for t in f["EventTime"]:
+        frac = f"{t.microsecond:06d}" if keep_zeros else f"{t.microsecond:06d}".rstrip("0")
+        out.append((t.strftime("%H:%M:%S") + ("." + frac if frac else ""),))
+    return sorted(out, key=lambda r: (False, r[0]))
 
 # query -> (reason, our columns, duckdb-kql columns): naming rules that differ
 NAME_EXCEPTIONS: dict[str, tuple[str, list[str], list[str]]] = {
