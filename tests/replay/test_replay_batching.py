@@ -3,6 +3,8 @@ from __future__ import annotations
 import orjson
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from psanalytics.replay import (
     BatchingError,
@@ -14,6 +16,7 @@ from psanalytics.replay import (
     tracking_records,
 )
 from psanalytics.samples import generate
+from psanalytics.schema import normalize
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +148,6 @@ def test_chunks_partition_visitors_whole_and_stable(sample):
     assert 0 < got.height < whole.get_column("visitor_id").n_unique()
 
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 
 @settings(max_examples=60, deadline=None)
@@ -181,3 +182,49 @@ def test_batching_properties(sizes, max_visitors, max_bytes):
     too_big = [f"v{i}" for i, t in enumerate(texts) if len(prefix) + 2 + len(t) > max_bytes]
     assert [x.visitor_id for x in q] == too_big
     assert seen == [f"v{i}" for i in range(len(sizes)) if f"v{i}" not in too_big]
+
+
+_TEXT = st.lists(st.sampled_from(['a', 'é', '"', '\\', ',', ':', '{', '}', ' ', 'n', '\n', '\u2028',
+                                  ',"pageUri":null', '"trackId":null,']),
+                max_size=4).map("".join)
+
+
+def _reference_body(row: dict) -> dict:
+    """A Tracking body built field by field in plain Python (what the encoder must write)."""
+    body = {"deviceId": row["DeviceId"], "eventType": row["EventType"], "value": row["Value"]}
+    for src, dst in (("TrackId", "trackId"), ("SessionId", "sessionId")):
+        if row[src]:
+            body[dst] = row[src]
+    body["eventTime"] = "2024-03-04T10:00:00.0000000Z"
+    for src, dst in (("PageUri", "pageUri"), ("PageTitle", "pageTitle"), ("Scope", "scope"),
+                     ("RemoteAddress", "remoteAddress")):
+        if row[src]:
+            body[dst] = row[src]
+    user = row["User"]
+    if user["Email"] or user["Name"] or user["Info"]:
+        body["user"] = {"email": user["Email"], "name": user["Name"]}
+        if user["Info"]:
+            body["user"]["info"] = orjson.loads(user["Info"])
+    if row["Payload"] is not None:
+        body["payload"] = orjson.loads(row["Payload"])
+    return body
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.fixed_dictionaries({
+    "TrackId": _TEXT, "DeviceId": _TEXT, "EventType": _TEXT, "Value": _TEXT, "SessionId": _TEXT,
+    "PageUri": _TEXT, "PageTitle": _TEXT, "Scope": _TEXT, "RemoteAddress": _TEXT,
+    "User": st.fixed_dictionaries({"Email": _TEXT, "Name": _TEXT,
+                                   "Info": st.one_of(st.none(), st.dictionaries(_TEXT, _TEXT, max_size=2))}),
+    "Payload": st.one_of(st.none(), st.dictionaries(_TEXT, _TEXT, max_size=2)),
+}), min_size=1, max_size=5))
+def test_tracking_json_is_exact_for_any_text(rows):
+    """Quotes, backslashes, line separators and text that looks like a left-out key
+    (',"pageUri":null') inside values: each body decodes to exactly the fields it should."""
+    from psanalytics.wire.tracking import tracking_json
+
+    for r in rows:
+        r["EventTime"] = "2024-03-04T10:00:00Z"
+    frame = normalize(rows)
+    got = [orjson.loads(t) for t in tracking_json(frame)]
+    assert got == [_reference_body(r) for r in frame.to_dicts()]
