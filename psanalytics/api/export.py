@@ -4,13 +4,18 @@
 per planned window, under the day it starts) and ``path/_checkpoint.json`` (arguments,
 planned windows, finished windows); :meth:`ProfileStore.export
 <psanalytics.api.profile_store.ProfileStore.export>` is the public entry.
+
+The checkpoint is the one shared format (``psanalytics/_checkpoint.py``: JSON lines,
+fsynced append): a header with the plan (``version``, ``args``, ``windows``, and
+``top_up`` / ``overflow`` when there are), one ``{"done": key, "file", "rows", ...}`` line
+per finished window, and ``{"complete": bool}`` when the run ends. :func:`read_checkpoint`
+folds it into one dict; checkpoints written before (one JSON object) still load.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -22,6 +27,7 @@ import orjson
 import polars as pl
 
 from psanalytics import schema
+from psanalytics._checkpoint import CheckpointFile, fsync_path, read_lines
 from psanalytics._time import format_ns, from_ns, parse_duration, to_ns
 from psanalytics.api._paging import (
     FilterLike,
@@ -35,7 +41,7 @@ from psanalytics.api.http import RequestStats, redact
 from psanalytics.api.windows import Window, WindowOverflowError
 from psanalytics.errors import ArgumentError, PsaError
 
-__all__ = ["ExportReport", "ExportError", "export", "CHECKPOINT", "LOCK"]
+__all__ = ["ExportReport", "ExportError", "export", "read_checkpoint", "CHECKPOINT", "LOCK"]
 
 #: The checkpoint's file name inside an export folder.
 CHECKPOINT = "_checkpoint.json"
@@ -148,6 +154,17 @@ def export(
                        top_up=top_up, look_back=look_back, _after_window=_after_window)
 
 
+@dataclass
+class _Plan:
+    """What one export run does: its checkpoint header (``state``) and what is done."""
+
+    state: dict[str, Any]
+    windows: list[Window]
+    done: dict[str, dict[str, Any]]
+    overflow: list[Window]
+    repaired: list[str]
+
+
 def _export(pager: Pager, root: Path, filter: FilterLike, *, start: TimeLike | None,
             end: TimeLike | None, resume: bool, settle: Any, progress: bool | None,
             concurrency: int | None, overwrite: bool, top_up: bool = False,
@@ -156,6 +173,44 @@ def _export(pager: Pager, root: Path, filter: FilterLike, *, start: TimeLike | N
     t0 = time.perf_counter()
     ftext = _filter_text(filter)
     stats = RequestStats()
+    plan = _plan_export(pager, root, ftext, start=start, end=end, resume=resume, settle=settle,
+                        overwrite=overwrite, top_up=top_up, look_back=look_back, stats=stats)
+    done = plan.done
+    ck = CheckpointFile(root / CHECKPOINT)
+    ck.start(plan.state, [{"done": k, **v} for k, v in done.items()])
+    todo = [w for w in plan.windows if w.key not in done]
+    finished = [0]
+
+    def write(i: int, w: Window, frame: pl.DataFrame, rep: WindowReport) -> None:
+        rel = _part_name(w)
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        frame.write_parquet(tmp)
+        fsync_path(tmp)
+        os.replace(tmp, target)
+        fsync_path(target.parent)  # the rename itself is durable before the checkpoint says so
+        rep.file = rel
+        done[w.key] = {"file": rel, "rows": frame.height, "bytes": target.stat().st_size,
+                       "requests": rep.requests, "retries": rep.retries}
+        ck.append({"done": w.key, **done[w.key]})
+        finished[0] += 1
+        if _after_window is not None:
+            _after_window(finished[0])
+
+    try:
+        fetched = pager._run_windows(ftext, todo, on_done=write, progress=progress,
+                                    concurrency=concurrency, desc="export")
+        ck.append({"complete": not plan.overflow})
+    finally:
+        ck.close()
+    return _report(root, plan, fetched, stats, t0)
+
+
+def _plan_export(pager: Pager, root: Path, ftext: str | None, *, start: TimeLike | None,
+                 end: TimeLike | None, resume: bool, settle: Any, overwrite: bool, top_up: bool,
+                 look_back: Any, stats: RequestStats) -> _Plan:
+    """Resume the checkpoint's plan, top it up, or plan afresh (removing our old parts)."""
     ck_path = root / CHECKPOINT
     args = {
         "filter": ftext,
@@ -190,7 +245,7 @@ def _export(pager: Pager, root: Path, filter: FilterLike, *, start: TimeLike | N
             warnings.warn(f"export {root}: {len(repaired)} finished part file"
                           f"{'s were' if len(repaired) > 1 else ' was'} damaged "
                           f"({', '.join(repaired[:3])}{', ...' if len(repaired) > 3 else ''}); "
-                          "fetching those windows again", stacklevel=3)
+                          "fetching those windows again", stacklevel=4)
     elif top_up and old and old.get("complete") and _extends(old.get("args"), args):
         windows, done, top = _top_up_plan(pager, root, old, ftext, settled_end(end, settle),
                                           look_back, stats, overflow)
@@ -198,13 +253,11 @@ def _export(pager: Pager, root: Path, filter: FilterLike, *, start: TimeLike | N
         _clean_export(root, old)
         windows, _ = pager._plan(ftext, start, settled_end(end, settle), stats, overflow=overflow)
     _clean_tmp(root)
-    state = {
+    state: dict[str, Any] = {
         "version": 1,
         "args": args,
         "windows": [{"start": w.start, "end": w.end, "count": w.count, "key": w.key,
                      "file": _part_name(w)} for w in windows],
-        "done": done,
-        "complete": False,
     }
     if top is not None:
         state["top_up"] = top
@@ -213,29 +266,13 @@ def _export(pager: Pager, root: Path, filter: FilterLike, *, start: TimeLike | N
     if overflow:
         state["overflow_windows"] = [{"start": w.start, "end": w.end, "count": w.count} for w in overflow]
         state["overflow"] = [{"instant": format_ns(w.start), "count": w.count} for w in overflow]
-    _atomic_write(ck_path, orjson.dumps(state, option=orjson.OPT_INDENT_2))
-    todo = [w for w in windows if w.key not in done]
-    finished = [0]
+    return _Plan(state, windows, done, overflow, repaired)
 
-    def write(i: int, w: Window, frame: pl.DataFrame, rep: WindowReport) -> None:
-        rel = _part_name(w)
-        target = root / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-        frame.write_parquet(tmp)
-        _fsync_path(tmp)
-        os.replace(tmp, target)
-        _fsync_path(target.parent)  # the rename itself is durable before the checkpoint says so
-        rep.file = rel
-        done[w.key] = {"file": rel, "rows": frame.height, "bytes": target.stat().st_size,
-                       "requests": rep.requests, "retries": rep.retries}
-        _atomic_write(ck_path, orjson.dumps(state, option=orjson.OPT_INDENT_2))
-        finished[0] += 1
-        if _after_window is not None:
-            _after_window(finished[0])
 
-    fetched = pager._run_windows(ftext, todo, on_done=write, progress=progress,
-                                concurrency=concurrency, desc="export")
+def _report(root: Path, plan: _Plan, fetched: list[WindowReport], stats: RequestStats,
+            t0: float) -> ExportReport:
+    """The run's report; :class:`WindowOverflowError` (carrying it) when an instant overflowed."""
+    windows, done, overflow = plan.windows, plan.done, plan.overflow
     by_key = {r.key: r for r in fetched}
     reports: list[WindowReport] = []
     for w in windows:
@@ -255,16 +292,14 @@ def _export(pager: Pager, root: Path, filter: FilterLike, *, start: TimeLike | N
         ids = pl.scan_parquet([str(f) for f in files], glob=False).select(
             n=pl.len(), u=pl.struct(pl.all()).hash().n_unique()).collect()
         duplicates = int(ids["n"][0] - ids["u"][0])
-    state["complete"] = not overflow
-    _atomic_write(ck_path, orjson.dumps(state, option=orjson.OPT_INDENT_2))
     report = ExportReport(
         path=root, windows=reports, rows=rows,
         fetched_rows=sum(r.rows for r in fetched),
         requests=stats.requests + sum(r.requests for r in fetched),
         retries=stats.retries + sum(r.retries for r in fetched),
         duration_s=time.perf_counter() - t0,
-        resumed_windows=len(windows) - len(todo), duplicates=duplicates, files=files,
-        repaired=repaired, top_up=state.get("top_up"),
+        resumed_windows=sum(w.key not in by_key for w in windows), duplicates=duplicates, files=files,
+        repaired=plan.repaired, top_up=plan.state.get("top_up"),
     )
     if overflow:
         w = max(overflow, key=lambda o: o.count or 0)
@@ -336,21 +371,6 @@ def _part_name(w: Window) -> str:
     return f"{from_ns(w.start).strftime('%Y-%m-%d')}/part-{w.key}.parquet"
 
 
-def _fsync_path(path: Path) -> None:
-    """fsync a file or a folder (folders: where the OS allows it)."""
-    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if path.is_dir() else os.O_RDONLY
-    try:
-        fd = os.open(path, flags)
-    except OSError:  # e.g. folders on Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _part_problem(root: Path, entry: dict[str, Any]) -> str | None:
     """None when a finished part is there and whole (size and row count as recorded),
     else "missing" or what is wrong with it."""
@@ -405,25 +425,35 @@ class _Lock:
 # ------------------------------------------------------------------ preview
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}.{threading.get_ident()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_path(path.parent)
-
+def read_checkpoint(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """An export folder's checkpoint as one dict (``version``, ``args``, ``windows``,
+    ``done`` {key: part}, ``complete``, and ``top_up`` / ``overflow`` when recorded), or
+    None when there is none. Reads the shared JSON-lines format and the single JSON object
+    earlier versions wrote."""
+    return _read_checkpoint(Path(folder) / CHECKPOINT)
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
-    try:
+    try:  # earlier versions: one JSON object, rewritten whole per window
         data = orjson.loads(path.read_bytes())
     except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, dict) and "checkpoint" not in data:
+        return data
+    header, records = read_lines(path)
+    if header is None:
         return None
-    return data if isinstance(data, dict) else None
+    state = {k: v for k, v in header.items() if k != "checkpoint"}
+    state["done"] = {}
+    state["complete"] = False
+    for rec in records:
+        if "done" in rec:
+            state["done"][rec["done"]] = {k: v for k, v in rec.items() if k != "done"}
+        elif "complete" in rec:
+            state["complete"] = bool(rec["complete"])
+    return state
 
 
 _DAY_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")

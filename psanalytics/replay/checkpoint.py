@@ -1,17 +1,15 @@
-"""The replay checkpoint: an append-only JSON-lines log of resolved batches."""
+"""The replay checkpoint: one line per resolved batch, in the one checkpoint format
+(``psanalytics/_checkpoint.py``: JSON lines, fsynced append)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import orjson
-
+from psanalytics._checkpoint import CheckpointFile, read_lines
 from psanalytics.replay._errors import ReplayError
 from psanalytics.replay.batching import Batch
 
@@ -19,31 +17,20 @@ __all__ = ["Checkpoint"]
 
 
 class Checkpoint:
-    """Append-only log of resolved batches (JSON lines), so a replay can resume.
+    """Append-only log of resolved batches, so a replay can resume.
 
-    Each line: ``{"batch": id, "status": "ok"|"rejected", "events": n, "offsets": [lo, hi],
-    "at": iso-time}``. A resumed run skips every batch the log names; nothing else is
-    ever rewritten. A torn last line (a crash mid-write) is ignored.
+    First line: ``{"checkpoint": 1, "sink": ..., "account_id": ..., "events": ...}``. Each
+    further line: ``{"batch": id, "status": "ok"|"rejected", "events": n, "offsets":
+    [lo, hi], "at": iso-time}``, on disk (fsynced) before the replay goes on. A resumed run
+    skips every batch the log names; nothing is ever rewritten. A torn last line (a crash
+    mid-write) is ignored. Files written before the format was shared are the same format.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self._lock = threading.Lock()
-        self._fh: IO[bytes] | None = None
-        self.done: dict[str, str] = {}
-        self.header: dict[str, Any] | None = None
-        if self.path.exists():
-            for line in self.path.read_bytes().splitlines():
-                if not line.strip():
-                    continue
-                try:
-                    rec = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    continue  # torn write
-                if "checkpoint" in rec:
-                    self.header = rec
-                elif "batch" in rec:
-                    self.done[rec["batch"]] = rec.get("status", "ok")
+        self._file = CheckpointFile(self.path)
+        self.header, records = read_lines(self.path)
+        self.done: dict[str, str] = {r["batch"]: r.get("status", "ok") for r in records if "batch" in r}
 
     def check_header(self, header: Mapping[str, Any]) -> None:
         """Refuse to resume a checkpoint written for another account, sink or input."""
@@ -58,31 +45,20 @@ class Checkpoint:
 
     def open(self, header: Mapping[str, Any]) -> None:
         self.check_header(header)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "ab")  # noqa: SIM115 - closed in close()
         if self.header is None:
             self.header = dict(header)
-            self._write({"checkpoint": 1, **header})
-
-    def _write(self, rec: Mapping[str, Any]) -> None:
-        assert self._fh is not None
-        with self._lock:
-            self._fh.write(orjson.dumps(rec) + b"\n")
-            self._fh.flush()
+            self._file.start(header)
+        else:
+            self._file.resume()
 
     def record(self, batch: Batch, status: str) -> None:
         self.done[batch.id] = status
-        self._write({"batch": batch.id, "status": status, "events": batch.events,
-                     "offsets": [batch.offset_min, batch.offset_max],
-                     "at": datetime.now(UTC).isoformat(timespec="milliseconds")})
+        self._file.append({"batch": batch.id, "status": status, "events": batch.events,
+                           "offsets": [batch.offset_min, batch.offset_max],
+                           "at": datetime.now(UTC).isoformat(timespec="milliseconds")})
 
     def __contains__(self, batch_id: object) -> bool:
         return batch_id in self.done
 
     def close(self) -> None:
-        if self._fh is not None:
-            with contextlib.suppress(OSError):
-                self._fh.flush()
-                os.fsync(self._fh.fileno())
-            self._fh.close()
-            self._fh = None
+        self._file.close()

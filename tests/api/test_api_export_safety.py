@@ -14,7 +14,7 @@ from api_fakes import FakeStore, make_events
 
 import psanalytics as ps
 from psanalytics.api import export as export_mod
-from psanalytics.api.export import ExportError
+from psanalytics.api.export import ExportError, read_checkpoint
 from psanalytics.api.http import RetryPolicy
 from psanalytics.api.profile_store import ProfileStore
 from psanalytics.api.windows import WindowOverflowError, to_ns
@@ -87,7 +87,7 @@ def test_a_checkpoint_never_makes_us_delete_through_a_symlink_or_outside_the_roo
     root, outside = user_folder(tmp_path)
     s = store_for(FakeStore(events(3000)))
     s.export(root, overwrite=True)
-    ck = orjson.loads((root / "_checkpoint.json").read_bytes())
+    ck = read_checkpoint(root)
     # a checkpoint edited (or crafted) to name files through the link and outside the root
     ck["done"]["x"] = {"file": "2023-02-02/part-keep.parquet", "rows": 1}
     ck["done"]["y"] = {"file": "../elsewhere/part-keep.parquet", "rows": 1}
@@ -115,7 +115,7 @@ def test_a_damaged_finished_part_is_fetched_again_on_resume(tmp_path):
     d = tmp_path / "exp"
     with pytest.raises(Stop):
         s.export(d, _after_window=stop_after(3))
-    ck = orjson.loads((d / "_checkpoint.json").read_bytes())
+    ck = read_checkpoint(d)
     first, second, third = (d / v["file"] for v in ck["done"].values())
     with open(first, "r+b") as fh:
         fh.truncate(100)          # cut short
@@ -160,7 +160,7 @@ def test_an_overfull_instant_does_not_stop_the_rest_of_the_export(tmp_path):
     assert "every other window was exported" in msg and "6,000 events" in msg
     rep = info.value.report
     assert rep.rows == 6000 and rep.read().sort(["EventTime", "TrackId"]).equals(base.sort(["EventTime", "TrackId"]))
-    ck = orjson.loads((d / "_checkpoint.json").read_bytes())
+    ck = read_checkpoint(d)
     assert not ck["complete"] and ck["overflow"] == [{"instant": "2024-03-01T01:00:00.0000000Z", "count": 12_000}]
     # a resume fetches nothing again and says the same
     with pytest.raises(WindowOverflowError) as again:
@@ -236,3 +236,39 @@ def test_cli_output_paths_are_checked_before_any_request(tmp_path):
     r = CliRunner().invoke(app, ["preview", "Events | take 3", "-o", str(out)])
     assert r.exit_code == 0, r.output
     assert pl.read_csv(out).height == 3
+
+
+def test_a_checkpoint_in_the_earlier_one_object_format_resumes_and_continues_as_json_lines(tmp_path):
+    df = events(25_000)
+    fake = FakeStore(df)
+    s = store_for(fake, concurrency=1)
+    d = tmp_path / "exp"
+    with pytest.raises(Stop):
+        s.export(d, _after_window=stop_after(2))
+    state = read_checkpoint(d)
+    # what versions before the shared checkpoint format wrote: one indented JSON object
+    old = {"version": 1, "args": state["args"], "windows": state["windows"],
+           "done": state["done"], "complete": False}
+    (d / "_checkpoint.json").write_bytes(orjson.dumps(old, option=orjson.OPT_INDENT_2))
+    assert read_checkpoint(d) == old
+    gets = len(fake.gets())
+    rep = s.export(d)
+    assert rep.resumed_windows == 2 and rep.rows == 25_000
+    assert len(fake.gets()) - gets == len(state["windows"]) - 2  # one page per window left
+    lines = [orjson.loads(line) for line in (d / "_checkpoint.json").read_bytes().splitlines()]
+    assert lines[0]["checkpoint"] == 1 and lines[0]["args"] == old["args"] and "done" not in lines[0]
+    assert [ln["done"] for ln in lines[1:-1]] == [w["key"] for w in old["windows"]]
+    assert lines[-1] == {"complete": True}
+
+
+def test_a_torn_last_checkpoint_line_is_skipped_and_the_window_fetched_again(tmp_path):
+    df = events(25_000)
+    s = store_for(FakeStore(df), concurrency=1)
+    d = tmp_path / "exp"
+    with pytest.raises(Stop):
+        s.export(d, _after_window=stop_after(3))
+    ck = d / "_checkpoint.json"
+    ck.write_bytes(ck.read_bytes()[:-20])  # killed mid-append: the third line is torn
+    assert len(read_checkpoint(d)["done"]) == 2
+    rep = s.export(d)
+    assert rep.resumed_windows == 2 and rep.read().sort(["EventTime", "TrackId"]).equals(df)

@@ -4,13 +4,13 @@ arrived since. Only the windows the export lacks are fetched, the last ``look_ba
 
 from __future__ import annotations
 
-import orjson
 import polars as pl
 import pytest
 
 from psanalytics import samples, schema
 from psanalytics._connect import connect
 from psanalytics._time import to_ns
+from psanalytics.api.export import read_checkpoint
 from psanalytics.emulator import Emulator
 
 KEY = "topup-key"
@@ -57,7 +57,7 @@ def test_extending_the_end_fetches_only_what_is_missing(emu, tmp_path):
     lo = to_ns(rep.top_up["from"])
     assert lo == min(to_ns(w.start) for w in first.windows if w.key in replaced) and lo > to_ns(DAY1)
     assert all("EventTime ge 2024-03-04T00:00:00" not in q.get("$filter", "") for q in sent)
-    ck = orjson.loads((tmp_path / "_checkpoint.json").read_bytes())
+    ck = read_checkpoint(tmp_path)
     assert ck["complete"] and ck["top_up"]["previous_end"] == "2024-03-05T00:00:00.0000000Z"
     assert ck["args"]["end"] == "2024-03-06T00:00:00.0000000Z"
 
@@ -91,7 +91,7 @@ def test_a_killed_top_up_resumes_and_loses_nothing(emu, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         _store(emu).export(tmp_path, start=DAY1, end=DAY3, top_up=True, _after_window=kill)
-    ck = orjson.loads((tmp_path / "_checkpoint.json").read_bytes())
+    ck = read_checkpoint(tmp_path)
     assert not ck["complete"] and ck["top_up"]["replaced"]
     rep = _store(emu).export(tmp_path, start=DAY1, end=DAY3, top_up=True)
     assert rep.resumed_windows > 0 and rep.top_up == ck["top_up"]

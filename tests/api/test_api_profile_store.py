@@ -14,6 +14,7 @@ from api_fakes import KEY, FakeStore, make_events
 
 from psanalytics import schema
 from psanalytics._connect import connect
+from psanalytics.api.export import read_checkpoint
 from psanalytics.api.http import ApiError, RetryPolicy
 from psanalytics.api.profile_store import PreviewTruncatedWarning, ProfileStore
 from psanalytics.api.tracking import _batches
@@ -210,7 +211,7 @@ def test_export_resume_and_rerun(tmp_path):
 
     with pytest.raises(Boom):
         s.export(out, _after_window=stop_after)
-    ck = orjson.loads((out / "_checkpoint.json").read_bytes())
+    ck = read_checkpoint(out)
     assert len(ck["done"]) == 2 and not ck["complete"]
     before = len(fake.gets())
     rep = s.export(out)
