@@ -5,7 +5,7 @@ Prints, measured side by side in this run:
   (real uvicorn server on 127.0.0.1, httpx client), and of the same query in-process
   (store slice + filter + encode, no HTTP);
 - the reference: median time to encode those same 1,000 events to API JSON
-  (``schema.to_api_json``); target: page latency within 2x of it (i.e. no scanning);
+  (``wire.api_json.to_api_json``); target: page latency within 2x of it (i.e. no scanning);
 - a full-scan reference: filtering the whole 10 M frame with the same filter once;
 - pages/s of a sequential reader (``$skip`` paging inside windows, then window after window).
 
@@ -32,6 +32,7 @@ from psanalytics import samples, schema
 from psanalytics.emulator import Emulator
 from psanalytics.emulator.server import Server
 from psanalytics.query.odata import compile_filter
+from psanalytics.wire import api_json
 
 START = datetime(2024, 3, 4, tzinfo=UTC)
 DAYS = 14
@@ -92,12 +93,12 @@ def main() -> None:
             emu.store._cache.clear()
             t = time.perf_counter()
             res = emu.store.query(ftext, skip=0, top=1000)
-            body = schema.to_api_json(res.page, envelope=True, total=res.total)
+            body = api_json.to_api_json(res.page, envelope=True, total=res.total)
             inproc_ms.append((time.perf_counter() - t) * 1000)
             page = res.page
             # reference: encoding the same 1,000 events to API JSON
             t = time.perf_counter()
-            schema.to_api_json(page, envelope=True, total=res.total)
+            api_json.to_api_json(page, envelope=True, total=res.total)
             enc_ms.append((time.perf_counter() - t) * 1000)
             # real HTTP (cache cleared so the server does the window slice and filter again)
             emu.store._cache.clear()

@@ -44,6 +44,7 @@ import polars as pl
 from psanalytics import _files, schema
 from psanalytics._files import read_bytes
 from psanalytics.errors import ArgumentError, InputError, PsaWarning, SchemaError
+from psanalytics.wire import api_json
 
 __all__ = [
     "FORMATS",
@@ -682,12 +683,12 @@ def write_events(frame: pl.DataFrame, path: PathLike, *, format: str | None = No
         df.write_parquet(p, compression="zstd", statistics=True)
         return p
     if fmt in ("ndjson", "jsonl"):
-        lines = schema.api_json_lines(df)
+        lines = api_json.api_json_lines(df)
         data = (lines.str.join("\n").item() + "\n").encode() if len(lines) else b""
     elif fmt == "json":
-        data = schema.to_api_json(df)
+        data = api_json.to_api_json(df)
     elif fmt == "pages":
-        data = schema.to_api_json(df, envelope=True)
+        data = api_json.to_api_json(df, envelope=True)
     else:
         buf = io.BytesIO()
         to_csv_frame(df).write_csv(buf)

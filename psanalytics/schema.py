@@ -18,7 +18,7 @@ Extras     String (JSON object) or null   every top-level field outside this sch
                                           when there is none
 ========== ============================== =============================================
 
-The frame is lossless: :func:`to_api_json` writes each event back with the same keys and
+The frame is lossless: :func:`psanalytics.wire.api_json.to_api_json` writes each event back with the same keys and
 values the API (or the file) had, and API JSON -> frame -> API JSON -> frame is identical.
 Nothing is dropped: a field the schema does not know goes to ``Extras`` by its own name.
 """
@@ -694,92 +694,18 @@ def normalize_lazy(frame: pl.LazyFrame, *, source: str | None = None) -> pl.Lazy
 
 
 # --------------------------------------------------------------------------- API JSON out
+# Lives in psanalytics.wire.api_json (one home per wire format); the names stay
+# importable from here, loaded on first use (wire imports this module, not the reverse).
+
+_MOVED_TO_WIRE = frozenset({"api_json_lines", "to_api_json", "join_api_json", "to_api_records"})
 
 
-def _absent(col: pl.Expr) -> pl.Expr:
-    # "" is never JSON text: a frame whose strings were filled with "" (KQL does that)
-    # means absent by it, as null does.
-    return col.is_null() | (col == "")
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_WIRE:
+        from psanalytics.wire import api_json
 
-
-_HEAD_KEYS = tuple(c for c in API_ORDER if c not in ("User", "Payload"))
-
-
-def api_json_lines(frame: pl.DataFrame) -> pl.Series:
-    """One JSON object per event, exactly as the API returns it (vectorised).
-
-    Keys in the API's order; ``User.Info`` and ``Headers`` only when the event has them
-    (their JSON text as kept); the fields in ``Extras`` back at the top level (and a
-    ``"User"`` entry of Extras back inside the User object).
-    """
-    df = normalize(frame)
-    user = (
-        pl.lit('"User":')
-        + pl.struct(pl.col("User").struct.field("Email"), pl.col("User").struct.field("Name"))
-        .struct.json_encode().str.head(-1)
-        + pl.when(_absent(pl.col("User").struct.field("Info"))).then(pl.lit(""))
-        .otherwise(',"Info":' + pl.col("User").struct.field("Info"))
-        + "}"
-    )
-    line = (
-        pl.struct([(format_time_expr(pl.col(c)) if c == "EventTime" else pl.col(c)).alias(c)
-                   for c in _HEAD_KEYS]).struct.json_encode().str.head(-1)
-        + "," + user
-        + ',"Payload":' + pl.col("Payload").fill_null("null")
-        + pl.when(_absent(pl.col("Headers"))).then(pl.lit("")).otherwise(',"Headers":' + pl.col("Headers"))
-        + "}"
-    )
-    lines = df.select(line.alias("json")).to_series()
-    extras = df.get_column(EXTRAS)
-    if extras.null_count() == df.height:
-        return lines
-    idx = (extras.is_not_null() & (extras != "")).arg_true()
-    if len(idx) == 0:
-        return lines
-    merged = []
-    for text, extra in zip(lines.gather(idx).to_list(), extras.gather(idx).to_list(), strict=True):
-        obj = orjson.loads(text)
-        more = orjson.loads(extra)
-        if isinstance(more, dict):
-            u = more.pop("User", None)
-            if isinstance(u, dict):
-                obj["User"].update(u)
-            elif u is not None:
-                more["User"] = u
-            for k, v in more.items():
-                obj.setdefault(k, v)
-        merged.append(orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS).decode())
-    return lines.scatter(idx, pl.Series(merged, dtype=pl.String))
-
-
-
-def to_api_json(frame: pl.DataFrame, *, envelope: bool = False, total: int | None = None) -> bytes:
-    """Events as the API writes them: a JSON array, or ``{"items","total","count"}``.
-
-    EventTime is ``yyyy-MM-ddTHH:mm:ss.fffffffZ`` (7 digits), missing strings are "",
-    a missing Payload is ``null``.
-    """
-    return join_api_json(api_json_lines(frame), envelope=envelope, total=total)
-
-
-def join_api_json(lines: pl.Series, *, envelope: bool = False, total: int | None = None) -> bytes:
-    """The response body for already encoded event objects (see :func:`to_api_json`),
-    built in one pass (a page of 10,000 events is ~7 MB: no extra copies)."""
-    n = len(lines)
-    head, tail = "[", "]"
-    if envelope:
-        head = '{"items":['
-        tail = f'],"total":{n if total is None else total},"count":{n}}}'
-    if n == 0:
-        return (head + tail).encode()
-    return pl.select(
-        pl.concat_str(pl.lit(head), pl.lit(lines).str.join(","), pl.lit(tail)).cast(pl.Binary)
-    ).item()
-
-
-def to_api_records(frame: pl.DataFrame) -> list[dict[str, Any]]:
-    """Events as a list of API-shaped dicts (Payload decoded)."""
-    return orjson.loads(to_api_json(frame))
+        return getattr(api_json, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------- API JSON in

@@ -51,6 +51,7 @@ from psanalytics.api.windows import (
 )
 from psanalytics.errors import ArgumentError, PsaError
 from psanalytics.query.odata import ODataError, parse_orderby
+from psanalytics.wire import api_json
 from psanalytics.wire.api_json import parse_page, peek_last_time, peek_total
 
 __all__ = ["EVENTS", "Pager", "Resource", "WindowReport", "OrderError", "ORDERBY", "PROBE_PAGE",
@@ -214,7 +215,7 @@ def identity_lines(frame: pl.DataFrame) -> pl.Series:
     """Each event's identity at a page seam: the whole event, as the API JSON it is
     written back as (every field; no key is assumed unique, so two identical events are
     two equal identities, counted)."""
-    return schema.api_json_lines(frame)
+    return api_json.api_json_lines(frame)
 
 
 #: Track events (``GET api/v2.0/TrackEvents``): the Pager's default resource.

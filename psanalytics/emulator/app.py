@@ -54,6 +54,7 @@ from psanalytics.emulator.state import SNAPSHOT_META, EmulatorState, load_events
 from psanalytics.emulator.tracking import SCOPE_RE, country_for_ip
 from psanalytics.errors import ArgumentError
 from psanalytics.query.odata import ODataError, parse_orderby
+from psanalytics.wire import api_json
 
 if TYPE_CHECKING:
     import httpx
@@ -410,8 +411,8 @@ class Emulator:
         def run() -> bytes:
             res = self.store.query(ftext, orderby=orderby, skip=skip, top=top, with_source=True)
             if res.source is not None:  # the rows' JSON was ready: no encoding
-                return schema.join_api_json(res.source, envelope=True, total=res.total)
-            return schema.to_api_json(res.page, envelope=True, total=res.total)
+                return api_json.join_api_json(res.source, envelope=True, total=res.total)
+            return api_json.to_api_json(res.page, envelope=True, total=res.total)
 
         try:
             body = await run_in_threadpool(run)
@@ -521,7 +522,7 @@ class Emulator:
         frame = schema.normalize(records)
         await run_in_threadpool(self.store.append, frame)
         if self.mirror is not None:
-            self._mirror(schema.api_json_lines(frame).to_list())
+            self._mirror(api_json.api_json_lines(frame).to_list())
         return Response(b"", status_code=202)
 
     def _mirror(self, lines: list[str]) -> None:

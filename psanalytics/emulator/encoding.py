@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from psanalytics import schema
+from psanalytics.wire import api_json
 
 __all__ = ["encode_generic"]
 
@@ -15,7 +16,7 @@ def encode_generic(frame: pl.DataFrame) -> list[str]:
     if frame.height == 0:
         return []
     if frame.schema == schema.EVENTS_SCHEMA:
-        return schema.api_json_lines(frame).to_list()
+        return api_json.api_json_lines(frame).to_list()
     exprs = []
     payload = "Payload" in frame.columns and frame.schema["Payload"] == pl.String
     for name, dtype in frame.schema.items():

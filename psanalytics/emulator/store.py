@@ -17,6 +17,7 @@ import polars as pl
 
 from psanalytics import schema
 from psanalytics.query.odata import split_filter
+from psanalytics.wire import api_json
 
 _SORT = ["EventTime", "TrackId"]
 #: Name of the column that carries the encoded rows through a query (never returned).
@@ -78,7 +79,7 @@ class _Segment:
         """Encode every row's JSON text (Polars releases the GIL; run off the event loop).
         Queries made before it is done encode their page on the fly instead."""
         try:
-            self.source = schema.api_json_lines(self.frame).alias(SOURCE_COLUMN)
+            self.source = api_json.api_json_lines(self.frame).alias(SOURCE_COLUMN)
         finally:
             self.encoded.set()
 

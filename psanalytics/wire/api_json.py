@@ -1,8 +1,12 @@
-"""TrackEvents API JSON -> the canonical frame, fast and exact (the client's page parser).
+"""TrackEvents API JSON, both ways: the one home of the API's event JSON.
 
-:func:`parse_page` takes one response body (``{"items": [...], "total": n}`` or a bare
-array); :func:`parse_items` takes already-decoded event objects. Both fall back to
+In: :func:`parse_page` takes one response body (``{"items": [...], "total": n}`` or a
+bare array); :func:`parse_items` takes already-decoded event objects. Both fall back to
 :func:`psanalytics.schema.normalize` for shapes other than the documented one.
+
+Out: :func:`api_json_lines` (one JSON object per event, exactly as the API writes it),
+:func:`to_api_json` / :func:`join_api_json` (response bodies), :func:`to_api_records`.
+(``psanalytics.schema`` still answers to these four names.)
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import polars as pl
 
 from psanalytics import schema
 
-__all__ = ["parse_page", "parse_items", "peek_total"]
+__all__ = ["parse_page", "parse_items", "peek_total", "api_json_lines", "to_api_json",
+           "join_api_json", "to_api_records"]
 
 
 
@@ -253,3 +258,91 @@ def peek_last_time(body: bytes) -> str | None:
     j = body.find(b'"', i + len(_TIME_KEY))
     text = body[i + len(_TIME_KEY):j].decode("ascii", "replace") if 0 < j - i < 64 else ""
     return text if _API_TIME.fullmatch(text) else None
+
+
+# --------------------------------------------------------------------------- API JSON out
+
+def _absent(col: pl.Expr) -> pl.Expr:
+    # "" is never JSON text: a frame whose strings were filled with "" (KQL does that)
+    # means absent by it, as null does.
+    return col.is_null() | (col == "")
+
+
+_HEAD_KEYS = tuple(c for c in schema.API_ORDER if c not in ("User", "Payload"))
+
+
+def api_json_lines(frame: pl.DataFrame) -> pl.Series:
+    """One JSON object per event, exactly as the API returns it (vectorised).
+
+    Keys in the API's order; ``User.Info`` and ``Headers`` only when the event has them
+    (their JSON text as kept); the fields in ``Extras`` back at the top level (and a
+    ``"User"`` entry of Extras back inside the User object).
+    """
+    df = schema.normalize(frame)
+    user = (
+        pl.lit('"User":')
+        + pl.struct(pl.col("User").struct.field("Email"), pl.col("User").struct.field("Name"))
+        .struct.json_encode().str.head(-1)
+        + pl.when(_absent(pl.col("User").struct.field("Info"))).then(pl.lit(""))
+        .otherwise(',"Info":' + pl.col("User").struct.field("Info"))
+        + "}"
+    )
+    line = (
+        pl.struct([(schema.format_time_expr(pl.col(c)) if c == "EventTime" else pl.col(c)).alias(c)
+                   for c in _HEAD_KEYS]).struct.json_encode().str.head(-1)
+        + "," + user
+        + ',"Payload":' + pl.col("Payload").fill_null("null")
+        + pl.when(_absent(pl.col("Headers"))).then(pl.lit("")).otherwise(',"Headers":' + pl.col("Headers"))
+        + "}"
+    )
+    lines = df.select(line.alias("json")).to_series()
+    extras = df.get_column(schema.EXTRAS)
+    if extras.null_count() == df.height:
+        return lines
+    idx = (extras.is_not_null() & (extras != "")).arg_true()
+    if len(idx) == 0:
+        return lines
+    merged = []
+    for text, extra in zip(lines.gather(idx).to_list(), extras.gather(idx).to_list(), strict=True):
+        obj = orjson.loads(text)
+        more = orjson.loads(extra)
+        if isinstance(more, dict):
+            u = more.pop("User", None)
+            if isinstance(u, dict):
+                obj["User"].update(u)
+            elif u is not None:
+                more["User"] = u
+            for k, v in more.items():
+                obj.setdefault(k, v)
+        merged.append(orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS).decode())
+    return lines.scatter(idx, pl.Series(merged, dtype=pl.String))
+
+
+
+def to_api_json(frame: pl.DataFrame, *, envelope: bool = False, total: int | None = None) -> bytes:
+    """Events as the API writes them: a JSON array, or ``{"items","total","count"}``.
+
+    EventTime is ``yyyy-MM-ddTHH:mm:ss.fffffffZ`` (7 digits), missing strings are "",
+    a missing Payload is ``null``.
+    """
+    return join_api_json(api_json_lines(frame), envelope=envelope, total=total)
+
+
+def join_api_json(lines: pl.Series, *, envelope: bool = False, total: int | None = None) -> bytes:
+    """The response body for already encoded event objects (see :func:`to_api_json`),
+    built in one pass (a page of 10,000 events is ~7 MB: no extra copies)."""
+    n = len(lines)
+    head, tail = "[", "]"
+    if envelope:
+        head = '{"items":['
+        tail = f'],"total":{n if total is None else total},"count":{n}}}'
+    if n == 0:
+        return (head + tail).encode()
+    return pl.select(
+        pl.concat_str(pl.lit(head), pl.lit(lines).str.join(","), pl.lit(tail)).cast(pl.Binary)
+    ).item()
+
+
+def to_api_records(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    """Events as a list of API-shaped dicts (Payload decoded)."""
+    return orjson.loads(to_api_json(frame))

@@ -28,6 +28,7 @@ import orjson
 import polars as pl
 
 from psanalytics import schema
+from psanalytics.wire import api_json
 
 __all__ = ["TRACKING_KEYS", "tracking_bodies", "tracking_json"]
 
@@ -139,4 +140,4 @@ def tracking_bodies(frame: pl.DataFrame) -> list[dict[str, Any]]:
     texts = tracking_json(df)
     if texts.len() == 0:
         return []
-    return orjson.loads(schema.join_api_json(texts))
+    return orjson.loads(api_json.join_api_json(texts))
