@@ -48,6 +48,7 @@ from psanalytics.emulator.middleware import (
     error_body,
 )
 from psanalytics.emulator.odp import OdpService
+from psanalytics.emulator.paging import BadQuery, page_query
 from psanalytics.emulator.profiles import ProfilesService
 from psanalytics.emulator.routes import ROUTES, ApiRoute, Route, route_docs
 from psanalytics.emulator.state import SNAPSHOT_META, EmulatorState, load_events
@@ -71,18 +72,12 @@ EMULATOR_VERSION = f"psanalytics-emulator/{_PSA_VERSION}"
 VERSION_HEADER = "X-Psanalytics-Emulator"
 IN_PROCESS_URL = "http://psanalytics-emulator"
 
-# The API's limits, kept here (and in tracking.py) on purpose apart from
+# The API's limits, kept here (and in tracking.py, paging.py) on purpose apart from
 # psanalytics.wire.limits (the client's copy): the emulator is an independent oracle of
 # shared/spec/apis.md, so a wrong client-side number fails the tests instead of being
 # shared by both sides.
-WINDOW = 10_000
-DEFAULT_TOP = 100
 MAX_EVENT_API_BYTES = 3_500_000
 MAX_CUSTOM_SCOPES = 20
-
-#: The query parameters TrackEvents reads (lower case); any other is ignored.
-_QUERY_PARAMS = frozenset({"$filter", "$orderby", "$skip", "$top"})
-
 
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
     return Response(error_body(status, message), status_code=status, headers=dict(headers or {}),
@@ -377,36 +372,13 @@ class Emulator:
 
     # ------------------------------------------------------------------ Profile Store
     async def _trackevents(self, request: Request) -> Response:
-        q: dict[str, str] = {}
-        for k, v in request.query_params.multi_items():
-            lk = k.lower()
-            if lk not in _QUERY_PARAMS:
-                # ASP.NET ignores parameters an action does not bind, and shipped callers
-                # sent some (appKey=..., a bare 0): answered as if they were not there.
-                continue
-            if lk in q:
-                return _error(400, f"query parameter {k} given more than once")
-            q[lk] = v
         try:
-            skip = int(q.get("$skip", "0"))
-            top = int(q.get("$top", str(DEFAULT_TOP)))
-        except ValueError:
-            return _error(400, f"$skip and $top must be integers (got $skip={q.get('$skip')!r}, "
-                               f"$top={q.get('$top')!r})")
-        if skip < 0 or top < 0:
-            return _error(400, "$skip and $top must not be negative")
-        limit_ok = skip + top <= WINDOW if self.lenient_window else skip + top < WINDOW
-        if not limit_ok:
-            bound = f"at most {WINDOW:,}" if self.lenient_window else f"less than {WINDOW:,}"
-            return _error(400, f"the result window is too large: $skip + $top = {skip + top:,} must be "
-                               f"{bound} (skip={skip}, top={top})")
-        ftext = q.get("$filter")
-        if ftext is not None and not ftext.strip():
-            ftext = None
-        try:
-            orderby = parse_orderby(q.get("$orderby"))
-        except ODataError as exc:
+            page = page_query(request, lenient_window=self.lenient_window)
+            orderby = parse_orderby(page.orderby)
+        except (BadQuery, ODataError) as exc:
             return _error(400, str(exc))
+        ftext = page.filter if page.filter is not None and page.filter.strip() else None
+        skip, top = page.skip, page.top
 
         def run() -> bytes:
             res = self.store.query(ftext, orderby=orderby, skip=skip, top=top, with_source=True)

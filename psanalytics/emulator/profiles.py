@@ -36,6 +36,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from psanalytics.emulator.paging import BadQuery, page_query
 from psanalytics.query.odata import ODataError, _cmp, _Compiler, _Prop, parse_filter
 from psanalytics.wire.profiles import PROFILE_SCHEMA, profiles_from_events, profiles_json_lines
 
@@ -180,39 +181,18 @@ class ProfilesService:
 
     async def get(self, request: Request, *, lenient: bool, lenient_window: bool) -> Response:
         """``GET api/v2.0/Profiles`` (auth checked by the caller)."""
-        q: dict[str, str] = {}
-        for k, v in request.query_params.multi_items():
-            lk = k.lower()
-            if lk not in _QUERY_PARAMS:
-                continue  # ignored, as ASP.NET ignores what an action does not bind
-            if lk in q:
-                return _error(400, f"query parameter {k} given more than once")
-            q[lk] = v
         try:
-            skip = int(q.get("$skip", "0"))
-            top = int(q.get("$top", str(DEFAULT_TOP)))
-        except ValueError:
-            return _error(400, f"$skip and $top must be integers (got $skip={q.get('$skip')!r}, "
-                               f"$top={q.get('$top')!r})")
-        if skip < 0 or top < 0:
-            return _error(400, "$skip and $top must not be negative")
-        if not (skip + top <= WINDOW if lenient_window else skip + top < WINDOW):
-            bound = f"at most {WINDOW:,}" if lenient_window else f"less than {WINDOW:,}"
-            return _error(400, f"the result window is too large: $skip + $top = {skip + top:,} must be "
-                               f"{bound} (skip={skip}, top={top})")
-        ftext = (q.get("$filter") or "").strip() or None
+            page = page_query(request, lenient_window=lenient_window)
+        except BadQuery as exc:
+            return _error(400, str(exc))
+        ftext = (page.filter or "").strip() or None
+        skip, top = page.skip, page.top
         try:
-            orderby = profile_orderby(q.get("$orderby"))
+            orderby = profile_orderby(page.orderby)
             body = await run_in_threadpool(self.query, ftext, orderby, skip, top, lenient=lenient)
         except ODataError as exc:
             return _error(400, str(exc))
         return Response(body, media_type="application/json; charset=utf-8")
-
-
-#: The emulator's own copy of the spec's limits (as app.py keeps them for TrackEvents).
-WINDOW = 10_000
-DEFAULT_TOP = 100
-_QUERY_PARAMS = frozenset({"$filter", "$orderby", "$skip", "$top"})
 
 
 def _error(status: int, message: str) -> Response:
