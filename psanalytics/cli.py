@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -198,28 +199,8 @@ def replay_cmd(
 
     from psanalytics.errors import PsaError
 
-    if to not in ("event-api", "tracking", "odp"):
-        typer.echo(f"error: --to must be event-api, tracking or odp, not {to!r}", err=True)
-        raise typer.Exit(2)
-    if (profiles or profiles_file is not None) and to != "odp":
-        typer.echo("error: --profiles and --profiles-file go with --to odp", err=True)
-        raise typer.Exit(2)
-    if profiles and profiles_file is not None:
-        typer.echo("error: give --profiles (customers from the events) or --profiles-file, not both", err=True)
-        raise typer.Exit(2)
-    extra: dict = {}
-    if to == "odp":
-        import os
-
-        # the ODP key comes from its own variable (never from the Profile Store's)
-        api_key = os.environ.get("PSANALYTICS_ODP_API_KEY") or None
-        if url is not None and not api_key and dry_run is None:
-            typer.echo("error: --to odp needs the ODP API key in PSANALYTICS_ODP_API_KEY", err=True)
-            raise typer.Exit(2)
-        extra["profiles"] = profiles_file if profiles_file is not None else profiles
-    if speed is not None and rate is not None:
-        typer.echo("error: give --speed or --rate, not both", err=True)
-        raise typer.Exit(2)
+    api_key, extra = _replay_usage(to, url, api_key, profiles=profiles, profiles_file=profiles_file,
+                                   dry_run=dry_run, speed=speed, rate=rate)
     if resume and checkpoint is None:
         checkpoint = input.with_name(input.name + ".replay-checkpoint.jsonl")
     try:
@@ -249,7 +230,46 @@ def replay_cmd(
     except (PsaError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    table = report.reconcile() if to == "odp" else None
+    _print_replay_report(report, odp=to == "odp", as_json=as_json)
+    if not report.ok:
+        raise typer.Exit(3)
+
+
+def _replay_usage(to: str, url: str | None, api_key: str | None, *, profiles: bool,
+                  profiles_file: Path | None, dry_run: Path | None, speed: float | None,
+                  rate: float | None) -> tuple[str | None, dict]:
+    """Check ``replay``'s option combinations (exit 2 with the reason); return the API key
+    to use and the keywords only ``--to odp`` takes."""
+    if to not in ("event-api", "tracking", "odp"):
+        typer.echo(f"error: --to must be event-api, tracking or odp, not {to!r}", err=True)
+        raise typer.Exit(2)
+    if (profiles or profiles_file is not None) and to != "odp":
+        typer.echo("error: --profiles and --profiles-file go with --to odp", err=True)
+        raise typer.Exit(2)
+    if profiles and profiles_file is not None:
+        typer.echo("error: give --profiles (customers from the events) or --profiles-file, not both", err=True)
+        raise typer.Exit(2)
+    extra: dict = {}
+    if to == "odp":
+        import os
+
+        # the ODP key comes from its own variable (never from the Profile Store's)
+        api_key = os.environ.get("PSANALYTICS_ODP_API_KEY") or None
+        if url is not None and not api_key and dry_run is None:
+            typer.echo("error: --to odp needs the ODP API key in PSANALYTICS_ODP_API_KEY", err=True)
+            raise typer.Exit(2)
+        extra["profiles"] = profiles_file if profiles_file is not None else profiles
+    if speed is not None and rate is not None:
+        typer.echo("error: give --speed or --rate, not both", err=True)
+        raise typer.Exit(2)
+    return api_key, extra
+
+
+def _print_replay_report(report: Any, *, odp: bool, as_json: bool) -> None:
+    """The report (and ODP's reconcile table), as text or JSON."""
+    import orjson
+
+    table = report.reconcile() if odp else None
     if as_json:
         d = report.to_dict()
         if table is not None:
@@ -262,8 +282,6 @@ def replay_cmd(
             from psanalytics.replay.reconcile import summary
 
             typer.echo(summary(table))
-    if not report.ok:
-        raise typer.Exit(3)
 
 
 # --- foundation room: samples, info ------------------------------------------------------

@@ -14,7 +14,7 @@ Exceptions::
     ├── InputError (ValueError) .............. errors: a file or record could not be read (file:line)
     │   └── ProfileFormatError ............... wire.profiles: a profile not as the Profiles API returns it
     ├── SchemaError (ValueError) ............. errors: input could not become the events frame
-    │   └── NdjsonError ...................... schema: a JSON line could not be read (file:line)
+    │   └── NdjsonError ...................... wire.ndjson: a JSON line could not be read (file:line)
     ├── TimeError (ValueError) ............... errors: not an ISO 8601 instant / a duration, or out of range
     ├── ArgumentError (ValueError) ........... errors: an argument that cannot work (names it)
     ├── ODataError (ValueError) .............. query.odata: a $filter / $orderby we cannot read

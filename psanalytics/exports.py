@@ -44,7 +44,7 @@ import polars as pl
 from psanalytics import _files, schema
 from psanalytics._files import read_bytes
 from psanalytics.errors import ArgumentError, InputError, PsaWarning, SchemaError
-from psanalytics.wire import api_json
+from psanalytics.wire import api_json, ndjson
 
 __all__ = [
     "FORMATS",
@@ -212,8 +212,8 @@ def _line_of_row(data: bytes, row: int) -> int:
 def _bad_ndjson_lines(data: bytes) -> list[tuple[int, str]]:
     """Every bad line: not JSON, not an object, a field of the wrong type, or an
     EventTime that is not a time (or one a nanosecond time cannot hold)."""
-    bad = schema.first_bad_ndjson_lines(data, limit=None)
-    bad += schema.wrong_type_lines(data, limit=None)
+    bad = ndjson.first_bad_ndjson_lines(data, limit=None)
+    bad += ndjson.wrong_type_lines(data, limit=None)
     bad_set = {b[0] for b in bad}
     lines: list[int] = []
     times: list[str | None] = []
@@ -277,14 +277,14 @@ def _bad_item(path: str, on_error: OnError, report: ReadReport, lines: list[int]
 
 def _read_ndjson(data: bytes, path: str, on_error: OnError, report: ReadReport,
                  unknown: set[str]) -> pl.DataFrame:
-    keys, _ = schema._sample_keys(data, 20)
+    keys, _ = ndjson._sample_keys(data, 20)
     if keys and {k.lower() for k in keys} & {"items"} and not any(
         schema.canonical_name(k) for k in keys
     ):
         return _read_page_lines(data, path, on_error, report, unknown)
     try:
         return _ndjson_frame(data, unknown)
-    except schema.NdjsonError as exc:
+    except ndjson.NdjsonError as exc:
         if on_error == "raise":
             raise InputError(_reason(exc), path=path, line=exc.line) from None
     except SchemaError as exc:
@@ -300,7 +300,7 @@ def _read_ndjson(data: bytes, path: str, on_error: OnError, report: ReadReport,
 
 
 def _ndjson_frame(data: bytes, unknown: set[str]) -> pl.DataFrame:
-    return schema.ndjson_to_frame(data)
+    return ndjson.ndjson_to_frame(data)
 
 
 def _reason(exc: Exception, *, located: bool = False) -> str:
@@ -550,8 +550,8 @@ def _ndjson_scan_schema(path: Path) -> tuple[dict[str, pl.DataType], dict[str, s
         head = fh.read(1 << 20)
     if len(head) == 1 << 20:
         head = head[: head.rfind(b"\n") + 1] or head
-    keys, examples = schema._sample_keys(head, 1000)
-    read_schema, rename, unread, payload_key = schema.ndjson_read_plan(keys, examples)
+    keys, examples = ndjson._sample_keys(head, 1000)
+    read_schema, rename, unread, payload_key = ndjson.ndjson_read_plan(keys, examples)
     if payload_key is not None:
         read_schema[payload_key] = pl.String
     return read_schema, rename, unread

@@ -587,74 +587,84 @@ def _send(
     while True:
         attempt += 1
         full_url = _masked_url(client.build_request(method, url, params=kwargs.get("params")).url)
+        where = {"method": method, "url": full_url, "attempts": attempt}
         try:
             resp = client.request(method, url, **kwargs)
         except httpx.TransportError as exc:
             if stats is not None:
                 stats._record(retried=retried, wait=wait)
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            if isinstance(exc, (httpx.LocalProtocolError, httpx.UnsupportedProtocol)):
-                # our own request is malformed: sending it again cannot help
-                raise ApiError(status=None, method=method, url=full_url,
-                               server_message=reason + " (a local error in the request; not retried)",
-                               attempts=attempt) from None
-            if not policy.retry_transport_errors or attempt >= policy.max_attempts:
-                raise ApiError(status=None, method=method, url=full_url,
-                               server_message=reason, attempts=attempt) from None
-            wait = policy.backoff(attempt)
+            wait = _after_transport_error(exc, policy, where)
             retried = True
             sleep(wait)
             continue
         if stats is not None:
             stats._record(retried=retried, wait=wait, status=resp.status_code,
                           nbytes=len(resp.content))
-        status = resp.status_code
         good = ok(resp) if ok is not None else resp.is_success
-        if good:
-            if decode is None:
-                resp.extensions["psanalytics_attempts"] = attempt
-                return resp
+        if not good:
+            wait = _after_bad_status(resp, policy, where)
+        elif decode is None:
+            resp.extensions["psanalytics_attempts"] = attempt
+            return resp
+        else:
             try:
                 value = decode(resp)
             except Exception as exc:  # noqa: BLE001 - any decode failure is a bad body
-                if isinstance(exc, PsaError):
-                    # the body was read whole and says something we cannot represent
-                    # (e.g. an EventTime past 2262): asking again gives the same answer
-                    raise ApiError(status=status, method=method, url=full_url,
-                                   server_message=f"the response cannot be read: {exc}",
-                                   attempts=attempt) from None
-                if not policy.retry_decode_errors or attempt >= policy.max_attempts:
-                    raise ApiError(
-                        status=status, method=method, url=full_url,
-                        server_message=f"response body could not be decoded ({type(exc).__name__}: "
-                        f"{str(exc)[:200]}); {len(resp.content)} bytes received",
-                        attempts=attempt,
-                    ) from None
-                wait = policy.backoff(attempt)
-                retried = True
-                sleep(wait)
-                continue
-            assert box is not None
-            box.append(value)
-            resp.extensions["psanalytics_attempts"] = attempt
-            return resp
-        msg = server_message(resp)
-        retryable = status in policy.retry_statuses and status not in NEVER_RETRY
-        if not retryable:
-            err = ApiError(status=status, method=method, url=full_url, server_message=msg,
-                           attempts=attempt)
-            err.body = resp.content[:65536]
-            raise err
+                wait = _after_decode_error(exc, resp, policy, where)
+            else:
+                assert box is not None
+                box.append(value)
+                resp.extensions["psanalytics_attempts"] = attempt
+                return resp
+        retried = True
+        sleep(wait)
+
+
+# Each _after_* raises ApiError when the request is not to be sent again, else returns
+# how long to wait before sending it again.
+
+
+def _after_transport_error(exc: httpx.TransportError, policy: RetryPolicy,
+                           where: dict[str, Any]) -> float:
+    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, (httpx.LocalProtocolError, httpx.UnsupportedProtocol)):
+        # our own request is malformed: sending it again cannot help
+        raise ApiError(status=None, server_message=reason + " (a local error in the request; not retried)",
+                       **where) from None
+    if not policy.retry_transport_errors or where["attempts"] >= policy.max_attempts:
+        raise ApiError(status=None, server_message=reason, **where) from None
+    return policy.backoff(where["attempts"])
+
+
+def _after_decode_error(exc: Exception, resp: httpx.Response, policy: RetryPolicy,
+                        where: dict[str, Any]) -> float:
+    status = resp.status_code
+    if isinstance(exc, PsaError):
+        # the body was read whole and says something we cannot represent
+        # (e.g. an EventTime past 2262): asking again gives the same answer
+        raise ApiError(status=status, server_message=f"the response cannot be read: {exc}",
+                       **where) from None
+    if not policy.retry_decode_errors or where["attempts"] >= policy.max_attempts:
+        raise ApiError(
+            status=status,
+            server_message=f"response body could not be decoded ({type(exc).__name__}: "
+            f"{str(exc)[:200]}); {len(resp.content)} bytes received",
+            **where,
+        ) from None
+    return policy.backoff(where["attempts"])
+
+
+def _after_bad_status(resp: httpx.Response, policy: RetryPolicy, where: dict[str, Any]) -> float:
+    status = resp.status_code
+    msg = server_message(resp)
+    retryable = status in policy.retry_statuses and status not in NEVER_RETRY
+    if retryable:
         hint = parse_retry_after(resp.headers.get("Retry-After"))
         if hint is not None and hint > policy.max_retry_after:
             raise RetryAfterTooLong(wait=hint, limit=policy.max_retry_after, status=status,
-                                    method=method, url=full_url, server_message=msg,
-                                    attempts=attempt)
-        if attempt >= policy.max_attempts:
-            err = ApiError(status=status, method=method, url=full_url, server_message=msg,
-                           attempts=attempt)
-            err.body = resp.content[:65536]
-            raise err
-        wait = hint if hint is not None else policy.backoff(attempt)
-        retried = True
-        sleep(wait)
+                                    server_message=msg, **where)
+        if where["attempts"] < policy.max_attempts:
+            return hint if hint is not None else policy.backoff(where["attempts"])
+    err = ApiError(status=status, server_message=msg, **where)
+    err.body = resp.content[:65536]
+    raise err

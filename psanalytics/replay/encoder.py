@@ -109,7 +109,8 @@ def encode_visitor_chunks(
 
 
 def _encode_resolved(frame: pl.DataFrame, emap: EventMap) -> pl.DataFrame:
-    # -- per EventType specs
+    """One visitor JSON object per (visitor, session) of resolved events: the event
+    columns per EventType spec, a deterministic uuid, each event's JSON, then visitors."""
     types = frame.get_column("EventType").unique().sort().to_list()
     specs = {t: emap.spec(t) for t in types}
     kept = [t for t, s in specs.items() if s is not None]
@@ -117,7 +118,43 @@ def _encode_resolved(frame: pl.DataFrame, emap: EventMap) -> pl.DataFrame:
     if frame.height == 0:
         return _empty_visitors()
     specs = {t: specs[t] for t in kept}
+    frame = _event_columns(frame, specs)
+    act_specs = {t: s.decision for t, s in specs.items() if s.decision is not None}
+    if act_specs:
+        # Activation events: entity_id is the campaign id, key campaign_activated.
+        frame = _with_decisions(frame, act_specs)
+    # -- deterministic uuid per event: TrackId, or a content key when there is none
+    names = frame.select(
+        pl.when(pl.col("TrackId") != "")
+        .then(pl.col("TrackId"))
+        .otherwise(
+            pl.concat_str(
+                [
+                    pl.lit("content:"),
+                    pl.col("DeviceId"),
+                    pl.col("EventType"),
+                    pl.col("EventTime").dt.epoch("ns").cast(pl.String),
+                    pl.col("Value"),
+                    pl.col("PageUri"),
+                    pl.col("Payload").fill_null("null"),
+                ],
+                separator="\x1f",
+            )
+        )
+    ).to_series()
+    frame = frame.with_columns(_uuid5_many(names.to_list()))
+    frame = frame.with_columns(_tags_column(frame, scrub_pii=emap.scrub_pii).alias("_tagjson"))
 
+    attrs = {k: (v if isinstance(v, tuple) else (k, v)) for k, v in emap.attributes.items()}
+    for k, (_, col) in attrs.items():
+        if col not in frame.columns:
+            raise MappingError(f"attribute {k!r} reads column {col!r}, which the events frame lacks")
+    visitors = _group_visitors(frame, attrs, has_decisions=bool(act_specs))
+    return _visitor_rows(visitors, attrs)
+
+
+def _event_columns(frame: pl.DataFrame, specs: Mapping[str, Any]) -> pl.DataFrame:
+    """Per EventType spec: _entity, _key, _act, _tags, _ts, _revenue, _value."""
     def per_type(values: Mapping[str, Any], dtype: pl.DataType) -> pl.Expr:
         return pl.col("EventType").replace_strict(dict(values), default=None, return_dtype=dtype)
 
@@ -145,41 +182,19 @@ def _encode_resolved(frame: pl.DataFrame, emap: EventMap) -> pl.DataFrame:
         (payload_number(rev_paths) * 100).round(0).cast(pl.Int64).alias("_revenue"),
         payload_number(val_paths).alias("_value"),
     )
-    # Activation events: entity_id is the campaign id, key campaign_activated.
-    act_specs = {t: s.decision for t, s in specs.items() if s.decision is not None}
-    if act_specs:
-        frame = _with_decisions(frame, act_specs)
+    return frame
 
-    # -- deterministic uuid per event: TrackId, or a content key when there is none
-    names = frame.select(
-        pl.when(pl.col("TrackId") != "")
-        .then(pl.col("TrackId"))
-        .otherwise(
-            pl.concat_str(
-                [
-                    pl.lit("content:"),
-                    pl.col("DeviceId"),
-                    pl.col("EventType"),
-                    pl.col("EventTime").dt.epoch("ns").cast(pl.String),
-                    pl.col("Value"),
-                    pl.col("PageUri"),
-                    pl.col("Payload").fill_null("null"),
-                ],
-                separator="\x1f",
-            )
-        )
-    ).to_series()
-    frame = frame.with_columns(_uuid5_many(names.to_list()))
-    frame = frame.with_columns(_tags_column(frame, scrub_pii=emap.scrub_pii).alias("_tagjson"))
 
-    # -- event JSON text (SDK key order: entity_id, uuid, key, timestamp, revenue, value, tags)
+def _event_json() -> pl.Expr:
+    """Each event's JSON text (SDK key order: entity_id, uuid, key, timestamp, revenue,
+    value, tags)."""
     base = pl.struct(
         pl.col("_entity").alias("entity_id"),
         pl.col("_uuid").alias("uuid"),
         pl.col("_key").alias("key"),
         pl.col("_ts").alias("timestamp"),
     ).struct.json_encode().str.head(-1)
-    ev_json = pl.concat_str(
+    return pl.concat_str(
         [
             base,
             pl.when(pl.col("_revenue").is_not_null()).then(pl.lit(',"revenue":') + pl.col("_revenue").cast(pl.String)).otherwise(pl.lit("")),
@@ -188,14 +203,16 @@ def _encode_resolved(frame: pl.DataFrame, emap: EventMap) -> pl.DataFrame:
             pl.lit("}"),
         ]
     )
+
+
+def _group_visitors(frame: pl.DataFrame, attrs: Mapping[str, tuple[str, str]], *,
+                    has_decisions: bool) -> pl.DataFrame:
+    """Events grouped into snapshots and visitors, in time order."""
+    ev_json = _event_json()
     gkeys = ["_vid", "_sid"]
-    attrs = {k: (v if isinstance(v, tuple) else (k, v)) for k, v in emap.attributes.items()}
-    for k, (_, col) in attrs.items():
-        if col not in frame.columns:
-            raise MappingError(f"attribute {k!r} reads column {col!r}, which the events frame lacks")
     # Sort only what the group-bys need (moving Payload and friends costs more than sorting).
     need = ["_vid", "_sid", "_ts", "_offset", "_act", *sorted({c for _, c in attrs.values()})]
-    if act_specs:
+    if has_decisions:
         need.append("_dec")
     frame = (
         frame.select(*need, ev_json.alias("_ej"), "EventTime")
@@ -213,7 +230,7 @@ def _encode_resolved(frame: pl.DataFrame, emap: EventMap) -> pl.DataFrame:
         pl.col("_offset").alias("offsets"),
         *attr_aggs,
     ]
-    if act_specs and frame.get_column("_act").any():
+    if has_decisions and frame.get_column("_act").any():
         # Runs of conversions share a snapshot; each activation is its own snapshot.
         frame = frame.with_columns(
             (pl.col("_act") | pl.col("_act").shift(1, fill_value=False).over(gkeys))
@@ -248,7 +265,11 @@ def _encode_resolved(frame: pl.DataFrame, emap: EventMap) -> pl.DataFrame:
             (pl.lit('{"events":[') + pl.col("_ej").str.join(",") + pl.lit("]}")).alias("_snaps"),
             *common_aggs,
         )
+    return visitors
 
+
+def _visitor_rows(visitors: pl.DataFrame, attrs: Mapping[str, tuple[str, str]]) -> pl.DataFrame:
+    """The visitor JSON objects and what each carries."""
     attr_frags = [
         pl.when(pl.col(f"_attr_{i}").is_not_null()).then(
             pl.lit('{"entity_id":' + orjson.dumps(ent).decode() + ',"key":' + orjson.dumps(k).decode() + ',"type":"custom","value":')

@@ -47,7 +47,25 @@ def _resolve(
     frame, session_col = _as_frame(events)
     frame = frame.with_row_index("_offset")
 
-    # -- sessions
+    sid = _session_ids(frame, sessions, session_col)
+    frame = frame.with_columns(
+        (sid.fill_null("") if sid is not None else pl.lit("", pl.String)).alias("_sid")
+    )
+
+    frame, vid = _visitor_ids(frame, visitor_id)
+    frame = frame.with_columns(vid.alias("_vid"))
+    if frame.height and (frame.get_column("_vid") == "").any():
+        bad = int(frame.select((pl.col("_vid") == "").arg_max()).item())
+        raise MappingError(f"event at row {bad} has no visitor id (empty DeviceId)")
+
+    if truncate_ips:
+        frame = frame.with_columns(truncate_ip_expr(pl.col("RemoteAddress")).alias("RemoteAddress"))
+
+    return frame
+
+
+def _session_ids(frame: pl.DataFrame, sessions: Any, session_col: pl.Series | None) -> pl.Series | None:
+    """Each event's session id (by ``sessions=``), or None for none."""
     if sessions is not None and hasattr(sessions, "events") and hasattr(sessions, "sessions"):
         sessions = sessions.events  # a psanalytics.sessions.Sessionized result
     if sessions is None:
@@ -90,11 +108,12 @@ def _resolve(
             "sessions must be None, True ('sessionize'), a column name, a Sessionized result, or a "
             "frame with DeviceId, EventTime, session_id"
         )
-    frame = frame.with_columns(
-        (sid.fill_null("") if sid is not None else pl.lit("", pl.String)).alias("_sid")
-    )
+    return sid
 
-    # -- visitor ids
+
+def _visitor_ids(frame: pl.DataFrame, visitor_id: str) -> tuple[pl.DataFrame, pl.Expr]:
+    """The expression for each event's visitor id (by ``visitor_id=``), and the frame it
+    reads (a stitched user id is joined in)."""
     if visitor_id == "DeviceId":
         vid = pl.col("DeviceId")
     elif visitor_id in ("user", "User", "stitched"):
@@ -115,15 +134,7 @@ def _resolve(
         vid = pl.col(visitor_id).cast(pl.String)
     else:
         raise MappingError(f"visitor_id={visitor_id!r}: use 'DeviceId', 'user', or a column name")
-    frame = frame.with_columns(vid.alias("_vid"))
-    if frame.height and (frame.get_column("_vid") == "").any():
-        bad = int(frame.select((pl.col("_vid") == "").arg_max()).item())
-        raise MappingError(f"event at row {bad} has no visitor id (empty DeviceId)")
-
-    if truncate_ips:
-        frame = frame.with_columns(truncate_ip_expr(pl.col("RemoteAddress")).alias("RemoteAddress"))
-
-    return frame
+    return frame, vid
 
 
 def sample_mask(ids: pl.Series, fraction: float) -> pl.Series:

@@ -147,9 +147,48 @@ def parse_page(body: bytes) -> tuple[pl.DataFrame, int]:
             return _slow_page(body)  # near or past the edges: checked exactly there
     except TypeError:  # a missing EventTime
         return _slow_page(body)
+    read = _arrow_items(body, raw_items if bare else None)
+    if read is None:
+        return _slow_page(body)
+    items, times = read
+    if items.height != n or times.null_count() or items.get_column("TrackId").null_count() == n:
+        return _slow_page(body)
+    pay = pl.Series("Payload", [bytes(it.Payload) for it in payloads], pl.Binary).cast(pl.String)
+    user = items.get_column("User")
+    # Nothing dropped: every key in the body must be one this frame holds. Count the
+    # ``":`` marks (one per key) against the keys read; any other key (Headers,
+    # User.Info, a field outside the schema), a key holding null, or a string value
+    # containing ``":`` makes the counts differ, and the page is read more carefully.
+    plain = envelope_keys + n + int(schema.key_marks_in(pay).sum() or 0)
+    plain += sum(n - items.get_column(c).null_count() for c in _ARROW_TOP)
+    plain += (n - user.null_count()) + (n - user.struct.field("Email").null_count()) + (
+        n - user.struct.field("Name").null_count())
+    rich = _headers_and_info(body, bare, plain)
+    if rich is None:
+        return _slow_page(body)
+    headers, info = rich
+    fix = [pl.col(c).fill_null("") for c in schema.STRING_COLUMNS
+           if items.get_column(c).null_count()]
+    fix.append(pl.struct(
+        pl.col("User").struct.field("Email").fill_null(""),
+        pl.col("User").struct.field("Name").fill_null(""),
+        (info if info is not None else pl.lit(None, pl.String)).alias("Info"),
+    ).alias("User"))
+    frame = items.with_columns(
+        fix + [times.alias("EventTime"), pl.when(pay == "null").then(None).otherwise(pay).alias("Payload"),
+               (headers if headers is not None else pl.lit(None, pl.String)).alias("Headers"),
+               pl.lit(None, pl.String).alias(schema.EXTRAS)]
+    ).select(schema.COLUMNS)
+    return frame, int(total if total is not None else n)
+
+
+def _arrow_items(body: bytes, raw_items: list[msgspec.Raw] | None) -> tuple[pl.DataFrame, pl.Series] | None:
+    """The plain fields of a page's events read by Arrow (``raw_items`` for a bare array,
+    None for the envelope), with EventTime as the canonical dtype; None when Arrow
+    cannot (the careful path then reads the page)."""
     try:
         paj, item_opts, page_opts = _arrow_json()
-        if bare:
+        if raw_items is not None:
             nd = b"\n".join(raw_items)
             table = paj.read_json(io.BytesIO(nd), parse_options=item_opts, memory_pool=_pool(),
                                   read_options=paj.ReadOptions(use_threads=False,
@@ -166,48 +205,31 @@ def parse_page(body: bytes) -> tuple[pl.DataFrame, int]:
         if times.dtype != schema.TIME_DTYPE:
             times = times.cast(schema.TIME_DTYPE)
     except Exception:  # noqa: BLE001 - any surprise: take the careful path
-        return _slow_page(body)
-    if items.height != n or times.null_count() or items.get_column("TrackId").null_count() == n:
-        return _slow_page(body)
-    pay = pl.Series("Payload", [bytes(it.Payload) for it in payloads], pl.Binary).cast(pl.String)
-    user = items.get_column("User")
-    # Nothing dropped: every key in the body must be one this frame holds. Count the
-    # ``":`` marks (one per key) against the keys read; any other key (Headers,
-    # User.Info, a field outside the schema), a key holding null, or a string value
-    # containing ``":`` makes the counts differ, and the page is read more carefully.
-    plain = envelope_keys + n + int(schema.key_marks_in(pay).sum() or 0)
-    plain += sum(n - items.get_column(c).null_count() for c in _ARROW_TOP)
-    plain += (n - user.null_count()) + (n - user.struct.field("Email").null_count()) + (
-        n - user.struct.field("Name").null_count())
+        return None
+    return items, times
+
+
+def _headers_and_info(body: bytes, bare: bool, plain: int) -> tuple[Any, Any] | None:
+    """(Headers, User.Info) when the body holds keys beyond the plain ones, as
+    expressions (None, None when it holds none); None when the key count still differs
+    (the careful path then reads the page)."""
     marks = schema.key_marks(body)
     headers = info = None
     if marks != plain:
         try:
             rich = (_RICH_LIST_DECODER.decode(body) if bare else _RICH_DECODER.decode(body).items)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            return _slow_page(body)
+            return None
         headers = pl.Series("Headers", [bytes(it.Headers) for it in rich], pl.Binary).cast(pl.String)
         info = pl.Series("Info", [b"" if it.User is None else bytes(it.User.Info) for it in rich],
                          pl.Binary).cast(pl.String)
         extra = int(schema.key_marks_in(headers).sum() or 0) + int(schema.key_marks_in(info).sum() or 0)
         extra += int((headers != "").sum()) + int((info != "").sum())
         if marks != plain + extra:
-            return _slow_page(body)
+            return None
         headers = pl.when(pl.lit(headers) == "").then(None).otherwise(pl.lit(headers))
         info = pl.when(pl.lit(info) == "").then(None).otherwise(pl.lit(info))
-    fix = [pl.col(c).fill_null("") for c in schema.STRING_COLUMNS
-           if items.get_column(c).null_count()]
-    fix.append(pl.struct(
-        pl.col("User").struct.field("Email").fill_null(""),
-        pl.col("User").struct.field("Name").fill_null(""),
-        (info if info is not None else pl.lit(None, pl.String)).alias("Info"),
-    ).alias("User"))
-    frame = items.with_columns(
-        fix + [times.alias("EventTime"), pl.when(pay == "null").then(None).otherwise(pay).alias("Payload"),
-               (headers if headers is not None else pl.lit(None, pl.String)).alias("Headers"),
-               pl.lit(None, pl.String).alias(schema.EXTRAS)]
-    ).select(schema.COLUMNS)
-    return frame, int(total if total is not None else n)
+    return headers, info
 
 
 #: Top-level keys the Arrow pass reads (User is counted apart).
