@@ -22,6 +22,11 @@ and reported: one :class:`SkippedInputWarning` says how many and where, and
 Nothing is dropped: ``Headers`` and ``User.Info`` are kept as JSON text, and fields that
 are not part of the schema are kept in the ``Extras`` column (one JSON object per event,
 by the fields' own names); writing the frame back gives the same keys and values.
+
+Why this file is long: every input format's reader (NDJSON, JSON, CSV, Parquet,
+compressed or not) reports bad input one way (``ReadReport``, ``on_error``, file:line),
+and the writers mirror the readers; they change together. The NDJSON parsing itself
+lives in :mod:`psanalytics.wire.ndjson`.
 """
 
 from __future__ import annotations

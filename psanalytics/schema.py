@@ -21,6 +21,11 @@ Extras     String (JSON object) or null   every top-level field outside this sch
 The frame is lossless: :func:`psanalytics.wire.api_json.to_api_json` writes each event back with the same keys and
 values the API (or the file) had, and API JSON -> frame -> API JSON -> frame is identical.
 Nothing is dropped: a field the schema does not know goes to ``Extras`` by its own name.
+
+Why this file is long: it is the one place that decides dtypes. Time parsing, value
+columns and ``normalize()`` of every input shape (records, frames, lazy frames) share the
+canonical rules above; the wire formats (API JSON out, NDJSON in) moved to
+:mod:`psanalytics.wire`.
 """
 
 from __future__ import annotations

@@ -17,6 +17,12 @@ one Pager (which owns the query client) and delegates ``events``/``pages``/``cou
 What it pages is a :class:`Resource`: :data:`EVENTS` (``TrackEvents``, windowed on
 ``EventTime``, ties broken by ``TrackId``) by default; :mod:`psanalytics.api.profiles`
 pages ``Profiles`` with the same engine (windowed on ``FirstSeen``, ties by ``ProfileId``).
+
+Why this file is long: it is one engine. Paging inside windows, restarts when a
+window's total changes, splits, the concurrent window runner and the page helpers above
+``Pager`` share its invariants (order checks, duplicate removal at restart boundaries)
+and are tested as one. If it grows, the page-level helpers (``_Page`` .. ``_range_filter``)
+are the part to move out.
 """
 
 from __future__ import annotations

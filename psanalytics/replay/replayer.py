@@ -19,6 +19,10 @@ and recording), ``checkpoint.py``, ``report.py``, ``reconcile.py``; the mappings
 ``event_map.py``/``encoder.py`` (Event API) and ``odp.py``. This file stays a little over
 600 lines because it holds the one public class with its planning for three sinks, the
 resend parser and the ``replay()``/``resend()`` entry points, which read best together.
+
+Why this file is long: the ``Replayer`` plans per target (Event API, Tracking,
+ODP) and resends over one set of grouped options; dispatch and recording already live in
+``_run.py``, encoding in ``encoder.py`` and ``odp.py``, the options in ``options.py``.
 """
 
 from __future__ import annotations
