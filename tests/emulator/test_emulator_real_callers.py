@@ -84,6 +84,21 @@ def test_user_info_filters_client_side_give_the_same_rows():
     assert filter_frame(frame, "not (User.Info.Missing eq x)").height == 3
 
 
+def test_user_info_filters_through_the_client():
+    """store.events()/count() send the filter as written; the emulator answers it (and the
+    client's own parse of it, for its time windows, accepts it)."""
+    from psanalytics._connect import connect
+    from psanalytics.query.odata import F
+
+    emu = Emulator(schema.normalize(EVENTS), api_key=KEY)
+    store = connect("http://emu", KEY, transport=emu.transport(), progress=False)
+    got = store.events(filter="Info.Email eq first.last+tag@x-y.com")
+    assert got.get_column("TrackId").to_list() == ["t3"]
+    assert got.row(0, named=True)["User"]["Info"] == '{"Email":"first.last+tag@x-y.com","Market":"DE","Zip":"10115"}'
+    assert store.count(F.User.Info.Market == "SE") == 1
+    assert store.events(filter=(F.User.Info.Market == "SE") & (F.EventTime >= "2019-03-11")).height == 1
+
+
 def test_user_info_errors_say_what_to_write():
     with pytest.raises(ODataError) as info:
         compile_filter("User.Info eq SE")
