@@ -10,7 +10,7 @@ their quotes, objects/arrays as JSON text, missing keys as null), or a Struct co
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -494,6 +494,7 @@ class Compiler(ExprCompiler, TabularOps):
             keys.append(self.materialize(v).alias(name))
             schema[name] = v.ktype
         aggs: list[pl.Expr] = []
+        post: list[pl.Expr] = []  # read from aggregated columns after the agg
         key_names = list(used)
         for it in op.aggs:
             e = it.expr
@@ -504,10 +505,14 @@ class Compiler(ExprCompiler, TabularOps):
                     schema[name] = kt
                 continue
             if isinstance(e, N.Call) and e.name == "percentiles":
-                for name, v in self.agg_percentiles(e, t, it, bool(keys)):
+                # one sort per group: a list column read once per percentage after the agg
+                src, kt, cols = self.agg_percentiles(e, t, it, bool(keys))
+                tmp = unique(f"__percentiles_{len(aggs)}")
+                aggs.append((src if keys else src.implode()).alias(tmp))
+                for name, read in cols:
                     name = unique(name)
-                    aggs.append(v.expr.alias(name))
-                    schema[name] = v.ktype
+                    post.append(read(pl.col(tmp)).alias(name))
+                    schema[name] = kt
                 continue
             v = self.scalar(e, t, agg_ctx=True, grouped=bool(keys))
             if not v.agg and not v.is_const:
@@ -529,17 +534,20 @@ class Compiler(ExprCompiler, TabularOps):
             lf = t.lf.group_by(keys, maintain_order=self.scope.order_matters).agg(aggs)
         else:
             lf = t.lf.select(aggs)
+        if post:
+            lf = lf.with_columns(post).select(list(schema))
         return Table(lf, schema, {}, False)
 
     def agg_percentiles(self, e: N.Call, t: Table, it: N.Assign, grouped: bool
-                        ) -> list[tuple[str, Val]]:
-        """``percentiles(x, 5, 50)``: one column per percentage, ``percentile_x_5``..."""
+                        ) -> tuple[pl.Expr, str, list[tuple[str, Callable[..., pl.Expr]]]]:
+        """``percentiles(x, 5, 50)``: the sorted values (an aggregate) and one named
+        reader per percentage, ``percentile_x_5``..."""
         with self.within(agg=True, grouped=grouped, in_agg=True):
-            cols = percentile_columns(self, e, t)
+            src, kt, cols = percentile_columns(self, e, t)
         if it.name is not None and len(cols) != 1:
             raise self.sem("percentiles() returns one column per percentage: leave it "
                            "unnamed, or use percentiles_array() for one named column", it)
-        return [(it.name or percentile_name(e.args[0], p), v) for p, v in cols]
+        return src, kt, [(it.name or percentile_name(e.args[0], p), r) for p, r in cols]
 
     def agg_arg(self, e: N.Call, t: Table, keys: list[str], alias: str | None,
                 grouped: bool) -> list[tuple[str, pl.Expr, str]]:

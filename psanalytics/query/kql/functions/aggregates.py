@@ -3,6 +3,7 @@ percentile, stdev..."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -231,18 +232,25 @@ AGG_IMPLS["make_set_if"] = lambda c, e, t: _make(c, e, t, True, True)
 AGG_IMPLS["make_list_if"] = lambda c, e, t: _make(c, e, t, False, True)
 
 
+def _nearest_rank(values: pl.Expr, n: pl.Expr, pct: float, ktype: str, *,
+                  get: str = "get") -> pl.Expr:
+    """Item ``ceil(n * pct / 100)`` (1-based; 0 -> the first) of ascending ``values``."""
+    n = n.cast(pl.Int64)
+    if pct.is_integer():
+        rank = (n * int(pct) + 99) // 100  # ceil(n * pct / 100) in integers
+    else:
+        rank = (n.cast(pl.Float64) * pct / 100.0).ceil().cast(pl.Int64)
+    at = values.list.get if get == "list" else values.get
+    r = at((rank - 1).clip(0), null_on_oob=True)
+    return r.cast(pl.Float64) if ktype == "real" else r.cast(pl.Int64)
+
+
 def _quantile(v: Val, pct: float) -> pl.Expr:
     """The nearest-rank percentile the reference defines: the smallest value with ``pct``
     percent of the (non-null) values at or below it; 0 is the minimum. Exact here (Kusto
     estimates it with a T-Digest: within 1% of rank, exact at 0 and 100)."""
     x = v.expr.drop_nulls().sort()
-    n = x.len().cast(pl.Int64)
-    if pct.is_integer():
-        rank = (n * int(pct) + 99) // 100  # ceil(n * pct / 100) in integers
-    else:
-        rank = (n.cast(pl.Float64) * pct / 100.0).ceil().cast(pl.Int64)
-    r = x.get((rank - 1).clip(0), null_on_oob=True)
-    return r.cast(pl.Float64) if v.ktype == "real" else r.cast(pl.Int64)
+    return _nearest_rank(x, x.len(), pct, v.ktype)
 
 
 def _pct(c: Compiler, p: Val, node: N.Expr, fname: str) -> float:
@@ -276,11 +284,17 @@ def _percentages(c: Compiler, e: N.Call, t: Table) -> tuple[Val, list[tuple[N.Ex
     return v, [(n, _pct(c, p, n, e.name)) for p, n in zip(a[1:], e.args[1:], strict=True)]
 
 
-def percentile_columns(c: Compiler, e: N.Call, t: Table) -> list[tuple[float, Val]]:
-    """``percentiles(x, 5, 50, 95)``: one aggregate per percentage (summarize names them
-    ``percentile_x_5``, ``percentile_x_50``...)."""
+def percentile_columns(c: Compiler, e: N.Call, t: Table
+                       ) -> tuple[pl.Expr, str, list[tuple[float, Callable[[pl.Expr], pl.Expr]]]]:
+    """``percentiles(x, 5, 50, 95)``: the values sorted once (an aggregate: one list per
+    group) and, per percentage, how to read its column from that list (summarize names
+    them ``percentile_x_5``, ``percentile_x_50``...)."""
     v, pcts = _percentages(c, e, t)
-    return [(p, A(_quantile(v, p), v.ktype)) for _, p in pcts]
+
+    def reader(p: float) -> Callable[[pl.Expr], pl.Expr]:
+        return lambda lst: _nearest_rank(lst, lst.list.len(), p, v.ktype, get="list")
+
+    return v.expr.drop_nulls().sort(), v.ktype, [(p, reader(p)) for _, p in pcts]
 
 
 @fn("percentiles_array", agg=True)
