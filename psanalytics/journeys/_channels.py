@@ -89,11 +89,15 @@ AD_NETWORK_RULES: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
     ("DV360", "creative_format", ("Publisher hosted", "Tracking", "Unknown"), "Paid Other"),
 )  # fmt: skip
 
-#: The Google Ads API's ``AdNetworkType`` names for GA4's ad network types.
+#: The Google Ads API's ``AdNetworkType`` names for GA4's ad network types (``YOUTUBE`` is
+#: today's name; ``YOUTUBE_SEARCH``/``YOUTUBE_WATCH`` older API versions'). ``GMAIL``,
+#: ``DISCOVER``, ``MAPS``, ``GOOGLE_TV`` and ``GOOGLE_OWNED_CHANNELS`` have no row in GA4's
+#: table, so those clicks get the manual rules.
 GOOGLE_ADS_NETWORK_NAMES = {
     "SEARCH": "Google Search",
     "SEARCH_PARTNERS": "Google Partners",
     "CONTENT": "Google Display Network",
+    "YOUTUBE": "YouTube Videos",
     "YOUTUBE_SEARCH": "YouTube Search",
     "YOUTUBE_WATCH": "YouTube Videos",
     "MIXED": "Cross-network",

@@ -289,9 +289,11 @@ AD_CASES = [
     (("google ads", "SEARCH_PARTNERS", None), "Paid Search"),
     (("Google Ads", "YouTube Videos", None), "Paid Video"),
     (("Google Ads", "YOUTUBE_SEARCH", None), "Paid Video"),
+    (("Google Ads", "YOUTUBE", None), "Paid Video"),
     (("Google Ads", "Google Display Network", None), "Display"),
     (("Google Ads", "MIXED", None), "Cross-network"),
     (("Google Ads", "Social", None), "Paid Social"),
+    (("Google Ads", "GMAIL", None), "Paid Search"),  # no row: the manual rules (google / cpc)
     (("DV360", None, "Native site square"), "Display"),
     (("DV360", None, "Flipbook"), "Paid Video"),
     (("Display & Video 360", None, "Audio"), "Audio"),
