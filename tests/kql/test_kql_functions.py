@@ -245,3 +245,10 @@ def test_pack_all_and_bag_remove_keys():
         ('{"S":"b","T":"","N":null,"D":null,"W":null}', '{"S":"b"}',
          '{"S":"b","T":"","D":null}'),
     ]
+
+
+def test_an_argument_of_the_wrong_type_is_named_where_it_is():
+    with pytest.raises(KqlSemanticError) as ei:
+        kql('print format_timespan("x", "d")')
+    assert ei.value.message == "expected timespan here, got string"
+    assert (ei.value.line, ei.value.column) == (1, 23)

@@ -60,8 +60,7 @@ def want(c: Compiler, v: Val, node: N.Expr, *kinds: str) -> Val:
             return Val(parse_time_expr(c.dyn_text(v)), "datetime", True, agg=v.agg)
     if v.ktype == "long" and "real" in kinds:
         return Val(v.expr.cast(pl.Float64), "real", v.nullable, agg=v.agg)
-    raise c.sem(f"'{getattr(node, 'name', 'this')}' expects {' or '.join(kinds)}, "
-                f"got {v.ktype}", node)
+    raise c.sem(f"expected {' or '.join(kinds)} here, got {v.ktype}", node)
 
 
 def const_long(c: Compiler, v: Val, node: N.Expr, what: str) -> int:
