@@ -136,3 +136,25 @@ def test_make_series_nonempty_constants_and_typed_mv_expand():
     assert out.select("d", "s2", "c").rows() == [(1, 10, -1), (2, 0, -2), (3, 14, -1)]
     assert format(parse("T | make-series kind=nonempty n = count() on t step 1d")) == \
         "T\n| make-series kind=nonempty n = count() on t step 1d"
+
+
+LOG = ("datatable(t:string) ['n=1, at=02/17/2016 08:40:01.', 'n=x, at=02/17/2016 08:40:02.', "
+       "'n=3, at=soon.']\n")
+
+
+def test_parse_kinds_on_typed_columns():
+    q = "| parse{} t with 'n=' n:long ', at=' at:datetime '.'"
+    simple = run(LOG + q.format(""))
+    assert simple.rows() == [(LOG_T1, 1, AT1), (LOG_T2, None, None), (LOG_T3, None, None)]
+    relaxed = run(LOG + q.format(" kind=relaxed"))
+    assert relaxed.rows() == [(LOG_T1, 1, AT1), (LOG_T2, None, AT2), (LOG_T3, 3, None)]
+    assert run(LOG + q.format("-where")).rows() == [(LOG_T1, 1, AT1)]
+    out = run(LOG + "| parse kind=regex flags=U t with 'n=' n ',' * '(at|on)=' at '[.]'")
+    assert out.select("n", "at").rows() == [("1", "02/17/2016 08:40:01"),
+                                            ("x", "02/17/2016 08:40:02"), ("3", "soon")]
+
+
+LOG_T1, LOG_T2, LOG_T3 = ("n=1, at=02/17/2016 08:40:01.", "n=x, at=02/17/2016 08:40:02.",
+                          "n=3, at=soon.")
+AT1 = datetime(2016, 2, 17, 8, 40, 1, tzinfo=UTC)
+AT2 = datetime(2016, 2, 17, 8, 40, 2, tzinfo=UTC)

@@ -378,18 +378,25 @@ class TabularOps(SourceOps, ApplyOps, NestedOps):
         regex_kind = kind == "regex"
         flags = ""
         if op.flags:
-            f = op.flags.lower()
-            flags = "(?" + "".join(ch for ch in f if ch in "imsu" and ch != "u") + ")" \
-                if any(ch in "ims" for ch in f) else ""
+            # Kusto's regex flags: i (case), m (multi-line), s (. matches \n), U (ungreedy)
+            fl = "".join(ch for ch in dict.fromkeys(op.flags) if ch in "imsU")
+            flags = f"(?{fl})" if fl else ""
         pattern = "^" if not regex_kind else ""
-        cols: list[tuple[str, str | None]] = []
+        cols: list[tuple[str, str | None, int]] = []
+        groups = 0  # capture groups so far (a regex literal may hold its own)
         parts = op.parts
         for i, p in enumerate(parts):
             last = i == len(parts) - 1
             if isinstance(p, str):
                 pattern += p if regex_kind else re.escape(p)
+                if regex_kind:
+                    try:
+                        groups += re.compile(p).groups
+                    except re.error:
+                        pass  # the whole pattern is checked below
             elif p[0] == "*":
-                pattern += ".*?" if not last else ".*"
+                # regex mode is greedy unless flags=U (the reference's examples)
+                pattern += ".*" if last or regex_kind else ".*?"
             else:
                 name, ktype = p
                 kq = {"int": "long"}.get(ktype or "string", ktype or "string")
@@ -398,9 +405,14 @@ class TabularOps(SourceOps, ApplyOps, NestedOps):
                 elif kq == "real":
                     g = r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?"
                 else:
-                    g = ".*" if last else ".*?"
+                    g = ".*" if last or regex_kind else ".*?"
+                if kind == "relaxed" and kq in ("long", "real"):
+                    # relaxed: the number if there is one, else up to the next delimiter
+                    # (a value of the wrong type becomes null)
+                    g += "|.*" if last else "|.*?"
                 pattern += f"({g})"
-                cols.append((name, kq))
+                groups += 1
+                cols.append((name, kq, groups))
         if regex_kind:
             pattern = flags + pattern
         else:
@@ -412,7 +424,7 @@ class TabularOps(SourceOps, ApplyOps, NestedOps):
         matched = text.str.contains(pattern)
         exprs = []
         schema = dict(t.schema)
-        for gi, (name, kq) in enumerate(cols, start=1):
+        for name, kq, gi in cols:
             g = text.str.extract(pattern, gi)
             if kq == "string":
                 e = g.fill_null("")
@@ -420,7 +432,12 @@ class TabularOps(SourceOps, ApplyOps, NestedOps):
                 e = g.cast(_DTYPES[kq], strict=False)
             elif kq == "datetime":
                 from psanalytics.schema import parse_time_expr
-                e = parse_time_expr(g)
+
+                # ISO 8601, or the US form the reference's parse examples use
+                # (02/17/2016 08:40:01)
+                us = g.str.strip_chars().str.to_datetime(
+                    "%m/%d/%Y %H:%M:%S", time_unit="ns", time_zone="UTC", strict=False)
+                e = pl.coalesce(parse_time_expr(g), us)
             elif kq == "dynamic":
                 e = g
             else:
@@ -428,13 +445,19 @@ class TabularOps(SourceOps, ApplyOps, NestedOps):
                                cls=KqlUnsupported)
             exprs.append(e.alias(name))
             schema[name] = kq
+        # simple and regex: every typed column must convert, or the row does not match
+        # (parse: all its columns empty; parse-where: the row is dropped)
+        ok = matched.fill_null(False)
+        for (_n, kq, _), e in zip(cols, exprs, strict=True):
+            if kq not in ("string", "dynamic"):
+                ok = ok & e.is_not_null()
         lf = t.lf
         if op.where:
-            lf = lf.filter(matched.fill_null(False))
-            extra = [e for e in exprs]
-        else:
-            extra = exprs
-        lf = lf.with_columns(extra)
+            lf = lf.filter(ok)
+        elif kind != "relaxed":
+            exprs = [pl.when(ok).then(e).otherwise(pl.lit("" if kq == "string" else None))
+                     .alias(name) for (name, kq, _), e in zip(cols, exprs, strict=True)]
+        lf = lf.with_columns(exprs)
         return Table(lf, schema, {}, t.ordered)
 
     def op_serialize(self: Compiler, op: N.Serialize, t: Table) -> Table:
