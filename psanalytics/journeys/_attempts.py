@@ -54,9 +54,15 @@ def _run(events: pl.DataFrame | pl.LazyFrame, spec: _Spec, within: str) -> _Run:
         # only matching events matter: the rules look at nothing but their order
         flags = [f"_s{i}" for i in range(k)] + [f"_x{j}" for j in range(ne)]
         base = base.filter(pl.any_horizontal(flags))
+    t = base.get_column("EventTime")
+    if t.null_count():
+        raise JourneyError(
+            f"funnels need EventTime on every event: {t.null_count()} of the events matching a "
+            "step or an exclusion have none"
+        )
     # stable: ties in (journey, time) keep the input order; an export is already in time order
-    if not base.get_column("EventTime").is_sorted():
-        base = base.sort("EventTime", maintain_order=True, nulls_last=False)
+    if not t.is_sorted():
+        base = base.sort("EventTime", maintain_order=True)
     # one hash grouping by journey gives each journey's rows in order: their concatenation
     # is the (journey, time, input row) order, each journey one contiguous run
     groups = (
@@ -69,7 +75,7 @@ def _run(events: pl.DataFrame | pl.LazyFrame, spec: _Spec, within: str) -> _Run:
     lens = groups.list.len().to_numpy()
     seg = np.repeat(np.arange(len(lens), dtype=np.int64), lens)
     ends = np.cumsum(lens, dtype=np.int64)
-    tn = base.get_column("EventTime").fill_null(0).to_numpy().astype(np.int64, copy=False)
+    tn = base.get_column("EventTime").to_numpy().astype(np.int64, copy=False)
     flags = [base.get_column(f"_s{i}").to_numpy()[perm] for i in range(k)]
     return _Run(
         table=base.select("_path", *(["_bd"] if spec.breakdown is not None else [])),

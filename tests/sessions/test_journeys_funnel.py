@@ -225,3 +225,16 @@ def test_funnel_argument_errors():
         journeys.funnel(f, ["A"], breakdown="Nope")
     with pytest.raises(JourneyError, match="window must not be negative"):
         journeys.funnel(f, ["A"], window=-5)
+
+
+def test_events_without_a_time_are_an_error():
+    f = frame([ev("u", 0, event_type="A"), ev("u", 1, event_type="B")]).with_columns(
+        pl.when(pl.col("EventType") == "B")
+        .then(None)
+        .otherwise(pl.col("EventTime"))
+        .alias("EventTime")
+    )
+    with pytest.raises(
+        JourneyError, match="funnels need EventTime on every event: 1 of the events"
+    ):
+        journeys.funnel(f, ["A", "B"], within="device")
