@@ -349,11 +349,11 @@ class KqlMagic(Magics):
         run = self._shown_run(frame)
         if run is None:
             return None
-        with pl.Config(tbl_rows=self.display_limit):
-            body = run.frame._repr_html_()
-        if not self.footer:
-            return body
-        return body + f"<div style='font-size:85%;color:#57606a'>{html.escape(run.footer())}</div>"
+        from psanalytics.jupyter.tables import frame_html
+
+        return frame_html(
+            run.frame, self.display_limit, footer=run.footer() if self.footer else None
+        )
 
     def text_for(self, frame: Any) -> str | None:
         run = self._shown_run(frame)

@@ -1,4 +1,4 @@
-"""Tidy HTML tables of frames, for widgets and ``%kql`` results.
+"""Tidy HTML tables of frames, for widgets and the results ``%kql`` displays.
 
 Polars' own HTML puts ``shape: (20, 6)`` above the table, draws a border of its own inside
 JupyterLab's (double borders), prints times to the nanosecond and wraps long values over
@@ -108,9 +108,10 @@ def _cell(value: Any, dtype: pl.DataType, shown: str | None = None, full: str | 
     return f"<td{cls}{title}>{html.escape(shown)}</td>"
 
 
-def frame_html(frame: pl.DataFrame, rows: int = 20, *, note: str = "") -> str:
+def frame_html(frame: pl.DataFrame, rows: int = 20, *, footer: str | None = None) -> str:
     """An HTML table of the first ``rows`` rows, tidy (see the module's doc), with ``first
-    N of M rows`` (or ``M rows``) once under it, followed by ``note`` when given."""
+    N of M rows`` (or ``M rows``) once under it; with ``footer`` (a line that already gives
+    the row count, as ``%kql``'s does), ``first N shown · <footer>`` instead."""
     from psanalytics.jupyter.charts import url_paths
 
     head = frame.head(rows)
@@ -146,13 +147,14 @@ def frame_html(frame: pl.DataFrame, rows: int = 20, *, note: str = "") -> str:
             full = exact[name][i] if name in exact else None
             cells.append(_cell(values[i], dtype, shown, full))
         body.append("<tr>" + "".join(cells) + "</tr>")
-    count = (
-        f"first {head.height:,} of {frame.height:,} rows"
-        if frame.height > head.height
-        else f"{frame.height:,} row{'' if frame.height == 1 else 's'}"
-    )
-    if note:
-        count += f" · {note}"
+    if footer is None:
+        count = (
+            f"first {head.height:,} of {frame.height:,} rows"
+            if frame.height > head.height
+            else f"{frame.height:,} row{'' if frame.height == 1 else 's'}"
+        )
+    else:  # the footer gives the row count: say only how many of them are shown
+        count = (f"first {head.height:,} shown · " if frame.height > head.height else "") + footer
     return (
         f"{_STYLE}<table class='psa-table'><thead><tr>{''.join(headers)}</tr></thead>"
         f"<tbody>{''.join(body)}</tbody></table>"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -96,6 +97,21 @@ def test_footer_in_display_and_cap_truncation(shell):
     data, _ = shell.display_formatter.format(r.result)
     assert data["text/plain"].splitlines()[-1].endswith("complete")
     assert " 8 rows " in data["text/plain"].splitlines()[-1]
+
+
+def test_displayed_result_is_a_tidy_table_with_paths_and_one_count(shell):
+    run(shell, "%config KqlMagic.display_limit = 2")
+    r = run(
+        shell, "%kql --local Events | where PageUri != '' | project PageUri, EventType | take 3"
+    )
+    html = shell.display_formatter.format(r.result)[0]["text/html"]
+    assert "shape:" not in html and "table class='psa-table'" in html
+    pages = re.findall(r"<td title='(https://example.com/[^']*)'>([^<]*)</td>", html)
+    assert pages == [("https://example.com/", "/"), ("https://example.com/p1", "/p1")]
+    footer = re.search(r"<div style='[^']*'>([^<]*)</div>$", html).group(1)
+    assert footer.startswith("first 2 shown · kql local on events · 3 rows · ")
+    assert footer.count(" rows") == 1
+    run(shell, "%config KqlMagic.display_limit = 10")
 
 
 def test_plain_frames_keep_their_normal_display(shell):
@@ -291,7 +307,9 @@ def test_notebook_variables_resolve_as_typed_lets(shell):
 
 def test_python_api_kql_error_shows_the_message_not_the_traceback(shell, capsys):
     # ps.kql(...) with a typo printed ~40 lines of parser frames above the good message
-    r = shell.run_cell("import psanalytics as ps\nx = 1\nps.kql('Events\\n| wher EventType == 1', events)")
+    r = shell.run_cell(
+        "import psanalytics as ps\nx = 1\nps.kql('Events\\n| wher EventType == 1', events)"
+    )
     assert r.error_in_exec is not None
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.strip()]
