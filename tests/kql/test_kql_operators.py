@@ -158,3 +158,12 @@ LOG_T1, LOG_T2, LOG_T3 = ("n=1, at=02/17/2016 08:40:01.", "n=x, at=02/17/2016 08
                           "n=3, at=soon.")
 AT1 = datetime(2016, 2, 17, 8, 40, 1, tzinfo=UTC)
 AT2 = datetime(2016, 2, 17, 8, 40, 2, tzinfo=UTC)
+
+
+def test_print_with_parentheses_prints_the_value():
+    # found by test_format_round_trips_whatever_parses: `print (...)` at the end of a
+    # query was read as a call of a tabular function named print
+    assert format(parse("print(1)")) == "print 1"
+    assert run("print (1), x = 2").rows() == [(1, 2)]
+    with pytest.raises(KqlSyntaxError):
+        parse("union (T | project a), print (print a = 'z')")

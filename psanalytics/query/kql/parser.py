@@ -272,8 +272,9 @@ class Parser(OperatorParser):
         t = self.tok
         word = t.value if not t.quoted else None
         nxt = self.peek()
-        if word == "print" and not (nxt.kind == "OP" and nxt.value == "("
-                                    and self._skip_parens_is_end(self.i + 1)):
+        # `print (x)` prints x; only a let function named print is called as print(...)
+        if word == "print" and not (word in self.tabular_funcs and nxt.kind == "OP"
+                                    and nxt.value == "("):
             self.advance()
             items: list[N.Assign] = []
             if not (self.is_op("|") or self.is_op(";") or self.is_op(")")
