@@ -13,6 +13,7 @@ __all__ = [
     "MAX_BULK_EVENTS",
     "MAX_EVENT_BYTES",
     "EVENT_API_MAX_BODY_BYTES",
+    "TRACK_ID_CHARS",
 ]
 
 #: Most rows one TrackEvents query may reach: the API needs ``$skip + $top < 10,000``.
@@ -25,3 +26,5 @@ MAX_BULK_EVENTS = 100
 MAX_EVENT_BYTES = 256 * 1024
 #: The Optimizely Event API refuses bodies over 3.5 MB.
 EVENT_API_MAX_BODY_BYTES = 3_500_000
+#: The Tracking API keeps the first 64 characters of a ``trackId`` (its dedupe key).
+TRACK_ID_CHARS = 64

@@ -13,6 +13,10 @@ and ``payload`` (the Payload JSON as an object) when there is one.
 
 - ``trackId`` is the service's dedupe key: a repeat in the same scope within 72 hours is
   skipped, so a re-sent batch is not stored twice (events tracked without one are).
+  The service dedupes on *arrival*, so a TrackId that repeats in the events sent (same
+  scope, same first 64 characters; the source kept both, e.g. tracked more than 72 hours
+  apart) would lose the later events: only its first event carries ``trackId``, the
+  later ones are sent without one (kept, like any event without a TrackId).
 - ``sessionId`` is a Tracking.Core 1.9+ body field.
 - ``TrackId`` and ``SessionId`` travel; ``CountryCode`` and ``City`` do not (the service
   derives them from the address), nor ``Headers`` or the fields in ``Extras`` (the
@@ -29,8 +33,9 @@ import polars as pl
 
 from psanalytics import schema
 from psanalytics.wire import api_json
+from psanalytics.wire.limits import TRACK_ID_CHARS
 
-__all__ = ["TRACKING_KEYS", "tracking_bodies", "tracking_json"]
+__all__ = ["TRACKING_KEYS", "repeated_track_ids", "tracking_bodies", "tracking_json"]
 
 #: Body keys in the order :func:`tracking_json` writes them.
 TRACKING_KEYS = ("deviceId", "eventType", "value", "trackId", "sessionId", "eventTime",
@@ -45,6 +50,27 @@ _NULL_KEYS = r',"(?:' + "|".join(_OPTIONAL) + r')":null'
 def _present(col: pl.Expr) -> pl.Expr:
     """The text, or null when it is missing or empty."""
     return pl.when(col == "").then(None).otherwise(col)
+
+
+_SENT_ID = "__trackId_sent"
+
+
+def _first_track_id() -> pl.Expr:
+    """TrackId, or null when empty or when an earlier row has the same dedupe key (scope,
+    ``""`` meaning ``default``, and the first 64 characters): the service would skip it."""
+    tid = pl.col("TrackId")
+    scope = pl.col("Scope").fill_null("")
+    key = pl.concat_str(pl.when(scope == "").then(pl.lit("default")).otherwise(scope),
+                        pl.lit("\x00"), tid.str.slice(0, TRACK_ID_CHARS))
+    return pl.when((tid == "") | ~key.is_first_distinct()).then(None).otherwise(tid)
+
+
+def repeated_track_ids(frame: pl.DataFrame) -> int:
+    """How many rows of ``frame`` repeat an earlier row's dedupe key (so
+    :func:`tracking_json` sends them without ``trackId``)."""
+    if frame.height == 0:
+        return 0
+    return int(frame.select((pl.col("TrackId") != "") & _first_track_id().is_null()).to_series().sum())
 
 
 def _looks_json(col: pl.Expr) -> pl.Expr:
@@ -75,7 +101,7 @@ def _encode(frame: pl.DataFrame, ip: pl.Expr | None) -> pl.DataFrame:
         pl.col("DeviceId").fill_null("").alias("deviceId"),
         pl.col("EventType").fill_null("").alias("eventType"),
         pl.col("Value").fill_null("").alias("value"),
-        _present(pl.col("TrackId")).alias("trackId"),
+        pl.col(_SENT_ID).alias("trackId"),
         _present(pl.col("SessionId")).alias("sessionId"),
         schema.format_time_expr(pl.col("EventTime")).alias("eventTime"),
         _present(pl.col("PageUri")).alias("pageUri"),
@@ -115,6 +141,9 @@ def tracking_json(frame: pl.DataFrame, *, remote_address: pl.Expr | None = None)
     Payload or Info that does not look like a JSON object or array (parsed one by one;
     one that is not JSON is sent as a JSON string).
     """
+    # Which rows send their TrackId is decided on the whole frame (a repeat of an earlier
+    # row's key is left out), before any row is re-encoded on its own below.
+    frame = frame.with_columns(_first_track_id().alias(_SENT_ID))
     out = _encode(frame, remote_address)
     texts = out.get_column("json")
     odd = out.get_column("check").arg_true()

@@ -186,3 +186,27 @@ def test_cli_resends_a_dry_run_file(sample, tmp_path):
         res = CliRunner().invoke(app, ["replay", str(out), "--bodies", "--url", srv.url, "--no-progress"])
         assert res.exit_code == 0, res.output
         assert kept_keys(srv) == expected_keys(sample.head(250))
+
+
+def test_tracking_sink_keeps_events_whose_track_id_repeats(events):
+    """The service dedupes trackIds on arrival: a TrackId the source holds twice (tracked
+    more than 72 hours apart, or in another scope) must not cost the later event."""
+    from psanalytics._connect import connect
+    from psanalytics.emulator import Emulator
+    from psanalytics.replay import Replayer, TrackingSink
+    from psanalytics.schema import empty_frame
+    from psanalytics.wire.tracking import repeated_track_ids
+
+    long_id = "x" * 64
+    src = events.with_columns(pl.Series("TrackId", ["t-1", "t-1", "", long_id + "a", long_id + "b", "t-1"]),
+                              pl.Series("Scope", ["", "default", "", "", "", "b2b"]))
+    assert repeated_track_ids(src) == 2  # the second t-1 in default, the second long id
+    emu = Emulator(empty_frame(), api_key="k")
+    store = connect("http://emu", "k", transport=emu.transport(), progress=False)
+    report = Replayer(TrackingSink(store), workers=1, progress=False).run(src)
+    assert report.ok and report.events == 6
+    got = emu.events().sort("EventTime")
+    assert got.height == 6  # nothing skipped as a repeat
+    assert got.get_column("TrackId").to_list() == ["t-1", "", "", long_id, "", "t-1"]  # cut at 64
+    assert got.get_column("Scope").to_list() == ["default", "default", "default", "default",
+                                                 "default", "b2b"]
