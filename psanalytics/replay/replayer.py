@@ -192,6 +192,8 @@ class Replayer:
             self.kind = sink
         self.account_id = account_id
         self.mapping = mapping
+        if profiles is not None and profiles is not False and self.kind != "odp":
+            raise ReplayError(f"profiles= moves customers to ODP: it goes with to='odp', not {self.kind!r}")
         self.profiles = profiles
         self._reconcile_source: pl.DataFrame | None = None
         self._unmapped: dict[str, int] = {}

@@ -6,13 +6,14 @@ cannot take reported, never dropped."""
 from __future__ import annotations
 
 import orjson
+import pytest
 from typer.testing import CliRunner
 
 from psanalytics import connect
 from psanalytics.cli import app
 from psanalytics.emulator import serve
 from psanalytics.exports import write_events
-from psanalytics.replay import encode_odp_customers, replay
+from psanalytics.replay import Replayer, ReplayError, encode_odp_customers, replay
 from psanalytics.samples import generate
 
 KEY = "odp-key-1234abcd"
@@ -85,6 +86,11 @@ def test_profiles_read_from_the_store_are_moved_as_customers(tmp_path):
     rec = orjson.loads(line)
     assert rec["reason"] == "profile 'p-3' has no Info.Email and no DeviceIds: ODP needs an identifier"
     assert rec["visitor"]["ProfileId"] == "p-3"
+
+
+def test_profiles_go_with_odp_only(tmp_path):
+    with pytest.raises(ReplayError, match="profiles= moves customers to ODP: it goes with to='odp', not 'event-api'"):
+        Replayer(None, account_id="1", dry_run=tmp_path / "b.jsonl", profiles=[VENDOR])
 
 
 def test_cli_profiles_file_dry_run_writes_the_customer_bodies(tmp_path):
