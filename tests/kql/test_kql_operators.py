@@ -167,3 +167,22 @@ def test_print_with_parentheses_prints_the_value():
     assert run("print (1), x = 2").rows() == [(1, 2)]
     with pytest.raises(KqlSyntaxError):
         parse("union (T | project a), print (print a = 'z')")
+
+
+def test_union_name_patterns():
+    lets = ("let View_1 = view () { print x = 1 };\nlet View_2 = view () { print x = 2 };\n"
+            "let Other = datatable(x:long) [3];\n")
+    out = run(lets + "union withsource = T View*, Oth* | sort by x asc")
+    assert out.rows() == [("View_1", 1), ("View_2", 2), ("Other", 3)]
+    assert run(lets + "union isfuzzy=true Nothing*, View_1").rows() == [(1,)]
+    with pytest.raises(KqlSemanticError) as e:
+        run(lets + "union Nothing*, View_1")
+    assert e.value.message == ("union: no table matches 'Nothing*' (isfuzzy=true leaves such "
+                               "a pattern out)")
+    assert (e.value.line, e.value.column) == (4, 7)
+    with pytest.raises(KqlSyntaxError) as e:
+        run(lets + "Other | join View* on x")
+    assert e.value.message == "a table name pattern is only allowed in union"
+    ast = parse("union isfuzzy=true withsource=S View*, (T | take 1)")
+    assert format(ast) == "union withsource=S isfuzzy=true View*, (T\n| take 1)"
+    assert parse(format(ast)) == ast

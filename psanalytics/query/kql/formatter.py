@@ -267,7 +267,11 @@ def _union(u: N.Union) -> str:
         s += f"kind={u.kind} "
     if u.withsource is not None:
         s += f"withsource={_name(u.withsource)} "
-    return s + ", ".join(f"({pipeline(p)})" for p in u.tables)
+    if u.fuzzy:
+        s += "isfuzzy=true "
+    return s + ", ".join(p.source.name if isinstance(p.source, N.TableRef)
+                         and "*" in p.source.name and not p.ops else f"({pipeline(p)})"
+                         for p in u.tables)
 
 
 def _type(k: str) -> str:

@@ -240,6 +240,8 @@ class Union(Op):
     tables: list[Pipeline]
     kind: str | None = None
     withsource: str | None = None
+    #: ``isfuzzy=true``: a name pattern that matches no table is left out
+    fuzzy: bool = False
     span: Span = _span()
 
 

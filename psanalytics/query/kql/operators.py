@@ -115,10 +115,25 @@ class TabularOps(SourceOps, ApplyOps, NestedOps):
         if t is not None:
             parts.append(("union_arg0" if True else "", t))
         for p in op.tables:
+            if isinstance(p.source, N.TableRef) and "*" in p.source.name:
+                # a name pattern: every table, tabular let and view it matches, by name
+                rx = re.compile("^" + ".*".join(map(re.escape, p.source.name.split("*")))
+                                + "$")
+                names = sorted({n for n in (*self.tables, *self.tabular_lets, *self.funcs)
+                                if rx.match(n) and (n not in self.funcs
+                                                    or not self.funcs[n].params)})
+                if not names and not op.fuzzy:
+                    raise self.sem(f"union: no table matches '{p.source.name}' (isfuzzy=true "
+                                   "leaves such a pattern out)", p.source)
+                for n in names:
+                    parts.append((n, self.table_ref(N.TableRef(n, span=p.source.span))))
+                continue
             tt, _ = self.compile_pipeline(p)
             label = p.source.name if isinstance(p.source, N.TableRef) and not p.ops else \
                 f"union_arg{len(parts)}"
             parts.append((label, tt))
+        if not parts:
+            raise self.sem("union: no table matches any of the patterns", op)
         schema: dict[str, str] = {}
         for _, tt in parts:
             for c, k in tt.schema.items():

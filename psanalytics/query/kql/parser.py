@@ -356,6 +356,7 @@ class Parser(OperatorParser):
 
     def parse_union_body(self) -> N.Union:
         kind = withsource = None
+        fuzzy = False
         while self.tok.kind == "IDENT" and self.peek().kind == "OP" and \
                 self.peek().value == "=":
             opt = self.advance().value
@@ -370,18 +371,19 @@ class Parser(OperatorParser):
             elif opt == "isfuzzy":
                 if val.value not in ("true", "false"):
                     self.error("isfuzzy must be true or false", val)
+                fuzzy = val.value == "true"
             else:
                 self.error(f"unknown union option '{opt}'", suggestion=suggest(
                     opt, ["kind", "withsource", "isfuzzy"]))
-        tables = [self.parse_pipeline_term()]
+        tables = [self.parse_pipeline_term(wildcard=True)]
         while self.is_op(","):
             self.advance()
-            tables.append(self.parse_pipeline_term())
-        return N.Union(tables, kind, withsource)
+            tables.append(self.parse_pipeline_term(wildcard=True))
+        return N.Union(tables, kind, withsource, fuzzy)
 
-    def parse_pipeline_term(self) -> N.Pipeline:
+    def parse_pipeline_term(self, wildcard: bool = False) -> N.Pipeline:
         """A table operand of union/join: a name, a call or a parenthesized pipeline (a bare
-        name does not take the following '|')."""
+        name does not take the following '|'); for union also a name pattern (``View*``)."""
         t = self.tok
         if self.is_op("("):
             self.advance()
@@ -397,8 +399,10 @@ class Parser(OperatorParser):
         if t.kind != "IDENT":
             self.error(f"expected a table but found {self.describe(t)}")
         if "*" in self.text[t.end:t.end + 1]:
-            self.error("table name wildcards are not supported by the local engine",
-                       cls=KqlUnsupported)
+            if not wildcard:
+                self.error("a table name pattern is only allowed in union", t)
+            pat = self.parse_column_pattern()
+            return N.Pipeline(N.TableRef(pat.name, span=pat.span), [], span=pat.span)
         src = self.parse_source()
         return N.Pipeline(src, [], span=(t.start, self.toks[self.i - 1].end))
 
