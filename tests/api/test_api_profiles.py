@@ -165,3 +165,18 @@ def test_bad_filters_and_files_say_what_and_where(tmp_path):
     bad.write_text(orjson.dumps(dict(VENDOR, LastSeen="yesterday")).decode() + "\n")
     with pytest.raises(ProfileFormatError, match=r"p\.ndjson:1: LastSeen 'yesterday' is not an ISO 8601 time"):
         read_profiles(bad)
+
+
+def test_more_undated_profiles_than_one_query_returns_is_an_error_not_a_part(monkeypatch):
+    import psanalytics.api.profiles as profiles_mod
+    from psanalytics.api.profiles import ProfilesError
+
+    monkeypatch.setattr(profiles_mod, "RESULT_WINDOW", 5)  # the window, made small
+    items = [dict(VENDOR, ProfileId=f"u{i}", FirstSeen=None) for i in range(7)]
+    store, _ = store_of(Emulator(generate(200, n_devices=5, days=1, seed=3), profiles=items))
+    with pytest.raises(ProfilesError) as err:
+        store.profiles()
+    assert str(err.value) == (
+        "GET /api/v2.0/Profiles $filter=FirstSeen eq null: 7 profiles have no FirstSeen, more than "
+        "one query returns (5); they cannot be paged exactly. Narrow the filter (e.g. by Scope or Name).")
+    assert store.profiles("ProfileId eq u3").get_column("ProfileId").to_list() == ["u3"]
