@@ -31,11 +31,21 @@ class _Run:
     table: pl.DataFrame  # _path, _bd (when a breakdown is asked), in input order
     perm: np.ndarray  # position -> row of ``table``
     tn: np.ndarray  # EventTime in ns
-    end: np.ndarray  # per position: one past the last position of its journey
-    seg: np.ndarray  # per position: the journey's ordinal (dense, ascending)
+    ends: np.ndarray  # per journey (in position order): one past its last position
     steps: list[np.ndarray]  # per step: the positions of its events (ascending)
     flags: list[np.ndarray]  # per step: bool per position (strict order needs them)
     excl: list[np.ndarray]  # per exclusion: the positions of its events
+
+    def journey(self, pos: np.ndarray) -> np.ndarray:
+        """The ordinal of the journey of each position."""
+        return np.searchsorted(self.ends, pos, side="right")
+
+    def end(self, pos: np.ndarray) -> np.ndarray:
+        """One past the last position of each position's journey."""
+        return self.ends[self.journey(pos)]
+
+
+_MASKS = ((8, pl.UInt8), (16, pl.UInt16), (32, pl.UInt32), (64, pl.UInt64))
 
 
 def _run(events: pl.DataFrame | pl.LazyFrame, spec: _Spec, within: str) -> _Run:
@@ -43,17 +53,23 @@ def _run(events: pl.DataFrame | pl.LazyFrame, spec: _Spec, within: str) -> _Run:
     if "EventTime" not in df.schema:
         raise JourneyError("funnels need the EventTime column")
     k, ne = len(spec.preds), len(spec.excl)
+    if k + ne > 64:
+        raise JourneyError(f"a funnel takes at most 64 steps and exclusions, got {k + ne}")
     df, key = journey_key(df, within)
+    # every step and exclusion is one bit of _m: one column to filter on and to reorder
+    dtype = next(d for bits, d in _MASKS if k + ne <= bits)
+    preds = [*spec.preds, *(x[0] for x in spec.excl)]
+    mask = pl.sum_horizontal(
+        [p.fill_null(False).cast(dtype) * pl.lit(1 << b, dtype) for b, p in enumerate(preds)]
+    ).cast(dtype)
     cols = [key.alias("_path"), pl.col("EventTime").dt.cast_time_unit("ns").dt.epoch("ns")]
-    cols += [p.fill_null(False).alias(f"_s{i}") for i, p in enumerate(spec.preds)]
-    cols += [x[0].fill_null(False).alias(f"_x{j}") for j, x in enumerate(spec.excl)]
+    cols.append(mask.alias("_m"))
     if spec.breakdown is not None:
         cols.append(spec.breakdown.alias("_bd"))
     base = df.select(cols)
     if spec.order != "strict":
         # only matching events matter: the rules look at nothing but their order
-        flags = [f"_s{i}" for i in range(k)] + [f"_x{j}" for j in range(ne)]
-        base = base.filter(pl.any_horizontal(flags))
+        base = base.filter(pl.col("_m") != 0)
     t = base.get_column("EventTime")
     if t.null_count():
         raise JourneyError(
@@ -71,21 +87,17 @@ def _run(events: pl.DataFrame | pl.LazyFrame, spec: _Spec, within: str) -> _Run:
         .agg("_i")
         .get_column("_i")
     )
-    perm = groups.explode().to_numpy().astype(np.int64, copy=False)
-    lens = groups.list.len().to_numpy()
-    seg = np.repeat(np.arange(len(lens), dtype=np.int64), lens)
-    ends = np.cumsum(lens, dtype=np.int64)
-    tn = base.get_column("EventTime").to_numpy().astype(np.int64, copy=False)
-    flags = [base.get_column(f"_s{i}").to_numpy()[perm] for i in range(k)]
+    perm = groups.explode().to_numpy()
+    m = base.get_column("_m").to_numpy()[perm]
+    bit = [(m & m.dtype.type(1 << b)) != 0 for b in range(k + ne)]
     return _Run(
         table=base.select("_path", *(["_bd"] if spec.breakdown is not None else [])),
         perm=perm,
-        tn=tn[perm],
-        end=ends[seg],
-        seg=seg,
-        steps=[np.flatnonzero(f) for f in flags],
-        flags=flags,
-        excl=[np.flatnonzero(base.get_column(f"_x{x}").to_numpy()[perm]) for x in range(ne)],
+        tn=base.get_column("EventTime").to_numpy()[perm],
+        ends=np.cumsum(groups.list.len().to_numpy(), dtype=np.int64),
+        steps=[np.flatnonzero(f) for f in bit[:k]],
+        flags=bit[:k],
+        excl=[np.flatnonzero(f) for f in bit[k:]],
     )
 
 
@@ -95,7 +107,7 @@ def _next(run: _Run, i: int, cur: np.ndarray, strict: bool, same: bool) -> np.nd
     ``strict``), or -1."""
     if strict:
         nxt = cur + 1
-        ok = nxt < run.end[cur]
+        ok = nxt < run.end(cur)
         ok[ok] = run.flags[i][nxt[ok]]
         return np.where(ok, nxt, -1)
     idx = run.steps[i]
@@ -103,7 +115,7 @@ def _next(run: _Run, i: int, cur: np.ndarray, strict: bool, same: bool) -> np.nd
         return np.full(len(cur), -1, dtype=np.int64)
     q = np.searchsorted(idx, cur, side="left" if same else "right")
     nxt = idx[np.minimum(q, len(idx) - 1)]
-    return np.where((q < len(idx)) & (nxt < run.end[cur]), nxt, -1)
+    return np.where((q < len(idx)) & (nxt < run.end(cur)), nxt, -1)
 
 
 def _excluded(run: _Run, x: int, at: np.ndarray, since: np.ndarray) -> np.ndarray:
@@ -128,7 +140,7 @@ def _ordered(run: _Run, spec: _Spec) -> tuple[np.ndarray, np.ndarray, np.ndarray
     ):
         # without windows or exclusions the first step-1 event's attempt is the best one
         # (every later attempt's matches come at or after its matches)
-        _, first = np.unique(run.seg[starts], return_index=True)
+        _, first = np.unique(run.journey(starts), return_index=True)
         starts = starts[first]
     na = len(starts)
     reached = np.ones(na, dtype=np.int64)
@@ -187,7 +199,7 @@ def credited(
     reached); ``_path`` (the journey key) too when ``journeys``."""
     run = _run(events, spec, within)
     starts, reached, times = (_any if spec.order == "any" else _ordered)(run, spec)
-    best = _best(run.seg[starts], reached)
+    best = _best(run.journey(starts), reached)
     keep = (["_path"] if journeys else []) + (["_bd"] if spec.breakdown is not None else [])
     rows = run.perm[starts[best]]
     out = pl.DataFrame(
