@@ -238,3 +238,10 @@ def test_events_without_a_time_are_an_error():
         JourneyError, match="funnels need EventTime on every event: 1 of the events"
     ):
         journeys.funnel(f, ["A", "B"], within="device")
+
+
+def test_at_most_64_steps_and_exclusions():
+    f = frame([ev("u", 0, event_type="A")])
+    with pytest.raises(JourneyError, match="at most 64 steps and exclusions, got 65"):
+        journeys.funnel(f, ["A"] * 60, exclude=[("B", 1, 2)] * 5, within="device")
+    assert journeys.funnel(f, ["A"] * 63, exclude=[("B", 1, 2)], within="device")["entered"][0] == 1
