@@ -8,7 +8,7 @@ several lines. :func:`frame_html` instead draws:
 - times in the kernel's local time zone to the second (the header names the zones of the
   rows shown, e.g. ``EventTime (UTC)`` or ``EventTime (CET/CEST)``), the exact UTC value with all its digits in the tooltip;
 - URLs (``PageUri`` and any column whose values are URLs) as their path
-  (:func:`psanalytics.jupyter.charts.url_path`), the full URL in the tooltip;
+  (:func:`psanalytics.jupyter.urls.url_path`), the full URL in the tooltip;
 - ``User`` as ``Name <Email>``, other structs and lists as compact JSON; numbers right-aligned;
   nulls as a grey ``null``;
 - single rules between rows (no border of its own), and ``first N of M rows`` once, under it.
@@ -23,6 +23,8 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import polars as pl
+
+from psanalytics.jupyter.urls import url_paths
 
 __all__ = ["frame_html", "local_zone"]
 
@@ -112,8 +114,6 @@ def frame_html(frame: pl.DataFrame, rows: int = 20, *, footer: str | None = None
     """An HTML table of the first ``rows`` rows, tidy (see the module's doc), with ``first
     N of M rows`` (or ``M rows``) once under it; with ``footer`` (a line that already gives
     the row count, as ``%kql``'s does), ``first N shown · <footer>`` instead."""
-    from psanalytics.jupyter.charts import url_paths
-
     head = frame.head(rows)
     paths = {c: url_paths(head.get_column(c)).to_list() for c in _url_columns(head)}
     exact = {  # every digit the frame holds (Python datetimes stop at microseconds)

@@ -13,6 +13,7 @@ import polars as pl
 
 from psanalytics import _time
 from psanalytics.errors import PsaError
+from psanalytics.jupyter.urls import url_path, url_paths  # noqa: F401 - charts use them from here
 
 
 def _import_altair():  # noqa: ANN202
@@ -197,33 +198,3 @@ def _parse_every(every: str | timedelta) -> tuple[str, timedelta]:
     if not _POLARS_EVERY.fullmatch(every):  # e.g. "2hr", "1.5h": say it the way polars reads
         every = next(f"{ns // size}{unit}" for unit, size in _POLARS_UNITS if ns % size == 0)
     return every, timedelta(microseconds=ns / 1_000)
-
-
-_URL = r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)"
-
-
-def url_path(expr: pl.Expr, values: pl.Series | None = None) -> pl.Expr:
-    """A URL's path (with its query), ``/`` for the site root: what tells pages apart in a
-    chart or a table (the host is the same everywhere). When ``values`` holds URLs of
-    several hosts, the host is kept for those whose path is not unique. An empty value
-    (an event with no page) stays empty."""
-    path = (
-        pl.when(expr == "")
-        .then(pl.lit(""))  # no page stays no page
-        .otherwise(expr.str.replace(_URL, "").str.replace(r"^$", "/"))
-    )
-    if values is None:
-        return path
-    hosts = values.str.extract(_URL, 1).drop_nulls().unique()
-    if hosts.len() <= 1:
-        return path
-    host_path = expr.str.replace(r"^[A-Za-z][A-Za-z0-9+.-]*://", "")
-    return pl.when(path.is_duplicated()).then(host_path).otherwise(path)
-
-
-def url_paths(values: pl.Series) -> pl.Series:
-    """:func:`url_path` of each value of ``values`` (which may repeat: the host is kept only
-    where different URLs share a path)."""
-    unique = values.drop_nulls().unique()
-    table = pl.DataFrame({"u": unique}).select("u", url_path(pl.col("u"), unique).alias("p"))
-    return values.replace_strict(table["u"], table["p"], default=None, return_dtype=pl.String)
