@@ -466,6 +466,7 @@ def scale_main(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
+    # Long because: the argument list and one table printer per mode, read top to bottom.
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=10_000_000, help="events (devices = n / 20)")
     ap.add_argument("--engines", default=",".join(ENGINES))

@@ -40,7 +40,15 @@ if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
     from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["ORDER_COL", "TIME_NS_COL", "read_events", "sessionize", "sessionize_events"]
+__all__ = [
+    "ORDER_COL",
+    "TIME_NS_COL",
+    "funnel",
+    "read_events",
+    "sessionize",
+    "sessionize_events",
+    "transitions",
+]
 
 #: Column read_events adds: struct(file, block, pos), the input order that decides ties.
 ORDER_COL = "_input_order"
@@ -116,6 +124,8 @@ def read_events(
     nanosecond timestamps, which Spark reads only as integers: this sets the session option
     ``spark.sql.legacy.parquet.nanosAsLong=true``.
     """
+    # Long because: one column expression per canonical column, for both formats, in
+    # the canonical order (the frame's schema is this list).
     F = _spark()  # noqa: N806
     paths = (
         [os.fspath(path)] if isinstance(path, str | os.PathLike) else [os.fspath(p) for p in path]
@@ -148,30 +158,42 @@ def read_events(
         )
         if c == "SessionId":
             cols.append(F.timestamp_micros(F.floor(tns / 1000)).alias("EventTime"))
+
     def json_text(name: str, dtype: Any) -> Any:
         # JSON text as the canonical frame keeps it (Parquet: already text; NDJSON: Spark
         # inferred an object, written back as JSON)
-        return F.col(name).cast("string") if dtype.typeName() == "string" else F.to_json(F.col(name))
+        return (
+            F.col(name).cast("string") if dtype.typeName() == "string" else F.to_json(F.col(name))
+        )
 
     types = {f.name: f.dataType for f in raw.schema.fields}
     if "User" in have:
         fields = {f.name: f.dataType for f in getattr(types["User"], "fields", [])}
-        info = json_text("User.Info", fields["Info"]) if "Info" in fields else F.lit(None).cast("string")
+        info = (
+            json_text("User.Info", fields["Info"])
+            if "Info" in fields
+            else F.lit(None).cast("string")
+        )
         user = F.struct(
             F.coalesce(F.col("User.Email"), F.lit("")).alias("Email"),
             F.coalesce(F.col("User.Name"), F.lit("")).alias("Name"),
             info.alias("Info"),
         )
     else:
-        user = F.struct(F.lit("").alias("Email"), F.lit("").alias("Name"),
-                        F.lit(None).cast("string").alias("Info"))
+        user = F.struct(
+            F.lit("").alias("Email"),
+            F.lit("").alias("Name"),
+            F.lit(None).cast("string").alias("Info"),
+        )
     cols += [
         user.alias("User"),
         (
             F.col("Payload").cast("string") if "Payload" in have else F.lit(None).cast("string")
         ).alias("Payload"),
-        *[(json_text(c, types[c]) if c in have else F.lit(None).cast("string")).alias(c)
-          for c in ("Headers", "Extras")],
+        *[
+            (json_text(c, types[c]) if c in have else F.lit(None).cast("string")).alias(c)
+            for c in ("Headers", "Extras")
+        ],
         tns.cast("long").alias(TIME_NS_COL),
         F.struct(
             F.col("_metadata.file_path").alias("file"),
@@ -206,6 +228,23 @@ def _to_spark_dtypes(df: pl.DataFrame) -> pl.DataFrame:
     return df.cast({c: conv(t) for c, t in df.schema.items() if conv(t) != t})
 
 
+def _local(df: pl.DataFrame, order_cols: list[str], time_col: str = "EventTime") -> pl.DataFrame:
+    """A bucket as the local functions see it: rows in input order (``order_cols``), the
+    time column exact to the nanosecond (from ``EventTimeNs`` when present)."""
+    keys: list[pl.Expr] = []
+    for c in order_cols:
+        dt = df.schema[c]
+        if isinstance(dt, pl.Struct):
+            keys += [pl.col(c).struct.field(f.name) for f in dt.fields]
+        else:
+            keys.append(pl.col(c))
+    if keys and df.height:
+        df = df.sort(keys, maintain_order=True)
+    if TIME_NS_COL in df.columns:
+        return df.with_columns(pl.col(TIME_NS_COL).cast(pl.Datetime("ns", "UTC")).alias(time_col))
+    return df.with_columns(pl.col(time_col).dt.cast_time_unit("ns"))
+
+
 def _kernel(
     table: pa.Table,
     *,
@@ -218,22 +257,8 @@ def _kernel(
     """One bucket through :func:`sessionize_rules` (runs on an executor)."""
     df = pl.from_arrow(table)
     assert isinstance(df, pl.DataFrame)
-    keys: list[pl.Expr] = []
-    for c in order_cols:
-        dt = df.schema[c]
-        if isinstance(dt, pl.Struct):
-            keys += [pl.col(c).struct.field(f.name) for f in dt.fields]
-        else:
-            keys.append(pl.col(c))
     bucket = df.get_column(_BUCKET)[0] if df.height else 0
-    df = df.drop(_BUCKET)
-    if keys and df.height:
-        df = df.sort(keys, maintain_order=True)
-    tc = rules.time_col
-    if TIME_NS_COL in df.columns:
-        df = df.with_columns(pl.col(TIME_NS_COL).cast(pl.Datetime("ns", "UTC")).alias(tc))
-    else:
-        df = df.with_columns(pl.col(tc).dt.cast_time_unit("ns"))
+    df = _local(df.drop(_BUCKET), order_cols, rules.time_col)
     res = sessionize_rules(df, rules, event_types=types, carry=order_cols)
     if what == "sessions":
         out = res.sessions.with_columns(
@@ -272,20 +297,28 @@ def _spark_schema(sdf: DataFrame, fn: Any) -> tuple[Any, pa.Schema]:
     return st, pa.schema(to_arrow_schema(st, timezone=tz))
 
 
-def _prepare(
-    sdf: DataFrame, rules: Rules, order_by: str | Sequence[str] | None, buckets: int | None
-) -> tuple[DataFrame, Rules, list[str] | None, list[str]]:
-    F = _spark()  # noqa: N806
-    cols = sdf.columns
+def _order_cols(cols: list[str], order_by: str | Sequence[str] | None, fn: str) -> list[str]:
     if order_by is None:
         order_cols = [ORDER_COL] if ORDER_COL in cols else []
     else:
         order_cols = [order_by] if isinstance(order_by, str) else list(order_by)
     if not order_cols:
         raise SessionizeError(
-            "psanalytics.spark.sessionize needs the input order to decide ties in time: "
+            f"psanalytics.spark.{fn} needs the input order to decide ties in time: "
             f"read_events adds {ORDER_COL!r}; or pass order_by= (a column or columns)"
         )
+    missing = [c for c in order_cols if c not in cols]
+    if missing:
+        raise SessionizeError(f"order_by: no column {', '.join(map(repr, missing))} in the frame")
+    return order_cols
+
+
+def _prepare(
+    sdf: DataFrame, rules: Rules, order_by: str | Sequence[str] | None, buckets: int | None
+) -> tuple[DataFrame, Rules, list[str] | None, list[str]]:
+    F = _spark()  # noqa: N806
+    cols = sdf.columns
+    order_cols = _order_cols(cols, order_by, "sessionize")
     need = [*rules.key, rules.time_col, "PageUri", *order_cols]
     missing = [c for c in need if c not in cols]
     if missing:
@@ -418,3 +451,139 @@ def sessionize_events(
     out = [F.col("_psa_global").alias("session_key") if c == "session_key" else events[c]
            for c in st.names if c != _BUCKET]  # fmt: skip
     return joined.select(*out)
+
+
+# --------------------------------------------------------------------------- journeys
+
+
+def _part(table: pa.Table, *, order_cols: list[str], fn: Any, target: pa.Schema | None) -> pa.Table:
+    """``fn`` (a local journeys function) on one bucket (runs on an executor)."""
+    df = pl.from_arrow(table)
+    assert isinstance(df, pl.DataFrame)
+    out = fn(_local(df.drop(_BUCKET), order_cols))
+    arrow = _to_spark_dtypes(out).to_arrow(compat_level=pl.CompatLevel.oldest())
+    return arrow if target is None else arrow.select(target.names).cast(target)
+
+
+def _stitch_part(df: pl.DataFrame) -> pl.DataFrame:
+    from psanalytics.sessions import stitch
+
+    return stitch(df).select("device_id", "user_email")
+
+
+def _credited_part(df: pl.DataFrame, *, spec: Any, within: str) -> pl.DataFrame:
+    from psanalytics.journeys._attempts import credited
+
+    return credited(df, spec, within)
+
+
+def _transitions_part(df: pl.DataFrame, **options: Any) -> pl.DataFrame:
+    from psanalytics.journeys import transitions as local_transitions
+
+    return local_transitions(df, **options).select("from_step", "to_step", "count")
+
+
+def _per_bucket(keyed: DataFrame, order_cols: list[str], fn: Any) -> DataFrame:
+    """``fn`` on every bucket of ``keyed`` through ``applyInArrow``."""
+    part = functools.partial(_part, order_cols=order_cols, fn=fn)
+    st, target = _spark_schema(keyed, part)
+    return keyed.groupBy(_BUCKET).applyInArrow(_grouped_fn(part, target), st)
+
+
+def _journey_buckets(
+    sdf: DataFrame, within: str, order_by: str | Sequence[str] | None, buckets: int | None, fn: str
+) -> tuple[DataFrame, list[str]]:
+    """``sdf`` with a bucket column such that no journey spans two buckets: by ``DeviceId``,
+    or for ``within="user"`` by the user each device is stitched to (the stitching rule, run
+    per device bucket by :func:`psanalytics.stitch`, then joined back)."""
+    from psanalytics.journeys._bounded import bucket_key
+
+    F = _spark()  # noqa: N806
+    order_cols = _order_cols(sdf.columns, order_by, fn)
+    schema = pl.Schema({c: pl.String for c in sdf.columns})  # only the names are looked at
+    key = bucket_key(schema, within)
+    n = buckets or max(2, 2 * sdf.sparkSession.sparkContext.defaultParallelism)
+    if key != "_psa_user":
+        return sdf.withColumn(_BUCKET, F.pmod(F.xxhash64(F.col(key)), F.lit(n))), order_cols
+    by_dev = sdf.withColumn(_BUCKET, F.pmod(F.xxhash64(F.col("DeviceId")), F.lit(n)))
+    users = _per_bucket(by_dev, order_cols, _stitch_part).select(
+        F.col("device_id").alias("_psa_dev"), F.col("user_email").alias("_psa_email")
+    )
+    joined = sdf.join(users, sdf["DeviceId"] == users["_psa_dev"], "left")
+    user = F.coalesce(F.col("_psa_email"), F.concat(F.lit("device:"), F.col("DeviceId")))
+    keyed = joined.withColumn(_BUCKET, F.pmod(F.xxhash64(user), F.lit(n)))
+    return keyed.drop("_psa_dev", "_psa_email"), order_cols
+
+
+def _local_schema(sdf: DataFrame, order_cols: list[str]) -> pl.Schema:
+    """The Polars schema a bucket has on the executors."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    tz = sdf.sparkSession.conf.get("spark.sql.session.timeZone") or "UTC"
+    empty = pl.from_arrow(to_arrow_schema(sdf.schema, timezone=tz).empty_table())
+    assert isinstance(empty, pl.DataFrame)
+    return _local(empty, order_cols).schema
+
+
+def funnel(
+    sdf: DataFrame,
+    steps: Sequence[Any],
+    *,
+    within: str = "session",
+    order_by: str | Sequence[str] | None = None,
+    buckets: int | None = None,
+    **options: Any,
+) -> pl.DataFrame:
+    """:func:`psanalytics.journeys.funnel` of ``sdf``: the same table.
+
+    Each bucket of journeys goes through the local funnel kernel on the executors (the
+    credited attempt of every journey that entered the funnel); those rows (about
+    ``16 + 8 * len(steps)`` bytes a journey) are collected and aggregated on the driver,
+    so the quantiles are exact. ``options``: ``window``, ``step_windows``, ``breakdown``,
+    ``exclude``, ``order``, ``level`` as in the local function.
+    """
+    from psanalytics.journeys import DEFAULT_LEVEL, JourneyError
+    from psanalytics.journeys._funnel import _aggregate, _spec
+
+    keyed, order_cols = _journey_buckets(sdf, within, order_by, buckets, "funnel")
+    opts: dict[str, Any] = {"level": DEFAULT_LEVEL, "window": None, "step_windows": None,
+                            "exclude": None, "order": "ordered", "breakdown": None}  # fmt: skip
+    unknown = sorted(set(options) - set(opts))
+    if unknown:
+        raise JourneyError(f"psanalytics.spark.funnel takes no {', '.join(unknown)}=")
+    opts.update(options)
+    opts["exclude_"] = opts.pop("exclude")
+    spec = _spec(_local_schema(keyed.drop(_BUCKET), order_cols), steps, **opts)
+    fn = functools.partial(_credited_part, spec=spec, within=within)
+    best = pl.from_arrow(_per_bucket(keyed, order_cols, fn).toArrow())
+    assert isinstance(best, pl.DataFrame)
+    return _aggregate(best.rechunk(), spec)
+
+
+def transitions(
+    sdf: DataFrame,
+    *,
+    level: str = "event_type",
+    within: str = "session",
+    collapse_repeats: bool = False,
+    order_by: str | Sequence[str] | None = None,
+    buckets: int | None = None,
+) -> pl.DataFrame:
+    """:func:`psanalytics.journeys.transitions` of ``sdf``: the same table. Each bucket's
+    pair counts come from the local function on the executors, are summed by Spark, and
+    the (small) result gets its probabilities on the driver."""
+    from psanalytics.journeys._paths import with_probability
+
+    F = _spark()  # noqa: N806
+    keyed, order_cols = _journey_buckets(sdf, within, order_by, buckets, "transitions")
+    fn = functools.partial(
+        _transitions_part, level=level, within=within, collapse_repeats=collapse_repeats
+    )
+    counts = (
+        _per_bucket(keyed, order_cols, fn)
+        .groupBy("from_step", "to_step")
+        .agg(F.sum("count").alias("count"))
+    )
+    got = pl.from_arrow(counts.toArrow())
+    assert isinstance(got, pl.DataFrame)
+    return with_probability(got.with_columns(pl.col("count").cast(pl.UInt32)))

@@ -360,6 +360,9 @@ def _aggregate(best: pl.DataFrame, spec: _Spec) -> pl.DataFrame:
 
 def _time_stats(times: pl.DataFrame, g: list[str]) -> pl.DataFrame:
     t = pl.col("time_to_step_s")
+    # Sorted by value first: the mean's float sum then does not depend on the journeys'
+    # order (a hash grouping's, or the buckets' on Spark and on files), so it is reproducible.
+    times = times.sort([*g, "step", "time_to_step_s"], nulls_last=True)
     return times.group_by([*g, "step"]).agg(
         pl.len().alias("entered"),
         *[t.quantile(q, "linear").alias(f"time_to_step_p{int(q * 100)}_s") for q in QUANTILES],

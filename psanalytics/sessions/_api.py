@@ -101,6 +101,7 @@ def sessionize(
     >>> s.sessions.select("session_id", "n_events", "duration_s").rows()
     [('d1:1', 2, 299.8765433), ('d2:1', 1, 0.0)]
     """
+    # Long because: the docstring documents every option; the body is a dozen lines.
     rules = Rules.of(
         timeout=timeout,
         max_duration=max_duration,

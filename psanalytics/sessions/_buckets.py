@@ -2,20 +2,24 @@
 
 Sessions are per device, so they partition perfectly. :func:`sessionize_to_files`
 
-1. streams the input once (Polars' streaming engine) into ``P`` hash partitions of the
-   device key on a spill directory, each row tagged with its global input row;
-2. groups consecutive partitions into buckets that fit the memory budget and runs the one
-   in-memory kernel (:func:`~psanalytics.sessions._table.sessionize_rules`) on each bucket,
-   with the whole data's time window and ``EventType`` set, so every value is the one the
-   in-memory path computes; each bucket's sessions and events go to spill files;
+1. streams the input once (Polars' streaming engine) into ``ceil(n / per_bucket)`` hash
+   buckets of the device key on a spill directory, each row tagged with its global input
+   row, gathering the whole data's time window and ``EventType`` set on the way. The spill
+   holds only the columns the kernel reads (``Payload`` only where it can hold UTM keys);
+2. runs the one in-memory kernel (:func:`~psanalytics.sessions._table.sessionize_rules`)
+   on each bucket (its files in batch order are its rows in input order: no sort), with
+   that window and type set, so every value is the one the in-memory path computes; each
+   bucket's sessions and per-event session columns go to spill files;
 3. ranks all sessions by (start, input row of the first event) from two small arrays
    (16 bytes a session), which gives the global ``session_key``, and writes the outputs in
-   slices: sessions in key order, events in input order, each slice read back from the
-   buckets' files by position (every bucket's part of a slice is one contiguous range).
+   slices: sessions in key order; events in input order, the input streamed a second time
+   next to the session columns read back from the buckets by position (every bucket's part
+   of a slice is one contiguous range).
 
-Peak memory follows the bucket (and the slice), not the input. :func:`device_buckets` is
-the reusable driver: it yields the input's rows bucket by bucket, every device whole, in
-input order, for any per-device computation (journeys, stitching).
+Peak memory follows the bucket (and the slice), not the input. The spill directory is
+removed on every way out (errors, Ctrl-C, SIGTERM). :func:`device_buckets` is the reusable
+driver: it yields the input's rows bucket by bucket, every device whole, in input order,
+for any per-device computation (journeys, stitching).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from psanalytics.sessions._table import (
     kernel_columns,
     sessionize_rules,
 )
+from psanalytics.sessions._writing import Writer, check_out_path, write_direct
 
 #: Default memory budget of the bucketed path.
 DEFAULT_MEMORY = 2 * 1024**3
@@ -184,7 +189,7 @@ def _partitioned(
         files: list[list[Path]] = [[] for _ in range(n_buckets)]
         sizes = [0] * n_buckets
         row = 0
-        batch_rows = max(10_000, min(per_bucket, 1_000_000))
+        batch_rows = max(10_000, min(per_bucket // 4, 250_000))
         part_expr = (_key_expr(keys).hash(0x5EED) % n_buckets).cast(pl.Int64).alias(_PART)
         for i, batch in enumerate(lf.collect_batches(chunk_size=batch_rows, maintain_order=True)):
             if batch.height == 0:
@@ -271,80 +276,6 @@ def _progress(items: list, progress: bool | None, desc: str):  # type: ignore[no
     return tqdm(items, desc=desc, unit="bucket")
 
 
-# --------------------------------------------------------------------------- writing
-
-
-def csv_ready(frame: pl.DataFrame) -> pl.DataFrame:
-    """Struct columns as JSON text and list columns joined by ``|``: what CSV can hold."""
-    nested = [c for c, t in frame.schema.items() if isinstance(t, pl.Struct | pl.List)]
-    return frame.with_columns(
-        pl.col(c).struct.json_encode()
-        if isinstance(frame.schema[c], pl.Struct)
-        else pl.col(c).cast(pl.List(pl.String)).list.join("|")
-        for c in nested
-    )
-
-
-def check_out_path(path: str | os.PathLike[str]) -> Path:
-    p = Path(path)
-    if p.suffix.lower() not in (".parquet", ".csv"):
-        raise SessionizeError(f"{p}: write .parquet or .csv (got {p.suffix or 'no suffix'!r})")
-    return p
-
-
-class _Writer:
-    """Appends frames to one Parquet (pyarrow writer, Polars dtypes kept) or CSV file."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.tmp = path.with_name(path.name + ".partial")
-        self.csv = path.suffix.lower() == ".csv"
-        self._pq = None
-        self._fh = None
-        self.rows = 0
-
-    def write(self, frame: pl.DataFrame) -> None:
-        if self.csv:
-            if self._fh is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._fh = open(self.tmp, "wb")  # noqa: SIM115 - closed in close()
-            csv_ready(frame).write_csv(self._fh, include_header=self.rows == 0)
-        else:
-            import pyarrow.parquet as pq
-
-            table = frame.to_arrow(compat_level=pl.CompatLevel.oldest())  # pyarrow writes these
-            if self._pq is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._pq = pq.ParquetWriter(self.tmp, table.schema, compression="zstd")
-            self._pq.write_table(table, row_group_size=256 * 1024)
-        self.rows += frame.height
-
-    def close(self, empty: pl.DataFrame) -> None:
-        if self.rows == 0:
-            self.write(empty)
-        if self._pq is not None:
-            self._pq.close()
-        if self._fh is not None:
-            self._fh.close()
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        for h in (self._pq, self._fh):
-            if h is not None:
-                h.close()
-        self.tmp.unlink(missing_ok=True)
-
-
-def _write_direct(frame: pl.DataFrame, path: Path) -> None:
-    w = _Writer(path)
-    try:
-        w.write(frame)
-        w.close(frame)
-    except BaseException:
-        w.abort()
-        raise
-
-
 # --------------------------------------------------------------------------- sessionize
 
 
@@ -383,9 +314,9 @@ def sessionize_to_files(
         n_dev = int((res.sessions.get_column("session_index") == 1).sum())
         if out_p is not None:
             sessions = res.sessions if rules.select is None else res.sessions.select(rules.select)
-            _write_direct(sessions, out_p)
+            write_direct(sessions, out_p)
         if ev_p is not None:
-            _write_direct(res.events, ev_p)
+            write_direct(res.events, ev_p)
         return SessionizedFiles(
             None if out_p is None else str(out_p),
             None if ev_p is None else str(ev_p),
@@ -401,9 +332,9 @@ def sessionize_to_files(
     kernel_lf = lf.select(kernel_columns(rules, names))
     if "Payload" in kernel_lf.collect_schema():
         kernel_lf = kernel_lf.with_columns(payload_for_utm("Payload"))
-    per_bucket = _per_bucket(
-        _row_bytes(kernel_lf.head(sample.height).collect()), budget, minimal=rules.minimal
-    )
+    # Sized from the input's whole rows, not the spill's narrower ones: the events file is
+    # written from whole rows, and Polars' streaming reads of them buffer several batches.
+    per_bucket = _per_bucket(_row_bytes(sample), budget, minimal=rules.minimal)
     del sample
     stats = _Stats(rules)
     spill = Path(spill_dir) if spill_dir is not None else None
@@ -509,7 +440,7 @@ def _write_sessions(
 ) -> None:
     """The sessions file in ``session_key`` order, ``step`` keys at a time."""
     ns = sum(k.size for k in gk)
-    w = _Writer(out_p)
+    w = Writer(out_p)
     try:
         for k0 in range(0, ns, step):
             k1 = min(ns, k0 + step)
@@ -541,7 +472,7 @@ def _write_events(
 ) -> None:
     """The events file in input order: the input streamed again, slice by slice, next to
     the four session columns read back from the buckets (keys made global)."""
-    w = _Writer(ev_p)
+    w = Writer(ev_p)
     has_key = "session_key" in schema
     try:
         for i, chunk in enumerate(_aligned(lf, bounds)):
@@ -575,7 +506,7 @@ def _run_buckets(
 ) -> SessionizedFiles:
     brules, types = stats.rules()
     n = plan.n
-    slice_rows = max(1000, per_bucket // 4)
+    slice_rows = max(1000, min(per_bucket // 4, 250_000))
     bounds = np.append(np.arange(0, n, slice_rows, dtype=np.int64), n)
     work = plan.root / "out"
     work.mkdir()

@@ -202,7 +202,7 @@ def _cut(
     identity: bool,
     exact: bool = False,
 ) -> _Cut:
-    # The rules run here in their documented order (inactivity, midnight, campaign,
+    # Long because: the rules run here in their documented order (inactivity, midnight, campaign,
     # identity, cap), each an OR into the same is_new array over the same sorted arrays:
     # kept in one function so the order is visible in one place.
     n = df.height

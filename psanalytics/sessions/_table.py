@@ -172,7 +172,7 @@ def _sessionize(
     event_types: Sequence[str] | None,
     carry: Sequence[str],
 ) -> Sessionized:
-    # One long function on purpose: its n-sized work arrays (perm, times, per-event keys)
+    # Long because: one function on purpose: its n-sized work arrays (perm, times, per-event keys)
     # are deleted at the points where they stop being needed, before the string gathers,
     # which is what keeps the peak memory at spec 5.3's target; split into helpers, the
     # caller's frame would keep them alive.
