@@ -186,3 +186,20 @@ def test_union_name_patterns():
     ast = parse("union isfuzzy=true withsource=S View*, (T | take 1)")
     assert format(ast) == "union withsource=S isfuzzy=true View*, (T\n| take 1)"
     assert parse(format(ast)) == ast
+
+
+def test_search_as_a_source():
+    lets = ("let A = datatable(x:long, s:string) [1, 'a', 5, 'b'];\n"
+            "let B = datatable(x:long) [5, 6];\n")
+    out = run(lets + "search x == 5 | sort by ['$table'] asc")
+    assert out.columns == ["$table", "x", "s"]
+    assert out.rows() == [("A", 5, "b"), ("B", 5, "")]
+    assert run(lets + "search in (B) *").rows() == [("B", 5), ("B", 6)]
+    assert run(lets + "search in (A*) s has 'a' or x > 4").height == 2
+    with pytest.raises(KqlUnsupported) as e:
+        run(lets + "search 'err' and x == 5")
+    assert (e.value.line, e.value.column) == (3, 8)
+    assert "search terms over every column are not supported" in e.value.message
+    ast = parse("search kind=case_insensitive in (T, V*) x == 1")
+    assert format(ast) == "search kind=case_insensitive in ((T), V*) x == 1"
+    assert parse(format(ast)) == ast

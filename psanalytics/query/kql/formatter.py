@@ -295,6 +295,11 @@ def source(src: N.Node) -> str:
         return f"{src.name}({', '.join(args)})"
     if isinstance(src, N.UnionSource):
         return "union " + _union(src.union)
+    if isinstance(src, N.SearchSource):
+        s = "search" + (f" kind={src.kind}" if src.kind else "")
+        if src.tables is not None:
+            s += " in (" + _union(N.Union(src.tables)) + ")"
+        return s + " " + expr(src.pred)
     raise TypeError(f"not a table source: {type(src).__name__}")
 
 

@@ -380,8 +380,20 @@ class UnionSource(Node):
 
 
 @dataclass
+class SearchSource(Node):
+    """``search [kind=K] [in (T1, T2*)] predicate`` as a table source (the tables in scope
+    when no ``in``); rows get a ``$table`` column."""
+
+    kind: str | None
+    tables: list[Pipeline] | None
+    pred: Expr
+    span: Span = _span()
+
+
+@dataclass
 class Pipeline(Node):
-    source: TableRef | PrintSource | DatatableSource | RangeSource | CallSource | UnionSource
+    source: (TableRef | PrintSource | DatatableSource | RangeSource | CallSource
+             | UnionSource | SearchSource)
     ops: list[Op]
     span: Span = _span()
 

@@ -92,7 +92,8 @@ class Parser(OperatorParser):
         t = self.toks[j]
         nxt = self.toks[min(j + 1, len(self.toks) - 1)]
         if t.kind == "IDENT" and not t.quoted:
-            if t.value in ("print", "union") and not (nxt.kind == "OP" and nxt.value in "=("):
+            if t.value in ("print", "union", "search") and not (nxt.kind == "OP"
+                                                                and nxt.value in "=("):
                 return True
             if t.value in ("datatable", "materialize") and nxt.kind == "OP" \
                     and nxt.value == "(":
@@ -329,7 +330,9 @@ class Parser(OperatorParser):
             u = self.parse_union_body()
             u.span = (t.start, self.toks[self.i - 1].end)
             return N.UnionSource(u, span=u.span)
-        if word in ("search", "find", "evaluate", "externaldata", "cluster", "database",
+        if word == "search":
+            return self.parse_search()
+        if word in ("find", "evaluate", "externaldata", "cluster", "database",
                     "table", "external_table", "materialized_view", "stored_query_result"):
             self.error(f"'{t.value}' is not supported by the local engine",
                        cls=KqlUnsupported)
@@ -349,6 +352,27 @@ class Parser(OperatorParser):
             end = self.advance().end
             return N.CallSource(t.value, args, span=(t.start, end))
         return N.TableRef(t.value, span=(t.start, t.end))
+
+    def parse_search(self) -> N.SearchSource:
+        t = self.advance()  # search
+        kind = self.parse_options(("kind",)).get("kind")
+        kinds = ("default", "case_insensitive", "case_sensitive")
+        if kind is not None and kind not in kinds:
+            self.error(f"search kind must be one of {', '.join(kinds)}, not '{kind}'",
+                       self.toks[self.i - 1])
+        tables = None
+        if self.is_word("in") and self.peek().kind == "OP" and self.peek().value == "(":
+            self.advance()
+            self.advance()
+            tables = [self.parse_pipeline_term(wildcard=True)]
+            while self.is_op(","):
+                self.advance()
+                tables.append(self.parse_pipeline_term(wildcard=True))
+            self.expect_op(")", " to close 'in (' (the tables to search)")
+        if self.tok.kind == "EOF" or self.is_op("|"):
+            self.error(f"expected a search predicate but found {self.describe(self.tok)}")
+        pred = self.parse_expr()
+        return N.SearchSource(kind, tables, pred, span=(t.start, pred.span[1]))
 
     def _skip_parens_is_end(self, j: int) -> bool:
         k = self._skip_parens(j)

@@ -55,6 +55,8 @@ class SourceOps:
             return self.src_datatable(src)
         if isinstance(src, N.RangeSource):
             return self.src_range(src)
+        if isinstance(src, N.SearchSource):
+            return self.src_search(src)
         if isinstance(src, N.UnionSource):
             return self.op_union(src.union, None)
         if isinstance(src, N.CallSource):
@@ -297,3 +299,33 @@ class SourceOps:
         kt = t.schema[first]
         vals = t.lf.select(first).collect().to_series().to_list()
         return [_py_to_const(v, kt) for v in vals], kt
+
+    def src_search(self: Compiler, src: N.SearchSource) -> Table:
+        """``search pred``: ``union withsource=$table <tables> | where pred``."""
+        if src.kind == "case_sensitive":
+            raise self.sem("search kind=case_sensitive is not supported by the local engine",
+                           src, cls=KqlUnsupported)
+
+        def terms(e: N.Expr) -> None:
+            if isinstance(e, N.Binary) and e.op in ("and", "or"):
+                terms(e.left)
+                terms(e.right)
+            elif isinstance(e, N.Call) and e.name == "not" and e.args:
+                terms(e.args[0])
+            elif isinstance(e, N.Literal) and e.ktype == "string" or (
+                    isinstance(e, N.Star) and e is not src.pred):
+                raise self.sem("search terms over every column are not supported by the local"
+                               " engine: name the column (Col has \"x\")", e,
+                               cls=KqlUnsupported)
+        terms(src.pred)
+        tables = src.tables
+        if tables is None:  # every table, tabular let and view in scope
+            names = sorted({*self.tables, *self.tabular_lets,
+                            *(n for n, f in self.funcs.items()
+                              if not f.params and isinstance(f.body, N.Pipeline))})
+            tables = [N.Pipeline(N.TableRef(n, span=src.span), [], span=src.span)
+                      for n in names]
+        t = self.op_union(N.Union(tables, None, "$table", span=src.span), None)
+        if isinstance(src.pred, N.Star):
+            return t
+        return self.op_where(N.Where(src.pred, keyword="search", span=src.span), t)
