@@ -64,6 +64,9 @@ VALID = [
     " | summarize s = sum(e), n = count()) | project DeviceId, s, n",
     "Events | top-nested 1 of CountryCode with others = 'rest' by count(), top-nested of"
     " DeviceId by m = max(EventTime) asc",
+    "search in (Events, Ev*) DeviceId == 'd1' or CountryCode has 'SE' | count",
+    "union isfuzzy=true withsource=T Ev*, Nothing* | parse kind=relaxed Value with n:long"
+    " ' ' rest | make-series kind=nonempty c = count() on EventTime step 1d",
 ]
 
 VOCAB = [
@@ -82,7 +85,8 @@ VOCAB = [
     "on", "$left.DeviceId", "$right.DeviceId", "lookup", "parse", "with", "make-series",
     "serialize", "sample", "sample-distinct", "of", "getschema", "as", "toscalar(", "{{p}}",
     "view", "{", "}", "(x:long)", "typeof(long)", "withsource=S", "materialize(",
-    "mv-apply", "top-nested", "others", "with_itemindex=i",
+    "mv-apply", "top-nested", "others", "with_itemindex=i", "search", "Ev*", "isfuzzy=true",
+    "kind=relaxed", "kind=regex", "flags=U", "kind=nonempty",
 ]
 
 
