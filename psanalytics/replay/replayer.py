@@ -209,6 +209,23 @@ class Replayer:
         self.max_visitors, self.max_bytes, self.max_events = lim.max_visitors, lim.max_bytes, lim.max_events
         self.workers, self.chunk_events = lim.workers, lim.chunk_events
         self.split_rejected = split_rejected
+        self._set_paths(fil)
+        self.progress = progress
+        self.on_batch = on_batch
+        self.time_limit = time_limit
+        if sample is not None and not 0 < sample <= 1:
+            raise ReplayError(f"sample must be a fraction in (0, 1] (got {sample!r})")
+        self.validate = validate
+        self.sample = sample
+        self.time_shift = time_shift
+        self._eta = 0.0
+        self._invalid: list[Quarantined] = []
+        self.clock = pac.clock
+        self.report: ReplayReport | None = None
+
+    def _set_paths(self, fil: Files) -> None:
+        """The checkpoint, dry-run and side files (rejected, failed, quarantine): given, or
+        named after the checkpoint (else the dry run) as ``<stem>.<name>.jsonl``."""
         self.checkpoint_path = Path(fil.checkpoint) if fil.checkpoint is not None else None
         self.resume = fil.resume
         self.dry_run = Path(fil.dry_run) if fil.dry_run is not None else None
@@ -225,18 +242,6 @@ class Replayer:
         self.rejected_path = side(fil.rejected, "rejected")
         self.failed_path = side(fil.failed, "failed")
         self.quarantine_path = side(fil.quarantine, "quarantine")
-        self.progress = progress
-        self.on_batch = on_batch
-        self.time_limit = time_limit
-        if sample is not None and not 0 < sample <= 1:
-            raise ReplayError(f"sample must be a fraction in (0, 1] (got {sample!r})")
-        self.validate = validate
-        self.sample = sample
-        self.time_shift = time_shift
-        self._eta = 0.0
-        self._invalid: list[Quarantined] = []
-        self.clock = pac.clock
-        self.report: ReplayReport | None = None
 
     @staticmethod
     def _coerce_sink(sink: Any, *, strict: bool, retries: Any) -> Any:

@@ -85,23 +85,6 @@ def param_literal(name: str, value: Any) -> N.Expr:
                            "timedelta or a list)")
 
 
-def schema_tables(tables: Mapping[str, Any] | None) -> dict[str, pl.LazyFrame]:
-    """Table mapping (frames, LazyFrames or schemas) -> empty/lazy frames for checking."""
-    from psanalytics.schema import EVENTS_SCHEMA
-
-    if tables is None:
-        return {"Events": pl.LazyFrame(schema=EVENTS_SCHEMA)}
-    out: dict[str, pl.LazyFrame] = {}
-    for k, v in tables.items():
-        if isinstance(v, pl.LazyFrame):
-            out[k] = v
-        elif isinstance(v, pl.DataFrame):
-            out[k] = v.lazy()
-        else:
-            out[k] = pl.LazyFrame(schema=pl.Schema(v))
-    return out
-
-
 class Compiler(ExprCompiler, TabularOps):
     """Compiles one query. The settings of a run (tables, text, clock, ``clean``,
     ``allow_distinct_json``) are fixed at construction; what depends on the position in

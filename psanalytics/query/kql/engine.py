@@ -17,7 +17,6 @@ from psanalytics.query.kql.compiler import (
     RenderSpec,
     _ns,
     compile_query,
-    schema_tables,
 )
 from psanalytics.query.kql.errors import KqlError, KqlRuntimeError
 from psanalytics.query.kql.parser import parse
@@ -40,6 +39,23 @@ class KqlResult:
     truncated: bool
     elapsed_s: float
     query: str
+
+
+def schema_tables(tables: Mapping[str, Any] | None) -> dict[str, pl.LazyFrame]:
+    """Table mapping (frames, LazyFrames or schemas) -> empty/lazy frames for checking."""
+    from psanalytics.schema import EVENTS_SCHEMA
+
+    if tables is None:
+        return {"Events": pl.LazyFrame(schema=EVENTS_SCHEMA)}
+    out: dict[str, pl.LazyFrame] = {}
+    for k, v in tables.items():
+        if isinstance(v, pl.LazyFrame):
+            out[k] = v
+        elif isinstance(v, pl.DataFrame):
+            out[k] = v.lazy()
+        else:
+            out[k] = pl.LazyFrame(schema=pl.Schema(v))
+    return out
 
 
 def _now_ns(now: datetime | None) -> int:

@@ -283,48 +283,9 @@ class Parser(OperatorParser):
                 items = self.parse_assign_list("print")
             return N.PrintSource(items, span=(t.start, self.toks[self.i - 1].end))
         if word == "datatable" and nxt.kind == "OP" and nxt.value == "(":
-            self.advance()
-            self.advance()
-            cols: list[tuple[str, str]] = []
-            while not self.is_op(")"):
-                cn = self.ident("a column name")
-                self.expect_op(":", f" and a type after the column '{cn.value}'")
-                cols.append((cn.value, self.parse_type_name()))
-                if self.is_op(","):
-                    self.advance()
-                elif not self.is_op(")"):
-                    self.error(f"expected ',' or ')' but found {self.describe(self.tok)}")
-            self.advance()
-            if not cols:
-                self.error("datatable needs at least one column")
-            self.expect_op("[", " to start the datatable values")
-            values: list[N.Expr] = []
-            while not self.is_op("]"):
-                values.append(self.parse_expr())
-                if self.is_op(","):
-                    self.advance()
-                elif not self.is_op("]"):
-                    self.error(f"expected ',' or ']' in the datatable values but found "
-                               f"{self.describe(self.tok)}")
-            end = self.advance().end
-            return N.DatatableSource(cols, values, span=(t.start, end))
+            return self.parse_datatable()
         if word == "range" and nxt.kind == "IDENT":
-            self.advance()
-            name = self.ident("a column name after 'range'")
-            if not self.is_word("from"):
-                self.error(f"expected 'from' but found {self.describe(self.tok)}")
-            self.advance()
-            start = self.parse_expr()
-            if not self.is_word("to"):
-                self.error(f"expected 'to' but found {self.describe(self.tok)}")
-            self.advance()
-            stop = self.parse_expr()
-            if not self.is_word("step"):
-                self.error(f"expected 'step' but found {self.describe(self.tok)}")
-            self.advance()
-            step = self.parse_expr()
-            return N.RangeSource(name.value, start, stop, step,
-                                 span=(t.start, step.span[1]))
+            return self.parse_range()
         if word == "union":
             self.advance()
             u = self.parse_union_body()
@@ -352,6 +313,54 @@ class Parser(OperatorParser):
             end = self.advance().end
             return N.CallSource(t.value, args, span=(t.start, end))
         return N.TableRef(t.value, span=(t.start, t.end))
+
+    def parse_datatable(self) -> N.DatatableSource:
+        """``datatable(name:type, ...) [values, ...]``."""
+        t = self.advance()  # datatable
+        self.advance()  # (
+        cols: list[tuple[str, str]] = []
+        while not self.is_op(")"):
+            cn = self.ident("a column name")
+            self.expect_op(":", f" and a type after the column '{cn.value}'")
+            cols.append((cn.value, self.parse_type_name()))
+            if self.is_op(","):
+                self.advance()
+            elif not self.is_op(")"):
+                self.error(f"expected ',' or ')' but found {self.describe(self.tok)}")
+        self.advance()
+        if not cols:
+            self.error("datatable needs at least one column")
+        self.expect_op("[", " to start the datatable values")
+        values: list[N.Expr] = []
+        while not self.is_op("]"):
+            values.append(self.parse_expr())
+            if self.is_op(","):
+                self.advance()
+            elif not self.is_op("]"):
+                self.error(f"expected ',' or ']' in the datatable values but found "
+                           f"{self.describe(self.tok)}")
+        end = self.advance().end
+        return N.DatatableSource(cols, values, span=(t.start, end))
+
+    def parse_range(self) -> N.RangeSource:
+        """``range name from start to stop step step``."""
+        t = self.tok
+        self.advance()
+        name = self.ident("a column name after 'range'")
+        if not self.is_word("from"):
+            self.error(f"expected 'from' but found {self.describe(self.tok)}")
+        self.advance()
+        start = self.parse_expr()
+        if not self.is_word("to"):
+            self.error(f"expected 'to' but found {self.describe(self.tok)}")
+        self.advance()
+        stop = self.parse_expr()
+        if not self.is_word("step"):
+            self.error(f"expected 'step' but found {self.describe(self.tok)}")
+        self.advance()
+        step = self.parse_expr()
+        return N.RangeSource(name.value, start, stop, step,
+                             span=(t.start, step.span[1]))
 
     def parse_search(self) -> N.SearchSource:
         t = self.advance()  # search
