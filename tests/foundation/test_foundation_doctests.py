@@ -20,6 +20,7 @@ MODULES = [
     "psanalytics.query.odata",
     "psanalytics.query.kql.engine",
     "psanalytics.sessions._api",
+    "psanalytics.samples._campaigns",
 ]
 
 

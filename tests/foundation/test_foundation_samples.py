@@ -100,15 +100,15 @@ def test_people_devices_and_sessions(medium):
 
 
 def test_addresses_match_countries(small):
-    markets = {m.country: m for m in samples._MARKETS}
+    markets = {m.country: m for m in samples._world._MARKETS}
     for cc, ip in small.select("CountryCode", "RemoteAddress").unique().rows():
         addr = ipaddress.ip_address(ip)
         m = markets[cc]
         if addr.version == 4:
             first = int(ip.split(".")[0])
-            assert first in m.v4 or first in samples._BOT_V4, (cc, ip)
+            assert first in m.v4 or first in samples._world._BOT_V4, (cc, ip)
         else:
-            assert ip.startswith(m.v6 + ":") or ip.startswith(samples._BOT_V6 + ":"), (cc, ip)
+            assert ip.startswith(m.v6 + ":") or ip.startswith(samples._world._BOT_V6 + ":"), (cc, ip)
     assert small.group_by("DeviceId").agg(pl.col("CountryCode").n_unique()).get_column(
         "CountryCode").max() == 1
     scopes = small.get_column("Scope").value_counts(normalize=True)
@@ -118,7 +118,7 @@ def test_addresses_match_countries(small):
 
 def test_payloads_per_event_type(medium):
     counts = dict(medium.group_by("EventType").len().rows())
-    assert set(counts) == set(samples._KIND_TYPES)
+    assert set(counts) == set(samples._world._KIND_TYPES)
     assert counts["product"] > counts["basket"] > counts["checkout"] > counts["order"] > 0
     first = {et: orjson.loads(p) for et, p in medium.group_by("EventType", maintain_order=True)
              .agg(pl.col("Payload").first()).rows()}
@@ -173,7 +173,7 @@ def test_default_events_without_the_file(monkeypatch, tmp_path):
 
 def test_guids_helper_is_vectorised_and_valid():
     rng = np.random.default_rng(0)
-    g = samples._guids(rng, 1000)
+    g = samples._world._guids(rng, 1000)
     assert g.dtype == pl.String and g.n_unique() == 1000
     assert g.str.len_bytes().unique().to_list() == [36]
 
