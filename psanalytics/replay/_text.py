@@ -8,7 +8,9 @@ import ipaddress
 import re
 import uuid
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 
 __all__ = ["REPLAY_NAMESPACE", "event_uuid", "truncate_ip", "truncate_ip_expr"]
 
@@ -24,22 +26,34 @@ def event_uuid(name: str) -> str:
     return str(uuid.uuid5(REPLAY_NAMESPACE, name))
 
 
-def _uuid5_many(names: list[str], namespace: bytes = _NS_BYTES) -> pl.Series:
-    """uuid5 over many names (same result as ``uuid.uuid5``): SHA-1 in one hashlib loop,
-    version and variant bits and the 8-4-4-4-12 layout with Polars string ops."""
-    sha1 = hashlib.sha1
-    ns = namespace
-    hx = pl.Series("h", [sha1(ns + s.encode()).hexdigest() for s in names], pl.String)
-    variant = hx.str.slice(16, 1).replace_strict(_VARIANT, return_dtype=pl.String)
-    return pl.select(
-        pl.concat_str(
-            [hx.str.slice(0, 8), pl.lit("-"), hx.str.slice(8, 4), pl.lit("-5"), hx.str.slice(13, 3),
-             pl.lit("-"), variant, hx.str.slice(17, 3), pl.lit("-"), hx.str.slice(20, 12)]
-        ).alias("_uuid")
-    ).to_series()
+def _uuid5_many(names: list[str] | pl.Series, namespace: bytes = _NS_BYTES) -> pl.Series:
+    """uuid5 over many names (same result as ``uuid.uuid5``): SHA-1 in one hashlib loop
+    over the names' UTF-8 bytes, then the version and variant bits and the 8-4-4-4-12 hex
+    layout on one numpy array of the digests (no Python object per uuid)."""
+    if isinstance(names, pl.Series):
+        raw = names.cast(pl.Binary).to_list()
+    else:
+        raw = [s.encode() for s in names]
+    n = len(raw)
+    sha1, ns = hashlib.sha1, namespace
+    digests = np.frombuffer(b"".join([sha1(ns + b).digest() for b in raw]), dtype=np.uint8).reshape(n, 20)
+    d = digests[:, :16].copy()
+    d[:, 6] = (d[:, 6] & 0x0F) | 0x50  # version 5
+    d[:, 8] = (d[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
+    hexed = np.empty((n, 32), dtype=np.uint8)
+    hexed[:, 0::2] = _HEX[d >> 4]
+    hexed[:, 1::2] = _HEX[d & 15]
+    text = np.full((n, 36), ord("-"), dtype=np.uint8)
+    for dst, src in _UUID_LAYOUT:
+        text[:, dst:dst + src[1] - src[0]] = hexed[:, src[0]:src[1]]
+    offsets = np.arange(0, 36 * (n + 1), 36, dtype=np.int64)
+    arr = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text))
+    return pl.Series("_uuid", arr, dtype=pl.String)
 
 
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+#: (position in the 36-character text, (start, end) in the 32 hex digits)
+_UUID_LAYOUT = ((0, (0, 8)), (9, (8, 12)), (14, (12, 16)), (19, (16, 20)), (24, (20, 32)))
 
 
 def _json_str(expr: pl.Expr) -> pl.Expr:

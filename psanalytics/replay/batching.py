@@ -42,18 +42,35 @@ class BatchingError(PsaError, ValueError):
     """Batching options that cannot work."""
 
 
+class _BatchId:
+    """The ``id`` field of :class:`Batch`: given, or (``id=None``) computed from ``seq`` and
+    ``body`` the first time it is read. Hashing every body costs a pass over all the
+    bytes a run writes; a dry run without a checkpoint never reads the ids."""
+
+    def __get__(self, obj: Any, owner: Any = None) -> str:
+        if obj is None:
+            raise AttributeError("id")  # the field has no default (dataclasses asks)
+        value = obj.__dict__["_id"]
+        if value is None:
+            value = obj.__dict__["_id"] = _batch_id(obj.seq, obj.body)
+        return value
+
+    def __set__(self, obj: Any, value: str | None) -> None:
+        obj.__dict__["_id"] = value
+
+
 @dataclass
 class Batch:
     """One request: its id, exact body, and what it carries.
 
     ``id`` is ``<seq>-<sha1 of body>``: the same input and options give the same ids, so
-    a checkpoint can tell which batches were acknowledged. ``parts`` are the visitor
-    JSON texts (Event API) so a rejected batch can be split; ``records`` the TrackBulk
-    event dicts (Tracking API).
+    a checkpoint can tell which batches were acknowledged (``id=None`` computes it when
+    it is first read). ``parts`` are the visitor JSON texts (Event API) so a rejected
+    batch can be split; ``records`` the TrackBulk event dicts (Tracking API).
     """
 
     seq: int
-    id: str
+    id: str = _BatchId()  # type: ignore[assignment]
     body: bytes
     visitors: int
     events: int

@@ -282,8 +282,10 @@ def _specs(frame: pl.DataFrame, omap: OdpMap, unmapped_out: dict[str, int] | Non
     return specs
 
 
-def _identifiers(frame: pl.DataFrame, specs: dict[str, OdpEventSpec], omap: OdpMap) -> pl.Expr:
-    """Each event's ``{"type":..,"action":..,"identifiers":{...}`` text (the event's head)."""
+def _identifiers(frame: pl.DataFrame, specs: dict[str, OdpEventSpec], omap: OdpMap) -> list[pl.Expr]:
+    """The pieces of each event's ``{"type":..,"action":..,"identifiers":{...}}`` text
+    (the event's head), for the one ``concat_str`` that builds the event: each piece is
+    text made once per distinct value and looked up, so no per-row text is built here."""
     by, dev = pl.col("EventType"), pl.col("DeviceId")
     email_ident = [t for t, s in specs.items() if s.identifier == "email"]
     bad = frame.filter((dev == "") & ~by.is_in(email_ident))
@@ -292,29 +294,47 @@ def _identifiers(frame: pl.DataFrame, specs: dict[str, OdpEventSpec], omap: OdpM
     head = {t: '{"type":' + orjson.dumps(s.type).decode()
             + (',"action":' + orjson.dumps(s.action).decode() if s.action else "") + ',"identifiers":{'
             for t, s in specs.items()}
+    # DeviceId is the vuid, or the address of a campaign mail event's recipient; User.Email
+    # follows a vuid (every event of a type sent by vuid has one: checked above)
     as_vuid = _lut(frame, "DeviceId", lambda v: None if v == "" else '"vuid":' + orjson.dumps(v).decode(),
                    pl.when(dev != "").then(pl.lit('"vuid":') + _json_str(dev)))
-    as_email = _lut(frame, "DeviceId", lambda v: None if v == "" else '"email":' + orjson.dumps(v).decode(),
-                    pl.when(dev != "").then(pl.lit('"email":') + _json_str(dev)))
-    user_email = pl.col("_email")
-    by_user = (_lut(frame, "_email", lambda v: None if v == "" else '"email":' + orjson.dumps(v).decode(),
-                    pl.when(user_email != "").then(pl.lit('"email":') + _json_str(user_email)))
-               if omap.email else pl.lit(None, pl.String))
-    mail_type = by.is_in(email_ident)
-    return pl.concat_str([
-        by.replace_strict(head, default=None, return_dtype=pl.String),
-        pl.concat_str([pl.when(~mail_type).then(as_vuid),
-                       pl.when(mail_type).then(as_email).otherwise(by_user)], separator=",", ignore_nulls=True),
-        pl.lit("}"),
-    ])
+    device = as_vuid
+    if email_ident:
+        as_email = _lut(frame, "DeviceId", lambda v: None if v == "" else '"email":' + orjson.dumps(v).decode(),
+                        pl.when(dev != "").then(pl.lit('"email":') + _json_str(dev)))
+        device = pl.when(by.is_in(email_ident)).then(as_email).otherwise(as_vuid)
+    pieces = [by.replace_strict(head, default=None, return_dtype=pl.String), device]
+    if omap.email:
+        user_email = pl.col("_email")
+        by_user = _lut(frame, "_email", lambda v: None if v == "" else ',"email":' + orjson.dumps(v).decode(),
+                       pl.when(user_email != "").then(pl.lit(',"email":') + _json_str(user_email)))
+        pieces.append(pl.when(~by.is_in(email_ident)).then(by_user) if email_ident else by_user)
+    return pieces
+
+
+def _pair_index(frame: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
+    """(first row of each distinct (EventType, Payload) pair in order of appearance,
+    each row's pair number). Each Payload's text is hashed once, as one column: a key
+    of two string columns would be row-encoded (a copy of every payload)."""
+    payload, types = frame.get_column("Payload"), frame.get_column("EventType")
+    texts = payload.drop_nulls().unique(maintain_order=True)
+    names = types.unique(maintain_order=True)
+    key = (types.replace_strict(names, pl.int_range(names.len(), eager=True), return_dtype=pl.UInt64) * (1 << 32)
+           + payload.replace_strict(texts, pl.int_range(texts.len(), eager=True), default=texts.len(),
+                                    return_dtype=pl.UInt64))
+    first = key.arg_unique()
+    pair = key.replace_strict(key.gather(first), pl.int_range(first.len(), eager=True), return_dtype=pl.UInt32)
+    return first, pair
 
 
 def _payload_parts(frame: pl.DataFrame, specs: dict[str, OdpEventSpec], omap: OdpMap) -> pl.DataFrame:
-    """``frame`` with ``_std`` (the type's standard fields) and ``_pf`` (flattened Payload
-    fields), computed once per distinct (EventType, Payload) pair (pages and products
-    repeat across visitors) and joined back."""
+    """``frame`` with ``_std`` (the type's standard fields, then ``ps_event_type``) and
+    ``_pf`` (``,`` and the flattened Payload fields), computed once per distinct
+    (EventType, Payload) pair (pages and products repeat across visitors) and looked up
+    (a null Payload is a pair too: its events still get ``ps_event_type``)."""
     by = pl.col("EventType")
-    uniq = frame.select("EventType", "Payload").filter(pl.col("Payload").is_not_null()).unique(maintain_order=True)
+    first, pair = _pair_index(frame)
+    uniq = frame.select("EventType", "Payload")[first]
     std: list[pl.Expr] = []
     for fname in sorted({f for s in specs.values() for f in s.fields}):
         expr: Any = None
@@ -324,13 +344,15 @@ def _payload_parts(frame: pl.DataFrame, specs: dict[str, OdpEventSpec], omap: Od
                 val = pl.when(cond).then(pl.col("Payload")).str.json_path_match(_p(s.fields[fname]))
                 expr = (pl.when(cond) if expr is None else expr.when(cond)).then(val)
         std.append(_frag_scalar(fname, expr.otherwise(None)))
+    ps_type = {t: ',"ps_event_type":' + orjson.dumps(t).decode() for t in specs if t}
+    std.append(by.replace_strict(ps_type, default=None, return_dtype=pl.String))
     pf = (_payload_fields(uniq, omap.scrub_pii) if omap.payload and uniq.height
           else pl.Series("f", [None] * uniq.height, pl.String))
-    uniq = uniq.with_columns(
-        pl.concat_str(std, ignore_nulls=True).alias("_std") if std else pl.lit(None, pl.String).alias("_std"),
-        pf.alias("_pf"),
+    parts = uniq.select(
+        pl.concat_str(std, ignore_nulls=True).alias("_std"),
+        pl.when(pf.is_not_null()).then(pl.lit(",") + pf).alias("_pf"),
     )
-    return frame.join(uniq, on=["EventType", "Payload"], how="left", maintain_order="left")
+    return frame.with_columns(parts.get_column("_std").gather(pair), parts.get_column("_pf").gather(pair))
 
 
 def encode_odp_events(
@@ -350,7 +372,9 @@ def encode_odp_events(
     Columnar: text that depends on a repeating value (the event type's head, devices,
     addresses, pages, countries) is encoded once per distinct value and looked up;
     Payload fields once per distinct (EventType, Payload); the rows are put in time
-    order before the text is built (a no-op for the usual time-ordered input).
+    order before the text is built (a no-op for the usual time-ordered input). Each
+    event's text is one ``concat_str`` of those pieces: the only per-event text built
+    (no intermediate text per event: the dry run's cost is mostly memory traffic).
     """
     omap = OdpMap.of(odp_map)
     if data_source_version is None:
@@ -358,7 +382,8 @@ def encode_odp_events(
     frame, _ = _as_frame(events)
     frame = frame.with_row_index("_offset")
     specs = _specs(frame, omap, unmapped_out)
-    frame = frame.filter(pl.col("EventType").is_in(list(specs)))
+    if frame.get_column("EventType").n_unique() != len(specs):
+        frame = frame.filter(pl.col("EventType").is_in(list(specs)))
     if frame.height == 0:
         return pl.DataFrame(schema=_RECORD_SCHEMA)
     if frame.get_column("EventTime").null_count():
@@ -374,31 +399,30 @@ def encode_odp_events(
         pl.when(pl.col("TrackId") != "").then(pl.col("TrackId")).otherwise(pl.concat_str(
             [pl.lit("content:"), dev, by, pl.col("EventTime").dt.epoch("ns").cast(pl.String),
              pl.col("Value"), pl.col("PageUri"), pl.col("Payload").fill_null("null")], separator="\x1f"))
-    ).to_series().to_list()
+    ).to_series()
     frame = _payload_parts(frame.with_columns(_uuid5_many(names, ODP_NAMESPACE.bytes).alias("_iid")), specs, omap)
     source = ('",' + '"data_source_type":"psanalytics","data_source":' + orjson.dumps(omap.data_source).decode()
               + ',"data_source_version":' + orjson.dumps(str(data_source_version)).decode())
-    ps_type = {t: ',"ps_event_type":' + orjson.dumps(t).decode() for t in specs if t}
 
     def member(name: str, col: str) -> pl.Expr:
         return _lut(frame, col, _json_member(name), _frag(name, pl.col(col)))
 
-    data = pl.concat_str([
-        pl.lit(',"data":{"ts":') + pl.col("EventTime").dt.epoch("s").cast(pl.String),
-        pl.lit(',"idempotence_id":"') + pl.col("_iid") + pl.lit(source),
+    event = pl.concat_str([
+        *head,
+        pl.lit('},"data":{"ts":'), pl.col("EventTime").dt.epoch("s").cast(pl.String),
+        pl.lit(',"idempotence_id":"'), pl.col("_iid"), pl.lit(source),
         member("page", "PageUri"),
         member("title", "PageTitle"),
         pl.col("_std"),
-        by.replace_strict(ps_type, default=None, return_dtype=pl.String),
         member("ps_value", "Value"),
         member("ps_country", "CountryCode"),
         member("ps_city", "City"),
         member("ps_scope", "Scope"),
-        pl.when(pl.col("_pf").is_not_null()).then(pl.lit(",") + pl.col("_pf")),
+        pl.col("_pf"),
         pl.lit("}}"),
     ], ignore_nulls=True)
     out = frame.select(
-        pl.concat_str([head, data]).alias("json"),
+        event.alias("json"),
         pl.col("EventTime").dt.epoch("ms").alias("ms"),
         pl.col("_offset").cast(pl.Int64).alias("offset"),
         by.alias("EventType"),
@@ -455,17 +479,18 @@ def odp_batches(
         cum = records.select(pl.col("nbytes").cum_sum()).to_series().to_list()
         cum.insert(0, 0)
     # The fast path joins ``_CHUNK_BATCHES`` bodies' rows at once (as bytes: no Python
-    # str in between) and slices each body out of that buffer.
-    c0, c1, buf = 0, 0, b""
+    # str in between) and copies each body out of that buffer once (with its brackets).
+    # Ids are computed when read (a dry run without a checkpoint never hashes a body).
+    c0, c1, buf = 0, 0, memoryview(b"")
     while i < n:
         j = min(n, i + max_objects)
         if max_span_ms is None and cum[j] - cum[i] + (j - i) + 1 <= max_bytes:
             if not (c0 <= i and j <= c1):
                 c0, c1 = i, min(n, i + _CHUNK_BATCHES * max_objects)
-                buf = series.slice(c0, c1 - c0).str.join(",").cast(pl.Binary).item()
+                buf = memoryview(series.slice(c0, c1 - c0).str.join(",").cast(pl.Binary).item())
             a = cum[i] - cum[c0] + (i - c0)
-            body = b"[" + buf[a:a + cum[j] - cum[i] + (j - i) - 1] + b"]"
-            yield Batch(seq=seq, id=_batch_id(seq, body), body=body, visitors=0, events=j - i,
+            body = b"".join((b"[", buf[a:a + cum[j] - cum[i] + (j - i) - 1], b"]"))
+            yield Batch(seq=seq, id=None, body=body, visitors=0, events=j - i,
                         first_ms=ms[i], last_ms=ms[j - 1], offset_min=min(offs[i:j]), offset_max=max(offs[i:j]),
                         kind=kind, prefix=b"[", suffix=b"]", rows=(i, j), texts=series)
             seq += 1

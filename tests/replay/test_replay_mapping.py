@@ -70,6 +70,16 @@ def test_uuid_deterministic_and_content_based(events):
     assert event_uuid("t-1") == str(uuid.uuid5(REPLAY_NAMESPACE, "t-1"))
 
 
+def test_uuid5_many_is_uuid5_for_any_text():
+    from psanalytics.replay._text import _uuid5_many
+
+    names = ["", "t-1", "Åsa Öberg ✓ 𝄞", "x" * 5000, "a\x1fb"]
+    want = [str(uuid.uuid5(REPLAY_NAMESPACE, n)) for n in names]
+    assert _uuid5_many(names).to_list() == want
+    assert _uuid5_many(pl.Series(names)).to_list() == want
+    assert _uuid5_many([]).to_list() == []
+
+
 def test_encode_columns(events):
     v = encode_visitors(events)
     assert v.columns == ["visitor_id", "session_id", "json", "nbytes", "events", "first_ms", "last_ms", "offsets"]

@@ -104,6 +104,41 @@ def test_a_key_only_rare_payloads_have_is_not_dropped():
     assert got[7] == '"ps_product_ref_code":"P-7","ps_product_price":7.5'
 
 
+def test_payload_fields_are_per_event_type_and_payload_pair_and_a_null_payload_keeps_its_type():
+    # The encoder computes standard and Payload fields once per distinct (EventType,
+    # Payload) pair: the same text under two types gives each type's own fields, and
+    # events with no Payload still carry ps_event_type (a null is a pair of its own).
+    same = '{"product":{"refCode":"P-9"}}'
+    ev = pl.DataFrame({
+        "TrackId": ["a", "b", "c", "d", "e"], "DeviceId": ["d1"] * 5,
+        "EventType": ["product", "wishlist", "epiPageView", "product", "epiPageView"],
+        "EventTime": [f"2024-03-04T10:00:0{i}Z" for i in range(5)],
+        "Payload": [same, same, same, None, None]})
+    got = [orjson.loads(t)["data"] for t in encode_odp_events(ev).get_column("json")]
+    fields = [{k: v for k, v in d.items() if k not in ("ts", "idempotence_id") and not k.startswith("data_")}
+              for d in got]
+    assert fields == [
+        {"product_id": "P-9", "ps_event_type": "product", "ps_product_ref_code": "P-9"},
+        {"product_id": "P-9", "ps_event_type": "wishlist", "ps_product_ref_code": "P-9"},
+        {"ps_event_type": "epiPageView", "ps_product_ref_code": "P-9"},
+        {"ps_event_type": "product"},
+        {"ps_event_type": "epiPageView"},
+    ]
+
+
+def test_dry_run_batch_ids_are_seq_and_sha1_of_the_body(tmp_path):
+    # Ids are computed when first read (a dry run never needs them); a checkpoint from
+    # a live run must still name the same batches.
+    import hashlib
+
+    seen = []
+    Replayer("odp", dry_run=tmp_path / "b.jsonl", progress=False, max_visitors=100,
+             on_batch=lambda b, _: seen.append((b.seq, b.id, b.body))).run(generate(450, seed=2))
+    assert [s for s, _, _ in seen] == [0, 1, 2, 3, 4]
+    assert [i for _, i, _ in seen] == [f"{s:07d}-{hashlib.sha1(body).hexdigest()[:16]}" for s, _, body in seen]
+    assert (tmp_path / "b.jsonl").read_bytes() == b"".join(body + b"\n" for _, _, body in seen)
+
+
 def test_campaign_mail_events_identify_by_email_and_pii_is_scrubbed():
     ev = pl.DataFrame({"TrackId": ["m1"], "DeviceId": ["reader@example.com"], "EventType": ["epiCampaignOpen"],
                        "EventTime": ["2024-03-04T10:00:00Z"],
