@@ -34,7 +34,6 @@ customer updates in :mod:`psanalytics.replay.odp_customers` (both re-exported he
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -42,12 +41,14 @@ from typing import Any, Literal
 import orjson
 import polars as pl
 
-from psanalytics.replay._text import _NUMBER_TEXT, _json_str, _uuid5_many
+from psanalytics.replay._odp_text import NUMERIC_FIELDS as NUMERIC_FIELDS
+from psanalytics.replay._odp_text import ODP_NAMESPACE as _ODP_NAMESPACE
+from psanalytics.replay._odp_text import OdpText, _p, event_pieces
 from psanalytics.replay.batching import MAX_BYTES, Batch, BatchingError, Quarantined, _batch_id
 from psanalytics.replay.event_map import MappingError
 from psanalytics.replay.inputs import _as_frame
 from psanalytics.replay.odp_customers import encode_odp_customers, encode_odp_profiles
-from psanalytics.replay.odp_payload import _payload_fields, field_name
+from psanalytics.replay.odp_payload import field_name
 
 __all__ = [
     "MAX_ODP_OBJECTS",
@@ -66,9 +67,9 @@ __all__ = [
 
 #: Objects per ODP request (the documented bulk limit).
 MAX_ODP_OBJECTS = 500
-#: Namespace of the per-event ``idempotence_id`` (uuid5). Never change it: a re-send
-#: would then look new to ODP.
-ODP_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/psanalytics/replay/odp-event")
+#: Namespace of the per-event ``idempotence_id`` (uuid5; defined with the text encoder).
+#: Never change it: a re-send would then look new to ODP.
+ODP_NAMESPACE = _ODP_NAMESPACE
 
 
 @dataclass(frozen=True)
@@ -86,13 +87,6 @@ class OdpEventSpec:
     fields: Mapping[str, str] = field(default_factory=dict)
     identifier: Literal["vuid", "email"] = "vuid"
     skip: bool = False
-
-
-def _p(path: str) -> str:
-    path = path.strip()
-    if path.startswith("$"):
-        return path
-    return "$." + path.removeprefix("Payload.")
 
 
 #: Profile Store event types with an ODP standard event (docs/odp.md explains each).
@@ -226,47 +220,6 @@ _RECORD_SCHEMA = {
 }
 
 
-def _frag(name: str, expr: pl.Expr, *, text: bool = True) -> pl.Expr:
-    """``,"name":<json>`` when ``expr`` is non-null and not "" (strings), else null."""
-    val = _json_str(expr) if text else expr
-    cond = expr.is_not_null() & (expr != "") if text else expr.is_not_null()
-    return pl.when(cond).then(pl.lit("," + orjson.dumps(name).decode() + ":") + val)
-
-
-#: Standard ODP fields that are numbers (the others, ids and codes, are strings).
-NUMERIC_FIELDS = frozenset({"total", "subtotal", "price", "quantity", "discount", "tax", "shipping"})
-
-
-def _frag_scalar(name: str, text: pl.Expr) -> pl.Expr:
-    """Like :func:`_frag` for a value read with ``json_path_match`` (which gives a
-    string's content and a number's text alike): fields in :data:`NUMERIC_FIELDS` are
-    sent as numbers when the text is one, every other field as a string."""
-    if name in NUMERIC_FIELDS:
-        val = pl.when(text.str.contains(_NUMBER_TEXT)).then(text).otherwise(_json_str(text))
-    else:
-        val = _json_str(text)
-    return pl.when(text.is_not_null() & (text != "")).then(pl.lit("," + orjson.dumps(name).decode() + ":") + val)
-
-
-def _lut(frame: pl.DataFrame, col: str, fmt: Any, fallback: pl.Expr) -> pl.Expr:
-    """``fmt(value)`` (Python text, or None for "nothing") for each row's ``col``, computed
-    once per distinct value and looked up (countries, pages, devices and event types
-    repeat across events); ``fallback`` (the same text built per row) when the column
-    has too many distinct values for that to pay."""
-    uniq = frame.get_column(col).unique().drop_nulls()
-    if uniq.len() > max(2_000, frame.height // 4):
-        return fallback
-    keys = uniq.to_list()
-    return pl.col(col).replace_strict(keys, pl.Series([fmt(v) for v in keys], dtype=pl.String),
-                                      default=None, return_dtype=pl.String)
-
-
-def _json_member(name: str) -> Any:
-    """``v -> ,"name":<v as JSON>`` (None for "")."""
-    head = "," + orjson.dumps(name).decode() + ":"
-    return lambda v: None if v == "" else head + orjson.dumps(v).decode()
-
-
 def _specs(frame: pl.DataFrame, omap: OdpMap, unmapped_out: dict[str, int] | None) -> dict[str, OdpEventSpec]:
     """The spec of each EventType present that is sent (skipped types left out); types
     sent as custom types because no map names them are counted into ``unmapped_out``."""
@@ -282,77 +235,45 @@ def _specs(frame: pl.DataFrame, omap: OdpMap, unmapped_out: dict[str, int] | Non
     return specs
 
 
-def _identifiers(frame: pl.DataFrame, specs: dict[str, OdpEventSpec], omap: OdpMap) -> list[pl.Expr]:
-    """The pieces of each event's ``{"type":..,"action":..,"identifiers":{...}}`` text
-    (the event's head), for the one ``concat_str`` that builds the event: each piece is
-    text made once per distinct value and looked up, so no per-row text is built here."""
-    by, dev = pl.col("EventType"), pl.col("DeviceId")
-    email_ident = [t for t, s in specs.items() if s.identifier == "email"]
-    bad = frame.filter((dev == "") & ~by.is_in(email_ident))
-    if bad.height:
-        raise MappingError(f"event at row {bad.get_column('_offset')[0]} has no DeviceId: ODP needs an identifier")
-    head = {t: '{"type":' + orjson.dumps(s.type).decode()
-            + (',"action":' + orjson.dumps(s.action).decode() if s.action else "") + ',"identifiers":{'
-            for t, s in specs.items()}
-    # DeviceId is the vuid, or the address of a campaign mail event's recipient; User.Email
-    # follows a vuid (every event of a type sent by vuid has one: checked above)
-    as_vuid = _lut(frame, "DeviceId", lambda v: None if v == "" else '"vuid":' + orjson.dumps(v).decode(),
-                   pl.when(dev != "").then(pl.lit('"vuid":') + _json_str(dev)))
-    device = as_vuid
-    if email_ident:
-        as_email = _lut(frame, "DeviceId", lambda v: None if v == "" else '"email":' + orjson.dumps(v).decode(),
-                        pl.when(dev != "").then(pl.lit('"email":') + _json_str(dev)))
-        device = pl.when(by.is_in(email_ident)).then(as_email).otherwise(as_vuid)
-    pieces = [by.replace_strict(head, default=None, return_dtype=pl.String), device]
-    if omap.email:
-        user_email = pl.col("_email")
-        by_user = _lut(frame, "_email", lambda v: None if v == "" else ',"email":' + orjson.dumps(v).decode(),
-                       pl.when(user_email != "").then(pl.lit(',"email":') + _json_str(user_email)))
-        pieces.append(pl.when(~by.is_in(email_ident)).then(by_user) if email_ident else by_user)
-    return pieces
-
-
-def _pair_index(frame: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
-    """(first row of each distinct (EventType, Payload) pair in order of appearance,
-    each row's pair number). Each Payload's text is hashed once, as one column: a key
-    of two string columns would be row-encoded (a copy of every payload)."""
-    payload, types = frame.get_column("Payload"), frame.get_column("EventType")
-    texts = payload.drop_nulls().unique(maintain_order=True)
-    names = types.unique(maintain_order=True)
-    key = (types.replace_strict(names, pl.int_range(names.len(), eager=True), return_dtype=pl.UInt64) * (1 << 32)
-           + payload.replace_strict(texts, pl.int_range(texts.len(), eager=True), default=texts.len(),
-                                    return_dtype=pl.UInt64))
-    first = key.arg_unique()
-    pair = key.replace_strict(key.gather(first), pl.int_range(first.len(), eager=True), return_dtype=pl.UInt32)
-    return first, pair
-
-
-def _payload_parts(frame: pl.DataFrame, specs: dict[str, OdpEventSpec], omap: OdpMap) -> pl.DataFrame:
-    """``frame`` with ``_std`` (the type's standard fields, then ``ps_event_type``) and
-    ``_pf`` (``,`` and the flattened Payload fields), computed once per distinct
-    (EventType, Payload) pair (pages and products repeat across visitors) and looked up
-    (a null Payload is a pair too: its events still get ``ps_event_type``)."""
+def _odp_records(
+    events: Any,
+    *,
+    odp_map: OdpMap | Mapping[str, Any] | None = None,
+    data_source_version: str | None = None,
+    unmapped_out: dict[str, int] | None = None,
+) -> tuple[pl.DataFrame, OdpText | None]:
+    """:func:`encode_odp_events` without the ``json`` column: the records, and the
+    :class:`~psanalytics.replay._odp_text.OdpText` that builds their texts (row for
+    row; None when no event is sent)."""
+    omap = OdpMap.of(odp_map)
+    if data_source_version is None:
+        from psanalytics import __version__ as data_source_version
+    frame, _ = _as_frame(events)
+    frame = frame.with_row_index("_offset")
+    specs = _specs(frame, omap, unmapped_out)
+    if frame.get_column("EventType").n_unique() != len(specs):
+        frame = frame.filter(pl.col("EventType").is_in(list(specs)))
+    if frame.height == 0:
+        return pl.DataFrame(schema=_RECORD_SCHEMA), None
+    if frame.get_column("EventTime").null_count():
+        bad = frame.filter(pl.col("EventTime").is_null()).get_column("_offset")[0]
+        raise MappingError(f"event at row {bad} has no EventTime: ODP needs the event's time")
+    if not frame.get_column("EventTime").is_sorted():
+        frame = frame.sort("EventTime", maintain_order=True)  # stable: ties keep input order
+    text = event_pieces(frame, specs, omap, str(data_source_version))
     by = pl.col("EventType")
-    first, pair = _pair_index(frame)
-    uniq = frame.select("EventType", "Payload")[first]
-    std: list[pl.Expr] = []
-    for fname in sorted({f for s in specs.values() for f in s.fields}):
-        expr: Any = None
-        for t, s in specs.items():
-            if fname in s.fields:
-                cond = by == t
-                val = pl.when(cond).then(pl.col("Payload")).str.json_path_match(_p(s.fields[fname]))
-                expr = (pl.when(cond) if expr is None else expr.when(cond)).then(val)
-        std.append(_frag_scalar(fname, expr.otherwise(None)))
-    ps_type = {t: ',"ps_event_type":' + orjson.dumps(t).decode() for t in specs if t}
-    std.append(by.replace_strict(ps_type, default=None, return_dtype=pl.String))
-    pf = (_payload_fields(uniq, omap.scrub_pii) if omap.payload and uniq.height
-          else pl.Series("f", [None] * uniq.height, pl.String))
-    parts = uniq.select(
-        pl.concat_str(std, ignore_nulls=True).alias("_std"),
-        pl.when(pf.is_not_null()).then(pl.lit(",") + pf).alias("_pf"),
+    records = text.frame.select(
+        pl.col("_nbytes").alias("nbytes"),
+        pl.col("EventTime").dt.epoch("ms").alias("ms"),
+        pl.col("_offset").cast(pl.Int64).alias("offset"),
+        by.alias("EventType"),
+        pl.col("EventTime").dt.date().alias("day"),
+        by.replace_strict({t: s.type for t, s in specs.items()}, default=None, return_dtype=pl.String).alias("type"),
+        by.replace_strict({t: s.action for t, s in specs.items()}, default=None, return_dtype=pl.String)
+        .alias("action"),
+        pl.col("_iid").alias("idempotence_id"),
     )
-    return frame.with_columns(parts.get_column("_std").gather(pair), parts.get_column("_pf").gather(pair))
+    return records, text
 
 
 def encode_odp_events(
@@ -369,71 +290,17 @@ def encode_odp_events(
     ``idempotence_id``. Event types the map skips are left out; types sent as custom
     types because no map names them are counted into ``unmapped_out``.
 
-    Columnar: text that depends on a repeating value (the event type's head, devices,
-    addresses, pages, countries) is encoded once per distinct value and looked up;
-    Payload fields once per distinct (EventType, Payload); the rows are put in time
-    order before the text is built (a no-op for the usual time-ordered input). Each
-    event's text is one ``concat_str`` of those pieces: the only per-event text built
-    (no intermediate text per event: the dry run's cost is mostly memory traffic).
+    Columnar (:mod:`psanalytics.replay._odp_text`): text that depends on a repeating
+    value (the event type's head, devices, addresses, pages, countries) is made once
+    per distinct value and gathered by index; Payload fields once per distinct
+    (EventType, Payload); the rows are put in time order before the text is built (a
+    no-op for the usual time-ordered input). The replayer batches the records without
+    this column: it builds each chunk of bodies' texts as it goes.
     """
-    omap = OdpMap.of(odp_map)
-    if data_source_version is None:
-        from psanalytics import __version__ as data_source_version
-    frame, _ = _as_frame(events)
-    frame = frame.with_row_index("_offset")
-    specs = _specs(frame, omap, unmapped_out)
-    if frame.get_column("EventType").n_unique() != len(specs):
-        frame = frame.filter(pl.col("EventType").is_in(list(specs)))
-    if frame.height == 0:
-        return pl.DataFrame(schema=_RECORD_SCHEMA)
-    if frame.get_column("EventTime").null_count():
-        bad = frame.filter(pl.col("EventTime").is_null()).get_column("_offset")[0]
-        raise MappingError(f"event at row {bad} has no EventTime: ODP needs the event's time")
-    if not frame.get_column("EventTime").is_sorted():
-        frame = frame.sort("EventTime", maintain_order=True)  # stable: ties keep input order
-    by, dev = pl.col("EventType"), pl.col("DeviceId")
-    frame = frame.with_columns(pl.col("User").struct.field("Email").alias("_email"))
-    head = _identifiers(frame, specs, omap)
-    # idempotence ids: uuid5 of TrackId, or of the content when there is none
-    names = frame.select(
-        pl.when(pl.col("TrackId") != "").then(pl.col("TrackId")).otherwise(pl.concat_str(
-            [pl.lit("content:"), dev, by, pl.col("EventTime").dt.epoch("ns").cast(pl.String),
-             pl.col("Value"), pl.col("PageUri"), pl.col("Payload").fill_null("null")], separator="\x1f"))
-    ).to_series()
-    frame = _payload_parts(frame.with_columns(_uuid5_many(names, ODP_NAMESPACE.bytes).alias("_iid")), specs, omap)
-    source = ('",' + '"data_source_type":"psanalytics","data_source":' + orjson.dumps(omap.data_source).decode()
-              + ',"data_source_version":' + orjson.dumps(str(data_source_version)).decode())
-
-    def member(name: str, col: str) -> pl.Expr:
-        return _lut(frame, col, _json_member(name), _frag(name, pl.col(col)))
-
-    event = pl.concat_str([
-        *head,
-        pl.lit('},"data":{"ts":'), pl.col("EventTime").dt.epoch("s").cast(pl.String),
-        pl.lit(',"idempotence_id":"'), pl.col("_iid"), pl.lit(source),
-        member("page", "PageUri"),
-        member("title", "PageTitle"),
-        pl.col("_std"),
-        member("ps_value", "Value"),
-        member("ps_country", "CountryCode"),
-        member("ps_city", "City"),
-        member("ps_scope", "Scope"),
-        pl.col("_pf"),
-        pl.lit("}}"),
-    ], ignore_nulls=True)
-    out = frame.select(
-        event.alias("json"),
-        pl.col("EventTime").dt.epoch("ms").alias("ms"),
-        pl.col("_offset").cast(pl.Int64).alias("offset"),
-        by.alias("EventType"),
-        pl.col("EventTime").dt.date().alias("day"),
-        by.replace_strict({t: s.type for t, s in specs.items()}, default=None, return_dtype=pl.String).alias("type"),
-        by.replace_strict({t: s.action for t, s in specs.items()}, default=None, return_dtype=pl.String)
-        .alias("action"),
-        pl.col("_iid").alias("idempotence_id"),
-    )
-    out = out.with_columns(pl.col("json").str.len_bytes().cast(pl.Int64).alias("nbytes"))
-    return out.select(list(_RECORD_SCHEMA))
+    records, text = _odp_records(events, odp_map=odp_map, data_source_version=data_source_version,
+                                 unmapped_out=unmapped_out)
+    json = text.texts() if text is not None else pl.Series("json", [], pl.String)
+    return records.with_columns(json.alias("json")).select(list(_RECORD_SCHEMA))
 
 
 def to_odp_events(events: Any, *, odp_map: OdpMap | Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -457,13 +324,17 @@ def odp_batches(
     max_span_ms: int | None = None,
     quarantine: list[Quarantined] | None = None,
     start_seq: int = 0,
+    text: OdpText | None = None,
 ) -> Iterator[Batch]:
     """JSON arrays of at most ``max_objects`` objects and ``max_bytes`` bytes, in record
     order. ``Batch.rows`` is the (start, end) row range of ``records`` a batch carries
-    (halves of a split batch carry sub-ranges), which the reconciliation reads."""
+    (halves of a split batch carry sub-ranges), which the reconciliation reads.
+
+    The texts are ``records["json"]``, or with ``text`` (the replayer's way) built from
+    it a chunk of bodies at a time: the rows of ``text.frame`` are ``records``' rows."""
     if not 1 <= max_objects <= MAX_ODP_OBJECTS:
         raise BatchingError(f"max_objects must be 1..{MAX_ODP_OBJECTS} (got {max_objects})")
-    series = records.get_column("json")
+    series: Any = text if text is not None else records.get_column("json")
     sizes = records.get_column("nbytes").to_list()
     ms = records.get_column("ms").to_list()
     offs = records.get_column("offset").to_list() if "offset" in records.columns else list(range(len(sizes)))
@@ -488,6 +359,7 @@ def odp_batches(
             if not (c0 <= i and j <= c1):
                 c0, c1 = i, min(n, i + _CHUNK_BATCHES * max_objects)
                 buf = memoryview(series.slice(c0, c1 - c0).str.join(",").cast(pl.Binary).item())
+                # (with ``text`` the chunk's texts are built here and dropped after the join)
             a = cum[i] - cum[c0] + (i - c0)
             body = b"".join((b"[", buf[a:a + cum[j] - cum[i] + (j - i) - 1], b"]"))
             yield Batch(seq=seq, id=None, body=body, visitors=0, events=j - i,
@@ -497,7 +369,7 @@ def odp_batches(
             i = j
             continue
         if texts is None:
-            texts = series.to_list()
+            texts = (text.texts() if text is not None else series).to_list()
         if sizes[i] + 2 > max_bytes:
             if quarantine is not None:
                 quarantine.append(Quarantined("", None, 1, sizes[i] + 2, texts[i], [offs[i]]))

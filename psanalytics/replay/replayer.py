@@ -335,8 +335,8 @@ class Replayer:
         from psanalytics.replay.odp import (
             MAX_ODP_OBJECTS,
             OdpMap,
+            _odp_records,
             encode_odp_customers,
-            encode_odp_events,
             encode_odp_profiles,
             odp_batches,
         )
@@ -359,7 +359,8 @@ class Replayer:
         frame = frame.drop("session_id", strict=False)
         unmapped: dict[str, int] = {}
         omap = OdpMap.of(self.mapping)
-        recs = encode_odp_events(frame, odp_map=omap, unmapped_out=unmapped)
+        # the texts are built a chunk of bodies at a time, while batching (``text``)
+        recs, text = _odp_records(frame, odp_map=omap, unmapped_out=unmapped)
         self._unmapped = unmapped
         rows = recs.with_row_index("row").select("row", "offset", "idempotence_id")
         source = frame.select(
@@ -371,7 +372,7 @@ class Replayer:
         def batches() -> Iterator[Batch]:
             last = -1
             for b in odp_batches(recs, max_objects=max_objects, max_bytes=self.max_bytes,
-                                 max_span_ms=span, quarantine=quarantine):
+                                 max_span_ms=span, quarantine=quarantine, text=text):
                 last = b.seq
                 yield b
             if profs is not None and profs.height:

@@ -139,6 +139,47 @@ def test_dry_run_batch_ids_are_seq_and_sha1_of_the_body(tmp_path):
     assert (tmp_path / "b.jsonl").read_bytes() == b"".join(body + b"\n" for _, _, body in seen)
 
 
+def test_an_events_text_does_not_depend_on_the_events_around_it():
+    # Text is made once per distinct value and looked up, unless a column has too many
+    # distinct values for a table to pay (then it is built per row): both give the same
+    # text, and nbytes is each text's length in bytes.
+    ev = generate(9000, seed=4).with_row_index("i").with_columns(
+        pl.format("dev-{}", "i").alias("DeviceId"),
+        pl.format("https://shop.test/p/{}?q=\"x\"", "i").alias("PageUri"),
+        pl.col("User").struct.with_fields(pl.format("Ü{}@example.com", "i").alias("Email")),
+    ).with_columns(  # every 7th event a campaign mail event: its DeviceId is the address
+        pl.when(pl.col("i") % 7 == 0).then(pl.lit("epiCampaignOpen")).otherwise(pl.col("EventType")).alias("EventType"),
+        pl.when(pl.col("i") % 7 == 0).then(pl.format("r{}@example.com", "i")).otherwise(pl.col("DeviceId"))
+        .alias("DeviceId"),
+    ).drop("i")
+    whole = encode_odp_events(ev)
+    assert whole.select((pl.col("json").str.len_bytes() == pl.col("nbytes")).all()).item()
+    head = encode_odp_events(ev.head(300))
+    got = whole.filter(pl.col("offset") < 300).sort("offset").get_column("json").to_list()
+    assert got == head.sort("offset").get_column("json").to_list()
+    mail = orjson.loads(whole.filter(pl.col("offset") == 7).get_column("json").item())
+    assert mail["identifiers"] == {"email": "r7@example.com"}
+    other = orjson.loads(whole.filter(pl.col("offset") == 8).get_column("json").item())
+    assert other["identifiers"] == {"vuid": "dev-8", "email": "Ü8@example.com"}
+    assert other["data"]["page"] == 'https://shop.test/p/8?q="x"'
+
+
+def test_the_replayer_builds_the_same_bodies_a_chunk_at_a_time(tmp_path):
+    # The replayer batches records without their json column and builds each chunk of
+    # bodies' texts while batching; the bodies are those of the encoded texts, and a
+    # batch split for a refused event gets its texts the same way.
+    ev = generate(5000, seed=6)
+    want = [b.body for b in odp_batches(encode_odp_events(ev), max_objects=100)]
+    rep = Replayer("odp", dry_run=tmp_path / "d.jsonl", progress=False, max_visitors=100)
+    batches, totals = rep.plan(ev)
+    got = list(batches)
+    assert totals["events"] == 5000 and [b.body for b in got] == want
+    assert (tmp_path / "d.jsonl").exists() is False
+    a, b = got[31].split()
+    assert b"[" + b",".join(p.encode() for p in a.parts + b.parts) + b"]" == want[31]
+    assert (a.rows, b.rows) == ((3100, 3150), (3150, 3200))
+
+
 def test_campaign_mail_events_identify_by_email_and_pii_is_scrubbed():
     ev = pl.DataFrame({"TrackId": ["m1"], "DeviceId": ["reader@example.com"], "EventType": ["epiCampaignOpen"],
                        "EventTime": ["2024-03-04T10:00:00Z"],
