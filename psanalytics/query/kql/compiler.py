@@ -111,6 +111,9 @@ class Compiler(ExprCompiler, TabularOps):
         self.scope = Scope()
         #: the plan reads JSON per distinct document somewhere (result of the run)
         self.used_dedupe_json = False
+        #: JSON paths read inside summarize's aggregates, as hidden input columns
+        self.pre_agg: list[pl.Expr] = []
+        self.pre_agg_prefix = "__json_"
 
     @contextmanager
     def within(self, **changes: bool) -> Iterator[Scope]:
@@ -240,7 +243,7 @@ class Compiler(ExprCompiler, TabularOps):
             # row order matters to a later take (sort/summarize/top/count reset it): then
             # summarize keeps group order (first appearance), so `take` stays deterministic
             order = p is not self._body or self._take_follows(p.ops[i + 1:])
-            with self.within(order_matters=order,
+            with self.within(order_matters=order, pre_agg=False,
                              dedupe_json=self._all_rows_follow(p.ops[i:])):
                 t = handler(op, t)
         return t, render
@@ -479,25 +482,52 @@ class Compiler(ExprCompiler, TabularOps):
         aggs: list[pl.Expr] = []
         post: list[pl.Expr] = []  # read from aggregated columns after the agg
         key_names = list(used)
+        outer_pre, outer_prefix = self.pre_agg, self.pre_agg_prefix
+        self.pre_agg, prefix = [], "__json_"
+        while any(c.startswith(prefix) for c in t.schema):
+            prefix = "_" + prefix
+        self.pre_agg_prefix = prefix
+        try:
+            with self.within(pre_agg=True):
+                self._summarize_aggs(op, t, aggs, post, schema, unique, used, key_names,
+                                     bool(keys), n_auto)
+            pre = self.pre_agg
+        finally:
+            self.pre_agg, self.pre_agg_prefix = outer_pre, outer_prefix
+        src = t.lf.with_columns(pre) if pre else t.lf
+        if keys:
+            lf = src.group_by(keys, maintain_order=self.scope.order_matters).agg(aggs)
+        else:
+            lf = src.select(aggs)
+        if post:
+            lf = lf.with_columns(post).select(list(schema))
+        return Table(lf, schema, {}, False)
+
+    def _summarize_aggs(self, op: N.Summarize, t: Table, aggs: list[pl.Expr],
+                        post: list[pl.Expr], schema: dict[str, str],
+                        unique: Callable[[str], str], used: list[str],
+                        key_names: list[str], grouped: bool, n_auto: int) -> None:
+        """summarize's aggregate list into ``aggs`` (and ``post``: columns read after the
+        group_by), with their names and types in ``schema``."""
         for it in op.aggs:
             e = it.expr
             if isinstance(e, N.Call) and e.name in ("arg_max", "arg_min"):
-                for name, ex, kt in self.agg_arg(e, t, key_names, it.name, bool(keys)):
+                for name, ex, kt in self.agg_arg(e, t, key_names, it.name, grouped):
                     name = unique(name)
                     aggs.append(ex.alias(name))
                     schema[name] = kt
                 continue
             if isinstance(e, N.Call) and e.name == "percentiles":
                 # one sort per group: a list column read once per percentage after the agg
-                src, kt, cols = self.agg_percentiles(e, t, it, bool(keys))
+                src, kt, cols = self.agg_percentiles(e, t, it, grouped)
                 tmp = unique(f"__percentiles_{len(aggs)}")
-                aggs.append((src if keys else src.implode()).alias(tmp))
+                aggs.append((src if grouped else src.implode()).alias(tmp))
                 for name, read in cols:
                     name = unique(name)
                     post.append(read(pl.col(tmp)).alias(name))
                     schema[name] = kt
                 continue
-            v = self.scalar(e, t, agg_ctx=True, grouped=bool(keys))
+            v = self.scalar(e, t, agg_ctx=True, grouped=grouped)
             if not v.agg and not v.is_const:
                 raise self.sem("'summarize' needs an aggregate such as count(), sum(x) or "
                                "dcount(x) here", e)
@@ -513,13 +543,6 @@ class Compiler(ExprCompiler, TabularOps):
             name = unique(name)
             aggs.append(v.expr.alias(name))
             schema[name] = v.ktype
-        if keys:
-            lf = t.lf.group_by(keys, maintain_order=self.scope.order_matters).agg(aggs)
-        else:
-            lf = t.lf.select(aggs)
-        if post:
-            lf = lf.with_columns(post).select(list(schema))
-        return Table(lf, schema, {}, False)
 
     def agg_percentiles(self, e: N.Call, t: Table, it: N.Assign, grouped: bool
                         ) -> tuple[pl.Expr, str, list[tuple[str, Callable[..., pl.Expr]]]]:

@@ -31,6 +31,7 @@ from psanalytics.query.kql.types import (
     _json_path,
     _lit,
     _rust_escape,
+    map_distinct,
 )
 
 
@@ -46,16 +47,19 @@ class ExprCompiler:
         """
         jp = _json_path(path)
         if (not self.allow_distinct_json or not self.scope.dedupe_json
-                or self.scope.agg or not base.meta.is_column()):
+                or (self.scope.agg and not self.scope.pre_agg) or not base.meta.is_column()):
             return base.str.json_path_match(jp)
         self.used_dedupe_json = True
-        h = base.hash()
-        first = h.is_first_distinct()
-        exact = base.n_unique() == h.n_unique()
-        fast = h.replace_strict(h.filter(first), base.filter(first).str.json_path_match(jp),
-                                default=None, return_dtype=pl.String)
-        slow = pl.when(exact).then(pl.lit(None, pl.String)).otherwise(base).str.json_path_match(jp)
-        return pl.when(exact).then(fast).otherwise(slow)
+        read = base.map_batches(
+            lambda s: map_distinct(s, lambda d: d.str.json_path_match(jp)),
+            return_dtype=pl.String)
+        if not self.scope.agg:
+            return read
+        # inside an aggregate (summarize ...): read before the group_by, into a hidden
+        # column of summarize's input (a path is a row's own value, so it is the same)
+        name = f"{self.pre_agg_prefix}{len(self.pre_agg)}"
+        self.pre_agg.append(read.alias(name))
+        return pl.col(name)
 
     def as_bool(self, v: Val, node: N.Expr, msg: str) -> pl.Expr:
         if v.ktype == "bool":

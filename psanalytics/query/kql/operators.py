@@ -27,6 +27,7 @@ from psanalytics.query.kql.types import (
     SPAN_DTYPE,
     TIME_DTYPE,
     Table,
+    element_lists,
     json_elements,
     ktype_of,
 )
@@ -70,25 +71,7 @@ def _path_elements(path: tuple[str | int, ...], kind: str) -> Any:
             return [v]
         return [orjson.dumps(v).decode()]
 
-    def batch(s: pl.Series) -> pl.Series:
-        import pyarrow as pa
-
-        uniq = s.unique()
-        offsets = [0]
-        values: list[str | None] = []
-        for u in uniq.to_list():
-            values.extend(one(u))
-            offsets.append(len(values))
-        arr = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()),
-                                            pa.array(values, pa.large_string()))
-        lists = pl.Series(arr).cast(pl.List(pl.String))
-        # each row's position among the distinct documents, found by Polars (a join on
-        # the text), not by a Python dict over every row
-        idx = (pl.DataFrame({"u": uniq}).with_row_index("i")
-               .join(pl.DataFrame({"u": s}).with_row_index("r"), on="u", how="right",
-                     nulls_equal=True, maintain_order="right"))["i"]
-        return lists.gather(idx)
-    return batch
+    return element_lists(one)
 
 
 def first_rows(lf: pl.LazyFrame, keys: list[str], ktypes: list[str]) -> pl.LazyFrame:
