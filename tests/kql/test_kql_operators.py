@@ -203,3 +203,31 @@ def test_search_as_a_source():
     ast = parse("search kind=case_insensitive in (T, V*) x == 1")
     assert format(ast) == "search kind=case_insensitive in ((T), V*) x == 1"
     assert parse(format(ast)) == ast
+
+
+JOIN_L = ("let L = datatable(k:string, s:string, v:long) [\"a\", \"s1\", 1, \"a\", \"s1\", 2, "
+          "\"a\", \"s2\", 3, \"b\", \"s3\", 4, \"c\", \"s4\", 5, \"b\", \"s3\", 6];\n"
+          "let R = datatable(k:string, w:long) [\"a\", 10, \"a\", 20, \"c\", 30, \"d\", 40];\n")
+
+
+@pytest.mark.parametrize(("query", "rows"), [
+    # inner: every distinct (k, s) of L whose k is in R, once per matching R row
+    ("L | distinct k, s | join kind=inner (R) on k | project k, s, w | sort by s asc, w asc",
+     [("a", "s1", 10), ("a", "s1", 20), ("a", "s2", 10), ("a", "s2", 20), ("c", "s4", 30)]),
+    # innerunique (the default): the first distinct row of each k, then every match
+    ("L | distinct k, s | join (R) on k | project k, s, w | sort by s asc, w asc",
+     [("a", "s1", 10), ("a", "s1", 20), ("c", "s4", 30)]),
+    ("L | distinct * | join kind=inner (R | project kk = k, w) on $left.k == $right.kk "
+     "| summarize n = count(), t = sum(v + w)",
+     [(7, 2 * (1 + 2 + 3) + 3 * 10 + 3 * 20 + 5 + 30)]),
+])
+def test_a_join_after_distinct_reads_only_rows_whose_key_joins(query, rows):
+    out = run(JOIN_L + query)
+    assert out.rows() == rows
+    # the distinct's input is filtered on R's keys first (a semi join in the plan)
+    from psanalytics.query.kql import plan
+    assert "SEMI JOIN" in plan(JOIN_L + query, {}, now=NOW).explain()
+    # the same answer as without that filter (a column added after the distinct hides it)
+    plain = query.replace("| join", "| extend _z = 0 | project-away _z | join", 1)
+    assert "SEMI JOIN" not in plan(JOIN_L + plain, {}, now=NOW).explain()
+    assert run(JOIN_L + plain).rows() == rows

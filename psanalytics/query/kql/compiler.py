@@ -371,8 +371,9 @@ class Compiler(ExprCompiler, TabularOps):
 
     def op_distinct(self, op: N.Distinct, t: Table) -> Table:
         if op.items is None:
-            return Table(first_rows(t.lf, list(t.schema), list(t.schema.values())), t.schema,
-                         t.dtypes, t.ordered)
+            cols, kts = list(t.schema), list(t.schema.values())
+            return Table(first_rows(t.lf, cols, kts), t.schema, t.dtypes, t.ordered,
+                         distinct_of=(t.lf, cols, kts))
         exprs = []
         schema: dict[str, str] = {}
         for e in op.items:
@@ -382,9 +383,10 @@ class Compiler(ExprCompiler, TabularOps):
                 raise self.sem("'distinct' takes column names", e, cls=KqlUnsupported)
             exprs.append(self.materialize(v).alias(name))
             schema[name] = v.ktype
-        lf = first_rows(t.lf.with_columns(exprs).select(list(schema)), list(schema),
-                        list(schema.values()))
-        return Table(lf, schema, {}, t.ordered)
+        src = t.lf.with_columns(exprs).select(list(schema))
+        cols, kts = list(schema), list(schema.values())
+        return Table(first_rows(src, cols, kts), schema, {}, t.ordered,
+                     distinct_of=(src, cols, kts))
 
     def const_count(self, e: N.Expr, t: Table, what: str) -> int:
         v = self.scalar(e, Table(pl.LazyFrame(), {}, {}))

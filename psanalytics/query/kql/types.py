@@ -91,6 +91,9 @@ class Table:
     schema: dict[str, str]           # column -> ktype
     dtypes: dict[str, pl.DataType]   # column -> polars dtype
     ordered: bool = True             # row order is meaningful (input order / after sort)
+    #: this table is ``distinct`` of ``(frame, columns, ktypes)``: a join may filter that
+    #: frame on the other side's keys before the distinct (see ``TabularOps.op_join``)
+    distinct_of: tuple[pl.LazyFrame, list[str], list[str]] | None = None
 
 
 @dataclass
