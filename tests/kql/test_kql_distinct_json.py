@@ -58,6 +58,9 @@ def test_before_a_take_every_row_is_read_as_usual(events):
     # a column of the input named like the hidden ones stays what it was
     "Events | extend __json_0 = 2, ___json_0 = 3 | summarize s = sum(__json_0), "
     "t = sum(___json_0), b = sum(toreal(Payload.a.b)) by EventType | sort by EventType asc",
+    # arg_max's arguments are read before the group_by too (never once per group)
+    "Events | summarize arg_max(TrackId, Payload.a.b, Payload.a) by EventType "
+    "| sort by EventType asc",
     # mv-expand then aggregates over the elements' fields
     "Events | mv-expand e = Payload.a | summarize n = count(), s = sum(toint(e.b)) "
     "by k = tostring(e.c) | sort by k asc",
@@ -90,3 +93,13 @@ def test_a_hash_collision_reads_every_row():
     out = map_distinct(s, fn, hashes=collide)
     assert out.to_list() == ["1", "2", "1", None, "3"] and out.name == "p"
     assert calls == [5]
+
+
+def test_row_cumsum_reads_its_value_per_row_and_gives_the_per_row_answer(events):
+    # row_cumsum sums per restart group (a window): a per-document reading would run per group
+    q = ("Events | sort by TrackId asc | extend c = row_cumsum(toint(Payload.a.b), "
+         "EventType == 'y') | summarize m = max(c), s = sum(c), n = count() by EventType "
+         "| sort by EventType asc")
+    got = execute(q, {"Events": events}, now=NOW).frame
+    assert got.equals(plan(q, {"Events": events}, now=NOW).collect())
+    assert got.rows() == [("x", 4, 531, 466), ("y", 2, 100, 234)]

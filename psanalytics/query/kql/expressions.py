@@ -53,10 +53,11 @@ class ExprCompiler:
         read = base.map_batches(
             lambda s: map_distinct(s, lambda d: d.str.json_path_match(jp)),
             return_dtype=pl.String)
-        if not self.scope.agg:
+        if not self.scope.pre_agg:
             return read
-        # inside an aggregate (summarize ...): read before the group_by, into a hidden
-        # column of summarize's input (a path is a row's own value, so it is the same)
+        # in summarize's aggregate list (arg_max's arguments too): read before the
+        # group_by, into a hidden column of summarize's input (a path is a row's own value,
+        # so it is the same), never once per group
         name = f"{self.pre_agg_prefix}{len(self.pre_agg)}"
         self.pre_agg.append(read.alias(name))
         return pl.col(name)

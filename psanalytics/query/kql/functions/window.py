@@ -62,7 +62,10 @@ FUNC_IMPLS["next"] = _shift(-1)
 
 @fn("row_cumsum")
 def _row_cumsum(c: Compiler, e: N.Call, t: Table) -> Val:
-    a = args(c, e, t, 1, 2)
+    # the value is summed per restart group (over()): JSON paths in it are read per row,
+    # as a per-distinct-document reading would run once per group
+    with c.within(dedupe_json=False):
+        a = args(c, e, t, 1, 2)
     v = want(c, a[0], e.args[0], "long", "real", "timespan")
     x = v.expr.fill_null(0) if v.ktype != "timespan" else v.expr
     if len(a) > 1:
