@@ -10,6 +10,7 @@ all attempts together, no join and no grouping by journey.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,58 @@ class _Run:
     def end(self, pos: np.ndarray) -> np.ndarray:
         """One past the last position of each position's journey."""
         return self.ends[self.journey(pos)]
+
+
+def _hash(key: pl.Series) -> np.ndarray:
+    return key.hash().to_numpy()
+
+
+def group_rows(
+    key: pl.Series, hash_: Callable[[pl.Series], np.ndarray] = _hash
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows grouped by ``key`` (null is a key of its own), each group's rows ascending:
+    ``(perm, ends)``, ``perm[ends[j - 1]:ends[j]]`` the rows of group ``j``.
+
+    What Polars' ``group_by(key).agg(row)`` gives, in about half its time: the key's 64-bit
+    hash with the row number in its low bits is one integer, so one plain numpy sort puts
+    every key's rows together and in order. Keys whose hashes share those high bits are
+    split apart by their full hash (rare: a second sort of just their rows). Exact: every
+    row's key is then compared with its group's first key, and a true hash collision (two
+    keys, one 64-bit hash) falls back to Polars' grouping. ``hash_`` exists for the tests,
+    which force collisions with a weak hash.
+    """
+    n = len(key)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    key = key.rechunk()
+    h = hash_(key).astype(np.uint64, copy=False)
+    bits = np.uint64(max(n - 1, 1).bit_length())
+    packed = np.sort((h >> bits << bits) | np.arange(n, dtype=np.uint64))
+    perm = (packed & ((np.uint64(1) << bits) - np.uint64(1))).astype(np.int64)
+    hs = h[perm]
+    new_hash = hs[1:] != hs[:-1]
+    top = packed >> bits
+    split = new_hash & (top[1:] == top[:-1])
+    if split.any():
+        # runs of equal high bits holding several hashes: order those rows by (hash, row)
+        run = np.cumsum(np.r_[True, top[1:] != top[:-1]])
+        pos = np.flatnonzero(np.isin(run, run[1:][split]))
+        o = np.lexsort((perm[pos], hs[pos]))
+        perm[pos], hs[pos] = perm[pos][o], hs[pos][o]
+        new_hash = hs[1:] != hs[:-1]
+    starts = np.flatnonzero(np.r_[True, new_hash])
+    gid = np.empty(n, dtype=np.int64)
+    gid[perm] = np.cumsum(np.r_[True, new_hash]) - 1
+    first = key.gather(perm[starts]).gather(gid)
+    if not key.eq_missing(first).all():  # two keys with one hash: Polars' exact grouping
+        rows = (
+            pl.DataFrame({"_i": pl.int_range(n, dtype=pl.UInt32, eager=True), "_k": key})
+            .group_by("_k")
+            .agg("_i")
+            .get_column("_i")
+        )
+        return rows.explode().to_numpy().astype(np.int64), np.cumsum(rows.list.len().to_numpy())
+    return perm, np.append(starts[1:], n)
 
 
 _MASKS = ((8, pl.UInt8), (16, pl.UInt16), (32, pl.UInt32), (64, pl.UInt64))
@@ -79,22 +132,16 @@ def _run(events: pl.DataFrame | pl.LazyFrame, spec: _Spec, within: str) -> _Run:
     # stable: ties in (journey, time) keep the input order; an export is already in time order
     if not t.is_sorted():
         base = base.sort("EventTime", maintain_order=True)
-    # one hash grouping by journey gives each journey's rows in order: their concatenation
+    # grouping the rows by journey, each journey's rows in input order: their concatenation
     # is the (journey, time, input row) order, each journey one contiguous run
-    groups = (
-        base.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("_i"), "_path")
-        .group_by("_path")
-        .agg("_i")
-        .get_column("_i")
-    )
-    perm = groups.explode().to_numpy()
+    perm, ends = group_rows(base.get_column("_path"))
     m = base.get_column("_m").to_numpy()[perm]
     bit = [(m & m.dtype.type(1 << b)) != 0 for b in range(k + ne)]
     return _Run(
         table=base.select("_path", *(["_bd"] if spec.breakdown is not None else [])),
         perm=perm,
         tn=base.get_column("EventTime").to_numpy()[perm],
-        ends=np.cumsum(groups.list.len().to_numpy(), dtype=np.int64),
+        ends=ends,
         steps=[np.flatnonzero(f) for f in bit[:k]],
         flags=bit[:k],
         excl=[np.flatnonzero(f) for f in bit[k:]],

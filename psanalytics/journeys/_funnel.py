@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
+import numpy as np
 import polars as pl
 
 from psanalytics.journeys._attempts import credited
@@ -331,12 +332,12 @@ def _aggregate(best: pl.DataFrame, spec: _Spec) -> pl.DataFrame:
     k = len(spec.names)
     g = [spec.breakdown_name] if spec.breakdown_name is not None else []
     grid = pl.DataFrame({"step": pl.Series(range(1, k + 1), dtype=pl.UInt32), "name": spec.names})
+    codes, groups = _group_codes(best, g)
     if g:
-        groups = best.select(pl.col("_bd").alias(g[0])).unique()
         grid = groups.join(grid, how="cross")
-    times = _times(best, spec)
-    if times.height:
-        grid = grid.join(_time_stats(times, g), on=[*g, "step"], how="left", nulls_equal=True)
+    stats = _time_stats(best, k, codes, groups)
+    if stats.height:
+        grid = grid.join(stats, on=[*g, "step"], how="left", nulls_equal=True)
     else:
         grid = grid.with_columns(
             pl.lit(None, pl.UInt32).alias("entered"),
@@ -358,18 +359,82 @@ def _aggregate(best: pl.DataFrame, spec: _Spec) -> pl.DataFrame:
     )
 
 
-def _time_stats(times: pl.DataFrame, g: list[str]) -> pl.DataFrame:
-    t = pl.col("time_to_step_s")
-    # Sorted by value first: the mean's float sum then does not depend on the journeys'
-    # order (a hash grouping's, or the buckets' on Spark and on files), so it is reproducible.
-    times = times.sort([*g, "step", "time_to_step_s"], nulls_last=True)
-    return times.group_by([*g, "step"]).agg(
-        pl.len().alias("entered"),
-        *[t.quantile(q, "linear").alias(f"time_to_step_p{int(q * 100)}_s") for q in QUANTILES],
-        t.mean().alias("mean_time_to_step_s"),
-        t.median().alias("median_time_to_step_s"),
-        pl.col("time_from_previous_s").median().alias("median_time_from_previous_s"),
+def _group_codes(best: pl.DataFrame, g: list[str]) -> tuple[np.ndarray, pl.DataFrame]:
+    """Each journey's breakdown group as an integer (0 without a breakdown), and the
+    groups' values (named ``g[0]``; null is a group of its own)."""
+    if not g:
+        return np.zeros(best.height, dtype=np.int64), pl.DataFrame()
+    rows = (
+        best.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("_rows"), "_bd")
+        .group_by("_bd")
+        .agg("_rows")
     )
+    lens = rows.get_column("_rows").list.len().to_numpy()
+    codes = np.empty(best.height, dtype=np.int64)
+    codes[rows.get_column("_rows").explode().to_numpy()] = np.repeat(np.arange(len(lens)), lens)
+    return codes, rows.select(pl.col("_bd").alias(g[0]))
+
+
+def _quantile(x: np.ndarray, off: np.ndarray, n: np.ndarray, q: float) -> np.ndarray:
+    """Per segment ``x[off:off + n]`` (sorted, n >= 1) Polars' ``quantile(q, "linear")``:
+    ``lower + (index - floor(index)) * (upper - lower)`` at index ``(n - 1) * q``."""
+    fi = (n - 1).astype(np.float64) * q
+    lo = np.floor(fi)
+    lower, upper = x[off + lo.astype(np.int64)], x[off + np.ceil(fi).astype(np.int64)]
+    return np.where(lower == upper, lower, (fi - lo) * (upper - lower) + lower)
+
+
+def _sorted_segments(
+    key: np.ndarray, t: np.ndarray, nkeys: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``t`` (ns) in seconds (``float(t) / 1e9``) sorted by (key, t), and each key's offset
+    and count there."""
+    n = np.bincount(key, minlength=nkeys)
+    lo = int(t.min()) if len(t) else 0
+    tbits = (int(t.max()) - lo).bit_length() if len(t) else 0
+    if tbits + max(nkeys - 1, 1).bit_length() <= 62:
+        # the common case: (key, t - min) packed in one int64, one plain sort
+        mask = (1 << tbits) - 1
+        packed = np.sort((key << tbits) | (t - lo))
+        ts = (packed & mask) + lo
+    else:
+        ts = t[np.lexsort((t, key))]
+    return ts / _NS, np.cumsum(n) - n, n
+
+
+def _time_stats(
+    best: pl.DataFrame, k: int, codes: np.ndarray, groups: pl.DataFrame
+) -> pl.DataFrame:
+    """Per breakdown group and reached step: ``entered`` and the time columns (quantiles as
+    Polars' linear ``quantile``; the mean summed over the sorted values, so it does not
+    depend on the journeys' order: a hash grouping's, or the buckets' on Spark and on
+    files). One numpy sort per column instead of a grouping per quantile."""
+    reached = best.get_column("reached").to_numpy()
+    t = [best.get_column(f"_t{i}").fill_null(0).to_numpy() for i in range(k)]
+    sel = [np.flatnonzero(reached > i) for i in range(k)]
+    nkeys = max(groups.height, 1) * k
+    key = np.concatenate([codes[s] * k + i for i, s in enumerate(sel)])
+    x, off, n = _sorted_segments(key, np.concatenate([t[i][s] for i, s in enumerate(sel)]), nkeys)
+    has = np.flatnonzero(n)
+    off, n = off[has], n[has]
+    cols: dict[str, Any] = {"step": (has % k + 1).astype(np.uint32), "entered": n.astype(np.uint32)}
+    for q in QUANTILES:
+        cols[f"time_to_step_p{int(q * 100)}_s"] = _quantile(x, off, n, q)
+    cols["mean_time_to_step_s"] = np.add.reduceat(x, off) / n if len(x) else x
+    cols["median_time_to_step_s"] = cols["time_to_step_p50_s"]
+    # time from the previous step: steps 2.. (step 1 has none)
+    med = np.full(nkeys, np.nan)
+    if k > 1:
+        dt = np.concatenate([t[i][s] - t[i - 1][s] for i, s in enumerate(sel) if i])
+        xp, offp, nump = _sorted_segments(key[len(sel[0]) :], dt, nkeys)
+        ok = nump > 0
+        med[ok] = _quantile(xp, offp[ok], nump[ok], 0.5)
+    out = pl.DataFrame(cols).with_columns(
+        pl.Series("median_time_from_previous_s", med[has]).fill_nan(None)
+    )
+    if groups.width:
+        out = out.with_columns(groups.to_series().gather(pl.Series(has // k)))
+    return out.select(groups.columns + ["step", "entered", *_TIME_COLS])
 
 
 def _rates(grid: pl.DataFrame, g: list[str]) -> pl.DataFrame:
