@@ -10,14 +10,13 @@ all attempts together, no join and no grouping by journey.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
-from psanalytics.journeys._common import JourneyError, frame, journey_key
+from psanalytics.journeys._common import JourneyError, frame, group_rows, journey_key, runs
 
 if TYPE_CHECKING:
     from psanalytics.journeys._funnel import _Spec
@@ -44,58 +43,6 @@ class _Run:
     def end(self, pos: np.ndarray) -> np.ndarray:
         """One past the last position of each position's journey."""
         return self.ends[self.journey(pos)]
-
-
-def _hash(key: pl.Series) -> np.ndarray:
-    return key.hash().to_numpy()
-
-
-def group_rows(
-    key: pl.Series, hash_: Callable[[pl.Series], np.ndarray] = _hash
-) -> tuple[np.ndarray, np.ndarray]:
-    """The rows grouped by ``key`` (null is a key of its own), each group's rows ascending:
-    ``(perm, ends)``, ``perm[ends[j - 1]:ends[j]]`` the rows of group ``j``.
-
-    What Polars' ``group_by(key).agg(row)`` gives, in about half its time: the key's 64-bit
-    hash with the row number in its low bits is one integer, so one plain numpy sort puts
-    every key's rows together and in order. Keys whose hashes share those high bits are
-    split apart by their full hash (rare: a second sort of just their rows). Exact: every
-    row's key is then compared with its group's first key, and a true hash collision (two
-    keys, one 64-bit hash) falls back to Polars' grouping. ``hash_`` exists for the tests,
-    which force collisions with a weak hash.
-    """
-    n = len(key)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    key = key.rechunk()
-    h = hash_(key).astype(np.uint64, copy=False)
-    bits = np.uint64(max(n - 1, 1).bit_length())
-    packed = np.sort((h >> bits << bits) | np.arange(n, dtype=np.uint64))
-    perm = (packed & ((np.uint64(1) << bits) - np.uint64(1))).astype(np.int64)
-    hs = h[perm]
-    new_hash = hs[1:] != hs[:-1]
-    top = packed >> bits
-    split = new_hash & (top[1:] == top[:-1])
-    if split.any():
-        # runs of equal high bits holding several hashes: order those rows by (hash, row)
-        run = np.cumsum(np.r_[True, top[1:] != top[:-1]])
-        pos = np.flatnonzero(np.isin(run, run[1:][split]))
-        o = np.lexsort((perm[pos], hs[pos]))
-        perm[pos], hs[pos] = perm[pos][o], hs[pos][o]
-        new_hash = hs[1:] != hs[:-1]
-    starts = np.flatnonzero(np.r_[True, new_hash])
-    gid = np.empty(n, dtype=np.int64)
-    gid[perm] = np.cumsum(np.r_[True, new_hash]) - 1
-    first = key.gather(perm[starts]).gather(gid)
-    if not key.eq_missing(first).all():  # two keys with one hash: Polars' exact grouping
-        rows = (
-            pl.DataFrame({"_i": pl.int_range(n, dtype=pl.UInt32, eager=True), "_k": key})
-            .group_by("_k")
-            .agg("_i")
-            .get_column("_i")
-        )
-        return rows.explode().to_numpy().astype(np.int64), np.cumsum(rows.list.len().to_numpy())
-    return perm, np.append(starts[1:], n)
 
 
 _MASKS = ((8, pl.UInt8), (16, pl.UInt16), (32, pl.UInt32), (64, pl.UInt64))
@@ -134,7 +81,7 @@ def _run(events: pl.DataFrame | pl.LazyFrame, spec: _Spec, within: str) -> _Run:
         base = base.sort("EventTime", maintain_order=True)
     # grouping the rows by journey, each journey's rows in input order: their concatenation
     # is the (journey, time, input row) order, each journey one contiguous run
-    perm, ends = group_rows(base.get_column("_path"))
+    perm, ends, _ = group_rows(base.get_column("_path"))
     m = base.get_column("_m").to_numpy()[perm]
     bit = [(m & m.dtype.type(1 << b)) != 0 for b in range(k + ne)]
     return _Run(
@@ -187,8 +134,7 @@ def _ordered(run: _Run, spec: _Spec) -> tuple[np.ndarray, np.ndarray, np.ndarray
     ):
         # without windows or exclusions the first step-1 event's attempt is the best one
         # (every later attempt's matches come at or after its matches)
-        _, first = np.unique(run.journey(starts), return_index=True)
-        starts = starts[first]
+        starts = starts[runs(run.journey(starts))]
     na = len(starts)
     reached = np.ones(na, dtype=np.int64)
     times = np.zeros((k, na), dtype=np.int64)
@@ -270,5 +216,4 @@ def _best(seg: np.ndarray, reached: np.ndarray) -> np.ndarray:
     top = np.maximum.reduceat(reached, cut)
     owner = np.repeat(np.arange(len(cut)), np.diff(np.append(cut, len(seg))))
     cand = np.flatnonzero(reached == top[owner])
-    _, first = np.unique(owner[cand], return_index=True)
-    return cand[first]
+    return cand[runs(owner[cand])]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
-from psanalytics.journeys._common import JourneyError, frame, user_key
+from psanalytics.journeys._common import JourneyError, frame, group_rows, runs, user_key
 
 PERIODS = ("day", "week", "month")
 _DAY_NS = 86_400 * 1_000_000_000
@@ -81,6 +82,15 @@ def retention(
     last = ev.get_column("_p").max()
     if last is None:
         return _empty()
+    fast = _counted(ev, int(last))  # type: ignore[arg-type]
+    if fast is not None:
+        return _table(fast, period)
+    return _polars(ev, last, period)  # type: ignore[arg-type]
+
+
+def _polars(ev: pl.DataFrame, last: int, period: str) -> pl.DataFrame:
+    """The triangle with Polars' groupings (events without a period: the numpy path's
+    integer packing does not hold them)."""
     ret = ev.filter(pl.col("_r")) if "_r" in ev.columns else ev
     visits = ret.select("_k", "_p").unique()
     # the cohort period: the first period with a cohort event (any event: the distinct visits)
@@ -104,7 +114,7 @@ def _key(df: pl.DataFrame, key: str) -> tuple[pl.DataFrame, pl.Expr]:
 def _triangle(visits: pl.DataFrame, first: pl.DataFrame, last: int, period: str) -> pl.DataFrame:
     """Cohort x period counts up to the data's last period, rates included."""
     back = (
-        visits.join(first, on="_k", how="inner")
+        visits.join(first, on="_k", how="inner", nulls_equal=True)
         .filter(pl.col("_p") > pl.col("_cp"))
         .group_by("_cp", (pl.col("_p") - pl.col("_cp")).alias("period"))
         .agg(pl.len().cast(pl.UInt32).alias("returning"))
@@ -122,15 +132,85 @@ def _triangle(visits: pl.DataFrame, first: pl.DataFrame, last: int, period: str)
             .cast(pl.UInt32)
             .alias("returning")
         )
-        .with_columns((pl.col("returning") / pl.col("cohort_size")).alias("rate"))
         .sort("_cp", "period")
     )
-    return out.select(
+    return _table(out, period)
+
+
+def _table(counts: pl.DataFrame, period: str) -> pl.DataFrame:
+    """The result from ``_cp`` (cohort period index), ``cohort_size``, ``period``,
+    ``returning``, sorted by cohort and period."""
+    # the rate divided by numpy: correctly rounded whichever way the counts were made
+    # (Polars may multiply by the reciprocal, 1 ulp off)
+    rate = counts.get_column("returning").to_numpy() / counts.get_column("cohort_size").to_numpy()
+    return counts.select(
         _period_start(period, pl.col("_cp")).dt.cast_time_unit("us").alias("cohort"),
         "cohort_size",
         pl.col("period").cast(pl.Int32),
         "returning",
-        "rate",
+        pl.Series("rate", rate, dtype=pl.Float64),
+    )
+
+
+def _distinct(
+    gid: np.ndarray, p: np.ndarray, rows: np.ndarray | None, lo: int, bits: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (visitor, period) pairs of ``rows`` (all when None), sorted."""
+    g, q = (gid, p) if rows is None else (gid[rows], p[rows])
+    u = np.sort((g << bits) | (q - lo))
+    u = u[runs(u)]
+    return u >> bits, (u & ((1 << bits) - 1)) + lo
+
+
+def _counted(ev: pl.DataFrame, last: int) -> pl.DataFrame | None:
+    """The triangle's counts with numpy: visitors numbered by :func:`group_rows`, each
+    visitor's periods as one integer (visitor, period) so that one sort gives the distinct
+    visits in order (the first is the cohort), counts from the sorted pairs. None when a period
+    is null or the numbers do not fit an int64 (then Polars' groupings do it)."""
+    p_col = ev.get_column("_p")
+    if p_col.null_count():
+        return None
+    p = p_col.to_numpy().astype(np.int64, copy=False)
+    lo = int(p.min())
+    bits = max(last - lo, 1).bit_length()
+    _, ends, gid = group_rows(ev.get_column("_k"))
+    if len(ends).bit_length() + bits > 62:
+        return None
+    r = ev.get_column("_r").to_numpy() if "_r" in ev.columns else None
+    vg, vp = _distinct(gid, p, r, lo, bits)
+    if "_c" in ev.columns:
+        cg, cp = _distinct(gid, p, ev.get_column("_c").to_numpy(), lo, bits)
+    else:
+        cg, cp = (vg, vp) if r is None else _distinct(gid, p, None, lo, bits)
+    first = runs(cg)
+    cohort = np.full(len(ends), lo - 1, dtype=np.int64)  # lo - 1: in no cohort
+    cohort[cg[first]] = cp[first]
+    span = last - lo + 1
+    sizes = np.bincount(cp[first] - lo, minlength=span)
+    vc = cohort[vg]
+    back = (vc >= lo) & (vp > vc)
+    keys = np.sort((vc[back] - lo) * span + (vp[back] - vc[back]))
+    at = runs(keys)
+    counts, keys = np.diff(np.r_[at, len(keys)]), keys[at]
+    cohorts = np.flatnonzero(sizes)
+    n = last - lo - cohorts + 1  # periods 0 .. last of each cohort
+    cp_rows = np.repeat(cohorts, n)
+    offset = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+    want = cp_rows * span + offset
+    got = np.zeros(len(want), dtype=np.int64)
+    if len(keys):
+        at = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
+        got = np.where(keys[at] == want, counts[at], 0)
+    size = sizes[cp_rows]
+    returning = np.where(offset == 0, size, got)
+    return pl.DataFrame(
+        {
+            "_cp": cp_rows + lo,
+            "cohort_size": size.astype(np.uint32),
+            "period": offset.astype(np.int64),
+            "returning": returning.astype(np.uint32),
+        },
+        schema={"_cp": pl.Int64, "cohort_size": pl.UInt32, "period": pl.Int64, "returning": pl.UInt32},
     )
 
 

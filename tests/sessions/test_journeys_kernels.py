@@ -11,13 +11,16 @@ import numpy as np
 import polars as pl
 import pytest
 
-from psanalytics.journeys import _attempts, _funnel
+from psanalytics import journeys
+from psanalytics.journeys import _common, _funnel, _retention
 
 NS = 1_000_000_000
 
 
-def _groups(perm: np.ndarray, ends: np.ndarray) -> list[list[int]]:
+def _groups(perm: np.ndarray, ends: np.ndarray, gid: np.ndarray) -> list[list[int]]:
     starts = [0, *ends[:-1].tolist()]
+    for j, (a, b) in enumerate(zip(starts, ends.tolist(), strict=True)):
+        assert gid[perm[a:b]].tolist() == [j] * (b - a)  # each row knows its group
     return sorted(perm[a:b].tolist() for a, b in zip(starts, ends.tolist(), strict=True))
 
 
@@ -39,7 +42,7 @@ def _num(s: pl.Series) -> np.ndarray:
 @pytest.mark.parametrize(
     ("name", "hash_"),
     [
-        ("polars hash", _attempts._hash),
+        ("polars hash", _common._hash),
         # every key's hash in the low bits only: one run of high bits holds all of them,
         # split by the full hash (no two keys share a hash)
         ("low bits only", _num),
@@ -54,9 +57,9 @@ def test_group_rows_every_branch_gives_the_exact_groups(name, hash_):
     for n, keys in [(1, 1), (2, 1), (7, 3), (200, 30), (1000, 400), (3000, 5)]:
         values = _strings(rng, n, keys)
         s = pl.Series("k", values, dtype=pl.String)
-        perm, ends = _attempts.group_rows(s, hash_)
-        assert _groups(perm, ends) == _model_groups(values), (name, n)
-        assert ends[-1] == n and perm.dtype == np.int64
+        perm, ends, gid = _common.group_rows(s, hash_)
+        assert _groups(perm, ends, gid) == _model_groups(values), (name, n)
+        assert ends[-1] == n and perm.dtype == np.int64 and len(gid) == n
 
 
 def test_group_rows_on_chunked_and_integer_keys():
@@ -64,9 +67,9 @@ def test_group_rows_on_chunked_and_integer_keys():
     values = [rng.randrange(50) for _ in range(500)]
     chunked = pl.concat([pl.Series("k", values[:200]), pl.Series("k", values[200:])], rechunk=False)
     assert chunked.n_chunks() == 2
-    assert _groups(*_attempts.group_rows(chunked)) == _model_groups(values)
-    empty = _attempts.group_rows(pl.Series("k", [], dtype=pl.String))
-    assert [a.tolist() for a in empty] == [[], []]
+    assert _groups(*_common.group_rows(chunked)) == _model_groups(values)
+    empty = _common.group_rows(pl.Series("k", [], dtype=pl.String))
+    assert [a.tolist() for a in empty] == [[], [], []]
 
 
 def _quantile(xs: list[float], q: float) -> float:
@@ -135,3 +138,61 @@ def test_funnel_time_columns_against_a_plain_model(span):
                 assert row[c] == pytest.approx(v, rel=1e-15, abs=0), (row["G"], row["step"])
             else:
                 assert row[c] == v, (c, row["G"], row["step"])
+
+
+def _retention_via_polars(ev: pl.DataFrame, period: str, **kw: pl.Expr) -> pl.DataFrame:
+    """The same triangle through Polars' groupings (the path of events without a period)."""
+    cols = [pl.col("DeviceId").alias("_k"), _retention._period_index(period).alias("_p")]
+    if "cohort" in kw:
+        cols.append(kw["cohort"].fill_null(False).alias("_c"))
+    if "returning" in kw:
+        cols.append(kw["returning"].fill_null(False).alias("_r"))
+    e = ev.select(cols)
+    last = e.get_column("_p").max()
+    return _retention._empty() if last is None else _retention._polars(e, last, period)
+
+
+def test_retention_numpy_counts_equal_the_polars_groupings():
+    rng = random.Random(14)
+    checked = 0
+    for _ in range(60):
+        n = rng.randrange(0, 250)
+        span = rng.choice([3600, 3 * 86400, 40 * 86400, 400 * 86400])
+        t0 = rng.choice([0, 1_700_000_000, -200_000_000])  # before 1970 too
+        ev = pl.DataFrame(
+            {
+                "DeviceId": _strings(rng, n, rng.randrange(1, 40)),
+                "EventTime": [(t0 + rng.randrange(span)) * NS + rng.randrange(NS) for _ in range(n)],
+                "EventType": [rng.choice(["a", "b", "order"]) for _ in range(n)],
+            },
+            schema={"DeviceId": pl.String, "EventTime": pl.Int64, "EventType": pl.String},
+        ).with_columns(pl.col("EventTime").cast(pl.Datetime("ns", "UTC")))
+        for period in _retention.PERIODS:
+            for kw in (
+                {},
+                {"returning": pl.col("EventType") == "a"},
+                {"cohort": pl.col("EventType") == "order"},
+                {"cohort": pl.col("EventType") == "order", "returning": pl.col("EventType") != "b"},
+            ):
+                got = journeys.retention(ev, period=period, **kw)
+                want = _retention_via_polars(ev, period, **kw)
+                assert got.schema == want.schema
+                assert got.equals(want), (period, kw)
+                checked += got.height
+    assert checked > 1000
+
+
+def test_retention_counts_a_null_key_as_one_visitor_in_both_paths():
+    day = 86400 * NS
+    ev = pl.DataFrame(
+        {"DeviceId": [None, "a", None, "a", "b"], "EventTime": [0, 0, day, 2 * day, 2 * day]},
+        schema={"DeviceId": pl.String, "EventTime": pl.Int64},
+    ).with_columns(pl.col("EventTime").cast(pl.Datetime("ns", "UTC")))
+    rows = [(0, 2, 2), (1, 2, 1), (2, 2, 1), (0, 1, 1)]  # (period, cohort_size, returning)
+    for r in (journeys.retention(ev, period="day"), _retention_via_polars(ev, "day")):
+        assert r.select("period", "cohort_size", "returning").rows() == rows
+    # an event without a time: Polars' groupings (its period is null), the same counts and
+    # its visitor in a null cohort (as before the numpy path)
+    no_time = pl.DataFrame({"DeviceId": ["c"], "EventTime": [None]}, schema=ev.schema)
+    r = journeys.retention(pl.concat([ev, no_time]), period="day")
+    assert r.select("period", "cohort_size", "returning").rows() == [(None, 1, 0), *rows]
