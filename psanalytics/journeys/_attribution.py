@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+import numpy as np
 import polars as pl
 
 from psanalytics.journeys._channels import channel
-from psanalytics.journeys._common import JourneyError, duration, frame
+from psanalytics.journeys._common import JourneyError, duration, frame, group_rows
 
 MODELS = ("first", "last", "linear", "position")
 
@@ -92,7 +93,9 @@ def attribute(
     if ignore_direct and by != "channel":
         raise JourneyError("ignore_direct=True needs by='channel'")
     if model in ("last", "first") and not ignore_direct:
-        credit = _single_touch(t.conv, t.sess, model, lb)
+        credit = _merged_touch(t.conv, t.sess, model, lb)
+        if credit is None:
+            credit = _single_touch(t.conv, t.sess, model, lb)
     else:
         credit = _weighted(t.conv, t.sess, model, lb, ignore_direct, position_weights)
     return _credit_table(credit, by, currency if t.has_cur else None, t.has_rev)
@@ -194,6 +197,61 @@ def _single_touch(c: pl.DataFrame, s: pl.DataFrame, model: str, lb: int) -> pl.D
         ok = pl.col("_st") <= pl.col("_t")
     j = j.with_columns(pl.when(ok).then(pl.col("_by")).alias("_by"))
     return j.select("_conv", "_rev", "_cur", "_by", pl.lit(1.0).alias("_w"))
+
+
+def _merged_touch(c: pl.DataFrame, s: pl.DataFrame, model: str, lb: int) -> pl.DataFrame | None:
+    """First or last touch with numpy: sessions and conversions are one time-ordered stream
+    (a session before a conversion at the same instant; sessions in table order at equal
+    starts), numbered by key with :func:`group_rows`; a conversion's last touch is the
+    latest session before it in its key's run (a running maximum), its first touch the
+    earliest session after ``t - lookback`` (a running minimum from the end). The same
+    sessions as the as-of joins of :func:`_single_touch`, which remain for null keys or
+    times, or no sessions at all."""
+    nulls = ((c, "_k"), (c, "_t"), (s, "_k"), (s, "_st"))
+    if s.height == 0 or any(f.get_column(col).null_count() for f, col in nulls):
+        return None
+    ns, nc = s.height, c.height
+    st = s.get_column("_st").to_physical().to_numpy()
+    t = c.get_column("_t").to_physical().to_numpy()
+    probe = t if model == "last" else t - lb
+    # merged order: at one instant a session comes first for the last touch (it counts at
+    # the conversion's instant), the probe first for the first touch (a session exactly
+    # lookback before counts); ties keep the tables' order (stable sort)
+    times = np.concatenate([st, probe] if model == "last" else [probe, st])
+    order = np.argsort(times, kind="stable")
+    if model == "first":
+        order = np.where(order < nc, order + ns, order - nc)  # back to sessions-first indices
+    n = ns + nc
+    keys = pl.concat([s.get_column("_k"), c.get_column("_k")], rechunk=False)
+    _, ends, gid = group_rows(keys)
+    bits = max(n - 1, 1).bit_length()
+    if len(ends).bit_length() + bits > 62:
+        return None
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    packed = np.sort((gid << bits) | rank)
+    idx = order[packed & ((1 << bits) - 1)]  # rows (sessions first) by (key, merged time)
+    g = packed >> bits
+    pos = np.arange(n)
+    if model == "last":
+        near = np.maximum.accumulate(np.where(idx < ns, pos, -1))
+    else:
+        near = np.minimum.accumulate(np.where(idx < ns, pos, n)[::-1])[::-1]
+    conv = np.flatnonzero(idx >= ns)
+    j = near[conv]
+    ok = (j >= 0) & (j < n)
+    j = np.clip(j, 0, n - 1)
+    ok &= g[j] == g[conv]
+    srow = np.where(ok, idx[j], 0)
+    stj, tc = st[srow], t[idx[conv] - ns]
+    ok &= (stj >= tc - lb) if model == "last" else (stj <= tc)
+    touch = np.full(nc, -1, dtype=np.int64)  # per conversion: its session's row, or -1
+    touch[idx[conv] - ns] = np.where(ok, srow, -1)
+    by = s.get_column("_by").gather(np.maximum(touch, 0))
+    none = np.flatnonzero(touch < 0)
+    if len(none):
+        by = by.scatter(none, None)
+    return c.select("_conv", "_rev", "_cur", by.alias("_by"), pl.lit(1.0).alias("_w"))
 
 
 def _weighted(

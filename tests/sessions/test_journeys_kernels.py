@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from psanalytics import journeys
-from psanalytics.journeys import _common, _funnel, _retention
+from psanalytics.journeys import _attribution, _common, _funnel, _retention
 
 NS = 1_000_000_000
 
@@ -196,3 +196,51 @@ def test_retention_counts_a_null_key_as_one_visitor_in_both_paths():
     no_time = pl.DataFrame({"DeviceId": ["c"], "EventTime": [None]}, schema=ev.schema)
     r = journeys.retention(pl.concat([ev, no_time]), period="day")
     assert r.select("period", "cohort_size", "returning").rows() == [(None, 1, 0), *rows]
+
+
+def test_single_touch_numpy_path_equals_the_as_of_joins():
+    """First and last touch through the merged numpy stream against the as-of joins, on
+    seeded tables with many equal start times (ties keep the table's order), conversions
+    at a session's instant and exactly ``lookback`` after one, keys without sessions."""
+    rng = random.Random(30)
+    compared = 0
+    for _ in range(150):
+        nd, ns, nc = rng.randrange(1, 10), rng.randrange(1, 60), rng.randrange(0, 25)
+        grid = rng.choice([NS, 3600 * NS, 86400 * NS])  # coarse grids: many ties
+        span = rng.choice([5, 40])
+        s = pl.DataFrame(
+            {
+                "_k": [f"d{rng.randrange(nd)}" for _ in range(ns)],
+                "_st": [rng.randrange(span) * grid for _ in range(ns)],
+                "_by": [rng.choice(["Email", "Direct", "Display", "Referral"]) for _ in range(ns)],
+            }
+        ).with_columns(pl.col("_st").cast(pl.Datetime("ns", "UTC")))
+        if rng.random() < 0.5:
+            s = s.sort("_st")
+        c = pl.DataFrame(
+            {
+                "_k": [f"d{rng.randrange(nd + 2)}" for _ in range(nc)],
+                "_t": [rng.randrange(span) * grid for _ in range(nc)],
+                "_rev": [float(rng.randrange(100)) for _ in range(nc)],
+                "_cur": [rng.choice(["SEK", "EUR"]) for _ in range(nc)],
+            },
+            schema={"_k": pl.String, "_t": pl.Int64, "_rev": pl.Float64, "_cur": pl.String},
+        ).with_columns(pl.col("_t").cast(pl.Datetime("ns", "UTC")))
+        c = c.with_row_index("_conv")
+        lb = rng.choice([0, grid, 3 * grid, 30 * 86400 * NS])
+        for model in ("first", "last"):
+            got = _attribution._merged_touch(c, s, model, lb)
+            assert got is not None
+            want = _attribution._single_touch(c, s, model, lb).sort("_conv")
+            assert got.sort("_conv").equals(want), (model, lb)
+            compared += got.get_column("_by").is_not_null().sum()
+    assert compared > 500
+    # null keys or times, or no sessions: the as-of joins do it
+    c = pl.DataFrame({"_conv": [0], "_k": [None], "_t": [0], "_rev": [1.0], "_cur": ["SEK"]},
+                     schema={"_conv": pl.UInt32, "_k": pl.String, "_t": pl.Datetime("ns", "UTC"),
+                             "_rev": pl.Float64, "_cur": pl.String})  # fmt: skip
+    s = pl.DataFrame({"_k": ["a"], "_st": [0], "_by": ["Email"]}).with_columns(
+        pl.col("_st").cast(pl.Datetime("ns", "UTC"))
+    )
+    assert _attribution._merged_touch(c, s, "last", 0) is None
+    assert _attribution._merged_touch(c.with_columns(pl.lit("a").alias("_k")), s.clear(), "last", 0) is None
