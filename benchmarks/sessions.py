@@ -300,28 +300,85 @@ def parse_n(text: str) -> int:
 
 
 def ensure_scale_data(n: int) -> Path:
+    """``scale_<n>/`` holds hard links to the shared slices ``scale_slices/part-<i>-<m>``,
+    so 10M, 30M and 60M share their first slices (generated once; delete ``scale_slices/``
+    to free the disk)."""
     folder = WORK / f"scale_{n}"
     done = folder / "_done"
     if done.exists():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
+    slices = WORK / "scale_slices"
+    slices.mkdir(exist_ok=True)
     t = time.perf_counter()
     for i in range((n + SLICE - 1) // SLICE):
         m = min(SLICE, n - i * SLICE)
-        code = (
-            "import sys; from psanalytics import samples;"
-            f"samples.generate({m}, n_devices={max(m // 20, 1)}, seed={1000 + i})"
-            ".write_parquet(sys.argv[1])"
-        )
-        subprocess.run(
-            [sys.executable, "-c", code, str(folder / f"part-{i:03d}.parquet")], check=True
-        )
+        src = slices / f"part-{i:03d}-{m}.parquet"
+        if not src.exists():
+            code = (
+                "import sys; from psanalytics import samples;"
+                f"samples.generate({m}, n_devices={max(m // 20, 1)}, seed={1000 + i})"
+                ".write_parquet(sys.argv[1])"
+            )
+            tmp = src.with_suffix(".tmp")
+            subprocess.run([sys.executable, "-c", code, str(tmp)], check=True)
+            tmp.rename(src)
+        dst = folder / f"part-{i:03d}.parquet"
+        if not dst.exists():
+            os.link(src, dst)
     done.write_text("")
     print(
-        f"generated {n:,} events in slices in {time.perf_counter() - t:.1f} s -> {folder}",
+        f"{n:,} events in slices ready in {time.perf_counter() - t:.1f} s -> {folder}",
         flush=True,
     )
     return folder
+
+
+class TreeSampler:
+    """Samples the resident memory of a process and all its descendants (summed) every
+    ``interval`` seconds on a thread: the peak of the process tree (the JVM and Spark's
+    Python workers included), which ``ru_maxrss`` (one process at a time) does not give.
+    Also the CPU seconds of every process seen (its last sample), for the JVM that
+    ``RUSAGE_CHILDREN`` does not count while it runs."""
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        import threading
+
+        import psutil
+
+        self._root = psutil.Process(pid)
+        self._interval = interval
+        self.peak = 0
+        self._cpu: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            total = 0
+            try:
+                procs = [self._root, *self._root.children(recursive=True)]
+            except psutil.Error:
+                procs = []
+            for p in procs:
+                try:
+                    with p.oneshot():
+                        total += p.memory_info().rss
+                        c = p.cpu_times()
+                        self._cpu[p.pid] = c.user + c.system
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+            self._stop.wait(self._interval)
+
+    def stop(self) -> tuple[float, float]:
+        """(peak MB of the tree, CPU seconds of every process seen)."""
+        self._stop.set()
+        self._thread.join()
+        return self.peak / 1024**2, sum(self._cpu.values())
 
 
 def out_hashes(sessions: Path, events: Path) -> dict:
@@ -369,14 +426,17 @@ def scale_child(mode: str, n: int, memory: str | None) -> dict:
         raise SystemExit(f"unknown mode {mode!r}")
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    tree = TreeSampler(proc.pid)
+    _, err = proc.communicate()
     wall = time.perf_counter() - t0
+    tree_mb, _ = tree.stop()
     if proc.returncode:
-        raise SystemExit(proc.stderr[-3000:])
+        raise SystemExit(err[-3000:])
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     del data_path_scale
     return {"mode": mode, "n": n, "time_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime,
-            "peak_mb": ru.ru_maxrss / 1024, **out_hashes(s, e)}  # fmt: skip
+            "peak_mb": ru.ru_maxrss / 1024, "tree_peak_mb": tree_mb, **out_hashes(s, e)}  # fmt: skip
 
 
 def spark_child(n: int) -> dict:
@@ -397,10 +457,13 @@ def spark_child(n: int) -> dict:
     )  # fmt: skip
     spark.sparkContext.setLogLevel("ERROR")
     out = WORK / f"scale_out_spark_{n}"
+    tree = TreeSampler(os.getpid())
+    cpu0 = sum(tree_cpu_now().values())
     t0 = time.perf_counter()
     sdf = pss.read_events(spark, str(folder))
     pss.sessionize(sdf).write.mode("overwrite").parquet(str(out))
     wall = time.perf_counter() - t0
+    tree_mb, cpu = tree.stop()
     spark.stop()
     got = pl.scan_parquet(str(out / "*.parquet")).select(
         pl.len().alias("n"), (pl.col("session_key") * pl.col("n_events")).sum().alias("k"),
@@ -409,8 +472,24 @@ def spark_child(n: int) -> dict:
     ru_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     ru_kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"mode": "spark", "n": n, "time_s": wall, "peak_mb": ru_self + ru_kids,
+            "tree_peak_mb": tree_mb, "cpu_s": cpu - cpu0,
             "n_sessions": int(got["n"][0]), "key_x_events": int(got["k"][0]),
             "duration_s": float(got["d"][0])}  # fmt: skip
+
+
+def tree_cpu_now() -> dict[int, float]:
+    """CPU seconds so far of this process and every descendant, by pid."""
+    import psutil
+
+    me = psutil.Process()
+    out = {}
+    for p in [me, *me.children(recursive=True)]:
+        try:
+            c = p.cpu_times()
+            out[p.pid] = c.user + c.system
+        except psutil.Error:
+            pass
+    return out
 
 
 def scale_main(args: argparse.Namespace) -> int:
@@ -431,8 +510,9 @@ def scale_main(args: argparse.Namespace) -> int:
                 raise SystemExit(f"{mode} at {n:,} failed")
             res[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
             r = res[mode]
-            print(f"  {n:>11,} {mode:8s} {r['time_s']:8.1f} s  cpu {r['cpu_s']:8.1f} s  peak {r['peak_mb']:7.0f} MB  "
-                  f"sessions {r['n_sessions']:,}", flush=True)  # fmt: skip
+            print(f"  {n:>11,} {mode:8s} {r['time_s']:8.1f} s  cpu {r['cpu_s']:8.1f} s  peak {r['peak_mb']:7.0f} MB "
+                  f"(tree, sampled: {r['tree_peak_mb']:7.0f} MB)  sessions {r['n_sessions']:,}  "
+                  f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
         if "inmem" in res:
             b, m = res["bounded"], res["inmem"]
             same = all(
@@ -440,6 +520,7 @@ def scale_main(args: argparse.Namespace) -> int:
             )
             ok &= same
             print(f"  {n:>11,} bounded / in-memory: time {b['time_s'] / m['time_s']:.2f}x, "
+                  f"cpu {b['cpu_s'] / m['cpu_s']:.2f}x, "
                   f"peak {b['peak_mb'] / m['peak_mb']:.2f}x; identical outputs: {same}", flush=True)  # fmt: skip
         if args.spark:
             proc = subprocess.run([sys.executable, __file__, "--spark-child", "--n", str(n)],
@@ -456,8 +537,10 @@ def scale_main(args: argparse.Namespace) -> int:
                 sp["duration_s"] - float(ref["d"][0])) < 1e-6 * max(1.0, abs(sp["duration_s"]))  # fmt: skip
             ok &= same
             b = res["bounded"]
-            print(f"  {n:>11,} spark    {sp['time_s']:8.1f} s  peak {sp['peak_mb']:7.0f} MB (driver + JVM)  "
-                  f"sessions {sp['n_sessions']:,}; x bounded polars: {sp['time_s'] / b['time_s']:.2f}; "
+            base = res.get("inmem", b)
+            print(f"  {n:>11,} spark    {sp['time_s']:8.1f} s  cpu {sp['cpu_s']:8.1f} s  peak {sp['tree_peak_mb']:7.0f} MB "
+                  f"(tree, sampled)  sessions {sp['n_sessions']:,}; x {base['mode']} polars: time "
+                  f"{sp['time_s'] / base['time_s']:.2f}, cpu {sp['cpu_s'] / base['cpu_s']:.2f}; "
                   f"same sessions: {same}", flush=True)  # fmt: skip
     return 0 if ok else 1
 

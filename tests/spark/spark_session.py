@@ -63,6 +63,9 @@ def spark_fixture():
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.driver.memory", "1g")
+        # The tests' jobs are tiny: the JVM's optimizing JIT (C2) and parallel GC threads cost
+        # more CPU than they save (JVM 48 -> 22 CPU s for this folder; measured 2026-12-03).
+        .config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")
