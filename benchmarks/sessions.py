@@ -498,7 +498,8 @@ def scale_main(args: argparse.Namespace) -> int:
     ok = True
     for n in [parse_n(x) for x in args.scale.split(",")]:
         ensure_scale_data(n)
-        modes = ["bounded"] + (["inmem"] if n <= parse_n(args.inmem_max) else [])
+        modes = [m for m in args.modes.split(",")
+                 if m == "bounded" or (m == "inmem" and n <= parse_n(args.inmem_max))]  # fmt: skip
         res: dict[str, dict] = {}
         for mode in modes:
             cmd = [sys.executable, __file__, "--scale-child", mode, "--n", str(n)]
@@ -513,7 +514,7 @@ def scale_main(args: argparse.Namespace) -> int:
             print(f"  {n:>11,} {mode:8s} {r['time_s']:8.1f} s  cpu {r['cpu_s']:8.1f} s  peak {r['peak_mb']:7.0f} MB "
                   f"(tree, sampled: {r['tree_peak_mb']:7.0f} MB)  sessions {r['n_sessions']:,}  "
                   f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
-        if "inmem" in res:
+        if "inmem" in res and "bounded" in res:
             b, m = res["bounded"], res["inmem"]
             same = all(
                 b[k] == m[k] for k in ("n_sessions", "sessions_hash", "n_events", "events_hash")
@@ -529,15 +530,14 @@ def scale_main(args: argparse.Namespace) -> int:
                 print(proc.stderr[-3000:], file=sys.stderr)
                 raise SystemExit(f"spark at {n:,} failed")
             sp = json.loads(proc.stdout.strip().splitlines()[-1])
-            ref = pl.scan_parquet(WORK / f"scale_out_bounded_{n}" / "s.parquet").select(
+            base = res.get("inmem") or res["bounded"]
+            ref = pl.scan_parquet(WORK / f"scale_out_{base['mode']}_{n}" / "s.parquet").select(
                 pl.len().alias("n"), (pl.col("session_key").cast(pl.Int64) * pl.col("n_events")).sum().alias("k"),
                 pl.col("duration_s").sum().alias("d"),
             ).collect()  # fmt: skip
             same = (sp["n_sessions"], sp["key_x_events"]) == (int(ref["n"][0]), int(ref["k"][0])) and abs(
                 sp["duration_s"] - float(ref["d"][0])) < 1e-6 * max(1.0, abs(sp["duration_s"]))  # fmt: skip
             ok &= same
-            b = res["bounded"]
-            base = res.get("inmem", b)
             print(f"  {n:>11,} spark    {sp['time_s']:8.1f} s  cpu {sp['cpu_s']:8.1f} s  peak {sp['tree_peak_mb']:7.0f} MB "
                   f"(tree, sampled)  sessions {sp['n_sessions']:,}; x {base['mode']} polars: time "
                   f"{sp['time_s'] / base['time_s']:.2f}, cpu {sp['cpu_s'] / base['cpu_s']:.2f}; "
@@ -565,6 +565,8 @@ def main() -> int:
     )
     ap.add_argument("--engine", help=argparse.SUPPRESS)  # child mode
     ap.add_argument("--scale", help="bounded-memory run at these sizes, e.g. 10M,30M,60M")
+    ap.add_argument("--modes", default="bounded,inmem",
+                    help="--scale: which local paths to run (bounded = the CLI, inmem)")  # fmt: skip
     ap.add_argument("--inmem-max", default="20M", help="largest size the in-memory path runs at")
     ap.add_argument("--memory", help="memory budget of the bounded path (default: the CLI's)")
     ap.add_argument("--spark", action="store_true", help="also Spark local[2] at each --scale size")
