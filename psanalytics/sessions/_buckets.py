@@ -110,8 +110,9 @@ def _per_bucket(row_bytes: float, budget: int, *, minimal: bool) -> int:
 
 def _size(lf: pl.LazyFrame) -> tuple[int, pl.DataFrame]:
     """(rows of the input, a sample of its first rows to measure bytes per row)."""
-    n = int(lf.select(pl.len()).collect(engine="streaming").item())
-    return n, lf.head(20_000).collect()
+    with _lean_scans():
+        n = int(lf.select(pl.len()).collect(engine="streaming").item())
+        return n, lf.head(20_000).collect()
 
 
 def _row_bytes(sample: pl.DataFrame) -> float:
@@ -124,6 +125,28 @@ class _Partitioned:
     n: int
     parts: list[list[Path]]  # per (non-empty) bucket: its spill files, in input order
     sizes: list[int]  # rows per bucket
+
+
+#: Polars' streaming Parquet scan reads many row groups ahead and several files at once:
+#: about 1.4 GB buffered while our 10 M-event input was streamed batch by batch (the same at
+#: 20 M), most of the bounded path's peak. Polars reads these two settings per query; with
+#: them the same scan peaked at 0.5 GB (measured 2026-12-03, docs/sessions.md).
+_LEAN_SCAN_ENV = {"POLARS_MAX_CONCURRENT_SCANS": "1", "POLARS_ROW_GROUP_PREFETCH_SIZE": "2"}
+
+
+@contextmanager
+def _lean_scans() -> Iterator[None]:
+    """Bound Polars' read-ahead while the input is streamed (:data:`_LEAN_SCAN_ENV`); a
+    setting the caller's environment already has is left as it is, and ours are removed
+    on the way out."""
+    ours = [k for k in _LEAN_SCAN_ENV if k not in os.environ]
+    for k in ours:
+        os.environ[k] = _LEAN_SCAN_ENV[k]
+    try:
+        yield
+    finally:
+        for k in ours:
+            os.environ.pop(k, None)
 
 
 class _Terminated(BaseException):
@@ -191,25 +214,27 @@ def _partitioned(
         row = 0
         batch_rows = max(10_000, min(per_bucket // 4, 250_000))
         part_expr = (_key_expr(keys).hash(0x5EED) % n_buckets).cast(pl.Int64).alias(_PART)
-        for i, batch in enumerate(lf.collect_batches(chunk_size=batch_rows, maintain_order=True)):
-            if batch.height == 0:
-                continue
-            if observe is not None:
-                observe(batch)
-            batch = batch.with_columns(
-                pl.int_range(row, row + batch.height, dtype=pl.UInt32).alias(ROW), part_expr
-            )
-            row += batch.height
-            by_part = batch.partition_by(
-                _PART, as_dict=True, include_key=False, maintain_order=True
-            )
-            del batch
-            for (p,), sub in by_part.items():
-                f = root / f"b{p:05d}-{i:06d}.parquet"
-                sub.write_parquet(f, compression="lz4", statistics=False)
-                files[p].append(f)
-                sizes[p] += sub.height
-            del by_part
+        with _lean_scans():
+            batches = lf.collect_batches(chunk_size=batch_rows, maintain_order=True)
+            for i, batch in enumerate(batches):
+                if batch.height == 0:
+                    continue
+                if observe is not None:
+                    observe(batch)
+                batch = batch.with_columns(
+                    pl.int_range(row, row + batch.height, dtype=pl.UInt32).alias(ROW), part_expr
+                )
+                row += batch.height
+                by_part = batch.partition_by(
+                    _PART, as_dict=True, include_key=False, maintain_order=True
+                )
+                del batch
+                for (p,), sub in by_part.items():
+                    f = root / f"b{p:05d}-{i:06d}.parquet"
+                    sub.write_parquet(f, compression="lz4", statistics=False)
+                    files[p].append(f)
+                    sizes[p] += sub.height
+                del by_part
         keep = [b for b in range(n_buckets) if sizes[b]]
         yield _Partitioned(root, row, [files[b] for b in keep], [sizes[b] for b in keep])
 
@@ -543,7 +568,8 @@ def _run_buckets(
         keep = None if rules.select is None else list(rules.select)
         _write_sessions(out_p, gk, s_files, sess_schema, keep, max(1000, slice_rows // 2))
     if ev_p is not None:
-        _write_events(lf, ev_p, bounds, ev_offsets, e_files, gk, ev_schema)
+        with _lean_scans():  # the input is streamed a second time
+            _write_events(lf, ev_p, bounds, ev_offsets, e_files, gk, ev_schema)
     return SessionizedFiles(
         None if out_p is None else str(out_p),
         None if ev_p is None else str(ev_p),

@@ -172,6 +172,29 @@ def test_device_buckets_hold_whole_devices_in_input_order(edgy):
     assert allrows.drop("__psa_row").equals(edgy)
 
 
+def test_the_input_is_streamed_with_bounded_read_ahead(edgy, monkeypatch):
+    """Polars' read-ahead settings are set while the input is streamed (every batch sees
+    them), a value the caller set is kept, and ours are gone afterwards."""
+    monkeypatch.delenv("POLARS_MAX_CONCURRENT_SCANS", raising=False)
+    monkeypatch.setenv("POLARS_ROW_GROUP_PREFETCH_SIZE", "7")
+    seen = set()
+
+    def spy(df: pl.DataFrame) -> pl.DataFrame:
+        env = os.environ
+        seen.add(
+            (env.get("POLARS_MAX_CONCURRENT_SCANS"), env.get("POLARS_ROW_GROUP_PREFETCH_SIZE"))
+        )
+        return df
+
+    lf = edgy.lazy().map_batches(spy, streamable=True)
+    with device_buckets(lf, memory="1MB", progress=False) as buckets:
+        rows = sum(b.height for b in buckets)
+    assert rows == edgy.height
+    assert seen == {("1", "7")}
+    assert "POLARS_MAX_CONCURRENT_SCANS" not in os.environ
+    assert os.environ["POLARS_ROW_GROUP_PREFETCH_SIZE"] == "7"
+
+
 def test_stitch_streams_a_lazy_frame(edgy):
     a = stitch(edgy)
     assert a.height > 0 and a["is_shared"].any()
