@@ -553,3 +553,26 @@ def test_tostring_of_arrays_is_json(events):
               "| project tostring(s), tostring(split('a/b', '/')), tostring(dynamic([]))",
               events)
     assert out.rows() == [('["Stockholm","Göteborg"]', '["a","b"]', "[]")]
+
+
+def test_a_dynamic_string_kept_in_a_column_reads_as_that_string():
+    # `extend n = Payload.p.name` keeps the string in its text form (unquoted): reading it
+    # again (tostring, ==, has, strlen, summarize by) gives the string, not "" (it did)
+    from psanalytics import schema
+    ev = schema.normalize([
+        {"TrackId": "a", "EventType": "x", "EventTime": "2024-03-01T00:00:00Z",
+         "Payload": '{"p":{"name":"Boot","n":null,"e":"","k":{"z":1},"v":1.50}}'},
+        {"TrackId": "b", "EventType": "x", "EventTime": "2024-03-01T00:00:00Z",
+         "Payload": '{"p":{"name":"Hat"}}'}])
+    ext = "Events | extend n = Payload.p.name, m = Payload.p.n, e = Payload.p.e, k = Payload.p.k, v = Payload.p.v "
+    assert kql(ext + "| project s = tostring(n), l = strlen(tostring(n)), u = toupper(n)",
+               ev).rows() == [("Boot", 4, "BOOT"), ("Hat", 3, "HAT")]
+    assert kql(ext + "| where n == 'Boot' | count", ev).rows() == [(1,)]
+    assert kql(ext + "| where n has 'hat' | project TrackId", ev).rows() == [("b",)]
+    assert kql(ext + "| summarize c = count() by s = tostring(n) | sort by s asc",
+               ev).rows() == [("Boot", 1), ("Hat", 1)]
+    # null, "", an object and a number keep their readings
+    assert kql(ext + "| project tostring(m), isnull(m), tostring(e), isempty(e), "
+               "tostring(k), k.z, tostring(v), n.x", ev).rows() == [
+        ("", True, "", True, '{"z":1}', "1", "1.5", None),
+        ("", True, "", True, "", None, "", None)]

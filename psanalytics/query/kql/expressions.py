@@ -140,7 +140,12 @@ class ExprCompiler:
         if v.struct_fields is not None:
             return v.expr.struct.json_encode()
         if v.json_any:
-            return v.expr.str.json_path_match("$")
+            # a column holds JSON text, or a string value in its text form (unquoted, as a
+            # path read it: `extend n = Payload.p.name`), which is not JSON: that is the
+            # text itself (it read as null, so tostring(n) was "")
+            parsed = v.expr.str.json_path_match("$")
+            return pl.when(parsed.is_null() & (v.expr != "null")).then(v.expr) \
+                .otherwise(parsed)
         return v.expr
 
     def member(self, base: Val, key: str | int, node: N.Expr) -> Val:
