@@ -231,3 +231,11 @@ def test_a_join_after_distinct_reads_only_rows_whose_key_joins(query, rows):
     plain = query.replace("| join", "| extend _z = 0 | project-away _z | join", 1)
     assert "SEMI JOIN" not in plan(JOIN_L + plain, {}, now=NOW).explain()
     assert run(JOIN_L + plain).rows() == rows
+
+
+def test_top_nested_breaks_ties_by_first_appearance():
+    # two values with the same aggregate: the one seen first is kept, on every run
+    q = ("datatable(k:string, d:string) [\"b\", \"x\", \"a\", \"y\", \"a\", \"z\", \"b\", \"w\"]"
+         " | top-nested 1 of k by count(), top-nested 1 of d by c = count()")
+    for _ in range(20):
+        assert run(q).rows() == [("b", 2, "x", 1)]

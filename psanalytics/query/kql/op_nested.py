@@ -50,12 +50,16 @@ class NestedOps:
         for i, (count, _, _e, others, _, agg, asc) in enumerate(op.levels):
             keys, up = tmp[:i + 1], tmp[:i]
             rows = base if parents is None else Table(
-                base.lf.join(parents.select(up), on=up, how="semi", nulls_equal=True),
+                base.lf.join(parents.select(up), on=up, how="semi", nulls_equal=True,
+                             maintain_order="left"),
                 base.schema, base.dtypes, base.ordered)
-            summ = self.op_summarize(N.Summarize(
-                [N.Assign(anames[i], agg, span=op.span)],
-                [N.Assign(None, N.Name(k, span=op.span), span=op.span) for k in keys],
-                span=op.span), rows)
+            # groups in first-appearance order: ties for the top N go to the value seen
+            # first, the same on every run (an unordered group_by broke them at random)
+            with self.within(order_matters=True):
+                summ = self.op_summarize(N.Summarize(
+                    [N.Assign(anames[i], agg, span=op.span)],
+                    [N.Assign(None, N.Name(k, span=op.span), span=op.span) for k in keys],
+                    span=op.span), rows)
             schema[names[i]] = base.schema[tmp[i]]
             schema[anames[i]] = summ.schema[anames[i]]
             g = summ.lf.sort(anames[i], descending=not asc, nulls_last=True,
