@@ -206,13 +206,15 @@ def _merged_touch(c: pl.DataFrame, s: pl.DataFrame, model: str, lb: int) -> pl.D
     latest session before it in its key's run (a running maximum), its first touch the
     earliest session after ``t - lookback`` (a running minimum from the end). The same
     sessions as the as-of joins of :func:`_single_touch`, which remain for null keys or
-    times, or no sessions at all."""
+    times, no sessions at all, or a lookback reaching past int64's nanoseconds."""
     nulls = ((c, "_k"), (c, "_t"), (s, "_k"), (s, "_st"))
     if s.height == 0 or any(f.get_column(col).null_count() for f, col in nulls):
         return None
     ns, nc = s.height, c.height
     st = s.get_column("_st").to_physical().to_numpy()
     t = c.get_column("_t").to_physical().to_numpy()
+    if len(t) and int(t.min()) - lb < -(2**63):  # t - lookback would wrap around in int64
+        return None
     probe = t if model == "last" else t - lb
     # merged order: at one instant a session comes first for the last touch (it counts at
     # the conversion's instant), the probe first for the first touch (a session exactly

@@ -243,4 +243,9 @@ def test_single_touch_numpy_path_equals_the_as_of_joins():
         pl.col("_st").cast(pl.Datetime("ns", "UTC"))
     )
     assert _attribution._merged_touch(c, s, "last", 0) is None
-    assert _attribution._merged_touch(c.with_columns(pl.lit("a").alias("_k")), s.clear(), "last", 0) is None
+    keyed = c.with_columns(pl.lit("a").alias("_k"))
+    assert _attribution._merged_touch(keyed, s.clear(), "last", 0) is None
+    assert _attribution._merged_touch(keyed, s, "last", 0) is not None
+    assert _attribution._merged_touch(keyed, s, "first", 2**63 - 1) is not None  # t - lb: -2**63 + 1
+    before = keyed.with_columns(pl.lit(-2).cast(pl.Datetime("ns", "UTC")).alias("_t"))
+    assert _attribution._merged_touch(before, s, "first", 2**63 - 1) is None  # would wrap
