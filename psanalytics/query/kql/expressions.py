@@ -50,23 +50,9 @@ class ExprCompiler:
                 or (self.scope.agg and not self.scope.pre_agg) or not base.meta.is_column()):
             return base.str.json_path_match(jp)
         self.used_dedupe_json = True
-        if self.scope.pre_agg:
-            # one Python-side pass (1 hash, 1 n_unique): the least CPU
-            read = base.map_batches(
-                lambda s: map_distinct(s, lambda d: d.str.json_path_match(jp)),
-                return_dtype=pl.String)
-        else:
-            # the same as one expression: its steps repeat (6 hashes, 2 n_unique: no
-            # common-subexpression elimination here) but run on every core; on an idle
-            # 2-core box B4 takes 57 ms so against 68 ms in one pass (CPU 89 vs 73 ms)
-            h = base.hash()
-            first = h.is_first_distinct()
-            exact = base.n_unique() == h.n_unique()
-            fast = h.replace_strict(h.filter(first), base.filter(first).str.json_path_match(jp),
-                                    default=None, return_dtype=pl.String)
-            slow = pl.when(exact).then(pl.lit(None, pl.String)).otherwise(base) \
-                .str.json_path_match(jp)
-            read = pl.when(exact).then(fast).otherwise(slow)
+        read = base.map_batches(
+            lambda s: map_distinct(s, lambda d: d.str.json_path_match(jp)),
+            return_dtype=pl.String)
         if not self.scope.pre_agg:
             return read
         # in summarize's aggregate list (arg_max's arguments too): read before the
