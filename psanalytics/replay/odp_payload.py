@@ -10,7 +10,6 @@ and :mod:`psanalytics.replay.odp_customers` (customer attributes).
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -19,7 +18,7 @@ import orjson
 import polars as pl
 
 from psanalytics.replay._text import _BOOL_TEXT, _NUMBER_TEXT, _json_str
-from psanalytics.replay.tags import _EMAIL_IN_TEXT, _PII_KEY, _mixed_types
+from psanalytics.replay.tags import _EMAIL_IN_TEXT, _PII_KEY, _mixed_types, sampled_schema
 
 __all__ = ["field_name"]
 
@@ -124,20 +123,14 @@ def _payload_fields(frame: pl.DataFrame, scrub: bool, sample: int = 1000) -> pl.
     for (_,), grp in idx.group_by("EventType", maintain_order=True):
         payloads = grp.get_column("Payload")
         try:
-            if grp.height > sample:
-                step = max(1, grp.height // (sample // 2))
-                pick = pl.concat([payloads.head(sample // 4), payloads.gather_every(step), payloads.tail(sample // 4)])
-            else:
-                pick = payloads
-            inferred = pl.read_ndjson(io.BytesIO(pick.str.replace_all("\n", " ").str.join("\n").item().encode()),
-                                      infer_schema_length=None).schema
+            inferred, n_read = sampled_schema(payloads, sample)
             leaves = [(p, dt) for name, dt0 in inferred.items() for p, dt in _leaves(dt0, (name,))]
             if not leaves:
                 continue
             flat_keys = {p[-1]: dt for p, dt in leaves}
             if _mixed_types(payloads, flat_keys) or len(flat_keys) != len(leaves):
                 raise ValueError("a key has values of different JSON types (or repeats at two depths)")
-            if grp.height > pick.len() and _keys_outside(payloads, inferred):
+            if grp.height > n_read and _keys_outside(payloads, inferred):
                 raise ValueError("a key the sample did not show")
             schema = pl.Struct({n: _as_text(dt) for n, dt in inferred.items()
                                 if not isinstance(dt, (pl.List, pl.Array, pl.Object, pl.Null))})

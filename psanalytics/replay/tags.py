@@ -23,6 +23,21 @@ _PII_KEY = re.compile(
 _EMAIL_IN_TEXT = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 
 
+def sampled_schema(payloads: pl.Series, sample: int) -> tuple[pl.Schema, int]:
+    """The JSON schema Polars infers from up to ``sample`` of ``payloads`` (head, a spread,
+    tail), and how many it read. Callers check the rest against it."""
+    if payloads.len() > sample:
+        step = max(1, payloads.len() // (sample // 2))
+        pick = pl.concat([payloads.head(sample // 4), payloads.gather_every(step), payloads.tail(sample // 4)])
+    else:
+        pick = payloads
+    inferred = pl.read_ndjson(
+        io.BytesIO(pick.str.replace_all("\n", " ").str.join("\n").item().encode()),
+        infer_schema_length=None,
+    ).schema
+    return inferred, pick.len()
+
+
 def _tags_column(frame: pl.DataFrame, sample: int = 3000, *, scrub_pii: bool = True) -> pl.Series:
     """JSON object text of each Payload's top-level scalars (null when none), vectorised.
 
@@ -45,15 +60,7 @@ def _tags_column(frame: pl.DataFrame, sample: int = 3000, *, scrub_pii: bool = T
     for (_,), grp in idx.group_by("EventType", maintain_order=True):
         payloads = grp.get_column("Payload")
         try:
-            if grp.height > sample:
-                step = max(1, grp.height // (sample // 2))
-                pick = pl.concat([payloads.head(sample // 4), payloads.gather_every(step), payloads.tail(sample // 4)])
-            else:
-                pick = payloads
-            inferred = pl.read_ndjson(
-                io.BytesIO(pick.str.replace_all("\n", " ").str.join("\n").item().encode()),
-                infer_schema_length=None,
-            ).schema
+            inferred, _ = sampled_schema(payloads, sample)
             scalars = {
                 c: dt for c, dt in inferred.items()
                 if not isinstance(dt, (pl.Struct, pl.List, pl.Array, pl.Object, pl.Null))
