@@ -5,7 +5,9 @@ e-mails); clear errors."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import orjson
@@ -25,22 +27,9 @@ from psanalytics.wire.profiles import (
 
 FAST = RetryPolicy(max_attempts=3, backoff_initial=0.001, backoff_max=0.002, max_retry_after=1)
 
-#: The vendor's example (Profile Store API, "Profile methods": GET api/v1.0/profiles/{scope}/{id}).
-VENDOR = {
-    "ProfileId": "6243d1c0-70dd-453e-9cc4-63c577cb25ad",
-    "DeviceIds": ["9f4447e4-9f00-4fa8-ad30-a1a971d4fbf6"],
-    "Name": "Nikki A Blomqvist",
-    "ProfileManager": None,
-    "FirstSeen": "2017-12-01T12:34:56",
-    "LastSeen": "2018-05-19T11:33:12",
-    "Visits": 1150,
-    "UpdateTime": "2019-03-06T21:29:38.4088275Z",
-    "Scope": "DefaultScope",
-    "Info": {"Website": "https://example.com", "Picture": "http://example.com/Nikki A Blomqvist_avatar.png",
-             "Country": "SW", "Email": "Nikki.Blomqvist@example.com"},
-    "ContactInformation": ["Mailable", "Anonymous"],
-    "Payload": {"customField": 14, "otherCustomField": "apple"},
-}
+#: The vendor's example profile (Profile Store API, "Profile methods": GET
+#: api/v1.0/profiles/{scope}/{id}), kept as the vendor printed it in tests/vendor/.
+VENDOR = json.loads((Path(__file__).parents[1] / "vendor" / "profile-store-profile.json").read_text())
 
 
 class Recorder(httpx.BaseTransport):

@@ -5,6 +5,9 @@ cannot take reported, never dropped."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import orjson
 import pytest
 from typer.testing import CliRunner
@@ -17,22 +20,9 @@ from psanalytics.replay import Replayer, ReplayError, encode_odp_customers, repl
 from psanalytics.samples import generate
 
 KEY = "odp-key-1234abcd"
-#: The vendor's example (Profile Store API, "Profile methods").
-VENDOR = {
-    "ProfileId": "6243d1c0-70dd-453e-9cc4-63c577cb25ad",
-    "DeviceIds": ["9f4447e4-9f00-4fa8-ad30-a1a971d4fbf6"],
-    "Name": "Nikki A Blomqvist",
-    "ProfileManager": None,
-    "FirstSeen": "2017-12-01T12:34:56",
-    "LastSeen": "2018-05-19T11:33:12",
-    "Visits": 1150,
-    "UpdateTime": "2019-03-06T21:29:38.4088275Z",
-    "Scope": "DefaultScope",
-    "Info": {"Website": "https://example.com", "Picture": "http://example.com/Nikki A Blomqvist_avatar.png",
-             "Country": "SW", "Email": "Nikki.Blomqvist@example.com"},
-    "ContactInformation": ["Mailable", "Anonymous"],
-    "Payload": {"customField": 14, "otherCustomField": "apple"},
-}
+#: The vendor's example profile (Profile Store API, "Profile methods": GET
+#: api/v1.0/profiles/{scope}/{id}), kept as the vendor printed it in tests/vendor/.
+VENDOR = json.loads((Path(__file__).parents[1] / "vendor" / "profile-store-profile.json").read_text())
 TWO_DEVICES = dict(VENDOR, ProfileId="p-2", DeviceIds=["dev-b", "dev-a"], Name="Solo", Info={},
                    Payload={"tier": {"level": 2}, "tags": ["x"]}, SegmentIds="s1")
 NO_IDENTIFIER = dict(VENDOR, ProfileId="p-3", DeviceIds=[], Info={"Country": "NO"})
