@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
@@ -43,8 +42,6 @@ def _java_home() -> str | None:
 
 @pytest.fixture(scope="session", name="spark")
 def spark_fixture():
-    # pyspark 4.3 warns on every Arrow call that pandas 3 is newer than it has tested
-    warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
     home = _java_home()
     if home is not None:
         os.environ["JAVA_HOME"] = home
