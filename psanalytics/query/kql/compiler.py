@@ -28,6 +28,7 @@ from psanalytics.query.kql.errors import (
 )
 from psanalytics.query.kql.expressions import ExprCompiler
 from psanalytics.query.kql.naming import column_name
+from psanalytics.query.kql.op_mvfields import field_plan
 from psanalytics.query.kql.op_summarize import SummarizeOps
 from psanalytics.query.kql.operators import TabularOps, first_rows
 from psanalytics.query.kql.types import (  # noqa: F401 - re-exported
@@ -111,6 +112,9 @@ class Compiler(ExprCompiler, TabularOps, SummarizeOps):
         #: JSON paths read inside summarize's aggregates, as hidden input columns
         self.pre_agg: list[pl.Expr] = []
         self.pre_agg_prefix = "__json_"
+        #: (column, {element path: hidden column}) while the operators after a
+        #: ``mv-expand`` that read its elements' fields directly compile (op_mvfields)
+        self.mv_fields: tuple[str, dict[tuple[str | int, ...], str]] | None = None
 
     @contextmanager
     def within(self, **changes: bool) -> Iterator[Scope]:
@@ -230,19 +234,35 @@ class Compiler(ExprCompiler, TabularOps, SummarizeOps):
         return t
 
     def compile_pipeline(self, p: N.Pipeline) -> tuple[Table, RenderSpec | None]:
+        outer_fields, self.mv_fields = self.mv_fields, None
+        try:
+            return self._compile_ops(p)
+        finally:
+            self.mv_fields = outer_fields
+
+    def _compile_ops(self, p: N.Pipeline) -> tuple[Table, RenderSpec | None]:
         t = self.source(p.source)
         render: RenderSpec | None = None
         for i, op in enumerate(p.ops):
             if isinstance(op, N.Render):
                 render = self.op_render(op, t)
                 continue
-            handler = getattr(self, "op_" + type(op).__name__.lower())
+            if not isinstance(op, (N.Where, N.Extend, N.Summarize)):
+                self.mv_fields = None
             # row order matters to a later take (sort/summarize/top/count reset it): then
             # summarize keeps group order (first appearance), so `take` stays deterministic
             order = p is not self._body or self._take_follows(p.ops[i + 1:])
             with self.within(order_matters=order, pre_agg=False,
                              dedupe_json=self._all_rows_follow(p.ops[i:])):
-                t = handler(op, t)
+                if isinstance(op, N.MvExpand):
+                    fields = field_plan(op, p.ops[i + 1:], set(self.funcs)) \
+                        if self.allow_distinct_json else None
+                    t = self.op_mvexpand(op, t, fields=fields)
+                else:
+                    handler = getattr(self, "op_" + type(op).__name__.lower())
+                    t = handler(op, t)
+            if isinstance(op, N.Summarize):
+                self.mv_fields = None
         return t, render
 
     @staticmethod

@@ -20,6 +20,7 @@ from psanalytics.query.kql.functions import (
     SCALAR_FUNCTIONS,
     UNSUPPORTED_FUNCTIONS,
 )
+from psanalytics.query.kql.op_mvfields import member_chain
 from psanalytics.query.kql.types import (
     _DTYPES,
     DYNAMIC_TEXT_COLUMNS,
@@ -135,6 +136,8 @@ class ExprCompiler:
     # dynamic access ------------------------------------------------------
     def dyn_text(self, v: Val) -> pl.Expr:
         """The text form of a dynamic value (JSON path result; null when missing)."""
+        if v.path_col is not None:
+            return pl.col(v.path_col)
         if v.json_base is not None and v.json_path:
             return self.json_path(v.json_base, v.json_path)
         if v.struct_fields is not None:
@@ -169,7 +172,7 @@ class ExprCompiler:
         if isinstance(key, int) and key < 0:
             raise self.sem("negative array indexes are not supported by the local engine",
                            node, cls=KqlUnsupported)
-        if base.json_base is not None:
+        if base.json_base is not None and base.path_col is None:
             path = (*base.json_path, key)
             return Val(self.json_path(base.json_base, path), "dynamic", True,
                        json_base=base.json_base, json_path=path)
@@ -178,9 +181,34 @@ class ExprCompiler:
                    json_base=text, json_path=(key,))
 
     def x_member(self, e: N.Member, t: Table) -> Val:
+        field = self.mv_field(e, t)
+        if field is not None:
+            return field
         return self.member(self.expr(e.obj, t), e.key, e)
 
+    def mv_field(self, e: N.Member | N.Index, t: Table) -> Val | None:
+        """``line.qty`` where ``mv-expand`` read that field of each element into a hidden
+        column (:mod:`.op_mvfields`): that column, else None."""
+        if self.mv_fields is None:
+            return None
+        chain = member_chain(e)
+        col, paths = self.mv_fields
+        if chain is None or chain[0] != col or chain[1] not in paths \
+                or col in self.params:
+            return None
+        root: N.Expr = e
+        while isinstance(root, (N.Member, N.Index)):
+            root = root.obj
+        base = self.expr(root, t)  # the checks of a column reference (aggregate context)
+        if base.json_base is None or base.json_path:
+            return None
+        return Val(pl.col(paths[chain[1]]), "dynamic", True, json_base=base.json_base,
+                   json_path=chain[1], path_col=paths[chain[1]])
+
     def x_index(self, e: N.Index, t: Table) -> Val:
+        field = self.mv_field(e, t)
+        if field is not None:
+            return field
         base = self.expr(e.obj, t)
         idx = e.index
         if isinstance(idx, N.Literal) and idx.ktype == "long" and idx.value is not None:

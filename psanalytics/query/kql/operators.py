@@ -17,6 +17,7 @@ import polars as pl
 from psanalytics.query.kql import nodes as N
 from psanalytics.query.kql.errors import KqlSemanticError, KqlUnsupported, suggest
 from psanalytics.query.kql.op_apply import ApplyOps
+from psanalytics.query.kql.op_mvfields import path_fields
 from psanalytics.query.kql.op_nested import NestedOps
 from psanalytics.query.kql.op_parse import ParseOps
 from psanalytics.query.kql.sources import SourceOps, _frame_table
@@ -278,11 +279,16 @@ class TabularOps(SourceOps, ApplyOps, NestedOps, ParseOps):
         return Table(t.lf.with_columns(pl.col(strs).fill_null("")), t.schema, t.dtypes,
                      t.ordered)
 
-    def op_mvexpand(self: Compiler, op: N.MvExpand, t: Table) -> Table:
+    def op_mvexpand(self: Compiler, op: N.MvExpand, t: Table,
+                    fields: list[tuple[str | int, ...]] | None = None) -> Table:
         # Long because: three steps that share the per-column bookkeeping (element lists
         # by source kind, parallel padding, typed casts after the explode)
         from psanalytics.query.kql.naming import column_name
         kind = op.kind or "bag"
+        if fields is not None:
+            fast = self.mv_expand_fields(op, t, fields, kind)
+            if fast is not None:
+                return fast
         limit = None
         if op.limit is not None:
             limit = self.const_count(op.limit, t, "mv-expand limit")
@@ -379,6 +385,41 @@ class TabularOps(SourceOps, ApplyOps, NestedOps, ParseOps):
                                     *([op.itemindex] if op.itemindex else [])]))
         lf = lf.select(order)
         return Table(lf, {c: schema[c] for c in order}, {}, cur.ordered)
+
+    def mv_expand_fields(self: Compiler, op: N.MvExpand, t: Table,
+                         fields: list[tuple[str | int, ...]], kind: str) -> Table | None:
+        """``mv-expand`` of JSON text into hidden columns of the ``fields`` of each
+        element (:mod:`.op_mvfields`), when its source is a JSON column or a path in one;
+        None otherwise (the general path)."""
+        from psanalytics.query.kql.naming import column_name
+        name, e, _ = op.items[0]
+        nm = name or column_name(e)
+        v = self.scalar(e, t)
+        if v.ktype != "dynamic" or v.is_list or v.struct_fields is not None \
+                or v.path_col is not None or nm is None:
+            return None
+        if v.json_base is not None and v.json_path:
+            src, path = v.json_base, v.json_path
+        elif v.json_any:
+            src, path = v.expr, ()
+        else:
+            return None
+        prefix = "__mvf_"
+        while any(c.startswith(prefix) for c in t.schema):
+            prefix = "_" + prefix
+        hidden = [f"{prefix}{i}" for i in range(len(fields))]
+        box = f"{prefix}elements"
+        lst = src.map_batches(path_fields(path, kind, fields, hidden),
+                              return_dtype=pl.List(pl.Struct({h: pl.String for h in hidden})))
+        keep = [c for c in t.schema if c != nm]
+        lf = (t.lf.select(*keep, lst.alias(box))
+              .explode(box, empty_as_null=False, keep_nulls=True).unnest(box))
+        self.used_dedupe_json = True
+        self.mv_fields = (nm, dict(zip(fields, hidden, strict=True)))
+        schema = {**t.schema, nm: "dynamic"}
+        dtypes = {c: d for c, d in t.dtypes.items() if c != nm}
+        dtypes[nm] = pl.String()
+        return Table(lf, schema, dtypes, t.ordered)
 
     def op_serialize(self: Compiler, op: N.Serialize, t: Table) -> Table:
         if op.items:

@@ -79,6 +79,9 @@ class Val:
     is_list: bool = False
     #: a JSON text column whose root may be a scalar (read with the path "$")
     json_any: bool = False
+    #: a hidden column that already holds ``json_path_match(json_base, json_path)`` (an
+    #: expanded element's field, read by ``mv-expand``: see :mod:`.op_mvfields`)
+    path_col: str | None = None
     #: Python value when the expression is a constant
     const: Any = None
     is_const: bool = False
@@ -197,22 +200,38 @@ def ktype_of(name: str, dtype: pl.DataType) -> str:
     return "dynamic"
 
 
-def map_distinct(s: pl.Series, fn: Any, hashes: pl.Series | None = None) -> pl.Series:
-    """``fn(s)``, computed once per distinct value of ``s`` and mapped back to the rows.
+def distinct_index(s: pl.Series, hashes: pl.Series | None = None
+                   ) -> tuple[pl.Series, pl.Series] | None:
+    """``(first, idx)``: the mask of each distinct value's first row and, per row, the
+    number of its distinct value (0, 1, ... in order of first appearance); None when
+    every value is distinct or two distinct values share a hash.
 
-    Rows are keyed by a 64-bit hash of the value (``hashes``: for tests); each first
-    occurrence goes through ``fn``. The mapping is used only when the hashes are as many
-    as the distinct values (no collision, so exact); otherwise ``fn`` sees every row.
-    One pass of each step, where the same steps as one expression ran 6 hashes and 2
-    ``n_unique`` per JSON path (no common-subexpression elimination in such plans)."""
+    Rows are keyed by a 64-bit hash of the value (``hashes``: for tests). The mapping is
+    checked exactly: every row must equal the first row of its hash (``eq_missing``: a
+    comparison of each row with one other, where the string ``n_unique`` this replaced
+    built a hash table of the texts: 8 of B6's 15 ms of mapping)."""
     h = s.hash() if hashes is None else hashes
     first = h.is_first_distinct()
     n_first = int(first.sum())
-    if n_first == s.len() or n_first != s.n_unique():  # all distinct, or a collision
-        return fn(s).alias(s.name)
-    keys = h.filter(first)
-    idx = h.replace_strict(keys, pl.int_range(n_first, eager=True, dtype=pl.UInt32),
+    if n_first == s.len():
+        return None
+    idx = h.replace_strict(h.filter(first), pl.int_range(n_first, eager=True, dtype=pl.UInt32),
                            return_dtype=pl.UInt32)
+    if not s.filter(first).gather(idx).eq_missing(s).all():  # a collision
+        return None
+    return first, idx
+
+
+def map_distinct(s: pl.Series, fn: Any, hashes: pl.Series | None = None) -> pl.Series:
+    """``fn(s)``, computed once per distinct value of ``s`` and mapped back to the rows
+    (:func:`distinct_index`); when every value is distinct or two share a hash, ``fn``
+    sees every row. One pass of each step, where the same steps as one expression ran 6
+    hashes and 2 ``n_unique`` per JSON path (no common-subexpression elimination in such
+    plans)."""
+    di = distinct_index(s, hashes)
+    if di is None:
+        return fn(s).alias(s.name)
+    first, idx = di
     return fn(s.filter(first)).gather(idx).alias(s.name)
 
 
