@@ -156,3 +156,60 @@ def test_generated_documents_give_the_general_answer(values):
          "y = make_list(tostring(line.a[1].a)), w = make_list(tostring(line.qty[0]))")
     assert fast(q, events)
     same(q, events)
+
+
+# ---------------------------------------------------------------- a column's paths at once
+
+PDOCS = [
+    '{"product":{"name":"Tent","price":2039},"epi":{"language":"sv"}}',
+    '{"product":{"name":"Stove","price":"12.5"},"epi":{"language":"en"}}',
+    '{"product":{"name":"Tent","price":1.5e3}}', '{"product":[1,2]}', None, "not json",
+    '{"product":{"name":{"sv":"Tält"},"price":null}}', '{"product":{"price":7}}',
+]
+
+
+def read_once(query: str, events: pl.DataFrame) -> bool:
+    c = engine._compile(query, engine._lazy_tables({"Events": events}), now=NOW,
+                        params=None, distinct_json=True)
+    return "__jpf_" in c.lf.explain(optimizations=pl.QueryOptFlags(comm_subexpr_elim=False))
+
+
+B4 = ("Events | where EventType == 'order' | extend price = toreal(Payload.product.price) "
+      "| summarize views = count(), revenue = sum(price) by Name = tostring(Payload.product.name)"
+      " | sort by views desc, Name asc | project Name, views, revenue")
+
+
+@pytest.mark.parametrize("query", [
+    B4,
+    # in the aggregates and the by-clause, with the column itself read too
+    "Events | summarize n = count(), s = sum(toreal(Payload.product.price)), "
+    "l = make_set(tostring(Payload.epi.language)), w = dcount(tostring(Payload)) "
+    "by Name = tostring(Payload['product'].name) | sort by Name asc",
+    # '*' and pack_all() see the table's columns, never the hidden ones
+    "Events | extend p = toreal(Payload.product.price) "
+    "| summarize arg_max(p, *) by tostring(Payload.product.name) | sort by Payload_product_name asc",
+    "Events | extend p = toreal(Payload.product.price), n = tostring(Payload.product.name) "
+    "| summarize arg_min(p, *), c = count() by n | sort by n asc",
+    "Events | extend p = tostring(Payload.product.price), b = pack_all() "
+    "| summarize make_list(b) by tostring(Payload.product.name) "
+    "| sort by Payload_product_name asc",
+])
+def test_paths_read_in_one_pass_give_the_per_row_answer(query):
+    events = frame(PDOCS)
+    assert read_once(query, events)
+    same(query, events)
+
+
+@pytest.mark.parametrize("query", [
+    # one path: the per-path reading as before
+    "Events | summarize count() by tostring(Payload.product.name) | sort by Payload_product_name asc",
+    # Payload redefined before the summarize
+    "Events | extend p = Payload.product.price, Payload = dynamic({'product': {'name': 'x'}}) "
+    "| summarize count() by tostring(p), tostring(Payload.product.name) | sort by p asc",
+    # not followed by a summarize
+    "Events | extend p = Payload.product.price, n = Payload.product.name | sort by TrackId asc",
+])
+def test_other_forms_read_each_path_alone(query):
+    events = frame(PDOCS)
+    assert not read_once(query, events)
+    same(query, events)

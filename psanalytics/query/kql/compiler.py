@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -28,7 +28,7 @@ from psanalytics.query.kql.errors import (
 )
 from psanalytics.query.kql.expressions import ExprCompiler
 from psanalytics.query.kql.naming import column_name
-from psanalytics.query.kql.op_mvfields import field_plan
+from psanalytics.query.kql.op_mvfields import column_paths, field_plan, read_paths
 from psanalytics.query.kql.op_summarize import SummarizeOps
 from psanalytics.query.kql.operators import TabularOps, first_rows
 from psanalytics.query.kql.types import (  # noqa: F401 - re-exported
@@ -112,9 +112,10 @@ class Compiler(ExprCompiler, TabularOps, SummarizeOps):
         #: JSON paths read inside summarize's aggregates, as hidden input columns
         self.pre_agg: list[pl.Expr] = []
         self.pre_agg_prefix = "__json_"
-        #: (column, {element path: hidden column}) while the operators after a
-        #: ``mv-expand`` that read its elements' fields directly compile (op_mvfields)
-        self.mv_fields: tuple[str, dict[tuple[str | int, ...], str]] | None = None
+        #: column -> {JSON path: hidden column holding it} while the operators that read
+        #: those paths compile (after a ``mv-expand`` into fields, or a column's paths read
+        #: in one pass: op_mvfields); None elsewhere
+        self.path_cols: dict[str, dict[tuple[str | int, ...], str]] | None = None
 
     @contextmanager
     def within(self, **changes: bool) -> Iterator[Scope]:
@@ -234,11 +235,11 @@ class Compiler(ExprCompiler, TabularOps, SummarizeOps):
         return t
 
     def compile_pipeline(self, p: N.Pipeline) -> tuple[Table, RenderSpec | None]:
-        outer_fields, self.mv_fields = self.mv_fields, None
+        outer_cols, self.path_cols = self.path_cols, None
         try:
             return self._compile_ops(p)
         finally:
-            self.mv_fields = outer_fields
+            self.path_cols = outer_cols
 
     def _compile_ops(self, p: N.Pipeline) -> tuple[Table, RenderSpec | None]:
         t = self.source(p.source)
@@ -248,7 +249,7 @@ class Compiler(ExprCompiler, TabularOps, SummarizeOps):
                 render = self.op_render(op, t)
                 continue
             if not isinstance(op, (N.Where, N.Extend, N.Summarize)):
-                self.mv_fields = None
+                self.path_cols = None
             # row order matters to a later take (sort/summarize/top/count reset it): then
             # summarize keeps group order (first appearance), so `take` stays deterministic
             order = p is not self._body or self._take_follows(p.ops[i + 1:])
@@ -259,11 +260,40 @@ class Compiler(ExprCompiler, TabularOps, SummarizeOps):
                         if self.allow_distinct_json else None
                     t = self.op_mvexpand(op, t, fields=fields)
                 else:
+                    if self.allow_distinct_json and isinstance(op, (N.Extend, N.Summarize)):
+                        t = self.read_paths_once(p.ops[i:], t)
                     handler = getattr(self, "op_" + type(op).__name__.lower())
                     t = handler(op, t)
             if isinstance(op, N.Summarize):
-                self.mv_fields = None
+                self.path_cols = None
         return t, render
+
+    def read_paths_once(self, ops: list[N.Op], t: Table) -> Table:
+        """Before ``extend ... | summarize`` (or a ``summarize``) that read two or more
+        paths of one JSON column (B4: ``Payload.product.price`` and ``.name``): read
+        them all in one pass over the column's distinct documents into hidden columns
+        (the summarize drops them); each path alone would hash and map the column again."""
+        cols = [c for c, k in t.schema.items() if k == "dynamic" and c in DYNAMIC_TEXT_COLUMNS
+                and (self.path_cols is None or c not in self.path_cols)
+                and t.dtypes.get(c) == pl.String]
+        plan = column_paths(ops, cols) if cols else None
+        if not plan:
+            return t
+        lf = t.lf
+        self.path_cols = dict(self.path_cols or {})
+        for col, paths in plan.items():
+            prefix = "__jpf_"
+            while any(c.startswith(prefix) for c in t.schema):
+                prefix = "_" + prefix
+            prefix += f"{col}_"
+            hidden = [f"{prefix}{i}" for i in range(len(paths))]
+            box = f"{prefix}paths"
+            lf = lf.with_columns(pl.col(col).map_batches(
+                read_paths(paths, hidden),
+                return_dtype=pl.Struct({h: pl.String for h in hidden})).alias(box)).unnest(box)
+            self.path_cols[col] = dict(zip(paths, hidden, strict=True))
+        self.used_dedupe_json = True
+        return Table(lf, t.schema, t.dtypes, t.ordered)
 
     @staticmethod
     def _all_rows_follow(ops: list[N.Op]) -> bool:
@@ -419,6 +449,11 @@ class Compiler(ExprCompiler, TabularOps, SummarizeOps):
                    ) -> tuple[list[pl.Expr], list[bool], list[bool]]:
         exprs, desc, nulls_last = [], [], []
         for k in keys:
+            if _same_for_every_row(k.expr, t, self.funcs):
+                # (`sort by pack_array(1)`: one value, which Polars' sort refuses beside a
+                # longer frame) orders nothing: the sort is stable
+                self.scalar(k.expr, t)  # its errors still
+                continue
             v = self.scalar(k.expr, t)
             if v.ktype == "dynamic":
                 if v.is_list:
@@ -464,6 +499,33 @@ class Compiler(ExprCompiler, TabularOps, SummarizeOps):
                 val = timedelta(microseconds=val // 1000)
             props[k] = val
         return RenderSpec(op.kind, props)
+
+
+#: functions of no column whose value differs per row
+_PER_ROW = frozenset({"new_guid", "rand", "row_number", "row_rank_dense", "row_rank_min",
+                      "row_cumsum", "row_window_session", "prev", "next"})
+
+
+def _same_for_every_row(e: N.Expr, t: Table, funcs: Mapping[str, Any]) -> bool:
+    """The expression reads no column of ``t`` and calls no per-row or user function."""
+    for node in _walk(e):
+        if isinstance(node, N.Name) and node.name in t.schema:
+            return False
+        if isinstance(node, (N.Call, N.SubQuery, N.Star)) and (
+                not isinstance(node, N.Call) or node.name in _PER_ROW or node.name in funcs):
+            return False
+    return True
+
+
+def _walk(node: Any) -> Iterator[Any]:
+    yield node
+    if isinstance(node, (list, tuple)):
+        for x in node:
+            yield from _walk(x)
+    elif isinstance(node, N.Node):
+        for f in fields(node):
+            if f.name != "span":
+                yield from _walk(getattr(node, f.name))
 
 
 def compile_query(q: N.Query, tables: Mapping[str, pl.LazyFrame], *, text: str | None,

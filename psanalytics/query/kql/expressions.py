@@ -187,14 +187,15 @@ class ExprCompiler:
         return self.member(self.expr(e.obj, t), e.key, e)
 
     def mv_field(self, e: N.Member | N.Index, t: Table) -> Val | None:
-        """``line.qty`` where ``mv-expand`` read that field of each element into a hidden
-        column (:mod:`.op_mvfields`): that column, else None."""
-        if self.mv_fields is None:
+        """``line.qty`` or ``Payload.product.name`` where an earlier step read that path
+        of every row into a hidden column (:mod:`.op_mvfields`): that column, else None."""
+        if self.path_cols is None:
             return None
         chain = member_chain(e)
-        col, paths = self.mv_fields
-        if chain is None or chain[0] != col or chain[1] not in paths \
-                or col in self.params:
+        if chain is None or chain[0] in self.params:
+            return None
+        hidden = self.path_cols.get(chain[0], {}).get(chain[1])
+        if hidden is None:
             return None
         root: N.Expr = e
         while isinstance(root, (N.Member, N.Index)):
@@ -202,8 +203,8 @@ class ExprCompiler:
         base = self.expr(root, t)  # the checks of a column reference (aggregate context)
         if base.json_base is None or base.json_path:
             return None
-        return Val(pl.col(paths[chain[1]]), "dynamic", True, json_base=base.json_base,
-                   json_path=chain[1], path_col=paths[chain[1]])
+        return Val(pl.col(hidden), "dynamic", True, json_base=base.json_base,
+                   json_path=chain[1], path_col=hidden)
 
     def x_index(self, e: N.Index, t: Table) -> Val:
         field = self.mv_field(e, t)

@@ -72,37 +72,74 @@ def field_plan(op: N.MvExpand, following: list[N.Op], funcs: set[str]) -> list[P
             return None
     else:
         return None
-    paths: list[Path] = []
+    found: dict[str, list[Path]] = {nm: []}
     for nxt in chain:
         if isinstance(nxt, N.Extend) and any(
                 (it.name or column_name(it.expr)) == nm
                 or (it.name or "").lstrip("_").startswith("mvf_") for it in nxt.items):
             return None  # the column is redefined (or a name like the hidden ones)
-        if not _collect(nxt, nm, paths, funcs):
+        if not _collect(nxt, found, funcs, strict=True):
             return None
-    return paths or None
+    return found[nm] or None
 
 
-def _collect(node: Any, nm: str, paths: list[Path], funcs: set[str]) -> bool:
-    """Add the paths below ``nm`` in ``node`` to ``paths``; False when ``nm`` is used
-    otherwise (whole, under a computed key), or something may read it unseen (``*``, a
-    user function)."""
+def column_paths(ops: list[N.Op], cols: list[str]) -> dict[str, list[Path]] | None:
+    """``ops`` start with ``extend``s and then a ``summarize``: the paths they read below
+    each of ``cols``, for the columns with two or more (read in one pass); else None."""
+    n = 0
+    while n < len(ops) and isinstance(ops[n], N.Extend):
+        n += 1
+    if n == len(ops) or not isinstance(ops[n], N.Summarize):
+        return None
+    found: dict[str, list[Path]] = {c: [] for c in cols}
+    for nxt in ops[:n + 1]:
+        if isinstance(nxt, N.Extend) and any(
+                (it.name or column_name(it.expr)) in found
+                or (it.name or "").lstrip("_").startswith("jpf_") for it in nxt.items):
+            return None  # a column is redefined (or a name like the hidden ones)
+        _collect(nxt, found, set(), strict=False)
+    plan = {c: ps for c, ps in found.items() if len(ps) > 1}
+    return plan or None
+
+
+def _collect(node: Any, found: dict[str, list[Path]], funcs: set[str], *,
+             strict: bool) -> bool:
+    """Add the paths below the columns of ``found`` in ``node`` to their lists. With
+    ``strict``, False when such a column is used otherwise (whole, under a computed key),
+    or something may read it unseen (``*``, a user function)."""
     if isinstance(node, (N.Member, N.Index)):
         c = member_chain(node)
-        if c is not None and c[0] == nm:
-            if c[1] not in paths:
-                paths.append(c[1])
+        if c is not None and c[0] in found:
+            if c[1] not in found[c[0]]:
+                found[c[0]].append(c[1])
             return True
     if isinstance(node, N.Name):
-        return node.name != nm
-    if isinstance(node, N.Star) or (isinstance(node, N.Call) and node.name in funcs):
+        return not strict or node.name not in found
+    if strict and (isinstance(node, N.Star)
+                   or (isinstance(node, N.Call) and node.name in funcs)):
         return False
     if isinstance(node, (list, tuple)):
-        return all(_collect(x, nm, paths, funcs) for x in node)
+        return all([_collect(x, found, funcs, strict=strict) for x in node])
     if isinstance(node, N.Node):
-        return all(_collect(getattr(node, f.name), nm, paths, funcs)
-                   for f in dc_fields(node) if f.name != "span")
+        return all([_collect(getattr(node, f.name), found, funcs, strict=strict)
+                    for f in dc_fields(node) if f.name != "span"])
     return True
+
+
+def read_paths(paths: list[Path], names: list[str]) -> Any:
+    """A batch function: JSON text -> a Struct of the texts at ``paths`` (fields
+    ``names``), each read by ``json_path_match`` once per distinct text
+    (:func:`distinct_index`, computed once for all the paths)."""
+    jps = [_json_path(p) for p in paths]
+
+    def batch(s: pl.Series) -> pl.Series:
+        di = distinct_index(s)
+        d = s if di is None else s.filter(di[0])
+        out = pl.DataFrame([d.str.json_path_match(jp).alias(n)
+                            for jp, n in zip(jps, names, strict=True)]).to_struct(s.name)
+        return out if di is None else out.gather(di[1])
+
+    return batch
 
 
 _SLOW = object()  # a value json_path_match reads from the element's text

@@ -415,7 +415,7 @@ class TabularOps(SourceOps, ApplyOps, NestedOps, ParseOps):
         lf = (t.lf.select(*keep, lst.alias(box))
               .explode(box, empty_as_null=False, keep_nulls=True).unnest(box))
         self.used_dedupe_json = True
-        self.mv_fields = (nm, dict(zip(fields, hidden, strict=True)))
+        self.path_cols = {nm: dict(zip(fields, hidden, strict=True))}
         schema = {**t.schema, nm: "dynamic"}
         dtypes = {c: d for c, d in t.dtypes.items() if c != nm}
         dtypes[nm] = pl.String()
@@ -550,7 +550,9 @@ class TabularOps(SourceOps, ApplyOps, NestedOps, ParseOps):
         grouped = base.group_by([*kn, "__bin"]).agg(aggs)
         bins = pl.LazyFrame({"__bin": pl.int_range(0, nb, eager=True, dtype=pl.Int64)})
         if kn:
-            groups = base.select(kn).unique(maintain_order=True)
+            # the groups from the aggregated rows (every group of the input has one), not
+            # a second pass over the input; their order is the final sort's
+            groups = grouped.select(kn).unique()
             frame = groups.join(bins, how="cross")
         elif op.kind == "nonempty":  # one series of defaults even without any input row
             frame = bins
