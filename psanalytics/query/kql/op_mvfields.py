@@ -176,6 +176,30 @@ def _column(vals: list[Any], slow: set[int]) -> Any:
     return pa.array(texts, pa.large_string())
 
 
+#: what :func:`json_at` gives for a null text, a text that is not JSON, or a path to nothing
+MISSING: Any = object()
+
+
+def json_at(text: str | None, path: Path) -> Any:
+    """The value at ``path`` (keys and array indexes) in the JSON ``text``, parsed with
+    orjson; :data:`MISSING` when the text is null or not JSON or the path leads to nothing
+    (a null on the way counts as nothing, as ``json_path_match`` gives)."""
+    if text is None:
+        return MISSING
+    try:
+        v = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return MISSING
+    for k in path:
+        if isinstance(k, int):
+            v = v[k] if isinstance(v, list) and 0 <= k < len(v) else None
+        else:
+            v = v.get(k) if isinstance(v, dict) else None
+        if v is None:
+            return MISSING
+    return v
+
+
 def path_fields(path: Path, kind: str, fpaths: list[Path], names: list[str]) -> Any:
     """A batch function: JSON text -> per row, the list of its elements at ``path`` (as
     ``mv-expand`` expands them, ``kind`` for bags) as Structs of the texts at ``fpaths``
@@ -186,19 +210,9 @@ def path_fields(path: Path, kind: str, fpaths: list[Path], names: list[str]) -> 
     def elements(text: str | None) -> tuple[list[Any], str | None]:
         """(element values, or the text of a single element that is not a JSON array
         or bag; read by ``json_path_match``) -- the elements of ``_path_elements``."""
-        if text is None:
+        v = json_at(text, path)
+        if v is MISSING:
             return [None], None
-        try:
-            v = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return [None], None
-        for k in path:
-            if isinstance(k, int):
-                v = v[k] if isinstance(v, list) and 0 <= k < len(v) else None
-            else:
-                v = v.get(k) if isinstance(v, dict) else None
-            if v is None:
-                return [None], None
         if isinstance(v, list):
             return v, None
         if isinstance(v, dict):
