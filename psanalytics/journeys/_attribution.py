@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -9,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from psanalytics.journeys._channels import channel
-from psanalytics.journeys._common import JourneyError, duration, frame, group_rows
+from psanalytics.journeys._common import JourneyError, _hash, duration, frame
 
 MODELS = ("first", "last", "linear", "position")
 
@@ -199,14 +200,28 @@ def _single_touch(c: pl.DataFrame, s: pl.DataFrame, model: str, lb: int) -> pl.D
     return j.select("_conv", "_rev", "_cur", "_by", pl.lit(1.0).alias("_w"))
 
 
-def _merged_touch(c: pl.DataFrame, s: pl.DataFrame, model: str, lb: int) -> pl.DataFrame | None:
+def _merged_touch(
+    c: pl.DataFrame,
+    s: pl.DataFrame,
+    model: str,
+    lb: int,
+    hash_: Callable[[pl.Series], np.ndarray] = _hash,
+) -> pl.DataFrame | None:
     """First or last touch with numpy: sessions and conversions are one time-ordered stream
     (a session before a conversion at the same instant; sessions in table order at equal
-    starts), numbered by key with :func:`group_rows`; a conversion's last touch is the
-    latest session before it in its key's run (a running maximum), its first touch the
-    earliest session after ``t - lookback`` (a running minimum from the end). The same
-    sessions as the as-of joins of :func:`_single_touch`, which remain for null keys or
-    times, no sessions at all, or a lookback reaching past int64's nanoseconds."""
+    starts), put in (key hash, stream order) order by one sort of one packed integer; a
+    conversion's last touch is the latest session before it in its hash's run (a running
+    maximum), its first touch the earliest session after ``t - lookback`` (a running minimum
+    from the end).
+
+    Exact without comparing every row's key: a run holds every session of the conversion's
+    key (one key, one hash), perhaps with other keys' sessions (their hashes share the high
+    bits). When the session found has the conversion's key it is also the nearest among
+    that key's sessions; when the nearest session of the run is outside the lookback, so are
+    all of that key's. Only the found sessions' keys are compared (one per conversion); a
+    found session of another key gives None (``hash_`` exists for the tests, which force
+    it). None also for null keys or times, no sessions at all, or a lookback reaching past
+    int64's nanoseconds: then the as-of joins of :func:`_single_touch` do it."""
     nulls = ((c, "_k"), (c, "_t"), (s, "_k"), (s, "_st"))
     if s.height == 0 or any(f.get_column(col).null_count() for f, col in nulls):
         return None
@@ -224,16 +239,14 @@ def _merged_touch(c: pl.DataFrame, s: pl.DataFrame, model: str, lb: int) -> pl.D
     if model == "first":
         order = np.where(order < nc, order + ns, order - nc)  # back to sessions-first indices
     n = ns + nc
-    keys = pl.concat([s.get_column("_k"), c.get_column("_k")], rechunk=False)
-    _, ends, gid = group_rows(keys)
-    bits = max(n - 1, 1).bit_length()
-    if len(ends).bit_length() + bits > 62:
-        return None
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
-    packed = np.sort((gid << bits) | rank)
-    idx = order[packed & ((1 << bits) - 1)]  # rows (sessions first) by (key, merged time)
-    g = packed >> bits
+    sk, ck = s.get_column("_k"), c.get_column("_k")
+    h = np.concatenate([hash_(sk), hash_(ck)]).astype(np.uint64, copy=False)
+    bits = np.uint64(max(n - 1, 1).bit_length())
+    rank = np.empty(n, dtype=np.uint64)
+    rank[order] = np.arange(n, dtype=np.uint64)
+    packed = np.sort((h >> bits << bits) | rank)
+    idx = order[(packed & ((np.uint64(1) << bits) - np.uint64(1))).view(np.int64)]
+    g = packed >> bits  # the run: the hash's high bits
     pos = np.arange(n)
     if model == "last":
         near = np.maximum.accumulate(np.where(idx < ns, pos, -1))
@@ -245,10 +258,14 @@ def _merged_touch(c: pl.DataFrame, s: pl.DataFrame, model: str, lb: int) -> pl.D
     j = np.clip(j, 0, n - 1)
     ok &= g[j] == g[conv]
     srow = np.where(ok, idx[j], 0)
-    stj, tc = st[srow], t[idx[conv] - ns]
+    crow = idx[conv] - ns
+    stj, tc = st[srow], t[crow]
     ok &= (stj >= tc - lb) if model == "last" else (stj <= tc)
+    found = np.flatnonzero(ok)
+    if not sk.gather(srow[found]).eq_missing(ck.gather(crow[found])).all():
+        return None  # a session of another key whose hash shares the high bits
     touch = np.full(nc, -1, dtype=np.int64)  # per conversion: its session's row, or -1
-    touch[idx[conv] - ns] = np.where(ok, srow, -1)
+    touch[crow] = np.where(ok, srow, -1)
     by = s.get_column("_by").gather(np.maximum(touch, 0))
     none = np.flatnonzero(touch < 0)
     if len(none):

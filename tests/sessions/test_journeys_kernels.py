@@ -198,12 +198,22 @@ def test_retention_counts_a_null_key_as_one_visitor_in_both_paths():
     assert r.select("period", "cohort_size", "returning").rows() == [(None, 1, 0), *rows]
 
 
+_SHARED_HASHES = {
+    # "d7" -> 7: small hashes, so all keys share the high bits (one run)
+    "one run": lambda s: s.str.slice(1).cast(pl.UInt64).to_numpy(),
+    # "d1" and "d3" share one full hash, "d2" and "d4" another...
+    "collisions": lambda s: (s.str.slice(1).cast(pl.UInt64) % 2 + (1 << 40)).to_numpy(),
+}
+
+
 def test_single_touch_numpy_path_equals_the_as_of_joins():
     """First and last touch through the merged numpy stream against the as-of joins, on
     seeded tables with many equal start times (ties keep the table's order), conversions
     at a session's instant and exactly ``lookback`` after one, keys without sessions."""
     rng = random.Random(30)
     compared = 0
+    declined = dict.fromkeys(_SHARED_HASHES, 0)
+    agreed = dict.fromkeys(_SHARED_HASHES, 0)
     for _ in range(150):
         nd, ns, nc = rng.randrange(1, 10), rng.randrange(1, 60), rng.randrange(0, 25)
         grid = rng.choice([NS, 3600 * NS, 86400 * NS])  # coarse grids: many ties
@@ -234,7 +244,18 @@ def test_single_touch_numpy_path_equals_the_as_of_joins():
             want = _attribution._single_touch(c, s, model, lb).sort("_conv")
             assert got.sort("_conv").equals(want), (model, lb)
             compared += got.get_column("_by").is_not_null().sum()
+            # keys sharing hashes (every key in one run of high bits, or true collisions):
+            # the same touches, or None (a found session of another key) and the as-of joins
+            for name, hash_ in _SHARED_HASHES.items():
+                forced = _attribution._merged_touch(c, s, model, lb, hash_)
+                if forced is None:
+                    declined[name] += 1
+                else:
+                    assert forced.sort("_conv").equals(want), (name, model, lb)
+                    agreed[name] += 1
     assert compared > 500
+    for name in _SHARED_HASHES:
+        assert declined[name] > 20 and agreed[name] > 20, (name, declined, agreed)
     # null keys or times, or no sessions: the as-of joins do it
     c = pl.DataFrame({"_conv": [0], "_k": [None], "_t": [0], "_rev": [1.0], "_cur": ["SEK"]},
                      schema={"_conv": pl.UInt32, "_k": pl.String, "_t": pl.Datetime("ns", "UTC"),
