@@ -81,7 +81,7 @@ def _run(events: pl.DataFrame | pl.LazyFrame, spec: _Spec, within: str) -> _Run:
         base = base.sort("EventTime", maintain_order=True)
     # grouping the rows by journey, each journey's rows in input order: their concatenation
     # is the (journey, time, input row) order, each journey one contiguous run
-    perm, ends, _ = group_rows(base.get_column("_path"))
+    perm, ends = group_rows(base.get_column("_path"))
     m = base.get_column("_m").to_numpy()[perm]
     bit = [(m & m.dtype.type(1 << b)) != 0 for b in range(k + ne)]
     return _Run(

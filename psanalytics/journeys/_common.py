@@ -156,22 +156,24 @@ def runs(sorted_: np.ndarray) -> np.ndarray:
 
 def group_rows(
     key: pl.Series, hash_: Callable[[pl.Series], np.ndarray] = _hash
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray]:
     """The rows grouped by ``key`` (null is a key of its own), each group's rows ascending:
-    ``(perm, ends, gid)``, ``perm[ends[j - 1]:ends[j]]`` the rows of group ``j`` and
-    ``gid`` each row's group.
+    ``(perm, ends)``, ``perm[ends[j - 1]:ends[j]]`` the rows of group ``j``
+    (:func:`group_ids` numbers each row by its group).
 
     What Polars' ``group_by(key).agg(row)`` gives, in about half its time: the high bits of
     the key's 64-bit hash with the row number in the low bits are one integer, so one plain
-    numpy sort puts every key's rows together and in order. Exact: every row's key is then
-    compared with its group's first key. Keys whose hashes share those high bits (a few
-    in a hundred calls at 10 M rows) are split apart by their full hash, and a true
-    collision (two keys, one 64-bit hash) falls back to Polars' grouping. ``hash_`` exists
-    for the tests, which force both with hand-made hashes.
+    numpy sort puts every key's rows together and in order. Exact: the keys in that order
+    are compared with their neighbours; two neighbours in different runs of high bits have
+    different hashes, so different keys, and the runs hold one key each exactly when the
+    neighbours differ only there. Keys whose hashes share those high bits (a few in a
+    hundred calls at 10 M rows) are split apart by their full hash, and a true collision
+    (two keys, one 64-bit hash) falls back to Polars' grouping. ``hash_`` exists for the
+    tests, which force both with hand-made hashes.
     """
     n = len(key)
     if n == 0:
-        return (np.zeros(0, dtype=np.int64),) * 3
+        return (np.zeros(0, dtype=np.int64),) * 2
     key = key.rechunk()
     h = hash_(key).astype(np.uint64, copy=False)
     bits = np.uint64(max(n - 1, 1).bit_length())
@@ -180,7 +182,9 @@ def group_rows(
     perm = (packed & ((np.uint64(1) << bits) - np.uint64(1))).view(np.int64)
     top = packed >> bits
     new = top[1:] != top[:-1]
-    got = _checked(key, perm, new)
+    del packed, top
+    sorted_key = key.gather(perm)
+    got = _checked(sorted_key, new)
     if got is None:
         # runs of equal high bits holding several keys: order them by (full hash, row)
         hs = h[perm]
@@ -191,32 +195,37 @@ def group_rows(
         pos = np.flatnonzero(bad[run])
         o = np.lexsort((perm[pos], hs[pos]))
         perm[pos], hs[pos] = perm[pos][o], hs[pos][o]
-        got = _checked(key, perm, hs[1:] != hs[:-1])
-    if got is None:  # two keys with one hash: Polars' exact grouping
-        rows = (
-            pl.DataFrame({"_i": pl.int_range(n, dtype=pl.UInt32, eager=True), "_k": key})
-            .group_by("_k")
-            .agg("_i")
-            .get_column("_i")
-        )
-        perm = rows.explode().to_numpy().astype(np.int64)
-        lens = rows.list.len().to_numpy()
-        gid = np.empty(n, dtype=np.int64)
-        gid[perm] = np.repeat(np.arange(len(lens)), lens)
-        return perm, np.cumsum(lens), gid
-    return got
+        got = _checked(key.gather(perm), hs[1:] != hs[:-1])
+    if got is not None:
+        return perm, got
+    # two keys with one hash: Polars' exact grouping
+    rows = (
+        pl.DataFrame({"_i": pl.int_range(n, dtype=pl.UInt32, eager=True), "_k": key})
+        .group_by("_k")
+        .agg("_i")
+        .get_column("_i")
+    )
+    lens = rows.list.len().to_numpy().astype(np.int64)
+    return rows.explode().to_numpy().astype(np.int64), np.cumsum(lens)
 
 
-def _checked(
-    key: pl.Series, perm: np.ndarray, new: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """``(perm, ends, gid)`` when ``perm``'s runs (a new one after each true of ``new``)
-    hold one key each, else None."""
-    n = len(perm)
-    starts = np.r_[0, np.flatnonzero(new) + 1]
-    ends = np.r_[starts[1:], n]
-    gid = np.empty(n, dtype=np.int64)
-    gid[perm] = np.repeat(np.arange(len(starts)), ends - starts)
-    if not key.eq_missing(key.gather(perm[starts]).gather(gid)).all():
-        return None
-    return perm, ends, gid
+def _checked(sorted_key: pl.Series, new: np.ndarray) -> np.ndarray | None:
+    """The ends of the runs (a new one after each true of ``new``) when each holds one key
+    of ``sorted_key`` (the keys in run order), else None. Neighbours across a run boundary
+    have different keys (the caller's hashes differ there), so the runs hold one key each
+    exactly when the neighbours differ at the boundaries only: one comparison per row, in
+    order, not a gather of each row's group's first key."""
+    n = len(sorted_key)
+    ends = np.r_[np.flatnonzero(new) + 1, n]
+    if n > 1:
+        differ = sorted_key.slice(1).ne_missing(sorted_key.slice(0, n - 1)).sum()
+        if differ != len(ends) - 1:
+            return None
+    return ends
+
+
+def group_ids(perm: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Each row's group number from :func:`group_rows`' ``(perm, ends)``."""
+    gid = np.empty(len(perm), dtype=np.int64)
+    gid[perm] = np.repeat(np.arange(len(ends)), np.diff(ends, prepend=0))
+    return gid

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from psanalytics.journeys._common import JourneyError, frame, group_rows, runs, user_key
+from psanalytics.journeys._common import JourneyError, frame, group_ids, group_rows, runs, user_key
 
 PERIODS = ("day", "week", "month")
 _DAY_NS = 86_400 * 1_000_000_000
@@ -173,7 +173,8 @@ def _counted(ev: pl.DataFrame, last: int) -> pl.DataFrame | None:
     p = p_col.to_numpy().astype(np.int64, copy=False)
     lo = int(p.min())
     bits = max(last - lo, 1).bit_length()
-    _, ends, gid = group_rows(ev.get_column("_k"))
+    perm, ends = group_rows(ev.get_column("_k"))
+    gid = group_ids(perm, ends)
     if len(ends).bit_length() + bits > 62:
         return None
     r = ev.get_column("_r").to_numpy() if "_r" in ev.columns else None

@@ -17,7 +17,8 @@ from psanalytics.journeys import _attribution, _common, _funnel, _retention
 NS = 1_000_000_000
 
 
-def _groups(perm: np.ndarray, ends: np.ndarray, gid: np.ndarray) -> list[list[int]]:
+def _groups(perm: np.ndarray, ends: np.ndarray) -> list[list[int]]:
+    gid = _common.group_ids(perm, ends)
     starts = [0, *ends[:-1].tolist()]
     for j, (a, b) in enumerate(zip(starts, ends.tolist(), strict=True)):
         assert gid[perm[a:b]].tolist() == [j] * (b - a)  # each row knows its group
@@ -57,9 +58,9 @@ def test_group_rows_every_branch_gives_the_exact_groups(name, hash_):
     for n, keys in [(1, 1), (2, 1), (7, 3), (200, 30), (1000, 400), (3000, 5)]:
         values = _strings(rng, n, keys)
         s = pl.Series("k", values, dtype=pl.String)
-        perm, ends, gid = _common.group_rows(s, hash_)
-        assert _groups(perm, ends, gid) == _model_groups(values), (name, n)
-        assert ends[-1] == n and perm.dtype == np.int64 and len(gid) == n
+        perm, ends = _common.group_rows(s, hash_)
+        assert _groups(perm, ends) == _model_groups(values), (name, n)
+        assert ends[-1] == n and perm.dtype == ends.dtype == np.int64
 
 
 def test_group_rows_on_chunked_and_integer_keys():
@@ -69,7 +70,8 @@ def test_group_rows_on_chunked_and_integer_keys():
     assert chunked.n_chunks() == 2
     assert _groups(*_common.group_rows(chunked)) == _model_groups(values)
     empty = _common.group_rows(pl.Series("k", [], dtype=pl.String))
-    assert [a.tolist() for a in empty] == [[], [], []]
+    assert [a.tolist() for a in empty] == [[], []]
+    assert _common.group_ids(*empty).tolist() == []
 
 
 def _quantile(xs: list[float], q: float) -> float:
