@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from psanalytics.journeys._common import JourneyError, frame, group_ids, group_rows, runs, user_key
+from psanalytics.journeys._common import JourneyError, frame, group_rows, runs, user_key
 
 PERIODS = ("day", "week", "month")
 _DAY_NS = 86_400 * 1_000_000_000
@@ -153,20 +153,27 @@ def _table(counts: pl.DataFrame, period: str) -> pl.DataFrame:
 
 
 def _distinct(
-    gid: np.ndarray, p: np.ndarray, rows: np.ndarray | None, lo: int, bits: int
+    g: np.ndarray, q: np.ndarray, sel: np.ndarray | None, lo: int, bits: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct (visitor, period) pairs of ``rows`` (all when None), sorted."""
-    g, q = (gid, p) if rows is None else (gid[rows], p[rows])
-    u = np.sort((g << bits) | (q - lo))
+    """The distinct (visitor, period) pairs at the positions ``sel`` (all when None), sorted.
+    ``g`` (visitor) and ``q`` (period) come grouped by visitor, each visitor's events in
+    input order: on time-ordered events (exports are) the pairs are sorted already and the
+    sort is skipped."""
+    if sel is not None:
+        g, q = g[sel], q[sel]
+    u = (g << bits) | (q - lo)
+    if len(u) > 1 and not (u[1:] >= u[:-1]).all():
+        u.sort()
     u = u[runs(u)]
     return u >> bits, (u & ((1 << bits) - 1)) + lo
 
 
 def _counted(ev: pl.DataFrame, last: int) -> pl.DataFrame | None:
-    """The triangle's counts with numpy: visitors numbered by :func:`group_rows`, each
-    visitor's periods as one integer (visitor, period) so that one sort gives the distinct
-    visits in order (the first is the cohort), counts from the sorted pairs. None when a period
-    is null or the numbers do not fit an int64 (then Polars' groupings do it)."""
+    """The triangle's counts with numpy: the events grouped by visitor with
+    :func:`group_rows`, each visitor's periods as one integer (visitor, period) so that one
+    sort (none on time-ordered events) gives the distinct visits in order (the first is the
+    cohort), counts from the sorted pairs. None when a period is null or the numbers do not
+    fit an int64 (then Polars' groupings do it)."""
     p_col = ev.get_column("_p")
     if p_col.null_count():
         return None
@@ -174,15 +181,16 @@ def _counted(ev: pl.DataFrame, last: int) -> pl.DataFrame | None:
     lo = int(p.min())
     bits = max(last - lo, 1).bit_length()
     perm, ends = group_rows(ev.get_column("_k"))
-    gid = group_ids(perm, ends)
     if len(ends).bit_length() + bits > 62:
         return None
-    r = ev.get_column("_r").to_numpy() if "_r" in ev.columns else None
-    vg, vp = _distinct(gid, p, r, lo, bits)
+    g = np.repeat(np.arange(len(ends)), np.diff(ends, prepend=0))  # each position's visitor
+    q = p[perm]
+    r = ev.get_column("_r").to_numpy()[perm] if "_r" in ev.columns else None
+    vg, vp = _distinct(g, q, r, lo, bits)
     if "_c" in ev.columns:
-        cg, cp = _distinct(gid, p, ev.get_column("_c").to_numpy(), lo, bits)
+        cg, cp = _distinct(g, q, ev.get_column("_c").to_numpy()[perm], lo, bits)
     else:
-        cg, cp = (vg, vp) if r is None else _distinct(gid, p, None, lo, bits)
+        cg, cp = (vg, vp) if r is None else _distinct(g, q, None, lo, bits)
     first = runs(cg)
     cohort = np.full(len(ends), lo - 1, dtype=np.int64)  # lo - 1: in no cohort
     cohort[cg[first]] = cp[first]
