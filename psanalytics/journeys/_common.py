@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import numpy as np
@@ -145,6 +146,35 @@ def _hash(key: pl.Series) -> np.ndarray:
     return key.hash().to_numpy()
 
 
+#: Below this many rows :func:`group_rows` works in one thread (the tests lower it).
+PARALLEL_ROWS = 1 << 20
+_POOL: list[ThreadPoolExecutor] = []
+
+
+def _parts(n: int) -> int:
+    """How many threads share a grouping of ``n`` rows: 1, 2 or 4 (a power of two: the
+    parts split the hashes by their top bits), no more than Polars' thread pool."""
+    if n < max(PARALLEL_ROWS, 8):
+        return 1
+    return 4 if pl.thread_pool_size() >= 4 else min(pl.thread_pool_size(), 2)
+
+
+def _in_threads(fns: Sequence[Callable[[], Any]]) -> list[Any]:
+    """``[f() for f in fns]``, the first in this thread and the others in a shared pool
+    (numpy's sorts and gathers and Polars' kernels release the GIL)."""
+    if len(fns) == 1:
+        return [fns[0]()]
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(max_workers=3, thread_name_prefix="psa-group"))
+    futures = [_POOL[0].submit(f) for f in fns[1:]]
+    return [fns[0](), *[f.result() for f in futures]]
+
+
+def _cuts(n: int, parts: int) -> list[tuple[int, int]]:
+    at = [n * i // parts for i in range(parts + 1)]
+    return list(zip(at[:-1], at[1:], strict=True))
+
+
 def runs(sorted_: np.ndarray) -> np.ndarray:
     """Where each run of equal values starts in a sorted array (``np.unique``'s
     ``return_index`` without its sort or hashing: numpy 2.4's ``unique`` hashes, and takes
@@ -170,22 +200,45 @@ def group_rows(
     hundred calls at 10 M rows) are split apart by their full hash, and a true collision
     (two keys, one 64-bit hash) falls back to Polars' grouping. ``hash_`` exists for the
     tests, which force both with hand-made hashes.
+
+    From :data:`PARALLEL_ROWS` rows on, two (or four) threads share the work: each hashes a
+    slice of the rows, sorts the rows whose hashes start with its top bit(s) (the parts'
+    sorted integers, one after the other, are the whole sorted array) and compares the keys
+    of a slice of the sorted order.
     """
     n = len(key)
     if n == 0:
         return (np.zeros(0, dtype=np.int64),) * 2
     key = key.rechunk()
-    h = hash_(key).astype(np.uint64, copy=False)
+    parts = _parts(n)
+    h = np.concatenate(
+        _in_threads(
+            [
+                lambda a=a, b=b: hash_(key.slice(a, b - a)).astype(np.uint64, copy=False)
+                for a, b in _cuts(n, parts)
+            ]
+        )
+    )
     bits = np.uint64(max(n - 1, 1).bit_length())
-    packed = (h >> bits << bits) | np.arange(n, dtype=np.uint64)
-    packed.sort()
+
+    def sorted_part(part: int) -> np.ndarray:
+        if parts == 1:
+            rows = np.arange(n, dtype=np.uint64)
+            packed = (h >> bits << bits) | rows
+        else:
+            top = np.uint64(64 - (parts.bit_length() - 1))
+            rows = np.flatnonzero((h >> top) == np.uint64(part)).astype(np.uint64)
+            packed = (h[rows] >> bits << bits) | rows
+        packed.sort()
+        return packed
+
+    packed = np.concatenate(_in_threads([lambda i=i: sorted_part(i) for i in range(parts)]))
     perm = (packed & ((np.uint64(1) << bits) - np.uint64(1))).view(np.int64)
     top = packed >> bits
     new = top[1:] != top[:-1]
     del packed, top
-    sorted_key = key.gather(perm)
-    got = _checked(sorted_key, new)
-    if got is None:
+    ends = _checked(key, perm, new, parts)
+    if ends is None:
         # runs of equal high bits holding several keys: order them by (full hash, row)
         hs = h[perm]
         split = (hs[1:] != hs[:-1]) & ~new
@@ -195,9 +248,9 @@ def group_rows(
         pos = np.flatnonzero(bad[run])
         o = np.lexsort((perm[pos], hs[pos]))
         perm[pos], hs[pos] = perm[pos][o], hs[pos][o]
-        got = _checked(key.gather(perm), hs[1:] != hs[:-1])
-    if got is not None:
-        return perm, got
+        ends = _checked(key, perm, hs[1:] != hs[:-1], parts)
+    if ends is not None:
+        return perm, ends
     # two keys with one hash: Polars' exact grouping
     rows = (
         pl.DataFrame({"_i": pl.int_range(n, dtype=pl.UInt32, eager=True), "_k": key})
@@ -209,19 +262,25 @@ def group_rows(
     return rows.explode().to_numpy().astype(np.int64), np.cumsum(lens)
 
 
-def _checked(sorted_key: pl.Series, new: np.ndarray) -> np.ndarray | None:
-    """The ends of the runs (a new one after each true of ``new``) when each holds one key
-    of ``sorted_key`` (the keys in run order), else None. Neighbours across a run boundary
-    have different keys (the caller's hashes differ there), so the runs hold one key each
-    exactly when the neighbours differ at the boundaries only: one comparison per row, in
-    order, not a gather of each row's group's first key."""
-    n = len(sorted_key)
+def _checked(key: pl.Series, perm: np.ndarray, new: np.ndarray, parts: int) -> np.ndarray | None:
+    """The ends of the runs of ``perm`` (a new one after each true of ``new``) when each
+    holds one key, else None. Neighbours across a run boundary have different keys (the
+    caller's hashes differ there), so the runs hold one key each exactly when the keys in
+    ``perm``'s order differ from their neighbours at the boundaries only: one comparison
+    per row, in order (each of ``parts`` threads one slice, and the pairs across the slices),
+    not a gather of each row's group's first key."""
+    n = len(perm)
     ends = np.r_[np.flatnonzero(new) + 1, n]
-    if n > 1:
-        differ = sorted_key.slice(1).ne_missing(sorted_key.slice(0, n - 1)).sum()
-        if differ != len(ends) - 1:
-            return None
-    return ends
+
+    def differ(a: int, b: int) -> int:
+        s = key.gather(perm[a:b])
+        return int(s.slice(1).ne_missing(s.slice(0, b - a - 1)).sum()) if b - a > 1 else 0
+
+    cuts = _cuts(n, parts)
+    count = sum(_in_threads([lambda a=a, b=b: differ(a, b) for a, b in cuts]))
+    for a, _ in cuts[1:]:
+        count += differ(a - 1, a + 1)  # the pair across two slices
+    return ends if count == len(ends) - 1 else None
 
 
 def group_ids(perm: np.ndarray, ends: np.ndarray) -> np.ndarray:

@@ -53,7 +53,10 @@ def _num(s: pl.Series) -> np.ndarray:
         ("collisions", lambda s: s.str.len_bytes().fill_null(99).cast(pl.UInt64).to_numpy()),
     ],
 )
-def test_group_rows_every_branch_gives_the_exact_groups(name, hash_):
+@pytest.mark.parametrize("parts", [1, 2, 4])
+def test_group_rows_every_branch_gives_the_exact_groups(name, hash_, parts, monkeypatch):
+    # parts: threads sharing the work (from 8 rows on here; from PARALLEL_ROWS in use)
+    monkeypatch.setattr(_common, "_parts", lambda n: parts if n >= 8 else 1)
     rng = random.Random(18)
     for n, keys in [(1, 1), (2, 1), (7, 3), (200, 30), (1000, 400), (3000, 5)]:
         values = _strings(rng, n, keys)
@@ -61,6 +64,16 @@ def test_group_rows_every_branch_gives_the_exact_groups(name, hash_):
         perm, ends = _common.group_rows(s, hash_)
         assert _groups(perm, ends) == _model_groups(values), (name, n)
         assert ends[-1] == n and perm.dtype == ends.dtype == np.int64
+
+
+def test_group_rows_in_threads_from_parallel_rows_on(monkeypatch):
+    monkeypatch.setattr(_common, "PARALLEL_ROWS", 100)
+    threads = pl.thread_pool_size()
+    assert _common._parts(99) == 1
+    assert _common._parts(100) == (4 if threads >= 4 else min(threads, 2))
+    values = _strings(random.Random(7), 5000, 700)
+    perm, ends = _common.group_rows(pl.Series("k", values, dtype=pl.String))
+    assert _groups(perm, ends) == _model_groups(values)
 
 
 def test_group_rows_on_chunked_and_integer_keys():
