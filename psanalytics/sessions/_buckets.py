@@ -14,7 +14,7 @@ Sessions are per device, so they partition perfectly. :func:`sessionize_to_files
    (16 bytes a session), which gives the global ``session_key``, and writes the outputs in
    slices: sessions in key order; events in input order, the input streamed a second time
    next to the session columns read back from the buckets by position (every bucket's part
-   of a slice is one contiguous range).
+   of a slice is one contiguous range; ``_bucket_out`` writes both files).
 
 Peak memory follows the bucket (and the slice), not the input. The spill directory is
 removed on every way out (errors, Ctrl-C, SIGTERM). :func:`device_buckets` is the reusable
@@ -40,6 +40,15 @@ import numpy as np
 import polars as pl
 
 from psanalytics._config import progress_enabled
+from psanalytics.sessions._bucket_out import (
+    _EV_COLS,
+    _EV_NUMERIC,
+    ROW,
+    _EventCols,
+    _global_keys,
+    _write_events,
+    _write_sessions,
+)
 from psanalytics.sessions._columns import payload_for_utm
 from psanalytics.sessions._rules import Rules, SessionizeError
 from psanalytics.sessions._table import (
@@ -48,11 +57,10 @@ from psanalytics.sessions._table import (
     kernel_columns,
     sessionize_rules,
 )
-from psanalytics.sessions._writing import Writer, check_out_path, write_direct
+from psanalytics.sessions._writing import check_out_path, write_direct
 
 #: Default memory budget of the bucketed path.
 DEFAULT_MEMORY = 2 * 1024**3
-ROW = "__psa_row"
 _PART = "__psa_part"
 _UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3,
           "gb": 1024**3, "t": 1024**4, "tb": 1024**4}  # fmt: skip
@@ -365,7 +373,7 @@ def sessionize_to_files(
     spill = Path(spill_dir) if spill_dir is not None else None
     try:
         with _partitioned(kernel_lf, rules.key, per_bucket, n, spill, stats.observe) as plan:
-            return _run_buckets(lf, plan, rules, stats, out_p, ev_p, per_bucket, progress)
+            return _run_buckets(lf, plan, rules, stats, out_p, ev_p, per_bucket, budget, progress)
     except pl.exceptions.PolarsError as exc:
         _locate_bad_input(files)
         raise SessionizeError(f"cannot read the events: {exc}") from None
@@ -380,31 +388,6 @@ def _locate_bad_input(files: object) -> None:
 
     for f in expand_sources(files):  # type: ignore[arg-type]
         read_events_with_report(f)
-
-
-_EV_COLS = ("session_key", "session_id", "session_index", "event_index_in_session")
-
-
-def _aligned(lf: pl.LazyFrame, bounds: np.ndarray) -> Iterator[pl.DataFrame]:
-    """The input again, streamed in order, cut exactly at ``bounds`` (row numbers)."""
-    buf: list[pl.DataFrame] = []
-    have = 0
-    i = 0
-    last = len(bounds) - 1
-    step = int(bounds[1] - bounds[0]) if last > 0 else 1
-    for batch in lf.collect_batches(chunk_size=max(1, step), maintain_order=True):
-        buf.append(batch)
-        have += batch.height
-        while i < last and have >= bounds[i + 1] - bounds[i]:
-            need = int(bounds[i + 1] - bounds[i])
-            cat = pl.concat(buf, rechunk=False) if len(buf) > 1 else buf[0]
-            yield cat.head(need)
-            rest = cat.slice(need)
-            buf, have, i = [rest], rest.height, i + 1
-    if i != last or have:
-        raise SessionizeError(
-            "the input changed while it was being sessionized (row count differs between reads)"
-        )
 
 
 class _Stats:
@@ -439,86 +422,6 @@ class _Stats:
         return brules, None if self.types is None else sorted(self.types)
 
 
-def _global_keys(starts: list[np.ndarray], firsts: list[np.ndarray]) -> list[np.ndarray]:
-    """Per bucket, the global ``session_key`` of its sessions: all sessions ranked by
-    (start, input row of the first event). Increasing inside a bucket (a bucket's sessions
-    are already in that order), so a key range is one contiguous range of each bucket."""
-    sizes = [a.size for a in starts]
-    all_start = np.concatenate(starts) if starts else np.empty(0, np.int64)
-    all_first = np.concatenate(firsts) if firsts else np.empty(0, np.int64)
-    order = np.lexsort((all_first, all_start))
-    del all_start, all_first
-    rank = np.empty(order.size, dtype=np.uint32)
-    rank[order] = np.arange(order.size, dtype=np.uint32)
-    del order
-    offs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    return [rank[offs[b] : offs[b + 1]] for b in range(len(sizes))]
-
-
-def _write_sessions(
-    out_p: Path,
-    gk: list[np.ndarray],
-    s_files: list[Path],
-    schema: pl.Schema,
-    keep: list[str] | None,
-    step: int,
-) -> None:
-    """The sessions file in ``session_key`` order, ``step`` keys at a time."""
-    ns = sum(k.size for k in gk)
-    w = Writer(out_p)
-    try:
-        for k0 in range(0, ns, step):
-            k1 = min(ns, k0 + step)
-            pieces = []
-            for b, keys_b in enumerate(gk):
-                l0, l1 = np.searchsorted(keys_b, [k0, k1])
-                if l1 > l0:
-                    piece = pl.scan_parquet(s_files[b]).slice(int(l0), int(l1 - l0)).collect()
-                    pieces.append(
-                        piece.with_columns(pl.Series("session_key", keys_b[l0:l1], dtype=pl.UInt32))
-                    )
-            frame = pl.concat(pieces).sort("session_key").drop(ROW)
-            w.write(frame if keep is None else frame.select(keep))
-        empty = pl.DataFrame(schema=schema).drop(ROW)
-        w.close(empty if keep is None else empty.select(keep))
-    except BaseException:
-        w.abort()
-        raise
-
-
-def _write_events(
-    lf: pl.LazyFrame,
-    ev_p: Path,
-    bounds: np.ndarray,
-    ev_offsets: list[np.ndarray],
-    e_files: list[Path],
-    gk: list[np.ndarray],
-    schema: pl.Schema,
-) -> None:
-    """The events file in input order: the input streamed again, slice by slice, next to
-    the four session columns read back from the buckets (keys made global)."""
-    w = Writer(ev_p)
-    has_key = "session_key" in schema
-    try:
-        for i, chunk in enumerate(_aligned(lf, bounds)):
-            pieces = []
-            for b, off in enumerate(ev_offsets):
-                l0, l1 = int(off[i]), int(off[i + 1])
-                if l1 > l0:
-                    piece = pl.scan_parquet(e_files[b]).slice(l0, l1 - l0).collect()
-                    if has_key:
-                        key = pl.Series(gk[b]).gather(piece.get_column("session_key"))
-                        piece = piece.with_columns(key.alias("session_key"))
-                    pieces.append(piece)
-            cols = pl.concat(pieces).sort(ROW).drop(ROW)
-            w.write(chunk.hstack(cols.get_columns()))
-        empty = pl.DataFrame(schema=schema).drop(ROW).get_columns()
-        w.close(lf.head(0).collect().hstack(empty))
-    except BaseException:
-        w.abort()
-        raise
-
-
 def _run_buckets(
     lf: pl.LazyFrame,
     plan: _Partitioned,
@@ -527,6 +430,7 @@ def _run_buckets(
     out_p: Path | None,
     ev_p: Path | None,
     per_bucket: int,
+    budget: int,
     progress: bool | None,
 ) -> SessionizedFiles:
     brules, types = stats.rules()
@@ -537,10 +441,11 @@ def _run_buckets(
     work.mkdir()
     starts: list[np.ndarray] = []
     firsts: list[np.ndarray] = []
-    ev_offsets: list[np.ndarray] = []
     s_files: list[Path] = []
-    e_files: list[Path] = []
-    sess_schema = ev_schema = pl.Schema()
+    s_chunk = 0
+    sess_schema = pl.Schema()
+    ev_cols: _EventCols | None = None
+    text_sid = len(rules.key) > 1  # one key column: session_id is rebuilt from it
     n_dev = 0
     for b, bucket_files in enumerate(_progress(plan.parts, progress, "sessionize")):
         res = sessionize_rules(_read_bucket(bucket_files), brules, event_types=types, carry=(ROW,))
@@ -550,26 +455,29 @@ def _run_buckets(
         firsts.append(s.get_column(ROW).cast(pl.Int64).to_numpy())
         sess_schema = s.schema
         if out_p is not None:
+            if not s_chunk:
+                # every bucket's cursor holds one chunk while the sessions file is written:
+                # together at most an eighth of the budget
+                row = s.estimated_size() / max(s.height, 1)
+                s_chunk = int(min(16 * 1024, max(1024, budget / 8 / (len(plan.parts) * row))))
             s_files.append(work / f"s{b}.parquet")
-            s.write_parquet(s_files[-1], compression="lz4", row_group_size=16 * 1024)
+            s.write_parquet(s_files[-1], compression="lz4", row_group_size=s_chunk)
         del s
         if ev_p is not None:
             # only the new columns: the input's own are streamed from the input again
-            e = res.events.select(ROW, *[c for c in _EV_COLS if c in res.events.columns])
-            ev_offsets.append(np.searchsorted(e.get_column(ROW).cast(pl.Int64).to_numpy(), bounds))
-            ev_schema = e.schema
-            e_files.append(work / f"e{b}.parquet")
-            e.write_parquet(e_files[-1], compression="lz4", row_group_size=16 * 1024)
-            del e
+            if ev_cols is None:
+                names = [c for c in _EV_COLS if c in res.events.columns]
+                ev_cols = _EventCols(names, [c for c in _EV_NUMERIC if c in names])
+            ev_cols.spill(res.events, work / f"e{b}.u32", bounds, text_sid)
         del res
     gk = _global_keys(starts, firsts)
     del starts, firsts
     if out_p is not None:
         keep = None if rules.select is None else list(rules.select)
-        _write_sessions(out_p, gk, s_files, sess_schema, keep, max(1000, slice_rows // 2))
-    if ev_p is not None:
+        _write_sessions(out_p, gk, s_files, s_chunk, sess_schema, keep, max(1000, slice_rows // 2))
+    if ev_p is not None and ev_cols is not None:
         with _lean_scans():  # the input is streamed a second time
-            _write_events(lf, ev_p, bounds, ev_offsets, e_files, gk, ev_schema)
+            _write_events(lf, ev_p, bounds, ev_cols, gk, rules.key)
     return SessionizedFiles(
         None if out_p is None else str(out_p),
         None if ev_p is None else str(ev_p),

@@ -243,3 +243,35 @@ def test_a_killed_bucketed_run_removes_its_spill(tmp_path, sig):
     assert proc.returncode == -sig  # the process still ends by that signal
     assert list(spill.iterdir()) == []
     assert not out.exists() and not out.with_name("s.parquet.partial").exists()
+
+
+def test_buckets_with_a_two_column_key_give_the_in_memory_result(edgy, tmp_path):
+    """With a two-column key ``session_id`` is not rebuilt from the input's key: it is the
+    first event's key text, which a null ``Scope`` (grouped with "") makes null; the bounded
+    path keeps it as the kernel wrote it."""
+    scope = pl.when(pl.int_range(pl.len()) % 7 == 0).then(None).otherwise(pl.lit(""))
+    f = edgy.with_columns(Scope=scope)
+    mem = sessionize(f, key=["DeviceId", "Scope"])
+    assert mem.events["session_id"].null_count() > 0  # the case really is there
+    res = sessionize(
+        f.lazy(),
+        key=["DeviceId", "Scope"],
+        out=tmp_path / "s.parquet",
+        events_out=tmp_path / "e.parquet",
+        memory="1MB",
+        progress=False,
+    )
+    assert res.n_buckets > 3
+    assert pl.read_parquet(tmp_path / "s.parquet").equals(mem.sessions)
+    assert pl.read_parquet(tmp_path / "e.parquet").equals(mem.events)
+    # rebuilding it per event from the key would have given another column
+    rebuilt = mem.events.select(
+        pl.concat_str(
+            [
+                pl.concat_str(["DeviceId", "Scope"], separator="|"),
+                pl.lit(":"),
+                pl.col("session_index").cast(pl.String),
+            ]  # fmt: skip
+        )
+    ).to_series()
+    assert not rebuilt.equals(mem.events["session_id"])
