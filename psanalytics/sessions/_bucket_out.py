@@ -142,7 +142,7 @@ class _EventCols:
         self.files, self.offsets = [], []
 
     def spill(self, ev: pl.DataFrame, path: Path, bounds: np.ndarray, text_sid: bool) -> None:
-        rows = ev.get_column(ROW).cast(pl.Int64).to_numpy()
+        rows = ev.get_column(ROW).to_numpy()
         self.offsets.append(np.searchsorted(rows, bounds))
         arr = np.empty((ev.height, 1 + len(self.numeric)), dtype=np.uint32)
         arr[:, 0] = rows
@@ -156,7 +156,8 @@ class _EventCols:
             if self.sid_files is None:
                 self.sid_files = []
             self.sid_files.append(sid)
-        self.schema = ev.select(self.names).schema
+        if self.schema is None:
+            self.schema = pl.Schema({c: ev.schema[c] for c in self.names})
 
     def slice_cols(
         self, i: int, base: int, m: int, gk: list[np.ndarray], sid: list[_Cursor] | None
