@@ -9,7 +9,9 @@ ranges (:class:`_EventCols`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import os
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,34 +19,12 @@ import numpy as np
 import polars as pl
 
 from psanalytics.sessions._rules import SessionizeError
-from psanalytics.sessions._writing import Writer
+from psanalytics.sessions._writing import Writer, csv_ready
 
 #: The global input row carried through the buckets.
 ROW = "__psa_row"
 _EV_COLS = ("session_key", "session_id", "session_index", "event_index_in_session")
 _EV_NUMERIC = ("session_key", "session_index", "event_index_in_session")
-
-
-def _aligned(lf: pl.LazyFrame, bounds: np.ndarray) -> Iterator[pl.DataFrame]:
-    """The input again, streamed in order, cut exactly at ``bounds`` (row numbers)."""
-    buf: list[pl.DataFrame] = []
-    have = 0
-    i = 0
-    last = len(bounds) - 1
-    step = int(bounds[1] - bounds[0]) if last > 0 else 1
-    for batch in lf.collect_batches(chunk_size=max(1, step), maintain_order=True):
-        buf.append(batch)
-        have += batch.height
-        while i < last and have >= bounds[i + 1] - bounds[i]:
-            need = int(bounds[i + 1] - bounds[i])
-            cat = pl.concat(buf, rechunk=False) if len(buf) > 1 else buf[0]
-            yield cat.head(need)
-            rest = cat.slice(need)
-            buf, have, i = [rest], rest.height, i + 1
-    if i != last or have:
-        raise SessionizeError(
-            "the input changed while it was being sessionized (row count differs between reads)"
-        )
 
 
 def _global_keys(starts: list[np.ndarray], firsts: list[np.ndarray]) -> list[np.ndarray]:
@@ -61,6 +41,39 @@ def _global_keys(starts: list[np.ndarray], firsts: list[np.ndarray]) -> list[np.
     del order
     offs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     return [rank[offs[b] : offs[b + 1]] for b in range(len(sizes))]
+
+
+class _Stopped(Exception):
+    """The other output failed: the sessions file is abandoned."""
+
+
+def together(first: Callable[[threading.Event], None], second: Callable[[], None]) -> None:
+    """Run ``first(stop)`` on a worker thread while ``second()`` runs here (the sessions
+    file while Polars streams the events file: they share nothing). If ``second`` fails or
+    is interrupted (Ctrl-C, SIGTERM arrive on this thread), ``stop`` is set and ``first`` is
+    waited for, so it has removed its partial file before the error goes on."""
+    stop = threading.Event()
+    box: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            first(stop)
+        except _Stopped:
+            pass
+        except BaseException as exc:  # handed to the main thread
+            box.append(exc)
+
+    worker = threading.Thread(target=run, name="psa-sessions-file", daemon=True)
+    worker.start()
+    try:
+        second()
+    except BaseException:
+        stop.set()
+        worker.join()
+        raise
+    worker.join()
+    if box:
+        raise box[0]
 
 
 class _Cursor:
@@ -95,14 +108,18 @@ def _write_sessions(
     schema: pl.Schema,
     keep: list[str] | None,
     step: int,
+    stop: threading.Event | None = None,
 ) -> None:
     """The sessions file in ``session_key`` order, ``step`` keys at a time: each key range
-    is one contiguous run of every bucket's sessions, read in order by a :class:`_Cursor`."""
+    is one contiguous run of every bucket's sessions, read in order by a :class:`_Cursor`.
+    ``stop`` set (the events file failed or was interrupted) abandons the file."""
     ns = sum(k.size for k in gk)
     cursors = [_Cursor(f, chunk) for f in s_files]
     w = Writer(out_p)
     try:
         for k0 in range(0, ns, step):
+            if stop is not None and stop.is_set():
+                raise _Stopped
             k1 = min(ns, k0 + step)
             pieces = []
             for b, keys_b in enumerate(gk):
@@ -196,34 +213,64 @@ def _write_events(
     cols: _EventCols,
     gk: list[np.ndarray],
     key: Sequence[str],
+    work: Path,
+    n: int,
 ) -> None:
-    """The events file in input order: the input streamed again, slice by slice, next to
-    the session columns of the buckets (keys made global)."""
-    w = Writer(ev_p)
-    assert cols.schema is not None
+    """The events file in input order. First the buckets' session columns are put in input
+    order, slice by slice, into small Arrow IPC files (keys made global); then one Polars
+    streaming query reads the input again next to them (a horizontal concat) and sinks the
+    file, so Polars' own writer encodes it (in parallel, as the in-memory path's
+    ``write_parquet`` does). ``session_id`` is built in that query from the key, as the
+    kernel builds it, unless it was spilled (a key of several columns)."""
     sid_cursors = None
     if cols.sid_files is not None:
         sid_cursors = [_Cursor(f, 64 * 1024) for f in cols.sid_files]
+    side_files = []
+    for i in range(len(bounds) - 1):
+        base, m = int(bounds[i]), int(bounds[i + 1] - bounds[i])
+        out, sid = cols.slice_cols(i, base, m, gk, sid_cursors)
+        side = [pl.Series(c, out[:, j]) for j, c in enumerate(cols.numeric)]
+        if sid is not None:
+            side.append(sid.alias("session_id"))
+        side_files.append(work / f"ev{i:06d}.arrow")
+        pl.DataFrame(side).write_ipc(side_files[-1])
+    names = lf.collect_schema().names()
+    new = []
+    for c in cols.names:
+        if c == "session_id" and sid_cursors is None:
+            # what the kernel builds: "{key}:{session_index}" (the key as text)
+            new.append(
+                pl.concat_str(
+                    [
+                        pl.col(key[0]).cast(pl.String),
+                        pl.lit(":"),
+                        pl.col("session_index").cast(pl.String),
+                    ]  # fmt: skip
+                ).alias("session_id")
+            )
+        else:
+            new.append(pl.col(c))
+    query = pl.concat([lf, pl.scan_ipc(side_files)], how="horizontal").select(*names, *new)
+    sink(query, ev_p, n)
+
+
+def sink(query: pl.LazyFrame, path: Path, n: int) -> None:
+    """Stream ``query`` into ``path`` (Parquet, or CSV with nested columns as text) through
+    ``<name>.partial``; it must give ``n`` rows (else the input changed between its reads)."""
+    tmp = path.with_name(path.name + ".partial")
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        for i, chunk in enumerate(_aligned(lf, bounds)):
-            base = int(bounds[i])
-            out, sid = cols.slice_cols(i, base, chunk.height, gk, sid_cursors)
-            num = {c: pl.Series(c, out[:, j]) for j, c in enumerate(cols.numeric)}
-            if "session_id" in cols.names and sid is None:
-                # what the kernel builds: "{key}:{session_index}" (the key as text)
-                sid = pl.select(
-                    pl.concat_str(
-                        [
-                            chunk.get_column(key[0]).cast(pl.String),
-                            pl.lit(":"),
-                            num["session_index"].cast(pl.String),
-                        ]  # fmt: skip
-                    ).alias("session_id")
-                ).to_series()
-            new = [sid.alias("session_id") if c == "session_id" else num[c] for c in cols.names]
-            w.write(chunk.hstack(new))
-        empty = pl.DataFrame(schema=cols.schema).get_columns()
-        w.close(lf.head(0).collect().hstack(empty))
+        if path.suffix.lower() == ".csv":
+            csv_ready(query).sink_csv(tmp)
+            rows = int(pl.scan_csv(tmp).select(pl.len()).collect().item())
+        else:
+            query.sink_parquet(tmp)
+            rows = int(pl.scan_parquet(tmp).select(pl.len()).collect().item())
+        if rows != n:
+            raise SessionizeError(
+                "the input changed while it was being sessionized (row count differs between reads)"
+            )
+        os.replace(tmp, path)
     except BaseException:
-        w.abort()
+        tmp.unlink(missing_ok=True)
         raise

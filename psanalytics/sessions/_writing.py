@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TypeVar
 
 import polars as pl
 
 from psanalytics.sessions._rules import SessionizeError
 
+FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 
-def csv_ready(frame: pl.DataFrame) -> pl.DataFrame:
+
+def csv_ready(frame: FrameT) -> FrameT:
     """Struct columns as JSON text and list columns joined by ``|``: what CSV can hold."""
-    nested = [c for c, t in frame.schema.items() if isinstance(t, pl.Struct | pl.List)]
+    schema = frame.collect_schema()
+    nested = [c for c, t in schema.items() if isinstance(t, pl.Struct | pl.List)]
     return frame.with_columns(
         pl.col(c).struct.json_encode()
-        if isinstance(frame.schema[c], pl.Struct)
+        if isinstance(schema[c], pl.Struct)
         else pl.col(c).cast(pl.List(pl.String)).list.join("|")
         for c in nested
     )
