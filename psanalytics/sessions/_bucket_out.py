@@ -1,10 +1,11 @@
 """The bounded path's outputs: the sessions file in ``session_key`` order and the events
-file in input order, written slice by slice from the buckets' spill (see ``_buckets``).
+file in input order, built slice by slice from the buckets' spill (see ``_buckets``).
 
 Every output slice takes a contiguous run of each bucket's rows (the buckets are in input
 order and ranked keys increase inside a bucket), so each spill file is read front to back
 once: the sessions through a :class:`_Cursor`, the per-event numbers as raw ``uint32``
-ranges (:class:`_EventCols`).
+ranges (:class:`_EventCols`). The sessions file is appended slice by slice on a worker
+thread while the events file streams through one Polars query (:func:`_write_events`).
 """
 
 from __future__ import annotations

@@ -275,3 +275,18 @@ def test_buckets_with_a_two_column_key_give_the_in_memory_result(edgy, tmp_path)
         )
     ).to_series()
     assert not rebuilt.equals(mem.events["session_id"])
+
+
+def test_events_csv_out_of_buckets(edgy, tmp_path):
+    """The events file streamed as CSV: the input's struct column as JSON text, the
+    session columns next to it, rows in input order."""
+    mem = sessionize(edgy)
+    res = sessionize(edgy.lazy(), events_out=tmp_path / "e.csv", memory="1MB", progress=False)
+    assert res.n_buckets > 3 and res.sessions_path is None
+    back = pl.read_csv(tmp_path / "e.csv", infer_schema=False)
+    assert back.columns == mem.events.columns
+    assert back["session_id"].to_list() == mem.events["session_id"].to_list()
+    assert back["session_key"].cast(pl.UInt32).to_list() == mem.events["session_key"].to_list()
+    expect = mem.events.select(pl.col("User").struct.json_encode())["User"]
+    assert back["User"].to_list() == expect.to_list()
+    assert not list(tmp_path.glob("*.partial"))
