@@ -168,12 +168,36 @@ def _distinct(
     return u >> bits, (u & ((1 << bits) - 1)) + lo
 
 
+def _visits(q: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`_distinct` of every position without a visitor number per position: when each
+    visitor's periods ``q`` (grouped by visitor, ``ends`` from :func:`group_rows`) come
+    ascending, as on time-ordered events, a visit starts where the period changes or a
+    visitor starts. None when some visitor's periods go down."""
+    n = len(q)
+    if n < 2:
+        return None
+    starts = np.r_[0, ends[:-1]]
+    down = np.flatnonzero(q[1:] < q[:-1]) + 1  # must all be visitor starts
+    at = np.minimum(np.searchsorted(starts, down), len(starts) - 1)
+    if not (starts[at] == down).all():
+        return None
+    step = np.empty(n, dtype=bool)
+    step[0] = True
+    np.not_equal(q[1:], q[:-1], out=step[1:])
+    step[starts] = True
+    visit = np.flatnonzero(step)
+    first = np.zeros(len(visit), dtype=np.int64)
+    first[np.searchsorted(visit, starts)] = 1
+    return np.cumsum(first) - 1, q[visit]
+
+
 def _counted(ev: pl.DataFrame, last: int) -> pl.DataFrame | None:
     """The triangle's counts with numpy: the events grouped by visitor with
     :func:`group_rows`, each visitor's periods as one integer (visitor, period) so that one
-    sort (none on time-ordered events) gives the distinct visits in order (the first is the
-    cohort), counts from the sorted pairs. None when a period is null or the numbers do not
-    fit an int64 (then Polars' groupings do it)."""
+    sort (none on time-ordered events, and no integer per event at all then when every
+    event counts) gives the distinct visits in order (the first is the cohort), counts from
+    the sorted pairs. None when a period is null or the numbers do not fit an int64 (then
+    Polars' groupings do it)."""
     p_col = ev.get_column("_p")
     if p_col.null_count():
         return None
@@ -183,14 +207,21 @@ def _counted(ev: pl.DataFrame, last: int) -> pl.DataFrame | None:
     perm, ends = group_rows(ev.get_column("_k"))
     if len(ends).bit_length() + bits > 62:
         return None
-    g = np.repeat(np.arange(len(ends)), np.diff(ends, prepend=0))  # each position's visitor
     q = p[perm]
+    g: list[np.ndarray] = []
+
+    def visitor() -> np.ndarray:  # each position's visitor, made when needed
+        if not g:
+            g.append(np.repeat(np.arange(len(ends)), np.diff(ends, prepend=0)))
+        return g[0]
+
     r = ev.get_column("_r").to_numpy()[perm] if "_r" in ev.columns else None
-    vg, vp = _distinct(g, q, r, lo, bits)
+    every = _visits(q, ends) or _distinct(visitor(), q, None, lo, bits)
+    vg, vp = every if r is None else _distinct(visitor(), q, r, lo, bits)
     if "_c" in ev.columns:
-        cg, cp = _distinct(g, q, ev.get_column("_c").to_numpy()[perm], lo, bits)
+        cg, cp = _distinct(visitor(), q, ev.get_column("_c").to_numpy()[perm], lo, bits)
     else:
-        cg, cp = (vg, vp) if r is None else _distinct(g, q, None, lo, bits)
+        cg, cp = every
     first = runs(cg)
     cohort = np.full(len(ends), lo - 1, dtype=np.int64)  # lo - 1: in no cohort
     cohort[cg[first]] = cp[first]
