@@ -12,21 +12,13 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
-from psanalytics.journeys._common import (
-    JourneyError,
-    frame,
-    group_rows,
-    group_rows_deferred,
-    journey_key,
-    runs,
-)
+from psanalytics.journeys._common import JourneyError, frame, group_rows, journey_key, runs
 
 if TYPE_CHECKING:
     from psanalytics.journeys._funnel import _Spec
@@ -45,7 +37,6 @@ class _Run:
     steps: list[np.ndarray]  # per step: the positions of its events (ascending)
     flags: list[np.ndarray]  # per step: bool per position (strict order needs them)
     excl: list[np.ndarray]  # per exclusion: the positions of its events
-    exact: Callable[[], bool]  # whether each journey's run holds that journey only
 
     def journey(self, pos: np.ndarray) -> np.ndarray:
         """The ordinal of the journey of each position."""
@@ -59,9 +50,7 @@ class _Run:
 _MASKS = ((8, pl.UInt8), (16, pl.UInt16), (32, pl.UInt32), (64, pl.UInt64))
 
 
-def _run(
-    events: pl.DataFrame | pl.LazyFrame, spec: _Spec, within: str, deferred: bool
-) -> _Run:
+def _run(events: pl.DataFrame | pl.LazyFrame, spec: _Spec, within: str) -> _Run:
     df = frame(events)
     if "EventTime" not in df.schema:
         raise JourneyError("funnels need the EventTime column")
@@ -100,11 +89,7 @@ def _run(
         base = base.sort("EventTime", maintain_order=True)
     # grouping the rows by journey, each journey's rows in input order: their concatenation
     # is the (journey, time, input row) order, each journey one contiguous run
-    if deferred:  # the grouping's exact check runs alongside the steps below
-        perm, ends, exact = group_rows_deferred(base.get_column("_path"))
-    else:
-        perm, ends = group_rows(base.get_column("_path"))
-        exact = _always_exact
+    perm, ends = group_rows(base.get_column("_path"))
     m = base.get_column("_m").to_numpy()[perm]
     bit = [(m & m.dtype.type(1 << b)) != 0 for b in range(k + ne)]
     return _Run(
@@ -115,12 +100,7 @@ def _run(
         steps=[np.flatnonzero(f) for f in bit[:k]],
         flags=bit[:k],
         excl=[np.flatnonzero(f) for f in bit[k:]],
-        exact=exact,
     )
-
-
-def _always_exact() -> bool:
-    return True
 
 
 def _next(run: _Run, i: int, cur: np.ndarray, strict: bool, same: bool) -> np.ndarray:
@@ -217,19 +197,8 @@ def credited(
     """One row per journey that entered the funnel, credited with its best attempt (most
     steps, then the earliest start): ``_bd`` (the breakdown value on the attempt's first
     event), ``reached`` and ``_t{i}`` (ns from the attempt's start to step i, null when not
-    reached); ``_path`` (the journey key) too when ``journeys``.
-
-    The steps run while the grouping's exact check is still under way (in a thread); when
-    it finds two journeys in one run of hash bits, everything is done again with the exact
-    grouping."""
-    out = _credited(events, spec, within, journeys, deferred=True)
-    return out if out is not None else _credited(events, spec, within, journeys, deferred=False)
-
-
-def _credited(
-    events: pl.DataFrame | pl.LazyFrame, spec: _Spec, within: str, journeys: bool, deferred: bool
-) -> pl.DataFrame | None:
-    run = _run(events, spec, within, deferred)
+    reached); ``_path`` (the journey key) too when ``journeys``."""
+    run = _run(events, spec, within)
     starts, reached, times = (_any if spec.order == "any" else _ordered)(run, spec)
     best = _best(run.journey(starts), reached)
     keep = (["_path"] if journeys else []) + (["_bd"] if spec.breakdown is not None else [])
@@ -241,10 +210,9 @@ def _credited(
         *[pl.Series(f"_t{i}", times[i, best], dtype=pl.Int64) for i in range(len(spec.preds))],
     )
     r = pl.col("reached")
-    out = out.with_columns(
+    return out.with_columns(
         pl.when(r > i).then(pl.col(f"_t{i}")).alias(f"_t{i}") for i in range(len(spec.preds))
     )
-    return out if run.exact() else None
 
 
 def _best(seg: np.ndarray, reached: np.ndarray) -> np.ndarray:

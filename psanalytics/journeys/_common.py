@@ -159,18 +159,14 @@ def _parts(n: int) -> int:
     return 4 if pl.thread_pool_size() >= 4 else min(pl.thread_pool_size(), 2)
 
 
-def _pool() -> ThreadPoolExecutor:
-    if not _POOL:
-        _POOL.append(ThreadPoolExecutor(max_workers=3, thread_name_prefix="psa-group"))
-    return _POOL[0]
-
-
 def _in_threads(fns: Sequence[Callable[[], Any]]) -> list[Any]:
     """``[f() for f in fns]``, the first in this thread and the others in a shared pool
     (numpy's sorts and gathers and Polars' kernels release the GIL)."""
     if len(fns) == 1:
         return [fns[0]()]
-    futures = [_pool().submit(f) for f in fns[1:]]
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(max_workers=3, thread_name_prefix="psa-group"))
+    futures = [_POOL[0].submit(f) for f in fns[1:]]
     return [fns[0](), *[f.result() for f in futures]]
 
 
@@ -215,38 +211,6 @@ def group_rows(
         return (np.zeros(0, dtype=np.int64),) * 2
     key = key.rechunk()
     parts = _parts(n)
-    h, perm, new = _hash_sorted(key, hash_, parts)
-    ends = _checked(key, perm, new, parts)
-    if ends is None:
-        # runs of equal high bits holding several keys: order them by (full hash, row)
-        hs = h[perm]
-        split = (hs[1:] != hs[:-1]) & ~new
-        run = np.cumsum(np.r_[False, new])
-        bad = np.zeros(run[-1] + 1, dtype=bool)
-        bad[run[1:][split]] = True
-        pos = np.flatnonzero(bad[run])
-        o = np.lexsort((perm[pos], hs[pos]))
-        perm[pos], hs[pos] = perm[pos][o], hs[pos][o]
-        ends = _checked(key, perm, hs[1:] != hs[:-1], parts)
-    if ends is not None:
-        return perm, ends
-    # two keys with one hash: Polars' exact grouping
-    rows = (
-        pl.DataFrame({"_i": pl.int_range(n, dtype=pl.UInt32, eager=True), "_k": key})
-        .group_by("_k")
-        .agg("_i")
-        .get_column("_i")
-    )
-    lens = rows.list.len().to_numpy().astype(np.int64)
-    return rows.explode().to_numpy().astype(np.int64), np.cumsum(lens)
-
-
-def _hash_sorted(
-    key: pl.Series, hash_: Callable[[pl.Series], np.ndarray], parts: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The rows sorted by (hash's high bits, row): ``(hash, perm, new)``, ``new`` true
-    between two positions whose high bits differ (``key`` rechunked, at least one row)."""
-    n = len(key)
     h = np.concatenate(
         _in_threads(
             [
@@ -271,23 +235,31 @@ def _hash_sorted(
     packed = np.concatenate(_in_threads([lambda i=i: sorted_part(i) for i in range(parts)]))
     perm = (packed & ((np.uint64(1) << bits) - np.uint64(1))).view(np.int64)
     top = packed >> bits
-    return h, perm, top[1:] != top[:-1]
-
-
-def group_rows_deferred(
-    key: pl.Series, hash_: Callable[[pl.Series], np.ndarray] = _hash
-) -> tuple[np.ndarray, np.ndarray, Callable[[], bool]]:
-    """:func:`group_rows`' first grouping (the runs of equal high bits) at once and its
-    exact check in a background thread, so that the caller's own work overlaps it:
-    ``(perm, ends, exact)``; ``exact()`` waits for the check and is False when a run holds
-    several keys (then the caller starts again with :func:`group_rows`)."""
-    n = len(key)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), lambda: True
-    key = key.rechunk()
-    _, perm, new = _hash_sorted(key, hash_, _parts(n))
-    check = _pool().submit(_checked, key, perm, new, 1)
-    return perm, np.r_[np.flatnonzero(new) + 1, n], lambda: check.result() is not None
+    new = top[1:] != top[:-1]
+    del packed, top
+    ends = _checked(key, perm, new, parts)
+    if ends is None:
+        # runs of equal high bits holding several keys: order them by (full hash, row)
+        hs = h[perm]
+        split = (hs[1:] != hs[:-1]) & ~new
+        run = np.cumsum(np.r_[False, new])
+        bad = np.zeros(run[-1] + 1, dtype=bool)
+        bad[run[1:][split]] = True
+        pos = np.flatnonzero(bad[run])
+        o = np.lexsort((perm[pos], hs[pos]))
+        perm[pos], hs[pos] = perm[pos][o], hs[pos][o]
+        ends = _checked(key, perm, hs[1:] != hs[:-1], parts)
+    if ends is not None:
+        return perm, ends
+    # two keys with one hash: Polars' exact grouping
+    rows = (
+        pl.DataFrame({"_i": pl.int_range(n, dtype=pl.UInt32, eager=True), "_k": key})
+        .group_by("_k")
+        .agg("_i")
+        .get_column("_i")
+    )
+    lens = rows.list.len().to_numpy().astype(np.int64)
+    return rows.explode().to_numpy().astype(np.int64), np.cumsum(lens)
 
 
 def _checked(key: pl.Series, perm: np.ndarray, new: np.ndarray, parts: int) -> np.ndarray | None:

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import random
 
-import numpy as np
 import pytest
 from sessions_streams import ev, frame
 
 from psanalytics import journeys
-from psanalytics.journeys import _attempts, _common
 
 NS = 1_000_000_000
 INF = float("inf")
@@ -103,25 +101,8 @@ def draw(rng: random.Random):
     return events, steps, order, win, step_wins, excl
 
 
-def _shared_high_bits(s):
-    # eight hashes for all journeys: runs of high bits hold several, so the check running
-    # alongside the steps fails and the funnel is done again, grouped exactly
-    return s.hash().to_numpy() >> np.uint64(61)
-
-
-@pytest.mark.parametrize("shared", [False, True])
 @pytest.mark.parametrize("seed", range(4))
-def test_kernel_matches_the_model(seed, shared, monkeypatch):
-    exact_calls = []
-    if shared:
-        monkeypatch.setattr(
-            _attempts, "group_rows_deferred",
-            lambda key: _common.group_rows_deferred(key, _shared_high_bits),
-        )  # fmt: skip
-        monkeypatch.setattr(
-            _attempts, "group_rows",
-            lambda key: exact_calls.append(1) or _common.group_rows(key, _shared_high_bits),
-        )  # fmt: skip
+def test_kernel_matches_the_model(seed):
     rng = random.Random(seed)
     for _ in range(12):
         events, steps, order, win, step_wins, excl = draw(rng)
@@ -138,4 +119,3 @@ def test_kernel_matches_the_model(seed, shared, monkeypatch):
                 by_journey.setdefault(j, []).append(round(t * NS))
         want = model(events, steps, order, win, step_wins, excl)
         assert by_journey == want, (steps, kw, events)
-    assert (len(exact_calls) > 3) == shared
