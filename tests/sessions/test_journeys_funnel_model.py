@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 from sessions_streams import ev, frame
 
 from psanalytics import journeys
+from psanalytics.journeys import _attempts, _common
 
 NS = 1_000_000_000
 INF = float("inf")
@@ -101,8 +103,19 @@ def draw(rng: random.Random):
     return events, steps, order, win, step_wins, excl
 
 
+def _shared_high_bits(s):
+    # eight hashes for all journeys: runs of high bits hold several journeys, and some
+    # journeys share a full hash: the grouping splits them or falls back to Polars'
+    return s.hash().to_numpy() >> np.uint64(61)
+
+
+@pytest.mark.parametrize("shared", [False, True])
 @pytest.mark.parametrize("seed", range(4))
-def test_kernel_matches_the_model(seed):
+def test_kernel_matches_the_model(seed, shared, monkeypatch):
+    if shared:
+        monkeypatch.setattr(
+            _attempts, "group_rows", lambda key: _common.group_rows(key, _shared_high_bits)
+        )
     rng = random.Random(seed)
     for _ in range(12):
         events, steps, order, win, step_wins, excl = draw(rng)
