@@ -261,16 +261,22 @@ def sink(query: pl.LazyFrame, path: Path, n: int) -> None:
     tmp = path.with_name(path.name + ".partial")
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        if path.suffix.lower() == ".csv":
-            csv_ready(query).sink_csv(tmp)
-            rows = int(pl.scan_csv(tmp).select(pl.len()).collect().item())
-        else:
-            query.sink_parquet(tmp)
-            rows = int(pl.scan_parquet(tmp).select(pl.len()).collect().item())
+        changed = SessionizeError(
+            "the input changed while it was being sessionized (row count differs between reads)"
+        )
+        try:
+            if path.suffix.lower() == ".csv":
+                csv_ready(query).sink_csv(tmp)
+                rows = int(pl.scan_csv(tmp).select(pl.len()).collect().item())
+            else:
+                query.sink_parquet(tmp)
+                rows = int(pl.scan_parquet(tmp).select(pl.len()).collect().item())
+        except pl.exceptions.ShapeError:
+            # the horizontal concat of a query reading the input again next to columns of
+            # the first read's length (Polars 2 refuses unequal heights, never pads)
+            raise changed from None
         if rows != n:
-            raise SessionizeError(
-                "the input changed while it was being sessionized (row count differs between reads)"
-            )
+            raise changed
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

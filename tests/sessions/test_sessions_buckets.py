@@ -290,3 +290,36 @@ def test_events_csv_out_of_buckets(edgy, tmp_path):
     expect = mem.events.select(pl.col("User").struct.json_encode())["User"]
     assert back["User"].to_list() == expect.to_list()
     assert not list(tmp_path.glob("*.partial"))
+
+
+@pytest.mark.parametrize("change", [-7, 5], ids=["lost-rows", "gained-rows"])
+def test_input_changed_between_reads_is_refused_and_writes_nothing(edgy, tmp_path, monkeypatch,
+                                                                  change):
+    """The events file reads the input a second time: an export folder whose part lost or
+    gained rows since the first read must not come out with the session columns next to
+    the wrong rows (or padded with nulls): a clear error, and no events file, not even a
+    partial one."""
+    import psanalytics.sessions._buckets as buckets
+
+    src = tmp_path / "export"
+    src.mkdir()
+    half = edgy.height // 2
+    edgy.head(half).write_parquet(src / "part-0.parquet")
+    edgy.slice(half).write_parquet(src / "part-1.parquet")
+    original = buckets._write_events
+
+    def rewritten_then_write(*args, **kwargs):
+        rest = edgy.slice(half)
+        changed = rest.head(rest.height + change) if change < 0 else pl.concat(
+            [rest, rest.head(change)])
+        tmp = src / "part-1.parquet.tmp"
+        changed.write_parquet(tmp)
+        os.replace(tmp, src / "part-1.parquet")  # a new file under the same name
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(buckets, "_write_events", rewritten_then_write)
+    with pytest.raises(SessionizeError, match="the input changed while it was being sessionized"):
+        sessionize(str(src), out=tmp_path / "s.parquet", events_out=tmp_path / "e.parquet",
+                   memory="1MB", progress=False)
+    assert not (tmp_path / "e.parquet").exists()
+    assert not (tmp_path / "e.parquet.partial").exists()
