@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
-from psanalytics.journeys._common import JourneyError, frame, group_rows, journey_key, runs
+from psanalytics.journeys._common import JourneyError, frame, group_rows, journey_key, runs, take
 
 if TYPE_CHECKING:
     from psanalytics.journeys._funnel import _Spec
@@ -90,12 +90,12 @@ def _run(events: pl.DataFrame | pl.LazyFrame, spec: _Spec, within: str) -> _Run:
     # grouping the rows by journey, each journey's rows in input order: their concatenation
     # is the (journey, time, input row) order, each journey one contiguous run
     perm, ends = group_rows(base.get_column("_path"))
-    m = base.get_column("_m").to_numpy()[perm]
+    m = take(base.get_column("_m").to_numpy(), perm)
     bit = [(m & m.dtype.type(1 << b)) != 0 for b in range(k + ne)]
     return _Run(
         table=base.select("_path", *(["_bd"] if spec.breakdown is not None else [])),
         perm=perm,
-        tn=base.get_column("EventTime").to_numpy()[perm],
+        tn=take(base.get_column("EventTime").to_numpy(), perm),
         ends=ends,
         steps=[np.flatnonzero(f) for f in bit[:k]],
         flags=bit[:k],

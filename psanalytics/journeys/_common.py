@@ -175,6 +175,25 @@ def _cuts(n: int, parts: int) -> list[tuple[int, int]]:
     return list(zip(at[:-1], at[1:], strict=True))
 
 
+def take(values: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    """``values[perm]`` for a permutation ``perm`` of ``values``' positions (such as
+    :func:`group_rows`' ``perm``), from :data:`PARALLEL_ROWS` on in threads, each one slice
+    (at 10 M int64: 55-67 ms wall instead of 124-144 at load 3)."""
+    parts = _parts(len(perm))
+    if parts == 1:
+        return values[perm]
+    out = np.empty(len(perm), dtype=values.dtype)
+    # mode="clip" lets numpy write into ``out`` directly ("raise" buffers it); every index
+    # of a permutation is in range, so nothing is clipped
+    _in_threads(
+        [
+            lambda a=a, b=b: np.take(values, perm[a:b], out=out[a:b], mode="clip")
+            for a, b in _cuts(len(perm), parts)
+        ]
+    )
+    return out
+
+
 def runs(sorted_: np.ndarray) -> np.ndarray:
     """Where each run of equal values starts in a sorted array (``np.unique``'s
     ``return_index`` without its sort or hashing: numpy 2.4's ``unique`` hashes, and takes

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from psanalytics.journeys._common import JourneyError, frame, group_rows, runs, user_key
+from psanalytics.journeys._common import JourneyError, frame, group_rows, runs, take, user_key
 
 PERIODS = ("day", "week", "month")
 _DAY_NS = 86_400 * 1_000_000_000
@@ -207,7 +207,7 @@ def _counted(ev: pl.DataFrame, last: int) -> pl.DataFrame | None:
     perm, ends = group_rows(ev.get_column("_k"))
     if len(ends).bit_length() + bits > 62:
         return None
-    q = p[perm]
+    q = take(p, perm)
     g: list[np.ndarray] = []
 
     def visitor() -> np.ndarray:  # each position's visitor, made when needed
@@ -215,11 +215,11 @@ def _counted(ev: pl.DataFrame, last: int) -> pl.DataFrame | None:
             g.append(np.repeat(np.arange(len(ends)), np.diff(ends, prepend=0)))
         return g[0]
 
-    r = ev.get_column("_r").to_numpy()[perm] if "_r" in ev.columns else None
+    r = take(ev.get_column("_r").to_numpy(), perm) if "_r" in ev.columns else None
     every = _visits(q, ends) or _distinct(visitor(), q, None, lo, bits)
     vg, vp = every if r is None else _distinct(visitor(), q, r, lo, bits)
     if "_c" in ev.columns:
-        cg, cp = _distinct(visitor(), q, ev.get_column("_c").to_numpy()[perm], lo, bits)
+        cg, cp = _distinct(visitor(), q, take(ev.get_column("_c").to_numpy(), perm), lo, bits)
     else:
         cg, cp = every
     first = runs(cg)

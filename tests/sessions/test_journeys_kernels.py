@@ -74,6 +74,12 @@ def test_group_rows_in_threads_from_parallel_rows_on(monkeypatch):
     values = _strings(random.Random(7), 5000, 700)
     perm, ends = _common.group_rows(pl.Series("k", values, dtype=pl.String))
     assert _groups(perm, ends) == _model_groups(values)
+    # the gathers by perm in threads too (each a slice)
+    ints = np.arange(5000, dtype=np.int64) * 7 - 3
+    flags = ints % 3 == 0
+    assert _common.take(ints, perm).tolist() == [int(ints[i]) for i in perm]
+    assert _common.take(flags, perm).tolist() == [bool(flags[i]) for i in perm]
+    assert _common.take(ints[:99], perm[:0]).tolist() == []
 
 
 def test_group_rows_on_chunked_and_integer_keys():
