@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from psanalytics.journeys._channels import channel
-from psanalytics.journeys._common import JourneyError, _hash, duration, frame
+from psanalytics.journeys._common import JourneyError, _hash, duration, frame, hashes
 
 MODELS = ("first", "last", "linear", "position")
 
@@ -240,7 +240,7 @@ def _merged_touch(
         order = np.where(order < nc, order + ns, order - nc)  # back to sessions-first indices
     n = ns + nc
     sk, ck = s.get_column("_k"), c.get_column("_k")
-    h = np.concatenate([hash_(sk), hash_(ck)]).astype(np.uint64, copy=False)
+    h = np.concatenate([hashes(sk, hash_), hashes(ck, hash_)])
     bits = np.uint64(max(n - 1, 1).bit_length())
     rank = np.empty(n, dtype=np.uint64)
     rank[order] = np.arange(n, dtype=np.uint64)

@@ -175,6 +175,24 @@ def _cuts(n: int, parts: int) -> list[tuple[int, int]]:
     return list(zip(at[:-1], at[1:], strict=True))
 
 
+def hashes(
+    key: pl.Series, hash_: Callable[[pl.Series], np.ndarray] = _hash, parts: int | None = None
+) -> np.ndarray:
+    """The keys' 64-bit hashes (uint64), from :data:`PARALLEL_ROWS` on in threads, each
+    hashing one slice of the rows."""
+    parts = _parts(len(key)) if parts is None else parts
+    if len(key) == 0:
+        return np.zeros(0, dtype=np.uint64)
+    return np.concatenate(
+        _in_threads(
+            [
+                lambda a=a, b=b: hash_(key.slice(a, b - a)).astype(np.uint64, copy=False)
+                for a, b in _cuts(len(key), parts)
+            ]
+        )
+    )
+
+
 def take(values: np.ndarray, perm: np.ndarray) -> np.ndarray:
     """``values[perm]`` for a permutation ``perm`` of ``values``' positions (such as
     :func:`group_rows`' ``perm``), from :data:`PARALLEL_ROWS` on in threads, each one slice
@@ -230,14 +248,7 @@ def group_rows(
         return (np.zeros(0, dtype=np.int64),) * 2
     key = key.rechunk()
     parts = _parts(n)
-    h = np.concatenate(
-        _in_threads(
-            [
-                lambda a=a, b=b: hash_(key.slice(a, b - a)).astype(np.uint64, copy=False)
-                for a, b in _cuts(n, parts)
-            ]
-        )
-    )
+    h = hashes(key, hash_, parts)
     bits = np.uint64(max(n - 1, 1).bit_length())
 
     def sorted_part(part: int) -> np.ndarray:
