@@ -227,17 +227,20 @@ def _partitioned(
         batch_rows = max(10_000, min(per_bucket // 4, 250_000))
         part_expr = (_key_expr(keys).hash(0x5EED) % n_buckets).cast(pl.Int64).alias(_PART)
 
+        books = threading.Lock()  # files and sizes, updated by both writers
+
         def write(i: int, by_part: dict[tuple[object, ...], pl.DataFrame]) -> None:
             for (p,), sub in by_part.items():
                 f = root / f"b{p:05d}-{i:06d}.parquet"
                 sub.write_parquet(f, compression="lz4", statistics=False)
-                files[p].append(f)  # type: ignore[index]
-                sizes[p] += sub.height  # type: ignore[index]
+                with books:
+                    files[p].append(f)  # type: ignore[index]
+                    sizes[p] += sub.height  # type: ignore[index]
 
-        # A batch's spill files are written on a worker thread while the next batch is
-        # streamed and partitioned (Polars' writer releases the GIL): one batch in flight.
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="psa-spill")
-        pending: Future[None] | None = None
+        # A batch's spill files are written on worker threads while the next batches are
+        # streamed and partitioned (Polars' writer releases the GIL): two batches in flight.
+        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="psa-spill")
+        pending: list[Future[None]] = []
         try:
             with _lean_scans():
                 batches = lf.collect_batches(chunk_size=batch_rows, maintain_order=True)
@@ -255,14 +258,16 @@ def _partitioned(
                         _PART, as_dict=True, include_key=False, maintain_order=True
                     )
                     del batch
-                    if pending is not None:
-                        pending.result()
-                    pending = pool.submit(write, i, by_part)
+                    if len(pending) == 2:
+                        pending.pop(0).result()
+                    pending.append(pool.submit(write, i, by_part))
                     del by_part
-                if pending is not None:
-                    pending.result()
+                for f in pending:
+                    f.result()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)  # before the spill is removed
+        for names in files:
+            names.sort()  # batch order (two writers may finish out of order)
         keep = [b for b in range(n_buckets) if sizes[b]]
         yield _Partitioned(root, row, [files[b] for b in keep], [sizes[b] for b in keep])
 
