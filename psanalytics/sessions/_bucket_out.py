@@ -4,8 +4,9 @@ file in input order, built slice by slice from the buckets' spill (see ``_bucket
 Every output slice takes a contiguous run of each bucket's rows (the buckets are in input
 order and ranked keys increase inside a bucket), so each spill file is read front to back
 once: the sessions through a :class:`_Cursor`, the per-event numbers as raw ``uint32``
-ranges (:class:`_EventCols`). The sessions file is appended slice by slice on a worker
-thread while the events file streams through one Polars query (:func:`_write_events`).
+ranges (:class:`_EventCols`). The events file streams through one Polars query
+(:func:`_write_events`); the sessions file is appended slice by slice, after it on two
+cores, beside it on a worker thread (:func:`together`) when Polars has more threads.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from psanalytics.sessions._writing import Writer, csv_ready
 ROW = "__psa_row"
 _EV_COLS = ("session_key", "session_id", "session_index", "event_index_in_session")
 _EV_NUMERIC = ("session_key", "session_index", "event_index_in_session")
+_CHANGED = "the input changed while it was being sessionized (row count differs between reads)"
 
 
 def _global_keys(starts: list[np.ndarray], firsts: list[np.ndarray]) -> list[np.ndarray]:
@@ -151,13 +153,9 @@ class _EventCols:
 
     names: list[str]  # the session columns of the events file, in its order
     numeric: list[str]  # of those, the uint32 ones, in the files' column order (after ROW)
-    files: list[Path] = None  # type: ignore[assignment]
-    offsets: list[np.ndarray] = None  # type: ignore[assignment]  # per bucket: rows at bounds
+    files: list[Path] = field(default_factory=list)
+    offsets: list[np.ndarray] = field(default_factory=list)  # per bucket: rows at bounds
     sid_files: list[Path] | None = None
-    schema: pl.Schema | None = None
-
-    def __post_init__(self) -> None:
-        self.files, self.offsets = [], []
 
     def spill(self, ev: pl.DataFrame, path: Path, bounds: np.ndarray, text_sid: bool) -> None:
         rows = ev.get_column(ROW).to_numpy()
@@ -174,8 +172,6 @@ class _EventCols:
             if self.sid_files is None:
                 self.sid_files = []
             self.sid_files.append(sid)
-        if self.schema is None:
-            self.schema = pl.Schema({c: ev.schema[c] for c in self.names})
 
     def slice_cols(
         self, i: int, base: int, m: int, gk: list[np.ndarray], sid: list[_Cursor] | None
@@ -261,9 +257,6 @@ def sink(query: pl.LazyFrame, path: Path, n: int) -> None:
     tmp = path.with_name(path.name + ".partial")
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        changed = SessionizeError(
-            "the input changed while it was being sessionized (row count differs between reads)"
-        )
         try:
             if path.suffix.lower() == ".csv":
                 csv_ready(query).sink_csv(tmp)
@@ -274,9 +267,9 @@ def sink(query: pl.LazyFrame, path: Path, n: int) -> None:
         except pl.exceptions.ShapeError:
             # the horizontal concat of a query reading the input again next to columns of
             # the first read's length (Polars 2 refuses unequal heights, never pads)
-            raise changed from None
+            raise SessionizeError(_CHANGED) from None
         if rows != n:
-            raise changed
+            raise SessionizeError(_CHANGED)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

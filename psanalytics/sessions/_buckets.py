@@ -217,7 +217,8 @@ def _partitioned(
     spill files measured worse: 13x the bytes, as Parquet dictionary-encodes the repeated
     strings, and more CPU; so did fewer, larger files: docs/sessions.md.) (Polars'
     partitioned sink buffered the partitions it could not keep open, which grew with the
-    input: 3.5 GB at 10 M events; here memory is one batch.) One device is never split:
+    input: 3.5 GB at 10 M events; here memory is three batches: one being partitioned, two
+    being written.) One device is never split:
     a huge bot device makes its bucket bigger than ``per_bucket``."""
     with _spill_root(spill) as root:
         n_buckets = max(1, math.ceil(n / per_bucket))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import fields, replace
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -523,9 +523,8 @@ def _walk(node: Any) -> Iterator[Any]:
         for x in node:
             yield from _walk(x)
     elif isinstance(node, N.Node):
-        for f in fields(node):
-            if f.name != "span":
-                yield from _walk(getattr(node, f.name))
+        for x in N.children(node):
+            yield from _walk(x)
 
 
 def compile_query(q: N.Query, tables: Mapping[str, pl.LazyFrame], *, text: str | None,

@@ -4,7 +4,7 @@ offsets into the query); spans do not take part in equality, so ``parse(format(a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 Span = tuple[int, int]
@@ -17,6 +17,12 @@ def _span() -> Any:
 @dataclass
 class Node:
     pass
+
+
+def children(node: Node) -> list[Any]:
+    """The values of ``node``'s fields other than its spans (the fields that take part in
+    equality): child nodes, lists of them, names and literals."""
+    return [getattr(node, f.name) for f in fields(node) if f.compare]
 
 
 # --------------------------------------------------------------------------- scalars

@@ -19,7 +19,6 @@ the two paths on generated documents.
 from __future__ import annotations
 
 import re
-from dataclasses import fields as dc_fields
 from typing import Any
 
 import orjson
@@ -121,8 +120,7 @@ def _collect(node: Any, found: dict[str, list[Path]], funcs: set[str], *,
     if isinstance(node, (list, tuple)):
         return all([_collect(x, found, funcs, strict=strict) for x in node])
     if isinstance(node, N.Node):
-        return all([_collect(getattr(node, f.name), found, funcs, strict=strict)
-                    for f in dc_fields(node) if f.name != "span"])
+        return all([_collect(x, found, funcs, strict=strict) for x in N.children(node)])
     return True
 
 
